@@ -1,0 +1,24 @@
+//! The backup Lambda function: every target on schedule, or the one a console test event names.
+//! Everything but wiring lives in the `backstop` library (shared/).
+
+use std::sync::Arc;
+
+use backstop::{app, config::Config, metrics::StdoutEmf, telemetry};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = Arc::new(Config::from_env()?);
+    let job = app::backup_job(config, &app::AwsClients::from_env().await, Arc::new(StdoutEmf));
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let job = &job;
+        async move {
+            app::handle_backup_event(job, &event.payload, &event.context.request_id)
+                .await
+                .map_err(|e| Diagnostic { error_type: e.error_type.into(), error_message: e.message })
+        }
+    }))
+    .await
+}

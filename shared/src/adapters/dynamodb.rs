@@ -1,0 +1,329 @@
+//! The catalog in one DynamoDB table (single-table design, keys `pk` / `sk`, TTL attribute `expires_at`).
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | backup record | `TARGET#<target>` | `BACKUP#<backup id>` (ids sort by time) |
+//! | lease | `TARGET#<target>` | `LEASE#<job>` |
+//! | idempotency claim | `EVENT#<key>` | `TARGET#<target>` |
+//! | run record | `RUN#<job>` | `<started at, RFC 3339>#<run id>` |
+//!
+//! Every state change is a conditional write; a failed condition becomes [`CatalogError::Conflict`] or, for
+//! leases and claims, an answer ("held by …"). Records are stored attribute by attribute (readable in the
+//! console), converted from their serde form.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
+use crate::ports::*;
+
+/// Run records are kept this long, then DynamoDB's TTL removes them.
+const RUN_RETENTION_DAYS: i64 = 90;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoCatalog {
+    client: Client,
+    table: String,
+}
+
+impl DynamoCatalog {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoCatalog { client, table: table.into() }
+    }
+
+    async fn get(&self, pk: String, sk: String) -> Result<Option<Item>, CatalogError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Puts `item` if `condition` holds; `Ok(false)` when it does not.
+    async fn put_if(&self, item: Item, condition: &str, names: &[(&str, &str)], values: Vec<(&str, AttributeValue)>) -> Result<bool, CatalogError> {
+        let mut request = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+        for (k, v) in names {
+            request = request.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            request = request.expression_attribute_values(k, v);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(backend("PutItem", e)),
+        }
+    }
+
+    async fn delete_if_owner(&self, pk: String, sk: String, owner: &str) -> Result<(), CatalogError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Someone else owns it now (our lease expired and was taken over): theirs to release.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(backend("DeleteItem", e)),
+        }
+    }
+
+    async fn query_newest(&self, pk: String, sk_prefix: Option<&str>, limit: usize) -> Result<Vec<Item>, CatalogError> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32);
+        request = match sk_prefix {
+            Some(prefix) => request
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string())),
+            None => request.key_condition_expression("pk = :pk"),
+        };
+        let out = request.send().await.map_err(|e| backend("Query", e))?;
+        Ok(out.items.unwrap_or_default())
+    }
+}
+
+fn backend<E: std::error::Error + Send + Sync + 'static>(operation: &'static str, e: aws_sdk_dynamodb::error::SdkError<E>) -> CatalogError {
+    CatalogError::Backend { operation, source: DisplayErrorContext(e).to_string().into() }
+}
+
+fn target_pk(target: &str) -> String {
+    format!("TARGET#{target}")
+}
+
+fn backup_sk(id: &BackupId) -> String {
+    format!("BACKUP#{id}")
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn string_attr(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn time_attr(item: &Item, name: &str) -> Option<DateTime<Utc>> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).and_then(|t| DateTime::from_timestamp(t, 0))
+}
+
+/// A record as an item: its serde fields as attributes, plus the keys.
+fn to_item<T: Serialize>(value: &T, pk: String, sk: String) -> Item {
+    let mut item = match json_to_attr(serde_json::to_value(value).expect("records serialize")) {
+        AttributeValue::M(m) => m,
+        _ => unreachable!("records serialize to objects"),
+    };
+    item.insert("pk".into(), AttributeValue::S(pk));
+    item.insert("sk".into(), AttributeValue::S(sk));
+    item
+}
+
+fn from_item<T: DeserializeOwned>(mut item: Item, what: &str) -> Result<T, CatalogError> {
+    for key in ["pk", "sk", "expires_at", "kind"] {
+        item.remove(key);
+    }
+    serde_json::from_value(attr_to_json(AttributeValue::M(item)))
+        .map_err(|e| CatalogError::Corrupt { what: what.to_string(), message: e.to_string() })
+}
+
+fn json_to_attr(value: Value) -> AttributeValue {
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s),
+        Value::Array(a) => AttributeValue::L(a.into_iter().map(json_to_attr).collect()),
+        Value::Object(o) => AttributeValue::M(o.into_iter().map(|(k, v)| (k, json_to_attr(v))).collect()),
+    }
+}
+
+fn attr_to_json(attr: AttributeValue) -> Value {
+    match attr {
+        AttributeValue::S(s) => Value::String(s),
+        AttributeValue::N(n) => n
+            .parse::<u64>()
+            .map(Value::from)
+            .or_else(|_| n.parse::<i64>().map(Value::from))
+            .or_else(|_| n.parse::<f64>().map(Value::from))
+            .unwrap_or(Value::String(n)),
+        AttributeValue::Bool(b) => Value::Bool(b),
+        AttributeValue::L(l) => Value::Array(l.into_iter().map(attr_to_json).collect()),
+        AttributeValue::M(m) => Value::Object(m.into_iter().map(|(k, v)| (k, attr_to_json(v))).collect()),
+        _ => Value::Null,
+    }
+}
+
+#[async_trait]
+impl Catalog for DynamoCatalog {
+    async fn acquire_lease(&self, r: &LeaseRequest) -> Result<LeaseOutcome, CatalogError> {
+        let sk = format!("LEASE#{}", r.job.as_str());
+        let item: Item = [
+            ("pk".to_string(), s(&target_pk(&r.target))),
+            ("sk".to_string(), s(&sk)),
+            ("kind".to_string(), s("lease")),
+            ("owner".to_string(), s(&r.owner)),
+            ("acquired_at".to_string(), s(&r.now.to_rfc3339())),
+            ("expires_at".to_string(), n(r.expires_at.timestamp())),
+        ]
+        .into_iter()
+        .collect();
+        let acquired = self
+            .put_if(item, "attribute_not_exists(pk) OR expires_at < :now", &[], vec![(":now", n(r.now.timestamp()))])
+            .await?;
+        if acquired {
+            return Ok(LeaseOutcome::Acquired);
+        }
+        let held = self.get(target_pk(&r.target), sk).await?.unwrap_or_default();
+        Ok(LeaseOutcome::HeldBy {
+            owner: string_attr(&held, "owner").unwrap_or_else(|| "(released just now)".into()),
+            expires_at: time_attr(&held, "expires_at").unwrap_or(r.now),
+        })
+    }
+
+    async fn release_lease(&self, target: &str, job: Job, owner: &str) -> Result<(), CatalogError> {
+        self.delete_if_owner(target_pk(target), format!("LEASE#{}", job.as_str()), owner).await
+    }
+
+    async fn claim_idempotency(&self, c: &IdempotencyClaim) -> Result<ClaimOutcome, CatalogError> {
+        let (pk, sk) = (format!("EVENT#{}", c.key), target_pk(&c.target));
+        let item: Item = [
+            ("pk".to_string(), s(&pk)),
+            ("sk".to_string(), s(&sk)),
+            ("kind".to_string(), s("claim")),
+            ("state".to_string(), s("running")),
+            ("owner".to_string(), s(&c.owner)),
+            ("expires_at".to_string(), n(c.expires_at.timestamp())),
+        ]
+        .into_iter()
+        .collect();
+        let condition = "attribute_not_exists(pk) OR (#state = :running AND expires_at < :now)";
+        let claimed = self
+            .put_if(item, condition, &[("#state", "state")], vec![(":running", s("running")), (":now", n(c.now.timestamp()))])
+            .await?;
+        if claimed {
+            return Ok(ClaimOutcome::Claimed);
+        }
+        let existing = self.get(pk, sk).await?.unwrap_or_default();
+        Ok(match (string_attr(&existing, "state").as_deref(), string_attr(&existing, "backup_id")) {
+            (Some("done"), Some(id)) => ClaimOutcome::AlreadyDone { backup_id: BackupId(id) },
+            _ => ClaimOutcome::InProgress { owner: string_attr(&existing, "owner").unwrap_or_default() },
+        })
+    }
+
+    async fn settle_idempotency(&self, c: &IdempotencyClaim, settlement: ClaimSettlement) -> Result<(), CatalogError> {
+        let (pk, sk) = (format!("EVENT#{}", c.key), target_pk(&c.target));
+        match settlement {
+            ClaimSettlement::Completed { backup_id, keep_until } => {
+                let item: Item = [
+                    ("pk".to_string(), s(&pk)),
+                    ("sk".to_string(), s(&sk)),
+                    ("kind".to_string(), s("claim")),
+                    ("state".to_string(), s("done")),
+                    ("owner".to_string(), s(&c.owner)),
+                    ("backup_id".to_string(), s(backup_id.as_str())),
+                    ("expires_at".to_string(), n(keep_until.timestamp())),
+                ]
+                .into_iter()
+                .collect();
+                self.put_if(item, "#owner = :owner", &[("#owner", "owner")], vec![(":owner", s(&c.owner))]).await?;
+                Ok(())
+            }
+            ClaimSettlement::Released => self.delete_if_owner(pk, sk, &c.owner).await,
+        }
+    }
+
+    async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError> {
+        let mut item = to_item(record, target_pk(&record.target), backup_sk(&record.backup_id));
+        item.insert("kind".into(), s("backup"));
+        if self.put_if(item, "attribute_not_exists(pk)", &[], vec![]).await? {
+            Ok(())
+        } else {
+            Err(CatalogError::Conflict { what: format!("backup {}", record.backup_id), expected: "absent".into() })
+        }
+    }
+
+    async fn update_backup(&self, record: &BackupRecord, expected: BackupStatus) -> Result<(), CatalogError> {
+        let mut item = to_item(record, target_pk(&record.target), backup_sk(&record.backup_id));
+        item.insert("kind".into(), s("backup"));
+        let done = self
+            .put_if(item, "#status = :expected", &[("#status", "status")], vec![(":expected", s(expected.as_str()))])
+            .await?;
+        if done {
+            Ok(())
+        } else {
+            Err(CatalogError::Conflict { what: format!("backup {}", record.backup_id), expected: expected.to_string() })
+        }
+    }
+
+    async fn get_backup(&self, target: &str, backup_id: &BackupId) -> Result<Option<BackupRecord>, CatalogError> {
+        self.get(target_pk(target), backup_sk(backup_id))
+            .await?
+            .map(|item| from_item(item, &format!("backup {backup_id}")))
+            .transpose()
+    }
+
+    async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError> {
+        self.query_newest(target_pk(target), Some("BACKUP#"), limit)
+            .await?
+            .into_iter()
+            .map(|item| from_item(item, &format!("a backup of {target}")))
+            .collect()
+    }
+
+    async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError> {
+        let mut item = to_item(run, format!("RUN#{}", run.job.as_str()), format!("{}#{}", run.started_at.to_rfc3339(), run.run_id));
+        item.insert("kind".into(), s("run"));
+        item.insert("expires_at".into(), n((run.finished_at + chrono::Duration::days(RUN_RETENTION_DAYS)).timestamp()));
+        self.put_if(item, "attribute_not_exists(pk)", &[], vec![]).await?;
+        Ok(())
+    }
+
+    async fn recent_runs(&self, job: Job, limit: usize) -> Result<Vec<RunRecord>, CatalogError> {
+        self.query_newest(format!("RUN#{}", job.as_str()), None, limit)
+            .await?
+            .into_iter()
+            .map(|item| from_item(item, "a run record"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_attributes_round_trip() {
+        let v = serde_json::json!({"a": "x", "b": 3, "c": [true, null, -2, 1.5], "d": {"e": ""}});
+        assert_eq!(attr_to_json(json_to_attr(v.clone())), v);
+    }
+}

@@ -1,0 +1,396 @@
+//! In-memory adapters for unit tests: an object store, a catalog with the same conditional semantics as the
+//! DynamoDB adapter, an alert recorder, a scripted dumper and a fixed clock. Never wired in production.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::config::TargetConfig;
+use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
+use crate::ports::*;
+
+// ---------------------------------------------------------------- object store
+
+#[derive(Default)]
+struct StoreState {
+    /// key → versions, oldest first.
+    objects: BTreeMap<String, Vec<(String, Bytes)>>,
+    open_uploads: HashMap<String, BTreeMap<u32, Bytes>>,
+}
+
+/// Versioned object store in memory; can be told to fail part uploads to exercise fail-closed paths.
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    state: Arc<Mutex<StoreState>>,
+    fail_parts_from: Arc<AtomicU32>,
+    fail_puts: Arc<Mutex<bool>>,
+}
+
+impl MemoryStore {
+    /// Part uploads numbered `n` and above fail.
+    pub fn fail_part_uploads_from(&self, n: u32) {
+        self.fail_parts_from.store(n, Ordering::SeqCst);
+    }
+
+    pub fn fail_puts(&self) {
+        *self.fail_puts.lock().unwrap() = true;
+    }
+
+    /// The current version's bytes.
+    pub fn object_bytes(&self, key: &str) -> Option<Bytes> {
+        self.state.lock().unwrap().objects.get(key).and_then(|v| v.last()).map(|(_, b)| b.clone())
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.state.lock().unwrap().objects.keys().cloned().collect()
+    }
+
+    fn store(&self, key: &str, body: Bytes) -> StoredVersion {
+        let mut state = self.state.lock().unwrap();
+        let versions = state.objects.entry(key.to_string()).or_default();
+        let version_id = format!("v{}", versions.len() + 1);
+        versions.push((version_id.clone(), body));
+        StoredVersion { key: key.to_string(), version_id: Some(version_id) }
+    }
+}
+
+fn store_error(operation: &'static str, key: &str, message: &str) -> StoreError {
+    StoreError { operation, key: key.to_string(), source: message.to_string().into() }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn create_multipart(&self, key: &str, _content_type: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+        self.state.lock().unwrap().open_uploads.insert(key.to_string(), BTreeMap::new());
+        Ok(Arc::new(MemoryUpload { key: key.to_string(), store: self.clone() }))
+    }
+
+    async fn put_object(&self, key: &str, body: Bytes, _content_type: &str) -> Result<StoredVersion, StoreError> {
+        if *self.fail_puts.lock().unwrap() {
+            return Err(store_error("PutObject", key, "injected failure"));
+        }
+        Ok(self.store(key, body))
+    }
+
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.state.lock().unwrap().open_uploads.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+}
+
+struct MemoryUpload {
+    key: String,
+    store: MemoryStore,
+}
+
+#[async_trait]
+impl MultipartUpload for MemoryUpload {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    async fn upload_part(&self, part: PartToUpload) -> Result<UploadedPart, StoreError> {
+        let fail_from = self.store.fail_parts_from.load(Ordering::SeqCst);
+        if fail_from != 0 && part.number >= fail_from {
+            return Err(store_error("UploadPart", &self.key, "injected failure"));
+        }
+        let mut state = self.store.state.lock().unwrap();
+        let parts = state.open_uploads.get_mut(&self.key).ok_or_else(|| store_error("UploadPart", &self.key, "no such upload"))?;
+        parts.insert(part.number, part.body);
+        Ok(UploadedPart { number: part.number, etag: format!("etag-{}", part.number), checksum_sha256: Some(hex::encode(part.sha256)) })
+    }
+
+    async fn complete(&self, parts: Vec<UploadedPart>) -> Result<StoredVersion, StoreError> {
+        let uploaded = self
+            .store
+            .state
+            .lock()
+            .unwrap()
+            .open_uploads
+            .remove(&self.key)
+            .ok_or_else(|| store_error("CompleteMultipartUpload", &self.key, "no such upload"))?;
+        let mut body = Vec::new();
+        for p in &parts {
+            body.extend_from_slice(uploaded.get(&p.number).ok_or_else(|| store_error("CompleteMultipartUpload", &self.key, "missing part"))?);
+        }
+        Ok(self.store.store(&self.key, Bytes::from(body)))
+    }
+
+    async fn abort(&self) -> Result<(), StoreError> {
+        self.store.state.lock().unwrap().open_uploads.remove(&self.key);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- catalog
+
+#[derive(Default)]
+struct CatalogState {
+    leases: HashMap<(String, Job), (String, DateTime<Utc>)>,
+    claims: HashMap<(String, String), Claim>,
+    backups: BTreeMap<(String, BackupId), BackupRecord>,
+    runs: Vec<RunRecord>,
+}
+
+#[derive(Clone)]
+enum Claim {
+    Running { owner: String, expires_at: DateTime<Utc> },
+    Done { backup_id: BackupId },
+}
+
+/// The catalog in memory, with the DynamoDB adapter's conditional behaviour.
+#[derive(Default, Clone)]
+pub struct MemoryCatalog {
+    state: Arc<Mutex<CatalogState>>,
+}
+
+impl MemoryCatalog {
+    pub fn backups(&self) -> Vec<BackupRecord> {
+        self.state.lock().unwrap().backups.values().cloned().collect()
+    }
+
+    pub fn runs(&self) -> Vec<RunRecord> {
+        self.state.lock().unwrap().runs.clone()
+    }
+
+    pub fn lease_holder(&self, target: &str, job: Job) -> Option<String> {
+        self.state.lock().unwrap().leases.get(&(target.to_string(), job)).map(|(o, _)| o.clone())
+    }
+}
+
+#[async_trait]
+impl Catalog for MemoryCatalog {
+    async fn acquire_lease(&self, r: &LeaseRequest) -> Result<LeaseOutcome, CatalogError> {
+        let mut s = self.state.lock().unwrap();
+        let key = (r.target.clone(), r.job);
+        if let Some((owner, expires_at)) = s.leases.get(&key) {
+            if *expires_at >= r.now {
+                return Ok(LeaseOutcome::HeldBy { owner: owner.clone(), expires_at: *expires_at });
+            }
+        }
+        s.leases.insert(key, (r.owner.clone(), r.expires_at));
+        Ok(LeaseOutcome::Acquired)
+    }
+
+    async fn release_lease(&self, target: &str, job: Job, owner: &str) -> Result<(), CatalogError> {
+        let mut s = self.state.lock().unwrap();
+        let key = (target.to_string(), job);
+        if s.leases.get(&key).is_some_and(|(o, _)| o == owner) {
+            s.leases.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn claim_idempotency(&self, c: &IdempotencyClaim) -> Result<ClaimOutcome, CatalogError> {
+        let mut s = self.state.lock().unwrap();
+        let key = (c.key.clone(), c.target.clone());
+        match s.claims.get(&key) {
+            Some(Claim::Done { backup_id }) => return Ok(ClaimOutcome::AlreadyDone { backup_id: backup_id.clone() }),
+            Some(Claim::Running { owner, expires_at }) if *expires_at >= c.now => {
+                return Ok(ClaimOutcome::InProgress { owner: owner.clone() })
+            }
+            _ => {}
+        }
+        s.claims.insert(key, Claim::Running { owner: c.owner.clone(), expires_at: c.expires_at });
+        Ok(ClaimOutcome::Claimed)
+    }
+
+    async fn settle_idempotency(&self, c: &IdempotencyClaim, settlement: ClaimSettlement) -> Result<(), CatalogError> {
+        let mut s = self.state.lock().unwrap();
+        let key = (c.key.clone(), c.target.clone());
+        match settlement {
+            ClaimSettlement::Completed { backup_id, .. } => {
+                s.claims.insert(key, Claim::Done { backup_id });
+            }
+            ClaimSettlement::Released => {
+                s.claims.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError> {
+        let mut s = self.state.lock().unwrap();
+        let key = (record.target.clone(), record.backup_id.clone());
+        if s.backups.contains_key(&key) {
+            return Err(CatalogError::Conflict { what: record.backup_id.to_string(), expected: "absent".into() });
+        }
+        s.backups.insert(key, record.clone());
+        Ok(())
+    }
+
+    async fn update_backup(&self, record: &BackupRecord, expected: BackupStatus) -> Result<(), CatalogError> {
+        let mut s = self.state.lock().unwrap();
+        let key = (record.target.clone(), record.backup_id.clone());
+        match s.backups.get(&key) {
+            Some(current) if current.status == expected => {
+                s.backups.insert(key, record.clone());
+                Ok(())
+            }
+            _ => Err(CatalogError::Conflict { what: record.backup_id.to_string(), expected: expected.to_string() }),
+        }
+    }
+
+    async fn get_backup(&self, target: &str, backup_id: &BackupId) -> Result<Option<BackupRecord>, CatalogError> {
+        Ok(self.state.lock().unwrap().backups.get(&(target.to_string(), backup_id.clone())).cloned())
+    }
+
+    async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.backups.values().rev().filter(|b| b.target == target).take(limit).cloned().collect())
+    }
+
+    async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError> {
+        self.state.lock().unwrap().runs.push(run.clone());
+        Ok(())
+    }
+
+    async fn recent_runs(&self, job: Job, limit: usize) -> Result<Vec<RunRecord>, CatalogError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.runs.iter().rev().filter(|r| r.job == job).take(limit).cloned().collect())
+    }
+}
+
+// ---------------------------------------------------------------- alerts
+
+/// Records every alert instead of sending it.
+#[derive(Default, Clone)]
+pub struct RecordingAlerts {
+    sent: Arc<Mutex<Vec<Alert>>>,
+}
+
+impl RecordingAlerts {
+    pub fn sent(&self) -> Vec<Alert> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Alerts for RecordingAlerts {
+    async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
+        self.sent.lock().unwrap().push(alert.clone());
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[derive(Default, Clone)]
+pub struct MemorySecrets {
+    pub secrets: HashMap<String, String>,
+}
+
+#[async_trait]
+impl SecretStore for MemorySecrets {
+    async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError> {
+        self.secrets
+            .get(secret_id)
+            .map(|s| SecretString::from(s.clone()))
+            .ok_or_else(|| SecretError { secret_id: secret_id.into(), message: "no such secret".into() })
+    }
+}
+
+// ---------------------------------------------------------------- dumper
+
+/// How a scripted dump behaves.
+#[derive(Clone, Debug)]
+pub struct ScriptedDump {
+    pub stdout: Vec<u8>,
+    pub exit: DumpExit,
+}
+
+impl ScriptedDump {
+    pub fn succeeding(sql: &[u8]) -> Self {
+        ScriptedDump { stdout: sql.to_vec(), exit: DumpExit { success: true, status: "exit status 0".into(), stderr_tail: String::new() } }
+    }
+
+    pub fn failing(partial_sql: &[u8], stderr: &str) -> Self {
+        ScriptedDump {
+            stdout: partial_sql.to_vec(),
+            exit: DumpExit { success: false, status: "exit status 1".into(), stderr_tail: stderr.into() },
+        }
+    }
+}
+
+/// A dumper that plays back a script and records the passwords it was handed (to check redaction).
+#[derive(Clone)]
+pub struct ScriptedDumper {
+    pub dump: Arc<Mutex<ScriptedDump>>,
+    pub roles_sql: Bytes,
+    pub preflight_error: Arc<Mutex<Option<String>>>,
+    pub dumps_started: Arc<AtomicU32>,
+}
+
+impl ScriptedDumper {
+    pub fn new(dump: ScriptedDump) -> Self {
+        ScriptedDumper {
+            dump: Arc::new(Mutex::new(dump)),
+            roles_sql: Bytes::from_static(b"CREATE ROLE app_owner;\n"),
+            preflight_error: Arc::default(),
+            dumps_started: Arc::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Dumper for ScriptedDumper {
+    async fn preflight(&self, _: &TargetConfig, _: &SecretString) -> Result<String, DumpError> {
+        match self.preflight_error.lock().unwrap().clone() {
+            Some(message) => Err(DumpError::Failed { program: "psql".into(), status: "exit status 2".into(), stderr_tail: message }),
+            None => Ok("15.18".into()),
+        }
+    }
+
+    async fn dump_roles(&self, _: &TargetConfig, _: &SecretString) -> Result<RolesDump, DumpError> {
+        Ok(RolesDump { sql: self.roles_sql.clone(), passwords_included: true })
+    }
+
+    async fn start_dump(&self, _: &TargetConfig, _: &SecretString) -> Result<Box<dyn RunningDump>, DumpError> {
+        self.dumps_started.fetch_add(1, Ordering::SeqCst);
+        let script = self.dump.lock().unwrap().clone();
+        Ok(Box::new(ScriptedRun { stdout: Some(script.stdout), exit: script.exit }))
+    }
+}
+
+struct ScriptedRun {
+    stdout: Option<Vec<u8>>,
+    exit: DumpExit,
+}
+
+#[async_trait]
+impl RunningDump for ScriptedRun {
+    fn take_stdout(&mut self) -> Box<dyn Read + Send> {
+        Box::new(std::io::Cursor::new(self.stdout.take().unwrap_or_default()))
+    }
+
+    async fn wait(self: Box<Self>) -> DumpExit {
+        self.exit
+    }
+}
+
+// ---------------------------------------------------------------- clock
+
+/// A clock that says what it is told.
+#[derive(Clone)]
+pub struct FixedClock(pub Arc<Mutex<DateTime<Utc>>>);
+
+impl FixedClock {
+    pub fn at(t: DateTime<Utc>) -> Self {
+        FixedClock(Arc::new(Mutex::new(t)))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}

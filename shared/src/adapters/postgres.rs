@@ -1,0 +1,241 @@
+//! The dumper on PostgreSQL's own client programs: `psql` (pre-flight), `pg_dumpall --roles-only`, `pg_dump`.
+//!
+//! Connection settings reach the programs through libpq's environment variables, and the password through a
+//! 0600 passfile that lives only while the program runs: nothing secret is ever on a command line (visible to
+//! every user in `ps`). Inherited `PG*` variables are removed first so the target's settings are the only ones.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::config::TargetConfig;
+use crate::domain::redact::redact;
+use crate::ports::{DumpError, DumpExit, Dumper, RolesDump, RunningDump};
+
+/// pg_dump waits this long for a table lock before giving up, rather than hanging behind a long DDL.
+const LOCK_WAIT_TIMEOUT_MS: u32 = 300_000;
+/// Seconds libpq waits for a connection.
+const CONNECT_TIMEOUT_S: u32 = 15;
+/// How much of a program's stderr is kept for the record and the alert.
+const STDERR_TAIL_BYTES: usize = 4096;
+
+pub struct PgDumper {
+    bin_dir: Option<PathBuf>,
+}
+
+impl PgDumper {
+    /// `bin_dir`: where the client programs are; `None` looks in the newest `/usr/lib/postgresql/N/bin`
+    /// (Debian's layout), then on `PATH`.
+    pub fn new(bin_dir: Option<PathBuf>) -> Self {
+        PgDumper { bin_dir: bin_dir.or_else(newest_debian_bin_dir) }
+    }
+
+    fn program(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
+    /// A command for `program` connected to `target` with the password in a fresh passfile.
+    fn command(&self, program: &str, target: &TargetConfig, password: &SecretString) -> Result<(Command, tempfile::NamedTempFile), DumpError> {
+        let passfile = write_passfile(password)?;
+        let mut cmd = Command::new(self.program(program));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PG") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("PGHOST", &target.host)
+            .env("PGPORT", target.port.to_string())
+            .env("PGUSER", &target.user)
+            .env("PGDATABASE", &target.database)
+            .env("PGPASSFILE", passfile.path())
+            .env("PGSSLMODE", target.sslmode.as_deref().unwrap_or("prefer"))
+            .env("PGAPPNAME", "backstop")
+            .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_S.to_string())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        Ok((cmd, passfile))
+    }
+
+    /// Runs a short program to completion and returns its stdout, or its redacted stderr as the error.
+    async fn run_to_end(&self, program: &str, args: &[&str], target: &TargetConfig, password: &SecretString) -> Result<Vec<u8>, DumpError> {
+        let (mut cmd, _passfile) = self.command(program, target, password)?;
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let output = cmd.output().await.map_err(|source| DumpError::Spawn { program: program.into(), source })?;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            Err(DumpError::Failed {
+                program: program.into(),
+                status: output.status.to_string(),
+                stderr_tail: redact(&tail(&output.stderr), &[password]),
+            })
+        }
+    }
+
+    async fn client_major_version(&self) -> Result<(u32, String), DumpError> {
+        let output = Command::new(self.program("pg_dump"))
+            .arg("--version")
+            .output()
+            .await
+            .map_err(|source| DumpError::Spawn { program: "pg_dump".into(), source })?;
+        // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let version = text.split_whitespace().nth(2).unwrap_or_default().to_string();
+        let major = version.split('.').next().and_then(|m| m.parse().ok()).ok_or_else(|| {
+            DumpError::VersionMismatch(format!("cannot read pg_dump's version from {text:?}"))
+        })?;
+        Ok((major, version))
+    }
+}
+
+#[async_trait]
+impl Dumper for PgDumper {
+    async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<String, DumpError> {
+        let query = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";
+        let out = self.run_to_end("psql", &["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], target, password).await?;
+        let text = String::from_utf8_lossy(&out).trim().to_string();
+        let (num, version) = text.split_once(' ').unwrap_or((&text, ""));
+        let server_major = num.parse::<u32>().map(|n| n / 10_000).unwrap_or(0);
+        let (client_major, client_version) = self.client_major_version().await?;
+        if server_major > client_major {
+            return Err(DumpError::VersionMismatch(format!(
+                "the server runs PostgreSQL {version} but pg_dump is {client_version}, and pg_dump cannot dump a newer \
+                 server: deploy the PostgreSQL {server_major} client layer (docs/deploy.md) or point BACKSTOP_PG_BIN_DIR \
+                 at PostgreSQL {server_major}'s client programs"
+            )));
+        }
+        Ok(version.to_string())
+    }
+
+    async fn dump_roles(&self, target: &TargetConfig, password: &SecretString) -> Result<RolesDump, DumpError> {
+        let base = ["--roles-only", "--no-password", "-l", target.database.as_str()];
+        match self.run_to_end("pg_dumpall", &base, target, password).await {
+            Ok(sql) => Ok(RolesDump { sql: Bytes::from(sql), passwords_included: true }),
+            // RDS (and any server where the user may not read pg_authid) forbids password hashes: dump without.
+            Err(DumpError::Failed { stderr_tail, .. }) if stderr_tail.contains("permission denied") => {
+                let mut args = base.to_vec();
+                args.push("--no-role-passwords");
+                let sql = self.run_to_end("pg_dumpall", &args, target, password).await?;
+                Ok(RolesDump { sql: Bytes::from(sql), passwords_included: false })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_dump(&self, target: &TargetConfig, password: &SecretString) -> Result<Box<dyn RunningDump>, DumpError> {
+        let (mut cmd, passfile) = self.command("pg_dump", target, password)?;
+        cmd.arg("--format=plain")
+            .arg("--no-password")
+            .arg(format!("--lock-wait-timeout={LOCK_WAIT_TIMEOUT_MS}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| DumpError::Spawn { program: "pg_dump".into(), source })?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr_tail = tokio::spawn(read_tail(stderr));
+        Ok(Box::new(PgDumpRun { child, stderr_tail, _passfile: passfile, password: password.clone() }))
+    }
+}
+
+struct PgDumpRun {
+    child: Child,
+    stderr_tail: JoinHandle<Vec<u8>>,
+    /// Deleted when the run is dropped, after pg_dump has read it.
+    _passfile: tempfile::NamedTempFile,
+    password: SecretString,
+}
+
+#[async_trait]
+impl RunningDump for PgDumpRun {
+    fn take_stdout(&mut self) -> Box<dyn std::io::Read + Send> {
+        let stdout = self.child.stdout.take().expect("stdout is taken once");
+        // Read on a blocking thread with plain reads: no async hop per chunk on the hot path.
+        let fd = stdout.into_owned_fd().expect("a piped stdout has a descriptor");
+        Box::new(std::fs::File::from(fd))
+    }
+
+    async fn wait(mut self: Box<Self>) -> DumpExit {
+        let status = self.child.wait().await;
+        let stderr = (&mut self.stderr_tail).await.unwrap_or_default();
+        let stderr_tail = redact(&tail(&stderr), &[&self.password]);
+        match status {
+            Ok(status) => DumpExit { success: status.success(), status: status.to_string(), stderr_tail },
+            Err(e) => DumpExit { success: false, status: format!("unknown ({e})"), stderr_tail },
+        }
+    }
+}
+
+/// Keeps the last `STDERR_TAIL_BYTES` of a stream (the end of pg_dump's stderr says why it stopped).
+async fn read_tail(mut stream: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buffer[..n]);
+                if kept.len() > 2 * STDERR_TAIL_BYTES {
+                    kept.drain(..kept.len() - STDERR_TAIL_BYTES);
+                }
+            }
+        }
+    }
+    kept
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(STDERR_TAIL_BYTES);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}
+
+/// A libpq passfile (`host:port:db:user:password`, wildcards) readable by its owner only.
+fn write_passfile(password: &SecretString) -> Result<tempfile::NamedTempFile, DumpError> {
+    // tempfile creates files with mode 0600, which libpq insists on.
+    let mut file = tempfile::Builder::new().prefix("backstop-pgpass-").tempfile()?;
+    let escaped = password.expose_secret().replace('\\', "\\\\").replace(':', "\\:");
+    writeln!(file, "*:*:*:*:{escaped}")?;
+    file.flush()?;
+    Ok(file)
+}
+
+/// Debian and Ubuntu install server and client programs under `/usr/lib/postgresql/<major>/bin`.
+pub fn newest_debian_bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin)| bin.join("pg_dump").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, bin)| bin)
+}
+
+/// True when `dir` holds the programs the dumper runs.
+pub fn has_client_programs(dir: &Path) -> bool {
+    ["pg_dump", "pg_dumpall", "psql"].iter().all(|p| dir.join(p).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passfile_escapes_separators_and_is_private() {
+        let file = write_passfile(&SecretString::from("a:b\\c".to_string())).unwrap();
+        assert_eq!(std::fs::read_to_string(file.path()).unwrap(), "*:*:*:*:a\\:b\\\\c\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(file.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+}

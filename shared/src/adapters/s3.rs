@@ -1,0 +1,160 @@
+//! The object store on S3: multipart uploads with per-part SHA-256 checksums, SSE-KMS when a key is configured.
+//!
+//! The same code runs against AWS and against the local emulator (moto); only the endpoint differs.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::Client;
+use base64::Engine;
+use bytes::Bytes;
+
+use crate::ports::*;
+
+#[derive(Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    kms_key_id: Option<String>,
+}
+
+impl S3Store {
+    pub fn new(client: Client, bucket: impl Into<String>, kms_key_id: Option<String>) -> Self {
+        S3Store { client, bucket: bucket.into(), kms_key_id }
+    }
+}
+
+fn store_error<E: std::error::Error + Send + Sync + 'static>(operation: &'static str, key: &str, e: aws_sdk_s3::error::SdkError<E>) -> StoreError {
+    StoreError { operation, key: key.to_string(), source: DisplayErrorContext(e).to_string().into() }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+        let mut request = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        if let Some(kms) = &self.kms_key_id {
+            request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms).bucket_key_enabled(true);
+        }
+        let out = request.send().await.map_err(|e| store_error("CreateMultipartUpload", key, e))?;
+        let upload_id = out.upload_id.ok_or_else(|| StoreError {
+            operation: "CreateMultipartUpload",
+            key: key.to_string(),
+            source: "the response carried no upload id".into(),
+        })?;
+        Ok(Arc::new(S3Upload { client: self.client.clone(), bucket: self.bucket.clone(), key: key.to_string(), upload_id }))
+    }
+
+    async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<StoredVersion, StoreError> {
+        use sha2::Digest;
+        let sha = sha2::Sha256::digest(&body);
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .checksum_sha256(b64(&sha))
+            .body(ByteStream::from(body));
+        if let Some(kms) = &self.kms_key_id {
+            request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms).bucket_key_enabled(true);
+        }
+        let out = request.send().await.map_err(|e| store_error("PutObject", key, e))?;
+        Ok(StoredVersion { key: key.to_string(), version_id: out.version_id })
+    }
+
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .map_err(|e| store_error("ListMultipartUploads", prefix, e))?;
+        Ok(out.uploads.unwrap_or_default().into_iter().filter_map(|u| u.key).collect())
+    }
+}
+
+struct S3Upload {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+}
+
+#[async_trait]
+impl MultipartUpload for S3Upload {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    async fn upload_part(&self, part: PartToUpload) -> Result<UploadedPart, StoreError> {
+        let checksum = b64(&part.sha256);
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(part.number as i32)
+            .checksum_sha256(&checksum)
+            .body(ByteStream::from(part.body))
+            .send()
+            .await
+            .map_err(|e| store_error("UploadPart", &self.key, e))?;
+        Ok(UploadedPart {
+            number: part.number,
+            etag: out.e_tag.unwrap_or_default(),
+            checksum_sha256: out.checksum_sha256.or(Some(checksum)),
+        })
+    }
+
+    async fn complete(&self, parts: Vec<UploadedPart>) -> Result<StoredVersion, StoreError> {
+        let parts = parts
+            .into_iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number as i32)
+                    .e_tag(p.etag)
+                    .set_checksum_sha256(p.checksum_sha256)
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| store_error("CompleteMultipartUpload", &self.key, e))?;
+        Ok(StoredVersion { key: self.key.clone(), version_id: out.version_id })
+    }
+
+    async fn abort(&self) -> Result<(), StoreError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+            .map_err(|e| store_error("AbortMultipartUpload", &self.key, e))?;
+        Ok(())
+    }
+}

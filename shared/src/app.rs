@@ -1,0 +1,88 @@
+//! Wiring: from a [`Config`] to ready jobs on AWS clients. Built once per Lambda container or CLI process.
+//!
+//! With `AWS_ENDPOINT_URL` set (the local emulator), S3 is addressed path-style: the emulator has no DNS for
+//! `bucket.host` names. Against AWS, nothing here differs from production.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::adapters::dynamodb::DynamoCatalog;
+use crate::adapters::postgres::PgDumper;
+use crate::adapters::s3::S3Store;
+use crate::adapters::secrets::SecretsManager;
+use crate::adapters::sns::{LogOnlyAlerts, SnsAlerts};
+use crate::config::{process_env, Config};
+use crate::event::parse_backup_event;
+use crate::jobs::backup::{BackupDeps, BackupJob, BackupJobError};
+use crate::metrics::MetricsSink;
+use crate::passwords::PasswordResolver;
+use crate::ports::{Alerts, SystemClock};
+
+/// The AWS clients every job shares.
+#[derive(Clone)]
+pub struct AwsClients {
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl AwsClients {
+    pub async fn from_env() -> Self {
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let emulated = std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(emulated).build();
+        AwsClients {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+            sns: aws_sdk_sns::Client::new(&shared),
+            secrets: aws_sdk_secretsmanager::Client::new(&shared),
+        }
+    }
+}
+
+/// Builds the backup job's dependencies on AWS and PostgreSQL's programs.
+pub fn backup_deps(config: &Config, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> BackupDeps {
+    let alerts: Arc<dyn Alerts> = match &config.topic_arn {
+        Some(arn) => Arc::new(SnsAlerts::new(clients.sns.clone(), arn.clone())),
+        None => Arc::new(LogOnlyAlerts),
+    };
+    BackupDeps {
+        store: Arc::new(S3Store::new(clients.s3.clone(), config.bucket.clone(), config.kms_key_id.clone())),
+        catalog: Arc::new(DynamoCatalog::new(clients.dynamodb.clone(), config.table.clone())),
+        alerts,
+        dumper: Arc::new(PgDumper::new(config.pg_bin_dir.clone())),
+        passwords: Arc::new(PasswordResolver::new(Arc::new(SecretsManager::new(clients.secrets.clone())), process_env())),
+        clock: Arc::new(SystemClock),
+        metrics,
+    }
+}
+
+pub fn backup_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> BackupJob {
+    let deps = backup_deps(&config, clients, metrics);
+    BackupJob::new(config, deps)
+}
+
+/// A Lambda handler's failure: `error_type` reaches Lambda's `errorType` (and so its retry policy and alarms).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    /// `InvalidEvent` (never worth a retry), `BackupFailed` (alerted already; a retry may succeed).
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+/// The backup function's whole handler: parse, run, answer with the run record; fail if any target failed.
+pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &str) -> Result<Value, HandlerError> {
+    let request = parse_backup_event(event, request_id).map_err(|e| HandlerError { error_type: "InvalidEvent", message: e.to_string() })?;
+    let run = job.run(&request).await.map_err(|e| match e {
+        BackupJobError::UnknownTarget { .. } => HandlerError { error_type: "InvalidEvent", message: e.to_string() },
+    })?;
+    let failed: Vec<String> = run.targets.iter().filter(|t| t.outcome.is_failure()).map(|t| format!("{}: {}", t.target, t.message)).collect();
+    if failed.is_empty() {
+        Ok(serde_json::to_value(&run).expect("run records serialize"))
+    } else {
+        Err(HandlerError { error_type: "BackupFailed", message: format!("{} of {} targets failed: {}", failed.len(), run.targets.len(), failed.join("; ")) })
+    }
+}

@@ -1,0 +1,338 @@
+//! Configuration: read once at start-up from an optional TOML file and environment variables, validated, typed.
+//!
+//! Precedence: an environment variable beats the file, the file beats the default. Every setting and its default
+//! is documented in `docs/configuration.md`; an error names the variable or key that was wrong and what would
+//! be right. Passwords are never part of the configuration itself, only where to find them ([`PasswordSource`]).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::pipeline::codec::Codec;
+
+/// The whole configuration of one deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub bucket: String,
+    pub table: String,
+    /// Alerts go nowhere when unset (the CLI on a laptop); Lambda deployments always set it.
+    pub topic_arn: Option<String>,
+    /// SSE-KMS key for dumps and manifests; unset leaves encryption to the bucket's default.
+    pub kms_key_id: Option<String>,
+    /// Prefix for every object key, e.g. `prod/`; empty by default.
+    pub key_prefix: String,
+    pub codec: Codec,
+    pub compression_level: i32,
+    pub notify_success: bool,
+    pub lease: Duration,
+    /// Where pg_dump, pg_dumpall and psql live; `None` searches the usual places.
+    pub pg_bin_dir: Option<PathBuf>,
+    pub targets: Vec<TargetConfig>,
+}
+
+/// One database to back up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: PasswordSource,
+    /// libpq `sslmode`; `prefer` when unset (RDS deployments should say `require` or `verify-full`).
+    #[serde(default)]
+    pub sslmode: Option<String>,
+}
+
+/// Where a target's password comes from. The password itself never sits in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum PasswordSource {
+    /// An AWS Secrets Manager secret id or ARN whose JSON has a `password` key (the shape RDS writes for
+    /// managed master passwords: `{"username": "...", "password": "..."}`).
+    SecretId(String),
+    /// An environment variable holding the password.
+    Env(String),
+    /// A file holding the password (a trailing newline is ignored); it should be readable by its owner only.
+    File(PathBuf),
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set: {hint}")]
+    Missing { name: &'static str, hint: &'static str },
+    #[error("{name}={value:?} is not valid: {hint}")]
+    Invalid { name: String, value: String, hint: String },
+    #[error("cannot read the configuration file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("the configuration file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("BACKSTOP_TARGETS is not a valid JSON array of targets: {0}")]
+    TargetsJson(String),
+    #[error("target #{index}: {message}")]
+    Target { index: usize, message: String },
+    #[error("no targets are configured: add [[targets]] to the configuration file or set BACKSTOP_TARGETS")]
+    NoTargets,
+}
+
+/// The configuration file's shape; every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bucket: Option<String>,
+    table: Option<String>,
+    topic_arn: Option<String>,
+    kms_key_id: Option<String>,
+    key_prefix: Option<String>,
+    codec: Option<String>,
+    compression_level: Option<i32>,
+    notify_success: Option<bool>,
+    lease_seconds: Option<u64>,
+    pg_bin_dir: Option<PathBuf>,
+    #[serde(default)]
+    targets: Vec<TargetConfig>,
+}
+
+/// The environment, as a map, so tests can pass one without touching the process's own.
+pub type Env = BTreeMap<String, String>;
+
+pub fn process_env() -> Env {
+    std::env::vars().collect()
+}
+
+impl Config {
+    /// Reads `BACKSTOP_CONFIG` (a TOML file) if set, then the `BACKSTOP_*` variables over it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&process_env(), None)
+    }
+
+    /// Reads the configuration with an explicit file (the CLI's `--config`) taking the place of `BACKSTOP_CONFIG`.
+    pub fn load(env: &Env, config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file_path = config_file.map(Path::to_path_buf).or_else(|| env.get("BACKSTOP_CONFIG").map(PathBuf::from));
+        let file = match &file_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::ReadFile { path: path.clone(), source })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::ParseFile { path: path.clone(), message: e.to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(env, file)
+    }
+
+    fn merge(env: &Env, file: FileConfig) -> Result<Self, ConfigError> {
+        let var = |name: &str| env.get(name).filter(|v| !v.trim().is_empty()).cloned();
+        let bucket = var("BACKSTOP_BUCKET").or(file.bucket).ok_or(ConfigError::Missing {
+            name: "BACKSTOP_BUCKET",
+            hint: "name the S3 bucket that holds the backups (or set `bucket` in the configuration file)",
+        })?;
+        let table = var("BACKSTOP_TABLE").or(file.table).ok_or(ConfigError::Missing {
+            name: "BACKSTOP_TABLE",
+            hint: "name the DynamoDB table that holds the records (or set `table` in the configuration file)",
+        })?;
+        let codec_text = var("BACKSTOP_CODEC").or(file.codec).unwrap_or_else(|| Codec::default().name().to_string());
+        let codec = Codec::from_name(&codec_text).ok_or_else(|| ConfigError::Invalid {
+            name: "BACKSTOP_CODEC".into(),
+            value: codec_text.clone(),
+            hint: "use `zstd` or `gzip`".into(),
+        })?;
+        let compression_level = match var("BACKSTOP_COMPRESSION_LEVEL") {
+            Some(v) => parse_number::<i32>("BACKSTOP_COMPRESSION_LEVEL", &v)?,
+            None => file.compression_level.unwrap_or_else(|| codec.default_level()),
+        };
+        if !codec.levels().contains(&compression_level) {
+            return Err(ConfigError::Invalid {
+                name: "BACKSTOP_COMPRESSION_LEVEL".into(),
+                value: compression_level.to_string(),
+                hint: format!("{} accepts levels {:?}", codec.name(), codec.levels()),
+            });
+        }
+        let notify_success = match var("BACKSTOP_NOTIFY_SUCCESS") {
+            Some(v) => parse_bool("BACKSTOP_NOTIFY_SUCCESS", &v)?,
+            None => file.notify_success.unwrap_or(false),
+        };
+        let lease_seconds = match var("BACKSTOP_LEASE_SECONDS") {
+            Some(v) => parse_number::<u64>("BACKSTOP_LEASE_SECONDS", &v)?,
+            None => file.lease_seconds.unwrap_or(3 * 3600),
+        };
+        if lease_seconds < 60 {
+            return Err(ConfigError::Invalid {
+                name: "BACKSTOP_LEASE_SECONDS".into(),
+                value: lease_seconds.to_string(),
+                hint: "a lease must outlast a backup: use at least 60 (the default is 10800)".into(),
+            });
+        }
+        let targets = match var("BACKSTOP_TARGETS") {
+            Some(json) => serde_json::from_str::<Vec<TargetConfig>>(&json)
+                .map_err(|e| ConfigError::TargetsJson(e.to_string()))?,
+            None => file.targets,
+        };
+        validate_targets(&targets)?;
+        let mut key_prefix = var("BACKSTOP_KEY_PREFIX").or(file.key_prefix).unwrap_or_default();
+        if !key_prefix.is_empty() && !key_prefix.ends_with('/') {
+            key_prefix.push('/');
+        }
+        Ok(Config {
+            bucket,
+            table,
+            topic_arn: var("BACKSTOP_TOPIC_ARN").or(file.topic_arn),
+            kms_key_id: var("BACKSTOP_KMS_KEY_ID").or(file.kms_key_id),
+            key_prefix,
+            codec,
+            compression_level,
+            notify_success,
+            lease: Duration::from_secs(lease_seconds),
+            pg_bin_dir: var("BACKSTOP_PG_BIN_DIR").map(PathBuf::from).or(file.pg_bin_dir),
+            targets,
+        })
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    pub fn target_names(&self) -> Vec<&str> {
+        self.targets.iter().map(|t| t.name.as_str()).collect()
+    }
+}
+
+/// Target names become S3 key segments and DynamoDB keys: keep them short and plain.
+pub fn valid_target_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
+    if targets.is_empty() {
+        return Err(ConfigError::NoTargets);
+    }
+    let mut seen = HashSet::new();
+    for (index, t) in targets.iter().enumerate() {
+        let fail = |message: String| Err(ConfigError::Target { index, message });
+        if !valid_target_name(&t.name) {
+            return fail(format!(
+                "name {:?} must be 1-63 characters of letters, digits, `-` or `_` (it becomes part of S3 keys)",
+                t.name
+            ));
+        }
+        if !seen.insert(&t.name) {
+            return fail(format!("name {:?} is used by two targets; names must be unique", t.name));
+        }
+        if t.host.trim().is_empty() || t.database.trim().is_empty() || t.user.trim().is_empty() {
+            return fail(format!("target {:?} needs a host, a database and a user", t.name));
+        }
+        if let Some(mode) = &t.sslmode {
+            const MODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+            if !MODES.contains(&mode.as_str()) {
+                return fail(format!("target {:?}: sslmode {mode:?} is not one of {MODES:?}", t.name));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Invalid {
+        name: name.into(),
+        value: value.into(),
+        hint: "expected a whole number".into(),
+    })
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid { name: name.into(), value: value.into(), hint: "expected true or false".into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const TARGETS: &str = r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"ORDERS_PW"}}]"#;
+
+    #[test]
+    fn given_the_minimum_variables_then_defaults_fill_the_rest() {
+        let c = Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", TARGETS)]), None)
+            .unwrap();
+        assert_eq!(c.codec, Codec::default());
+        assert_eq!(c.compression_level, Codec::default().default_level());
+        assert_eq!(c.targets[0].port, 5432);
+        assert_eq!(c.targets[0].password, PasswordSource::Env("ORDERS_PW".into()));
+        assert_eq!(c.lease, Duration::from_secs(10800));
+    }
+
+    #[test]
+    fn given_a_missing_bucket_then_the_error_names_the_variable() {
+        let err = Config::load(&env(&[("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", TARGETS)]), None).unwrap_err();
+        assert!(err.to_string().contains("BACKSTOP_BUCKET"), "{err}");
+    }
+
+    #[test]
+    fn given_bad_values_then_the_error_names_them() {
+        let base = [("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", TARGETS)];
+        for (name, value) in [
+            ("BACKSTOP_CODEC", "lz77"),
+            ("BACKSTOP_COMPRESSION_LEVEL", "99"),
+            ("BACKSTOP_NOTIFY_SUCCESS", "perhaps"),
+            ("BACKSTOP_LEASE_SECONDS", "5"),
+        ] {
+            let mut e = env(&base);
+            e.insert(name.into(), value.into());
+            let err = Config::load(&e, None).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn given_an_unknown_target_field_then_it_is_refused_by_name() {
+        let bad = r#"[{"name":"a","host":"h","database":"d","user":"u","password":{"env":"X"},"pasword":"oops"}]"#;
+        let err = Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", bad)]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pasword"), "{err}");
+    }
+
+    #[test]
+    fn given_duplicate_or_unsafe_target_names_then_they_are_refused() {
+        for targets in [
+            r#"[{"name":"a","host":"h","database":"d","user":"u","password":{"env":"X"}},{"name":"a","host":"h","database":"d","user":"u","password":{"env":"X"}}]"#,
+            r#"[{"name":"a/b","host":"h","database":"d","user":"u","password":{"env":"X"}}]"#,
+            "[]",
+        ] {
+            assert!(Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", targets)]), None).is_err());
+        }
+    }
+
+    #[test]
+    fn given_a_file_and_a_variable_then_the_variable_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backstop.toml");
+        std::fs::write(
+            &path,
+            "bucket = \"from-file\"\ntable = \"t\"\ncodec = \"gzip\"\n[[targets]]\nname = \"a\"\nhost = \"h\"\ndatabase = \"d\"\nuser = \"u\"\npassword = { file = \"/run/pw\" }\n",
+        )
+        .unwrap();
+        let c = Config::load(&env(&[("BACKSTOP_BUCKET", "from-env")]), Some(&path)).unwrap();
+        assert_eq!(c.bucket, "from-env");
+        assert_eq!(c.codec, Codec::Gzip);
+        assert_eq!(c.compression_level, Codec::Gzip.default_level());
+        assert_eq!(c.targets[0].password, PasswordSource::File("/run/pw".into()));
+    }
+}

@@ -1,0 +1,180 @@
+//! A backup: its identity, where its objects live, and its status lifecycle.
+//!
+//! `in_progress` → `completed` | `failed`; later `verified` / `verify_failed` (verify), `purging` → `purged`
+//! (purge). Every change of status is a conditional write in the catalog that names the status it expects, so
+//! two writers can never both move one backup.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::codec::Codec;
+
+use super::run::Trigger;
+
+/// Sorts by time: `20261122T020000Z-1a2b3c4d` (UTC start, then random bits so two starts in one second differ).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BackupId(pub String);
+
+impl BackupId {
+    pub fn new(started_at: DateTime<Utc>) -> Self {
+        BackupId(format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%SZ"), rand::random::<u32>()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for BackupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupStatus {
+    InProgress,
+    Completed,
+    Failed,
+    Verified,
+    VerifyFailed,
+    Purging,
+    Purged,
+}
+
+impl BackupStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::InProgress => "in_progress",
+            BackupStatus::Completed => "completed",
+            BackupStatus::Failed => "failed",
+            BackupStatus::Verified => "verified",
+            BackupStatus::VerifyFailed => "verify_failed",
+            BackupStatus::Purging => "purging",
+            BackupStatus::Purged => "purged",
+        }
+    }
+}
+
+impl std::fmt::Display for BackupStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One stored object version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub key: String,
+    /// `None` only where the bucket is unversioned (never in a Backstop deployment).
+    pub version_id: Option<String>,
+    pub size: u64,
+    /// Hex SHA-256 of the stored bytes.
+    pub sha256: String,
+}
+
+/// The catalog's record of one backup. Large details (the per-table fingerprint) live in the manifest object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub target: String,
+    pub backup_id: BackupId,
+    pub status: BackupStatus,
+    pub trigger: Trigger,
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub codec: Codec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<ObjectRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ObjectRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<ObjectRef>,
+    #[serde(default)]
+    pub raw_bytes: u64,
+    #[serde(default)]
+    pub table_count: u64,
+    #[serde(default)]
+    pub row_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_dump_version: Option<String>,
+    /// Why the backup failed, secrets already redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl BackupRecord {
+    pub fn in_progress(target: &str, backup_id: BackupId, trigger: Trigger, run_id: &str, started_at: DateTime<Utc>, codec: Codec) -> Self {
+        BackupRecord {
+            target: target.to_string(),
+            backup_id,
+            status: BackupStatus::InProgress,
+            trigger,
+            run_id: run_id.to_string(),
+            started_at,
+            finished_at: None,
+            codec,
+            dump: None,
+            manifest: None,
+            roles: None,
+            raw_bytes: 0,
+            table_count: 0,
+            row_count: 0,
+            server_version: None,
+            pg_dump_version: None,
+            error: None,
+        }
+    }
+
+    pub fn duration_seconds(&self) -> Option<f64> {
+        self.finished_at.map(|f| (f - self.started_at).num_milliseconds() as f64 / 1000.0)
+    }
+}
+
+/// Where a backup's objects go: grouped by target, then date, so a bucket listing reads like a calendar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKeys {
+    pub dump: String,
+    pub manifest: String,
+    pub roles: String,
+}
+
+impl ObjectKeys {
+    pub fn new(prefix: &str, target: &str, id: &BackupId, started_at: DateTime<Utc>, codec: Codec) -> Self {
+        let base = format!("{prefix}{target}/{}/{id}", started_at.format("%Y/%m/%d"));
+        ObjectKeys {
+            dump: format!("{base}.{}", codec.extension()),
+            manifest: format!("{base}.manifest.json"),
+            roles: format!("{base}.roles.sql"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn keys_group_by_target_and_date() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 5).unwrap();
+        let id = BackupId("20261122T020005Z-00000001".into());
+        let k = ObjectKeys::new("prod/", "orders", &id, at, Codec::Zstd);
+        assert_eq!(k.dump, "prod/orders/2026/11/22/20261122T020005Z-00000001.sql.zst");
+        assert_eq!(k.manifest, "prod/orders/2026/11/22/20261122T020005Z-00000001.manifest.json");
+        assert_eq!(k.roles, "prod/orders/2026/11/22/20261122T020005Z-00000001.roles.sql");
+    }
+
+    #[test]
+    fn ids_sort_by_start_time() {
+        let a = BackupId::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
+        let b = BackupId::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap());
+        assert!(a < b);
+        assert!(a.as_str().starts_with("20260102T030405Z-"));
+    }
+}

@@ -1,0 +1,496 @@
+//! The backup job: for each target, under a lease and an idempotency claim, dump → fingerprint → compress →
+//! upload, then manifest and record; or, on any failure, abort the upload, record `failed` and alert.
+//!
+//! Fail-closed is the rule: the multipart upload is completed only when the stream ran to pg_dump's completion
+//! line *and* pg_dump exited 0; every other path aborts it. A record reaches `completed` only after the dump and
+//! its manifest are stored.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use secrecy::SecretString;
+use tracing::{info, instrument, warn};
+
+use crate::config::{Config, TargetConfig};
+use crate::domain::backup::ObjectKeys;
+use crate::domain::fingerprint::DumpSummary;
+use crate::domain::manifest::{Manifest, ManifestTarget, RolesRef, MANIFEST_FORMAT};
+use crate::domain::redact::redact;
+use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, ObjectRef, RunRecord, TargetOutcome, TargetResult, Trigger};
+use crate::metrics::{emf_line, MetricsSink, Unit};
+use crate::passwords::{PasswordError, PasswordResolver};
+use crate::pipeline::stream::{stream_to_upload, Progress, StreamError, StreamSettings};
+use crate::ports::*;
+
+use super::alerts::{backup_failed_alert, backup_succeeded_alert};
+
+pub const TOOL: &str = concat!("backstop ", env!("CARGO_PKG_VERSION"));
+
+/// Everything the job talks to.
+#[derive(Clone)]
+pub struct BackupDeps {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub alerts: Arc<dyn Alerts>,
+    pub dumper: Arc<dyn Dumper>,
+    pub passwords: Arc<PasswordResolver>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn MetricsSink>,
+}
+
+/// One invocation's intent, already parsed and validated from its event or command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRequest {
+    /// `None`: every configured target.
+    pub target: Option<String>,
+    /// Check configuration, credentials and connectivity; dump nothing, write nothing.
+    pub dry_run: bool,
+    pub trigger: Trigger,
+    pub request_id: String,
+    /// Deliveries sharing this key produce at most one backup per target.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupJobError {
+    #[error("unknown target {name:?}; configured targets: {known}")]
+    UnknownTarget { name: String, known: String },
+}
+
+/// Why one target's backup failed. Displayed (then redacted) into the record and the alert.
+#[derive(Debug, thiserror::Error)]
+enum BackupFailure {
+    #[error("cannot get the database password: {0}")]
+    Password(#[from] PasswordError),
+    #[error("the pre-flight check failed: {0}")]
+    Preflight(#[source] DumpError),
+    #[error("dumping the roles failed: {0}")]
+    Roles(#[source] DumpError),
+    #[error("starting pg_dump failed: {0}")]
+    StartDump(#[source] DumpError),
+    #[error("pg_dump failed ({status}): {stderr_tail}")]
+    DumpExited { status: String, stderr_tail: String },
+    #[error("{0}")]
+    Stream(#[from] StreamError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("recording the backup failed: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("encoding the manifest failed: {0}")]
+    Manifest(#[from] serde_json::Error),
+}
+
+impl BackupFailure {
+    /// Where a person should look first, for the alert.
+    fn hint(&self) -> &'static str {
+        match self {
+            BackupFailure::Password(_) => "Check the target's password source (secret, variable or file) and that this function may read it.",
+            BackupFailure::Preflight(DumpError::VersionMismatch(_)) => "Deploy the PostgreSQL client layer for the server's major version (docs/deploy.md).",
+            BackupFailure::Preflight(_) | BackupFailure::Roles(_) | BackupFailure::StartDump(_) => {
+                "Check that the database is reachable from the function (VPC, security group), the credentials, and pg_hba."
+            }
+            BackupFailure::DumpExited { .. } => "Read pg_dump's message above; check the server's log at that time for the same error.",
+            BackupFailure::Stream(StreamError::Upload(_)) | BackupFailure::Store(_) => {
+                "Check the bucket, its KMS key policy and the function's S3/KMS permissions."
+            }
+            BackupFailure::Stream(_) => "The dump stream broke before pg_dump finished; check the server's log and the function's memory and timeout.",
+            BackupFailure::Catalog(_) => "Check the DynamoDB table and the function's permissions on it.",
+            BackupFailure::Manifest(_) => "This is a bug in Backstop; please report it with the log.",
+        }
+    }
+}
+
+pub struct BackupJob {
+    config: Arc<Config>,
+    deps: BackupDeps,
+    progress: Arc<Progress>,
+    settings: StreamSettings,
+}
+
+impl BackupJob {
+    pub fn new(config: Arc<Config>, deps: BackupDeps) -> Self {
+        let settings = StreamSettings::new(config.codec, config.compression_level);
+        BackupJob { config, deps, progress: Arc::default(), settings }
+    }
+
+    /// Replaces the stream settings (part sizes and concurrency) — for tests and benchmarks.
+    pub fn with_stream_settings(mut self, settings: StreamSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Live byte counters of the backup in progress, for a progress display.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Runs the request over its targets, one after the other, and records the run.
+    pub async fn run(&self, request: &BackupRequest) -> Result<RunRecord, BackupJobError> {
+        let targets = self.select_targets(request.target.as_deref())?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let started_at = self.deps.clock.now();
+        let clock = Instant::now();
+        let mut results = Vec::with_capacity(targets.len());
+        for target in targets {
+            let result = if request.dry_run {
+                self.preflight_target(target).await
+            } else {
+                self.backup_target(target, request, &run_id).await
+            };
+            info!(target = %result.target, outcome = ?result.outcome, message = %result.message, "target done");
+            results.push(result);
+        }
+        let failed = results.iter().any(|r| r.outcome.is_failure());
+        let run = RunRecord {
+            run_id,
+            job: Job::Backup,
+            trigger: request.trigger,
+            request_id: request.request_id.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            started_at,
+            finished_at: self.deps.clock.now(),
+            duration_ms: clock.elapsed().as_millis() as u64,
+            outcome: if failed { "failed" } else { "succeeded" }.into(),
+            targets: results,
+        };
+        if !request.dry_run {
+            if let Err(e) = self.deps.catalog.put_run(&run).await {
+                // The backups themselves are recorded; a lost run record is worth a warning, not a failure.
+                warn!(error = %e, "could not record the run");
+            }
+        }
+        Ok(run)
+    }
+
+    fn select_targets(&self, name: Option<&str>) -> Result<Vec<&TargetConfig>, BackupJobError> {
+        match name {
+            None => Ok(self.config.targets.iter().collect()),
+            Some(name) => self.config.target(name).map(|t| vec![t]).ok_or_else(|| BackupJobError::UnknownTarget {
+                name: name.to_string(),
+                known: self.config.target_names().join(", "),
+            }),
+        }
+    }
+
+    /// Dry run: resolves the password and checks the server can be dumped; writes nothing.
+    #[instrument(skip_all, fields(target = %target.name))]
+    async fn preflight_target(&self, target: &TargetConfig) -> TargetResult {
+        let clock = Instant::now();
+        let checked = async {
+            let password = self.deps.passwords.resolve(&target.password).await?;
+            let version = self.deps.dumper.preflight(target, &password).await.map_err(BackupFailure::Preflight);
+            Ok::<_, BackupFailure>((version, password))
+        }
+        .await;
+        let (outcome, message) = match checked {
+            Ok((Ok(version), _)) => (
+                TargetOutcome::DryRun,
+                format!(
+                    "dry run: would back up database {:?} on {}:{} (PostgreSQL {version}) to s3://{}/{}{}/ with {} level {}",
+                    target.database, target.host, target.port, self.config.bucket, self.config.key_prefix, target.name,
+                    self.config.codec.name(), self.config.compression_level
+                ),
+            ),
+            Ok((Err(failure), password)) => (TargetOutcome::Failed, redact(&format!("dry run: {failure}"), &[&password])),
+            Err(failure) => (TargetOutcome::Failed, format!("dry run: {failure}")),
+        };
+        TargetResult { target: target.name.clone(), outcome, backup_id: None, message, duration_ms: clock.elapsed().as_millis() as u64 }
+    }
+
+    /// One target: idempotency claim → lease → backup → release, never more than one backup per delivery.
+    #[instrument(skip_all, fields(target = %target.name))]
+    async fn backup_target(&self, target: &TargetConfig, request: &BackupRequest, run_id: &str) -> TargetResult {
+        let clock = Instant::now();
+        let result = |outcome, backup_id, message: String| TargetResult {
+            target: target.name.clone(),
+            outcome,
+            backup_id,
+            message,
+            duration_ms: clock.elapsed().as_millis() as u64,
+        };
+        let now = self.deps.clock.now();
+        let lease_expiry = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3));
+
+        let claim = request.idempotency_key.as_ref().map(|key| IdempotencyClaim {
+            key: key.clone(),
+            target: target.name.clone(),
+            owner: run_id.to_string(),
+            now,
+            expires_at: lease_expiry,
+        });
+        if let Some(claim) = &claim {
+            match self.deps.catalog.claim_idempotency(claim).await {
+                Ok(ClaimOutcome::Claimed) => {}
+                Ok(ClaimOutcome::AlreadyDone { backup_id }) => {
+                    let message = format!("this event ({}) was already handled: backup {backup_id}", claim.key);
+                    return result(TargetOutcome::SkippedDuplicate, Some(backup_id), message);
+                }
+                Ok(ClaimOutcome::InProgress { owner }) => {
+                    let message = format!("another delivery of this event ({}) is running as run {owner}", claim.key);
+                    return result(TargetOutcome::SkippedDuplicate, None, message);
+                }
+                Err(e) => return self.fail_before_start(target, request, run_id, e, result).await,
+            }
+        }
+
+        let lease = LeaseRequest { target: target.name.clone(), job: Job::Backup, owner: run_id.to_string(), now, expires_at: lease_expiry };
+        match self.deps.catalog.acquire_lease(&lease).await {
+            Ok(LeaseOutcome::Acquired) => {}
+            Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
+                self.settle(claim.as_ref(), ClaimSettlement::Released).await;
+                let message = format!("another run ({owner}) is backing up this target; its lease ends at {expires_at}");
+                return result(TargetOutcome::SkippedLeaseHeld, None, message);
+            }
+            Err(e) => {
+                self.settle(claim.as_ref(), ClaimSettlement::Released).await;
+                return self.fail_before_start(target, request, run_id, e, result).await;
+            }
+        }
+
+        let record = self.backup_under_lease(target, request.trigger, run_id).await;
+
+        if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Backup, run_id).await {
+            warn!(error = %e, "could not release the lease; it expires by itself at {lease_expiry}");
+        }
+        let settlement = match record.status {
+            BackupStatus::Completed => ClaimSettlement::Completed {
+                backup_id: record.backup_id.clone(),
+                keep_until: self.deps.clock.now() + chrono::Duration::days(7),
+            },
+            _ => ClaimSettlement::Released,
+        };
+        self.settle(claim.as_ref(), settlement).await;
+
+        match record.status {
+            BackupStatus::Completed => {
+                let dump = record.dump.as_ref().expect("a completed record has its dump");
+                let message = format!(
+                    "backup {} completed: {} tables, {} rows, {} of SQL stored as {} in s3://{}/{}",
+                    record.backup_id,
+                    record.table_count,
+                    record.row_count,
+                    human_bytes(record.raw_bytes),
+                    human_bytes(dump.size),
+                    self.config.bucket,
+                    dump.key
+                );
+                result(TargetOutcome::Completed, Some(record.backup_id), message)
+            }
+            _ => {
+                let message = format!("backup {} failed: {}", record.backup_id, record.error.clone().unwrap_or_default());
+                result(TargetOutcome::Failed, Some(record.backup_id), message)
+            }
+        }
+    }
+
+    async fn settle(&self, claim: Option<&IdempotencyClaim>, settlement: ClaimSettlement) {
+        if let Some(claim) = claim {
+            if let Err(e) = self.deps.catalog.settle_idempotency(claim, settlement).await {
+                warn!(error = %e, "could not settle the idempotency claim; it expires by itself");
+            }
+        }
+    }
+
+    /// The catalog failed before a backup could start: nothing to clean up, but it is a failure and is alerted.
+    async fn fail_before_start(
+        &self,
+        target: &TargetConfig,
+        request: &BackupRequest,
+        run_id: &str,
+        error: CatalogError,
+        result: impl Fn(TargetOutcome, Option<BackupId>, String) -> TargetResult,
+    ) -> TargetResult {
+        let failure = BackupFailure::Catalog(error);
+        let reason = failure.to_string();
+        self.alert(&backup_failed_alert(target, None, request.trigger, run_id, &reason, failure.hint())).await;
+        self.emit_metrics(&target.name, 0.0, 0, 0, false);
+        result(TargetOutcome::Failed, None, format!("the backup could not start: {reason}"))
+    }
+
+    /// Creates the record, runs the backup, and settles the record as `completed` or `failed`.
+    async fn backup_under_lease(&self, target: &TargetConfig, trigger: Trigger, run_id: &str) -> BackupRecord {
+        let started_at = self.deps.clock.now();
+        let clock = Instant::now();
+        let backup_id = BackupId::new(started_at);
+        let keys = ObjectKeys::new(&self.config.key_prefix, &target.name, &backup_id, started_at, self.config.codec);
+        let mut record = BackupRecord::in_progress(&target.name, backup_id, trigger, run_id, started_at, self.config.codec);
+        self.progress.reset();
+
+        let mut secrets: Vec<SecretString> = Vec::new();
+        let outcome = match self.deps.catalog.create_backup(&record).await {
+            Ok(()) => self.dump_and_store(target, &keys, &mut record, &mut secrets).await,
+            Err(e) => Err(BackupFailure::Catalog(e)),
+        };
+        record.finished_at = Some(self.deps.clock.now());
+        let seconds = clock.elapsed().as_secs_f64();
+
+        let failure = match outcome {
+            Ok(()) => {
+                record.status = BackupStatus::Completed;
+                match self.deps.catalog.update_backup(&record, BackupStatus::InProgress).await {
+                    Ok(()) => {
+                        let stored = record.dump.as_ref().map_or(0, |d| d.size);
+                        self.emit_metrics(&target.name, seconds, record.raw_bytes, stored, true);
+                        info!(backup_id = %record.backup_id, seconds, raw_bytes = record.raw_bytes, stored_bytes = stored, "backup completed");
+                        if self.config.notify_success {
+                            self.alert(&backup_succeeded_alert(target, &record, &self.config.bucket)).await;
+                        }
+                        return record;
+                    }
+                    // Stored but not recorded as completed: report it as the failure it is.
+                    Err(e) => BackupFailure::Catalog(e),
+                }
+            }
+            Err(failure) => failure,
+        };
+
+        let secret_refs: Vec<&SecretString> = secrets.iter().collect();
+        let reason = redact(&failure.to_string(), &secret_refs);
+        warn!(backup_id = %record.backup_id, reason = %reason, "backup failed");
+        let expected = record.status;
+        record.status = BackupStatus::Failed;
+        record.error = Some(reason.clone());
+        if let Err(e) = self.deps.catalog.update_backup(&record, expected).await {
+            warn!(error = %e, "could not record the failure");
+        }
+        self.emit_metrics(&target.name, seconds, self.progress.raw_bytes.load(std::sync::atomic::Ordering::Relaxed), 0, false);
+        self.alert(&backup_failed_alert(target, Some(&record.backup_id), trigger, run_id, &reason, failure.hint())).await;
+        record
+    }
+
+    /// The work proper. Any error leaves no completed object behind: the multipart upload is aborted.
+    async fn dump_and_store(
+        &self,
+        target: &TargetConfig,
+        keys: &ObjectKeys,
+        record: &mut BackupRecord,
+        secrets: &mut Vec<SecretString>,
+    ) -> Result<(), BackupFailure> {
+        let password = self.deps.passwords.resolve(&target.password).await?;
+        secrets.push(password.clone());
+        self.deps.dumper.preflight(target, &password).await.map_err(BackupFailure::Preflight)?;
+
+        let roles = self.deps.dumper.dump_roles(target, &password).await.map_err(BackupFailure::Roles)?;
+        let roles_sha = sha256_hex(&roles.sql);
+        let roles_size = roles.sql.len() as u64;
+        let roles_version = self.deps.store.put_object(&keys.roles, roles.sql, "application/sql").await?;
+        let roles_ref = RolesRef {
+            object: ObjectRef { key: roles_version.key, version_id: roles_version.version_id, size: roles_size, sha256: roles_sha },
+            passwords_included: roles.passwords_included,
+        };
+        record.roles = Some(roles_ref.object.clone());
+
+        let mut dump = self.deps.dumper.start_dump(target, &password).await.map_err(BackupFailure::StartDump)?;
+        let stdout = dump.take_stdout();
+        // If this fails, `dump` is dropped here and the process is killed with it.
+        let upload = self.deps.store.create_multipart(&keys.dump, self.config.codec.content_type()).await?;
+        let streamed = stream_to_upload(stdout, upload.clone(), self.settings, self.progress.clone()).await;
+        let exit = dump.wait().await;
+
+        let streamed = match (streamed, exit.success) {
+            (Ok(streamed), true) => streamed,
+            (streamed, success) => {
+                if let Err(e) = upload.abort().await {
+                    // The bucket's lifecycle rule removes incomplete uploads after a day; nothing was completed.
+                    warn!(error = %e, key = %upload.key(), "aborting the multipart upload failed");
+                }
+                return Err(match (streamed, success) {
+                    // pg_dump's own message is the cause; the broken stream is only its symptom.
+                    (_, false) => BackupFailure::DumpExited { status: exit.status, stderr_tail: exit.stderr_tail },
+                    (Err(e), true) => BackupFailure::Stream(e),
+                    (Ok(_), true) => unreachable!("handled above"),
+                });
+            }
+        };
+        let dump_version = upload.complete(streamed.parts.clone()).await?;
+
+        let DumpSummary { fingerprint, versions, raw_bytes } = streamed.summary;
+        let dump_ref = ObjectRef { key: dump_version.key, version_id: dump_version.version_id, size: streamed.stored_bytes, sha256: streamed.sha256 };
+        record.dump = Some(dump_ref.clone());
+        record.raw_bytes = raw_bytes;
+        record.table_count = fingerprint.tables.len() as u64;
+        record.row_count = fingerprint.total_rows();
+        record.server_version = versions.server_version.clone();
+        record.pg_dump_version = versions.pg_dump_version.clone();
+
+        let finished_at = self.deps.clock.now();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            tool: TOOL.to_string(),
+            target: ManifestTarget { name: target.name.clone(), host: target.host.clone(), port: target.port, database: target.database.clone() },
+            backup_id: record.backup_id.clone(),
+            started_at: record.started_at,
+            finished_at,
+            server_version: versions.server_version,
+            pg_dump_version: versions.pg_dump_version,
+            codec: self.config.codec,
+            compression_level: self.config.compression_level,
+            raw_bytes,
+            restore_hint: restore_hint(self.config.codec, &self.config.bucket, &dump_ref.key, &roles_ref.object.key),
+            dump: dump_ref,
+            roles: roles_ref,
+            fingerprint,
+        };
+        let body = Bytes::from(serde_json::to_vec_pretty(&manifest)?);
+        let manifest_sha = sha256_hex(&body);
+        let manifest_size = body.len() as u64;
+        let stored = self.deps.store.put_object(&keys.manifest, body, "application/json").await?;
+        record.manifest = Some(ObjectRef { key: stored.key, version_id: stored.version_id, size: manifest_size, sha256: manifest_sha });
+        Ok(())
+    }
+
+    async fn alert(&self, alert: &Alert) {
+        if let Err(e) = self.deps.alerts.publish(alert).await {
+            // Nothing else can carry the message now; the log line and the error metric are what is left.
+            warn!(error = %e, subject = %alert.subject, "could not publish the alert");
+        }
+    }
+
+    fn emit_metrics(&self, target: &str, seconds: f64, raw: u64, stored: u64, success: bool) {
+        let line = emf_line(
+            self.deps.clock.now(),
+            &[("Target", target)],
+            &[
+                ("BackupDurationSeconds", Unit::Seconds, seconds),
+                ("BackupRawBytes", Unit::Bytes, raw as f64),
+                ("BackupStoredBytes", Unit::Bytes, stored as f64),
+                ("BackupSuccess", Unit::Count, if success { 1.0 } else { 0.0 }),
+            ],
+        );
+        self.deps.metrics.emit(&line);
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// The runbook's commands for this very backup (docs/restore-runbook.md explains each step).
+fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump_key: &str, roles_key: &str) -> String {
+    format!(
+        "aws s3 cp s3://{bucket}/{roles_key} roles.sql && psql -d postgres -f roles.sql; \
+         createdb NEW_DB && aws s3 cp s3://{bucket}/{dump_key} - | {} | psql -v ON_ERROR_STOP=1 --single-transaction -d NEW_DB",
+        codec.decompress_command()
+    )
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+#[path = "backup_tests.rs"]
+mod tests;

@@ -1,0 +1,5 @@
+//! Jobs: plain async functions over the ports, one module per job. Handlers and the CLI call these.
+
+pub mod alerts;
+pub mod backup;
+pub mod status;

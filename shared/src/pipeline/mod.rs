@@ -1,0 +1,5 @@
+//! The streaming engine and what it is made of: codecs, part sizing, and the stream itself.
+
+pub mod codec;
+pub mod parts;
+pub mod stream;

@@ -1,0 +1,275 @@
+//! Ports: the narrow interfaces jobs use to reach the world. AWS and process adapters implement them in
+//! production (`adapters::{s3, dynamodb, sns, secrets, postgres}`); `adapters::memory` implements them in memory
+//! for unit tests.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::config::TargetConfig;
+use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+// ---------------------------------------------------------------- object store
+
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} on s3 object {key:?} failed: {source}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    pub key: String,
+    #[source]
+    pub source: BoxError,
+}
+
+/// A stored object version, as the store reports it after a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// One part ready to upload, with its SHA-256 so the store can check what arrived.
+#[derive(Debug, Clone)]
+pub struct PartToUpload {
+    pub number: u32,
+    pub body: Bytes,
+    pub sha256: [u8; 32],
+}
+
+/// What the store answered for an uploaded part; completing the upload needs it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub number: u32,
+    pub etag: String,
+    pub checksum_sha256: Option<String>,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Starts a multipart upload (encrypted as configured; parts checksummed).
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<Arc<dyn MultipartUpload>, StoreError>;
+    /// Writes a small object in one request.
+    async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<StoredVersion, StoreError>;
+    /// Keys of multipart uploads still open under `prefix` (fail-closed checks and cleanup).
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+}
+
+#[async_trait]
+pub trait MultipartUpload: Send + Sync {
+    fn key(&self) -> &str;
+    async fn upload_part(&self, part: PartToUpload) -> Result<UploadedPart, StoreError>;
+    async fn complete(&self, parts: Vec<UploadedPart>) -> Result<StoredVersion, StoreError>;
+    async fn abort(&self) -> Result<(), StoreError>;
+}
+
+// ---------------------------------------------------------------- catalog
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A conditional write found the record in another state than the writer expected.
+    #[error("record {what} was not in the expected state ({expected}); another writer changed it")]
+    Conflict { what: String, expected: String },
+    #[error("catalog {operation} failed: {source}")]
+    Backend {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("catalog record {what} cannot be read: {message}")]
+    Corrupt { what: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    pub target: String,
+    pub job: Job,
+    /// The run that wants it; only this owner can release it.
+    pub owner: String,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired,
+    HeldBy { owner: String, expires_at: DateTime<Utc> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// The delivery's identity: the EventBridge event id, Scheduler execution id or Lambda request id.
+    pub key: String,
+    pub target: String,
+    pub owner: String,
+    pub now: DateTime<Utc>,
+    /// A claim whose run crashed stops blocking retries after this.
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Claimed,
+    /// A delivery with this key already produced this backup.
+    AlreadyDone { backup_id: BackupId },
+    /// Another delivery with this key is running right now.
+    InProgress { owner: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimSettlement {
+    /// The claim is done: later deliveries of the same event are duplicates of this backup.
+    Completed { backup_id: BackupId, keep_until: DateTime<Utc> },
+    /// Nothing was produced; a retried delivery may try again.
+    Released,
+}
+
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    async fn acquire_lease(&self, request: &LeaseRequest) -> Result<LeaseOutcome, CatalogError>;
+    /// Releases the lease if `owner` still holds it; a lease already taken over is left alone.
+    async fn release_lease(&self, target: &str, job: Job, owner: &str) -> Result<(), CatalogError>;
+
+    async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome, CatalogError>;
+    async fn settle_idempotency(&self, claim: &IdempotencyClaim, settlement: ClaimSettlement) -> Result<(), CatalogError>;
+
+    /// Creates a record; fails with `Conflict` if one with the same id exists.
+    async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError>;
+    /// Replaces a record, only if its stored status is still `expected`.
+    async fn update_backup(&self, record: &BackupRecord, expected: BackupStatus) -> Result<(), CatalogError>;
+    async fn get_backup(&self, target: &str, backup_id: &BackupId) -> Result<Option<BackupRecord>, CatalogError>;
+    /// The newest `limit` backups of a target, newest first.
+    async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError>;
+
+    async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError>;
+    /// The newest `limit` runs of a job, newest first.
+    async fn recent_runs(&self, job: Job, limit: usize) -> Result<Vec<RunRecord>, CatalogError>;
+}
+
+// ---------------------------------------------------------------- alerts
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// A message for a person: subject, body, and the attributes subscription filter policies select on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub subject: String,
+    pub body: String,
+    pub severity: Severity,
+    pub job: Job,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("publishing the alert {subject:?} failed: {source}")]
+pub struct AlertError {
+    pub subject: String,
+    #[source]
+    pub source: BoxError,
+}
+
+#[async_trait]
+pub trait Alerts: Send + Sync {
+    async fn publish(&self, alert: &Alert) -> Result<(), AlertError>;
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading secret {secret_id:?} failed: {message}")]
+pub struct SecretError {
+    pub secret_id: String,
+    /// Never contains the secret's value.
+    pub message: String,
+}
+
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The secret's string value (JSON for RDS-managed secrets).
+    async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError>;
+}
+
+// ---------------------------------------------------------------- dumper
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("cannot start {program}: {source} (is the PostgreSQL client installed? set BACKSTOP_PG_BIN_DIR)")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr_tail}")]
+    Failed { program: String, status: String, stderr_tail: String },
+    #[error("{0}")]
+    VersionMismatch(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How a dump process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpExit {
+    pub success: bool,
+    /// `exit status 1`, `killed by signal 9`, …
+    pub status: String,
+    /// The last lines pg_dump wrote to stderr, secrets redacted.
+    pub stderr_tail: String,
+}
+
+/// A running pg_dump: its SQL on `stdout`, its end by `wait`.
+#[async_trait]
+pub trait RunningDump: Send {
+    /// Taken once; reading happens on a blocking thread.
+    fn take_stdout(&mut self) -> Box<dyn Read + Send>;
+    async fn wait(self: Box<Self>) -> DumpExit;
+}
+
+/// The roles a database needs, as SQL.
+#[derive(Debug, Clone)]
+pub struct RolesDump {
+    pub sql: Bytes,
+    pub passwords_included: bool,
+}
+
+#[async_trait]
+pub trait Dumper: Send + Sync {
+    /// Checks that the client can dump the server (pg_dump refuses newer servers) and returns the server version.
+    async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<String, DumpError>;
+    async fn dump_roles(&self, target: &TargetConfig, password: &SecretString) -> Result<RolesDump, DumpError>;
+    async fn start_dump(&self, target: &TargetConfig, password: &SecretString) -> Result<Box<dyn RunningDump>, DumpError>;
+}
+
+// ---------------------------------------------------------------- clock
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
