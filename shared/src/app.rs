@@ -29,15 +29,20 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
+    /// The default credential and region chain; path-style S3 when an endpoint override is set.
     pub async fn from_env() -> Self {
         let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let emulated = std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3_config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(emulated).build();
+        Self::from_sdk_config(&shared, emulated)
+    }
+
+    pub fn from_sdk_config(shared: &aws_config::SdkConfig, s3_path_style: bool) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(shared).force_path_style(s3_path_style).build();
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
-            sns: aws_sdk_sns::Client::new(&shared),
-            secrets: aws_sdk_secretsmanager::Client::new(&shared),
+            dynamodb: aws_sdk_dynamodb::Client::new(shared),
+            sns: aws_sdk_sns::Client::new(shared),
+            secrets: aws_sdk_secretsmanager::Client::new(shared),
         }
     }
 }

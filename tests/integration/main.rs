@@ -1,1 +1,8 @@
+//! Integration tests: the backup job against real PostgreSQL clusters and the emulated AWS APIs (moto).
+//! One binary for all of them (one link, one moto server); each test makes its own clusters and resources.
 
+mod backup_restore;
+mod common;
+mod concurrency;
+mod fail_closed;
+mod hostile;

@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests: building the real job, reading back what it stored.
+
+use std::sync::Arc;
+
+use backstop::app;
+use backstop::config::Config;
+use backstop::domain::fingerprint::{DumpSummary, FingerprintBuilder};
+use backstop::domain::{BackupRecord, Manifest, RunRecord, Trigger};
+use backstop::jobs::backup::{BackupJob, BackupRequest};
+use backstop::metrics::NoMetrics;
+use backstop::ports::Catalog;
+use backstop_tests::aws::AwsFixture;
+
+/// The production wiring (S3, DynamoDB, SNS, pg_dump) pointed at the test's resources.
+pub fn job(aws: &AwsFixture, config: Config) -> BackupJob {
+    app::backup_job(Arc::new(config), &aws.clients, Arc::new(NoMetrics))
+}
+
+pub fn request(target: &str, idempotency_key: Option<&str>) -> BackupRequest {
+    BackupRequest {
+        target: Some(target.into()),
+        dry_run: false,
+        trigger: Trigger::Cli,
+        request_id: "integration-test".into(),
+        idempotency_key: idempotency_key.map(str::to_string),
+    }
+}
+
+pub async fn records(aws: &AwsFixture, target: &str) -> Vec<BackupRecord> {
+    let catalog = backstop::adapters::dynamodb::DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+    catalog.recent_backups(target, 100).await.unwrap()
+}
+
+pub async fn only_record(aws: &AwsFixture, run: &RunRecord) -> BackupRecord {
+    let target = &run.targets[0].target;
+    let all = records(aws, target).await;
+    assert_eq!(all.len(), 1, "expected one backup record for {target}: {all:#?}");
+    all.into_iter().next().unwrap()
+}
+
+pub async fn manifest(aws: &AwsFixture, record: &BackupRecord) -> Manifest {
+    serde_json::from_slice(&aws.object(&record.manifest.as_ref().expect("a manifest").key).await).unwrap()
+}
+
+pub fn fingerprint(sql: &[u8]) -> DumpSummary {
+    let mut builder = FingerprintBuilder::new();
+    builder.feed(sql).unwrap();
+    builder.finish().unwrap()
+}

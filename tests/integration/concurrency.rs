@@ -1,0 +1,52 @@
+//! Two runs for one target at once make one backup (the lease); the same event delivered twice makes one
+//! backup (the idempotency claim) — against DynamoDB's conditional writes on the emulator.
+
+use backstop::domain::TargetOutcome;
+use backstop_tests::aws::AwsFixture;
+use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_runs_for_one_target_make_exactly_one_backup() {
+    let source = PgCluster::start();
+    source.seed_sample("shop");
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = aws.config(vec![source.target("shop", "shop", BACKSTOP_PASSWORD, dir.path())]);
+    let (a, b) = (job(&aws, config.clone()), job(&aws, config));
+
+    let req = request("shop", None);
+    let (ra, rb) = tokio::join!(a.run(&req), b.run(&req));
+    let mut outcomes = vec![ra.unwrap().targets[0].outcome, rb.unwrap().targets[0].outcome];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, vec![TargetOutcome::Completed, TargetOutcome::SkippedLeaseHeld]);
+    assert_eq!(records(&aws, "shop").await.len(), 1);
+    assert!(aws.alerts(0, std::time::Duration::from_secs(2)).await.is_empty(), "losing the lease is not alerted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_delivered_twice_makes_one_backup() {
+    let source = PgCluster::start();
+    source.seed_sample("shop");
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = aws.config(vec![source.target("shop", "shop", BACKSTOP_PASSWORD, dir.path())]);
+    let job = job(&aws, config);
+
+    // One after the other: a retry after the first delivery finished.
+    let first = job.run(&request("shop", Some("event-1"))).await.unwrap();
+    let again = job.run(&request("shop", Some("event-1"))).await.unwrap();
+    assert_eq!(first.targets[0].outcome, TargetOutcome::Completed);
+    assert_eq!(again.targets[0].outcome, TargetOutcome::SkippedDuplicate);
+    assert_eq!(again.targets[0].backup_id, first.targets[0].backup_id);
+
+    // At the same time: a duplicate delivery while the first is still running.
+    let req = request("shop", Some("event-2"));
+    let (x, y) = tokio::join!(job.run(&req), job.run(&req));
+    let mut outcomes = vec![x.unwrap().targets[0].outcome, y.unwrap().targets[0].outcome];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, vec![TargetOutcome::Completed, TargetOutcome::SkippedDuplicate]);
+
+    assert_eq!(records(&aws, "shop").await.len(), 2, "one backup per event");
+}

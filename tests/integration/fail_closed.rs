@@ -1,0 +1,149 @@
+//! Fail closed: a pg_dump killed mid-stream, or a wrong password, leaves no completed object, no open upload,
+//! a `failed` record and exactly one alert — and the password appears nowhere.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backstop::domain::{BackupStatus, TargetOutcome};
+use backstop_tests::aws::AwsFixture;
+use backstop_tests::pg::{bin_dir, PgCluster, BACKSTOP_PASSWORD};
+
+use crate::common::*;
+
+/// A bin dir whose pg_dump records its pid and then becomes the real pg_dump, so a test can kill it.
+fn pid_recording_bin_dir(dir: &std::path::Path, pid_file: &std::path::Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for program in ["psql", "pg_dumpall"] {
+        std::os::unix::fs::symlink(bin_dir().join(program), bin.join(program)).unwrap();
+    }
+    let script = format!("#!/bin/sh\necho $$ > '{}'\nexec '{}' \"$@\"\n", pid_file.display(), bin_dir().join("pg_dump").display());
+    std::fs::write(bin.join("pg_dump"), script).unwrap();
+    std::fs::set_permissions(bin.join("pg_dump"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dump_killed_mid_stream_leaves_no_completed_object_no_open_upload_and_one_alert() {
+    let source = PgCluster::start();
+    source.psql("postgres", "CREATE DATABASE big");
+    // ~100 MB of SQL: long enough to be killed in the middle of the stream.
+    source.psql("big", "CREATE TABLE t AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 7) AS v FROM generate_series(1, 400000) g");
+    source.create_backup_role();
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pg_dump.pid");
+    let mut config = aws.config(vec![source.target("big", "big", BACKSTOP_PASSWORD, dir.path())]);
+    config.pg_bin_dir = Some(pid_recording_bin_dir(dir.path(), &pid_file));
+
+    let job = Arc::new(job(&aws, config));
+    let progress = job.progress();
+    let running = tokio::spawn({
+        let job = job.clone();
+        async move { job.run(&request("big", None)).await.unwrap() }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "pg_dump never started streaming");
+        assert!(!running.is_finished(), "the backup finished before it could be killed");
+        if progress.raw_bytes.load(Ordering::Relaxed) > 1_000_000 {
+            if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+                let status = Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
+                assert!(status.success());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let run = running.await.unwrap();
+
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Failed, "{}", run.targets[0].message);
+    let record = only_record(&aws, &run).await;
+    assert_eq!(record.status, BackupStatus::Failed);
+    let error = record.error.unwrap();
+    assert!(error.contains("pg_dump failed") && error.contains("SIGKILL"), "{error}");
+    assert!(record.dump.is_none() && record.manifest.is_none());
+
+    let keys = aws.keys().await;
+    assert!(keys.iter().all(|k| k.ends_with(".roles.sql")), "only the roles object may exist: {keys:?}");
+    assert_eq!(aws.open_uploads().await, Vec::<String>::new(), "the multipart upload was aborted");
+
+    let alerts = aws.alerts(1, Duration::from_secs(15)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert!(alerts[0].subject.contains("big") && alerts[0].subject.contains("FAILED"), "{}", alerts[0].subject);
+    assert_eq!(alerts[0].attributes["severity"]["Value"], "critical");
+    assert_eq!(alerts[0].attributes["target"]["Value"], "big");
+    assert_eq!(alerts[0].attributes["job"]["Value"], "backup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_fails_loudly_and_the_password_appears_nowhere() {
+    const WRONG: &str = "Wr0ng-but-Secret-pw";
+    let source = PgCluster::start();
+    source.psql("postgres", "CREATE DATABASE app");
+    source.create_backup_role();
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = source.target("app", "app", WRONG, dir.path());
+    let config_file = dir.path().join("backstop.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "bucket = \"{}\"\ntable = \"{}\"\ntopic_arn = \"{}\"\nkms_key_id = \"{}\"\npg_bin_dir = \"{}\"\n\n\
+             [[targets]]\nname = \"app\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"app\"\nuser = \"backstop\"\n\
+             sslmode = \"disable\"\npassword = {{ file = \"{}\" }}\n",
+            aws.bucket,
+            aws.table,
+            aws.topic_arn,
+            aws.kms_key_arn,
+            bin_dir().display(),
+            source.port,
+            match &target.password {
+                backstop::config::PasswordSource::File(p) => p.display().to_string(),
+                _ => unreachable!(),
+            }
+        ),
+    )
+    .unwrap();
+
+    // The real CLI, as an operator runs it: its output is checked too.
+    let cli = cli_binary();
+    let out = Command::new(&cli)
+        .args(["backup", "--target", "app"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("BACKSTOP_CONFIG", &config_file)
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "a failed backup exits 1: {output}");
+    assert!(output.contains("password authentication failed"), "the cause is shown: {output}");
+
+    let records = records(&aws, "app").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, BackupStatus::Failed);
+    let alerts = aws.alerts(1, Duration::from_secs(15)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert!(alerts[0].message.contains("password authentication failed"), "{}", alerts[0].message);
+
+    let everything = format!("{output}{:?}{}", records, alerts.iter().map(|a| a.raw.clone()).collect::<String>());
+    for secret in [WRONG, BACKSTOP_PASSWORD] {
+        assert!(!everything.contains(secret), "a password leaked: {everything}");
+    }
+}
+
+/// `target/debug/backstop`, built by the README's test command before the tests run.
+fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("backstop");
+    assert!(path.exists(), "{} is missing: build it first (cargo build -p backstop-cli), as the README's test command does", path.display());
+    path
+}
