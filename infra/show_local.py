@@ -36,7 +36,8 @@ def main():
         print(f"  {m['raw_bytes']} B of SQL → {m['dump']['size']} B {m['codec']}, sha256 {m['dump']['sha256'][:16]}…")
         print(f"  fingerprint: {len(m['fingerprint']['tables'])} tables, schema digest {m['fingerprint']['schema_digest'][:16]}…")
         for t in m["fingerprint"]["tables"]:
-            print(f"    {t['schema']}.{t['name']:<28} {t['rows']:>8} rows  digest {t['digest'][:12]}…")
+            name = f"{t['schema']}.{t['name']}"
+            print(f"    {name:<32} {t['rows']:>8} rows  digest {t['digest'][:12]}…")
         print(f"  restore: {m['restore_hint']}")
 
     state = json.load(open(STATE)) if os.path.exists(STATE) else {}

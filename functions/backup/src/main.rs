@@ -9,7 +9,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init();
+    telemetry::init("info");
     let config = Arc::new(Config::from_env()?);
     let job = app::backup_job(config, &app::AwsClients::from_env().await, Arc::new(StdoutEmf));
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

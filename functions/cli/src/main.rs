@@ -63,7 +63,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    backstop::telemetry::init();
+    backstop::telemetry::init("warn");
     let cli = Cli::parse();
     let config = match Config::load(&process_env(), cli.config.as_deref()) {
         Ok(c) => Arc::new(c),
@@ -116,7 +116,7 @@ async fn backup(
         println!("{}", serde_json::to_string_pretty(&run).expect("run records serialize"));
     } else {
         for t in &run.targets {
-            println!("{:<20} {:<18} {}", t.target, format!("{:?}", t.outcome), t.message);
+            println!("{:<20} {:<19} {}", t.target, t.outcome.as_str(), t.message);
         }
     }
     if run.targets.iter().any(|t| t.outcome.is_failure()) {

@@ -60,6 +60,16 @@ pub enum TargetOutcome {
 }
 
 impl TargetOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetOutcome::Completed => "completed",
+            TargetOutcome::Failed => "failed",
+            TargetOutcome::SkippedLeaseHeld => "skipped_lease_held",
+            TargetOutcome::SkippedDuplicate => "skipped_duplicate",
+            TargetOutcome::DryRun => "dry_run",
+        }
+    }
+
     pub fn is_failure(self) -> bool {
         self == TargetOutcome::Failed
     }
