@@ -4,6 +4,7 @@
 //! `bucket.host` names. Against AWS, nothing here differs from production.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -69,7 +70,8 @@ pub fn backup_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
     BackupJob::new(config, deps)
 }
 
-/// A Lambda handler's failure: `error_type` reaches Lambda's `errorType` (and so its retry policy and alarms).
+/// A Lambda handler's failure. `error_type` becomes Lambda's `errorType`, which logs, metrics filters and
+/// on-failure destinations see; Lambda's own retries of asynchronous invocations do not look at it.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct HandlerError {
@@ -78,9 +80,14 @@ pub struct HandlerError {
     pub message: String,
 }
 
+/// Time kept back from a Lambda's limit to abort, clean up, record and alert after stopping a backup.
+pub const CLEANUP_MARGIN: Duration = Duration::from_secs(30);
+
 /// The backup function's whole handler: parse, run, answer with the run record; fail if any target failed.
-pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &str) -> Result<Value, HandlerError> {
-    let request = parse_backup_event(event, request_id).map_err(|e| HandlerError { error_type: "InvalidEvent", message: e.to_string() })?;
+/// `time_left` is what the invocation has left (Lambda's deadline); backups stop `CLEANUP_MARGIN` before it.
+pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &str, time_left: Option<Duration>) -> Result<Value, HandlerError> {
+    let mut request = parse_backup_event(event, request_id).map_err(|e| HandlerError { error_type: "InvalidEvent", message: e.to_string() })?;
+    request.deadline = time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN));
     let run = job.run(&request).await.map_err(|e| match e {
         BackupJobError::UnknownTarget { .. } => HandlerError { error_type: "InvalidEvent", message: e.to_string() },
     })?;

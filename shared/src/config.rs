@@ -46,6 +46,10 @@ pub struct TargetConfig {
     /// libpq `sslmode`; `prefer` when unset (RDS deployments should say `require` or `verify-full`).
     #[serde(default)]
     pub sslmode: Option<String>,
+    /// CA bundle for `verify-ca` / `verify-full` (for RDS, the region's bundle from AWS, shipped with the
+    /// function); libpq's `~/.postgresql/root.crt` when unset.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
 }
 
 /// Where a target's password comes from. The password itself never sits in the configuration.
@@ -141,7 +145,7 @@ impl Config {
         })?;
         let codec_text = var("BACKSTOP_CODEC").or(file.codec).unwrap_or_else(|| Codec::default().name().to_string());
         let codec = Codec::from_name(&codec_text).ok_or_else(|| ConfigError::Invalid {
-            name: "BACKSTOP_CODEC".into(),
+            name: "codec (BACKSTOP_CODEC)".into(),
             value: codec_text.clone(),
             hint: "use `zstd` or `gzip`".into(),
         })?;
@@ -151,9 +155,9 @@ impl Config {
         };
         if !codec.levels().contains(&compression_level) {
             return Err(ConfigError::Invalid {
-                name: "BACKSTOP_COMPRESSION_LEVEL".into(),
+                name: "compression_level (BACKSTOP_COMPRESSION_LEVEL)".into(),
                 value: compression_level.to_string(),
-                hint: format!("{} accepts levels {:?}", codec.name(), codec.levels()),
+                hint: format!("{} accepts levels {} to {}", codec.name(), codec.levels().start(), codec.levels().end()),
             });
         }
         let notify_success = match var("BACKSTOP_NOTIFY_SUCCESS") {
@@ -166,7 +170,7 @@ impl Config {
         };
         if lease_seconds < 60 {
             return Err(ConfigError::Invalid {
-                name: "BACKSTOP_LEASE_SECONDS".into(),
+                name: "lease_seconds (BACKSTOP_LEASE_SECONDS)".into(),
                 value: lease_seconds.to_string(),
                 hint: "a lease must outlast a backup: use at least 60 (the default is 10800)".into(),
             });
@@ -178,6 +182,16 @@ impl Config {
         };
         validate_targets(&targets)?;
         let mut key_prefix = var("BACKSTOP_KEY_PREFIX").or(file.key_prefix).unwrap_or_default();
+        let prefix_ok = !key_prefix.starts_with('/')
+            && !key_prefix.contains("//")
+            && key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c));
+        if !prefix_ok {
+            return Err(ConfigError::Invalid {
+                name: "key_prefix (BACKSTOP_KEY_PREFIX)".into(),
+                value: key_prefix,
+                hint: "use letters, digits, `-`, `_`, `.` and single `/` separators, without a leading `/` (e.g. `prod/`)".into(),
+            });
+        }
         if !key_prefix.is_empty() && !key_prefix.ends_with('/') {
             key_prefix.push('/');
         }
@@ -292,6 +306,8 @@ mod tests {
             ("BACKSTOP_COMPRESSION_LEVEL", "99"),
             ("BACKSTOP_NOTIFY_SUCCESS", "perhaps"),
             ("BACKSTOP_LEASE_SECONDS", "5"),
+            ("BACKSTOP_KEY_PREFIX", "/abs"),
+            ("BACKSTOP_KEY_PREFIX", "a b"),
         ] {
             let mut e = env(&base);
             e.insert(name.into(), value.into());

@@ -53,6 +53,7 @@ pub fn parse_backup_event(event: &Value, request_id: &str) -> Result<BackupReque
             trigger: Trigger::Schedule,
             request_id: request_id.to_string(),
             idempotency_key: Some(id.to_string()),
+            deadline: None,
         }
     } else {
         let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
@@ -69,6 +70,7 @@ pub fn parse_backup_event(event: &Value, request_id: &str) -> Result<BackupReque
             trigger: manual.trigger.unwrap_or(Trigger::Console),
             request_id: request_id.to_string(),
             idempotency_key: Some(manual.idempotency_key.unwrap_or_else(|| request_id.to_string())),
+            deadline: None,
         }
     };
     if let Some(target) = &request.target {

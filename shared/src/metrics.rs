@@ -22,6 +22,16 @@ impl MetricsSink for StdoutEmf {
     }
 }
 
+/// The CLI's `--emf`: on stderr, beside the logs, so stdout stays the command's own output (`--json`).
+/// In a container, the log driver ships both streams to CloudWatch all the same.
+pub struct StderrEmf;
+
+impl MetricsSink for StderrEmf {
+    fn emit(&self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
 /// The CLI on a terminal: metrics would only clutter the screen.
 pub struct NoMetrics;
 

@@ -57,6 +57,8 @@ pub trait ObjectStore: Send + Sync {
     async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<StoredVersion, StoreError>;
     /// Keys of multipart uploads still open under `prefix` (fail-closed checks and cleanup).
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes one version for good (not a delete marker): undoes what a failed run wrote.
+    async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError>;
 }
 
 #[async_trait]

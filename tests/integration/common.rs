@@ -23,6 +23,7 @@ pub fn request(target: &str, idempotency_key: Option<&str>) -> BackupRequest {
         trigger: Trigger::Cli,
         request_id: "integration-test".into(),
         idempotency_key: idempotency_key.map(str::to_string),
+        deadline: None,
     }
 }
 

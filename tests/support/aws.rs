@@ -116,10 +116,12 @@ impl AwsFixture {
         }
     }
 
-    /// Every current object key in the bucket.
-    pub async fn keys(&self) -> Vec<String> {
-        let out = self.clients.s3.list_objects_v2().bucket(&self.bucket).send().await.unwrap();
-        out.contents.unwrap_or_default().into_iter().filter_map(|o| o.key).collect()
+    /// Every object version and delete marker in the bucket, as `key@version`.
+    pub async fn versions(&self) -> Vec<String> {
+        let out = self.clients.s3.list_object_versions().bucket(&self.bucket).send().await.unwrap();
+        let versions = out.versions.unwrap_or_default().into_iter().map(|v| (v.key, v.version_id));
+        let markers = out.delete_markers.unwrap_or_default().into_iter().map(|m| (m.key, m.version_id));
+        versions.chain(markers).map(|(k, v)| format!("{}@{}", k.unwrap_or_default(), v.unwrap_or_default())).collect()
     }
 
     pub async fn object(&self, key: &str) -> Vec<u8> {

@@ -167,6 +167,7 @@ impl PgCluster {
             user: "backstop".into(),
             password: PasswordSource::File(file),
             sslmode: Some("disable".into()),
+            sslrootcert: None,
         }
     }
 

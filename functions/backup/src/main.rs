@@ -2,6 +2,7 @@
 //! Everything but wiring lives in the `backstop` library (shared/).
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backstop::{app, config::Config, metrics::StdoutEmf, telemetry};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -15,10 +16,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let job = &job;
         async move {
-            app::handle_backup_event(job, &event.payload, &event.context.request_id)
+            let time_left = Duration::from_millis(event.context.deadline.saturating_sub(now_millis()));
+            app::handle_backup_event(job, &event.payload, &event.context.request_id, Some(time_left))
                 .await
                 .map_err(|e| Diagnostic { error_type: e.error_type.into(), error_message: e.message })
         }
     }))
     .await
+}
+
+/// Lambda's deadline is in milliseconds since the epoch.
+fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

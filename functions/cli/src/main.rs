@@ -15,7 +15,7 @@ use backstop::config::{process_env, Config};
 use backstop::domain::Trigger;
 use backstop::jobs::backup::{human_bytes, BackupRequest};
 use backstop::jobs::status;
-use backstop::metrics::{MetricsSink, NoMetrics, StdoutEmf};
+use backstop::metrics::{MetricsSink, NoMetrics, StderrEmf};
 use backstop::pipeline::stream::Progress;
 use clap::{Parser, Subcommand};
 
@@ -25,7 +25,7 @@ struct Cli {
     /// Configuration file (TOML); BACKSTOP_* variables override what it says.
     #[arg(long, global = true, env = "BACKSTOP_CONFIG")]
     config: Option<PathBuf>,
-    /// Print CloudWatch embedded-metric-format lines on stdout, as the Lambdas do.
+    /// Print CloudWatch embedded-metric-format lines (on stderr), for runs in a container.
     #[arg(long, global = true)]
     emf: bool,
     #[command(subcommand)]
@@ -73,7 +73,7 @@ async fn main() -> ExitCode {
         }
     };
     let clients = AwsClients::from_env().await;
-    let metrics: Arc<dyn MetricsSink> = if cli.emf { Arc::new(StdoutEmf) } else { Arc::new(NoMetrics) };
+    let metrics: Arc<dyn MetricsSink> = if cli.emf { Arc::new(StderrEmf) } else { Arc::new(NoMetrics) };
     match cli.command {
         Command::Backup { target, dry_run, idempotency_key, json } => {
             backup(config, &clients, metrics, target, dry_run, idempotency_key, json).await
@@ -98,6 +98,7 @@ async fn backup(
         trigger: Trigger::Cli,
         request_id: format!("cli-{}", std::process::id()),
         idempotency_key,
+        deadline: None,
     };
     let ticker = (std::io::stderr().is_terminal() && !dry_run).then(|| tokio::spawn(show_progress(job.progress())));
     let result = job.run(&request).await;

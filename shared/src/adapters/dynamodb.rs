@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::sdk_error_text;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 use crate::ports::*;
 
@@ -109,8 +110,11 @@ impl DynamoCatalog {
     }
 }
 
-fn backend<E: std::error::Error + Send + Sync + 'static>(operation: &'static str, e: aws_sdk_dynamodb::error::SdkError<E>) -> CatalogError {
-    CatalogError::Backend { operation, source: DisplayErrorContext(e).to_string().into() }
+fn backend<E>(operation: &'static str, e: aws_sdk_dynamodb::error::SdkError<E>) -> CatalogError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    CatalogError::Backend { operation, source: sdk_error_text(&e).into() }
 }
 
 fn target_pk(target: &str) -> String {

@@ -29,7 +29,8 @@ struct StoreState {
 pub struct MemoryStore {
     state: Arc<Mutex<StoreState>>,
     fail_parts_from: Arc<AtomicU32>,
-    fail_puts: Arc<Mutex<bool>>,
+    /// Puts of keys ending with one of these fail.
+    fail_puts: Arc<Mutex<Vec<String>>>,
 }
 
 impl MemoryStore {
@@ -38,8 +39,15 @@ impl MemoryStore {
         self.fail_parts_from.store(n, Ordering::SeqCst);
     }
 
-    pub fn fail_puts(&self) {
-        *self.fail_puts.lock().unwrap() = true;
+    /// Puts of keys ending with `suffix` fail (`.manifest.json`, `.roles.sql`).
+    pub fn fail_puts_ending_with(&self, suffix: &str) {
+        self.fail_puts.lock().unwrap().push(suffix.to_string());
+    }
+
+    /// Every version of every key, oldest first: what a failed run must not leave behind.
+    pub fn all_versions(&self) -> Vec<(String, String)> {
+        let state = self.state.lock().unwrap();
+        state.objects.iter().flat_map(|(k, vs)| vs.iter().map(move |(v, _)| (k.clone(), v.clone()))).collect()
     }
 
     /// The current version's bytes.
@@ -72,7 +80,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn put_object(&self, key: &str, body: Bytes, _content_type: &str) -> Result<StoredVersion, StoreError> {
-        if *self.fail_puts.lock().unwrap() {
+        if self.fail_puts.lock().unwrap().iter().any(|suffix| key.ends_with(suffix.as_str())) {
             return Err(store_error("PutObject", key, "injected failure"));
         }
         Ok(self.store(key, body))
@@ -80,6 +88,17 @@ impl ObjectStore for MemoryStore {
 
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         Ok(self.state.lock().unwrap().open_uploads.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+
+    async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(versions) = state.objects.get_mut(&version.key) {
+            versions.retain(|(v, _)| Some(v) != version.version_id.as_ref());
+            if versions.is_empty() {
+                state.objects.remove(&version.key);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -147,9 +166,15 @@ enum Claim {
 #[derive(Default, Clone)]
 pub struct MemoryCatalog {
     state: Arc<Mutex<CatalogState>>,
+    /// Updates that would set this status fail as if DynamoDB were unreachable.
+    fail_updates_to: Arc<Mutex<Option<BackupStatus>>>,
 }
 
 impl MemoryCatalog {
+    pub fn fail_updates_to(&self, status: BackupStatus) {
+        *self.fail_updates_to.lock().unwrap() = Some(status);
+    }
+
     pub fn backups(&self) -> Vec<BackupRecord> {
         self.state.lock().unwrap().backups.values().cloned().collect()
     }
@@ -225,6 +250,9 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn update_backup(&self, record: &BackupRecord, expected: BackupStatus) -> Result<(), CatalogError> {
+        if *self.fail_updates_to.lock().unwrap() == Some(record.status) {
+            return Err(CatalogError::Backend { operation: "PutItem", source: "injected failure".into() });
+        }
         let mut s = self.state.lock().unwrap();
         let key = (record.target.clone(), record.backup_id.clone());
         match s.backups.get(&key) {
@@ -302,17 +330,24 @@ impl SecretStore for MemorySecrets {
 pub struct ScriptedDump {
     pub stdout: Vec<u8>,
     pub exit: DumpExit,
+    /// Trickle the output slowly until the run is dropped (killed), like a dump too big for its time.
+    pub stall: bool,
 }
 
 impl ScriptedDump {
     pub fn succeeding(sql: &[u8]) -> Self {
-        ScriptedDump { stdout: sql.to_vec(), exit: DumpExit { success: true, status: "exit status 0".into(), stderr_tail: String::new() } }
+        ScriptedDump {
+            stdout: sql.to_vec(),
+            exit: DumpExit { success: true, status: "exit status 0".into(), stderr_tail: String::new() },
+            stall: false,
+        }
     }
 
     pub fn failing(partial_sql: &[u8], stderr: &str) -> Self {
         ScriptedDump {
             stdout: partial_sql.to_vec(),
             exit: DumpExit { success: false, status: "exit status 1".into(), stderr_tail: stderr.into() },
+            stall: false,
         }
     }
 }
@@ -353,23 +388,51 @@ impl Dumper for ScriptedDumper {
     async fn start_dump(&self, _: &TargetConfig, _: &SecretString) -> Result<Box<dyn RunningDump>, DumpError> {
         self.dumps_started.fetch_add(1, Ordering::SeqCst);
         let script = self.dump.lock().unwrap().clone();
-        Ok(Box::new(ScriptedRun { stdout: Some(script.stdout), exit: script.exit }))
+        Ok(Box::new(ScriptedRun { stdout: Some(script.stdout), exit: script.exit, stall: script.stall, killed: Arc::default() }))
     }
 }
 
 struct ScriptedRun {
     stdout: Option<Vec<u8>>,
     exit: DumpExit,
+    stall: bool,
+    killed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for ScriptedRun {
+    fn drop(&mut self) {
+        self.killed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Ten bytes every ten milliseconds until killed, then end of stream (what a killed pg_dump's pipe gives).
+struct Trickle {
+    killed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let n = buf.len().min(10);
+        buf[..n].fill(b'-');
+        Ok(n)
+    }
 }
 
 #[async_trait]
 impl RunningDump for ScriptedRun {
     fn take_stdout(&mut self) -> Box<dyn Read + Send> {
+        if self.stall {
+            return Box::new(Trickle { killed: self.killed.clone() });
+        }
         Box::new(std::io::Cursor::new(self.stdout.take().unwrap_or_default()))
     }
 
     async fn wait(self: Box<Self>) -> DumpExit {
-        self.exit
+        self.exit.clone()
     }
 }
 

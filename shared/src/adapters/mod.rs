@@ -7,3 +7,28 @@ pub mod postgres;
 pub mod s3;
 pub mod secrets;
 pub mod sns;
+
+// Every AWS SDK crate re-exports the same smithy error types; S3's names serve for all of them.
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// An AWS error for people: the service's code and message when the service answered, else the chain of
+/// causes (connection, credentials, timeout), cut short — the SDK's full form embeds whole HTTP responses.
+pub fn sdk_error_text<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    const MAX: usize = 400;
+    let text = match error {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("(no message)"))
+        }
+        other => DisplayErrorContext(other).to_string(),
+    };
+    if text.chars().count() > MAX {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    } else {
+        text
+    }
+}

@@ -63,6 +63,9 @@ impl PgDumper {
             .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_S.to_string())
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        if let Some(root_cert) = &target.sslrootcert {
+            cmd.env("PGSSLROOTCERT", root_cert);
+        }
         Ok((cmd, passfile))
     }
 
@@ -91,8 +94,10 @@ impl PgDumper {
         // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
         let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
         let version = text.split_whitespace().nth(2).unwrap_or_default().to_string();
-        let major = version.split('.').next().and_then(|m| m.parse().ok()).ok_or_else(|| {
-            DumpError::VersionMismatch(format!("cannot read pg_dump's version from {text:?}"))
+        let major = version.split('.').next().and_then(|m| m.parse().ok()).ok_or_else(|| DumpError::Failed {
+            program: "pg_dump --version".into(),
+            status: output.status.to_string(),
+            stderr_tail: format!("cannot read a version in {text:?}; is {} a PostgreSQL pg_dump?", self.program("pg_dump").display()),
         })?;
         Ok((major, version))
     }
@@ -121,14 +126,16 @@ impl Dumper for PgDumper {
         let base = ["--roles-only", "--no-password", "-l", target.database.as_str()];
         match self.run_to_end("pg_dumpall", &base, target, password).await {
             Ok(sql) => Ok(RolesDump { sql: Bytes::from(sql), passwords_included: true }),
-            // RDS (and any server where the user may not read pg_authid) forbids password hashes: dump without.
-            Err(DumpError::Failed { stderr_tail, .. }) if stderr_tail.contains("permission denied") => {
+            // RDS (and any server where the user may not read pg_authid) refuses password hashes. The refusal's
+            // wording depends on the server's language, so any failure gets one retry without them; if that
+            // fails too, its error is the one that says why.
+            Err(with_passwords) => {
+                tracing::info!(error = %with_passwords, "pg_dumpall could not read role passwords; dumping roles without them");
                 let mut args = base.to_vec();
                 args.push("--no-role-passwords");
                 let sql = self.run_to_end("pg_dumpall", &args, target, password).await?;
                 Ok(RolesDump { sql: Bytes::from(sql), passwords_included: false })
             }
-            Err(e) => Err(e),
         }
     }
 

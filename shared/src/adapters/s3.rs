@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use base64::Engine;
 use bytes::Bytes;
 
+use super::sdk_error_text;
 use crate::ports::*;
 
 #[derive(Clone)]
@@ -27,8 +28,11 @@ impl S3Store {
     }
 }
 
-fn store_error<E: std::error::Error + Send + Sync + 'static>(operation: &'static str, key: &str, e: aws_sdk_s3::error::SdkError<E>) -> StoreError {
-    StoreError { operation, key: key.to_string(), source: DisplayErrorContext(e).to_string().into() }
+fn store_error<E>(operation: &'static str, key: &str, e: aws_sdk_s3::error::SdkError<E>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    StoreError { operation, key: key.to_string(), source: sdk_error_text(&e).into() }
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -85,6 +89,18 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| store_error("ListMultipartUploads", prefix, e))?;
         Ok(out.uploads.unwrap_or_default().into_iter().filter_map(|u| u.key).collect())
+    }
+
+    async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&version.key)
+            .set_version_id(version.version_id.clone())
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteObject", &version.key, e))?;
+        Ok(())
     }
 }
 

@@ -1,10 +1,10 @@
 //! Passwords from AWS Secrets Manager (the RDS-managed master secret or any secret with a `password` key).
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::Client;
 use secrecy::SecretString;
 
+use super::sdk_error_text;
 use crate::ports::{SecretError, SecretStore};
 
 pub struct SecretsManager {
@@ -27,7 +27,7 @@ impl SecretStore for SecretsManager {
             .send()
             .await
             // The error describes the request, never the value: safe to show.
-            .map_err(|e| SecretError { secret_id: secret_id.into(), message: DisplayErrorContext(e).to_string() })?;
+            .map_err(|e| SecretError { secret_id: secret_id.into(), message: sdk_error_text(&e) })?;
         out.secret_string
             .map(SecretString::from)
             .ok_or_else(|| SecretError { secret_id: secret_id.into(), message: "the secret has no string value (binary secrets are not supported)".into() })

@@ -1,10 +1,10 @@
 //! Alerts through SNS, with message attributes (`severity`, `target`, `job`) for subscription filter policies.
 
 use async_trait::async_trait;
-use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
 
+use super::sdk_error_text;
 use crate::ports::{Alert, AlertError, Alerts};
 
 pub struct SnsAlerts {
@@ -36,7 +36,7 @@ impl Alerts for SnsAlerts {
         if let Some(target) = &alert.target {
             request = request.message_attributes("target", string_attribute(target));
         }
-        request.send().await.map_err(|e| AlertError { subject: alert.subject.clone(), source: DisplayErrorContext(e).to_string().into() })?;
+        request.send().await.map_err(|e| AlertError { subject: alert.subject.clone(), source: sdk_error_text(&e).into() })?;
         Ok(())
     }
 }

@@ -7,13 +7,14 @@ use crate::ports::{Alert, Severity};
 
 use super::backup::human_bytes;
 
-/// SNS refuses subjects over 100 characters or with control characters.
+/// SNS wants subjects shorter than 100 characters, without control characters.
 pub fn subject_line(text: &str) -> String {
+    const MAX: usize = 99;
     let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if clean.chars().count() <= 100 {
+    if clean.chars().count() <= MAX {
         clean
     } else {
-        format!("{}…", clean.chars().take(99).collect::<String>())
+        format!("{}…", clean.chars().take(MAX - 1).collect::<String>())
     }
 }
 
@@ -24,14 +25,14 @@ pub fn backup_failed_alert(
     run_id: &str,
     reason: &str,
     hint: &str,
+    aftermath: &str,
 ) -> Alert {
     let first_line = reason.lines().next().unwrap_or(reason);
     let body = format!(
         "Backstop could not back up target \"{name}\" (database \"{db}\" on {host}:{port}).\n\n\
          What failed: {reason}\n\n\
          What to look at: {hint}\n\n\
-         No partial backup was kept: the upload was aborted and the record is marked failed; the previous \
-         completed backup is still the latest one.\n\n\
+         {aftermath} The previous completed backup is still the latest one.\n\n\
          Backup id: {id}\nRun: {run_id} (trigger: {trigger})\n\
          Runbook: docs/operations.md#a-backup-failed",
         name = target.name,
@@ -55,7 +56,7 @@ pub fn backup_succeeded_alert(target: &TargetConfig, record: &BackupRecord, buck
     let body = format!(
         "Backstop backed up target \"{name}\" (database \"{db}\" on {host}:{port}).\n\n\
          Backup id: {id}\nTables: {tables}, rows: {rows}\nSQL: {raw}, stored: {stored}\nDuration: {secs:.1} s\n\
-         Object: s3://{bucket}/{key}\n\nThis backup has not been restored yet: the verify job proves it restores.",
+         Object: s3://{bucket}/{key}\n\nNot restored yet: only a restore drill proves a backup restores.",
         name = target.name,
         db = target.database,
         host = target.host,
@@ -85,6 +86,6 @@ mod tests {
     fn subjects_fit_sns_limits() {
         let long = "x".repeat(300) + "\nsecond line";
         let s = subject_line(&long);
-        assert!(s.chars().count() <= 100 && !s.contains('\n'));
+        assert!(s.chars().count() < 100 && !s.contains('\n'));
     }
 }

@@ -50,6 +50,9 @@ pub struct BackupRequest {
     pub request_id: String,
     /// Deliveries sharing this key produce at most one backup per target.
     pub idempotency_key: Option<String>,
+    /// A backup still running at this instant is stopped and failed cleanly (a Lambda's time limit, less a
+    /// margin for cleanup); `None` lets it run as long as it needs (CLI).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +78,10 @@ enum BackupFailure {
     Stream(#[from] StreamError),
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("recording the backup failed: {0}")]
+    #[error("the catalog (DynamoDB) failed: {0}")]
     Catalog(#[from] CatalogError),
+    #[error("the backup was stopped after {seconds} s: it would not have finished within this invocation's time limit")]
+    OutOfTime { seconds: u64 },
     #[error("encoding the manifest failed: {0}")]
     Manifest(#[from] serde_json::Error),
 }
@@ -86,7 +91,12 @@ impl BackupFailure {
     fn hint(&self) -> &'static str {
         match self {
             BackupFailure::Password(_) => "Check the target's password source (secret, variable or file) and that this function may read it.",
-            BackupFailure::Preflight(DumpError::VersionMismatch(_)) => "Deploy the PostgreSQL client layer for the server's major version (docs/deploy.md).",
+            BackupFailure::Preflight(DumpError::VersionMismatch(_)) => {
+                "Give the function the PostgreSQL client programs of the server's major version (the layer in template.yaml's PgClientLayerArn, or BACKSTOP_PG_BIN_DIR)."
+            }
+            BackupFailure::Preflight(DumpError::Spawn { .. }) | BackupFailure::StartDump(DumpError::Spawn { .. }) => {
+                "The PostgreSQL client programs are missing: attach the client layer or set BACKSTOP_PG_BIN_DIR."
+            }
             BackupFailure::Preflight(_) | BackupFailure::Roles(_) | BackupFailure::StartDump(_) => {
                 "Check that the database is reachable from the function (VPC, security group), the credentials, and pg_hba."
             }
@@ -96,9 +106,21 @@ impl BackupFailure {
             }
             BackupFailure::Stream(_) => "The dump stream broke before pg_dump finished; check the server's log and the function's memory and timeout.",
             BackupFailure::Catalog(_) => "Check the DynamoDB table and the function's permissions on it.",
+            BackupFailure::OutOfTime { .. } => {
+                "This database outgrew one Lambda invocation: give it its own schedule, or run `backstop backup --target NAME` in a container (docs/operations.md)."
+            }
             BackupFailure::Manifest(_) => "This is a bug in Backstop; please report it with the log.",
         }
     }
+}
+
+/// What an attempt has written so far, so that a failure can undo all of it.
+#[derive(Default)]
+struct Written {
+    /// Open until completed; aborted on failure.
+    upload: Option<Arc<dyn MultipartUpload>>,
+    /// Completed object versions (roles, dump, manifest), deleted on failure.
+    objects: Vec<StoredVersion>,
 }
 
 pub struct BackupJob {
@@ -138,7 +160,7 @@ impl BackupJob {
             } else {
                 self.backup_target(target, request, &run_id).await
             };
-            info!(target = %result.target, outcome = ?result.outcome, message = %result.message, "target done");
+            info!(target = %result.target, outcome = result.outcome.as_str(), detail = %result.message, "target done");
             results.push(result);
         }
         let failed = results.iter().any(|r| r.outcome.is_failure());
@@ -248,7 +270,7 @@ impl BackupJob {
             }
         }
 
-        let record = self.backup_under_lease(target, request.trigger, run_id).await;
+        let record = self.backup_under_lease(target, request, run_id).await;
 
         if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Backup, run_id).await {
             warn!(error = %e, "could not release the lease; it expires by itself at {lease_expiry}");
@@ -303,24 +325,36 @@ impl BackupJob {
     ) -> TargetResult {
         let failure = BackupFailure::Catalog(error);
         let reason = failure.to_string();
-        self.alert(&backup_failed_alert(target, None, request.trigger, run_id, &reason, failure.hint())).await;
+        let aftermath = "Nothing was dumped or written.";
+        self.alert(&backup_failed_alert(target, None, request.trigger, run_id, &reason, failure.hint(), aftermath)).await;
         self.emit_metrics(&target.name, 0.0, 0, 0, false);
         result(TargetOutcome::Failed, None, format!("the backup could not start: {reason}"))
     }
 
     /// Creates the record, runs the backup, and settles the record as `completed` or `failed`.
-    async fn backup_under_lease(&self, target: &TargetConfig, trigger: Trigger, run_id: &str) -> BackupRecord {
+    async fn backup_under_lease(&self, target: &TargetConfig, request: &BackupRequest, run_id: &str) -> BackupRecord {
         let started_at = self.deps.clock.now();
         let clock = Instant::now();
         let backup_id = BackupId::new(started_at);
         let keys = ObjectKeys::new(&self.config.key_prefix, &target.name, &backup_id, started_at, self.config.codec);
-        let mut record = BackupRecord::in_progress(&target.name, backup_id, trigger, run_id, started_at, self.config.codec);
+        let mut record = BackupRecord::in_progress(&target.name, backup_id, request.trigger, run_id, started_at, self.config.codec);
         self.progress.reset();
 
         let mut secrets: Vec<SecretString> = Vec::new();
+        let mut written = Written::default();
         let outcome = match self.deps.catalog.create_backup(&record).await {
-            Ok(()) => self.dump_and_store(target, &keys, &mut record, &mut secrets).await,
             Err(e) => Err(BackupFailure::Catalog(e)),
+            Ok(()) => {
+                let work = self.dump_and_store(target, &keys, &mut record, &mut secrets, &mut written);
+                match request.deadline {
+                    // Stopping in time leaves room to abort, clean up, record and alert: a Lambda killed at its
+                    // time limit could do none of it.
+                    Some(deadline) => tokio::time::timeout_at(deadline, work)
+                        .await
+                        .unwrap_or_else(|_| Err(BackupFailure::OutOfTime { seconds: clock.elapsed().as_secs() })),
+                    None => work.await,
+                }
+            }
         };
         record.finished_at = Some(self.deps.clock.now());
         let seconds = clock.elapsed().as_secs_f64();
@@ -338,7 +372,7 @@ impl BackupJob {
                         }
                         return record;
                     }
-                    // Stored but not recorded as completed: report it as the failure it is.
+                    // Stored but not recorded as completed: no record points at it, so it is not a backup.
                     Err(e) => BackupFailure::Catalog(e),
                 }
             }
@@ -348,24 +382,57 @@ impl BackupJob {
         let secret_refs: Vec<&SecretString> = secrets.iter().collect();
         let reason = redact(&failure.to_string(), &secret_refs);
         warn!(backup_id = %record.backup_id, reason = %reason, "backup failed");
-        let expected = record.status;
+        let cleanup = self.undo(written).await;
         record.status = BackupStatus::Failed;
         record.error = Some(reason.clone());
-        if let Err(e) = self.deps.catalog.update_backup(&record, expected).await {
-            warn!(error = %e, "could not record the failure");
-        }
+        record.dump = None;
+        record.manifest = None;
+        record.roles = None;
+        let recorded = match self.deps.catalog.update_backup(&record, BackupStatus::InProgress).await {
+            Ok(()) => "The backup record is marked failed.".to_string(),
+            Err(e) => {
+                warn!(error = %e, "could not record the failure");
+                format!("The failure could not be recorded in the catalog either ({e}); the record may still say in_progress.")
+            }
+        };
         self.emit_metrics(&target.name, seconds, self.progress.raw_bytes.load(std::sync::atomic::Ordering::Relaxed), 0, false);
-        self.alert(&backup_failed_alert(target, Some(&record.backup_id), trigger, run_id, &reason, failure.hint())).await;
+        let aftermath = format!("{cleanup} {recorded}");
+        self.alert(&backup_failed_alert(target, Some(&record.backup_id), request.trigger, run_id, &reason, failure.hint(), &aftermath)).await;
         record
     }
 
-    /// The work proper. Any error leaves no completed object behind: the multipart upload is aborted.
+    /// Undoes what a failed run wrote: aborts its open upload and deletes the object versions it stored, so
+    /// nothing under its id can be mistaken for a backup. Says what it did, for the alert.
+    async fn undo(&self, written: Written) -> String {
+        let mut problems = Vec::new();
+        if let Some(upload) = written.upload {
+            if let Err(e) = upload.abort().await {
+                warn!(error = %e, key = %upload.key(), "aborting the multipart upload failed");
+                problems.push(format!("the upload of {} could not be aborted (the bucket's lifecycle rule removes it within a day)", upload.key()));
+            }
+        }
+        let count = written.objects.len();
+        for version in &written.objects {
+            if let Err(e) = self.deps.store.delete_version(version).await {
+                warn!(error = %e, key = %version.key, "deleting an object of the failed backup failed");
+                problems.push(format!("{} could not be deleted", version.key));
+            }
+        }
+        if problems.is_empty() {
+            format!("Nothing of this attempt was kept: its upload was aborted and the {count} object(s) it had written were deleted.")
+        } else {
+            format!("Cleaning up this attempt was incomplete: {}.", problems.join("; "))
+        }
+    }
+
+    /// The work proper. Everything it writes is noted in `written`, so a failure can be undone by the caller.
     async fn dump_and_store(
         &self,
         target: &TargetConfig,
         keys: &ObjectKeys,
         record: &mut BackupRecord,
         secrets: &mut Vec<SecretString>,
+        written: &mut Written,
     ) -> Result<(), BackupFailure> {
         let password = self.deps.passwords.resolve(&target.password).await?;
         secrets.push(password.clone());
@@ -375,6 +442,7 @@ impl BackupJob {
         let roles_sha = sha256_hex(&roles.sql);
         let roles_size = roles.sql.len() as u64;
         let roles_version = self.deps.store.put_object(&keys.roles, roles.sql, "application/sql").await?;
+        written.objects.push(roles_version.clone());
         let roles_ref = RolesRef {
             object: ObjectRef { key: roles_version.key, version_id: roles_version.version_id, size: roles_size, sha256: roles_sha },
             passwords_included: roles.passwords_included,
@@ -385,25 +453,18 @@ impl BackupJob {
         let stdout = dump.take_stdout();
         // If this fails, `dump` is dropped here and the process is killed with it.
         let upload = self.deps.store.create_multipart(&keys.dump, self.config.codec.content_type()).await?;
+        written.upload = Some(upload.clone());
         let streamed = stream_to_upload(stdout, upload.clone(), self.settings, self.progress.clone()).await;
         let exit = dump.wait().await;
-
         let streamed = match (streamed, exit.success) {
             (Ok(streamed), true) => streamed,
-            (streamed, success) => {
-                if let Err(e) = upload.abort().await {
-                    // The bucket's lifecycle rule removes incomplete uploads after a day; nothing was completed.
-                    warn!(error = %e, key = %upload.key(), "aborting the multipart upload failed");
-                }
-                return Err(match (streamed, success) {
-                    // pg_dump's own message is the cause; the broken stream is only its symptom.
-                    (_, false) => BackupFailure::DumpExited { status: exit.status, stderr_tail: exit.stderr_tail },
-                    (Err(e), true) => BackupFailure::Stream(e),
-                    (Ok(_), true) => unreachable!("handled above"),
-                });
-            }
+            // pg_dump's own message is the cause; a broken stream is only its symptom.
+            (_, false) => return Err(BackupFailure::DumpExited { status: exit.status, stderr_tail: exit.stderr_tail }),
+            (Err(e), true) => return Err(BackupFailure::Stream(e)),
         };
         let dump_version = upload.complete(streamed.parts.clone()).await?;
+        written.upload = None;
+        written.objects.push(dump_version.clone());
 
         let DumpSummary { fingerprint, versions, raw_bytes } = streamed.summary;
         let dump_ref = ObjectRef { key: dump_version.key, version_id: dump_version.version_id, size: streamed.stored_bytes, sha256: streamed.sha256 };
@@ -414,20 +475,19 @@ impl BackupJob {
         record.server_version = versions.server_version.clone();
         record.pg_dump_version = versions.pg_dump_version.clone();
 
-        let finished_at = self.deps.clock.now();
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             tool: TOOL.to_string(),
             target: ManifestTarget { name: target.name.clone(), host: target.host.clone(), port: target.port, database: target.database.clone() },
             backup_id: record.backup_id.clone(),
             started_at: record.started_at,
-            finished_at,
+            finished_at: self.deps.clock.now(),
             server_version: versions.server_version,
             pg_dump_version: versions.pg_dump_version,
             codec: self.config.codec,
             compression_level: self.config.compression_level,
             raw_bytes,
-            restore_hint: restore_hint(self.config.codec, &self.config.bucket, &dump_ref.key, &roles_ref.object.key),
+            restore_hint: restore_hint(self.config.codec, &self.config.bucket, &dump_ref, &roles_ref.object),
             dump: dump_ref,
             roles: roles_ref,
             fingerprint,
@@ -436,6 +496,7 @@ impl BackupJob {
         let manifest_sha = sha256_hex(&body);
         let manifest_size = body.len() as u64;
         let stored = self.deps.store.put_object(&keys.manifest, body, "application/json").await?;
+        written.objects.push(stored.clone());
         record.manifest = Some(ObjectRef { key: stored.key, version_id: stored.version_id, size: manifest_size, sha256: manifest_sha });
         Ok(())
     }
@@ -467,11 +528,21 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// The runbook's commands for this very backup (docs/restore-runbook.md explains each step).
-fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump_key: &str, roles_key: &str) -> String {
+/// The runbook's commands for this very backup (docs/restore-runbook.md explains each step): fetch the exact
+/// versions, check the SHA-256 *before* restoring (a cut-short stream piped into psql would commit what
+/// arrived), roles first, then the dump in one transaction.
+fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &ObjectRef, roles: &ObjectRef) -> String {
+    let file = format!("dump.{}", codec.extension());
+    let get = |o: &ObjectRef, out: &str| match &o.version_id {
+        Some(v) => format!("aws s3api get-object --bucket {bucket} --key '{}' --version-id '{v}' {out}", o.key),
+        None => format!("aws s3 cp 's3://{bucket}/{}' {out}", o.key),
+    };
     format!(
-        "aws s3 cp s3://{bucket}/{roles_key} roles.sql && psql -d postgres -f roles.sql; \
-         createdb NEW_DB && aws s3 cp s3://{bucket}/{dump_key} - | {} | psql -v ON_ERROR_STOP=1 --single-transaction -d NEW_DB",
+        "{} && {} && echo '{}  {file}' | sha256sum -c && psql -X -d postgres -f roles.sql; \
+         createdb NEW_DB && {} {file} | psql -X -v ON_ERROR_STOP=1 --single-transaction -d NEW_DB",
+        get(roles, "roles.sql"),
+        get(dump, &file),
+        dump.sha256,
         codec.decompress_command()
     )
 }

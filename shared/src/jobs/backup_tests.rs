@@ -37,6 +37,7 @@ fn target(name: &str) -> TargetConfig {
         user: "backup".into(),
         password: PasswordSource::Env("ORDERS_PW".into()),
         sslmode: None,
+        sslrootcert: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn request(target: Option<&str>, key: Option<&str>) -> BackupRequest {
         trigger: Trigger::Schedule,
         request_id: "req-1".into(),
         idempotency_key: key.map(str::to_string),
+        deadline: None,
     }
 }
 
@@ -159,12 +161,45 @@ async fn given_a_part_upload_failure_then_the_upload_is_aborted_and_recorded_fai
 }
 
 #[tokio::test]
-async fn given_the_manifest_cannot_be_written_then_the_record_is_failed_not_completed() {
+async fn given_the_manifest_cannot_be_written_then_the_stored_dump_is_deleted_and_the_record_failed() {
     let w = world(ScriptedDump::succeeding(SQL));
-    w.store.fail_puts();
+    w.store.fail_puts_ending_with(".manifest.json");
     let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
+    let record = &w.catalog.backups()[0];
+    assert_eq!(record.status, BackupStatus::Failed);
+    assert!(record.dump.is_none() && record.roles.is_none(), "a failed record points at nothing");
+    assert_eq!(w.store.all_versions(), vec![], "the completed dump and the roles object were deleted");
+    assert!(w.alerts.sent()[0].body.contains("Nothing of this attempt was kept"), "{}", w.alerts.sent()[0].body);
+}
+
+#[tokio::test]
+async fn given_the_completed_record_cannot_be_written_then_nothing_is_left_and_the_record_says_failed() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    w.catalog.fail_updates_to(BackupStatus::Completed);
+    let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
+    assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed, "the failure is recorded over in_progress");
+    assert_eq!(w.store.all_versions(), vec![], "dump, manifest and roles were deleted");
+    assert_eq!(w.alerts.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn given_a_deadline_then_a_backup_too_slow_for_it_is_stopped_and_failed_cleanly() {
+    let mut dump = ScriptedDump::succeeding(SQL);
+    dump.stall = true;
+    let w = world(dump);
+    let mut req = request(Some("orders"), None);
+    req.deadline = Some(tokio::time::Instant::now() + std::time::Duration::from_millis(300));
+    let run = w.job.run(&req).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
+    assert!(run.targets[0].message.contains("time limit"), "{}", run.targets[0].message);
+    assert!(w.store.open_uploads("").await.unwrap().is_empty(), "upload aborted");
+    assert_eq!(w.store.all_versions(), vec![], "roles object deleted");
     assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed);
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].body.contains("container"), "{}", alerts[0].body);
 }
 
 #[tokio::test]

@@ -81,7 +81,7 @@ pub enum StreamError {
     Incomplete(#[from] FingerprintError),
     #[error("uploading a part failed: {0}")]
     Upload(#[from] StoreError),
-    #[error("the dump needs more than {S3_MAX_PARTS} parts; raise the initial part size")]
+    #[error("the dump outgrew S3's {S3_MAX_PARTS} parts (about 8 TiB at Backstop's part sizes)")]
     TooManyParts,
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Internal(String),
