@@ -55,8 +55,8 @@ pub trait ObjectStore: Send + Sync {
     async fn create_multipart(&self, key: &str, content_type: &str) -> Result<Arc<dyn MultipartUpload>, StoreError>;
     /// Writes a small object in one request.
     async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<StoredVersion, StoreError>;
-    /// Keys of multipart uploads still open under `prefix` (fail-closed checks and cleanup).
-    async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Every version (and delete marker) of the objects whose keys start with `prefix`.
+    async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError>;
     /// Deletes one version for good (not a delete marker): undoes what a failed run wrote.
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError>;
 }
@@ -225,6 +225,9 @@ pub enum DumpError {
     Failed { program: String, status: String, stderr_tail: String },
     #[error("{0}")]
     VersionMismatch(String),
+    /// The program ran but is not a usable PostgreSQL client (its version cannot be read).
+    #[error("{0}")]
+    ClientUnusable(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

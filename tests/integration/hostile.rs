@@ -1,6 +1,8 @@
 //! Hostile identifiers (quotes, spaces, dots, unicode, mixed case, reserved words) back up with a fingerprint
-//! that names every table correctly with its true row count, and restore to the same fingerprint.
+//! that names every table correctly with its true row count, and restore to the same fingerprint. The
+//! password comes from Secrets Manager, in the JSON shape RDS writes for managed master passwords.
 
+use backstop::config::PasswordSource;
 use backstop::domain::TargetOutcome;
 use backstop_tests::aws::AwsFixture;
 use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
@@ -26,7 +28,20 @@ async fn hostile_identifiers_back_up_with_a_correct_fingerprint_and_restore_to_i
     source.seed_hostile("weird");
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = aws.config(vec![source.target("weird", "weird", BACKSTOP_PASSWORD, dir.path())]);
+    let secret_arn = aws
+        .clients
+        .secrets
+        .create_secret()
+        .name(format!("rds!db-{}", aws.table))
+        .secret_string(serde_json::json!({"username": "backstop", "password": BACKSTOP_PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let mut target = source.target("weird", "weird", "not-used", dir.path());
+    target.password = PasswordSource::SecretId(secret_arn);
+    let config = aws.config(vec![target]);
 
     let run = job(&aws, config).run(&request("weird", None)).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);

@@ -55,6 +55,11 @@ impl MemoryStore {
         self.state.lock().unwrap().objects.get(key).and_then(|v| v.last()).map(|(_, b)| b.clone())
     }
 
+    /// Keys of the multipart uploads still open.
+    pub fn open_uploads(&self) -> Vec<String> {
+        self.state.lock().unwrap().open_uploads.keys().cloned().collect()
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.state.lock().unwrap().objects.keys().cloned().collect()
     }
@@ -86,8 +91,13 @@ impl ObjectStore for MemoryStore {
         Ok(self.store(key, body))
     }
 
-    async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self.state.lock().unwrap().open_uploads.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError> {
+        Ok(self
+            .all_versions()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(key, v)| StoredVersion { key, version_id: Some(v) })
+            .collect())
     }
 
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
@@ -168,11 +178,17 @@ pub struct MemoryCatalog {
     state: Arc<Mutex<CatalogState>>,
     /// Updates that would set this status fail as if DynamoDB were unreachable.
     fail_updates_to: Arc<Mutex<Option<BackupStatus>>>,
+    /// Updates that would set this status land, but their answer is lost (an error comes back).
+    lose_answers_to: Arc<Mutex<Option<BackupStatus>>>,
 }
 
 impl MemoryCatalog {
     pub fn fail_updates_to(&self, status: BackupStatus) {
         *self.fail_updates_to.lock().unwrap() = Some(status);
+    }
+
+    pub fn lose_answers_to(&self, status: BackupStatus) {
+        *self.lose_answers_to.lock().unwrap() = Some(status);
     }
 
     pub fn backups(&self) -> Vec<BackupRecord> {
@@ -258,6 +274,9 @@ impl Catalog for MemoryCatalog {
         match s.backups.get(&key) {
             Some(current) if current.status == expected => {
                 s.backups.insert(key, record.clone());
+                if *self.lose_answers_to.lock().unwrap() == Some(record.status) {
+                    return Err(CatalogError::Backend { operation: "PutItem", source: "injected lost answer".into() });
+                }
                 Ok(())
             }
             _ => Err(CatalogError::Conflict { what: record.backup_id.to_string(), expected: expected.to_string() }),

@@ -94,10 +94,11 @@ impl PgDumper {
         // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
         let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
         let version = text.split_whitespace().nth(2).unwrap_or_default().to_string();
-        let major = version.split('.').next().and_then(|m| m.parse().ok()).ok_or_else(|| DumpError::Failed {
-            program: "pg_dump --version".into(),
-            status: output.status.to_string(),
-            stderr_tail: format!("cannot read a version in {text:?}; is {} a PostgreSQL pg_dump?", self.program("pg_dump").display()),
+        let major = version.split('.').next().and_then(|m| m.parse().ok()).ok_or_else(|| {
+            DumpError::ClientUnusable(format!(
+                "cannot read a version in {text:?} from `{} --version`; is it PostgreSQL's pg_dump?",
+                self.program("pg_dump").display()
+            ))
         })?;
         Ok((major, version))
     }
@@ -107,7 +108,7 @@ impl PgDumper {
 impl Dumper for PgDumper {
     async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<String, DumpError> {
         let query = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";
-        let out = self.run_to_end("psql", &["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], target, password).await?;
+        let out = self.run_to_end("psql", &["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], target, password).await?;
         let text = String::from_utf8_lossy(&out).trim().to_string();
         let (num, version) = text.split_once(' ').unwrap_or((&text, ""));
         let server_major = num.parse::<u32>().map(|n| n / 10_000).unwrap_or(0);
@@ -115,8 +116,8 @@ impl Dumper for PgDumper {
         if server_major > client_major {
             return Err(DumpError::VersionMismatch(format!(
                 "the server runs PostgreSQL {version} but pg_dump is {client_version}, and pg_dump cannot dump a newer \
-                 server: deploy the PostgreSQL {server_major} client layer (docs/deploy.md) or point BACKSTOP_PG_BIN_DIR \
-                 at PostgreSQL {server_major}'s client programs"
+                 server: attach the PostgreSQL {server_major} client layer or point BACKSTOP_PG_BIN_DIR at PostgreSQL \
+                 {server_major}'s client programs"
             )));
         }
         Ok(version.to_string())

@@ -79,16 +79,29 @@ impl ObjectStore for S3Store {
         Ok(StoredVersion { key: key.to_string(), version_id: out.version_id })
     }
 
-    async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let out = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .send()
-            .await
-            .map_err(|e| store_error("ListMultipartUploads", prefix, e))?;
-        Ok(out.uploads.unwrap_or_default().into_iter().filter_map(|u| u.key).collect())
+    async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError> {
+        let mut found = Vec::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
+                .send()
+                .await
+                .map_err(|e| store_error("ListObjectVersions", prefix, e))?;
+            let versions = out.versions.unwrap_or_default().into_iter().map(|v| (v.key, v.version_id));
+            let markers = out.delete_markers.unwrap_or_default().into_iter().map(|m| (m.key, m.version_id));
+            found.extend(versions.chain(markers).filter_map(|(key, version_id)| Some(StoredVersion { key: key?, version_id })));
+            if out.is_truncated != Some(true) {
+                return Ok(found);
+            }
+            key_marker = out.next_key_marker;
+            version_marker = out.next_version_id_marker;
+        }
     }
 
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {

@@ -139,6 +139,8 @@ impl BackupRecord {
 /// Where a backup's objects go: grouped by target, then date, so a bucket listing reads like a calendar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectKeys {
+    /// What every key of this backup starts with (`…/<id>.`); ids are unique, so nothing else does.
+    pub attempt_prefix: String,
     pub dump: String,
     pub manifest: String,
     pub roles: String,
@@ -148,6 +150,7 @@ impl ObjectKeys {
     pub fn new(prefix: &str, target: &str, id: &BackupId, started_at: DateTime<Utc>, codec: Codec) -> Self {
         let base = format!("{prefix}{target}/{}/{id}", started_at.format("%Y/%m/%d"));
         ObjectKeys {
+            attempt_prefix: format!("{base}."),
             dump: format!("{base}.{}", codec.extension()),
             manifest: format!("{base}.manifest.json"),
             roles: format!("{base}.roles.sql"),

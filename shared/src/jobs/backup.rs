@@ -80,6 +80,8 @@ enum BackupFailure {
     Store(#[from] StoreError),
     #[error("the catalog (DynamoDB) failed: {0}")]
     Catalog(#[from] CatalogError),
+    #[error("the catalog (DynamoDB) failed while marking the backup completed ({write_error}) and could not be read back ({read_error})")]
+    Unconfirmed { write_error: CatalogError, read_error: CatalogError },
     #[error("the backup was stopped after {seconds} s: it would not have finished within this invocation's time limit")]
     OutOfTime { seconds: u64 },
     #[error("encoding the manifest failed: {0}")]
@@ -94,7 +96,9 @@ impl BackupFailure {
             BackupFailure::Preflight(DumpError::VersionMismatch(_)) => {
                 "Give the function the PostgreSQL client programs of the server's major version (the layer in template.yaml's PgClientLayerArn, or BACKSTOP_PG_BIN_DIR)."
             }
-            BackupFailure::Preflight(DumpError::Spawn { .. }) | BackupFailure::StartDump(DumpError::Spawn { .. }) => {
+            BackupFailure::Preflight(DumpError::Spawn { .. } | DumpError::ClientUnusable(_))
+            | BackupFailure::Roles(DumpError::Spawn { .. })
+            | BackupFailure::StartDump(DumpError::Spawn { .. }) => {
                 "The PostgreSQL client programs are missing: attach the client layer or set BACKSTOP_PG_BIN_DIR."
             }
             BackupFailure::Preflight(_) | BackupFailure::Roles(_) | BackupFailure::StartDump(_) => {
@@ -105,22 +109,13 @@ impl BackupFailure {
                 "Check the bucket, its KMS key policy and the function's S3/KMS permissions."
             }
             BackupFailure::Stream(_) => "The dump stream broke before pg_dump finished; check the server's log and the function's memory and timeout.",
-            BackupFailure::Catalog(_) => "Check the DynamoDB table and the function's permissions on it.",
+            BackupFailure::Catalog(_) | BackupFailure::Unconfirmed { .. } => "Check the DynamoDB table and the function's permissions on it.",
             BackupFailure::OutOfTime { .. } => {
                 "This database outgrew one Lambda invocation: give it its own schedule, or run `backstop backup --target NAME` in a container (docs/operations.md)."
             }
             BackupFailure::Manifest(_) => "This is a bug in Backstop; please report it with the log.",
         }
     }
-}
-
-/// What an attempt has written so far, so that a failure can undo all of it.
-#[derive(Default)]
-struct Written {
-    /// Open until completed; aborted on failure.
-    upload: Option<Arc<dyn MultipartUpload>>,
-    /// Completed object versions (roles, dump, manifest), deleted on failure.
-    objects: Vec<StoredVersion>,
 }
 
 pub struct BackupJob {
@@ -341,11 +336,13 @@ impl BackupJob {
         self.progress.reset();
 
         let mut secrets: Vec<SecretString> = Vec::new();
-        let mut written = Written::default();
-        let outcome = match self.deps.catalog.create_backup(&record).await {
+        let mut open_upload = None;
+        let created = self.deps.catalog.create_backup(&record).await;
+        let record_exists = created.is_ok();
+        let outcome = match created {
             Err(e) => Err(BackupFailure::Catalog(e)),
             Ok(()) => {
-                let work = self.dump_and_store(target, &keys, &mut record, &mut secrets, &mut written);
+                let work = self.dump_and_store(target, &keys, &mut record, &mut secrets, &mut open_upload);
                 match request.deadline {
                     // Stopping in time leaves room to abort, clean up, record and alert: a Lambda killed at its
                     // time limit could do none of it.
@@ -359,22 +356,19 @@ impl BackupJob {
         record.finished_at = Some(self.deps.clock.now());
         let seconds = clock.elapsed().as_secs_f64();
 
+        let outcome = match outcome {
+            Ok(()) => self.record_completed(&mut record).await,
+            Err(failure) => Err(failure),
+        };
         let failure = match outcome {
             Ok(()) => {
-                record.status = BackupStatus::Completed;
-                match self.deps.catalog.update_backup(&record, BackupStatus::InProgress).await {
-                    Ok(()) => {
-                        let stored = record.dump.as_ref().map_or(0, |d| d.size);
-                        self.emit_metrics(&target.name, seconds, record.raw_bytes, stored, true);
-                        info!(backup_id = %record.backup_id, seconds, raw_bytes = record.raw_bytes, stored_bytes = stored, "backup completed");
-                        if self.config.notify_success {
-                            self.alert(&backup_succeeded_alert(target, &record, &self.config.bucket)).await;
-                        }
-                        return record;
-                    }
-                    // Stored but not recorded as completed: no record points at it, so it is not a backup.
-                    Err(e) => BackupFailure::Catalog(e),
+                let stored = record.dump.as_ref().map_or(0, |d| d.size);
+                self.emit_metrics(&target.name, seconds, record.raw_bytes, stored, true);
+                info!(backup_id = %record.backup_id, seconds, raw_bytes = record.raw_bytes, stored_bytes = stored, "backup completed");
+                if self.config.notify_success {
+                    self.alert(&backup_succeeded_alert(target, &record, &self.config.bucket)).await;
                 }
+                return record;
             }
             Err(failure) => failure,
         };
@@ -382,17 +376,25 @@ impl BackupJob {
         let secret_refs: Vec<&SecretString> = secrets.iter().collect();
         let reason = redact(&failure.to_string(), &secret_refs);
         warn!(backup_id = %record.backup_id, reason = %reason, "backup failed");
-        let cleanup = self.undo(written).await;
+        let cleanup = match failure {
+            // The record may say completed after all: its objects must stay.
+            BackupFailure::Unconfirmed { .. } => "The objects it stored were kept, because the record may say completed.".to_string(),
+            _ => self.undo(open_upload, &keys.attempt_prefix).await,
+        };
         record.status = BackupStatus::Failed;
         record.error = Some(reason.clone());
         record.dump = None;
         record.manifest = None;
         record.roles = None;
-        let recorded = match self.deps.catalog.update_backup(&record, BackupStatus::InProgress).await {
-            Ok(()) => "The backup record is marked failed.".to_string(),
-            Err(e) => {
-                warn!(error = %e, "could not record the failure");
-                format!("The failure could not be recorded in the catalog either ({e}); the record may still say in_progress.")
+        let recorded = if !record_exists {
+            "No backup record could be created.".to_string()
+        } else {
+            match self.deps.catalog.update_backup(&record, BackupStatus::InProgress).await {
+                Ok(()) => "The backup record is marked failed.".to_string(),
+                Err(e) => {
+                    warn!(error = %e, "could not record the failure");
+                    format!("The failure could not be recorded in the catalog either ({e}).")
+                }
             }
         };
         self.emit_metrics(&target.name, seconds, self.progress.raw_bytes.load(std::sync::atomic::Ordering::Relaxed), 0, false);
@@ -401,38 +403,72 @@ impl BackupJob {
         record
     }
 
-    /// Undoes what a failed run wrote: aborts its open upload and deletes the object versions it stored, so
-    /// nothing under its id can be mistaken for a backup. Says what it did, for the alert.
-    async fn undo(&self, written: Written) -> String {
-        let mut problems = Vec::new();
-        if let Some(upload) = written.upload {
-            if let Err(e) = upload.abort().await {
-                warn!(error = %e, key = %upload.key(), "aborting the multipart upload failed");
-                problems.push(format!("the upload of {} could not be aborted (the bucket's lifecycle rule removes it within a day)", upload.key()));
+    /// Marks the record completed. A write whose answer was lost may still have landed (and the SDK's retry of
+    /// it then fails its condition), so a failed write is read back before it counts as a failure.
+    async fn record_completed(&self, record: &mut BackupRecord) -> Result<(), BackupFailure> {
+        record.status = BackupStatus::Completed;
+        let Err(write_error) = self.deps.catalog.update_backup(record, BackupStatus::InProgress).await else {
+            return Ok(());
+        };
+        let read_back = self.deps.catalog.get_backup(&record.target, &record.backup_id).await;
+        record.status = BackupStatus::InProgress;
+        match read_back {
+            Ok(Some(stored)) if stored.status == BackupStatus::Completed && stored.dump == record.dump => {
+                record.status = BackupStatus::Completed;
+                Ok(())
             }
-        }
-        let count = written.objects.len();
-        for version in &written.objects {
-            if let Err(e) = self.deps.store.delete_version(version).await {
-                warn!(error = %e, key = %version.key, "deleting an object of the failed backup failed");
-                problems.push(format!("{} could not be deleted", version.key));
-            }
-        }
-        if problems.is_empty() {
-            format!("Nothing of this attempt was kept: its upload was aborted and the {count} object(s) it had written were deleted.")
-        } else {
-            format!("Cleaning up this attempt was incomplete: {}.", problems.join("; "))
+            Ok(_) => Err(BackupFailure::Catalog(write_error)),
+            Err(read_error) => Err(BackupFailure::Unconfirmed { write_error, read_error }),
         }
     }
 
-    /// The work proper. Everything it writes is noted in `written`, so a failure can be undone by the caller.
+    /// Undoes a failed attempt: aborts its open upload and deletes every object version under its keys, so
+    /// nothing under its id can be taken for a backup. Says what it did, for the alert.
+    async fn undo(&self, open_upload: Option<Arc<dyn MultipartUpload>>, attempt_prefix: &str) -> String {
+        let (mut done, mut problems) = (Vec::new(), Vec::new());
+        if let Some(upload) = open_upload {
+            match upload.abort().await {
+                Ok(()) => done.push("its multipart upload was aborted".to_string()),
+                Err(e) => {
+                    warn!(error = %e, key = %upload.key(), "aborting the multipart upload failed");
+                    problems.push(format!("the upload of {} could not be aborted (the bucket's lifecycle rule removes it within a day)", upload.key()));
+                }
+            }
+        }
+        // Listed rather than remembered: a write cut off by the deadline may have landed unseen.
+        match self.deps.store.versions(attempt_prefix).await {
+            Ok(versions) => {
+                let mut deleted = 0;
+                for version in &versions {
+                    match self.deps.store.delete_version(version).await {
+                        Ok(()) => deleted += 1,
+                        Err(e) => {
+                            warn!(error = %e, key = %version.key, "deleting an object of the failed backup failed");
+                            problems.push(format!("{} could not be deleted", version.key));
+                        }
+                    }
+                }
+                if deleted > 0 {
+                    done.push(format!("the {deleted} object version(s) it had written were deleted"));
+                }
+            }
+            Err(e) => problems.push(format!("its objects ({attempt_prefix}*) could not be listed: {e}")),
+        }
+        match (problems.is_empty(), done.is_empty()) {
+            (true, true) => "Nothing of this attempt had been written.".to_string(),
+            (true, false) => format!("Nothing of this attempt was kept: {}.", done.join(" and ")),
+            (false, _) => format!("Cleaning up this attempt was incomplete: {}.", problems.join("; ")),
+        }
+    }
+
+    /// The work proper. The upload it opens is left in `open_upload` until completed, for the caller to abort.
     async fn dump_and_store(
         &self,
         target: &TargetConfig,
         keys: &ObjectKeys,
         record: &mut BackupRecord,
         secrets: &mut Vec<SecretString>,
-        written: &mut Written,
+        open_upload: &mut Option<Arc<dyn MultipartUpload>>,
     ) -> Result<(), BackupFailure> {
         let password = self.deps.passwords.resolve(&target.password).await?;
         secrets.push(password.clone());
@@ -442,7 +478,6 @@ impl BackupJob {
         let roles_sha = sha256_hex(&roles.sql);
         let roles_size = roles.sql.len() as u64;
         let roles_version = self.deps.store.put_object(&keys.roles, roles.sql, "application/sql").await?;
-        written.objects.push(roles_version.clone());
         let roles_ref = RolesRef {
             object: ObjectRef { key: roles_version.key, version_id: roles_version.version_id, size: roles_size, sha256: roles_sha },
             passwords_included: roles.passwords_included,
@@ -453,7 +488,7 @@ impl BackupJob {
         let stdout = dump.take_stdout();
         // If this fails, `dump` is dropped here and the process is killed with it.
         let upload = self.deps.store.create_multipart(&keys.dump, self.config.codec.content_type()).await?;
-        written.upload = Some(upload.clone());
+        *open_upload = Some(upload.clone());
         let streamed = stream_to_upload(stdout, upload.clone(), self.settings, self.progress.clone()).await;
         let exit = dump.wait().await;
         let streamed = match (streamed, exit.success) {
@@ -463,8 +498,7 @@ impl BackupJob {
             (Err(e), true) => return Err(BackupFailure::Stream(e)),
         };
         let dump_version = upload.complete(streamed.parts.clone()).await?;
-        written.upload = None;
-        written.objects.push(dump_version.clone());
+        *open_upload = None;
 
         let DumpSummary { fingerprint, versions, raw_bytes } = streamed.summary;
         let dump_ref = ObjectRef { key: dump_version.key, version_id: dump_version.version_id, size: streamed.stored_bytes, sha256: streamed.sha256 };
@@ -496,7 +530,6 @@ impl BackupJob {
         let manifest_sha = sha256_hex(&body);
         let manifest_size = body.len() as u64;
         let stored = self.deps.store.put_object(&keys.manifest, body, "application/json").await?;
-        written.objects.push(stored.clone());
         record.manifest = Some(ObjectRef { key: stored.key, version_id: stored.version_id, size: manifest_size, sha256: manifest_sha });
         Ok(())
     }
@@ -537,11 +570,13 @@ fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &Objec
         Some(v) => format!("aws s3api get-object --bucket {bucket} --key '{}' --version-id '{v}' {out}", o.key),
         None => format!("aws s3 cp 's3://{bucket}/{}' {out}", o.key),
     };
+    // `&&` throughout: psql -f without ON_ERROR_STOP exits 0 past "role already exists", so the chain goes on.
     format!(
-        "{} && {} && echo '{}  {file}' | sha256sum -c && psql -X -d postgres -f roles.sql; \
+        "{} && {} && printf '%s  roles.sql\\n%s  {file}\\n' {} {} | sha256sum -c && psql -X -d postgres -f roles.sql && \
          createdb NEW_DB && {} {file} | psql -X -v ON_ERROR_STOP=1 --single-transaction -d NEW_DB",
         get(roles, "roles.sql"),
         get(dump, &file),
+        roles.sha256,
         dump.sha256,
         codec.decompress_command()
     )

@@ -128,7 +128,7 @@ async fn given_pg_dump_fails_mid_stream_then_nothing_is_completed_and_one_alert_
     assert!(record.error.as_ref().unwrap().contains("connection to server lost"));
     assert!(record.dump.is_none());
     assert!(w.store.keys().iter().all(|k| !k.ends_with(".sql.zst") && !k.ends_with(".manifest.json")), "{:?}", w.store.keys());
-    assert!(w.store.open_uploads("").await.unwrap().is_empty(), "upload aborted");
+    assert!(w.store.open_uploads().is_empty(), "upload aborted");
 
     let alerts = w.alerts.sent();
     assert_eq!(alerts.len(), 1);
@@ -145,7 +145,7 @@ async fn given_a_stream_cut_short_with_exit_zero_then_the_backup_still_fails_clo
     let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
     assert!(run.targets[0].message.contains("incomplete"), "{}", run.targets[0].message);
-    assert!(w.store.open_uploads("").await.unwrap().is_empty());
+    assert!(w.store.open_uploads().is_empty());
     assert_eq!(w.alerts.sent().len(), 1);
 }
 
@@ -155,7 +155,7 @@ async fn given_a_part_upload_failure_then_the_upload_is_aborted_and_recorded_fai
     w.store.fail_part_uploads_from(1);
     let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
-    assert!(w.store.open_uploads("").await.unwrap().is_empty());
+    assert!(w.store.open_uploads().is_empty());
     assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed);
     assert!(w.alerts.sent()[0].body.contains("KMS"), "hint points at the bucket: {}", w.alerts.sent()[0].body);
 }
@@ -185,6 +185,18 @@ async fn given_the_completed_record_cannot_be_written_then_nothing_is_left_and_t
 }
 
 #[tokio::test]
+async fn given_the_completed_write_lands_but_its_answer_is_lost_then_the_backup_stands() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    w.catalog.lose_answers_to(BackupStatus::Completed);
+    let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    let record = &w.catalog.backups()[0];
+    assert_eq!(record.status, BackupStatus::Completed);
+    assert!(w.store.object_bytes(&record.dump.as_ref().unwrap().key).is_some(), "the dump a completed record points at is kept");
+    assert!(w.alerts.sent().is_empty());
+}
+
+#[tokio::test]
 async fn given_a_deadline_then_a_backup_too_slow_for_it_is_stopped_and_failed_cleanly() {
     let mut dump = ScriptedDump::succeeding(SQL);
     dump.stall = true;
@@ -194,7 +206,7 @@ async fn given_a_deadline_then_a_backup_too_slow_for_it_is_stopped_and_failed_cl
     let run = w.job.run(&req).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
     assert!(run.targets[0].message.contains("time limit"), "{}", run.targets[0].message);
-    assert!(w.store.open_uploads("").await.unwrap().is_empty(), "upload aborted");
+    assert!(w.store.open_uploads().is_empty(), "upload aborted");
     assert_eq!(w.store.all_versions(), vec![], "roles object deleted");
     assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed);
     let alerts = w.alerts.sent();
@@ -301,4 +313,26 @@ async fn given_a_missing_password_then_the_failure_names_the_variable() {
     let run = job.run(&request(Some("billing"), None)).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
     assert!(run.targets[0].message.contains("BILLING_PW"), "{}", run.targets[0].message);
+}
+
+#[tokio::test]
+async fn the_lambda_handler_answers_with_the_run_or_an_error_type_lambda_can_report() {
+    use crate::app::handle_backup_event;
+    use serde_json::json;
+
+    let w = world(ScriptedDump::succeeding(SQL));
+    let ok = handle_backup_event(&w.job, &json!({"target": "orders"}), "req-9", None).await.unwrap();
+    assert_eq!(ok["targets"][0]["outcome"], "completed");
+    assert_eq!(ok["idempotency_key"], "req-9", "a console event is keyed by Lambda's request id");
+
+    let bad = handle_backup_event(&w.job, &json!({"target": "orders", "dryrun": true}), "req-10", None).await.unwrap_err();
+    assert_eq!(bad.error_type, "InvalidEvent");
+    assert!(bad.message.contains("dryrun"), "{}", bad.message);
+    let unknown = handle_backup_event(&w.job, &json!({"target": "nope"}), "req-11", None).await.unwrap_err();
+    assert_eq!(unknown.error_type, "InvalidEvent");
+
+    *w.dumper.dump.lock().unwrap() = ScriptedDump::failing(b"", "pg_dump: error: boom");
+    let failed = handle_backup_event(&w.job, &json!({"target": "orders"}), "req-12", None).await.unwrap_err();
+    assert_eq!(failed.error_type, "BackupFailed");
+    assert!(failed.message.contains("boom"), "{}", failed.message);
 }
