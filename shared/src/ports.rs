@@ -278,3 +278,67 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+// ---------------------------------------------------------------- scratch databases
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    #[error("{operation} failed: {message}")]
+    Backend { operation: &'static str, message: String },
+    #[error("scratch server {id} failed to come up: {message}")]
+    Failed { id: String, message: String },
+}
+
+/// What a drill asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchSpec {
+    /// The drill's id: names the scratch server, so asking twice (a resumed drill) finds the same one.
+    pub drill_id: String,
+    /// The source's PostgreSQL major version (a restore must not cross to an older server).
+    pub engine_major: u32,
+    /// Storage for the restored database, sized from the backup.
+    pub storage_gib: u32,
+    /// After this, the orphan sweeper destroys it whatever happened to the drill.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A scratch server that exists (or is being created): enough to find it again from another invocation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScratchHandle {
+    /// `rds` or `local`.
+    pub kind: String,
+    /// RDS instance identifier, or the local cluster's directory.
+    pub id: String,
+}
+
+/// How to reach a ready scratch server as its administrator.
+#[derive(Debug, Clone)]
+pub struct ScratchEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: SecretString,
+    /// A database that always exists to connect to (`postgres`).
+    pub maintenance_db: String,
+    pub sslmode: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum ScratchState {
+    /// Still being created: ask again later.
+    Creating { status: String },
+    Ready(ScratchEndpoint),
+}
+
+/// Throwaway PostgreSQL servers for restore drills: an RDS instance in AWS, a local cluster elsewhere.
+#[async_trait]
+pub trait ScratchDatabases: Send + Sync {
+    /// Starts creating the drill's server; if it already exists (a resumed drill), returns it.
+    async fn create(&self, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError>;
+    /// Whether the server is ready; when it is, how to reach it.
+    async fn poll(&self, handle: &ScratchHandle) -> Result<ScratchState, ScratchError>;
+    /// Destroys the server (no final snapshot); a server already gone is not an error.
+    async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError>;
+    /// Destroys every Backstop scratch server whose expiry has passed; returns what it destroyed.
+    async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Vec<ScratchHandle>, ScratchError>;
+}
