@@ -9,16 +9,19 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::adapters::dynamodb::DynamoCatalog;
+use crate::adapters::local_scratch::LocalScratch;
+use crate::adapters::psql_restorer::PsqlRestorer;
 use crate::adapters::postgres::PgDumper;
 use crate::adapters::s3::S3Store;
 use crate::adapters::secrets::SecretsManager;
 use crate::adapters::sns::{LogOnlyAlerts, SnsAlerts};
-use crate::config::{process_env, Config};
+use crate::config::{process_env, Config, ScratchSettings};
 use crate::event::parse_backup_event;
 use crate::jobs::backup::{BackupDeps, BackupJob, BackupJobError};
+use crate::jobs::verify::{VerifyDeps, VerifyJob};
 use crate::metrics::MetricsSink;
 use crate::passwords::PasswordResolver;
-use crate::ports::{Alerts, SystemClock};
+use crate::ports::{Alerts, ScratchDatabases, SystemClock};
 
 /// The AWS clients every job shares.
 #[derive(Clone)]
@@ -63,6 +66,25 @@ pub fn backup_deps(config: &Config, clients: &AwsClients, metrics: Arc<dyn Metri
         clock: Arc::new(SystemClock),
         metrics,
     }
+}
+
+/// The verify job on AWS, with the configured scratch servers (local clusters, or RDS instances).
+pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> VerifyJob {
+    let backup = backup_deps(&config, clients, metrics.clone());
+    let scratch: Arc<dyn ScratchDatabases> = match &config.verify.scratch {
+        ScratchSettings::Local { dir } => Arc::new(LocalScratch::new(dir.clone(), config.pg_bin_dir.clone())),
+        ScratchSettings::Rds { .. } => unimplemented!("wired with the RDS adapter"),
+    };
+    let deps = VerifyDeps {
+        store: backup.store,
+        catalog: backup.catalog,
+        alerts: backup.alerts,
+        scratch,
+        restorer: Arc::new(PsqlRestorer::new(config.pg_bin_dir.clone())),
+        clock: backup.clock,
+        metrics,
+    };
+    VerifyJob::new(config, deps)
 }
 
 pub fn backup_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> BackupJob {

@@ -30,6 +30,37 @@ pub struct Config {
     /// Where pg_dump, pg_dumpall and psql live; `None` searches the usual places.
     pub pg_bin_dir: Option<PathBuf>,
     pub targets: Vec<TargetConfig>,
+    pub verify: VerifySettings,
+}
+
+/// How restore drills run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifySettings {
+    pub scratch: ScratchSettings,
+    /// Besides the latest backup, also drill one randomly chosen older one: old backups rot too.
+    pub older_backup: bool,
+    /// Alert (warning) when a drill's RTO or the backup's RPO exceeds these.
+    pub rto_budget: Option<Duration>,
+    pub rpo_budget: Option<Duration>,
+    /// Statement timeout of each user check.
+    pub check_timeout: Duration,
+    /// A scratch server older than this is destroyed by the sweeper whatever its drill is doing.
+    pub scratch_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScratchSettings {
+    /// Throwaway clusters under `dir` (default: `<temp dir>/backstop-scratch`).
+    Local { dir: Option<PathBuf> },
+    Rds { instance_class: String, subnet_group: String, security_group_ids: Vec<String>, parameter_group: Option<String> },
+}
+
+/// A check from the configuration: SQL that must return true on the restored copy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserCheck {
+    pub name: String,
+    pub sql: String,
 }
 
 /// One database to back up.
@@ -50,6 +81,9 @@ pub struct TargetConfig {
     /// function); libpq's `~/.postgresql/root.crt` when unset.
     #[serde(default)]
     pub sslrootcert: Option<PathBuf>,
+    /// Run on every restored copy of this target, read-only; each must return true.
+    #[serde(default)]
+    pub checks: Vec<UserCheck>,
 }
 
 /// Where a target's password comes from. The password itself never sits in the configuration.
@@ -103,6 +137,17 @@ struct FileConfig {
     pg_bin_dir: Option<PathBuf>,
     #[serde(default)]
     targets: Vec<TargetConfig>,
+    scratch: Option<String>,
+    scratch_dir: Option<PathBuf>,
+    rds_instance_class: Option<String>,
+    rds_subnet_group: Option<String>,
+    rds_security_group_ids: Option<Vec<String>>,
+    rds_parameter_group: Option<String>,
+    verify_older_backup: Option<bool>,
+    rto_budget_seconds: Option<u64>,
+    rpo_budget_seconds: Option<u64>,
+    check_timeout_seconds: Option<u64>,
+    scratch_lifetime_seconds: Option<u64>,
 }
 
 /// The environment, as a map, so tests can pass one without touching the process's own.
@@ -134,6 +179,7 @@ impl Config {
     }
 
     fn merge(env: &Env, file: FileConfig) -> Result<Self, ConfigError> {
+        let verify = verify_settings(env, &file)?;
         let var = |name: &str| env.get(name).filter(|v| !v.trim().is_empty()).cloned();
         let bucket = var("BACKSTOP_BUCKET").or(file.bucket).ok_or(ConfigError::Missing {
             name: "BACKSTOP_BUCKET",
@@ -196,6 +242,7 @@ impl Config {
             key_prefix.push('/');
         }
         Ok(Config {
+            verify,
             bucket,
             table,
             topic_arn: var("BACKSTOP_TOPIC_ARN").or(file.topic_arn),
@@ -217,6 +264,57 @@ impl Config {
     pub fn target_names(&self) -> Vec<&str> {
         self.targets.iter().map(|t| t.name.as_str()).collect()
     }
+}
+
+fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, ConfigError> {
+    let var = |name: &str| env.get(name).filter(|v| !v.trim().is_empty()).cloned();
+    let seconds = |name: &'static str, from_file: Option<u64>| -> Result<Option<Duration>, ConfigError> {
+        Ok(match var(name) {
+            Some(v) => Some(Duration::from_secs(parse_number::<u64>(name, &v)?)),
+            None => from_file.map(Duration::from_secs),
+        })
+    };
+    let kind = var("BACKSTOP_SCRATCH").or(file.scratch.clone()).unwrap_or_else(|| "local".into());
+    let scratch = match kind.as_str() {
+        "local" => ScratchSettings::Local { dir: var("BACKSTOP_SCRATCH_DIR").map(PathBuf::from).or(file.scratch_dir.clone()) },
+        "rds" => {
+            let subnet_group = var("BACKSTOP_RDS_SUBNET_GROUP").or(file.rds_subnet_group.clone()).ok_or(ConfigError::Missing {
+                name: "BACKSTOP_RDS_SUBNET_GROUP",
+                hint: "RDS scratch instances need a DB subnet group (never the account's default)",
+            })?;
+            let security_group_ids: Vec<String> = match var("BACKSTOP_RDS_SECURITY_GROUP_IDS") {
+                Some(v) => v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+                None => file.rds_security_group_ids.clone().unwrap_or_default(),
+            };
+            if security_group_ids.is_empty() {
+                return Err(ConfigError::Missing {
+                    name: "BACKSTOP_RDS_SECURITY_GROUP_IDS",
+                    hint: "RDS scratch instances need at least one security group (never the VPC's default)",
+                });
+            }
+            ScratchSettings::Rds {
+                instance_class: var("BACKSTOP_RDS_INSTANCE_CLASS").or(file.rds_instance_class.clone()).unwrap_or_else(|| "db.t4g.medium".into()),
+                subnet_group,
+                security_group_ids,
+                parameter_group: var("BACKSTOP_RDS_PARAMETER_GROUP").or(file.rds_parameter_group.clone()),
+            }
+        }
+        other => {
+            return Err(ConfigError::Invalid { name: "scratch (BACKSTOP_SCRATCH)".into(), value: other.into(), hint: "use `local` or `rds`".into() })
+        }
+    };
+    let older_backup = match var("BACKSTOP_VERIFY_OLDER_BACKUP") {
+        Some(v) => parse_bool("BACKSTOP_VERIFY_OLDER_BACKUP", &v)?,
+        None => file.verify_older_backup.unwrap_or(false),
+    };
+    Ok(VerifySettings {
+        scratch,
+        older_backup,
+        rto_budget: seconds("BACKSTOP_RTO_BUDGET_SECONDS", file.rto_budget_seconds)?,
+        rpo_budget: seconds("BACKSTOP_RPO_BUDGET_SECONDS", file.rpo_budget_seconds)?,
+        check_timeout: seconds("BACKSTOP_CHECK_TIMEOUT_SECONDS", file.check_timeout_seconds)?.unwrap_or(Duration::from_secs(30)),
+        scratch_lifetime: seconds("BACKSTOP_SCRATCH_LIFETIME_SECONDS", file.scratch_lifetime_seconds)?.unwrap_or(Duration::from_secs(6 * 3600)),
+    })
 }
 
 /// Target names become S3 key segments and DynamoDB keys: keep them short and plain.

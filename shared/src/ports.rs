@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use crate::config::TargetConfig;
+use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -59,6 +60,26 @@ pub trait ObjectStore: Send + Sync {
     async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError>;
     /// Deletes one version for good (not a delete marker): undoes what a failed run wrote.
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError>;
+    /// What the store says about the key's *current* version.
+    async fn head(&self, key: &str) -> Result<ObjectHead, StoreError>;
+    /// Streams one exact version.
+    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError>;
+}
+
+/// A stored object's metadata: which version is current and how it is encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub version_id: Option<String>,
+    pub size: u64,
+    /// `aws:kms`, `AES256`, or `None` when the store reports no encryption.
+    pub server_side_encryption: Option<String>,
+    pub kms_key_id: Option<String>,
+}
+
+/// An object being read: its metadata and its bytes as a stream.
+pub struct FetchedObject {
+    pub head: ObjectHead,
+    pub body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
 }
 
 #[async_trait]
@@ -146,6 +167,13 @@ pub trait Catalog: Send + Sync {
     async fn get_backup(&self, target: &str, backup_id: &BackupId) -> Result<Option<BackupRecord>, CatalogError>;
     /// The newest `limit` backups of a target, newest first.
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError>;
+
+    /// Creates a drill record; fails with `Conflict` if the id exists.
+    async fn create_drill(&self, drill: &DrillRecord) -> Result<(), CatalogError>;
+    /// Replaces a drill record, only if its stored phase is still `expected`.
+    async fn update_drill(&self, drill: &DrillRecord, expected: DrillPhase) -> Result<(), CatalogError>;
+    /// A target's drills, newest first.
+    async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError>;
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError>;
     /// The newest `limit` runs of a job, newest first.
@@ -341,4 +369,37 @@ pub trait ScratchDatabases: Send + Sync {
     async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError>;
     /// Destroys every Backstop scratch server whose expiry has passed; returns what it destroyed.
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Vec<ScratchHandle>, ScratchError>;
+}
+
+// ---------------------------------------------------------------- restorer
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr_tail}")]
+    Failed { program: String, status: String, stderr_tail: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Loads SQL into a scratch server and reads it back, with PostgreSQL's own programs.
+#[async_trait]
+pub trait Restorer: Send + Sync {
+    /// Runs the roles script; "already exists" errors are expected on a server with its own roles and are
+    /// returned as warnings, other errors too (a role the server forbids is not a failed restore).
+    async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError>;
+    /// Drops (if present) and creates `database`: a resumed restore starts from empty.
+    async fn recreate_database(&self, server: &ScratchEndpoint, database: &str) -> Result<(), RestoreError>;
+    /// Feeds plain SQL from `sql` (read on a blocking thread) to psql in one transaction, stopping at the
+    /// first error.
+    async fn restore_sql(&self, server: &ScratchEndpoint, database: &str, sql: Box<dyn Read + Send>) -> Result<(), RestoreError>;
+    /// Dumps `database` and reads its fingerprint off the stream, the same way the backup did.
+    async fn fingerprint(&self, server: &ScratchEndpoint, database: &str) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError>;
+    /// Runs a user check read-only with a statement timeout; true when it returned exactly `t`.
+    async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: std::time::Duration) -> Result<bool, RestoreError>;
 }

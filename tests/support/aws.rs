@@ -113,6 +113,14 @@ impl AwsFixture {
             lease: Duration::from_secs(3600),
             pg_bin_dir: Some(crate::pg::bin_dir()),
             targets,
+            verify: backstop::config::VerifySettings {
+                scratch: backstop::config::ScratchSettings::Local { dir: None },
+                older_backup: false,
+                rto_budget: None,
+                rpo_budget: None,
+                check_timeout: Duration::from_secs(30),
+                scratch_lifetime: Duration::from_secs(3600),
+            },
         }
     }
 

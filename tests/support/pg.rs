@@ -168,6 +168,7 @@ impl PgCluster {
             password: PasswordSource::File(file),
             sslmode: Some("disable".into()),
             sslrootcert: None,
+            checks: vec![],
         }
     }
 

@@ -6,6 +6,7 @@
 //! | lease | `TARGET#<target>` | `LEASE#<job>` |
 //! | idempotency claim | `EVENT#<key>` | `TARGET#<target>` |
 //! | run record | `RUN#<job>` | `<started at, RFC 3339>#<run id>` |
+//! | restore drill | `TARGET#<target>` | `DRILL#<drill id>` (ids sort by time) |
 //!
 //! Every state change is a conditional write; a failed condition becomes [`CatalogError::Conflict`] or, for
 //! leases and claims, an answer ("held by …"). Records are stored attribute by attribute (readable in the
@@ -23,6 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::sdk_error_text;
+use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 use crate::ports::*;
 
@@ -301,6 +303,37 @@ impl Catalog for DynamoCatalog {
             .await?
             .into_iter()
             .map(|item| from_item(item, &format!("a backup of {target}")))
+            .collect()
+    }
+
+    async fn create_drill(&self, drill: &DrillRecord) -> Result<(), CatalogError> {
+        let mut item = to_item(drill, target_pk(&drill.target), format!("DRILL#{}", drill.drill_id));
+        item.insert("kind".into(), s("drill"));
+        if self.put_if(item, "attribute_not_exists(pk)", &[], vec![]).await? {
+            Ok(())
+        } else {
+            Err(CatalogError::Conflict { what: format!("drill {}", drill.drill_id), expected: "absent".into() })
+        }
+    }
+
+    async fn update_drill(&self, drill: &DrillRecord, expected: DrillPhase) -> Result<(), CatalogError> {
+        let mut item = to_item(drill, target_pk(&drill.target), format!("DRILL#{}", drill.drill_id));
+        item.insert("kind".into(), s("drill"));
+        let done = self
+            .put_if(item, "#phase = :expected", &[("#phase", "phase")], vec![(":expected", s(expected.as_str()))])
+            .await?;
+        if done {
+            Ok(())
+        } else {
+            Err(CatalogError::Conflict { what: format!("drill {}", drill.drill_id), expected: expected.to_string() })
+        }
+    }
+
+    async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError> {
+        self.query_newest(target_pk(target), Some("DRILL#"), limit)
+            .await?
+            .into_iter()
+            .map(|item| from_item(item, &format!("a drill of {target}")))
             .collect()
     }
 

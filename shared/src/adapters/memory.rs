@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use crate::config::TargetConfig;
+use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 use crate::ports::*;
 
@@ -100,6 +101,23 @@ impl ObjectStore for MemoryStore {
             .collect())
     }
 
+    async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
+        let state = self.state.lock().unwrap();
+        let (version, body) = state.objects.get(key).and_then(|v| v.last()).ok_or_else(|| store_error("HeadObject", key, "no such key"))?;
+        Ok(ObjectHead { version_id: Some(version.clone()), size: body.len() as u64, server_side_encryption: Some("aws:kms".into()), kms_key_id: None })
+    }
+
+    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError> {
+        let state = self.state.lock().unwrap();
+        let versions = state.objects.get(key).ok_or_else(|| store_error("GetObject", key, "no such key"))?;
+        let (version, body) = match version_id {
+            Some(v) => versions.iter().find(|(id, _)| id == v).ok_or_else(|| store_error("GetObject", key, "no such version"))?,
+            None => versions.last().expect("keys have versions"),
+        };
+        let head = ObjectHead { version_id: Some(version.clone()), size: body.len() as u64, server_side_encryption: Some("aws:kms".into()), kms_key_id: None };
+        Ok(FetchedObject { head, body: Box::new(std::io::Cursor::new(body.clone())) })
+    }
+
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
         let mut state = self.state.lock().unwrap();
         if let Some(versions) = state.objects.get_mut(&version.key) {
@@ -163,6 +181,7 @@ struct CatalogState {
     leases: HashMap<(String, Job), (String, DateTime<Utc>)>,
     claims: HashMap<(String, String), Claim>,
     backups: BTreeMap<(String, BackupId), BackupRecord>,
+    drills: BTreeMap<(String, String), DrillRecord>,
     runs: Vec<RunRecord>,
 }
 
@@ -290,6 +309,33 @@ impl Catalog for MemoryCatalog {
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError> {
         let s = self.state.lock().unwrap();
         Ok(s.backups.values().rev().filter(|b| b.target == target).take(limit).cloned().collect())
+    }
+
+    async fn create_drill(&self, drill: &DrillRecord) -> Result<(), CatalogError> {
+        let mut s = self.state.lock().unwrap();
+        let key = (drill.target.clone(), drill.drill_id.clone());
+        if s.drills.contains_key(&key) {
+            return Err(CatalogError::Conflict { what: drill.drill_id.clone(), expected: "absent".into() });
+        }
+        s.drills.insert(key, drill.clone());
+        Ok(())
+    }
+
+    async fn update_drill(&self, drill: &DrillRecord, expected: DrillPhase) -> Result<(), CatalogError> {
+        let mut s = self.state.lock().unwrap();
+        let key = (drill.target.clone(), drill.drill_id.clone());
+        match s.drills.get(&key) {
+            Some(current) if current.phase == expected => {
+                s.drills.insert(key, drill.clone());
+                Ok(())
+            }
+            _ => Err(CatalogError::Conflict { what: drill.drill_id.clone(), expected: expected.to_string() }),
+        }
+    }
+
+    async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.drills.values().rev().filter(|d| d.target == target).take(limit).cloned().collect())
     }
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError> {

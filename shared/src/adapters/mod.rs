@@ -2,8 +2,10 @@
 //! programs, and in memory for unit tests.
 
 pub mod dynamodb;
+pub mod local_scratch;
 pub mod memory;
 pub mod postgres;
+pub mod psql_restorer;
 pub mod s3;
 pub mod secrets;
 pub mod sns;

@@ -24,7 +24,7 @@ const LOCK_WAIT_TIMEOUT_MS: u32 = 300_000;
 /// Seconds libpq waits for a connection.
 const CONNECT_TIMEOUT_S: u32 = 15;
 /// How much of a program's stderr is kept for the record and the alert.
-const STDERR_TAIL_BYTES: usize = 4096;
+pub(crate) const STDERR_TAIL_BYTES: usize = 4096;
 
 pub struct PgDumper {
     bin_dir: Option<PathBuf>,
@@ -37,7 +37,7 @@ impl PgDumper {
         PgDumper { bin_dir: bin_dir.or_else(newest_debian_bin_dir) }
     }
 
-    fn program(&self, name: &str) -> PathBuf {
+    pub(crate) fn program(&self, name: &str) -> PathBuf {
         match &self.bin_dir {
             Some(dir) => dir.join(name),
             None => PathBuf::from(name),
@@ -46,27 +46,15 @@ impl PgDumper {
 
     /// A command for `program` connected to `target` with the password in a fresh passfile.
     fn command(&self, program: &str, target: &TargetConfig, password: &SecretString) -> Result<(Command, tempfile::NamedTempFile), DumpError> {
-        let passfile = write_passfile(password)?;
-        let mut cmd = Command::new(self.program(program));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PG") {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.env("PGHOST", &target.host)
-            .env("PGPORT", target.port.to_string())
-            .env("PGUSER", &target.user)
-            .env("PGDATABASE", &target.database)
-            .env("PGPASSFILE", passfile.path())
-            .env("PGSSLMODE", target.sslmode.as_deref().unwrap_or("prefer"))
-            .env("PGAPPNAME", "backstop")
-            .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_S.to_string())
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        if let Some(root_cert) = &target.sslrootcert {
-            cmd.env("PGSSLROOTCERT", root_cert);
-        }
-        Ok((cmd, passfile))
+        let connection = Connection {
+            host: &target.host,
+            port: target.port,
+            user: &target.user,
+            database: &target.database,
+            sslmode: target.sslmode.as_deref().unwrap_or("prefer"),
+            sslrootcert: target.sslrootcert.as_deref(),
+        };
+        Ok(connection.command(&self.program(program), password)?)
     }
 
     /// Runs a short program to completion and returns its stdout, or its redacted stderr as the error.
@@ -154,6 +142,44 @@ impl Dumper for PgDumper {
     }
 }
 
+/// Where and as whom a client program connects.
+pub(crate) struct Connection<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub database: &'a str,
+    pub sslmode: &'a str,
+    pub sslrootcert: Option<&'a Path>,
+}
+
+impl Connection<'_> {
+    /// The program with libpq's variables set for this connection and the password in a fresh 0600 passfile
+    /// (kept alive by the caller while the program runs). Inherited `PG*` variables are removed first.
+    pub(crate) fn command(&self, program: &Path, password: &SecretString) -> std::io::Result<(Command, tempfile::NamedTempFile)> {
+        let passfile = write_passfile(password)?;
+        let mut cmd = Command::new(program);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PG") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("PGHOST", self.host)
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", self.user)
+            .env("PGDATABASE", self.database)
+            .env("PGPASSFILE", passfile.path())
+            .env("PGSSLMODE", self.sslmode)
+            .env("PGAPPNAME", "backstop")
+            .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_S.to_string())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(root_cert) = self.sslrootcert {
+            cmd.env("PGSSLROOTCERT", root_cert);
+        }
+        Ok((cmd, passfile))
+    }
+}
+
 struct PgDumpRun {
     child: Child,
     stderr_tail: JoinHandle<Vec<u8>>,
@@ -183,7 +209,7 @@ impl RunningDump for PgDumpRun {
 }
 
 /// Keeps the last `STDERR_TAIL_BYTES` of a stream (the end of pg_dump's stderr says why it stopped).
-async fn read_tail(mut stream: impl AsyncRead + Unpin) -> Vec<u8> {
+pub(crate) async fn read_tail(mut stream: impl AsyncRead + Unpin) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
@@ -200,13 +226,13 @@ async fn read_tail(mut stream: impl AsyncRead + Unpin) -> Vec<u8> {
     kept
 }
 
-fn tail(bytes: &[u8]) -> String {
+pub(crate) fn tail(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(STDERR_TAIL_BYTES);
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
 }
 
 /// A libpq passfile (`host:port:db:user:password`, wildcards) readable by its owner only.
-fn write_passfile(password: &SecretString) -> Result<tempfile::NamedTempFile, DumpError> {
+fn write_passfile(password: &SecretString) -> std::io::Result<tempfile::NamedTempFile> {
     // tempfile creates files with mode 0600, which libpq insists on.
     let mut file = tempfile::Builder::new().prefix("backstop-pgpass-").tempfile()?;
     let escaped = password.expose_secret().replace('\\', "\\\\").replace(':', "\\:");

@@ -104,6 +104,35 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
+        let out = self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(|e| store_error("HeadObject", key, e))?;
+        Ok(ObjectHead {
+            version_id: out.version_id,
+            size: out.content_length.unwrap_or(0).max(0) as u64,
+            server_side_encryption: out.server_side_encryption.map(|s| s.as_str().to_string()),
+            kms_key_id: out.ssekms_key_id,
+        })
+    }
+
+    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| store_error("GetObject", key, e))?;
+        let head = ObjectHead {
+            version_id: out.version_id,
+            size: out.content_length.unwrap_or(0).max(0) as u64,
+            server_side_encryption: out.server_side_encryption.map(|s| s.as_str().to_string()),
+            kms_key_id: out.ssekms_key_id,
+        };
+        Ok(FetchedObject { head, body: Box::new(out.body.into_async_read()) })
+    }
+
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
         self.client
             .delete_object()

@@ -106,6 +106,24 @@ pub struct BackupRecord {
     /// Why the backup failed, secrets already redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The latest restore drill's verdict (`verified` / `verify_failed`); the full report is in the drill record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationSummary>,
+}
+
+/// A restore drill's verdict on a backup, kept on the backup's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationSummary {
+    pub drill_id: String,
+    pub finished_at: DateTime<Utc>,
+    pub passed: bool,
+    /// Labels of the failed checks (`object_checksum`, `table public.orders`, …).
+    #[serde(default)]
+    pub failed_checks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_seconds: Option<f64>,
 }
 
 impl BackupRecord {
@@ -128,6 +146,7 @@ impl BackupRecord {
             server_version: None,
             pg_dump_version: None,
             error: None,
+            verification: None,
         }
     }
 

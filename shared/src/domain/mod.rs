@@ -1,12 +1,14 @@
 //! The domain: what a backup, its manifest, a run and a fingerprint are. Plain data, no I/O.
 
 pub mod backup;
+pub mod drill;
 pub mod fingerprint;
 pub mod manifest;
 pub mod redact;
 pub mod run;
+pub mod verification;
 
-pub use backup::{BackupId, BackupRecord, BackupStatus, ObjectRef};
+pub use backup::{BackupId, BackupRecord, BackupStatus, ObjectRef, VerificationSummary};
 pub use fingerprint::{Fingerprint, FingerprintBuilder, TableFingerprint};
 pub use manifest::Manifest;
 pub use run::{Job, RunRecord, TargetOutcome, TargetResult, Trigger};

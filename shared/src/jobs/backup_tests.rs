@@ -38,6 +38,7 @@ fn target(name: &str) -> TargetConfig {
         password: PasswordSource::Env("ORDERS_PW".into()),
         sslmode: None,
         sslrootcert: None,
+        checks: vec![],
     }
 }
 
@@ -60,6 +61,14 @@ fn world(dump: ScriptedDump) -> World {
         lease: std::time::Duration::from_secs(3600),
         pg_bin_dir: None,
         targets: vec![target("orders"), target("billing")],
+        verify: crate::config::VerifySettings {
+            scratch: crate::config::ScratchSettings::Local { dir: None },
+            older_backup: false,
+            rto_budget: None,
+            rpo_budget: None,
+            check_timeout: std::time::Duration::from_secs(30),
+            scratch_lifetime: std::time::Duration::from_secs(3600),
+        },
     };
     let env = [("ORDERS_PW".to_string(), PASSWORD.to_string())].into_iter().collect();
     let deps = BackupDeps {

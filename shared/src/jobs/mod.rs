@@ -2,4 +2,6 @@
 
 pub mod alerts;
 pub mod backup;
+pub mod drill_steps;
 pub mod status;
+pub mod verify;

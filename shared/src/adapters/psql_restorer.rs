@@ -1,0 +1,171 @@
+//! The restorer on PostgreSQL's own programs: `psql` loads the roles and the dump into a scratch server,
+//! `pg_dump` reads the restored database back through the same fingerprint parser the backup used.
+//!
+//! Connections go through [`Connection`], as for the dumper: libpq variables and a 0600 passfile, nothing
+//! secret on a command line.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use super::postgres::{read_tail, tail, Connection, PgDumper};
+use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
+use crate::domain::redact::redact;
+use crate::ports::{RestoreError, Restorer, ScratchEndpoint};
+
+const READ_BUFFER: usize = 1024 * 1024;
+
+pub struct PsqlRestorer {
+    programs: PgDumper,
+}
+
+impl PsqlRestorer {
+    pub fn new(bin_dir: Option<PathBuf>) -> Self {
+        PsqlRestorer { programs: PgDumper::new(bin_dir) }
+    }
+
+    fn command(&self, program: &str, server: &ScratchEndpoint, database: &str) -> Result<(Command, tempfile::NamedTempFile), RestoreError> {
+        let connection = Connection {
+            host: &server.host,
+            port: server.port,
+            user: &server.user,
+            database,
+            sslmode: &server.sslmode,
+            sslrootcert: None,
+        };
+        Ok(connection.command(&self.programs.program(program), &server.password)?)
+    }
+
+    /// Runs psql with `args` and `stdin`, returning (success, stdout, stderr).
+    async fn psql(&self, server: &ScratchEndpoint, database: &str, args: &[&str], stdin: Vec<u8>) -> Result<(bool, String, String), RestoreError> {
+        let (mut cmd, _passfile) = self.command("psql", server, database)?;
+        cmd.args(["-X", "-w", "-q"]).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "psql".into(), source })?;
+        let mut input = child.stdin.take().expect("stdin is piped");
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let result = input.write_all(&stdin).await;
+            drop(input);
+            result
+        });
+        let output = child.wait_with_output().await?;
+        writer.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+        let stderr = redact(&String::from_utf8_lossy(&output.stderr), &[&server.password]);
+        Ok((output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), stderr))
+    }
+
+    async fn psql_ok(&self, server: &ScratchEndpoint, database: &str, sql: &str) -> Result<String, RestoreError> {
+        let (ok, stdout, stderr) = self.psql(server, database, &["-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], Vec::new()).await?;
+        if ok {
+            Ok(stdout)
+        } else {
+            Err(RestoreError::Failed { program: "psql".into(), status: "error".into(), stderr_tail: stderr.trim().to_string() })
+        }
+    }
+}
+
+/// Quotes an identifier for SQL.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[async_trait]
+impl Restorer for PsqlRestorer {
+    async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError> {
+        // No ON_ERROR_STOP: roles the server already has ("already exists") or forbids are reported, not fatal.
+        let (_, _, stderr) = self.psql(server, &server.maintenance_db, &[], sql.to_vec()).await?;
+        Ok(stderr.lines().filter(|l| l.contains("ERROR")).map(str::to_string).collect())
+    }
+
+    async fn recreate_database(&self, server: &ScratchEndpoint, database: &str) -> Result<(), RestoreError> {
+        self.psql_ok(server, &server.maintenance_db, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(database))).await?;
+        self.psql_ok(server, &server.maintenance_db, &format!("CREATE DATABASE {}", ident(database))).await?;
+        Ok(())
+    }
+
+    async fn restore_sql(&self, server: &ScratchEndpoint, database: &str, mut sql: Box<dyn Read + Send>) -> Result<(), RestoreError> {
+        let (mut cmd, _passfile) = self.command("psql", server, database)?;
+        cmd.args(["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-o", "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "psql".into(), source })?;
+        let stderr = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped")));
+        let stdin = child.stdin.take().expect("stdin is piped").into_owned_fd()?;
+        // Copy on a blocking thread: decompression and hashing happen inside `sql`'s reads.
+        let copied = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut stdin = std::fs::File::from(stdin);
+            let mut buffer = vec![0u8; READ_BUFFER];
+            let mut total = 0;
+            loop {
+                let n = match sql.read(&mut buffer) {
+                    Ok(0) => return Ok(total),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                stdin.write_all(&buffer[..n])?;
+                total += n as u64;
+            }
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("the restore copy thread panicked: {e}")))?;
+        let status = child.wait().await?;
+        let stderr_tail = redact(&tail(&stderr.await.unwrap_or_default()), &[&server.password]);
+        if !status.success() {
+            return Err(RestoreError::Failed { program: "psql".into(), status: status.to_string(), stderr_tail });
+        }
+        // psql stopped reading (it failed) or the source failed: either way the restore is not whole.
+        copied?;
+        Ok(())
+    }
+
+    async fn fingerprint(&self, server: &ScratchEndpoint, database: &str) -> Result<DumpSummary, RestoreError> {
+        let (mut cmd, _passfile) = self.command("pg_dump", server, database)?;
+        cmd.args(["--format=plain", "--no-password"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "pg_dump".into(), source })?;
+        let stderr = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped")));
+        let stdout = child.stdout.take().expect("stdout is piped").into_owned_fd()?;
+        let summary = tokio::task::spawn_blocking(move || -> Result<DumpSummary, String> {
+            let mut stdout = std::fs::File::from(stdout);
+            let mut builder = FingerprintBuilder::new();
+            let mut buffer = vec![0u8; READ_BUFFER];
+            loop {
+                match stdout.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => builder.feed(&buffer[..n]).map_err(|e| e.to_string())?,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            builder.finish().map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("the fingerprint thread panicked: {e}")))?;
+        let status = child.wait().await?;
+        let stderr_tail = redact(&tail(&stderr.await.unwrap_or_default()), &[&server.password]);
+        match (status.success(), summary) {
+            (true, Ok(summary)) => Ok(summary),
+            (true, Err(parse)) => Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail: parse }),
+            (false, _) => Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail }),
+        }
+    }
+
+    async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: Duration) -> Result<bool, RestoreError> {
+        // Read-only and time-boxed: a user check must not change what it checks, nor hang the drill.
+        let script = format!(
+            "SET default_transaction_read_only = on;\nSET statement_timeout = {};\n{}\n",
+            timeout.as_millis(),
+            sql.trim().trim_end_matches(';')
+        );
+        let (ok, stdout, stderr) = self.psql(server, database, &["-A", "-t", "-v", "ON_ERROR_STOP=1"], script.into_bytes()).await?;
+        if !ok {
+            return Err(RestoreError::Failed { program: "psql".into(), status: "error".into(), stderr_tail: stderr.trim().to_string() });
+        }
+        Ok(stdout.trim() == "t")
+    }
+}

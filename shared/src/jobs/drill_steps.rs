@@ -1,0 +1,211 @@
+//! The work of a drill's `restoring` and `checking` phases: read the backup's objects back with their
+//! integrity checks, restore roles then the dump into a scratch server, and compare the restored copy with the
+//! fingerprint the backup recorded. Every finding is a check value in the drill's report.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome, VerificationReport};
+use crate::domain::{BackupRecord, Manifest, ObjectRef};
+use crate::pipeline::codec::Codec;
+use crate::ports::{ObjectHead, ObjectStore, Restorer, ScratchEndpoint, StoreError};
+
+/// The database a drill restores into, on the scratch server.
+pub const RESTORED_DB: &str = "backstop_restored";
+
+/// Reads a small object whole (the manifest, the roles script).
+async fn read_small(store: &dyn ObjectStore, object: &ObjectRef) -> Result<Vec<u8>, StoreError> {
+    let mut fetched = store.get(&object.key, object.version_id.as_deref()).await?;
+    let mut bytes = Vec::new();
+    fetched
+        .body
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| StoreError { operation: "GetObject", key: object.key.clone(), source: Box::new(e) })?;
+    Ok(bytes)
+}
+
+/// The manifest the backup wrote, from the exact version the record names.
+pub async fn read_manifest(store: &dyn ObjectStore, backup: &BackupRecord) -> Result<Manifest, String> {
+    let object = backup.manifest.as_ref().ok_or("the backup record names no manifest")?;
+    let bytes = read_small(store, object).await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("the manifest {} is not valid: {e}", object.key))
+}
+
+/// Is the object encrypted as a Backstop bucket requires (SSE-KMS, with the configured key if one is set)?
+fn encryption_check(head: &ObjectHead, expected_key: Option<&str>) -> CheckOutcome {
+    let found = format!("{} (key {})", head.server_side_encryption.as_deref().unwrap_or("no encryption"), head.kms_key_id.as_deref().unwrap_or("-"));
+    let kms = head.server_side_encryption.as_deref() == Some("aws:kms");
+    // The store may report the key as an id or an ARN; the id is the ARN's last segment either way.
+    let key_id = |k: &str| k.rsplit('/').next().unwrap_or(k).to_string();
+    let key_ok = match (expected_key, head.kms_key_id.as_deref()) {
+        (None, _) => true,
+        (Some(expected), Some(actual)) => key_id(expected) == key_id(actual),
+        (Some(_), None) => false,
+    };
+    if kms && key_ok {
+        CheckOutcome::ok(found)
+    } else {
+        CheckOutcome::Mismatch { expected: format!("aws:kms (key {})", expected_key.unwrap_or("any")), found }
+    }
+}
+
+/// Counts and hashes the bytes that pass through it (the stored object, before decompression).
+struct HashingReader<R> {
+    inner: R,
+    state: Arc<Mutex<(Sha256, u64)>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut state = self.state.lock().expect("hash state lock");
+        state.0.update(&buf[..n]);
+        state.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads the rest of the stream through the hash, so the checksum covers the whole object even when the
+/// decompressor stopped early (a cut-short or corrupted object).
+struct DrainOnDrop<R: Read> {
+    inner: Option<R>,
+}
+
+impl<R: Read> Read for DrainOnDrop<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.as_mut().expect("present until drop").read(buf)
+    }
+}
+
+impl<R: Read> Drop for DrainOnDrop<R> {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.inner.take() {
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+        }
+    }
+}
+
+fn decoder<R: Read + Send + 'static>(codec: Codec, raw: R) -> std::io::Result<Box<dyn Read + Send>> {
+    Ok(match codec {
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+    })
+}
+
+/// `restoring`: object checks, roles, then the dump streamed from the store through SHA-256 and the
+/// decompressor into psql. Returns false when the drill cannot go on to checking.
+pub async fn restore(
+    store: &dyn ObjectStore,
+    restorer: &dyn Restorer,
+    server: &ScratchEndpoint,
+    backup: &BackupRecord,
+    expected_kms_key: Option<&str>,
+    report: &mut VerificationReport,
+) -> bool {
+    report.forget(|n| matches!(n, CheckName::ObjectVersion | CheckName::ObjectEncryption | CheckName::ObjectChecksum | CheckName::Roles | CheckName::Restore));
+    let (Some(dump), Some(roles)) = (&backup.dump, &backup.roles) else {
+        report.push(CheckName::Restore, CheckOutcome::Error { message: "the backup record names no dump or roles object".into() });
+        return false;
+    };
+
+    // Overwritten since? The key's current version must still be the one the backup wrote.
+    let version = match store.head(&dump.key).await {
+        Ok(head) if head.version_id == dump.version_id => CheckOutcome::ok(format!("current version is {}", dump.version_id.as_deref().unwrap_or("-"))),
+        Ok(head) => CheckOutcome::Mismatch {
+            expected: format!("current version {}", dump.version_id.as_deref().unwrap_or("-")),
+            found: format!("current version {} (the key was written again after the backup)", head.version_id.as_deref().unwrap_or("-")),
+        },
+        Err(e) => CheckOutcome::Error { message: e.to_string() },
+    };
+    report.push(CheckName::ObjectVersion, version);
+
+    let roles_sql = match read_small(store, roles).await {
+        Ok(bytes) if hex::encode(Sha256::digest(&bytes)) == roles.sha256 => bytes,
+        Ok(_) => {
+            report.push(CheckName::Roles, CheckOutcome::Mismatch { expected: format!("sha256 {}", roles.sha256), found: "different bytes".into() });
+            return false;
+        }
+        Err(e) => {
+            report.push(CheckName::Roles, CheckOutcome::Error { message: e.to_string() });
+            return false;
+        }
+    };
+    let roles_outcome = match restorer.restore_roles(server, &roles_sql).await {
+        Ok(warnings) if warnings.is_empty() => CheckOutcome::ok("all roles created"),
+        Ok(warnings) => CheckOutcome::Warning { detail: format!("{} statement(s) refused, e.g. {}", warnings.len(), warnings[0]) },
+        Err(e) => CheckOutcome::Error { message: e.to_string() },
+    };
+    let roles_failed = roles_outcome.is_failure();
+    report.push(CheckName::Roles, roles_outcome);
+    if roles_failed {
+        return false;
+    }
+
+    if let Err(e) = restorer.recreate_database(server, RESTORED_DB).await {
+        report.push(CheckName::Restore, CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") });
+        return false;
+    }
+    let fetched = match store.get(&dump.key, dump.version_id.as_deref()).await {
+        Ok(f) => f,
+        Err(e) => {
+            report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message: e.to_string() });
+            return false;
+        }
+    };
+    report.push(CheckName::ObjectEncryption, encryption_check(&fetched.head, expected_kms_key));
+
+    let hashed = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+    let raw = DrainOnDrop { inner: Some(HashingReader { inner: tokio_util::io::SyncIoBridge::new(fetched.body), state: hashed.clone() }) };
+    let restored = match decoder(backup.codec, raw) {
+        Ok(sql) => restorer.restore_sql(server, RESTORED_DB, sql).await.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot start decompressing: {e}")),
+    };
+    let (sha, size) = {
+        let state = hashed.lock().expect("hash state lock");
+        (hex::encode(state.0.clone().finalize()), state.1)
+    };
+    let checksum = if sha == dump.sha256 && size == dump.size {
+        CheckOutcome::ok(format!("{size} bytes, sha256 {sha}"))
+    } else {
+        CheckOutcome::Mismatch { expected: format!("{} bytes, sha256 {}", dump.size, dump.sha256), found: format!("{size} bytes, sha256 {sha}") }
+    };
+    report.push(CheckName::ObjectChecksum, checksum);
+    match restored {
+        Ok(()) => {
+            report.push(CheckName::Restore, CheckOutcome::ok(format!("restored into {RESTORED_DB}")));
+            true
+        }
+        Err(message) => {
+            report.push(CheckName::Restore, CheckOutcome::Error { message });
+            false
+        }
+    }
+}
+
+/// `checking`: the restored copy's fingerprint against the manifest's, then the target's own checks.
+pub async fn check(
+    restorer: &dyn Restorer,
+    server: &ScratchEndpoint,
+    manifest: &Manifest,
+    user_checks: &[crate::config::UserCheck],
+    timeout: std::time::Duration,
+    report: &mut VerificationReport,
+) {
+    report.forget(|n| matches!(n, CheckName::TableSet | CheckName::Table { .. } | CheckName::SchemaDigest | CheckName::User { .. }));
+    match restorer.fingerprint(server, RESTORED_DB).await {
+        Ok(restored) => report.checks.extend(compare_fingerprints(&manifest.fingerprint, &restored.fingerprint)),
+        Err(e) => report.push(CheckName::TableSet, CheckOutcome::Error { message: format!("cannot read the restored copy back: {e}") }),
+    }
+    for user in user_checks {
+        let outcome = match restorer.check(server, RESTORED_DB, &user.sql, timeout).await {
+            Ok(true) => CheckOutcome::ok("returned true"),
+            Ok(false) => CheckOutcome::Mismatch { expected: "true".into(), found: "not true".into() },
+            Err(e) => CheckOutcome::Error { message: e.to_string() },
+        };
+        report.push(CheckName::User { name: user.name.clone() }, outcome);
+    }
+}

@@ -1,0 +1,517 @@
+//! The verify job: restore drills that turn "a backup exists" into "this backup restores, exactly".
+//!
+//! Each run sweeps expired scratch servers, then, per target and under the target's verify lease, resumes the
+//! drill left unfinished or starts one on the latest restorable backup (and, if configured, one random older
+//! one), and advances it phase by phase (`domain::drill`) until it is done or the invocation's time runs out.
+//! The phase is persisted before each next step, so a drill cut off anywhere resumes; `cleaning` always runs.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::config::{Config, TargetConfig};
+use crate::domain::drill::{DrillPhase, DrillRecord};
+use crate::domain::verification::{CheckName, CheckOutcome};
+use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, Trigger, VerificationSummary};
+use crate::metrics::{emf_line, MetricsSink, Unit};
+use crate::ports::*;
+
+use super::alerts::subject_line;
+use super::drill_steps;
+
+#[derive(Clone)]
+pub struct VerifyDeps {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub alerts: Arc<dyn Alerts>,
+    pub scratch: Arc<dyn ScratchDatabases>,
+    pub restorer: Arc<dyn Restorer>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn MetricsSink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRequest {
+    pub target: Option<String>,
+    /// Drill this backup instead of the latest.
+    pub backup_id: Option<BackupId>,
+    pub trigger: Trigger,
+    pub request_id: String,
+    /// Stop advancing (leaving drills resumable) at this instant: a Lambda's limit less a margin.
+    pub deadline: Option<tokio::time::Instant>,
+    /// Advance at most this many phases per drill in this invocation (`None`: as many as time allows).
+    pub max_steps: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyJobError {
+    #[error("unknown target {name:?}; configured targets: {known}")]
+    UnknownTarget { name: String, known: String },
+    #[error("backup {backup_id} of {target} cannot be drilled: {reason}")]
+    NotRestorable { target: String, backup_id: BackupId, reason: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// One drill's state at the end of an invocation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillSummary {
+    pub target: String,
+    pub drill_id: String,
+    pub backup_id: BackupId,
+    pub phase: DrillPhase,
+    /// `verified` or `verify_failed` once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<BackupStatus>,
+    pub failed_checks: Vec<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyRun {
+    /// Every drill finished: Step Functions stops looping.
+    pub done: bool,
+    pub drills: Vec<DrillSummary>,
+    pub swept: Vec<String>,
+}
+
+pub struct VerifyJob {
+    config: Arc<Config>,
+    deps: VerifyDeps,
+}
+
+/// Why a drill stopped advancing in this invocation.
+enum Pause {
+    Done,
+    /// Out of time or steps, or a scratch server still being created: resume later.
+    Later(String),
+}
+
+impl VerifyJob {
+    pub fn new(config: Arc<Config>, deps: VerifyDeps) -> Self {
+        VerifyJob { config, deps }
+    }
+
+    pub async fn run(&self, request: &VerifyRequest) -> Result<VerifyRun, VerifyJobError> {
+        let targets: Vec<&TargetConfig> = match &request.target {
+            None => self.config.targets.iter().collect(),
+            Some(name) => vec![self.config.target(name).ok_or_else(|| VerifyJobError::UnknownTarget {
+                name: name.clone(),
+                known: self.config.target_names().join(", "),
+            })?],
+        };
+        let swept = match self.deps.scratch.sweep_expired(self.deps.clock.now()).await {
+            Ok(handles) => handles.into_iter().map(|h| h.id).collect(),
+            Err(e) => {
+                warn!(error = %e, "the orphan sweep failed; expired scratch servers may still be running");
+                Vec::new()
+            }
+        };
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let mut drills = Vec::new();
+        for target in targets {
+            drills.extend(self.verify_target(target, request, &run_id).await?);
+        }
+        let done = drills.iter().all(|d| d.phase == DrillPhase::Done);
+        Ok(VerifyRun { done, drills, swept })
+    }
+
+    #[instrument(skip_all, fields(target = %target.name))]
+    async fn verify_target(&self, target: &TargetConfig, request: &VerifyRequest, run_id: &str) -> Result<Vec<DrillSummary>, VerifyJobError> {
+        let now = self.deps.clock.now();
+        let lease = LeaseRequest {
+            target: target.name.clone(),
+            job: Job::Verify,
+            owner: run_id.to_string(),
+            now,
+            expires_at: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3)),
+        };
+        if let LeaseOutcome::HeldBy { owner, .. } = self.deps.catalog.acquire_lease(&lease).await? {
+            info!(owner = %owner, "another verify run is advancing this target's drills");
+            return Ok(Vec::new());
+        }
+        let result = self.drills_of(target, request).await;
+        let result = match result {
+            Ok(mut drills) => {
+                let mut summaries = Vec::new();
+                for drill in drills.iter_mut() {
+                    summaries.push(self.advance(target, drill, request).await);
+                }
+                Ok(summaries)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Verify, run_id).await {
+            warn!(error = %e, "could not release the verify lease; it expires by itself");
+        }
+        result
+    }
+
+    /// The drills to advance: unfinished ones first (resumed), else new ones on the chosen backups.
+    async fn drills_of(&self, target: &TargetConfig, request: &VerifyRequest) -> Result<Vec<DrillRecord>, VerifyJobError> {
+        let recent = self.deps.catalog.recent_drills(&target.name, 20).await?;
+        let unfinished: Vec<DrillRecord> = recent.into_iter().filter(|d| d.phase != DrillPhase::Done).collect();
+        let wanted_backup_is_running = |id: &BackupId| unfinished.iter().any(|d| &d.backup_id == id);
+        let mut chosen = Vec::new();
+        if let Some(id) = &request.backup_id {
+            let backup = self.deps.catalog.get_backup(&target.name, id).await?.ok_or_else(|| VerifyJobError::NotRestorable {
+                target: target.name.clone(),
+                backup_id: id.clone(),
+                reason: "no such backup".into(),
+            })?;
+            if !restorable(&backup) {
+                return Err(VerifyJobError::NotRestorable { target: target.name.clone(), backup_id: id.clone(), reason: format!("its status is {}", backup.status) });
+            }
+            if !wanted_backup_is_running(id) {
+                chosen.push(backup.backup_id);
+            }
+        } else if unfinished.is_empty() {
+            let backups: Vec<BackupRecord> = self.deps.catalog.recent_backups(&target.name, 100).await?.into_iter().filter(restorable).collect();
+            if let Some(latest) = backups.first() {
+                chosen.push(latest.backup_id.clone());
+            }
+            if self.config.verify.older_backup && backups.len() > 1 {
+                let older = &backups[1 + rand::random_range(0..backups.len() - 1)];
+                chosen.push(older.backup_id.clone());
+            }
+        }
+        let mut drills = unfinished;
+        for backup_id in chosen {
+            let drill = DrillRecord::new(&target.name, backup_id, self.deps.clock.now());
+            self.deps.catalog.create_drill(&drill).await?;
+            info!(drill_id = %drill.drill_id, backup_id = %drill.backup_id, "drill started");
+            drills.push(drill);
+        }
+        Ok(drills)
+    }
+
+    /// Advances one drill phase by phase, persisting each, until done or paused.
+    #[instrument(skip_all, fields(drill_id = %drill.drill_id))]
+    async fn advance(&self, target: &TargetConfig, drill: &mut DrillRecord, request: &VerifyRequest) -> DrillSummary {
+        let mut steps = 0;
+        let pause = loop {
+            if drill.phase == DrillPhase::Done {
+                break Pause::Done;
+            }
+            if request.max_steps.is_some_and(|max| steps >= max) {
+                break Pause::Later(format!("paused after {steps} step(s), in phase {}", drill.phase));
+            }
+            // Cleaning always runs: past the deadline it is the one phase still worth the time left.
+            if drill.phase != DrillPhase::Cleaning && request.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
+            }
+            let expected = drill.phase;
+            let waiting = match self.step(target, drill).await {
+                Ok(waiting) => waiting,
+                Err(message) => {
+                    // A step that cannot even run (the catalog, the store) leaves the drill where it was.
+                    break Pause::Later(message);
+                }
+            };
+            steps += 1;
+            if let Err(e) = self.deps.catalog.update_drill(drill, expected).await {
+                break Pause::Later(format!("could not save the drill's progress: {e}"));
+            }
+            if let Some(status) = waiting {
+                break Pause::Later(status);
+            }
+        };
+        let message = match &pause {
+            Pause::Done => format!(
+                "{} ({} checks, {} failed)",
+                if drill.report.passed() { "verified" } else { "verify_failed" },
+                drill.report.checks.len(),
+                drill.report.failures().len()
+            ),
+            Pause::Later(why) => why.clone(),
+        };
+        DrillSummary {
+            target: drill.target.clone(),
+            drill_id: drill.drill_id.clone(),
+            backup_id: drill.backup_id.clone(),
+            phase: drill.phase,
+            outcome: (drill.phase == DrillPhase::Done).then(|| if drill.report.passed() { BackupStatus::Verified } else { BackupStatus::VerifyFailed }),
+            failed_checks: drill.report.failures().iter().map(|c| c.name.label()).collect(),
+            message,
+        }
+    }
+
+    /// Runs the drill's current phase and moves it to the next. `Ok(Some(status))`: the phase must wait (the
+    /// scratch server is still being created). `Err`: the phase could not run at all; try again later.
+    async fn step(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<Option<String>, String> {
+        let now = self.deps.clock.now();
+        match drill.phase {
+            DrillPhase::Provisioning => {
+                let backup = self.backup_of(drill).await?;
+                let handle = match &drill.scratch {
+                    Some(handle) => handle.clone(),
+                    None => {
+                        let spec = ScratchSpec {
+                            drill_id: drill.drill_id.clone(),
+                            engine_major: server_major(&backup),
+                            storage_gib: storage_for(&backup),
+                            expires_at: now + chrono::Duration::from_std(self.config.verify.scratch_lifetime).unwrap_or(chrono::Duration::hours(6)),
+                        };
+                        match self.deps.scratch.create(&spec).await {
+                            Ok(handle) => {
+                                drill.scratch = Some(handle.clone());
+                                handle
+                            }
+                            Err(e) => return Ok(self.fail_phase(drill, format!("provisioning the scratch server failed: {e}"))),
+                        }
+                    }
+                };
+                match self.deps.scratch.poll(&handle).await {
+                    Ok(ScratchState::Ready(_)) => {
+                        drill.provisioned_at = Some(self.deps.clock.now());
+                        drill.phase = DrillPhase::Restoring;
+                        Ok(None)
+                    }
+                    Ok(ScratchState::Creating { status }) => Ok(Some(format!("scratch server {} is {status}", handle.id))),
+                    Err(e) => Ok(self.fail_phase(drill, format!("the scratch server failed: {e}"))),
+                }
+            }
+            DrillPhase::Restoring => {
+                let backup = self.backup_of(drill).await?;
+                let Some(server) = self.endpoint(drill).await else { return Ok(None) };
+                drill.restore_started_at = Some(self.deps.clock.now());
+                let restored = drill_steps::restore(
+                    self.deps.store.as_ref(),
+                    self.deps.restorer.as_ref(),
+                    &server,
+                    &backup,
+                    self.config.kms_key_id.as_deref(),
+                    &mut drill.report,
+                )
+                .await;
+                drill.restored_at = Some(self.deps.clock.now());
+                drill.phase = if restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
+                Ok(None)
+            }
+            DrillPhase::Checking => {
+                let backup = self.backup_of(drill).await?;
+                let Some(server) = self.endpoint(drill).await else { return Ok(None) };
+                match drill_steps::read_manifest(self.deps.store.as_ref(), &backup).await {
+                    Ok(manifest) => {
+                        drill_steps::check(self.deps.restorer.as_ref(), &server, &manifest, &target.checks, self.config.verify.check_timeout, &mut drill.report).await
+                    }
+                    Err(message) => drill.report.push(CheckName::TableSet, CheckOutcome::Error { message }),
+                }
+                drill.checked_at = Some(self.deps.clock.now());
+                drill.phase = DrillPhase::Cleaning;
+                Ok(None)
+            }
+            DrillPhase::Cleaning => {
+                if let Some(handle) = &drill.scratch {
+                    // Not done until the server is gone: a failed destroy keeps the drill here for the next run.
+                    self.deps.scratch.destroy(handle).await.map_err(|e| format!("destroying the scratch server failed: {e}"))?;
+                }
+                drill.finished_at = Some(self.deps.clock.now());
+                self.settle(target, drill).await?;
+                drill.phase = DrillPhase::Done;
+                Ok(None)
+            }
+            DrillPhase::Done => Ok(None),
+        }
+    }
+
+    /// A phase that failed for good: recorded as an error check, and the drill goes straight to cleaning.
+    fn fail_phase(&self, drill: &mut DrillRecord, message: String) -> Option<String> {
+        warn!(message = %message, "drill phase failed");
+        drill.report.push(CheckName::Restore, CheckOutcome::Error { message });
+        drill.phase = DrillPhase::Cleaning;
+        None
+    }
+
+    async fn backup_of(&self, drill: &DrillRecord) -> Result<BackupRecord, String> {
+        match self.deps.catalog.get_backup(&drill.target, &drill.backup_id).await {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(format!("backup {} is gone from the catalog", drill.backup_id)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The scratch server's endpoint; when it is gone, the drill is failed and sent to cleaning.
+    async fn endpoint(&self, drill: &mut DrillRecord) -> Option<ScratchEndpoint> {
+        let handle = drill.scratch.clone()?;
+        match self.deps.scratch.poll(&handle).await {
+            Ok(ScratchState::Ready(endpoint)) => Some(endpoint),
+            Ok(ScratchState::Creating { status }) => {
+                self.fail_phase(drill, format!("the scratch server is {status} again in the middle of the drill"));
+                None
+            }
+            Err(e) => {
+                self.fail_phase(drill, format!("the scratch server is unreachable: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The drill's verdict: timings and budgets, the backup record's status, metrics and the alert.
+    async fn settle(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<(), String> {
+        let backup = self.backup_of(drill).await?;
+        let seconds = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
+            (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
+            _ => None,
+        };
+        let timings = &mut drill.report.timings;
+        timings.provision_seconds = seconds(Some(drill.started_at), drill.provisioned_at);
+        timings.restore_seconds = seconds(drill.restore_started_at, drill.restored_at);
+        timings.check_seconds = seconds(drill.restored_at, drill.checked_at);
+        timings.rto_seconds = seconds(drill.restore_started_at, drill.checked_at);
+        timings.rpo_seconds = seconds(Some(backup.started_at), Some(drill.started_at));
+        let (rto, rpo) = (timings.rto_seconds, timings.rpo_seconds);
+        drill.report.budget_warnings.clear();
+        if let (Some(budget), Some(rto)) = (self.config.verify.rto_budget, rto) {
+            if rto > budget.as_secs_f64() {
+                drill.report.budget_warnings.push(format!("RTO {rto:.0} s exceeds the budget of {} s", budget.as_secs()));
+            }
+        }
+        if let (Some(budget), Some(rpo)) = (self.config.verify.rpo_budget, rpo) {
+            if rpo > budget.as_secs_f64() {
+                drill.report.budget_warnings.push(format!("RPO {rpo:.0} s (the backup's age) exceeds the budget of {} s", budget.as_secs()));
+            }
+        }
+        let passed = drill.report.passed();
+        let failed_checks: Vec<String> = drill.report.failures().iter().map(|c| c.name.label()).collect();
+        let mut updated = backup.clone();
+        updated.status = if passed { BackupStatus::Verified } else { BackupStatus::VerifyFailed };
+        updated.verification = Some(VerificationSummary {
+            drill_id: drill.drill_id.clone(),
+            finished_at: drill.finished_at.unwrap_or_else(|| self.deps.clock.now()),
+            passed,
+            failed_checks: failed_checks.clone(),
+            rto_seconds: rto,
+            rpo_seconds: rpo,
+        });
+        if restorable(&backup) {
+            self.deps.catalog.update_backup(&updated, backup.status).await.map_err(|e| e.to_string())?;
+        } else {
+            // Purged (or failed) meanwhile: the drill's report stands, the record is not rewritten.
+            warn!(status = %backup.status, "the backup's status changed during the drill; its record is left as it is");
+        }
+        self.deps.metrics.emit(&emf_line(
+            self.deps.clock.now(),
+            &[("Target", target.name.as_str())],
+            &[
+                ("VerifySuccess", Unit::Count, if passed { 1.0 } else { 0.0 }),
+                ("VerifyRtoSeconds", Unit::Seconds, rto.unwrap_or(0.0)),
+                ("VerifyRestoreSeconds", Unit::Seconds, drill.report.timings.restore_seconds.unwrap_or(0.0)),
+                ("VerifyProvisionSeconds", Unit::Seconds, drill.report.timings.provision_seconds.unwrap_or(0.0)),
+            ],
+        ));
+        info!(passed, ?failed_checks, ?rto, ?rpo, "drill done");
+        if !passed {
+            self.alert(drill_failed_alert(target, drill)).await;
+        } else if !drill.report.budget_warnings.is_empty() {
+            self.alert(budget_alert(target, drill)).await;
+        } else if self.config.notify_success {
+            self.alert(drill_passed_alert(target, drill)).await;
+        }
+        Ok(())
+    }
+
+    async fn alert(&self, alert: Alert) {
+        if let Err(e) = self.deps.alerts.publish(&alert).await {
+            warn!(error = %e, subject = %alert.subject, "could not publish the alert");
+        }
+    }
+}
+
+/// A backup a drill can restore: it completed, whatever earlier drills said.
+fn restorable(b: &BackupRecord) -> bool {
+    matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed)
+}
+
+fn server_major(b: &BackupRecord) -> u32 {
+    b.server_version.as_deref().and_then(|v| v.split(['.', ' ']).next()).and_then(|m| m.parse().ok()).unwrap_or(15)
+}
+
+/// Room for the restored data and its indexes: about twice the SQL, at least 20 GiB (RDS's floor for gp3).
+fn storage_for(b: &BackupRecord) -> u32 {
+    let gib = (b.raw_bytes.saturating_mul(2) / (1 << 30)) as u32 + 1;
+    gib.max(20)
+}
+
+fn timings_text(drill: &DrillRecord) -> String {
+    let t = &drill.report.timings;
+    let s = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} s"));
+    format!(
+        "Provisioning {}, restore {}, checks {}; RTO (restore start to checks done) {}; RPO (backup age at drill start) {}.",
+        s(t.provision_seconds),
+        s(t.restore_seconds),
+        s(t.check_seconds),
+        s(t.rto_seconds),
+        s(t.rpo_seconds)
+    )
+}
+
+fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
+    let failures = drill.report.failures();
+    let first = failures.first().map(|c| c.name.label()).unwrap_or_else(|| "restore".into());
+    let lines: Vec<String> = failures
+        .iter()
+        .take(20)
+        .map(|c| match &c.outcome {
+            CheckOutcome::Mismatch { expected, found } => format!("- {}: expected {expected}, found {found}", c.name.label()),
+            CheckOutcome::Error { message } => format!("- {}: {message}", c.name.label()),
+            _ => format!("- {}", c.name.label()),
+        })
+        .collect();
+    let body = format!(
+        "A restore drill of backup {backup} of target \"{name}\" FAILED: this backup cannot be trusted to restore.\n\n\
+         Failed checks ({count}):\n{lines}\n\n{timings}\n\n\
+         What to do: do not count on this backup. Check the newest other backups (`backstop status --target {name}`), \
+         run a new backup and drill it (`backstop backup --target {name}` then `backstop verify --target {name}`), and \
+         read the full report with `backstop status --backup {backup}`.\nDrill: {drill_id}\n\
+         Runbook: docs/operations.md#a-restore-drill-failed",
+        backup = drill.backup_id,
+        name = target.name,
+        count = failures.len(),
+        lines = lines.join("\n"),
+        timings = timings_text(drill),
+        drill_id = drill.drill_id,
+    );
+    Alert {
+        subject: subject_line(&format!("Backstop: restore drill of {} FAILED: {first}", target.name)),
+        body,
+        severity: Severity::Critical,
+        job: Job::Verify,
+        target: Some(target.name.clone()),
+    }
+}
+
+fn budget_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
+    Alert {
+        subject: subject_line(&format!("Backstop: restore drill of {} over budget", target.name)),
+        body: format!(
+            "Backup {} of target \"{}\" restored and verified, but: {}.\n\n{}\n\nWhat to do: a slow restore means a long outage; \
+             consider a larger scratch instance class, or back up more often for a smaller RPO.\nRunbook: docs/operations.md#a-restore-drill-failed",
+            drill.backup_id,
+            target.name,
+            drill.report.budget_warnings.join("; "),
+            timings_text(drill)
+        ),
+        severity: Severity::Warning,
+        job: Job::Verify,
+        target: Some(target.name.clone()),
+    }
+}
+
+fn drill_passed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
+    Alert {
+        subject: subject_line(&format!("Backstop: backup of {} verified by a restore drill", target.name)),
+        body: format!(
+            "Backup {} of target \"{}\" restored into a scratch server and matched its fingerprint ({} checks).\n\n{}",
+            drill.backup_id,
+            target.name,
+            drill.report.checks.len(),
+            timings_text(drill)
+        ),
+        severity: Severity::Info,
+        job: Job::Verify,
+        target: Some(target.name.clone()),
+    }
+}

@@ -1,0 +1,254 @@
+//! Restore drills on local scratch clusters: a good backup verifies with every table in its report; each kind
+//! of damage ends `verify_failed` naming the right check, with an alert; a drill cut off between phases
+//! resumes and leaves no scratch cluster behind; hostile identifiers verify cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use backstop::adapters::dynamodb::DynamoCatalog;
+use backstop::app;
+use backstop::config::{Config, ScratchSettings, UserCheck};
+use backstop::domain::drill::DrillPhase;
+use backstop::domain::{BackupRecord, BackupStatus, TargetOutcome, Trigger};
+use backstop::jobs::verify::{VerifyRequest, VerifyRun};
+use backstop::metrics::NoMetrics;
+use backstop::pipeline::codec::{decode_all, Codec};
+use backstop::ports::Catalog;
+use backstop_tests::aws::AwsFixture;
+use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
+
+use crate::common::*;
+
+struct Drill {
+    aws: AwsFixture,
+    config: Config,
+    scratch_dir: tempfile::TempDir,
+    _source: PgCluster,
+    _dir: tempfile::TempDir,
+}
+
+/// A small source database with one easily edited table, backed up once; scratch clusters in a temp dir.
+async fn backed_up(seed: impl FnOnce(&PgCluster) -> &'static str) -> (Drill, BackupRecord) {
+    let source = PgCluster::start();
+    let db = seed(&source);
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch_dir = tempfile::tempdir().unwrap();
+    let mut target = source.target("app", db, BACKSTOP_PASSWORD, dir.path());
+    target.checks = vec![UserCheck { name: "has rows".into(), sql: "SELECT count(*) > 0 FROM pg_class".into() }];
+    let mut config = aws.config(vec![target]);
+    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch_dir.path().to_path_buf()) };
+    let run = job(&aws, config.clone()).run(&request("app", None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    let record = only_record(&aws, &run).await;
+    (Drill { aws, config, scratch_dir, _source: source, _dir: dir }, record)
+}
+
+fn small_db(source: &PgCluster) -> &'static str {
+    source.psql("postgres", "CREATE DATABASE app");
+    source.psql("app", "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g; CREATE TABLE empty (x int);");
+    source.create_backup_role();
+    "app"
+}
+
+fn verify_request(backup: Option<&BackupRecord>, max_steps: Option<usize>) -> VerifyRequest {
+    VerifyRequest {
+        target: Some("app".into()),
+        backup_id: backup.map(|b| b.backup_id.clone()),
+        trigger: Trigger::Cli,
+        request_id: "integration-test".into(),
+        deadline: None,
+        max_steps,
+    }
+}
+
+async fn verify(d: &Drill, request: &VerifyRequest) -> VerifyRun {
+    app::verify_job(Arc::new(d.config.clone()), &d.aws.clients, Arc::new(NoMetrics)).run(request).await.unwrap()
+}
+
+fn catalog(aws: &AwsFixture) -> DynamoCatalog {
+    DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone())
+}
+
+fn scratch_clusters(d: &Drill) -> Vec<String> {
+    std::fs::read_dir(d.scratch_dir.path()).map(|e| e.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+}
+
+/// Writes `bytes` as a new version of the dump's key (encrypted unless told otherwise).
+async fn put_version(aws: &AwsFixture, key: &str, bytes: Vec<u8>, encrypted: bool) -> String {
+    let mut put = aws.clients.s3.put_object().bucket(&aws.bucket).key(key).body(ByteStream::from(bytes));
+    if encrypted {
+        put = put.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(&aws.kms_key_arn);
+    }
+    put.send().await.unwrap().version_id.unwrap()
+}
+
+/// Points the record at another version of its dump (storage corruption of "its" version, as a drill sees it).
+async fn repoint(aws: &AwsFixture, record: &BackupRecord, version: String, sha_and_size: Option<(String, u64)>) {
+    let mut changed = record.clone();
+    let dump = changed.dump.as_mut().unwrap();
+    dump.version_id = Some(version);
+    if let Some((sha, size)) = sha_and_size {
+        dump.sha256 = sha;
+        dump.size = size;
+    }
+    catalog(aws).update_backup(&changed, record.status).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_backup_verifies_and_the_report_lists_every_table() {
+    let (d, record) = backed_up(|s| {
+        s.seed_sample("shop");
+        "shop"
+    })
+    .await;
+    let run = verify(&d, &verify_request(None, None)).await;
+    assert!(run.done);
+    assert_eq!(run.drills.len(), 1);
+    let drill = &run.drills[0];
+    assert_eq!(drill.outcome, Some(BackupStatus::Verified), "{:?}: {}", drill.failed_checks, drill.message);
+    assert_eq!(drill.backup_id, record.backup_id, "the latest backup is the one drilled");
+
+    let stored = catalog(&d.aws).recent_drills("app", 5).await.unwrap().remove(0);
+    let tables: Vec<String> = stored.report.checks.iter().filter_map(|c| match &c.name {
+        backstop::domain::verification::CheckName::Table { schema, name } => Some(format!("{schema}.{name}")),
+        _ => None,
+    }).collect();
+    assert_eq!(tables.len(), 9, "every table is in the report: {tables:?}");
+    for label in ["object_version", "object_encryption", "object_checksum", "roles", "restore", "table_set", "schema_digest", "user check has rows"] {
+        assert!(stored.report.checks.iter().any(|c| c.name.label() == label), "{label} is in the report");
+    }
+    let t = &stored.report.timings;
+    assert!(t.rto_seconds.unwrap() > 0.0 && t.rpo_seconds.unwrap() >= 0.0 && t.restore_seconds.is_some());
+
+    let after = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    assert_eq!(after.status, BackupStatus::Verified);
+    assert!(after.verification.unwrap().passed);
+    assert!(scratch_clusters(&d).is_empty(), "the scratch cluster was destroyed: {:?}", scratch_clusters(&d));
+    assert!(d.aws.alerts(0, Duration::from_secs(1)).await.is_empty(), "a passing drill does not page");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kind_of_damage_fails_the_drill_naming_the_check_and_alerting() {
+    let (d, record) = backed_up(small_db).await;
+    let dump = record.dump.clone().unwrap();
+    let original = d.aws.object(&dump.key).await;
+
+    // (what was done, the check that must fail)
+    let mut cases: Vec<(&str, &str)> = Vec::new();
+
+    // Storage returns fewer bytes than were written.
+    let version = put_version(&d.aws, &dump.key, original[..original.len() / 2].to_vec(), true).await;
+    repoint(&d.aws, &record, version, None).await;
+    cases.push(("truncated object", "object_checksum"));
+    let truncated = verify(&d, &verify_request(Some(&record), None)).await;
+
+    // One flipped byte.
+    let mut flipped = original.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    let version = put_version(&d.aws, &dump.key, flipped, true).await;
+    let current = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    repoint(&d.aws, &current, version, None).await;
+    cases.push(("one flipped byte", "object_checksum"));
+    let flipped = verify(&d, &verify_request(Some(&record), None)).await;
+
+    // Stored without the expected encryption.
+    let version = put_version(&d.aws, &dump.key, original.clone(), false).await;
+    let current = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    repoint(&d.aws, &current, version, None).await;
+    cases.push(("unencrypted object", "object_encryption"));
+    let unencrypted = verify(&d, &verify_request(Some(&record), None)).await;
+
+    // A fingerprint that disagrees with the data: one row changed, the object itself consistent.
+    let sql = String::from_utf8(decode_all(Codec::Zstd, &original).unwrap()).unwrap();
+    assert!(sql.contains("7\titem 7\n"));
+    let changed = zstd::stream::encode_all(sql.replacen("7\titem 7\n", "7\titem seven\n", 1).as_bytes(), 1).unwrap();
+    let sha = { use sha2::Digest; hex::encode(sha2::Sha256::digest(&changed)) };
+    let size = changed.len() as u64;
+    let version = put_version(&d.aws, &dump.key, changed, true).await;
+    let current = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    repoint(&d.aws, &current, version, Some((sha, size))).await;
+    cases.push(("one row changed", "table public.items"));
+    let row_changed = verify(&d, &verify_request(Some(&record), None)).await;
+
+    // Overwritten by a new version after the backup (the record still names its own version).
+    let current = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    let mut restored = current.clone();
+    *restored.dump.as_mut().unwrap() = dump.clone();
+    catalog(&d.aws).update_backup(&restored, current.status).await.unwrap();
+    put_version(&d.aws, &dump.key, b"not a dump".to_vec(), true).await;
+    cases.push(("overwritten by a new version", "object_version"));
+    let overwritten = verify(&d, &verify_request(Some(&record), None)).await;
+
+    for ((what, check), run) in cases.iter().zip([truncated, flipped, unencrypted, row_changed, overwritten]) {
+        let drill = &run.drills[0];
+        assert_eq!(drill.outcome, Some(BackupStatus::VerifyFailed), "{what}: {}", drill.message);
+        assert!(drill.failed_checks.iter().any(|c| c == check), "{what}: {check} should fail, failed: {:?}", drill.failed_checks);
+    }
+    let after = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    assert_eq!(after.status, BackupStatus::VerifyFailed);
+
+    let alerts = d.aws.alerts(cases.len(), Duration::from_secs(20)).await;
+    assert_eq!(alerts.len(), cases.len(), "one alert per failed drill: {alerts:#?}");
+    for ((what, check), alert) in cases.iter().zip(&alerts) {
+        assert!(alert.subject.contains("FAILED"), "{what}: {}", alert.subject);
+        assert!(alert.message.contains(check), "{what}: the alert names {check}: {}", alert.message);
+        assert_eq!(alert.attributes["job"]["Value"], "verify");
+    }
+    assert!(scratch_clusters(&d).is_empty(), "every scratch cluster was destroyed: {:?}", scratch_clusters(&d));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_cut_off_between_phases_resumes_and_leaves_nothing_behind() {
+    let (d, record) = backed_up(small_db).await;
+
+    // First invocation: provisioning only, then the process "dies" (the job is dropped).
+    let first = verify(&d, &verify_request(None, Some(1))).await;
+    assert!(!first.done);
+    assert_eq!(first.drills[0].phase, DrillPhase::Restoring);
+    assert_eq!(scratch_clusters(&d).len(), 1, "the scratch cluster outlives the invocation");
+
+    // Second: one more phase (restoring), cut off again.
+    let second = verify(&d, &verify_request(None, Some(1))).await;
+    assert_eq!(second.drills[0].drill_id, first.drills[0].drill_id, "the same drill resumed");
+    assert_eq!(second.drills[0].phase, DrillPhase::Checking);
+
+    // Third: runs to the end.
+    let third = verify(&d, &verify_request(None, None)).await;
+    assert!(third.done);
+    assert_eq!(third.drills[0].drill_id, first.drills[0].drill_id);
+    assert_eq!(third.drills[0].outcome, Some(BackupStatus::Verified), "{:?}", third.drills[0].failed_checks);
+    assert_eq!(catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status, BackupStatus::Verified);
+    assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
+    let (d, _) = backed_up(small_db).await;
+    let mut config = d.config.clone();
+    config.verify.scratch_lifetime = Duration::from_secs(0);
+    let d = Drill { config, ..d };
+    let first = verify(&d, &verify_request(None, Some(1))).await;
+    assert_eq!(first.drills[0].phase, DrillPhase::Restoring);
+    assert_eq!(scratch_clusters(&d).len(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The next run sweeps it first; the resumed drill then finds its server gone and fails cleanly.
+    let next = verify(&d, &verify_request(None, None)).await;
+    assert_eq!(next.swept.len(), 1, "{next:?}");
+    assert!(scratch_clusters(&d).is_empty());
+    assert_eq!(next.drills[0].outcome, Some(BackupStatus::VerifyFailed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_identifiers_verify_cleanly() {
+    let (d, _) = backed_up(|s| {
+        s.seed_hostile("weird");
+        "weird"
+    })
+    .await;
+    let run = verify(&d, &verify_request(None, None)).await;
+    assert_eq!(run.drills[0].outcome, Some(BackupStatus::Verified), "{:?}: {}", run.drills[0].failed_checks, run.drills[0].message);
+}
