@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use backstop::app::{self, AwsClients};
 use backstop::config::{process_env, Config};
-use backstop::domain::Trigger;
+use backstop::domain::drill::DrillPhase;
+use backstop::domain::{BackupId, BackupStatus, Trigger};
+use backstop::jobs::verify::VerifyRequest;
 use backstop::jobs::backup::{human_bytes, BackupRequest};
 use backstop::jobs::status;
 use backstop::metrics::{MetricsSink, NoMetrics, StderrEmf};
@@ -48,10 +50,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Recent backups of each target.
+    /// Restore drills: restore backups into scratch servers and check them against their fingerprints.
+    Verify {
+        #[arg(long)]
+        target: Option<String>,
+        /// Drill this backup (default: the latest of each target). Needs --target.
+        #[arg(long, requires = "target")]
+        backup: Option<String>,
+        /// Print the drills as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent backups of each target, or one backup's record and latest drill report.
     Status {
         #[arg(long)]
         target: Option<String>,
+        /// Show this backup's record and the report of its latest restore drill.
+        #[arg(long)]
+        backup: Option<String>,
         /// Backups to show per target.
         #[arg(long, default_value_t = 10)]
         limit: usize,
@@ -78,7 +94,9 @@ async fn main() -> ExitCode {
         Command::Backup { target, dry_run, idempotency_key, json } => {
             backup(config, &clients, metrics, target, dry_run, idempotency_key, json).await
         }
-        Command::Status { target, limit, json } => show_status(&config, &clients, target, limit, json).await,
+        Command::Verify { target, backup, json } => verify(config, &clients, metrics, target, backup, json).await,
+        Command::Status { target, backup: Some(backup), json, .. } => show_backup(&config, &clients, target, &backup, json).await,
+        Command::Status { target, limit, json, .. } => show_status(&config, &clients, target, limit, json).await,
     }
 }
 
@@ -146,6 +164,97 @@ async fn show_progress(progress: Arc<Progress>) {
         bar.tick();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Runs the verify job until every drill is done, waiting while scratch servers are being created.
+async fn verify(
+    config: Arc<Config>,
+    clients: &AwsClients,
+    metrics: Arc<dyn MetricsSink>,
+    target: Option<String>,
+    backup: Option<String>,
+    json: bool,
+) -> ExitCode {
+    let job = app::verify_job(config, clients, metrics);
+    let mut request = VerifyRequest {
+        target,
+        backup_id: backup.map(BackupId),
+        trigger: Trigger::Cli,
+        request_id: format!("cli-{}", std::process::id()),
+        deadline: None,
+        max_steps: None,
+    };
+    let mut finished = Vec::new();
+    loop {
+        let run = match job.run(&request).await {
+            Ok(run) => run,
+            Err(e) => {
+                eprintln!("backstop: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for swept in &run.swept {
+            eprintln!("swept an expired scratch server: {swept}");
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) = run.drills.into_iter().partition(|d| d.phase == DrillPhase::Done);
+        finished.extend(done);
+        if waiting.is_empty() {
+            break;
+        }
+        for d in &waiting {
+            eprintln!("{}: drill {} {}", d.target, d.drill_id, d.message);
+        }
+        // The unfinished drills resume on the next pass; a requested backup is not started twice.
+        request.backup_id = None;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&finished).expect("drills serialize"));
+    } else if finished.is_empty() {
+        println!("no backup to verify (run `backstop backup` first)");
+    }
+    if !json {
+        for d in &finished {
+            let failed = if d.failed_checks.is_empty() { String::new() } else { format!(" — failed: {}", d.failed_checks.join(", ")) };
+            println!("{:<20} {:<14} backup {} drill {}: {}{failed}", d.target, d.outcome.map_or("-".into(), |o| o.to_string()), d.backup_id, d.drill_id, d.message);
+        }
+    }
+    if finished.iter().any(|d| d.outcome != Some(BackupStatus::Verified)) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One backup: its record, and the report of the latest drill that restored it.
+async fn show_backup(config: &Config, clients: &AwsClients, target: Option<String>, backup: &str, json: bool) -> ExitCode {
+    let deps = app::backup_deps(config, clients, Arc::new(NoMetrics));
+    let id = BackupId(backup.to_string());
+    let targets: Vec<String> = match target {
+        Some(t) => vec![t],
+        None => config.target_names().into_iter().map(str::to_string).collect(),
+    };
+    for t in targets {
+        let record = match deps.catalog.get_backup(&t, &id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("backstop: cannot read the catalog: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let drills = deps.catalog.recent_drills(&t, 50).await.unwrap_or_default();
+        let drill = drills.into_iter().find(|d| d.backup_id == id);
+        if json {
+            let value = serde_json::json!({ "backup": record, "latest_drill": drill });
+            println!("{}", serde_json::to_string_pretty(&value).expect("records serialize"));
+        } else {
+            print!("{}", status::render_backup(&record, drill.as_ref()));
+        }
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("backstop: no backup {backup} in the catalog");
+    ExitCode::from(1)
 }
 
 async fn show_status(config: &Config, clients: &AwsClients, target: Option<String>, limit: usize, json: bool) -> ExitCode {

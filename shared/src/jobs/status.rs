@@ -3,6 +3,8 @@
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::domain::drill::DrillRecord;
+use crate::domain::verification::CheckOutcome;
 use crate::domain::{BackupRecord, BackupStatus};
 use crate::ports::{Catalog, CatalogError};
 
@@ -20,6 +22,71 @@ pub async fn recent_backups(config: &Config, catalog: &dyn Catalog, target: Opti
         out.push(TargetStatus { target: t.name.clone(), backups: catalog.recent_backups(&t.name, limit).await? });
     }
     Ok(out)
+}
+
+/// One backup in full: its record, and its latest drill's report check by check.
+pub fn render_backup(record: &BackupRecord, drill: Option<&DrillRecord>) -> String {
+    let mut out = format!(
+        "backup     {}
+target     {}
+status     {}
+started    {}
+duration   {}
+tables     {}, rows {}
+SQL        {}, stored {}
+",
+        record.backup_id,
+        record.target,
+        record.status,
+        record.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        record.duration_seconds().map(|d| format!("{d:.1} s")).unwrap_or_else(|| "-".into()),
+        record.table_count,
+        record.row_count,
+        human_bytes(record.raw_bytes),
+        record.dump.as_ref().map(|d| human_bytes(d.size)).unwrap_or_else(|| "-".into()),
+    );
+    if let Some(dump) = &record.dump {
+        out.push_str(&format!("object     {} (version {})
+sha256     {}
+", dump.key, dump.version_id.as_deref().unwrap_or("-"), dump.sha256));
+    }
+    if let Some(error) = &record.error {
+        out.push_str(&format!("error      {error}
+"));
+    }
+    let Some(drill) = drill else {
+        out.push_str("drill      none yet: `backstop verify` restores it and checks it
+");
+        return out;
+    };
+    let t = &drill.report.timings;
+    let s = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} s"));
+    out.push_str(&format!(
+        "drill      {} ({}), provisioning {}, restore {}, checks {}, RTO {}, RPO {}
+",
+        drill.drill_id,
+        drill.phase,
+        s(t.provision_seconds),
+        s(t.restore_seconds),
+        s(t.check_seconds),
+        s(t.rto_seconds),
+        s(t.rpo_seconds)
+    ));
+    for warning in &drill.report.budget_warnings {
+        out.push_str(&format!("  budget   {warning}
+"));
+    }
+    for c in &drill.report.checks {
+        let (status, detail) = match &c.outcome {
+            CheckOutcome::Ok { detail } => ("ok", detail.clone()),
+            CheckOutcome::Warning { detail } => ("warning", detail.clone()),
+            CheckOutcome::Mismatch { expected, found } => ("MISMATCH", format!("expected {expected}, found {found}")),
+            CheckOutcome::Error { message } => ("ERROR", message.clone()),
+        };
+        out.push_str(&format!("  {status:<9} {:<40} {detail}
+", c.name.label()));
+    }
+    out
 }
 
 /// A plain-text table, one row per backup, newest first within each target.
