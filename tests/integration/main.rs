@@ -6,3 +6,4 @@ mod common;
 mod concurrency;
 mod fail_closed;
 mod hostile;
+mod rds_scratch;
