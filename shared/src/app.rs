@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::adapters::dynamodb::DynamoCatalog;
 use crate::adapters::local_scratch::LocalScratch;
 use crate::adapters::psql_restorer::PsqlRestorer;
+use crate::adapters::rds::{RdsScratch, RdsScratchSettings};
 use crate::adapters::postgres::PgDumper;
 use crate::adapters::s3::S3Store;
 use crate::adapters::secrets::SecretsManager;
@@ -30,6 +31,7 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub rds: aws_sdk_rds::Client,
 }
 
 impl AwsClients {
@@ -47,6 +49,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(shared),
             sns: aws_sdk_sns::Client::new(shared),
             secrets: aws_sdk_secretsmanager::Client::new(shared),
+            rds: aws_sdk_rds::Client::new(shared),
         }
     }
 }
@@ -73,7 +76,12 @@ pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
     let backup = backup_deps(&config, clients, metrics.clone());
     let scratch: Arc<dyn ScratchDatabases> = match &config.verify.scratch {
         ScratchSettings::Local { dir } => Arc::new(LocalScratch::new(dir.clone(), config.pg_bin_dir.clone())),
-        ScratchSettings::Rds { .. } => unimplemented!("wired with the RDS adapter"),
+        ScratchSettings::Rds { instance_class, subnet_group, security_group_ids, parameter_group } => {
+            let mut settings = RdsScratchSettings::new(instance_class.clone(), subnet_group.clone(), security_group_ids.clone());
+            settings.parameter_group = parameter_group.clone();
+            settings.kms_key_id = config.kms_key_id.clone();
+            Arc::new(RdsScratch::new(clients.rds.clone(), clients.secrets.clone(), settings))
+        }
     };
     let deps = VerifyDeps {
         store: backup.store,

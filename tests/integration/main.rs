@@ -1,4 +1,4 @@
-//! Integration tests: the backup job against real PostgreSQL clusters and the emulated AWS APIs (moto).
+//! Integration tests: the backup and verify jobs against real PostgreSQL clusters and the emulated AWS APIs (moto).
 //! One binary for all of them (one link, one moto server); each test makes its own clusters and resources.
 
 mod backup_restore;
@@ -6,4 +6,5 @@ mod common;
 mod concurrency;
 mod fail_closed;
 mod hostile;
+mod rds_scratch;
 mod verify;

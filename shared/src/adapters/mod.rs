@@ -1,11 +1,12 @@
-//! Adapters: the ports implemented for AWS (S3, DynamoDB, SNS, Secrets Manager), for PostgreSQL's client
-//! programs, and in memory for unit tests.
+//! Adapters: the ports implemented for AWS (S3, DynamoDB, SNS, Secrets Manager, RDS scratch instances), for
+//! PostgreSQL's client programs, and in memory for unit tests.
 
 pub mod dynamodb;
 pub mod local_scratch;
 pub mod memory;
 pub mod postgres;
 pub mod psql_restorer;
+pub mod rds;
 pub mod s3;
 pub mod secrets;
 pub mod sns;
