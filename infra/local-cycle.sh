@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # local-cycle.sh — the whole Backstop cycle on this machine: starts the local stack (a seeded PostgreSQL and
-# moto, the AWS emulator), backs up the sample database with the real CLI, and shows what happened: the run,
-# `backstop status`, the objects in the bucket, the manifest, and the alert inbox.
+# moto, the AWS emulator), backs up the sample database with the real CLI, restores it in a drill on a
+# throwaway scratch cluster, and shows what happened: the runs, `backstop status`, the drill's report, the
+# objects in the bucket, the manifest, and the alert inbox.
 # The stack stays up afterwards so you can look around; `infra/local-stack.sh down` removes it.
 set -euo pipefail
 
@@ -25,8 +26,15 @@ section "backstop backup --dry-run   (checks password, connectivity and versions
 section "backstop backup"
 "$BACKSTOP" backup
 
+section "backstop verify   (restore drill: scratch cluster, restore, fingerprint and checks, cleanup)"
+"$BACKSTOP" verify
+
 section "backstop status"
 "$BACKSTOP" status
+
+latest=$("$BACKSTOP" status --json --limit 1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["backups"][0]["backup_id"])')
+section "backstop status --backup $latest   (the record and its drill report)"
+"$BACKSTOP" status --backup "$latest"
 
 section "What is in the bucket"
 .venv/bin/python infra/show_local.py

@@ -20,8 +20,9 @@ def main():
     s3 = client("s3")
     bucket = "backstop-local"
     versions = s3.list_object_versions(Bucket=bucket).get("Versions", [])
-    print(f"s3://{bucket}/")
-    for v in sorted(versions, key=lambda v: v["Key"]):
+    print(f"s3://{bucket}/  ({len(versions)} object versions; the newest backup's objects:)")
+    newest_id = max((v["Key"].rsplit("/", 1)[-1].split(".")[0] for v in versions), default="")
+    for v in sorted((v for v in versions if newest_id and newest_id in v["Key"]), key=lambda v: v["Key"]):
         head = s3.head_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
         print(f"  {v['Key']:<70} {v['Size']:>10} B  version {v['VersionId'][:8]}…  {head.get('ServerSideEncryption', 'none')}")
     uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])

@@ -19,7 +19,7 @@ use crate::adapters::sns::{LogOnlyAlerts, SnsAlerts};
 use crate::config::{process_env, Config, ScratchSettings};
 use crate::event::parse_backup_event;
 use crate::jobs::backup::{BackupDeps, BackupJob, BackupJobError};
-use crate::jobs::verify::{VerifyDeps, VerifyJob};
+use crate::jobs::verify::{VerifyDeps, VerifyJob, VerifyJobError, VerifyRequest};
 use crate::metrics::MetricsSink;
 use crate::passwords::PasswordResolver;
 use crate::ports::{Alerts, ScratchDatabases, SystemClock};
@@ -43,7 +43,12 @@ impl AwsClients {
     }
 
     pub fn from_sdk_config(shared: &aws_config::SdkConfig, s3_path_style: bool) -> Self {
-        let s3_config = aws_sdk_s3::config::Builder::from(shared).force_path_style(s3_path_style).build();
+        let s3_config = aws_sdk_s3::config::Builder::from(shared)
+            .force_path_style(s3_path_style)
+            // Drills hash every byte they read against the recorded SHA-256 themselves; the SDK cannot validate a
+            // multipart object's composite checksum anyway (and warns on every read if asked to).
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            .build();
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             dynamodb: aws_sdk_dynamodb::Client::new(shared),
@@ -127,4 +132,36 @@ pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &st
     } else {
         Err(HandlerError { error_type: "BackupFailed", message: format!("{} of {} targets failed: {}", failed.len(), run.targets.len(), failed.join("; ")) })
     }
+}
+
+/// The verify function's handler: `{}` (every target), `{"target": "NAME"}`, or with `"backup_id"`. Answers
+/// the drills' state and `done`; fails (for Step Functions' Catch) when the request itself is wrong.
+pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &str, time_left: Option<Duration>) -> Result<Value, HandlerError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct VerifyEvent {
+        #[serde(default)]
+        target: Option<String>,
+        #[serde(default)]
+        backup_id: Option<String>,
+    }
+    let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
+    let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
+    let parsed: VerifyEvent = serde_json::from_value(event).map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\", \"backup_id\": \"ID\"}}")))?;
+    if parsed.backup_id.is_some() && parsed.target.is_none() {
+        return Err(invalid("backup_id needs target: backup ids are per target".into()));
+    }
+    let request = VerifyRequest {
+        target: parsed.target,
+        backup_id: parsed.backup_id.map(crate::domain::BackupId),
+        trigger: crate::domain::Trigger::Console,
+        request_id: request_id.to_string(),
+        deadline: time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN)),
+        max_steps: None,
+    };
+    let run = job.run(&request).await.map_err(|e| match e {
+        VerifyJobError::Catalog(_) => HandlerError { error_type: "Retryable", message: e.to_string() },
+        _ => invalid(e.to_string()),
+    })?;
+    Ok(serde_json::to_value(&run).expect("runs serialize"))
 }
