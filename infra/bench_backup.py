@@ -30,13 +30,8 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO backstop;
 """
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--database", default="mix")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", default=os.path.join(LOCAL, "bench-backup.json"))
-    args = parser.parse_args()
-
+def stack_environment():
+    """The local stack's state, the environment that points at its emulator, and a superuser libpq one."""
     state = json.load(open(os.path.join(LOCAL, "state.json")))
     stack_env = dict(os.environ)
     with open(os.path.join(LOCAL, "env")) as f:  # the AWS_* settings that point at the emulator
@@ -46,6 +41,17 @@ def main():
                 stack_env[key] = value.strip("'\"")
     pg_env = dict(stack_env, PGHOST="127.0.0.1", PGPORT=str(state["pg_port"]), PGUSER="postgres",
                   PGPASSWORD=open(os.path.join(LOCAL, "secrets", "postgres-password")).read().strip())
+    return state, stack_env, pg_env
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database", default="mix")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--out", default=os.path.join(LOCAL, "bench-backup.json"))
+    args = parser.parse_args()
+
+    state, stack_env, pg_env = stack_environment()
     bindir = state["pg_bin_dir"]
     psql = [os.path.join(bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
     exists = subprocess.run(psql + ["-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{args.database}'"],

@@ -158,6 +158,7 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
         request_id: request_id.to_string(),
         deadline: time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN)),
         max_steps: None,
+        resume_only: false,
     };
     let run = job.run(&request).await.map_err(|e| match e {
         VerifyJobError::Catalog(_) => HandlerError { error_type: "Retryable", message: e.to_string() },

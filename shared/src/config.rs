@@ -307,12 +307,21 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
         Some(v) => parse_bool("BACKSTOP_VERIFY_OLDER_BACKUP", &v)?,
         None => file.verify_older_backup.unwrap_or(false),
     };
+    let check_timeout = seconds("BACKSTOP_CHECK_TIMEOUT_SECONDS", file.check_timeout_seconds)?.unwrap_or(Duration::from_secs(30));
+    if check_timeout.is_zero() {
+        // PostgreSQL reads a statement timeout of 0 as "none": a check could then hang a drill.
+        return Err(ConfigError::Invalid {
+            name: "check_timeout_seconds (BACKSTOP_CHECK_TIMEOUT_SECONDS)".into(),
+            value: "0".into(),
+            hint: "use at least 1 (the default is 30)".into(),
+        });
+    }
     Ok(VerifySettings {
         scratch,
         older_backup,
         rto_budget: seconds("BACKSTOP_RTO_BUDGET_SECONDS", file.rto_budget_seconds)?,
         rpo_budget: seconds("BACKSTOP_RPO_BUDGET_SECONDS", file.rpo_budget_seconds)?,
-        check_timeout: seconds("BACKSTOP_CHECK_TIMEOUT_SECONDS", file.check_timeout_seconds)?.unwrap_or(Duration::from_secs(30)),
+        check_timeout,
         scratch_lifetime: seconds("BACKSTOP_SCRATCH_LIFETIME_SECONDS", file.scratch_lifetime_seconds)?.unwrap_or(Duration::from_secs(6 * 3600)),
     })
 }

@@ -61,6 +61,7 @@ fn verify_request(backup: Option<&BackupRecord>, max_steps: Option<usize>) -> Ve
         request_id: "integration-test".into(),
         deadline: None,
         max_steps,
+        resume_only: false,
     }
 }
 

@@ -14,7 +14,7 @@ use backstop::app::{self, AwsClients};
 use backstop::config::{process_env, Config};
 use backstop::domain::drill::DrillPhase;
 use backstop::domain::{BackupId, BackupStatus, Trigger};
-use backstop::jobs::verify::VerifyRequest;
+use backstop::jobs::verify::{VerifyJobError, VerifyRequest};
 use backstop::jobs::backup::{human_bytes, BackupRequest};
 use backstop::jobs::status;
 use backstop::metrics::{MetricsSink, NoMetrics, StderrEmf};
@@ -183,11 +183,22 @@ async fn verify(
         request_id: format!("cli-{}", std::process::id()),
         deadline: None,
         max_steps: None,
+        resume_only: false,
     };
+    // An RDS instance takes minutes to create; a drill that makes no progress for an hour is given up on.
+    const PASSES: usize = 360;
     let mut finished = Vec::new();
-    loop {
+    for pass in 0.. {
+        if pass == PASSES {
+            eprintln!("backstop: drills still unfinished after {PASSES} passes; they resume on the next `backstop verify`");
+            return ExitCode::from(1);
+        }
         let run = match job.run(&request).await {
             Ok(run) => run,
+            Err(e @ VerifyJobError::Catalog(_)) => {
+                eprintln!("backstop: {e}");
+                return ExitCode::from(1);
+            }
             Err(e) => {
                 eprintln!("backstop: {e}");
                 return ExitCode::from(2);
@@ -195,6 +206,9 @@ async fn verify(
         };
         for swept in &run.swept {
             eprintln!("swept an expired scratch server: {swept}");
+        }
+        for skipped in &run.skipped {
+            eprintln!("{skipped}");
         }
         let (done, waiting): (Vec<_>, Vec<_>) = run.drills.into_iter().partition(|d| d.phase == DrillPhase::Done);
         finished.extend(done);
@@ -204,14 +218,15 @@ async fn verify(
         for d in &waiting {
             eprintln!("{}: drill {} {}", d.target, d.drill_id, d.message);
         }
-        // The unfinished drills resume on the next pass; a requested backup is not started twice.
+        // Later passes only resume: a drill that finished is not started again, nor a requested backup twice.
         request.backup_id = None;
+        request.resume_only = true;
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&finished).expect("drills serialize"));
     } else if finished.is_empty() {
-        println!("no backup to verify (run `backstop backup` first)");
+        println!("no drill ran (see the reasons above)");
     }
     if !json {
         for d in &finished {

@@ -77,7 +77,11 @@ fn ident(name: &str) -> String {
 impl Restorer for PsqlRestorer {
     async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError> {
         // No ON_ERROR_STOP: roles the server already has ("already exists") or forbids are reported, not fatal.
-        let (_, _, stderr) = self.psql(server, &server.maintenance_db, &[], sql.to_vec()).await?;
+        let (ok, _, stderr) = self.psql(server, &server.maintenance_db, &[], sql.to_vec()).await?;
+        if !ok {
+            // Without ON_ERROR_STOP psql fails only when it cannot run at all (connection, file).
+            return Err(RestoreError::Failed { program: "psql".into(), status: "error".into(), stderr_tail: stderr.trim().to_string() });
+        }
         Ok(stderr.lines().filter(|l| l.contains("ERROR")).map(str::to_string).collect())
     }
 

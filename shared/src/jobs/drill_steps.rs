@@ -32,13 +32,20 @@ async fn read_small(store: &dyn ObjectStore, object: &ObjectRef) -> Result<Vec<u
 pub async fn read_manifest(store: &dyn ObjectStore, backup: &BackupRecord) -> Result<Manifest, String> {
     let object = backup.manifest.as_ref().ok_or("the backup record names no manifest")?;
     let bytes = read_small(store, object).await.map_err(|e| e.to_string())?;
+    if hex::encode(Sha256::digest(&bytes)) != object.sha256 {
+        return Err(format!("the manifest {} does not have the SHA-256 its record holds", object.key));
+    }
     serde_json::from_slice(&bytes).map_err(|e| format!("the manifest {} is not valid: {e}", object.key))
 }
 
-/// Is the object encrypted as a Backstop bucket requires (SSE-KMS, with the configured key if one is set)?
+/// Is the object encrypted as configured: SSE-KMS under the configured key, or, with no key configured, by
+/// any server-side encryption (the bucket's default)?
 fn encryption_check(head: &ObjectHead, expected_key: Option<&str>) -> CheckOutcome {
     let found = format!("{} (key {})", head.server_side_encryption.as_deref().unwrap_or("no encryption"), head.kms_key_id.as_deref().unwrap_or("-"));
-    let kms = head.server_side_encryption.as_deref() == Some("aws:kms");
+    let kms = match expected_key {
+        Some(_) => head.server_side_encryption.as_deref() == Some("aws:kms"),
+        None => head.server_side_encryption.is_some(),
+    };
     // The store may report the key as an id or an ARN; the id is the ARN's last segment either way.
     let key_id = |k: &str| k.rsplit('/').next().unwrap_or(k).to_string();
     let key_ok = match (expected_key, head.kms_key_id.as_deref()) {
@@ -49,7 +56,11 @@ fn encryption_check(head: &ObjectHead, expected_key: Option<&str>) -> CheckOutco
     if kms && key_ok {
         CheckOutcome::ok(found)
     } else {
-        CheckOutcome::Mismatch { expected: format!("aws:kms (key {})", expected_key.unwrap_or("any")), found }
+        let expected = match expected_key {
+            Some(key) => format!("aws:kms (key {key})"),
+            None => "server-side encryption".to_string(),
+        };
+        CheckOutcome::Mismatch { expected, found }
     }
 }
 

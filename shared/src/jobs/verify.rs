@@ -43,6 +43,8 @@ pub struct VerifyRequest {
     pub deadline: Option<tokio::time::Instant>,
     /// Advance at most this many phases per drill in this invocation (`None`: as many as time allows).
     pub max_steps: Option<usize>,
+    /// Only resume unfinished drills; start none (a caller looping until its drills are done).
+    pub resume_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,8 @@ pub struct VerifyRun {
     pub done: bool,
     pub drills: Vec<DrillSummary>,
     pub swept: Vec<String>,
+    /// Targets left alone, and why (another run holds their verify lease; nothing to drill).
+    pub skipped: Vec<String>,
 }
 
 pub struct VerifyJob {
@@ -110,16 +114,23 @@ impl VerifyJob {
             }
         };
         let run_id = uuid::Uuid::new_v4().to_string();
-        let mut drills = Vec::new();
+        let (mut drills, mut skipped) = (Vec::new(), Vec::new());
         for target in targets {
-            drills.extend(self.verify_target(target, request, &run_id).await?);
+            match self.verify_target(target, request, &run_id).await? {
+                Ok(summaries) if summaries.is_empty() && !request.resume_only => {
+                    skipped.push(format!("{}: no completed backup to drill", target.name))
+                }
+                Ok(summaries) => drills.extend(summaries),
+                Err(why) => skipped.push(format!("{}: {why}", target.name)),
+            }
         }
         let done = drills.iter().all(|d| d.phase == DrillPhase::Done);
-        Ok(VerifyRun { done, drills, swept })
+        Ok(VerifyRun { done, drills, swept, skipped })
     }
 
     #[instrument(skip_all, fields(target = %target.name))]
-    async fn verify_target(&self, target: &TargetConfig, request: &VerifyRequest, run_id: &str) -> Result<Vec<DrillSummary>, VerifyJobError> {
+    /// `Ok(Err(why))`: the target was left alone on purpose.
+    async fn verify_target(&self, target: &TargetConfig, request: &VerifyRequest, run_id: &str) -> Result<Result<Vec<DrillSummary>, String>, VerifyJobError> {
         let now = self.deps.clock.now();
         let lease = LeaseRequest {
             target: target.name.clone(),
@@ -128,9 +139,9 @@ impl VerifyJob {
             now,
             expires_at: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3)),
         };
-        if let LeaseOutcome::HeldBy { owner, .. } = self.deps.catalog.acquire_lease(&lease).await? {
+        if let LeaseOutcome::HeldBy { owner, expires_at } = self.deps.catalog.acquire_lease(&lease).await? {
             info!(owner = %owner, "another verify run is advancing this target's drills");
-            return Ok(Vec::new());
+            return Ok(Err(format!("another verify run ({owner}) holds this target's lease until {expires_at}")));
         }
         let result = self.drills_of(target, request).await;
         let result = match result {
@@ -146,7 +157,7 @@ impl VerifyJob {
         if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Verify, run_id).await {
             warn!(error = %e, "could not release the verify lease; it expires by itself");
         }
-        result
+        result.map(Ok)
     }
 
     /// The drills to advance: unfinished ones first (resumed), else new ones on the chosen backups.
@@ -167,7 +178,7 @@ impl VerifyJob {
             if !wanted_backup_is_running(id) {
                 chosen.push(backup.backup_id);
             }
-        } else if unfinished.is_empty() {
+        } else if unfinished.is_empty() && !request.resume_only {
             let backups: Vec<BackupRecord> = self.deps.catalog.recent_backups(&target.name, 100).await?.into_iter().filter(restorable).collect();
             if let Some(latest) = backups.first() {
                 chosen.push(latest.backup_id.clone());
@@ -244,7 +255,7 @@ impl VerifyJob {
         let now = self.deps.clock.now();
         match drill.phase {
             DrillPhase::Provisioning => {
-                let backup = self.backup_of(drill).await?;
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
                 let handle = match &drill.scratch {
                     Some(handle) => handle.clone(),
                     None => {
@@ -274,7 +285,7 @@ impl VerifyJob {
                 }
             }
             DrillPhase::Restoring => {
-                let backup = self.backup_of(drill).await?;
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
                 let Some(server) = self.endpoint(drill).await else { return Ok(None) };
                 drill.restore_started_at = Some(self.deps.clock.now());
                 let restored = drill_steps::restore(
@@ -291,7 +302,7 @@ impl VerifyJob {
                 Ok(None)
             }
             DrillPhase::Checking => {
-                let backup = self.backup_of(drill).await?;
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
                 let Some(server) = self.endpoint(drill).await else { return Ok(None) };
                 match drill_steps::read_manifest(self.deps.store.as_ref(), &backup).await {
                     Ok(manifest) => {
@@ -325,10 +336,17 @@ impl VerifyJob {
         None
     }
 
-    async fn backup_of(&self, drill: &DrillRecord) -> Result<BackupRecord, String> {
+    /// The drilled backup's record. `Err`: the catalog failed (try later). A record that is gone fails the
+    /// drill for good (`Ok(None)`, and the drill is sent to cleaning) so it cannot block the target forever.
+    async fn backup_of(&self, drill: &mut DrillRecord) -> Result<Option<BackupRecord>, String> {
         match self.deps.catalog.get_backup(&drill.target, &drill.backup_id).await {
-            Ok(Some(b)) => Ok(b),
-            Ok(None) => Err(format!("backup {} is gone from the catalog", drill.backup_id)),
+            Ok(Some(b)) => Ok(Some(b)),
+            Ok(None) => {
+                if drill.phase != DrillPhase::Cleaning {
+                    self.fail_phase(drill, format!("backup {} is gone from the catalog", drill.backup_id));
+                }
+                Ok(None)
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -351,7 +369,10 @@ impl VerifyJob {
 
     /// The drill's verdict: timings and budgets, the backup record's status, metrics and the alert.
     async fn settle(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<(), String> {
-        let backup = self.backup_of(drill).await?;
+        let Some(backup) = self.backup_of(drill).await? else {
+            warn!(backup_id = %drill.backup_id, "the drilled backup's record is gone; the drill ends without a verdict on it");
+            return Ok(());
+        };
         let seconds = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
             (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
             _ => None,
