@@ -134,8 +134,9 @@ pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &st
     }
 }
 
-/// The verify function's handler: `{}` (every target), `{"target": "NAME"}`, or with `"backup_id"`. Answers
-/// the drills' state and `done`; fails (for Step Functions' Catch) when the request itself is wrong.
+/// The verify function's handler: `{}` (every target), `{"target": "NAME"}`, or with `"backup_id"`; a loop
+/// that invokes it again until `done` sends `"resume_only": true` after the first call, so drills that already
+/// finished are not started again. Fails (for Step Functions' Catch) when the request itself is wrong.
 pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &str, time_left: Option<Duration>) -> Result<Value, HandlerError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -144,6 +145,8 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
         target: Option<String>,
         #[serde(default)]
         backup_id: Option<String>,
+        #[serde(default)]
+        resume_only: bool,
     }
     let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
     let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
@@ -158,7 +161,7 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
         request_id: request_id.to_string(),
         deadline: time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN)),
         max_steps: None,
-        resume_only: false,
+        resume_only: parsed.resume_only,
     };
     let run = job.run(&request).await.map_err(|e| match e {
         VerifyJobError::Catalog(_) => HandlerError { error_type: "Retryable", message: e.to_string() },
