@@ -22,7 +22,7 @@ use crate::jobs::backup::{BackupDeps, BackupJob, BackupJobError};
 use crate::jobs::verify::{VerifyDeps, VerifyJob, VerifyJobError, VerifyRequest};
 use crate::metrics::MetricsSink;
 use crate::passwords::PasswordResolver;
-use crate::ports::{Alerts, ScratchDatabases, SystemClock};
+use crate::ports::{Alerts, PointInTimeRestores, ScratchDatabases, SystemClock};
 
 /// The AWS clients every job shares.
 #[derive(Clone)]
@@ -79,13 +79,14 @@ pub fn backup_deps(config: &Config, clients: &AwsClients, metrics: Arc<dyn Metri
 /// The verify job on AWS, with the configured scratch servers (local clusters, or RDS instances).
 pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> VerifyJob {
     let backup = backup_deps(&config, clients, metrics.clone());
-    let scratch: Arc<dyn ScratchDatabases> = match &config.verify.scratch {
-        ScratchSettings::Local { dir } => Arc::new(LocalScratch::new(dir.clone(), config.pg_bin_dir.clone())),
+    let (scratch, point_in_time): (Arc<dyn ScratchDatabases>, Option<Arc<dyn PointInTimeRestores>>) = match &config.verify.scratch {
+        ScratchSettings::Local { dir } => (Arc::new(LocalScratch::new(dir.clone(), config.pg_bin_dir.clone())), None),
         ScratchSettings::Rds { instance_class, subnet_group, security_group_ids, parameter_group } => {
             let mut settings = RdsScratchSettings::new(instance_class.clone(), subnet_group.clone(), security_group_ids.clone());
             settings.parameter_group = parameter_group.clone();
             settings.kms_key_id = config.kms_key_id.clone();
-            Arc::new(RdsScratch::new(clients.rds.clone(), clients.secrets.clone(), settings))
+            let rds = Arc::new(RdsScratch::new(clients.rds.clone(), clients.secrets.clone(), settings));
+            (rds.clone(), Some(rds))
         }
     };
     let deps = VerifyDeps {
@@ -94,6 +95,8 @@ pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
         alerts: backup.alerts,
         scratch,
         restorer: Arc::new(PsqlRestorer::new(config.pg_bin_dir.clone())),
+        point_in_time,
+        passwords: backup.passwords,
         clock: backup.clock,
         metrics,
     };

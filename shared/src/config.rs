@@ -84,6 +84,10 @@ pub struct TargetConfig {
     /// Run on every restored copy of this target, read-only; each must return true.
     #[serde(default)]
     pub checks: Vec<UserCheck>,
+    /// The RDS instance identifier this target lives on. When set (and scratch is `rds`), each verify run also
+    /// restores that instance to its latest restorable time (a point-in-time drill) and runs `checks` there.
+    #[serde(default)]
+    pub pitr_source_instance: Option<String>,
 }
 
 /// Where a target's password comes from. The password itself never sits in the configuration.
@@ -227,6 +231,17 @@ impl Config {
             None => file.targets,
         };
         validate_targets(&targets)?;
+        if let (ScratchSettings::Local { .. }, Some((index, t))) =
+            (&verify.scratch, targets.iter().enumerate().find(|(_, t)| t.pitr_source_instance.is_some()))
+        {
+            return Err(ConfigError::Target {
+                index,
+                message: format!(
+                    "target {:?} sets pitr_source_instance, but point-in-time drills restore RDS instances: set scratch = \"rds\" (BACKSTOP_SCRATCH=rds) or remove it",
+                    t.name
+                ),
+            });
+        }
         let mut key_prefix = var("BACKSTOP_KEY_PREFIX").or(file.key_prefix).unwrap_or_default();
         let prefix_ok = !key_prefix.starts_with('/')
             && !key_prefix.contains("//")
@@ -387,6 +402,17 @@ mod tests {
     }
 
     const TARGETS: &str = r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"ORDERS_PW"}}]"#;
+
+    #[test]
+    fn a_point_in_time_drill_needs_rds_scratch_servers() {
+        let targets = r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"PW"},"pitr_source_instance":"orders-prod"}]"#;
+        let base = [("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", targets)];
+        let err = Config::load(&env(&base), None).unwrap_err().to_string();
+        assert!(err.contains("pitr_source_instance") && err.contains("BACKSTOP_SCRATCH=rds"), "{err}");
+        let rds = [("BACKSTOP_SCRATCH", "rds"), ("BACKSTOP_RDS_SUBNET_GROUP", "drills"), ("BACKSTOP_RDS_SECURITY_GROUP_IDS", "sg-1")];
+        let c = Config::load(&env(&[&base[..], &rds[..]].concat()), None).unwrap();
+        assert_eq!(c.targets[0].pitr_source_instance.as_deref(), Some("orders-prod"));
+    }
 
     #[test]
     fn given_the_minimum_variables_then_defaults_fill_the_rest() {

@@ -371,6 +371,20 @@ pub trait ScratchDatabases: Send + Sync {
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Vec<ScratchHandle>, ScratchError>;
 }
 
+/// Point-in-time restores of an RDS source instance into a scratch instance (RDS only): the drill that proves
+/// the source's own automated backups restore, and how far behind now they are.
+#[async_trait]
+pub trait PointInTimeRestores: Send + Sync {
+    /// The newest time the source can be restored to; `None` when it has no automated backups.
+    async fn latest_restorable_time(&self, source_instance: &str) -> Result<Option<DateTime<Utc>>, ScratchError>;
+    /// Starts restoring the source as of `at` into the drill's scratch instance; idempotent for one drill.
+    async fn restore(&self, source_instance: &str, at: DateTime<Utc>, drill_id: &str, expires_at: DateTime<Utc>) -> Result<ScratchHandle, ScratchError>;
+    /// Whether the copy is ready; it answers to the source's own user and password.
+    async fn poll(&self, handle: &ScratchHandle, user: &str, password: SecretString) -> Result<ScratchState, ScratchError>;
+    /// Deletes the copy (never the source); a copy already gone is not an error.
+    async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError>;
+}
+
 // ---------------------------------------------------------------- restorer
 
 #[derive(Debug, thiserror::Error)]

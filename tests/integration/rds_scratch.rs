@@ -1,5 +1,6 @@
 //! The RDS scratch adapter (`adapters::rds`) against moto: what it asks RDS for (placement, encryption,
-//! tags), idempotent resume, the sweeper's restraint, the refusals, and PITR restores.
+//! tags), idempotent resume, the sweeper's restraint, the refusals, and PITR restores; and the verify job's
+//! point-in-time drill driving it, phase by phase.
 //!
 //! moto makes instances available and deletes them at once, so these tests show the requests and the
 //! bookkeeping, not RDS's timing. Each test makes its own VPC, subnets, subnet group and security group; the
@@ -13,7 +14,14 @@ use std::time::Duration;
 
 use aws_sdk_rds::types::Tag;
 use backstop::adapters::rds::{RdsScratch, RdsScratchSettings, KIND_RDS, KIND_RDS_PITR, TAG_DRILL_ID, TAG_EXPIRES_AT, TAG_PITR_SOURCE, TAG_SCRATCH};
-use backstop::ports::{ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState};
+use backstop::adapters::secrets::SecretsManager;
+use backstop::config::{PasswordSource, ScratchSettings, TargetConfig, UserCheck};
+use backstop::domain::drill::DrillPhase;
+use backstop::domain::{BackupStatus, Trigger};
+use backstop::jobs::verify::{VerifyDeps, VerifyJob, VerifyRequest, VerifyRun};
+use backstop::metrics::NoMetrics;
+use backstop::passwords::PasswordResolver;
+use backstop::ports::{Restorer, RestoreError, ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState, SystemClock};
 use backstop_tests::aws::AwsFixture;
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -384,4 +392,158 @@ async fn rds_scratch_point_in_time_restore_uses_the_drill_network_and_tags() {
     assert!(net.describe(&source).await.is_some(), "the source is untouched");
     let err = scratch.destroy(&ScratchHandle { kind: KIND_RDS_PITR.into(), id: source.clone() }).await.unwrap_err();
     assert!(err.to_string().contains("refusing"), "{err}");
+}
+
+/// Stands in for psql against a point-in-time copy: moto's instances are not real servers. It records who
+/// connected where and answers each check from `answers` (true when the SQL is not listed).
+#[derive(Default)]
+struct RecordingRestorer {
+    checks: Mutex<Vec<(String, String, String, String)>>,
+    answers: HashMap<String, bool>,
+}
+
+#[async_trait::async_trait]
+impl Restorer for RecordingRestorer {
+    async fn restore_roles(&self, _: &ScratchEndpoint, _: &[u8]) -> Result<Vec<String>, RestoreError> {
+        panic!("a point-in-time drill restores no roles")
+    }
+    async fn recreate_database(&self, _: &ScratchEndpoint, _: &str) -> Result<(), RestoreError> {
+        panic!("a point-in-time drill must never drop a database")
+    }
+    async fn restore_sql(&self, _: &ScratchEndpoint, _: &str, _: Box<dyn std::io::Read + Send>) -> Result<(), RestoreError> {
+        panic!("a point-in-time drill restores no dump")
+    }
+    async fn fingerprint(&self, _: &ScratchEndpoint, _: &str) -> Result<backstop::domain::fingerprint::DumpSummary, RestoreError> {
+        panic!("a point-in-time drill has no fingerprint to compare")
+    }
+    async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, _: Duration) -> Result<bool, RestoreError> {
+        let who = format!("{}:{}", server.user, server.password.expose_secret());
+        self.checks.lock().unwrap().push((server.host.clone(), who, database.to_string(), sql.to_string()));
+        Ok(self.answers.get(sql).copied().unwrap_or(true))
+    }
+}
+
+/// The verify job's point-in-time drill on moto: one phase per invocation, as a Lambda cut off between phases
+/// would run it; the copy is reached with the target's own credentials, checked, and deleted.
+async fn point_in_time_drill(net: &Net, restorer: Arc<RecordingRestorer>) -> (Vec<VerifyRun>, String, backstop::domain::drill::DrillRecord) {
+    let source = format!("orders-{}", net.id);
+    net.foreign_instance(&source, &[]).await;
+    let target = TargetConfig {
+        name: "orders".into(),
+        host: "orders.example.invalid".into(),
+        port: 5432,
+        database: "orders".into(),
+        user: "app".into(),
+        password: PasswordSource::Env("ORDERS_PASSWORD".into()),
+        sslmode: Some("require".into()),
+        sslrootcert: None,
+        checks: vec![UserCheck { name: "has orders".into(), sql: "SELECT count(*) > 0 FROM orders".into() }],
+        pitr_source_instance: Some(source.clone()),
+    };
+    let mut config = net.aws.config(vec![target]);
+    let settings = net.settings();
+    config.verify.scratch = ScratchSettings::Rds {
+        instance_class: settings.instance_class.clone(),
+        subnet_group: settings.subnet_group.clone(),
+        security_group_ids: settings.security_group_ids.clone(),
+        parameter_group: settings.parameter_group.clone(),
+    };
+    config.verify.rpo_budget = Some(Duration::from_secs(7 * 86400));
+    let config = Arc::new(config);
+    let backup = backstop::app::backup_deps(&config, &net.aws.clients, Arc::new(NoMetrics));
+    let rds = Arc::new(net.scratch(settings));
+    let env: backstop::config::Env = [("ORDERS_PASSWORD".to_string(), "source-password".to_string())].into_iter().collect();
+    let deps = VerifyDeps {
+        store: backup.store,
+        catalog: backup.catalog.clone(),
+        alerts: backup.alerts,
+        scratch: rds.clone(),
+        restorer: restorer.clone(),
+        point_in_time: Some(rds.clone()),
+        passwords: Arc::new(PasswordResolver::new(Arc::new(SecretsManager::new(net.aws.clients.secrets.clone())), env)),
+        clock: Arc::new(SystemClock),
+        metrics: Arc::new(NoMetrics),
+    };
+    let job = VerifyJob::new(config, deps);
+    let mut runs = Vec::new();
+    for pass in 0..20 {
+        let request = VerifyRequest {
+            target: Some("orders".into()),
+            backup_id: None,
+            trigger: Trigger::Cli,
+            request_id: format!("pass-{pass}"),
+            deadline: None,
+            max_steps: Some(1),
+            resume_only: pass > 0,
+        };
+        let run = job.run(&request).await.unwrap();
+        let done = run.done;
+        runs.push(run);
+        if done {
+            break;
+        }
+    }
+    let drills = backup.catalog.recent_drills("orders", 5).await.unwrap();
+    assert_eq!(drills.len(), 1, "one point-in-time drill (no dumps to drill): {drills:?}");
+    (runs, source, drills.into_iter().next().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn point_in_time_drill_restores_the_source_checks_the_copy_and_deletes_it() {
+    let net = Net::new().await;
+    let restorer = Arc::new(RecordingRestorer::default());
+    let (runs, source, drill) = point_in_time_drill(&net, restorer.clone()).await;
+
+    assert!(runs.last().unwrap().done, "the drill finished: {runs:?}");
+    let phases: Vec<DrillPhase> = runs.iter().map(|r| r.drills[0].phase).collect();
+    assert_eq!(phases.first(), Some(&DrillPhase::Checking), "the copy is ready after one step on moto: {phases:?}");
+    assert!(phases.contains(&DrillPhase::Cleaning) && phases.last() == Some(&DrillPhase::Done), "{phases:?}");
+    assert_eq!(runs.last().unwrap().drills[0].outcome, Some(BackupStatus::Verified), "{:?}", runs.last());
+
+    assert_eq!(drill.phase, DrillPhase::Done);
+    assert!(drill.report.passed(), "{:?}", drill.report);
+    let pitr = drill.point_in_time.as_ref().expect("a point-in-time drill");
+    assert_eq!(pitr.source_instance, source);
+    let restore_time = pitr.restore_time.expect("the restore time is recorded");
+    let rpo = drill.report.timings.rpo_seconds.expect("RPO against the latest restorable time");
+    assert!((rpo - (drill.started_at - restore_time).num_milliseconds() as f64 / 1000.0).abs() < 0.01, "{rpo} vs {restore_time}");
+    assert!(drill.report.timings.rto_seconds.is_some());
+
+    let handle = drill.scratch.as_ref().expect("the copy's handle is kept in the record");
+    assert_eq!(handle.kind, KIND_RDS_PITR);
+    let sent = net.recorder.sent("RestoreDBInstanceToPointInTime");
+    assert_eq!(sent.len(), 1, "one restore request: {sent:?}");
+    assert_eq!(sent[0].get("SourceDBInstanceIdentifier"), Some(&source));
+    assert!(sent[0].contains_key("RestoreTime"), "an explicit time, the one recorded: {:?}", sent[0]);
+    assert!(net.describe(&handle.id).await.is_none(), "the copy is deleted");
+    assert!(net.describe(&source).await.is_some(), "the source is untouched");
+
+    let checks = restorer.checks.lock().unwrap().clone();
+    let sqls: Vec<&str> = checks.iter().map(|c| c.3.as_str()).collect();
+    assert_eq!(sqls, ["SELECT true", "SELECT count(*) > 0 FROM orders"]);
+    for (host, who, database, _) in &checks {
+        assert!(host.contains(&handle.id), "checks ran on the copy, not the source: {host}");
+        assert_eq!(who, "app:source-password", "the copy answers to the source's credentials");
+        assert_eq!(database, "orders");
+    }
+    assert!(net.aws.alerts(0, Duration::from_secs(2)).await.is_empty(), "a passing drill is quiet");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn point_in_time_drill_with_a_failing_check_alerts_and_still_deletes_the_copy() {
+    let net = Net::new().await;
+    let restorer = Arc::new(RecordingRestorer {
+        answers: [("SELECT count(*) > 0 FROM orders".to_string(), false)].into_iter().collect(),
+        ..Default::default()
+    });
+    let (runs, source, drill) = point_in_time_drill(&net, restorer).await;
+
+    assert_eq!(runs.last().unwrap().drills[0].outcome, Some(BackupStatus::VerifyFailed));
+    assert_eq!(runs.last().unwrap().drills[0].failed_checks, ["user check has orders"]);
+    assert!(net.describe(&drill.scratch.as_ref().unwrap().id).await.is_none(), "the copy is deleted after a failure too");
+    let alerts = net.aws.alerts(1, Duration::from_secs(10)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].subject.contains("FAILED") && alerts[0].subject.contains("user check has orders"), "{}", alerts[0].subject);
+    assert!(alerts[0].message.contains(&format!("point-in-time copy of RDS instance {source}")), "{}", alerts[0].message);
+    assert!(!alerts[0].raw.contains("source-password"), "the password never reaches an alert");
 }

@@ -169,6 +169,7 @@ impl PgCluster {
             sslmode: Some("disable".into()),
             sslrootcert: None,
             checks: vec![],
+            pitr_source_instance: None,
         }
     }
 

@@ -57,7 +57,7 @@ use serde::Deserialize;
 
 use super::sdk_error_text;
 use super::secrets::SecretsManager;
-use crate::ports::{ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState, SecretStore};
+use crate::ports::{PointInTimeRestores, ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState, SecretStore};
 
 pub const DEFAULT_IDENTIFIER_PREFIX: &str = "backstop-drill-";
 /// Handle kind of an instance `create` made.
@@ -366,6 +366,25 @@ impl RdsScratch {
             },
             Err(e) => Err(backend(OP, format!("{id}: {}", sdk_error_text(&e)))),
         }
+    }
+}
+
+#[async_trait]
+impl PointInTimeRestores for RdsScratch {
+    async fn latest_restorable_time(&self, source_instance: &str) -> Result<Option<DateTime<Utc>>, ScratchError> {
+        RdsScratch::latest_restorable_time(self, source_instance).await
+    }
+
+    async fn restore(&self, source_instance: &str, at: DateTime<Utc>, drill_id: &str, expires_at: DateTime<Utc>) -> Result<ScratchHandle, ScratchError> {
+        self.restore_to_point_in_time(source_instance, Some(at), drill_id, expires_at).await
+    }
+
+    async fn poll(&self, handle: &ScratchHandle, user: &str, password: SecretString) -> Result<ScratchState, ScratchError> {
+        self.poll_with_credentials(handle, user, password).await
+    }
+
+    async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError> {
+        ScratchDatabases::destroy(self, handle).await
     }
 }
 

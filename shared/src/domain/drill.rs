@@ -4,6 +4,10 @@
 //! its time allows; the phase is written (conditionally) before the next one starts, so a drill cut off
 //! anywhere resumes at the start of the phase it was in. `cleaning` is entered from every phase, on success or
 //! failure: the scratch server is always destroyed.
+//!
+//! A point-in-time drill (`point_in_time` set) restores an RDS source instance as of its latest restorable time
+//! instead of a dump: RDS does the restore while provisioning, so it goes `provisioning` → `checking` and runs
+//! only the target's own checks (there is no fingerprint to compare a live database with).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -62,6 +66,19 @@ pub struct DrillRecord {
     /// Filled as checks run; final once the phase is `cleaning`.
     #[serde(default)]
     pub report: VerificationReport,
+    /// Set for a point-in-time drill of an RDS source; `backup_id` then names the source (`pitr:<instance>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTimeDrill>,
+}
+
+/// What a point-in-time drill restores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointInTimeDrill {
+    /// The RDS instance restored from (never touched: RDS copies its backups into a new instance).
+    pub source_instance: String,
+    /// The source's latest restorable time when the drill asked for the copy: the state the copy holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_time: Option<DateTime<Utc>>,
 }
 
 impl DrillRecord {
@@ -79,6 +96,14 @@ impl DrillRecord {
             checked_at: None,
             finished_at: None,
             report: VerificationReport::default(),
+            point_in_time: None,
         }
+    }
+
+    /// A drill that restores the RDS instance `source_instance` to its latest restorable time.
+    pub fn point_in_time(target: &str, source_instance: &str, now: DateTime<Utc>) -> Self {
+        let mut drill = DrillRecord::new(target, BackupId(format!("pitr:{source_instance}")), now);
+        drill.point_in_time = Some(PointInTimeDrill { source_instance: source_instance.to_string(), restore_time: None });
+        drill
     }
 }

@@ -39,6 +39,7 @@ fn target(name: &str) -> TargetConfig {
         sslmode: None,
         sslrootcert: None,
         checks: vec![],
+        pitr_source_instance: None,
     }
 }
 

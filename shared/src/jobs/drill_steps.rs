@@ -211,8 +211,42 @@ pub async fn check(
         Ok(restored) => report.checks.extend(compare_fingerprints(&manifest.fingerprint, &restored.fingerprint)),
         Err(e) => report.push(CheckName::TableSet, CheckOutcome::Error { message: format!("cannot read the restored copy back: {e}") }),
     }
+    run_user_checks(restorer, server, RESTORED_DB, user_checks, timeout, report).await;
+}
+
+/// `checking` for a point-in-time copy: it has no fingerprint to compare, so it must accept connections to the
+/// target's database and pass the target's own checks.
+pub async fn check_live_copy(
+    restorer: &dyn Restorer,
+    server: &ScratchEndpoint,
+    database: &str,
+    user_checks: &[crate::config::UserCheck],
+    timeout: std::time::Duration,
+    report: &mut VerificationReport,
+) {
+    report.forget(|n| matches!(n, CheckName::Restore | CheckName::User { .. }));
+    let connects = match restorer.check(server, database, "SELECT true", timeout).await {
+        Ok(true) => CheckOutcome::ok(format!("the copy accepts connections to {database}")),
+        Ok(false) => CheckOutcome::Mismatch { expected: "SELECT true to return true".into(), found: "not true".into() },
+        Err(e) => CheckOutcome::Error { message: format!("cannot query {database} on the copy: {e}") },
+    };
+    let reachable = !connects.is_failure();
+    report.push(CheckName::Restore, connects);
+    if reachable {
+        run_user_checks(restorer, server, database, user_checks, timeout, report).await;
+    }
+}
+
+async fn run_user_checks(
+    restorer: &dyn Restorer,
+    server: &ScratchEndpoint,
+    database: &str,
+    user_checks: &[crate::config::UserCheck],
+    timeout: std::time::Duration,
+    report: &mut VerificationReport,
+) {
     for user in user_checks {
-        let outcome = match restorer.check(server, RESTORED_DB, &user.sql, timeout).await {
+        let outcome = match restorer.check(server, database, &user.sql, timeout).await {
             Ok(true) => CheckOutcome::ok("returned true"),
             Ok(false) => CheckOutcome::Mismatch { expected: "true".into(), found: "not true".into() },
             Err(e) => CheckOutcome::Error { message: e.to_string() },

@@ -4,6 +4,10 @@
 //! drill left unfinished or starts one on the latest restorable backup (and, if configured, one random older
 //! one), and advances it phase by phase (`domain::drill`) until it is done or the invocation's time runs out.
 //! The phase is persisted before each next step, so a drill cut off anywhere resumes; `cleaning` always runs.
+//!
+//! Targets with `pitr_source_instance` also get a point-in-time drill: RDS restores the source instance as of
+//! its latest restorable time into a scratch instance, the target's own checks run there, and the report gives
+//! the RPO the source's automated backups achieve (drill start less the latest restorable time).
 
 use std::sync::Arc;
 
@@ -16,6 +20,7 @@ use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::verification::{CheckName, CheckOutcome};
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, Trigger, VerificationSummary};
 use crate::metrics::{emf_line, MetricsSink, Unit};
+use crate::passwords::PasswordResolver;
 use crate::ports::*;
 
 use super::alerts::subject_line;
@@ -28,6 +33,10 @@ pub struct VerifyDeps {
     pub alerts: Arc<dyn Alerts>,
     pub scratch: Arc<dyn ScratchDatabases>,
     pub restorer: Arc<dyn Restorer>,
+    /// Point-in-time restores of RDS sources; `None` where scratch servers are local.
+    pub point_in_time: Option<Arc<dyn PointInTimeRestores>>,
+    /// Reaches a point-in-time copy, which answers to the source's own user and password.
+    pub passwords: Arc<PasswordResolver>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<dyn MetricsSink>,
 }
@@ -166,6 +175,7 @@ impl VerifyJob {
         let unfinished: Vec<DrillRecord> = recent.into_iter().filter(|d| d.phase != DrillPhase::Done).collect();
         let wanted_backup_is_running = |id: &BackupId| unfinished.iter().any(|d| &d.backup_id == id);
         let mut chosen = Vec::new();
+        let mut new_drills = Vec::new();
         if let Some(id) = &request.backup_id {
             let backup = self.deps.catalog.get_backup(&target.name, id).await?.ok_or_else(|| VerifyJobError::NotRestorable {
                 target: target.name.clone(),
@@ -187,10 +197,13 @@ impl VerifyJob {
                 let older = &backups[1 + rand::random_range(0..backups.len() - 1)];
                 chosen.push(older.backup_id.clone());
             }
+            if let Some(source) = &target.pitr_source_instance {
+                new_drills.push(DrillRecord::point_in_time(&target.name, source, self.deps.clock.now()));
+            }
         }
         let mut drills = unfinished;
-        for backup_id in chosen {
-            let drill = DrillRecord::new(&target.name, backup_id, self.deps.clock.now());
+        new_drills.extend(chosen.into_iter().map(|backup_id| DrillRecord::new(&target.name, backup_id, self.deps.clock.now())));
+        for drill in new_drills {
             self.deps.catalog.create_drill(&drill).await?;
             info!(drill_id = %drill.drill_id, backup_id = %drill.backup_id, "drill started");
             drills.push(drill);
@@ -252,6 +265,9 @@ impl VerifyJob {
     /// Runs the drill's current phase and moves it to the next. `Ok(Some(status))`: the phase must wait (the
     /// scratch server is still being created). `Err`: the phase could not run at all; try again later.
     async fn step(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<Option<String>, String> {
+        if drill.point_in_time.is_some() {
+            return self.step_point_in_time(target, drill).await;
+        }
         let now = self.deps.clock.now();
         match drill.phase {
             DrillPhase::Provisioning => {
@@ -319,13 +335,112 @@ impl VerifyJob {
                     // Not done until the server is gone: a failed destroy keeps the drill here for the next run.
                     self.deps.scratch.destroy(handle).await.map_err(|e| format!("destroying the scratch server failed: {e}"))?;
                 }
-                drill.finished_at = Some(self.deps.clock.now());
-                self.settle(target, drill).await?;
-                drill.phase = DrillPhase::Done;
-                Ok(None)
+                self.finish_cleaning(target, drill).await
             }
             DrillPhase::Done => Ok(None),
         }
+    }
+
+    /// `step` for a point-in-time drill: RDS restores while the copy is provisioned, so `provisioning` leads
+    /// straight to `checking`, where only a connection check and the target's own checks run.
+    async fn step_point_in_time(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<Option<String>, String> {
+        let Some(source) = drill.point_in_time.as_ref().map(|p| p.source_instance.clone()) else { return Ok(None) };
+        let Some(rds) = self.deps.point_in_time.clone() else {
+            let message = "point-in-time drills need RDS scratch servers (scratch = \"rds\"), and this run has local ones".to_string();
+            if drill.scratch.is_some() {
+                // The copy exists and only RDS can delete it: leave the drill as it is for a run that can.
+                return Err(message);
+            }
+            if drill.phase != DrillPhase::Cleaning {
+                self.fail_phase(drill, message);
+            }
+            return self.finish_cleaning(target, drill).await;
+        };
+        match drill.phase {
+            DrillPhase::Provisioning | DrillPhase::Restoring => {
+                let handle = match &drill.scratch {
+                    Some(handle) => handle.clone(),
+                    None => {
+                        let at = match rds.latest_restorable_time(&source).await {
+                            Ok(Some(at)) => at,
+                            Ok(None) => {
+                                let why = format!("RDS reports no restorable time for {source}: are its automated backups on (backup retention above 0)?");
+                                return Ok(self.fail_phase(drill, why));
+                            }
+                            Err(e) => return Ok(self.fail_phase(drill, format!("cannot read {source}'s latest restorable time: {e}"))),
+                        };
+                        let expires_at = self.deps.clock.now() + chrono::Duration::from_std(self.config.verify.scratch_lifetime).unwrap_or(chrono::Duration::hours(6));
+                        match rds.restore(&source, at, &drill.drill_id, expires_at).await {
+                            Ok(handle) => {
+                                drill.scratch = Some(handle.clone());
+                                if let Some(p) = drill.point_in_time.as_mut() {
+                                    p.restore_time = Some(at);
+                                }
+                                handle
+                            }
+                            Err(e) => return Ok(self.fail_phase(drill, format!("restoring {source} to {} failed: {e}", at.to_rfc3339()))),
+                        }
+                    }
+                };
+                match self.point_in_time_copy(rds.as_ref(), target, &handle).await {
+                    Ok(ScratchState::Ready(_)) => {
+                        let now = self.deps.clock.now();
+                        // RDS's restore is the provisioning: restore and provisioning are the same span.
+                        drill.provisioned_at = Some(now);
+                        drill.restore_started_at = Some(drill.started_at);
+                        drill.restored_at = Some(now);
+                        drill.phase = DrillPhase::Checking;
+                        Ok(None)
+                    }
+                    Ok(ScratchState::Creating { status }) => Ok(Some(format!("point-in-time copy {} of {source} is {status}", handle.id))),
+                    Err(message) => Ok(self.fail_phase(drill, message)),
+                }
+            }
+            DrillPhase::Checking => {
+                let Some(handle) = drill.scratch.clone() else {
+                    return Ok(self.fail_phase(drill, "the point-in-time copy was never created".into()));
+                };
+                match self.point_in_time_copy(rds.as_ref(), target, &handle).await {
+                    Ok(ScratchState::Ready(server)) => {
+                        drill_steps::check_live_copy(self.deps.restorer.as_ref(), &server, &target.database, &target.checks, self.config.verify.check_timeout, &mut drill.report)
+                            .await;
+                        drill.checked_at = Some(self.deps.clock.now());
+                        drill.phase = DrillPhase::Cleaning;
+                        Ok(None)
+                    }
+                    Ok(ScratchState::Creating { status }) => {
+                        Ok(self.fail_phase(drill, format!("the point-in-time copy is {status} again in the middle of the drill")))
+                    }
+                    Err(message) => Ok(self.fail_phase(drill, message)),
+                }
+            }
+            DrillPhase::Cleaning => {
+                if let Some(handle) = &drill.scratch {
+                    rds.destroy(handle).await.map_err(|e| format!("deleting the point-in-time copy failed: {e}"))?;
+                }
+                self.finish_cleaning(target, drill).await
+            }
+            DrillPhase::Done => Ok(None),
+        }
+    }
+
+    /// Polls a point-in-time copy with the target's own credentials (the copy has the source's users).
+    async fn point_in_time_copy(&self, rds: &dyn PointInTimeRestores, target: &TargetConfig, handle: &ScratchHandle) -> Result<ScratchState, String> {
+        let password = self
+            .deps
+            .passwords
+            .resolve(&target.password)
+            .await
+            .map_err(|e| format!("cannot read {}'s password to reach the point-in-time copy: {e}", target.name))?;
+        rds.poll(handle, &target.user, password).await.map_err(|e| format!("the point-in-time copy failed: {e}"))
+    }
+
+    /// The last step of `cleaning`, once the scratch server is gone: the verdict, then `done`.
+    async fn finish_cleaning(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<Option<String>, String> {
+        drill.finished_at = Some(self.deps.clock.now());
+        self.settle(target, drill).await?;
+        drill.phase = DrillPhase::Done;
+        Ok(None)
     }
 
     /// A phase that failed for good: recorded as an error check, and the drill goes straight to cleaning.
@@ -369,43 +484,27 @@ impl VerifyJob {
 
     /// The drill's verdict: timings and budgets, the backup record's status, metrics and the alert.
     async fn settle(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<(), String> {
+        if let Some(pitr) = drill.point_in_time.clone() {
+            // No backup record to update: the verdict is the drill's report, its metrics and its alert.
+            record_timings(drill, pitr.restore_time, &self.config.verify);
+            self.publish_verdict(target, drill, "Pitr").await;
+            return Ok(());
+        }
         let Some(backup) = self.backup_of(drill).await? else {
             warn!(backup_id = %drill.backup_id, "the drilled backup's record is gone; the drill ends without a verdict on it");
             return Ok(());
         };
-        let seconds = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
-            (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
-            _ => None,
-        };
-        let timings = &mut drill.report.timings;
-        timings.provision_seconds = seconds(Some(drill.started_at), drill.provisioned_at);
-        timings.restore_seconds = seconds(drill.restore_started_at, drill.restored_at);
-        timings.check_seconds = seconds(drill.restored_at, drill.checked_at);
-        timings.rto_seconds = seconds(drill.restore_started_at, drill.checked_at);
-        timings.rpo_seconds = seconds(Some(backup.started_at), Some(drill.started_at));
-        let (rto, rpo) = (timings.rto_seconds, timings.rpo_seconds);
-        drill.report.budget_warnings.clear();
-        if let (Some(budget), Some(rto)) = (self.config.verify.rto_budget, rto) {
-            if rto > budget.as_secs_f64() {
-                drill.report.budget_warnings.push(format!("RTO {rto:.0} s exceeds the budget of {} s", budget.as_secs()));
-            }
-        }
-        if let (Some(budget), Some(rpo)) = (self.config.verify.rpo_budget, rpo) {
-            if rpo > budget.as_secs_f64() {
-                drill.report.budget_warnings.push(format!("RPO {rpo:.0} s (the backup's age) exceeds the budget of {} s", budget.as_secs()));
-            }
-        }
+        record_timings(drill, Some(backup.started_at), &self.config.verify);
         let passed = drill.report.passed();
-        let failed_checks: Vec<String> = drill.report.failures().iter().map(|c| c.name.label()).collect();
         let mut updated = backup.clone();
         updated.status = if passed { BackupStatus::Verified } else { BackupStatus::VerifyFailed };
         updated.verification = Some(VerificationSummary {
             drill_id: drill.drill_id.clone(),
             finished_at: drill.finished_at.unwrap_or_else(|| self.deps.clock.now()),
             passed,
-            failed_checks: failed_checks.clone(),
-            rto_seconds: rto,
-            rpo_seconds: rpo,
+            failed_checks: drill.report.failures().iter().map(|c| c.name.label()).collect(),
+            rto_seconds: drill.report.timings.rto_seconds,
+            rpo_seconds: drill.report.timings.rpo_seconds,
         });
         if restorable(&backup) {
             self.deps.catalog.update_backup(&updated, backup.status).await.map_err(|e| e.to_string())?;
@@ -413,16 +512,28 @@ impl VerifyJob {
             // Purged (or failed) meanwhile: the drill's report stands, the record is not rewritten.
             warn!(status = %backup.status, "the backup's status changed during the drill; its record is left as it is");
         }
+        self.publish_verdict(target, drill, "Verify").await;
+        Ok(())
+    }
+
+    /// Metrics (named `<prefix>Success`, `<prefix>RtoSeconds`, …) and the alert a finished drill calls for.
+    async fn publish_verdict(&self, target: &TargetConfig, drill: &DrillRecord, prefix: &str) {
+        let passed = drill.report.passed();
+        let t = &drill.report.timings;
+        let (rto, rpo) = (t.rto_seconds, t.rpo_seconds);
+        let names = ["Success", "RtoSeconds", "RpoSeconds", "RestoreSeconds", "ProvisionSeconds"].map(|n| format!("{prefix}{n}"));
         self.deps.metrics.emit(&emf_line(
             self.deps.clock.now(),
             &[("Target", target.name.as_str())],
             &[
-                ("VerifySuccess", Unit::Count, if passed { 1.0 } else { 0.0 }),
-                ("VerifyRtoSeconds", Unit::Seconds, rto.unwrap_or(0.0)),
-                ("VerifyRestoreSeconds", Unit::Seconds, drill.report.timings.restore_seconds.unwrap_or(0.0)),
-                ("VerifyProvisionSeconds", Unit::Seconds, drill.report.timings.provision_seconds.unwrap_or(0.0)),
+                (names[0].as_str(), Unit::Count, if passed { 1.0 } else { 0.0 }),
+                (names[1].as_str(), Unit::Seconds, rto.unwrap_or(0.0)),
+                (names[2].as_str(), Unit::Seconds, rpo.unwrap_or(0.0)),
+                (names[3].as_str(), Unit::Seconds, t.restore_seconds.unwrap_or(0.0)),
+                (names[4].as_str(), Unit::Seconds, t.provision_seconds.unwrap_or(0.0)),
             ],
         ));
+        let failed_checks: Vec<String> = drill.report.failures().iter().map(|c| c.name.label()).collect();
         info!(passed, ?failed_checks, ?rto, ?rpo, "drill done");
         if !passed {
             self.alert(drill_failed_alert(target, drill)).await;
@@ -431,13 +542,52 @@ impl VerifyJob {
         } else if self.config.notify_success {
             self.alert(drill_passed_alert(target, drill)).await;
         }
-        Ok(())
     }
 
     async fn alert(&self, alert: Alert) {
         if let Err(e) = self.deps.alerts.publish(&alert).await {
             warn!(error = %e, subject = %alert.subject, "could not publish the alert");
         }
+    }
+}
+
+/// Fills the drill's timings and budget warnings. `snapshot_time` is the moment the restored data is from: the
+/// backup's start for a dump, the restore time for a point-in-time copy; RPO is its age when the drill began.
+fn record_timings(drill: &mut DrillRecord, snapshot_time: Option<DateTime<Utc>>, settings: &crate::config::VerifySettings) {
+    let seconds = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
+        (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
+        _ => None,
+    };
+    let timings = &mut drill.report.timings;
+    timings.provision_seconds = seconds(Some(drill.started_at), drill.provisioned_at);
+    timings.restore_seconds = seconds(drill.restore_started_at, drill.restored_at);
+    timings.check_seconds = seconds(drill.restored_at, drill.checked_at);
+    timings.rto_seconds = seconds(drill.restore_started_at, drill.checked_at);
+    timings.rpo_seconds = seconds(snapshot_time, Some(drill.started_at));
+    let (rto, rpo) = (timings.rto_seconds, timings.rpo_seconds);
+    let what = if drill.point_in_time.is_some() { "the newest restorable point's age" } else { "the backup's age" };
+    drill.report.budget_warnings.clear();
+    if let (Some(budget), Some(rto)) = (settings.rto_budget, rto) {
+        if rto > budget.as_secs_f64() {
+            drill.report.budget_warnings.push(format!("RTO {rto:.0} s exceeds the budget of {} s", budget.as_secs()));
+        }
+    }
+    if let (Some(budget), Some(rpo)) = (settings.rpo_budget, rpo) {
+        if rpo > budget.as_secs_f64() {
+            drill.report.budget_warnings.push(format!("RPO {rpo:.0} s ({what}) exceeds the budget of {} s", budget.as_secs()));
+        }
+    }
+}
+
+/// What a drill restored, for alert texts.
+fn drilled(drill: &DrillRecord) -> String {
+    match &drill.point_in_time {
+        Some(p) => format!(
+            "a point-in-time copy of RDS instance {} (as of {})",
+            p.source_instance,
+            p.restore_time.map_or("its latest restorable time".into(), |t| t.to_rfc3339())
+        ),
+        None => format!("backup {}", drill.backup_id),
     }
 }
 
@@ -481,14 +631,34 @@ fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
             _ => format!("- {}", c.name.label()),
         })
         .collect();
+    let (verdict, advice) = match &drill.point_in_time {
+        Some(p) => (
+            "RDS's own point-in-time recovery of this database cannot be trusted".to_string(),
+            format!(
+                "check {source}'s automated backups (retention, latest restorable time) in the RDS console, that the \
+                 checks above hold on the live database, and that the scratch network lets the verify function reach the copy; \
+                 the dumps Backstop takes are unaffected (`backstop status --target {name}`).",
+                source = p.source_instance,
+                name = target.name
+            ),
+        ),
+        None => (
+            "this backup cannot be trusted to restore".to_string(),
+            format!(
+                "do not count on this backup. Check the newest other backups (`backstop status --target {name}`), \
+                 run a new backup and drill it (`backstop backup --target {name}` then `backstop verify --target {name}`), and \
+                 read the full report with `backstop status --backup {backup}`.",
+                name = target.name,
+                backup = drill.backup_id
+            ),
+        ),
+    };
     let body = format!(
-        "A restore drill of backup {backup} of target \"{name}\" FAILED: this backup cannot be trusted to restore.\n\n\
+        "A restore drill of {what} of target \"{name}\" FAILED: {verdict}.\n\n\
          Failed checks ({count}):\n{lines}\n\n{timings}\n\n\
-         What to do: do not count on this backup. Check the newest other backups (`backstop status --target {name}`), \
-         run a new backup and drill it (`backstop backup --target {name}` then `backstop verify --target {name}`), and \
-         read the full report with `backstop status --backup {backup}`.\nDrill: {drill_id}\n\
+         What to do: {advice}\nDrill: {drill_id}\n\
          Runbook: docs/operations.md#a-restore-drill-failed",
-        backup = drill.backup_id,
+        what = drilled(drill),
         name = target.name,
         count = failures.len(),
         lines = lines.join("\n"),
@@ -508,9 +678,9 @@ fn budget_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
     Alert {
         subject: subject_line(&format!("Backstop: restore drill of {} over budget", target.name)),
         body: format!(
-            "Backup {} of target \"{}\" restored and verified, but: {}.\n\n{}\n\nWhat to do: a slow restore means a long outage; \
+            "A restore drill of {} of target \"{}\" passed its checks, but: {}.\n\n{}\n\nWhat to do: a slow restore means a long outage; \
              consider a larger scratch instance class, or back up more often for a smaller RPO.\nRunbook: docs/operations.md#a-restore-drill-failed",
-            drill.backup_id,
+            drilled(drill),
             target.name,
             drill.report.budget_warnings.join("; "),
             timings_text(drill)
@@ -525,8 +695,8 @@ fn drill_passed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
     Alert {
         subject: subject_line(&format!("Backstop: backup of {} verified by a restore drill", target.name)),
         body: format!(
-            "Backup {} of target \"{}\" restored into a scratch server and matched its fingerprint ({} checks).\n\n{}",
-            drill.backup_id,
+            "A restore drill of {} of target \"{}\" passed all {} checks.\n\n{}",
+            drilled(drill),
             target.name,
             drill.report.checks.len(),
             timings_text(drill)
