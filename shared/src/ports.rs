@@ -64,6 +64,18 @@ pub trait ObjectStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<ObjectHead, StoreError>;
     /// Streams one exact version.
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError>;
+    /// Multipart uploads under `prefix` that were started and never completed nor aborted.
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError>;
+    /// Aborts one, freeing the parts it stored (which S3 bills for, and lists nowhere else).
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError>;
+}
+
+/// A multipart upload nobody finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: Option<DateTime<Utc>>,
 }
 
 /// A stored object's metadata: which version is current and how it is encrypted.

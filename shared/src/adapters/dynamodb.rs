@@ -93,22 +93,35 @@ impl DynamoCatalog {
         }
     }
 
+    /// The newest `limit` items of a partition, page after page: one Query page stops at 1 MB, and purge must
+    /// see every backup of a target.
     async fn query_newest(&self, pk: String, sk_prefix: Option<&str>, limit: usize) -> Result<Vec<Item>, CatalogError> {
-        let mut request = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .expression_attribute_values(":pk", AttributeValue::S(pk))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32);
-        request = match sk_prefix {
-            Some(prefix) => request
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string())),
-            None => request.key_condition_expression("pk = :pk"),
-        };
-        let out = request.send().await.map_err(|e| backend("Query", e))?;
-        Ok(out.items.unwrap_or_default())
+        let mut items = Vec::new();
+        let mut start_key = None;
+        while items.len() < limit {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .scan_index_forward(false)
+                .limit((limit - items.len()).clamp(1, 1000) as i32)
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key);
+            request = match sk_prefix {
+                Some(prefix) => request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string())),
+                None => request.key_condition_expression("pk = :pk"),
+            };
+            let out = request.send().await.map_err(|e| backend("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => break,
+            }
+        }
+        Ok(items)
     }
 }
 

@@ -23,6 +23,7 @@ struct StoreState {
     /// key → versions, oldest first.
     objects: BTreeMap<String, Vec<(String, Bytes)>>,
     open_uploads: HashMap<String, BTreeMap<u32, Bytes>>,
+    upload_started: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 /// Versioned object store in memory; can be told to fail part uploads to exercise fail-closed paths.
@@ -57,7 +58,7 @@ impl MemoryStore {
     }
 
     /// Keys of the multipart uploads still open.
-    pub fn open_uploads(&self) -> Vec<String> {
+    pub fn open_upload_keys(&self) -> Vec<String> {
         self.state.lock().unwrap().open_uploads.keys().cloned().collect()
     }
 
@@ -81,7 +82,10 @@ fn store_error(operation: &'static str, key: &str, message: &str) -> StoreError 
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn create_multipart(&self, key: &str, _content_type: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
-        self.state.lock().unwrap().open_uploads.insert(key.to_string(), BTreeMap::new());
+        let mut state = self.state.lock().unwrap();
+        state.open_uploads.insert(key.to_string(), BTreeMap::new());
+        state.upload_started.insert(key.to_string(), chrono::Utc::now());
+        drop(state);
         Ok(Arc::new(MemoryUpload { key: key.to_string(), store: self.clone() }))
     }
 
@@ -116,6 +120,21 @@ impl ObjectStore for MemoryStore {
         };
         let head = ObjectHead { version_id: Some(version.clone()), size: body.len() as u64, server_side_encryption: Some("aws:kms".into()), kms_key_id: None };
         Ok(FetchedObject { head, body: Box::new(std::io::Cursor::new(body.clone())) })
+    }
+
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .open_uploads
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .map(|key| OpenUpload { key: key.clone(), upload_id: key.clone(), initiated: state.upload_started.get(key).copied() })
+            .collect())
+    }
+
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+        self.state.lock().unwrap().open_uploads.remove(&upload.key);
+        Ok(())
     }
 
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {

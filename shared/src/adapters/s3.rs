@@ -104,6 +104,41 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+        let mut found = Vec::new();
+        let (mut key_marker, mut upload_marker) = (None, None);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker)
+                .set_upload_id_marker(upload_marker)
+                .send()
+                .await
+                .map_err(|e| store_error("ListMultipartUploads", prefix, e))?;
+            found.extend(out.uploads.unwrap_or_default().into_iter().filter_map(|u| {
+                let initiated = u.initiated.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+                Some(OpenUpload { key: u.key?, upload_id: u.upload_id?, initiated })
+            }));
+            if out.is_truncated != Some(true) {
+                return Ok(found);
+            }
+            key_marker = out.next_key_marker;
+            upload_marker = out.next_upload_id_marker;
+        }
+    }
+
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+        match self.client.abort_multipart_upload().bucket(&self.bucket).key(&upload.key).upload_id(&upload.upload_id).send().await {
+            Ok(_) => Ok(()),
+            // Finished or aborted meanwhile: nothing left to free.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
+            Err(e) => Err(store_error("AbortMultipartUpload", &upload.key, e)),
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
         let out = self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(|e| store_error("HeadObject", key, e))?;
         Ok(ObjectHead {

@@ -138,7 +138,7 @@ async fn given_pg_dump_fails_mid_stream_then_nothing_is_completed_and_one_alert_
     assert!(record.error.as_ref().unwrap().contains("connection to server lost"));
     assert!(record.dump.is_none());
     assert!(w.store.keys().iter().all(|k| !k.ends_with(".sql.zst") && !k.ends_with(".manifest.json")), "{:?}", w.store.keys());
-    assert!(w.store.open_uploads().is_empty(), "upload aborted");
+    assert!(w.store.open_upload_keys().is_empty(), "upload aborted");
 
     let alerts = w.alerts.sent();
     assert_eq!(alerts.len(), 1);
@@ -155,7 +155,7 @@ async fn given_a_stream_cut_short_with_exit_zero_then_the_backup_still_fails_clo
     let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
     assert!(run.targets[0].message.contains("incomplete"), "{}", run.targets[0].message);
-    assert!(w.store.open_uploads().is_empty());
+    assert!(w.store.open_upload_keys().is_empty());
     assert_eq!(w.alerts.sent().len(), 1);
 }
 
@@ -165,7 +165,7 @@ async fn given_a_part_upload_failure_then_the_upload_is_aborted_and_recorded_fai
     w.store.fail_part_uploads_from(1);
     let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
-    assert!(w.store.open_uploads().is_empty());
+    assert!(w.store.open_upload_keys().is_empty());
     assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed);
     assert!(w.alerts.sent()[0].body.contains("KMS"), "hint points at the bucket: {}", w.alerts.sent()[0].body);
 }
@@ -216,7 +216,7 @@ async fn given_a_deadline_then_a_backup_too_slow_for_it_is_stopped_and_failed_cl
     let run = w.job.run(&req).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
     assert!(run.targets[0].message.contains("time limit"), "{}", run.targets[0].message);
-    assert!(w.store.open_uploads().is_empty(), "upload aborted");
+    assert!(w.store.open_upload_keys().is_empty(), "upload aborted");
     assert_eq!(w.store.all_versions(), vec![], "roles object deleted");
     assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed);
     let alerts = w.alerts.sent();
