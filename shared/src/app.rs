@@ -15,14 +15,19 @@ use crate::adapters::rds::{RdsScratch, RdsScratchSettings};
 use crate::adapters::postgres::PgDumper;
 use crate::adapters::s3::S3Store;
 use crate::adapters::secrets::SecretsManager;
+use crate::adapters::slack::SlackWebhook;
 use crate::adapters::sns::{LogOnlyAlerts, SnsAlerts};
+use crate::adapters::ssm::SsmParameters;
 use crate::config::{process_env, Config, ScratchSettings};
 use crate::event::parse_backup_event;
 use crate::jobs::backup::{BackupDeps, BackupJob, BackupJobError};
 use crate::jobs::verify::{VerifyDeps, VerifyJob, VerifyJobError, VerifyRequest};
 use crate::metrics::MetricsSink;
+use crate::notify::retry::RetryPolicy;
+use crate::notify::webhook_url::{WebhookSource, WebhookSourceError, WebhookUrlCache};
+use crate::notify::{NotifyError, SlackError, WebhookPoster};
 use crate::passwords::PasswordResolver;
-use crate::ports::{Alerts, PointInTimeRestores, ScratchDatabases, SystemClock};
+use crate::ports::{Alerts, PointInTimeRestores, ScratchDatabases, SecretStore, SystemClock};
 
 /// The AWS clients every job shares.
 #[derive(Clone)]
@@ -113,7 +118,8 @@ pub fn backup_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct HandlerError {
-    /// `InvalidEvent` (never worth a retry), `BackupFailed` (alerted already; a retry may succeed).
+    /// `InvalidEvent` (never worth a retry), `BackupFailed` (alerted already; a retry may succeed),
+    /// `SlackRejected` (the webhook refused: fix its configuration), `SlackUnavailable` (a retry may succeed).
     pub error_type: &'static str,
     pub message: String,
 }
@@ -171,4 +177,49 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
         _ => invalid(e.to_string()),
     })?;
     Ok(serde_json::to_value(&run).expect("runs serialize"))
+}
+
+/// Why the Slack notifier cannot start.
+#[derive(thiserror::Error)]
+pub enum NotifierSetupError {
+    #[error(transparent)]
+    Source(#[from] WebhookSourceError),
+    #[error(transparent)]
+    Slack(#[from] SlackError),
+}
+
+/// The message itself: a failed start prints the error's `Debug` form, and that should say what to set.
+impl std::fmt::Debug for NotifierSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// The Slack notifier as the Lambda function runs it: the webhook source from the environment, the default
+/// AWS credential chain, the default retry policy.
+pub async fn notifier_from_env() -> Result<SlackWebhook, NotifierSetupError> {
+    let source = WebhookSource::from_env(&process_env())?;
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Ok(notifier(source, &shared, RetryPolicy::default())?)
+}
+
+/// The Slack notifier reading its webhook URL from Secrets Manager or SSM (on first use, then kept).
+pub fn notifier(source: WebhookSource, shared: &aws_config::SdkConfig, policy: RetryPolicy) -> Result<SlackWebhook, SlackError> {
+    let store: Arc<dyn SecretStore> = match &source {
+        WebhookSource::SecretsManager { .. } => Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(shared))),
+        WebhookSource::SsmParameter { .. } => Arc::new(SsmParameters::new(aws_sdk_ssm::Client::new(shared))),
+    };
+    SlackWebhook::new(Arc::new(WebhookUrlCache::new(source, store)), policy)
+}
+
+/// The notifier function's handler: answers what was delivered and dropped; fails once when a message did not
+/// reach Slack (so SNS's and Lambda's retry policies and the error metric take over), never for a record that
+/// cannot be read.
+pub async fn handle_notify_event(poster: &dyn WebhookPoster, event: &Value) -> Result<Value, HandlerError> {
+    match crate::notify::deliver(event, poster).await {
+        Ok(report) => Ok(serde_json::to_value(&report).expect("reports serialize")),
+        Err(e @ NotifyError::NotAnSnsEvent(_)) => Err(HandlerError { error_type: "InvalidEvent", message: e.to_string() }),
+        Err(e @ NotifyError::Undelivered { all_rejected: true, .. }) => Err(HandlerError { error_type: "SlackRejected", message: e.to_string() }),
+        Err(e) => Err(HandlerError { error_type: "SlackUnavailable", message: e.to_string() }),
+    }
 }

@@ -5,6 +5,7 @@
 //! - [`jobs`]: the jobs, as async functions over [`ports`];
 //! - [`adapters`]: the ports on AWS, on PostgreSQL's programs, and in memory for tests;
 //! - [`pipeline`]: the streaming engine (fingerprint → compress → hash → multipart upload);
+//! - [`notify`]: the Slack notifier (SNS alerts → Block Kit → incoming webhook);
 //! - [`app`]: wiring from [`config::Config`] to a ready job; [`event`]: parsing Lambda events.
 
 pub mod adapters;
@@ -14,6 +15,7 @@ pub mod domain;
 pub mod event;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod passwords;
 pub mod pipeline;
 pub mod ports;

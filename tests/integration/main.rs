@@ -1,4 +1,5 @@
-//! Integration tests: the backup and verify jobs against real PostgreSQL clusters and the emulated AWS APIs (moto).
+//! Integration tests: the backup and verify jobs against real PostgreSQL clusters and the emulated AWS APIs (moto),
+//! and the Slack notifier against a local webhook stub.
 //! One binary for all of them (one link, one moto server); each test makes its own clusters and resources.
 
 mod backup_restore;
@@ -7,4 +8,5 @@ mod concurrency;
 mod fail_closed;
 mod hostile;
 mod rds_scratch;
+mod slack;
 mod verify;

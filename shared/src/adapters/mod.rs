@@ -1,5 +1,5 @@
-//! Adapters: the ports implemented for AWS (S3, DynamoDB, SNS, Secrets Manager, RDS scratch instances), for
-//! PostgreSQL's client programs, and in memory for unit tests.
+//! Adapters: the ports implemented for AWS (S3, DynamoDB, SNS, Secrets Manager, SSM parameters, RDS scratch
+//! instances), for PostgreSQL's client programs, for Slack's incoming webhooks, and in memory for unit tests.
 
 pub mod dynamodb;
 pub mod local_scratch;
@@ -9,7 +9,9 @@ pub mod psql_restorer;
 pub mod rds;
 pub mod s3;
 pub mod secrets;
+pub mod slack;
 pub mod sns;
+pub mod ssm;
 
 // Every AWS SDK crate re-exports the same smithy error types; S3's names serve for all of them.
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
