@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # local-cycle.sh — the whole Backstop cycle on this machine: starts the local stack (a seeded PostgreSQL and
 # moto, the AWS emulator), backs up the sample database with the real CLI, restores it in a drill on a
-# throwaway scratch cluster, and shows what happened: the runs, `backstop status`, the drill's report, the
-# objects in the bucket, the manifest, and the alert inbox.
+# throwaway scratch cluster, applies the retention policy (dry run first), checks every target as the hourly
+# monitor does, and shows what happened: the runs, `backstop status`, the drill's report, the purge plan, the
+# monitor's verdict, the objects in the bucket, the manifest, and the alert inbox.
 # The stack stays up afterwards so you can look around; `infra/local-stack.sh down` removes it.
 set -euo pipefail
 
@@ -28,6 +29,18 @@ section "backstop backup"
 
 section "backstop verify   (restore drill: scratch cluster, restore, fingerprint and checks, cleanup)"
 "$BACKSTOP" verify
+
+section "backstop purge --dry-run   (the retention policy's verdict on every backup, and why; changes nothing)"
+"$BACKSTOP" purge --dry-run
+
+section "backstop purge"
+"$BACKSTOP" purge
+
+section "backstop check --alert   (the monitor: backup and verification age, failures, anomalies; alerts on changes)"
+# A monitoring plugin's exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Shown, not fatal: a fresh stack is OK.
+check_status=0
+"$BACKSTOP" check --alert || check_status=$?
+echo "(exit code $check_status)"
 
 section "backstop status"
 "$BACKSTOP" status

@@ -21,6 +21,8 @@ use crate::adapters::ssm::SsmParameters;
 use crate::config::{process_env, Config, ScratchSettings};
 use crate::event::parse_backup_event;
 use crate::jobs::backup::{BackupDeps, BackupJob, BackupJobError};
+use crate::jobs::monitor::{MonitorDeps, MonitorJob, MonitorJobError, MonitorRequest};
+use crate::jobs::purge::{PurgeDeps, PurgeJob, PurgeJobError, PurgeRequest};
 use crate::jobs::verify::{VerifyDeps, VerifyJob, VerifyJobError, VerifyRequest};
 use crate::metrics::MetricsSink;
 use crate::notify::retry::RetryPolicy;
@@ -106,6 +108,20 @@ pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
         metrics,
     };
     VerifyJob::new(config, deps)
+}
+
+/// The monitor job on AWS.
+pub fn monitor_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> MonitorJob {
+    let backup = backup_deps(&config, clients, metrics.clone());
+    let deps = MonitorDeps { store: backup.store, catalog: backup.catalog, alerts: backup.alerts, clock: backup.clock, metrics };
+    MonitorJob::new(config, deps)
+}
+
+/// The purge job on AWS.
+pub fn purge_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> PurgeJob {
+    let backup = backup_deps(&config, clients, metrics.clone());
+    let deps = PurgeDeps { store: backup.store, catalog: backup.catalog, alerts: backup.alerts, clock: backup.clock, metrics };
+    PurgeJob::new(config, deps)
 }
 
 pub fn backup_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> BackupJob {
@@ -221,5 +237,71 @@ pub async fn handle_notify_event(poster: &dyn WebhookPoster, event: &Value) -> R
         Err(e @ NotifyError::NotAnSnsEvent(_)) => Err(HandlerError { error_type: "InvalidEvent", message: e.to_string() }),
         Err(e @ NotifyError::Undelivered { all_rejected: true, .. }) => Err(HandlerError { error_type: "SlackRejected", message: e.to_string() }),
         Err(e) => Err(HandlerError { error_type: "SlackUnavailable", message: e.to_string() }),
+    }
+}
+
+/// The purge function's handler: `{}` (every target), `{"target": "NAME"}`, `"dry_run": true` to only report,
+/// `"force": true` past the deletion-fraction rail. Fails when a target could not be purged (alerted already).
+pub async fn handle_purge_event(job: &PurgeJob, event: &Value, request_id: &str) -> Result<Value, HandlerError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PurgeEvent {
+        #[serde(default)]
+        target: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+        #[serde(default)]
+        force: bool,
+    }
+    let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
+    let parsed: PurgeEvent = parse_manual_event(event)
+        .map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}}, or {{\"target\": \"NAME\", \"dry_run\": true}}")))?;
+    let request = PurgeRequest {
+        target: parsed.target,
+        force: parsed.force,
+        dry_run: parsed.dry_run,
+        trigger: crate::domain::Trigger::Console,
+        request_id: request_id.to_string(),
+    };
+    let results = job.run(&request).await.map_err(|e| match e {
+        PurgeJobError::UnknownTarget { .. } => invalid(e.to_string()),
+    })?;
+    let failed: Vec<String> =
+        results.iter().filter(|r| r.failed()).map(|r| format!("{}: {}", r.target, r.summary())).collect();
+    if failed.is_empty() {
+        Ok(serde_json::to_value(&results).expect("purge results serialize"))
+    } else {
+        Err(HandlerError { error_type: "PurgeFailed", message: failed.join("; ") })
+    }
+}
+
+/// A hand-written or scheduled event: `null` and `{}` mean "defaults"; a scheduled EventBridge envelope
+/// (`"detail-type": "Scheduled Event"`) does too; anything else must match `T` exactly.
+fn parse_manual_event<T: serde::de::DeserializeOwned>(event: &Value) -> Result<T, serde_json::Error> {
+    let scheduled = event.get("detail-type").is_some() && event.get("source").is_some();
+    let event = if event.is_null() || scheduled { Value::Object(Default::default()) } else { event.clone() };
+    serde_json::from_value(event)
+}
+
+/// The monitor function's handler: `{}` (every target) or `{"target": "NAME"}`. Alerts on changes of state;
+/// answers with each target's checks. Fails only when a target could not be evaluated at all.
+pub async fn handle_monitor_event(job: &MonitorJob, event: &Value) -> Result<Value, HandlerError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MonitorEvent {
+        #[serde(default)]
+        target: Option<String>,
+    }
+    let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
+    let parsed: MonitorEvent =
+        parse_manual_event(event).map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\"}}")))?;
+    let reports = job.run(&MonitorRequest { target: parsed.target, alert: true }).await.map_err(|e| match e {
+        MonitorJobError::UnknownTarget { .. } => invalid(e.to_string()),
+    })?;
+    let unknown: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.target))).collect();
+    if unknown.is_empty() {
+        Ok(serde_json::to_value(&reports).expect("monitor reports serialize"))
+    } else {
+        Err(HandlerError { error_type: "MonitorFailed", message: unknown.join("; ") })
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::health::MonitorThresholds;
+use crate::domain::retention::RetentionPolicy;
 use crate::pipeline::codec::Codec;
 
 /// The whole configuration of one deployment.
@@ -31,6 +33,8 @@ pub struct Config {
     pub pg_bin_dir: Option<PathBuf>,
     pub targets: Vec<TargetConfig>,
     pub verify: VerifySettings,
+    /// When the monitor calls a target's backups too old or odd.
+    pub monitor: MonitorThresholds,
 }
 
 /// How restore drills run.
@@ -64,7 +68,7 @@ pub struct UserCheck {
 }
 
 /// One database to back up.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub name: String,
@@ -88,6 +92,9 @@ pub struct TargetConfig {
     /// restores that instance to its latest restorable time (a point-in-time drill) and runs `checks` there.
     #[serde(default)]
     pub pitr_source_instance: Option<String>,
+    /// Which backups purge keeps (default: 30 daily, 12 monthly, at least 3).
+    #[serde(default)]
+    pub retention: RetentionPolicy,
 }
 
 /// Where a target's password comes from. The password itself never sits in the configuration.
@@ -152,6 +159,7 @@ struct FileConfig {
     rpo_budget_seconds: Option<u64>,
     check_timeout_seconds: Option<u64>,
     scratch_lifetime_seconds: Option<u64>,
+    monitor: Option<MonitorThresholds>,
 }
 
 /// The environment, as a map, so tests can pass one without touching the process's own.
@@ -231,6 +239,14 @@ impl Config {
             None => file.targets,
         };
         validate_targets(&targets)?;
+        let monitor = match var("BACKSTOP_MONITOR") {
+            Some(json) => serde_json::from_str::<MonitorThresholds>(&json).map_err(|e| ConfigError::Invalid {
+                name: "BACKSTOP_MONITOR".into(),
+                value: json.clone(),
+                hint: format!("expected a JSON object of monitor thresholds (docs/configuration.md#monitoring): {e}"),
+            })?,
+            None => file.monitor.unwrap_or_default(),
+        };
         if let (ScratchSettings::Local { .. }, Some((index, t))) =
             (&verify.scratch, targets.iter().enumerate().find(|(_, t)| t.pitr_source_instance.is_some()))
         {
@@ -258,6 +274,7 @@ impl Config {
         }
         Ok(Config {
             verify,
+            monitor,
             bucket,
             table,
             topic_arn: var("BACKSTOP_TOPIC_ARN").or(file.topic_arn),
@@ -366,6 +383,9 @@ fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
         }
         if t.host.trim().is_empty() || t.database.trim().is_empty() || t.user.trim().is_empty() {
             return fail(format!("target {:?} needs a host, a database and a user", t.name));
+        }
+        if let Err(why) = t.retention.validate() {
+            return fail(format!("target {:?}: retention: {why}", t.name));
         }
         if let Some(mode) = &t.sslmode {
             const MODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];

@@ -54,6 +54,8 @@ pub enum Unit {
     Seconds,
     Bytes,
     Count,
+    /// A plain number (CloudWatch has no "Hours" unit: ages are named `…Hours`).
+    None,
 }
 
 impl Unit {
@@ -61,6 +63,7 @@ impl Unit {
         match self {
             Unit::Seconds => "Seconds",
             Unit::Bytes => "Bytes",
+            Unit::None => "None",
             Unit::Count => "Count",
         }
     }

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 
 use crate::config::TargetConfig;
 use crate::domain::drill::{DrillPhase, DrillRecord};
+use crate::domain::health::AlertState;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -187,6 +188,10 @@ pub trait Catalog: Send + Sync {
     /// A target's drills, newest first.
     async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError>;
 
+    /// The monitor's alert state of each of a target's checks (absent: never alerted).
+    async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError>;
+    async fn put_alert_state(&self, state: &AlertState) -> Result<(), CatalogError>;
+
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError>;
     /// The newest `limit` runs of a job, newest first.
     async fn recent_runs(&self, job: Job, limit: usize) -> Result<Vec<RunRecord>, CatalogError>;
@@ -194,7 +199,7 @@ pub trait Catalog: Send + Sync {
 
 // ---------------------------------------------------------------- alerts
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,

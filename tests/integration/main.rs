@@ -7,6 +7,8 @@ mod common;
 mod concurrency;
 mod fail_closed;
 mod hostile;
+mod monitor;
+mod purge;
 mod rds_scratch;
 mod slack;
 mod verify;

@@ -439,6 +439,7 @@ async fn point_in_time_drill(net: &Net, restorer: Arc<RecordingRestorer>) -> (Ve
         sslrootcert: None,
         checks: vec![UserCheck { name: "has orders".into(), sql: "SELECT count(*) > 0 FROM orders".into() }],
         pitr_source_instance: Some(source.clone()),
+        retention: Default::default(),
     };
     let mut config = net.aws.config(vec![target]);
     let settings = net.settings();

@@ -121,6 +121,7 @@ impl AwsFixture {
                 check_timeout: Duration::from_secs(30),
                 scratch_lifetime: Duration::from_secs(3600),
             },
+            monitor: Default::default(),
         }
     }
 

@@ -170,6 +170,7 @@ impl PgCluster {
             sslrootcert: None,
             checks: vec![],
             pitr_source_instance: None,
+            retention: Default::default(),
         }
     }
 

@@ -16,6 +16,8 @@ use backstop::domain::drill::DrillPhase;
 use backstop::domain::{BackupId, BackupStatus, Trigger};
 use backstop::jobs::verify::{VerifyJobError, VerifyRequest};
 use backstop::jobs::backup::{human_bytes, BackupRequest};
+use backstop::jobs::monitor::{self, MonitorRequest};
+use backstop::jobs::purge::{self, PurgeRequest};
 use backstop::jobs::status;
 use backstop::metrics::{MetricsSink, NoMetrics, StderrEmf};
 use backstop::pipeline::stream::Progress;
@@ -61,6 +63,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete the backups each target's retention policy no longer keeps (with safety rails).
+    Purge {
+        #[arg(long)]
+        target: Option<String>,
+        /// Print what would be deleted and why; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete even when more than the policy's max_delete_fraction of a target's backups would go.
+        #[arg(long)]
+        force: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Monitoring-plugin check of every target: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check {
+        #[arg(long)]
+        target: Option<String>,
+        /// Also alert on changes of state and keep the alert state, as the monitor function does (for cron).
+        #[arg(long)]
+        alert: bool,
+        /// Print the evaluation as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recent backups of each target, or one backup's record and latest drill report.
     Status {
         #[arg(long)]
@@ -95,6 +122,8 @@ async fn main() -> ExitCode {
             backup(config, &clients, metrics, target, dry_run, idempotency_key, json).await
         }
         Command::Verify { target, backup, json } => verify(config, &clients, metrics, target, backup, json).await,
+        Command::Purge { target, dry_run, force, json } => purge(config, &clients, metrics, target, dry_run, force, json).await,
+        Command::Check { target, alert, json } => check(config, &clients, metrics, target, alert, json).await,
         Command::Status { target, backup: Some(backup), json, .. } => show_backup(&config, &clients, target, &backup, json).await,
         Command::Status { target, limit, json, .. } => show_status(&config, &clients, target, limit, json).await,
     }
@@ -143,6 +172,50 @@ async fn backup(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+async fn purge(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>, target: Option<String>, dry_run: bool, force: bool, json: bool) -> ExitCode {
+    let job = app::purge_job(config, clients, metrics);
+    let request = PurgeRequest { target, force, dry_run, trigger: Trigger::Cli, request_id: format!("cli-{}", std::process::id()) };
+    let results = match job.run(&request).await {
+        Ok(results) => results,
+        Err(e) => {
+            eprintln!("backstop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results).expect("purge results serialize"));
+    } else {
+        print!("{}", purge::render(&results));
+    }
+    if results.iter().any(|r| r.failed()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Nagios / monitoring-plugin conventions: one status line first, details after, and the exit code.
+async fn check(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>, target: Option<String>, alert: bool, json: bool) -> ExitCode {
+    let job = app::monitor_job(config, clients, metrics);
+    let reports = match job.run(&MonitorRequest { target, alert }).await {
+        Ok(reports) => reports,
+        Err(e) => {
+            println!("BACKSTOP UNKNOWN - {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let code = reports.iter().map(monitor::plugin_code).max().unwrap_or(0);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).expect("monitor reports serialize"));
+    } else {
+        print!("{}", monitor::render(&reports));
+        for subject in reports.iter().flat_map(|r| &r.alerts_sent) {
+            println!("alert sent: {subject}");
+        }
+    }
+    ExitCode::from(code)
 }
 
 /// A one-line progress display on stderr: SQL dumped, rate, stored bytes, elapsed.

@@ -7,6 +7,7 @@
 //! | idempotency claim | `EVENT#<key>` | `TARGET#<target>` |
 //! | run record | `RUN#<job>` | `<started at, RFC 3339>#<run id>` |
 //! | restore drill | `TARGET#<target>` | `DRILL#<drill id>` (ids sort by time) |
+//! | monitor alert state | `TARGET#<target>` | `ALERT#<check>` |
 //!
 //! Every state change is a conditional write; a failed condition becomes [`CatalogError::Conflict`] or, for
 //! leases and claims, an answer ("held by …"). Records are stored attribute by attribute (readable in the
@@ -25,6 +26,7 @@ use serde_json::Value;
 
 use super::sdk_error_text;
 use crate::domain::drill::{DrillPhase, DrillRecord};
+use crate::domain::health::AlertState;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 use crate::ports::*;
 
@@ -355,6 +357,22 @@ impl Catalog for DynamoCatalog {
         item.insert("kind".into(), s("run"));
         item.insert("expires_at".into(), n((run.finished_at + chrono::Duration::days(RUN_RETENTION_DAYS)).timestamp()));
         self.put_if(item, "attribute_not_exists(pk)", &[], vec![]).await?;
+        Ok(())
+    }
+
+    async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError> {
+        self.query_newest(target_pk(target), Some("ALERT#"), 100)
+            .await?
+            .into_iter()
+            .map(|item| from_item(item, &format!("an alert state of {target}")))
+            .collect()
+    }
+
+    async fn put_alert_state(&self, state: &AlertState) -> Result<(), CatalogError> {
+        // One writer per target and hour (the schedule); last write wins.
+        let mut item = to_item(state, target_pk(&state.target), format!("ALERT#{}", state.check.as_str()));
+        item.insert("kind".into(), s("alert_state"));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| backend("PutItem", e))?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use secrecy::SecretString;
 
 use crate::config::TargetConfig;
 use crate::domain::drill::{DrillPhase, DrillRecord};
+use crate::domain::health::AlertState;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 use crate::ports::*;
 
@@ -202,6 +203,7 @@ struct CatalogState {
     backups: BTreeMap<(String, BackupId), BackupRecord>,
     drills: BTreeMap<(String, String), DrillRecord>,
     runs: Vec<RunRecord>,
+    alert_states: BTreeMap<(String, String), AlertState>,
 }
 
 #[derive(Clone)]
@@ -359,6 +361,16 @@ impl Catalog for MemoryCatalog {
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError> {
         self.state.lock().unwrap().runs.push(run.clone());
+        Ok(())
+    }
+
+    async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.alert_states.values().filter(|a| a.target == target).cloned().collect())
+    }
+
+    async fn put_alert_state(&self, state: &AlertState) -> Result<(), CatalogError> {
+        self.state.lock().unwrap().alert_states.insert((state.target.clone(), state.check.as_str().to_string()), state.clone());
         Ok(())
     }
 

@@ -3,8 +3,10 @@
 pub mod backup;
 pub mod drill;
 pub mod fingerprint;
+pub mod health;
 pub mod manifest;
 pub mod redact;
+pub mod retention;
 pub mod run;
 pub mod verification;
 

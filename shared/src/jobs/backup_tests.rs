@@ -40,6 +40,7 @@ fn target(name: &str) -> TargetConfig {
         sslrootcert: None,
         checks: vec![],
         pitr_source_instance: None,
+        retention: Default::default(),
     }
 }
 
@@ -70,6 +71,7 @@ fn world(dump: ScriptedDump) -> World {
             check_timeout: std::time::Duration::from_secs(30),
             scratch_lifetime: std::time::Duration::from_secs(3600),
         },
+        monitor: Default::default(),
     };
     let env = [("ORDERS_PW".to_string(), PASSWORD.to_string())].into_iter().collect();
     let deps = BackupDeps {

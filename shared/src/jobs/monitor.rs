@@ -1,0 +1,231 @@
+//! The monitor job: is every target's latest backup fresh, verified and sane? Alerts on changes of state.
+//!
+//! Per target: read its recent backup records (and the per-table row counts of its two newest completed
+//! backups, from their manifests), evaluate them (`domain::health`), emit `BackupAgeHours` and
+//! `VerifiedAgeHours`, and, when alerting, advance each check's alert state (`domain::health::next_alert`):
+//! an alert fires once when a check goes bad, repeats only after the cooldown, and a "resolved" message
+//! follows when it clears. The state lives in the catalog; it is saved only once its alert was published, so a
+//! failed publish is retried next hour rather than lost.
+//!
+//! `backstop check` runs the same evaluation without alerting or saving state (a monitoring plugin reads the
+//! exit code instead).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+use tracing::{instrument, warn};
+
+use crate::config::{Config, TargetConfig};
+use crate::domain::health::{evaluate, next_alert, TableComparison, TargetHealth};
+use crate::domain::{BackupRecord, BackupStatus, Manifest};
+use crate::metrics::{emf_line, MetricsSink, Unit};
+use crate::ports::*;
+
+use super::alerts::monitor_alert;
+
+/// Backups read per target: enough for the shrink median and the failure streak.
+const HISTORY: usize = 30;
+
+#[derive(Clone)]
+pub struct MonitorDeps {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub alerts: Arc<dyn Alerts>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn MetricsSink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorRequest {
+    pub target: Option<String>,
+    /// Publish alerts and keep alert state (the Lambda); `false` only evaluates (`backstop check`).
+    pub alert: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorJobError {
+    #[error("unknown target {name:?}; configured targets: {known}")]
+    UnknownTarget { name: String, known: String },
+}
+
+/// One target's evaluation, or why it could not be evaluated (then it counts as critical).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetReport {
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<TargetHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Subjects of the alerts published in this run.
+    pub alerts_sent: Vec<String>,
+}
+
+impl TargetReport {
+    /// The worst severity: an evaluation that failed is critical (nobody knows the backups are fine).
+    pub fn severity(&self) -> Option<Severity> {
+        match &self.health {
+            Some(h) => h.overall(),
+            None => Some(Severity::Critical),
+        }
+    }
+}
+
+pub struct MonitorJob {
+    config: Arc<Config>,
+    deps: MonitorDeps,
+}
+
+impl MonitorJob {
+    pub fn new(config: Arc<Config>, deps: MonitorDeps) -> Self {
+        MonitorJob { config, deps }
+    }
+
+    pub async fn run(&self, request: &MonitorRequest) -> Result<Vec<TargetReport>, MonitorJobError> {
+        let targets: Vec<&TargetConfig> = match &request.target {
+            None => self.config.targets.iter().collect(),
+            Some(name) => vec![self.config.target(name).ok_or_else(|| MonitorJobError::UnknownTarget {
+                name: name.clone(),
+                known: self.config.target_names().join(", "),
+            })?],
+        };
+        let mut reports = Vec::new();
+        for target in targets {
+            reports.push(self.monitor_target(target, request).await);
+        }
+        Ok(reports)
+    }
+
+    #[instrument(skip_all, fields(target = %target.name))]
+    async fn monitor_target(&self, target: &TargetConfig, request: &MonitorRequest) -> TargetReport {
+        let mut report = TargetReport { target: target.name.clone(), health: None, error: None, alerts_sent: Vec::new() };
+        let backups = match self.deps.catalog.recent_backups(&target.name, HISTORY).await {
+            Ok(backups) => backups,
+            Err(e) => {
+                // Loud: an unreadable catalog must not look like "no news".
+                report.error = Some(format!("cannot read the backup records: {e}"));
+                warn!(error = %e, "monitor could not read the catalog");
+                return report;
+            }
+        };
+        let tables = self.table_comparison(&backups).await;
+        let now = self.deps.clock.now();
+        let health = evaluate(&target.name, &backups, tables.as_ref(), now, &self.config.monitor);
+        let mut figures = Vec::new();
+        if let Some(hours) = health.backup_age_hours {
+            figures.push(("BackupAgeHours", Unit::None, hours));
+        }
+        if let Some(hours) = health.verified_age_hours {
+            figures.push(("VerifiedAgeHours", Unit::None, hours));
+        }
+        if !figures.is_empty() {
+            self.deps.metrics.emit(&emf_line(now, &[("Target", target.name.as_str())], &figures));
+        }
+        if request.alert {
+            report.alerts_sent = self.advance_alerts(target, &health).await;
+        }
+        report.health = Some(health);
+        report
+    }
+
+    /// Per check: the next alert state, the alert it calls for, and the state saved once the alert is out.
+    async fn advance_alerts(&self, target: &TargetConfig, health: &TargetHealth) -> Vec<String> {
+        let states = match self.deps.catalog.alert_states(&target.name).await {
+            Ok(states) => states,
+            Err(e) => {
+                // Without the previous states every bad check would page again: page once, about this.
+                warn!(error = %e, "cannot read alert states; alerting from scratch");
+                Vec::new()
+            }
+        };
+        let now = self.deps.clock.now();
+        let mut sent = Vec::new();
+        for result in &health.checks {
+            let previous = states.iter().find(|s| s.check == result.check);
+            let (next, event) = next_alert(&target.name, previous, result, now, self.config.monitor.cooldown());
+            if let Some(event) = event {
+                let alert = monitor_alert(result, &event, &target.name);
+                if let Err(e) = self.deps.alerts.publish(&alert).await {
+                    warn!(error = %e, check = result.check.as_str(), "could not publish the alert; the next run tries again");
+                    continue;
+                }
+                sent.push(alert.subject);
+            }
+            if previous != Some(&next) {
+                if let Err(e) = self.deps.catalog.put_alert_state(&next).await {
+                    warn!(error = %e, check = result.check.as_str(), "could not save the alert state");
+                }
+            }
+        }
+        sent
+    }
+
+    /// Row counts per table of the two newest completed backups, from their manifests; `None` when there
+    /// are not two, or a manifest cannot be read (the table check is then skipped, with a warning).
+    async fn table_comparison(&self, backups: &[BackupRecord]) -> Option<TableComparison> {
+        let mut good: Vec<&BackupRecord> = backups
+            .iter()
+            .filter(|b| matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed) && b.manifest.is_some())
+            .collect();
+        good.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.backup_id.cmp(&a.backup_id)));
+        let [latest, previous, ..] = good.as_slice() else { return None };
+        let read = async |record: &BackupRecord| -> Option<BTreeMap<String, u64>> {
+            let manifest_ref = record.manifest.as_ref()?;
+            let manifest = match self.read_manifest(&manifest_ref.key, manifest_ref.version_id.as_deref()).await {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(backup_id = %record.backup_id, error = %e, "cannot read the manifest; the table check is skipped");
+                    return None;
+                }
+            };
+            Some(manifest.fingerprint.tables.iter().map(|t| (t.qualified_name(), t.rows)).collect())
+        };
+        Some(TableComparison { latest: read(latest).await?, previous: read(previous).await? })
+    }
+
+    async fn read_manifest(&self, key: &str, version_id: Option<&str>) -> Result<Manifest, String> {
+        let mut fetched = self.deps.store.get(key, version_id).await.map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        fetched.body.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("the manifest is not valid: {e}"))
+    }
+}
+
+/// The monitoring-plugin state of one report: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (not evaluated).
+pub fn plugin_code(report: &TargetReport) -> u8 {
+    if report.error.is_some() {
+        return 3;
+    }
+    rank(report.severity())
+}
+
+/// Monitoring-plugin text: one status line (the worst state and what causes it), then every check.
+pub fn render(reports: &[TargetReport]) -> String {
+    const LABELS: [&str; 4] = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
+    let worst = reports.iter().map(plugin_code).max().unwrap_or(0);
+    let mut causes = Vec::new();
+    for r in reports.iter().filter(|r| plugin_code(r) == worst && worst > 0) {
+        match (&r.error, &r.health) {
+            (Some(e), _) => causes.push(format!("{}: {e}", r.target)),
+            (None, Some(h)) => causes.extend(h.checks.iter().filter(|c| rank(c.severity) == worst).map(|c| format!("{}: {}", r.target, c.summary))),
+            (None, None) => {}
+        }
+    }
+    let headline = if causes.is_empty() { format!("{} target(s) fine", reports.len()) } else { causes.join("; ") };
+    let mut out = format!("BACKSTOP {} - {headline}\n", LABELS[worst as usize]);
+    for r in reports {
+        for c in r.health.iter().flat_map(|h| &h.checks) {
+            out.push_str(&format!("{:<20} {:<9} {:<22} {}\n", r.target, LABELS[rank(c.severity) as usize], c.check.as_str(), c.summary));
+        }
+    }
+    out
+}
+
+fn rank(s: Option<Severity>) -> u8 {
+    match s {
+        None | Some(Severity::Info) => 0,
+        Some(Severity::Warning) => 1,
+        Some(Severity::Critical) => 2,
+    }
+}

@@ -1,0 +1,540 @@
+//! The purge job: applies each target's retention policy (`domain::retention`) with its safety rails.
+//!
+//! Per target, under the target's purge lease: read every backup record and the unfinished drills, let the
+//! pure decision say keep or delete (with reasons) for each backup, then carry it out through [`PurgeEffects`]:
+//!
+//! - a backup the policy no longer keeps: record `purging` (conditional on its current status), delete every
+//!   version of every object under its key prefix (dump, manifest, roles: real deletes, not delete markers),
+//!   record `purged`. A crash anywhere leaves the record `purging`, and the next run finishes it (`Finish`);
+//! - a failed backup's leftovers (objects its failed run could not delete): deleted, the record stays
+//!   `failed` (the failure is history the monitor reads);
+//! - multipart uploads under the target's prefix older than a day: aborted (a running backup's upload is
+//!   younger: a backup never runs that long).
+//!
+//! A dry run is the same code with [`PlanOnly`] effects: every step is decided and reported, nothing changes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::config::{Config, TargetConfig};
+use crate::domain::drill::DrillPhase;
+use crate::domain::retention::{decide, Action, DecideContext};
+use crate::domain::backup::ObjectKeys;
+use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord, TargetOutcome, TargetResult, Trigger};
+use crate::metrics::{emf_line, MetricsSink, Unit};
+use crate::ports::*;
+
+use super::alerts::subject_line;
+
+/// An upload older than this cannot belong to a running backup (Lambda stops at 15 minutes; the CLI's
+/// longest backups take hours, not a day).
+const ABANDONED_UPLOAD_AGE: chrono::Duration = chrono::Duration::hours(24);
+
+/// Every backup of a target is read; more than this is a runaway, refused rather than half-read.
+const MAX_RECORDS: usize = 100_000;
+
+#[derive(Clone)]
+pub struct PurgeDeps {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub alerts: Arc<dyn Alerts>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn MetricsSink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeRequest {
+    pub target: Option<String>,
+    /// Delete past the `max_delete_fraction` rail (after checking the policy).
+    pub force: bool,
+    /// Decide and report; change nothing.
+    pub dry_run: bool,
+    pub trigger: Trigger,
+    pub request_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeJobError {
+    #[error("unknown target {name:?}; configured targets: {known}")]
+    UnknownTarget { name: String, known: String },
+}
+
+/// What happened to one backup (or upload), for the report and the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PurgeStep {
+    pub backup_id: Option<BackupId>,
+    pub status: Option<BackupStatus>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// `keep`, `delete`, `clean_up`, `finish`, `skip`, `abort_upload`.
+    pub action: String,
+    pub reasons: Vec<String>,
+    /// Object versions deleted (or, in a dry run, that would be).
+    pub versions: usize,
+    /// Set when carrying the action out failed; the next run retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetPurge {
+    pub target: String,
+    pub dry_run: bool,
+    pub steps: Vec<PurgeStep>,
+    /// The fraction rail held every deletion back: why, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// The target was left alone (another purge holds its lease, or the catalog failed), and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Skipped because another purge is running: nothing is wrong.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lease_held: bool,
+}
+
+impl TargetPurge {
+    fn count(&self, action: &str) -> usize {
+        self.steps.iter().filter(|s| s.action == action).count()
+    }
+
+    /// A step failed, or the target could not be purged at all (other than for a running purge).
+    pub fn failed(&self) -> bool {
+        !self.errors().is_empty() || (self.skipped.is_some() && !self.lease_held)
+    }
+
+    pub fn errors(&self) -> Vec<&PurgeStep> {
+        self.steps.iter().filter(|s| s.error.is_some()).collect()
+    }
+
+    /// `deleted 2, kept 41, …` (or `would delete` in a dry run).
+    pub fn summary(&self) -> String {
+        if let Some(why) = &self.skipped {
+            return format!("skipped: {why}");
+        }
+        let verb = if self.dry_run { "would delete" } else { "deleted" };
+        let mut text = format!(
+            "{verb} {} backup(s), kept {}, failed-backup leftovers {}, interrupted purges finished {}, abandoned uploads {}",
+            self.count("delete"),
+            self.count("keep"),
+            self.count("clean_up"),
+            self.count("finish"),
+            self.count("abort_upload"),
+        );
+        if !self.errors().is_empty() {
+            text.push_str(&format!("; {} step(s) FAILED", self.errors().len()));
+        }
+        if self.refused.is_some() {
+            text.push_str("; deletions REFUSED by the safety rail");
+        }
+        text
+    }
+}
+
+/// The changes a purge makes. The job decides the same way whichever is wired in: live effects change the
+/// catalog and the bucket, [`PlanOnly`] changes nothing (the dry run).
+#[async_trait]
+pub trait PurgeEffects: Send + Sync {
+    /// Moves the record to `purging`, only if its stored status is still the one it was read with.
+    async fn mark_purging(&self, record: &BackupRecord) -> Result<(), String>;
+    async fn delete_version(&self, version: &StoredVersion) -> Result<(), String>;
+    async fn mark_purged(&self, record: &BackupRecord) -> Result<(), String>;
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), String>;
+}
+
+/// Carries the purge out.
+pub struct LiveEffects {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+}
+
+#[async_trait]
+impl PurgeEffects for LiveEffects {
+    async fn mark_purging(&self, record: &BackupRecord) -> Result<(), String> {
+        let mut purging = record.clone();
+        purging.status = BackupStatus::Purging;
+        self.catalog.update_backup(&purging, record.status).await.map_err(|e| e.to_string())
+    }
+
+    async fn delete_version(&self, version: &StoredVersion) -> Result<(), String> {
+        self.store.delete_version(version).await.map_err(|e| e.to_string())
+    }
+
+    async fn mark_purged(&self, record: &BackupRecord) -> Result<(), String> {
+        let mut purged = record.clone();
+        purged.status = BackupStatus::Purged;
+        self.catalog.update_backup(&purged, BackupStatus::Purging).await.map_err(|e| e.to_string())
+    }
+
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), String> {
+        self.store.abort_upload(upload).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The dry run's effects: none.
+pub struct PlanOnly;
+
+#[async_trait]
+impl PurgeEffects for PlanOnly {
+    async fn mark_purging(&self, _: &BackupRecord) -> Result<(), String> {
+        Ok(())
+    }
+    async fn delete_version(&self, _: &StoredVersion) -> Result<(), String> {
+        Ok(())
+    }
+    async fn mark_purged(&self, _: &BackupRecord) -> Result<(), String> {
+        Ok(())
+    }
+    async fn abort_upload(&self, _: &OpenUpload) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+pub struct PurgeJob {
+    config: Arc<Config>,
+    deps: PurgeDeps,
+}
+
+impl PurgeJob {
+    pub fn new(config: Arc<Config>, deps: PurgeDeps) -> Self {
+        PurgeJob { config, deps }
+    }
+
+    pub async fn run(&self, request: &PurgeRequest) -> Result<Vec<TargetPurge>, PurgeJobError> {
+        let targets: Vec<&TargetConfig> = match &request.target {
+            None => self.config.targets.iter().collect(),
+            Some(name) => vec![self.config.target(name).ok_or_else(|| PurgeJobError::UnknownTarget {
+                name: name.clone(),
+                known: self.config.target_names().join(", "),
+            })?],
+        };
+        let effects: Arc<dyn PurgeEffects> = if request.dry_run {
+            Arc::new(PlanOnly)
+        } else {
+            Arc::new(LiveEffects { store: self.deps.store.clone(), catalog: self.deps.catalog.clone() })
+        };
+        let started_at = self.deps.clock.now();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let mut results = Vec::new();
+        for target in targets {
+            let begun = std::time::Instant::now();
+            let result = self.purge_target(target, request, effects.as_ref(), &run_id).await;
+            if !request.dry_run && result.skipped.is_none() {
+                self.report(target, &result).await;
+            }
+            info!(target = %target.name, summary = %result.summary(), "purge");
+            results.push((result, begun.elapsed()));
+        }
+        if !request.dry_run {
+            self.record_run(request, &run_id, started_at, &results).await;
+        }
+        Ok(results.into_iter().map(|(r, _)| r).collect())
+    }
+
+    #[instrument(skip_all, fields(target = %target.name))]
+    async fn purge_target(&self, target: &TargetConfig, request: &PurgeRequest, effects: &dyn PurgeEffects, run_id: &str) -> TargetPurge {
+        let mut result = TargetPurge { target: target.name.clone(), dry_run: request.dry_run, steps: Vec::new(), refused: None, skipped: None, lease_held: false };
+        // A dry run takes no lease: it changes nothing, so it may look while a purge runs.
+        if !request.dry_run {
+            let now = self.deps.clock.now();
+            let lease = LeaseRequest {
+                target: target.name.clone(),
+                job: Job::Purge,
+                owner: run_id.to_string(),
+                now,
+                expires_at: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3)),
+            };
+            match self.deps.catalog.acquire_lease(&lease).await {
+                Ok(LeaseOutcome::Acquired) => {}
+                Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
+                    result.skipped = Some(format!("another purge ({owner}) holds this target's lease until {expires_at}"));
+                    result.lease_held = true;
+                    return result;
+                }
+                Err(e) => {
+                    result.skipped = Some(format!("cannot take the purge lease: {e}"));
+                    return result;
+                }
+            }
+        }
+        if let Err(why) = self.apply_policy(target, request, effects, &mut result).await {
+            result.skipped = Some(why);
+        }
+        if !request.dry_run {
+            if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Purge, run_id).await {
+                warn!(error = %e, "could not release the purge lease; it expires by itself");
+            }
+        }
+        result
+    }
+
+    /// Reads, decides, carries out. `Err`: nothing could be decided (the catalog failed): nothing was done.
+    async fn apply_policy(&self, target: &TargetConfig, request: &PurgeRequest, effects: &dyn PurgeEffects, result: &mut TargetPurge) -> Result<(), String> {
+        let records = self.deps.catalog.recent_backups(&target.name, MAX_RECORDS).await.map_err(|e| format!("cannot read the backup records: {e}"))?;
+        if records.len() >= MAX_RECORDS {
+            return Err(format!("the target has {MAX_RECORDS} or more backup records; purge refuses to decide on a partial list"));
+        }
+        let drills = self.deps.catalog.recent_drills(&target.name, 100).await.map_err(|e| format!("cannot read the drills: {e}"))?;
+        let being_verified: BTreeSet<BackupId> = drills.into_iter().filter(|d| d.phase != DrillPhase::Done).map(|d| d.backup_id).collect();
+        let now = self.deps.clock.now();
+        let plan = decide(&records, &target.retention, now, &DecideContext { force: request.force, being_verified });
+        result.refused = plan.refused.clone();
+        for decision in &plan.decisions {
+            let record = records.iter().find(|r| r.backup_id == decision.backup_id).expect("decisions are about the records given");
+            let mut step = PurgeStep {
+                backup_id: Some(decision.backup_id.clone()),
+                status: Some(decision.status),
+                started_at: Some(decision.started_at),
+                action: action_name(decision.action).into(),
+                reasons: decision.reasons.clone(),
+                versions: 0,
+                error: None,
+            };
+            let outcome = match decision.action {
+                Action::Keep | Action::Skip => Ok(0),
+                Action::Delete => self.purge_backup(record, effects, true).await,
+                Action::Finish => self.purge_backup(record, effects, false).await,
+                Action::CleanUp => self.delete_objects(record, effects).await,
+            };
+            match outcome {
+                Ok(versions) => step.versions = versions,
+                Err(e) => {
+                    warn!(backup_id = %decision.backup_id, error = %e, "purge step failed");
+                    step.error = Some(e);
+                }
+            }
+            result.steps.push(step);
+        }
+        self.abort_abandoned_uploads(target, effects, now, result).await;
+        Ok(())
+    }
+
+    /// `purging` (unless already), every object version, `purged`: in that order, so a crash never leaves
+    /// a record that claims objects which are gone without saying so.
+    async fn purge_backup(&self, record: &BackupRecord, effects: &dyn PurgeEffects, mark_first: bool) -> Result<usize, String> {
+        if mark_first {
+            effects.mark_purging(record).await.map_err(|e| format!("could not mark the record purging (nothing deleted): {e}"))?;
+        }
+        let deleted = self.delete_objects(record, effects).await?;
+        let mut purging = record.clone();
+        purging.status = BackupStatus::Purging;
+        effects
+            .mark_purged(&purging)
+            .await
+            .map_err(|e| format!("objects deleted, but the record could not be marked purged (the next run finishes it): {e}"))?;
+        Ok(deleted)
+    }
+
+    /// Deletes every version (and delete marker) under the backup's own key prefix.
+    async fn delete_objects(&self, record: &BackupRecord, effects: &dyn PurgeEffects) -> Result<usize, String> {
+        let prefix = attempt_prefix(record, &self.config.key_prefix);
+        let versions = self.deps.store.versions(&prefix).await.map_err(|e| format!("cannot list the objects under {prefix}: {e}"))?;
+        for version in &versions {
+            effects.delete_version(version).await.map_err(|e| format!("deleting {} failed: {e}", version.key))?;
+        }
+        Ok(versions.len())
+    }
+
+    async fn abort_abandoned_uploads(&self, target: &TargetConfig, effects: &dyn PurgeEffects, now: DateTime<Utc>, result: &mut TargetPurge) {
+        let prefix = format!("{}{}/", self.config.key_prefix, target.name);
+        let uploads = match self.deps.store.open_uploads(&prefix).await {
+            Ok(uploads) => uploads,
+            Err(e) => {
+                result.steps.push(upload_step(None, vec![format!("cannot list open uploads under {prefix}")], Some(e.to_string())));
+                return;
+            }
+        };
+        for upload in uploads {
+            // No start time: it may be a running backup's; leave it to the bucket's lifecycle rule.
+            let Some(initiated) = upload.initiated.filter(|t| now - *t > ABANDONED_UPLOAD_AGE) else { continue };
+            let reason = format!("multipart upload of {} started {} and never finished", upload.key, initiated.to_rfc3339());
+            let error = effects.abort_upload(&upload).await.err();
+            result.steps.push(upload_step(Some(&upload), vec![reason], error));
+        }
+    }
+
+    /// Metrics, and an alert when a step failed or the rail refused.
+    async fn report(&self, target: &TargetConfig, result: &TargetPurge) {
+        self.deps.metrics.emit(&emf_line(
+            self.deps.clock.now(),
+            &[("Target", target.name.as_str())],
+            &[
+                ("PurgeDeletedBackups", Unit::Count, (result.count("delete") + result.count("finish")) as f64),
+                ("PurgeKeptBackups", Unit::Count, result.count("keep") as f64),
+                ("PurgeErrors", Unit::Count, result.errors().len() as f64),
+            ],
+        ));
+        let alert = if !result.errors().is_empty() {
+            Some(purge_failed_alert(target, result))
+        } else {
+            result.refused.as_ref().map(|why| purge_refused_alert(target, why))
+        };
+        if let Some(alert) = alert {
+            if let Err(e) = self.deps.alerts.publish(&alert).await {
+                warn!(error = %e, "could not publish the purge alert");
+            }
+        }
+    }
+
+    async fn record_run(&self, request: &PurgeRequest, run_id: &str, started_at: DateTime<Utc>, results: &[(TargetPurge, std::time::Duration)]) {
+        let finished_at = self.deps.clock.now();
+        let targets: Vec<TargetResult> = results
+            .iter()
+            .map(|(r, took)| TargetResult {
+                target: r.target.clone(),
+                outcome: if r.lease_held {
+                    TargetOutcome::SkippedLeaseHeld
+                } else if r.failed() {
+                    TargetOutcome::Failed
+                } else {
+                    TargetOutcome::Completed
+                },
+                backup_id: None,
+                message: r.summary(),
+                duration_ms: took.as_millis() as u64,
+            })
+            .collect();
+        let run = RunRecord {
+            run_id: run_id.to_string(),
+            job: Job::Purge,
+            trigger: request.trigger,
+            request_id: request.request_id.clone(),
+            idempotency_key: None,
+            started_at,
+            finished_at,
+            duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
+            outcome: if targets.iter().any(|t| t.outcome.is_failure()) { "failed" } else { "succeeded" }.into(),
+            targets,
+        };
+        if let Err(e) = self.deps.catalog.put_run(&run).await {
+            warn!(error = %e, "could not record the purge run");
+        }
+    }
+}
+
+/// The report for a terminal: per target, one line per backup with its action and reasons, newest first.
+pub fn render(results: &[TargetPurge]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let mode = if r.dry_run { " (dry run: nothing was changed)" } else { "" };
+        out.push_str(&format!("{}: {}{mode}\n", r.target, r.summary()));
+        if let Some(why) = &r.refused {
+            out.push_str(&format!("  REFUSED: {why}\n"));
+        }
+        for step in &r.steps {
+            let what = match (&step.backup_id, step.status) {
+                (Some(id), Some(status)) => format!("{id} ({status})"),
+                _ => "upload".to_string(),
+            };
+            let verb = match (step.action.as_str(), r.dry_run) {
+                ("delete", true) => "would delete".to_string(),
+                ("clean_up", true) | ("finish", true) | ("abort_upload", true) => format!("would {}", step.action.replace('_', " ")),
+                (action, _) => action.replace('_', " "),
+            };
+            let versions = if step.versions > 0 { format!(" [{} object version(s)]", step.versions) } else { String::new() };
+            out.push_str(&format!("  {verb:<16} {what}{versions}: {}\n", step.reasons.join("; ")));
+            if let Some(e) = &step.error {
+                out.push_str(&format!("  {:<16} ERROR: {e}\n", ""));
+            }
+        }
+    }
+    out
+}
+
+/// The key prefix every object of this backup starts with (`…/<backup id>.`), from what it recorded; for a
+/// backup that recorded none (it failed early), where the backup job would have put them.
+pub fn attempt_prefix(record: &BackupRecord, key_prefix: &str) -> String {
+    let id = format!("{}.", record.backup_id);
+    let recorded = [&record.dump, &record.manifest, &record.roles].into_iter().flatten().find_map(|o| {
+        let at = o.key.rfind(&id)?;
+        Some(o.key[..at + id.len()].to_string())
+    });
+    recorded.unwrap_or_else(|| ObjectKeys::new(key_prefix, &record.target, &record.backup_id, record.started_at, record.codec).attempt_prefix)
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Keep => "keep",
+        Action::Delete => "delete",
+        Action::CleanUp => "clean_up",
+        Action::Finish => "finish",
+        Action::Skip => "skip",
+    }
+}
+
+fn upload_step(upload: Option<&OpenUpload>, reasons: Vec<String>, error: Option<String>) -> PurgeStep {
+    PurgeStep {
+        backup_id: None,
+        status: None,
+        started_at: upload.and_then(|u| u.initiated),
+        action: "abort_upload".into(),
+        reasons,
+        versions: 0,
+        error,
+    }
+}
+
+fn purge_failed_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
+    let lines: Vec<String> = result
+        .errors()
+        .iter()
+        .take(20)
+        .map(|s| format!("- {}: {}", s.backup_id.as_ref().map_or("upload".to_string(), |b| b.to_string()), s.error.as_deref().unwrap_or("")))
+        .collect();
+    Alert {
+        subject: subject_line(&format!("Backstop: purge of {} FAILED for {} step(s)", target.name, lines.len())),
+        body: format!(
+            "The purge of target \"{name}\" could not finish {count} step(s):\n{lines}\n\n\
+             Nothing is lost by this: a backup whose purge stopped midway stays `purging` and the next purge run \
+             finishes it; kept backups were not touched. Until then, storage is not freed.\n\n\
+             What to do: read the errors (permissions on s3:DeleteObjectVersion, an Object Lock retention, throttling), \
+             fix the cause, and run `backstop purge --target {name}` (or wait for tomorrow's run).\n\
+             Runbook: docs/operations.md#a-purge-failed",
+            name = target.name,
+            count = lines.len(),
+            lines = lines.join("\n"),
+        ),
+        severity: Severity::Warning,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+    }
+}
+
+fn purge_refused_alert(target: &TargetConfig, why: &str) -> Alert {
+    Alert {
+        subject: subject_line(&format!("Backstop: purge of {} REFUSED by its safety rail", target.name)),
+        body: format!(
+            "The purge of target \"{name}\" deleted nothing: {why}\n\n\
+             This rail stops a wrong policy or a wrong clock from deleting most backups at once. Backups keep \
+             accumulating (and costing) until it is resolved.\n\n\
+             What to do: run `backstop purge --target {name} --dry-run` and read why each backup would go. If the plan \
+             is right (a policy was just tightened), run `backstop purge --target {name} --force` once. If not, fix the \
+             retention policy or the clock.\nRunbook: docs/operations.md#a-purge-failed",
+            name = target.name,
+        ),
+        severity: Severity::Warning,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ObjectRef;
+    use crate::pipeline::codec::Codec;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_attempt_prefix_comes_from_the_recorded_keys_or_the_key_layout() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 5).unwrap();
+        let id = BackupId("20261122T020005Z-00000001".into());
+        let mut record = BackupRecord::in_progress("orders", id.clone(), Trigger::Schedule, "run", at, Codec::Zstd);
+        assert_eq!(attempt_prefix(&record, "prod/"), "prod/orders/2026/11/22/20261122T020005Z-00000001.");
+        record.dump = Some(ObjectRef { key: "old/orders/2026/11/22/20261122T020005Z-00000001.sql.zst".into(), version_id: None, size: 1, sha256: String::new() });
+        assert_eq!(attempt_prefix(&record, "prod/"), "old/orders/2026/11/22/20261122T020005Z-00000001.", "what the backup recorded wins");
+    }
+}

@@ -1,0 +1,135 @@
+//! The monitor job against moto, on a clock the test moves: a fresh backup is quiet; a late one fires one
+//! critical alert; within the cooldown it does not repeat; after the cooldown it does; a new backup sends
+//! one "resolved"; the alerts arrive through SNS with their attributes, and the age metrics are emitted.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backstop::adapters::dynamodb::DynamoCatalog;
+use backstop::adapters::memory::FixedClock;
+use backstop::config::{PasswordSource, TargetConfig};
+use backstop::domain::{BackupId, BackupRecord, BackupStatus, Trigger, VerificationSummary};
+use backstop::jobs::monitor::{MonitorDeps, MonitorJob, MonitorRequest, TargetReport};
+use backstop::metrics::{NoMetrics, RecordingMetrics};
+use backstop::pipeline::codec::Codec;
+use backstop::ports::{Catalog, Severity};
+use backstop_tests::aws::{AwsFixture, DeliveredAlert};
+use chrono::{DateTime, Duration as Span, Utc};
+
+const TARGET: &str = "ledger";
+
+fn target() -> TargetConfig {
+    TargetConfig {
+        name: TARGET.into(),
+        host: "db.example.invalid".into(),
+        port: 5432,
+        database: "ledger".into(),
+        user: "backup".into(),
+        password: PasswordSource::Env("UNUSED".into()),
+        sslmode: None,
+        sslrootcert: None,
+        checks: vec![],
+        pitr_source_instance: None,
+        retention: Default::default(),
+    }
+}
+
+/// A verified backup started at `at`.
+async fn verified_backup(catalog: &DynamoCatalog, at: DateTime<Utc>) {
+    let mut record = BackupRecord::in_progress(TARGET, BackupId::new(at), Trigger::Schedule, "seed", at, Codec::Zstd);
+    record.status = BackupStatus::Verified;
+    record.finished_at = Some(at + Span::minutes(2));
+    record.raw_bytes = 10_000;
+    record.verification = Some(VerificationSummary {
+        drill_id: "drill".into(),
+        finished_at: at + Span::minutes(30),
+        passed: true,
+        failed_checks: vec![],
+        rto_seconds: Some(60.0),
+        rpo_seconds: Some(1800.0),
+    });
+    catalog.create_backup(&record).await.unwrap();
+}
+
+struct Monitor {
+    aws: AwsFixture,
+    job: MonitorJob,
+    clock: FixedClock,
+    metrics: Arc<RecordingMetrics>,
+}
+
+impl Monitor {
+    /// Runs the monitor `hours` after `t0` and returns what SNS delivered.
+    async fn at(&self, t0: DateTime<Utc>, hours: i64, expected: usize) -> (TargetReport, Vec<DeliveredAlert>) {
+        *self.clock.0.lock().unwrap() = t0 + Span::hours(hours);
+        let report = self.job.run(&MonitorRequest { target: None, alert: true }).await.unwrap().remove(0);
+        let wait = if expected == 0 { Duration::from_secs(2) } else { Duration::from_secs(10) };
+        (report, self.aws.alerts(expected, wait).await)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn monitor_fires_once_holds_through_the_cooldown_repeats_and_resolves() {
+    let aws = AwsFixture::new().await;
+    let config = Arc::new(aws.config(vec![target()]));
+    let catalog = DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+    let t0 = Utc::now() - Span::days(3);
+    verified_backup(&catalog, t0).await;
+    let clock = FixedClock::at(t0);
+    let metrics = Arc::new(RecordingMetrics(Mutex::new(Vec::new())));
+    let backup = backstop::app::backup_deps(&config, &aws.clients, Arc::new(NoMetrics));
+    let deps = MonitorDeps { store: backup.store, catalog: backup.catalog, alerts: backup.alerts, clock: Arc::new(clock.clone()), metrics: metrics.clone() };
+    let m = Monitor { aws, job: MonitorJob::new(config, deps), clock, metrics };
+
+    let (report, alerts) = m.at(t0, 1, 0).await;
+    assert_eq!(report.severity(), None, "a one-hour-old verified backup is fine: {report:?}");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    let emitted = m.metrics.0.lock().unwrap().join("\n");
+    assert!(emitted.contains("\"BackupAgeHours\":1.0") && emitted.contains("\"VerifiedAgeHours\":1.0"), "{emitted}");
+
+    let (report, alerts) = m.at(t0, 27, 1).await;
+    assert_eq!(report.severity(), Some(Severity::Critical));
+    assert_eq!(alerts.len(), 1, "one alert when the backup turns late: {alerts:?}");
+    assert!(alerts[0].subject.starts_with("Backstop: ledger CRITICAL: backup_age"), "{}", alerts[0].subject);
+    assert!(alerts[0].message.contains("27.0 h") && alerts[0].message.contains("docs/operations.md#backups-are-too-old-or-failing"), "{}", alerts[0].message);
+    assert_eq!(alerts[0].attributes["severity"]["Value"], "critical");
+    assert_eq!(alerts[0].attributes["job"]["Value"], "monitor");
+    assert_eq!(alerts[0].attributes["target"]["Value"], TARGET);
+
+    let (_, alerts) = m.at(t0, 28, 0).await;
+    assert!(alerts.is_empty(), "no repeat within the cooldown: {alerts:?}");
+    let (_, alerts) = m.at(t0, 32, 0).await;
+    assert!(alerts.is_empty(), "still within the 6 h cooldown: {alerts:?}");
+
+    let (_, alerts) = m.at(t0, 33, 1).await;
+    assert_eq!(alerts.len(), 1, "repeated once the cooldown passed: {alerts:?}");
+    assert!(alerts[0].message.contains("still bad"), "{}", alerts[0].message);
+
+    verified_backup(&catalog, t0 + Span::hours(34)).await;
+    let (report, alerts) = m.at(t0, 35, 1).await;
+    assert_eq!(report.severity(), None, "{report:?}");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].subject.starts_with("Backstop: ledger RESOLVED: backup_age"), "{}", alerts[0].subject);
+    assert_eq!(alerts[0].attributes["severity"]["Value"], "info");
+
+    let (_, alerts) = m.at(t0, 36, 0).await;
+    assert!(alerts.is_empty(), "resolved once, then quiet: {alerts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_without_any_backup_is_critical_and_alerts() {
+    let aws = AwsFixture::new().await;
+    let config = Arc::new(aws.config(vec![target()]));
+    let job = backstop::app::monitor_job(config, &aws.clients, Arc::new(NoMetrics));
+    let reports = job.run(&MonitorRequest { target: Some(TARGET.into()), alert: true }).await.unwrap();
+    assert_eq!(reports[0].severity(), Some(Severity::Critical));
+    let alerts = aws.alerts(2, Duration::from_secs(10)).await;
+    let subjects: Vec<&str> = alerts.iter().map(|a| a.subject.as_str()).collect();
+    assert_eq!(alerts.len(), 2, "backup_age and verified_age: {subjects:?}");
+    assert!(subjects.iter().any(|s| s.contains("no completed backup on record")), "{subjects:?}");
+    assert!(subjects.iter().any(|s| s.contains("verified_age")), "{subjects:?}");
+
+    let quiet = job.run(&MonitorRequest { target: Some(TARGET.into()), alert: false }).await.unwrap();
+    assert_eq!(quiet[0].severity(), Some(Severity::Critical));
+    assert!(aws.alerts(0, Duration::from_secs(2)).await.is_empty(), "evaluating without alerting (backstop check) sends nothing");
+}

@@ -1,0 +1,221 @@
+//! The purge job against moto with a versioned bucket: the dry run changes nothing; the fraction rail refuses
+//! (with an alert) until forced; purged backups lose every object version (re-written versions and delete
+//! markers included) while kept ones stay intact; a purge cut off between deletions finishes on the next run.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backstop::adapters::dynamodb::DynamoCatalog;
+use backstop::adapters::s3::S3Store;
+use backstop::config::{Config, PasswordSource, TargetConfig};
+use backstop::domain::retention::RetentionPolicy;
+use backstop::domain::backup::ObjectKeys;
+use backstop::domain::{BackupId, BackupRecord, BackupStatus, ObjectRef, Trigger};
+use backstop::jobs::purge::{PurgeDeps, PurgeJob, PurgeRequest, TargetPurge};
+use backstop::metrics::NoMetrics;
+use backstop::pipeline::codec::Codec;
+use backstop::ports::*;
+use backstop_tests::aws::AwsFixture;
+use bytes::Bytes;
+use chrono::{Duration as Days, Utc};
+
+const TARGET: &str = "shop";
+
+fn target() -> TargetConfig {
+    TargetConfig {
+        name: TARGET.into(),
+        host: "db.example.invalid".into(),
+        port: 5432,
+        database: "shop".into(),
+        user: "backup".into(),
+        password: PasswordSource::Env("UNUSED".into()),
+        sslmode: None,
+        sslrootcert: None,
+        checks: vec![],
+        pitr_source_instance: None,
+        // Two dailies, nothing else: of five daily backups, the three oldest go.
+        retention: RetentionPolicy { daily: 2, weekly: 0, monthly: 0, yearly: 0, min_keep: 2, ..RetentionPolicy::default() },
+    }
+}
+
+struct Fixture {
+    aws: AwsFixture,
+    config: Config,
+    store: S3Store,
+    catalog: DynamoCatalog,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let aws = AwsFixture::new().await;
+        let config = aws.config(vec![target()]);
+        let store = S3Store::new(aws.clients.s3.clone(), aws.bucket.clone(), Some(aws.kms_key_arn.clone()));
+        let catalog = DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+        Fixture { aws, config, store, catalog }
+    }
+
+    /// A completed backup `days_ago`, with its three objects in the bucket.
+    async fn backup(&self, days_ago: i64) -> BackupRecord {
+        let started_at = Utc::now() - Days::days(days_ago);
+        let id = BackupId::new(started_at);
+        let keys = ObjectKeys::new("", TARGET, &id, started_at, Codec::Zstd);
+        let mut record = BackupRecord::in_progress(TARGET, id, Trigger::Schedule, "seed", started_at, Codec::Zstd);
+        let put = async |key: &str| {
+            let stored = self.store.put_object(key, Bytes::from(format!("contents of {key}")), "application/octet-stream").await.unwrap();
+            ObjectRef { key: key.to_string(), version_id: stored.version_id, size: 1, sha256: String::new() }
+        };
+        record.dump = Some(put(&keys.dump).await);
+        record.manifest = Some(put(&keys.manifest).await);
+        record.roles = Some(put(&keys.roles).await);
+        record.status = BackupStatus::Completed;
+        record.finished_at = Some(started_at + Days::minutes(1));
+        self.catalog.create_backup(&record).await.unwrap();
+        record
+    }
+
+    fn job(&self, store: Arc<dyn ObjectStore>) -> PurgeJob {
+        let config = Arc::new(self.config.clone());
+        let backup = backstop::app::backup_deps(&config, &self.aws.clients, Arc::new(NoMetrics));
+        PurgeJob::new(config, PurgeDeps { store, catalog: backup.catalog, alerts: backup.alerts, clock: backup.clock, metrics: Arc::new(NoMetrics) })
+    }
+
+    async fn purge(&self, store: Arc<dyn ObjectStore>, dry_run: bool, force: bool) -> TargetPurge {
+        let request = PurgeRequest { target: Some(TARGET.into()), force, dry_run, trigger: Trigger::Cli, request_id: "test".into() };
+        self.job(store).run(&request).await.unwrap().remove(0)
+    }
+
+    async fn status(&self, record: &BackupRecord) -> BackupStatus {
+        self.catalog.get_backup(TARGET, &record.backup_id).await.unwrap().unwrap().status
+    }
+
+    /// Every version and delete marker under this backup's keys.
+    async fn versions_of(&self, record: &BackupRecord) -> Vec<String> {
+        let prefix = backstop::jobs::purge::attempt_prefix(record, "");
+        self.aws.versions().await.into_iter().filter(|v| v.starts_with(&prefix)).collect()
+    }
+}
+
+fn deleted_ids(result: &TargetPurge) -> Vec<BackupId> {
+    result.steps.iter().filter(|s| s.action == "delete").filter_map(|s| s.backup_id.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_refuses_past_the_rail_then_deletes_every_version_of_what_the_policy_drops() {
+    let f = Fixture::new().await;
+    let mut backups = Vec::new();
+    for days_ago in [5, 4, 3, 2, 1] {
+        backups.push(f.backup(days_ago).await);
+    }
+    let (old, kept) = backups.split_at(3);
+    // A re-written version and a delete marker on an old backup's dump: purge removes versions, not keys.
+    let dump_key = old[0].dump.as_ref().unwrap().key.clone();
+    f.store.put_object(&dump_key, Bytes::from_static(b"second version"), "application/octet-stream").await.unwrap();
+    f.aws.clients.s3.delete_object().bucket(&f.aws.bucket).key(&dump_key).send().await.unwrap();
+    let before = f.aws.versions().await;
+    let store: Arc<dyn ObjectStore> = Arc::new(f.store.clone());
+
+    let dry = f.purge(store.clone(), true, false).await;
+    assert!(dry.refused.is_some(), "3 of 5 is past the default 0.5 rail: {dry:?}");
+    let forced_dry = f.purge(store.clone(), true, true).await;
+    let mut would: Vec<BackupId> = deleted_ids(&forced_dry);
+    would.sort();
+    assert_eq!(would, old.iter().map(|b| b.backup_id.clone()).collect::<Vec<_>>(), "{forced_dry:?}");
+    assert!(forced_dry.steps.iter().all(|s| !s.reasons.is_empty()), "every decision has its reasons");
+    assert_eq!(f.aws.versions().await, before, "dry runs change nothing in the bucket");
+    for b in &backups {
+        assert_eq!(f.status(b).await, BackupStatus::Completed, "dry runs change nothing in the catalog");
+    }
+
+    let refused = f.purge(store.clone(), false, false).await;
+    assert!(refused.refused.as_deref().is_some_and(|r| r.contains("--force")), "{refused:?}");
+    assert!(deleted_ids(&refused).is_empty());
+    assert_eq!(f.aws.versions().await, before, "a refused purge deletes nothing");
+    let alerts = f.aws.alerts(1, Duration::from_secs(10)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].subject.contains("REFUSED"), "{}", alerts[0].subject);
+
+    let forced = f.purge(store.clone(), false, true).await;
+    assert!(!forced.failed(), "{forced:?}");
+    assert_eq!(deleted_ids(&forced).len(), 3);
+    for b in old {
+        assert_eq!(f.status(b).await, BackupStatus::Purged);
+        assert_eq!(f.versions_of(b).await, Vec::<String>::new(), "every version and delete marker is gone");
+    }
+    for b in kept {
+        assert_eq!(f.status(b).await, BackupStatus::Completed);
+        assert_eq!(f.versions_of(b).await.len(), 3, "kept backups are intact");
+        let dump = b.dump.as_ref().unwrap();
+        let fetched = f.store.get(&dump.key, dump.version_id.as_deref()).await.unwrap();
+        assert_eq!(fetched.head.version_id, dump.version_id);
+    }
+
+    let again = f.purge(store, false, false).await;
+    assert!(deleted_ids(&again).is_empty() && again.refused.is_none(), "a second run has nothing to do: {again:?}");
+}
+
+/// The bucket, failing every version delete after the first `allowed`: a purge cut off midway.
+struct FailingDeletes {
+    inner: S3Store,
+    allowed: usize,
+    done: AtomicUsize,
+}
+
+#[async_trait]
+impl ObjectStore for FailingDeletes {
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+        self.inner.create_multipart(key, content_type).await
+    }
+    async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<StoredVersion, StoreError> {
+        self.inner.put_object(key, body, content_type).await
+    }
+    async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError> {
+        self.inner.versions(prefix).await
+    }
+    async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
+        if self.done.fetch_add(1, Ordering::SeqCst) >= self.allowed {
+            return Err(StoreError { operation: "DeleteObject", key: version.key.clone(), source: "injected: the purge was cut off".into() });
+        }
+        self.inner.delete_version(version).await
+    }
+    async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
+        self.inner.head(key).await
+    }
+    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError> {
+        self.inner.get(key, version_id).await
+    }
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+        self.inner.open_uploads(prefix).await
+    }
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+        self.inner.abort_upload(upload).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_cut_off_between_deletions_is_finished_by_the_next_run() {
+    let f = Fixture::new().await;
+    let old = f.backup(3).await;
+    let kept = [f.backup(2).await, f.backup(1).await];
+
+    let cut = Arc::new(FailingDeletes { inner: f.store.clone(), allowed: 1, done: AtomicUsize::new(0) });
+    let first = f.purge(cut, false, false).await;
+    assert!(first.failed(), "{first:?}");
+    assert_eq!(f.status(&old).await, BackupStatus::Purging, "the record says a purge is under way");
+    assert_eq!(f.versions_of(&old).await.len(), 2, "one of three versions went before the cut");
+    let alerts = f.aws.alerts(1, Duration::from_secs(10)).await;
+    assert!(alerts.iter().any(|a| a.subject.contains("purge of shop FAILED")), "{alerts:?}");
+
+    let second = f.purge(Arc::new(f.store.clone()), false, false).await;
+    assert!(!second.failed(), "{second:?}");
+    let finished: Vec<_> = second.steps.iter().filter(|s| s.action == "finish").collect();
+    assert_eq!(finished.len(), 1, "{second:?}");
+    assert_eq!(finished[0].versions, 2);
+    assert_eq!(f.status(&old).await, BackupStatus::Purged);
+    assert!(f.versions_of(&old).await.is_empty());
+    for b in &kept {
+        assert_eq!(f.status(b).await, BackupStatus::Completed);
+        assert_eq!(f.versions_of(b).await.len(), 3);
+    }
+}
