@@ -1,10 +1,12 @@
-//! The domain: what a backup, its manifest, a run and a fingerprint are. Plain data, no I/O.
+//! The domain: what a backup, its manifest, a run and a fingerprint are, and which backups retention keeps.
+//! Plain data and pure decisions, no I/O.
 
 pub mod backup;
 pub mod drill;
 pub mod fingerprint;
 pub mod manifest;
 pub mod redact;
+pub mod retention;
 pub mod run;
 pub mod verification;
 
