@@ -1,4 +1,5 @@
-//! The domain: what a backup, its manifest, a run and a fingerprint are. Plain data, no I/O.
+//! The domain: what a backup, its manifest, a run and a fingerprint are, and which backups retention keeps.
+//! Plain data and pure decisions, no I/O.
 
 pub mod backup;
 pub mod drill;

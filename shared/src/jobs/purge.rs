@@ -288,7 +288,7 @@ impl PurgeJob {
                 backup_id: Some(decision.backup_id.clone()),
                 status: Some(decision.status),
                 started_at: Some(decision.started_at),
-                action: action_name(decision.action).into(),
+                action: decision.action.as_str().into(),
                 reasons: decision.reasons.clone(),
                 versions: 0,
                 error: None,
@@ -453,16 +453,6 @@ pub fn attempt_prefix(record: &BackupRecord, key_prefix: &str) -> String {
         Some(o.key[..at + id.len()].to_string())
     });
     recorded.unwrap_or_else(|| ObjectKeys::new(key_prefix, &record.target, &record.backup_id, record.started_at, record.codec).attempt_prefix)
-}
-
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Keep => "keep",
-        Action::Delete => "delete",
-        Action::CleanUp => "clean_up",
-        Action::Finish => "finish",
-        Action::Skip => "skip",
-    }
 }
 
 fn upload_step(upload: Option<&OpenUpload>, reasons: Vec<String>, error: Option<String>) -> PurgeStep {
