@@ -1,8 +1,10 @@
-//! The domain: what a backup, its manifest, a run and a fingerprint are. Plain data, no I/O.
+//! The domain: what a backup, its manifest, a run and a fingerprint are, and how healthy a target's backups
+//! are. Plain data and pure functions, no I/O.
 
 pub mod backup;
 pub mod drill;
 pub mod fingerprint;
+pub mod health;
 pub mod manifest;
 pub mod redact;
 pub mod run;
