@@ -247,6 +247,11 @@ impl Config {
             })?,
             None => file.monitor.unwrap_or_default(),
         };
+        monitor.validate().map_err(|e| ConfigError::Invalid {
+            name: format!("monitor.{} (BACKSTOP_MONITOR or [monitor])", e.field),
+            value: e.value.clone(),
+            hint: e.reason.to_string(),
+        })?;
         if let (ScratchSettings::Local { .. }, Some((index, t))) =
             (&verify.scratch, targets.iter().enumerate().find(|(_, t)| t.pitr_source_instance.is_some()))
         {

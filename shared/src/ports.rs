@@ -199,7 +199,7 @@ pub trait Catalog: Send + Sync {
 
 // ---------------------------------------------------------------- alerts
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,

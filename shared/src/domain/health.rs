@@ -1,27 +1,11 @@
-//! A target's health, as the monitor sees it, and the alert state machine that pages about it.
+//! The monitor's judgement, as pure functions: how healthy a target's backups are (`evaluate`, from its records
+//! and row counts, against `MonitorThresholds`), and whether a check's result should page someone
+//! (`next_alert`, a small state machine per target and check that fires once per change, repeats after a
+//! cooldown and says once when it clears). The monitor job reads the catalog and manifests, calls these, stores
+//! the `AlertState`s and publishes the alerts; nothing here does I/O or reads a clock.
 //!
-//! [`evaluate`] is a pure function of the target's recent backup records, the row counts of its two newest
-//! completed backups, the time and the thresholds. Its checks:
-//!
-//! - `backup_age`: hours since the newest completed backup started (its snapshot); critical after
-//!   `backup_critical_after_hours` (26), warning after `backup_warning_after_hours` if set. No completed
-//!   backup at all is critical, never "OK because nothing is known".
-//! - `verified_age`: hours since the newest backup that passed a restore drill started; critical after
-//!   `verified_critical_after_hours` (8 days). Never verified is critical.
-//! - `last_verification`: the newest drill verdict on any backup; a failure is critical and names the checks.
-//! - `consecutive_failures`: failed backups since the newest completed one; 1 is a warning, from
-//!   `failures_critical_after` (2) on critical.
-//! - `dump_shrank`: the newest completed dump's SQL size is less than `shrink_fraction` (0.5) of the median of
-//!   the completed ones before it (warning: a dropped table or a wrong database looks like this).
-//! - `tables_shrank`: a table of the previous completed backup has less than `table_shrink_fraction` of its
-//!   rows in the newest (or is gone) (warning).
-//!
-//! Purged backups are no longer restore points and count for nothing here.
-//!
-//! [`next_alert`] turns a check's result and its stored [`AlertState`] into at most one alert: it fires once
-//! when the check goes bad, again only after `cooldown_hours` while it stays bad (or at once when it
-//! worsens from warning to critical), and a "resolved" message when it clears. Improving from critical to
-//! warning updates the state without paging.
+//! Ages are measured from a backup's `started_at`: a dump holds the database as it was when pg_dump took its
+//! snapshot, so that age is what a restore would lose (the same RPO the verify job reports).
 
 use std::collections::BTreeMap;
 
@@ -31,65 +15,196 @@ use serde::{Deserialize, Serialize};
 use super::backup::{BackupRecord, BackupStatus};
 use crate::ports::Severity;
 
-/// When the monitor calls a target's backups too old or odd. In the configuration file as `[monitor]`, or
-/// as JSON in `BACKSTOP_MONITOR`; every key optional.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// How many completed backups before the newest one make the baseline its size is compared with (a week of
+/// daily backups: one unusual day moves a median of seven very little).
+pub const SHRINK_BASELINE_BACKUPS: usize = 7;
+
+/// Longest threshold accepted, in hours (about 114 years): keeps every duration far inside chrono's range.
+const MAX_HOURS: u64 = 1_000_000;
+
+// ---------------------------------------------------------------- thresholds
+
+/// The monitor's thresholds: the configuration's `[monitor]` table. Every key is optional; durations are
+/// whole hours, fractions are between 0 and 1 (exclusive).
+///
+/// ```toml
+/// [monitor]
+/// backup_critical_after_hours = 26     # newest completed backup older than this: critical
+/// backup_warning_after_hours = 25      # optional; no warning step by default
+/// verified_critical_after_hours = 192  # 8 days: newest drilled-and-passed backup older than this: critical
+/// failures_critical_after = 2          # this many failed backups in a row: critical (fewer, at least 1: warning)
+/// shrink_fraction = 0.5                # newest dump smaller than the recent median by more than this: warning
+/// table_shrink_fraction = 0.5          # a table lost more than this share of its rows since the previous backup
+/// table_shrink_min_rows = 100          # tables with fewer rows in the previous backup are not judged
+/// table_shrink_ignore = ["public.job_queue", "scratch.*"]
+/// cooldown_hours = 6                   # a still-firing alert is sent again after this long
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MonitorThresholds {
-    pub backup_critical_after_hours: f64,
-    /// Off by default: a daily backup is 24 h old just before the next one, so only lateness should page.
-    pub backup_warning_after_hours: Option<f64>,
-    pub verified_critical_after_hours: f64,
+    /// Warning when the newest completed backup is older than this many hours. `None` (the default): no
+    /// warning step. The first failed backup already warns (`failures_critical_after`), so the age check only
+    /// adds news when no backup ran at all, and one threshold says that; a warning an hour before the
+    /// critical one would mostly fire on a backup that merely ran late.
+    pub backup_warning_after_hours: Option<u64>,
+    /// Critical when the newest completed backup is older than this many hours, or there is none. 26 by
+    /// default: a daily schedule, plus two hours for a slow or retried backup.
+    pub backup_critical_after_hours: u64,
+    /// Warning when the newest verified backup is older than this many hours. `None` (the default): none.
+    pub verified_warning_after_hours: Option<u64>,
+    /// Critical when the newest backup a restore drill passed is older than this many hours, or there is none.
+    /// 192 (8 days) by default: weekly drills, plus a day.
+    pub verified_critical_after_hours: u64,
+    /// This many consecutive failed backups (counted back to the newest completed one) are critical; fewer, but
+    /// at least one, are a warning. 2 by default. 1 makes every failure critical.
     pub failures_critical_after: u32,
+    /// Warning when the newest dump's SQL size (`raw_bytes`) is smaller than the median of the
+    /// `SHRINK_BASELINE_BACKUPS` completed backups before it by more than this fraction. 0.5 by default.
     pub shrink_fraction: f64,
+    /// Warning when a table has fewer rows in the newest completed backup than in the previous one by more than
+    /// this fraction (a table missing from the newest lost all its rows). 0.5 by default.
     pub table_shrink_fraction: f64,
-    /// A check that stays bad pages again after this long.
-    pub cooldown_hours: f64,
+    /// Tables with fewer rows than this in the previous backup are not judged: a table going from 3 rows to 1
+    /// is not news. 100 by default.
+    pub table_shrink_min_rows: u64,
+    /// Tables whose row counts go up and down by design (queues, sessions), as qualified names
+    /// (`public.job_queue`); an entry ending in `*` matches every name that starts with what precedes it
+    /// (`scratch.*`). Empty by default.
+    pub table_shrink_ignore: Vec<String>,
+    /// How long a still-firing alert waits before it is sent again, in hours. 6 by default. 0 repeats it on
+    /// every monitor run.
+    pub cooldown_hours: u64,
 }
 
 impl Default for MonitorThresholds {
     fn default() -> Self {
         MonitorThresholds {
-            backup_critical_after_hours: 26.0,
             backup_warning_after_hours: None,
-            verified_critical_after_hours: 8.0 * 24.0,
+            backup_critical_after_hours: 26,
+            verified_warning_after_hours: None,
+            verified_critical_after_hours: 8 * 24,
             failures_critical_after: 2,
             shrink_fraction: 0.5,
             table_shrink_fraction: 0.5,
-            cooldown_hours: 6.0,
+            table_shrink_min_rows: 100,
+            table_shrink_ignore: Vec::new(),
+            cooldown_hours: 6,
         }
     }
 }
 
+/// A threshold that cannot work, named as in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("monitor threshold {field} = {value} is not valid: {reason}")]
+pub struct InvalidThreshold {
+    pub field: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+fn hours_duration(hours: u64) -> Duration {
+    Duration::hours(hours.min(MAX_HOURS) as i64)
+}
+
 impl MonitorThresholds {
+    pub fn backup_warning_after(&self) -> Option<Duration> {
+        self.backup_warning_after_hours.map(hours_duration)
+    }
+
+    pub fn backup_critical_after(&self) -> Duration {
+        hours_duration(self.backup_critical_after_hours)
+    }
+
+    pub fn verified_warning_after(&self) -> Option<Duration> {
+        self.verified_warning_after_hours.map(hours_duration)
+    }
+
+    pub fn verified_critical_after(&self) -> Duration {
+        hours_duration(self.verified_critical_after_hours)
+    }
+
     pub fn cooldown(&self) -> Duration {
-        hours(self.cooldown_hours)
+        hours_duration(self.cooldown_hours)
+    }
+
+    /// Whether `table` is listed in `table_shrink_ignore`.
+    pub fn ignores_table(&self, table: &str) -> bool {
+        self.table_shrink_ignore.iter().any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => table.starts_with(prefix),
+            None => table == pattern,
+        })
+    }
+
+    /// Refuses thresholds that could never fire, or would always fire.
+    pub fn validate(&self) -> Result<(), InvalidThreshold> {
+        let invalid = |field, value: String, reason| Err(InvalidThreshold { field, value, reason });
+        let hours = [
+            ("backup_warning_after_hours", self.backup_warning_after_hours),
+            ("backup_critical_after_hours", Some(self.backup_critical_after_hours)),
+            ("verified_warning_after_hours", self.verified_warning_after_hours),
+            ("verified_critical_after_hours", Some(self.verified_critical_after_hours)),
+        ];
+        for (field, value) in hours {
+            match value {
+                Some(0) => return invalid(field, "0".into(), "must be at least 1 (hour)"),
+                Some(h) if h > MAX_HOURS => return invalid(field, h.to_string(), "must be at most 1000000 (hours)"),
+                _ => {}
+            }
+        }
+        if self.cooldown_hours > MAX_HOURS {
+            return invalid("cooldown_hours", self.cooldown_hours.to_string(), "must be at most 1000000 (hours)");
+        }
+        let steps = [
+            ("backup_warning_after_hours", self.backup_warning_after_hours, self.backup_critical_after_hours),
+            ("verified_warning_after_hours", self.verified_warning_after_hours, self.verified_critical_after_hours),
+        ];
+        for (field, warning, critical) in steps {
+            if let Some(w) = warning.filter(|w| *w >= critical) {
+                return invalid(field, w.to_string(), "must be less than the matching critical threshold, or the warning never fires");
+            }
+        }
+        if self.failures_critical_after == 0 {
+            return invalid("failures_critical_after", "0".into(), "must be at least 1 (failed backup)");
+        }
+        for (field, value) in [("shrink_fraction", self.shrink_fraction), ("table_shrink_fraction", self.table_shrink_fraction)] {
+            if !(value > 0.0 && value < 1.0) {
+                return invalid(field, value.to_string(), "must be more than 0 and less than 1 (0.5: lost more than half)");
+            }
+        }
+        Ok(())
     }
 }
 
-fn hours(h: f64) -> Duration {
-    Duration::milliseconds((h * 3_600_000.0) as i64)
-}
+// ---------------------------------------------------------------- results
 
-/// Rows per table (`schema.table`) of the newest and the previous completed backup, from their manifests.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TableComparison {
-    pub latest: BTreeMap<String, u64>,
-    pub previous: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// What the monitor checks, per target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthCheck {
+    /// Age of the newest completed (or verified) backup.
     BackupAge,
+    /// Age of the newest backup a restore drill passed.
     VerifiedAge,
+    /// The verdict of the newest drilled backup.
     LastVerification,
+    /// Failed backups since the newest completed one.
     ConsecutiveFailures,
+    /// The newest dump against the median size of the ones before it.
     DumpShrank,
+    /// Per-table row counts of the two newest completed backups.
     TablesShrank,
 }
 
 impl HealthCheck {
+    pub const ALL: [HealthCheck; 6] = [
+        HealthCheck::BackupAge,
+        HealthCheck::VerifiedAge,
+        HealthCheck::LastVerification,
+        HealthCheck::ConsecutiveFailures,
+        HealthCheck::DumpShrank,
+        HealthCheck::TablesShrank,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             HealthCheck::BackupAge => "backup_age",
@@ -101,391 +216,561 @@ impl HealthCheck {
         }
     }
 
-    /// Where `docs/operations.md` says what to do about it.
-    pub fn runbook(self) -> &'static str {
+    /// For people: `backup age`, `tables shrank`.
+    pub fn label(self) -> &'static str {
         match self {
-            HealthCheck::BackupAge | HealthCheck::ConsecutiveFailures => "docs/operations.md#backups-are-too-old-or-failing",
-            HealthCheck::VerifiedAge | HealthCheck::LastVerification => "docs/operations.md#verification-is-too-old-or-failed",
-            HealthCheck::DumpShrank | HealthCheck::TablesShrank => "docs/operations.md#a-dump-or-a-table-shrank",
+            HealthCheck::BackupAge => "backup age",
+            HealthCheck::VerifiedAge => "verified backup age",
+            HealthCheck::LastVerification => "last restore drill",
+            HealthCheck::ConsecutiveFailures => "consecutive failed backups",
+            HealthCheck::DumpShrank => "dump size",
+            HealthCheck::TablesShrank => "table row counts",
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl std::fmt::Display for HealthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Row counts of the newest completed backup and of the one before it, by qualified table name
+/// (`public.orders`), as their manifests record them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableComparison {
+    pub latest: BTreeMap<String, u64>,
+    pub previous: BTreeMap<String, u64>,
+}
+
+/// One check's verdict on one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub check: HealthCheck,
-    /// `None`: OK.
+    /// `None`: OK. The monitor produces `Warning` and `Critical` only.
     pub severity: Option<Severity>,
-    /// One line with the figures.
+    /// One line with the figures, for an alert's subject and a status listing.
     pub summary: String,
-    /// Since when the condition holds, where that is known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// When the condition began, as far as the records tell (`None` when OK, or when they do not tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl CheckResult {
+    fn ok(check: HealthCheck, summary: String) -> Self {
+        CheckResult { check, severity: None, summary, since: None }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        firing_severity(self).is_none()
+    }
+}
+
+/// Every check's verdict on one target, with the ages the job also reports as metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetHealth {
     pub target: String,
+    /// In `HealthCheck::ALL` order.
     pub checks: Vec<CheckResult>,
+    /// Hours since the newest completed backup started; `None` when there is none.
     pub backup_age_hours: Option<f64>,
+    /// Hours since the newest verified backup started; `None` when there is none.
     pub verified_age_hours: Option<f64>,
 }
 
 impl TargetHealth {
     /// The worst severity of any check; `None` when all are OK.
     pub fn overall(&self) -> Option<Severity> {
-        self.checks.iter().filter_map(|c| c.severity).max_by_key(|s| severity_rank(*s))
+        self.checks.iter().filter_map(|c| c.severity).max_by_key(|s| rank(*s))
+    }
+
+    pub fn check(&self, check: HealthCheck) -> Option<&CheckResult> {
+        self.checks.iter().find(|c| c.check == check)
     }
 }
 
-fn severity_rank(s: Severity) -> u8 {
-    match s {
+/// Orders severities by urgency (`Severity`'s declaration order is the reverse, so no derived `Ord`).
+pub fn rank(severity: Severity) -> u8 {
+    match severity {
         Severity::Info => 0,
         Severity::Warning => 1,
         Severity::Critical => 2,
     }
 }
 
-fn age_hours(from: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
-    (now - from).num_seconds() as f64 / 3600.0
+// ---------------------------------------------------------------- evaluation
+
+/// A restore point: a backup that finished and has not been proven bad or deleted. `verify_failed` is out (a
+/// drill says it may not restore; `LastVerification` reports that), and so are `purging` / `purged` (their
+/// objects are, or are being, deleted).
+fn is_restore_point(status: BackupStatus) -> bool {
+    matches!(status, BackupStatus::Completed | BackupStatus::Verified)
 }
 
-fn is_restore_point(b: &BackupRecord) -> bool {
-    matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed)
-}
-
-pub fn evaluate(target: &str, backups: &[BackupRecord], tables: Option<&TableComparison>, now: DateTime<Utc>, t: &MonitorThresholds) -> TargetHealth {
-    let mut sorted: Vec<&BackupRecord> = backups.iter().filter(|b| b.target == target).collect();
-    sorted.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.backup_id.cmp(&a.backup_id)));
-    let completed: Vec<&BackupRecord> = sorted.iter().copied().filter(|b| is_restore_point(b)).collect();
-    let newest = completed.first().copied();
-    let verified = sorted.iter().copied().find(|b| b.status == BackupStatus::Verified);
-    let backup_age_hours = newest.map(|b| age_hours(b.started_at, now));
-    let verified_age_hours = verified.map(|b| age_hours(b.started_at, now));
-
-    let mut checks = Vec::new();
-    checks.push(match newest {
-        None => CheckResult { check: HealthCheck::BackupAge, severity: Some(Severity::Critical), summary: "no completed backup on record".into(), since: None },
-        Some(b) => {
-            let age = age_hours(b.started_at, now);
-            let severity = if age > t.backup_critical_after_hours {
-                Some(Severity::Critical)
-            } else if t.backup_warning_after_hours.is_some_and(|w| age > w) {
-                Some(Severity::Warning)
-            } else {
-                None
-            };
-            let limit = if severity == Some(Severity::Warning) { t.backup_warning_after_hours.unwrap_or_default() } else { t.backup_critical_after_hours };
-            let summary = match severity {
-                None => format!("newest completed backup {} is {age:.1} h old", b.backup_id),
-                Some(_) => format!("no completed backup for {age:.1} h (limit {limit:.0} h); newest is {}", b.backup_id),
-            };
-            CheckResult { check: HealthCheck::BackupAge, severity, summary, since: severity.map(|_| b.started_at + hours(limit)) }
-        }
-    });
-    checks.push(match verified {
-        None => CheckResult { check: HealthCheck::VerifiedAge, severity: Some(Severity::Critical), summary: "no backup has passed a restore drill yet".into(), since: None },
-        Some(b) => {
-            let age = age_hours(b.started_at, now);
-            if age > t.verified_critical_after_hours {
-                CheckResult {
-                    check: HealthCheck::VerifiedAge,
-                    severity: Some(Severity::Critical),
-                    summary: format!("newest verified backup {} is {age:.0} h old (limit {:.0} h)", b.backup_id, t.verified_critical_after_hours),
-                    since: Some(b.started_at + hours(t.verified_critical_after_hours)),
-                }
-            } else {
-                CheckResult { check: HealthCheck::VerifiedAge, severity: None, summary: format!("newest verified backup {} is {age:.1} h old", b.backup_id), since: None }
-            }
-        }
-    });
-    let last_drilled = sorted.iter().copied().filter_map(|b| b.verification.as_ref().map(|v| (b, v))).max_by_key(|(_, v)| v.finished_at);
-    checks.push(match last_drilled {
-        Some((b, v)) if !v.passed => CheckResult {
-            check: HealthCheck::LastVerification,
-            severity: Some(Severity::Critical),
-            summary: format!("the latest restore drill (backup {}) failed: {}", b.backup_id, v.failed_checks.join(", ")),
-            since: Some(v.finished_at),
-        },
-        Some((b, v)) => CheckResult { check: HealthCheck::LastVerification, severity: None, summary: format!("the latest restore drill (backup {}) passed at {}", b.backup_id, v.finished_at.to_rfc3339()), since: None },
-        None => CheckResult { check: HealthCheck::LastVerification, severity: None, summary: "no restore drill has finished yet (see verified_age)".into(), since: None },
-    });
-    let failures: Vec<&BackupRecord> = sorted.iter().copied().take_while(|b| !is_restore_point(b)).filter(|b| b.status == BackupStatus::Failed).collect();
-    checks.push(match failures.len() as u32 {
-        0 => CheckResult { check: HealthCheck::ConsecutiveFailures, severity: None, summary: "the latest backup attempt did not fail".into(), since: None },
-        n => CheckResult {
-            check: HealthCheck::ConsecutiveFailures,
-            severity: Some(if n >= t.failures_critical_after { Severity::Critical } else { Severity::Warning }),
-            summary: format!("{n} backup attempt(s) failed in a row; latest: {}", failures[0].error.as_deref().unwrap_or("no reason recorded").lines().next().unwrap_or("")),
-            since: failures.last().map(|b| b.started_at),
-        },
-    });
-    checks.push(dump_shrank(&completed, t));
-    checks.push(tables_shrank(tables, t));
-    TargetHealth { target: target.to_string(), checks, backup_age_hours, verified_age_hours }
-}
-
-fn dump_shrank(completed: &[&BackupRecord], t: &MonitorThresholds) -> CheckResult {
-    let ok = |summary: String| CheckResult { check: HealthCheck::DumpShrank, severity: None, summary, since: None };
-    let Some((newest, before)) = completed.split_first() else { return ok("no completed backup to compare".into()) };
-    let mut sizes: Vec<u64> = before.iter().take(7).map(|b| b.raw_bytes).collect();
-    if sizes.is_empty() {
-        return ok("one completed backup: nothing to compare with yet".into());
+/// pg_dump finished and the backup was recorded completed, whatever happened to it after: its `raw_bytes` are a
+/// measurement of the database, and it ends a run of failures.
+fn was_dumped(status: BackupStatus) -> bool {
+    match status {
+        BackupStatus::Completed
+        | BackupStatus::Verified
+        | BackupStatus::VerifyFailed
+        | BackupStatus::Purging
+        | BackupStatus::Purged => true,
+        BackupStatus::InProgress | BackupStatus::Failed => false,
     }
-    sizes.sort_unstable();
-    let median = sizes[sizes.len() / 2];
-    if (newest.raw_bytes as f64) < median as f64 * t.shrink_fraction {
+}
+
+/// Judges one target. `backups` are its newest records in any order (records of other targets are ignored);
+/// `tables` compares the row counts of its two newest completed backups, when the job could read both
+/// manifests. The result has one `CheckResult` per `HealthCheck`, in `HealthCheck::ALL` order.
+pub fn evaluate(
+    target: &str,
+    backups: &[BackupRecord],
+    tables: Option<&TableComparison>,
+    now: DateTime<Utc>,
+    thresholds: &MonitorThresholds,
+) -> TargetHealth {
+    let mut newest_first: Vec<&BackupRecord> = backups.iter().filter(|b| b.target == target).collect();
+    newest_first.sort_by(|a, b| (b.started_at, &b.backup_id).cmp(&(a.started_at, &a.backup_id)));
+
+    let newest_good = newest_first.iter().copied().find(|b| is_restore_point(b.status));
+    let newest_verified = newest_first.iter().copied().find(|b| b.status == BackupStatus::Verified);
+    let age = |b: &BackupRecord| (now - b.started_at).max(Duration::zero());
+
+    let checks = vec![
+        backup_age(&newest_first, newest_good, now, thresholds),
+        verified_age(newest_verified, now, thresholds),
+        last_verification(&newest_first),
+        consecutive_failures(&newest_first, thresholds),
+        dump_shrank(&newest_first, thresholds),
+        tables_shrank(tables, thresholds),
+    ];
+    TargetHealth {
+        target: target.to_string(),
+        checks,
+        backup_age_hours: newest_good.map(|b| hours(age(b))),
+        verified_age_hours: newest_verified.map(|b| hours(age(b))),
+    }
+}
+
+/// The severity an age earns, with the threshold it passed. An age equal to a threshold has not passed it.
+fn age_severity(age: Duration, warning: Option<Duration>, critical: Duration) -> Option<(Severity, Duration)> {
+    if age > critical {
+        Some((Severity::Critical, critical))
+    } else {
+        warning.filter(|w| age > *w).map(|w| (Severity::Warning, w))
+    }
+}
+
+fn thresholds_text(warning: Option<Duration>, critical: Duration) -> String {
+    match warning {
+        Some(w) => format!("warning after {}, critical after {}", threshold_text(w), threshold_text(critical)),
+        None => format!("critical after {}", threshold_text(critical)),
+    }
+}
+
+fn backup_age(
+    newest_first: &[&BackupRecord],
+    newest_good: Option<&BackupRecord>,
+    now: DateTime<Utc>,
+    t: &MonitorThresholds,
+) -> CheckResult {
+    let check = HealthCheck::BackupAge;
+    let (warning, critical) = (t.backup_warning_after(), t.backup_critical_after());
+    let Some(good) = newest_good else {
+        let seen = if newest_first.is_empty() {
+            "no backup records at all".to_string()
+        } else {
+            format!("{} newest records read: {}", newest_first.len(), status_counts(newest_first))
+        };
+        return CheckResult {
+            check,
+            severity: Some(Severity::Critical),
+            summary: format!("no completed backup on record ({seen})"),
+            since: None,
+        };
+    };
+    let age = (now - good.started_at).max(Duration::zero());
+    let limits = thresholds_text(warning, critical);
+    match age_severity(age, warning, critical) {
+        Some((severity, passed)) => CheckResult {
+            check,
+            severity: Some(severity),
+            summary: format!("no completed backup for {} ({limits}; newest: {})", age_text(age), good.backup_id),
+            since: Some(good.started_at + passed),
+        },
+        None => CheckResult::ok(
+            check,
+            format!("newest completed backup is {} old ({}; {limits})", age_text(age), good.backup_id),
+        ),
+    }
+}
+
+fn verified_age(newest_verified: Option<&BackupRecord>, now: DateTime<Utc>, t: &MonitorThresholds) -> CheckResult {
+    let check = HealthCheck::VerifiedAge;
+    let (warning, critical) = (t.verified_warning_after(), t.verified_critical_after());
+    let Some(verified) = newest_verified else {
+        return CheckResult {
+            check,
+            severity: Some(Severity::Critical),
+            summary: "no backup verified by a restore drill on record".into(),
+            since: None,
+        };
+    };
+    let age = (now - verified.started_at).max(Duration::zero());
+    let limits = thresholds_text(warning, critical);
+    match age_severity(age, warning, critical) {
+        Some((severity, passed)) => CheckResult {
+            check,
+            severity: Some(severity),
+            summary: format!("no verified backup for {} ({limits}; newest: {})", age_text(age), verified.backup_id),
+            since: Some(verified.started_at + passed),
+        },
+        None => CheckResult::ok(
+            check,
+            format!("newest verified backup is {} old ({}; {limits})", age_text(age), verified.backup_id),
+        ),
+    }
+}
+
+/// The newest backup (by start) that a drill has judged and that still exists.
+fn last_verification(newest_first: &[&BackupRecord]) -> CheckResult {
+    let check = HealthCheck::LastVerification;
+    let drilled = newest_first.iter().find_map(|b| match (&b.verification, b.status) {
+        (_, BackupStatus::Purging | BackupStatus::Purged) => None,
+        (Some(v), _) => Some((*b, v)),
+        (None, _) => None,
+    });
+    let Some((backup, v)) = drilled else {
+        return CheckResult::ok(check, "no restore drill on record".into());
+    };
+    if v.passed {
+        return CheckResult::ok(
+            check,
+            format!("drill {} of backup {} passed on {}", v.drill_id, backup.backup_id, time_text(v.finished_at)),
+        );
+    }
+    let failed = if v.failed_checks.is_empty() {
+        "no failed check recorded".to_string()
+    } else {
+        list_text(&v.failed_checks, 3)
+    };
+    CheckResult {
+        check,
+        severity: Some(Severity::Critical),
+        summary: format!("restore drill failed: {failed} (backup {})", backup.backup_id),
+        since: Some(v.finished_at),
+    }
+}
+
+/// Failed backups newer than the newest one that was dumped. Records still `in_progress` are neither: a run
+/// that died leaves one for good, and `BackupAge` is what notices that no backup arrives.
+fn consecutive_failures(newest_first: &[&BackupRecord], t: &MonitorThresholds) -> CheckResult {
+    let check = HealthCheck::ConsecutiveFailures;
+    let mut failed: Vec<&BackupRecord> = Vec::new();
+    let mut reached_completed = false;
+    for b in newest_first {
+        if was_dumped(b.status) {
+            reached_completed = true;
+            break;
+        }
+        if b.status == BackupStatus::Failed {
+            failed.push(b);
+        }
+    }
+    let Some(latest) = failed.first() else {
+        return CheckResult::ok(check, "no failed backup since the newest completed one".into());
+    };
+    let count = failed.len();
+    let severity = if count >= t.failures_critical_after as usize { Severity::Critical } else { Severity::Warning };
+    let counted = if reached_completed {
+        format!("{count} consecutive backup{} failed", if count == 1 { "" } else { "s" })
+    } else {
+        format!("{count} consecutive backup{} failed, none completed before them in the records read", if count == 1 { "" } else { "s" })
+    };
+    let reason = latest.error.as_deref().map(first_line).unwrap_or("no reason recorded");
+    CheckResult {
+        check,
+        severity: Some(severity),
+        summary: format!("{counted}: {reason} (latest: {})", latest.backup_id),
+        since: failed.last().map(|b| b.started_at),
+    }
+}
+
+fn dump_shrank(newest_first: &[&BackupRecord], t: &MonitorThresholds) -> CheckResult {
+    let check = HealthCheck::DumpShrank;
+    let mut dumped = newest_first.iter().copied().filter(|b| was_dumped(b.status));
+    let Some(latest) = dumped.next() else {
+        return CheckResult::ok(check, "no completed backup to measure".into());
+    };
+    if latest.raw_bytes == 0 {
+        return CheckResult::ok(check, format!("backup {} has no recorded size", latest.backup_id));
+    }
+    // Records without a size (written before sizes were recorded) are not measurements.
+    let mut sizes: Vec<u64> = dumped.filter(|b| b.raw_bytes > 0).take(SHRINK_BASELINE_BACKUPS).map(|b| b.raw_bytes).collect();
+    let Some(median) = median(&mut sizes) else {
+        return CheckResult::ok(check, format!("newest dump is {}; no earlier completed backup to compare with", bytes_text(latest.raw_bytes as f64)));
+    };
+    let latest_bytes = latest.raw_bytes as f64;
+    let shrink = 1.0 - latest_bytes / median;
+    let figures = format!(
+        "{} against a median of {} ({}; {} completed backups before it)",
+        bytes_text(latest_bytes),
+        bytes_text(median),
+        latest.backup_id,
+        sizes.len()
+    );
+    if latest_bytes < median * (1.0 - t.shrink_fraction) {
         CheckResult {
-            check: HealthCheck::DumpShrank,
+            check,
             severity: Some(Severity::Warning),
-            summary: format!("backup {} dumped {} bytes of SQL, under {:.0}% of the recent median {median}", newest.backup_id, newest.raw_bytes, t.shrink_fraction * 100.0),
-            since: Some(newest.started_at),
+            summary: format!("dump shrank by {}: {figures}", percent_text(shrink)),
+            since: Some(latest.started_at),
         }
     } else {
-        ok(format!("backup {} dumped {} bytes of SQL (recent median {median})", newest.backup_id, newest.raw_bytes))
+        CheckResult::ok(check, format!("dump size as usual: {figures}"))
     }
 }
 
 fn tables_shrank(tables: Option<&TableComparison>, t: &MonitorThresholds) -> CheckResult {
+    let check = HealthCheck::TablesShrank;
     let Some(tables) = tables else {
-        return CheckResult { check: HealthCheck::TablesShrank, severity: None, summary: "fewer than two completed backups with manifests to compare".into(), since: None };
+        return CheckResult::ok(check, "no row counts to compare (fewer than two completed backups with manifests)".into());
     };
-    let shrunk: Vec<String> = tables
+    let judged = |(name, rows): &(&String, &u64)| **rows > 0 && **rows >= t.table_shrink_min_rows && !t.ignores_table(name);
+    // (name, rows before, rows now; None = gone)
+    let mut shrunk: Vec<(&str, u64, Option<u64>)> = tables
         .previous
         .iter()
-        .filter(|(_, before)| **before > 0)
-        .filter_map(|(name, before)| {
+        .filter(judged)
+        .filter_map(|(name, rows)| {
             let now = tables.latest.get(name).copied();
-            match now {
-                None => Some(format!("{name} is gone (had {before} rows)")),
-                Some(n) if (n as f64) < *before as f64 * t.table_shrink_fraction => Some(format!("{name} {before} → {n} rows")),
-                Some(_) => None,
-            }
+            ((now.unwrap_or(0) as f64) < *rows as f64 * (1.0 - t.table_shrink_fraction)).then_some((name.as_str(), *rows, now))
         })
         .collect();
+    let judged = tables.previous.iter().filter(judged).count();
     if shrunk.is_empty() {
-        CheckResult { check: HealthCheck::TablesShrank, severity: None, summary: format!("{} table(s), none lost more than half its rows", tables.latest.len()), since: None }
-    } else {
-        CheckResult { check: HealthCheck::TablesShrank, severity: Some(Severity::Warning), summary: format!("since the previous backup: {}", shrunk.join(", ")), since: None }
+        return CheckResult::ok(
+            check,
+            format!(
+                "no table lost more than {} of its rows ({judged} table{} of at least {} rows compared)",
+                percent_text(t.table_shrink_fraction),
+                if judged == 1 { "" } else { "s" },
+                t.table_shrink_min_rows
+            ),
+        );
     }
+    // Biggest losses first: those are the ones to look at.
+    shrunk.sort_by(|a, b| (b.1 - b.2.unwrap_or(0)).cmp(&(a.1 - a.2.unwrap_or(0))).then(a.0.cmp(b.0)));
+    let items: Vec<String> = shrunk
+        .iter()
+        .map(|(name, before, now)| match now {
+            Some(n) => format!("{name} {before} → {n} rows"),
+            None => format!("{name} gone (had {before} rows)"),
+        })
+        .collect();
+    let count = shrunk.len();
+    CheckResult {
+        check,
+        severity: Some(Severity::Warning),
+        summary: format!(
+            "{count} table{} lost more than {} of {} rows: {}",
+            if count == 1 { "" } else { "s" },
+            percent_text(t.table_shrink_fraction),
+            if count == 1 { "its" } else { "their" },
+            list_text(&items, 3)
+        ),
+        since: None,
+    }
+}
+
+fn median(values: &mut [u64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 { values[mid] as f64 } else { (values[mid - 1] as f64 + values[mid] as f64) / 2.0 })
 }
 
 // ---------------------------------------------------------------- alert state
 
-/// What the monitor last said about one check of one target; stored in the catalog.
+/// An alert being raised for one (target, check).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Firing {
+    pub severity: Severity,
+    /// When the condition began (the check's `since`, else when it was first seen); kept while it fires.
+    pub since: DateTime<Utc>,
+    /// When an alert for it was last published.
+    pub last_sent: DateTime<Utc>,
+    /// The latest summary seen.
+    pub summary: String,
+}
+
+/// What the monitor remembers of one (target, check) between runs; stored in the catalog as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertState {
     pub target: String,
     pub check: HealthCheck,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `None`: OK, nothing raised.
+    #[serde(default)]
     pub firing: Option<Firing>,
 }
 
+/// What to publish after a check, if anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Firing {
-    pub severity: Severity,
-    /// When this check went bad (first seen by the monitor).
-    pub since: DateTime<Utc>,
-    /// When its last alert was published.
-    pub last_sent: DateTime<Utc>,
-    pub summary: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum AlertEvent {
-    Fired,
-    /// Warning became critical.
-    Escalated,
-    /// Still bad after the cooldown.
-    Repeated,
+    /// It was OK and now is not.
+    Fired { since: DateTime<Utc> },
+    /// It got worse (warning → critical).
+    Escalated { from: Severity, since: DateTime<Utc> },
+    /// Still firing at the same severity, and the cooldown has passed since the last alert.
+    Repeated { since: DateTime<Utc> },
+    /// It was firing (at `was`, since `since`) and is OK now.
     Resolved { was: Severity, since: DateTime<Utc> },
 }
 
-/// The check's next state and the alert (if any) to publish before saving it.
-pub fn next_alert(target: &str, previous: Option<&AlertState>, result: &CheckResult, now: DateTime<Utc>, cooldown: Duration) -> (AlertState, Option<AlertEvent>) {
-    let firing = previous.and_then(|p| p.firing.clone());
-    let state = |firing: Option<Firing>| AlertState { target: target.to_string(), check: result.check, firing };
-    let bad = result.severity.filter(|s| *s != Severity::Info);
-    match (firing, bad) {
+impl AlertEvent {
+    /// When the condition began.
+    pub fn since(&self) -> DateTime<Utc> {
+        match self {
+            AlertEvent::Fired { since }
+            | AlertEvent::Escalated { since, .. }
+            | AlertEvent::Repeated { since }
+            | AlertEvent::Resolved { since, .. } => *since,
+        }
+    }
+}
+
+/// `Warning` and `Critical` fire; `Info` (which the monitor never produces) counts as OK.
+fn firing_severity(result: &CheckResult) -> Option<Severity> {
+    result.severity.filter(|s| *s != Severity::Info)
+}
+
+/// The next state of one (target, check) and the alert to publish, if any. Rules:
+/// - OK → OK: nothing.
+/// - OK → warning/critical: `Fired`.
+/// - warning → critical: `Escalated` (pages at once, whatever the cooldown).
+/// - critical → warning: no alert; the state records the lower severity (a later return to critical
+///   escalates again). Easing off is not worth waking anyone for, and the resolution is still announced.
+/// - same severity: `Repeated` once `cooldown` has passed since the last alert (at exactly `cooldown`, too);
+///   before that, nothing.
+/// - warning/critical → OK: one `Resolved`.
+///
+/// `since` is kept from the first firing through escalations; `last_sent` moves only when an event is returned,
+/// so the caller must store the new state only after publishing (or accept that a lost alert is not retried).
+pub fn next_alert(
+    target: &str,
+    previous: Option<&AlertState>,
+    result: &CheckResult,
+    now: DateTime<Utc>,
+    cooldown: Duration,
+) -> (AlertState, Option<AlertEvent>) {
+    let was = previous.and_then(|p| p.firing.as_ref());
+    let state = |firing| AlertState { target: target.to_string(), check: result.check, firing };
+    match (was, firing_severity(result)) {
         (None, None) => (state(None), None),
-        (None, Some(severity)) => (
-            state(Some(Firing { severity, since: result.since.unwrap_or(now).min(now), last_sent: now, summary: result.summary.clone() })),
-            Some(AlertEvent::Fired),
-        ),
+        (None, Some(severity)) => {
+            let since = result.since.map_or(now, |s| s.min(now));
+            let firing = Firing { severity, since, last_sent: now, summary: result.summary.clone() };
+            (state(Some(firing)), Some(AlertEvent::Fired { since }))
+        }
         (Some(f), None) => (state(None), Some(AlertEvent::Resolved { was: f.severity, since: f.since })),
         (Some(f), Some(severity)) => {
-            let escalated = severity_rank(severity) > severity_rank(f.severity);
-            let due = now - f.last_sent >= cooldown;
-            let event = if escalated {
-                Some(AlertEvent::Escalated)
-            } else if due {
-                Some(AlertEvent::Repeated)
+            let mut firing = Firing { severity, since: f.since, last_sent: f.last_sent, summary: result.summary.clone() };
+            let event = if rank(severity) > rank(f.severity) {
+                firing.last_sent = now;
+                Some(AlertEvent::Escalated { from: f.severity, since: f.since })
+            } else if rank(severity) < rank(f.severity) {
+                None
+            } else if now - f.last_sent >= cooldown {
+                firing.last_sent = now;
+                Some(AlertEvent::Repeated { since: f.since })
             } else {
                 None
             };
-            let last_sent = if event.is_some() { now } else { f.last_sent };
-            (state(Some(Firing { severity, since: f.since, last_sent, summary: result.summary.clone() })), event)
+            (state(Some(firing)), event)
         }
     }
+}
+
+// ---------------------------------------------------------------- text
+
+fn hours(d: Duration) -> f64 {
+    d.num_milliseconds() as f64 / 3_600_000.0
+}
+
+/// `30.2 h` below two days, `9.1 days` from there.
+fn age_text(age: Duration) -> String {
+    let h = hours(age);
+    if h < 48.0 {
+        format!("{h:.1} h")
+    } else {
+        format!("{:.1} days", h / 24.0)
+    }
+}
+
+/// A configured threshold: `26 h`, `8 days`.
+fn threshold_text(d: Duration) -> String {
+    let h = d.num_hours();
+    if h >= 48 && h % 24 == 0 {
+        format!("{} days", h / 24)
+    } else {
+        format!("{h} h")
+    }
+}
+
+fn time_text(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn percent_text(fraction: f64) -> String {
+    format!("{:.0}%", fraction * 100.0)
+}
+
+fn bytes_text(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut value, mut unit) = (n, 0);
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The first line of a failure reason, cut to 160 characters.
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or("");
+    match line.char_indices().nth(160) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}
+
+/// `a, b, c and 4 more`.
+fn list_text(items: &[String], max: usize) -> String {
+    let shown = items.iter().take(max).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > max {
+        format!("{shown} and {} more", items.len() - max)
+    } else {
+        shown
+    }
+}
+
+/// `1 in_progress, 3 failed`: how many records have each status.
+fn status_counts(records: &[&BackupRecord]) -> String {
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for r in records {
+        *counts.entry(r.status.as_str()).or_default() += 1;
+    }
+    counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{BackupId, Trigger, VerificationSummary};
-    use crate::pipeline::codec::Codec;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
-    }
-
-    fn backup(hours_ago: i64, status: BackupStatus, raw_bytes: u64) -> BackupRecord {
-        let at = now() - Duration::hours(hours_ago);
-        let mut b = BackupRecord::in_progress("orders", BackupId(format!("{}-{hours_ago:08x}", at.format("%Y%m%dT%H%M%SZ"))), Trigger::Schedule, "r", at, Codec::Zstd);
-        b.status = status;
-        b.raw_bytes = raw_bytes;
-        if status == BackupStatus::Failed {
-            b.error = Some("pg_dump failed: connection refused\nmore".into());
-        }
-        b
-    }
-
-    fn verified(hours_ago: i64, passed: bool) -> BackupRecord {
-        let mut b = backup(hours_ago, if passed { BackupStatus::Verified } else { BackupStatus::VerifyFailed }, 1000);
-        b.verification = Some(VerificationSummary {
-            drill_id: "d".into(),
-            finished_at: b.started_at + Duration::hours(1),
-            passed,
-            failed_checks: if passed { vec![] } else { vec!["table public.orders".into()] },
-            rto_seconds: None,
-            rpo_seconds: None,
-        });
-        b
-    }
-
-    fn severity_of(h: &TargetHealth, check: HealthCheck) -> Option<Severity> {
-        h.checks.iter().find(|c| c.check == check).unwrap().severity
-    }
-
-    fn eval(backups: &[BackupRecord]) -> TargetHealth {
-        evaluate("orders", backups, None, now(), &MonitorThresholds::default())
-    }
-
-    #[test]
-    fn backup_age_is_measured_against_the_threshold() {
-        let cases = [(25, None), (26, None), (27, Some(Severity::Critical))];
-        for (hours_ago, expected) in cases {
-            let h = eval(&[backup(hours_ago, BackupStatus::Completed, 1000), verified(30, true)]);
-            assert_eq!(severity_of(&h, HealthCheck::BackupAge), expected, "{hours_ago} h");
-        }
-        let warn = MonitorThresholds { backup_warning_after_hours: Some(20.0), ..Default::default() };
-        let h = evaluate("orders", &[backup(21, BackupStatus::Completed, 1)], None, now(), &warn);
-        assert_eq!(severity_of(&h, HealthCheck::BackupAge), Some(Severity::Warning));
-    }
-
-    #[test]
-    fn nothing_on_record_is_critical_not_ok() {
-        let h = eval(&[]);
-        assert_eq!(severity_of(&h, HealthCheck::BackupAge), Some(Severity::Critical));
-        assert_eq!(severity_of(&h, HealthCheck::VerifiedAge), Some(Severity::Critical));
-        assert_eq!(h.overall(), Some(Severity::Critical));
-        let only_failed = eval(&[backup(1, BackupStatus::Failed, 0), backup(2, BackupStatus::InProgress, 0), backup(3, BackupStatus::Purged, 10)]);
-        assert_eq!(severity_of(&only_failed, HealthCheck::BackupAge), Some(Severity::Critical), "failed, running and purged backups are no restore points");
-    }
-
-    #[test]
-    fn failures_count_back_to_the_newest_completed_backup() {
-        let one = eval(&[backup(1, BackupStatus::Failed, 0), backup(2, BackupStatus::Completed, 10), backup(3, BackupStatus::Failed, 0)]);
-        assert_eq!(severity_of(&one, HealthCheck::ConsecutiveFailures), Some(Severity::Warning));
-        let two = eval(&[backup(1, BackupStatus::Failed, 0), backup(2, BackupStatus::InProgress, 0), backup(3, BackupStatus::Failed, 0), backup(4, BackupStatus::Completed, 10)]);
-        assert_eq!(severity_of(&two, HealthCheck::ConsecutiveFailures), Some(Severity::Critical));
-        assert!(two.checks.iter().any(|c| c.summary.contains("2 backup attempt(s)") && c.summary.contains("connection refused")));
-        let none = eval(&[backup(1, BackupStatus::Completed, 10), backup(2, BackupStatus::Failed, 0)]);
-        assert_eq!(severity_of(&none, HealthCheck::ConsecutiveFailures), None);
-    }
-
-    #[test]
-    fn verification_age_and_outcome() {
-        let old = eval(&[backup(1, BackupStatus::Completed, 10), verified(200, true)]);
-        assert_eq!(severity_of(&old, HealthCheck::VerifiedAge), Some(Severity::Critical));
-        assert_eq!(severity_of(&old, HealthCheck::LastVerification), None);
-        let failed = eval(&[verified(1, false), verified(30, true)]);
-        assert_eq!(severity_of(&failed, HealthCheck::LastVerification), Some(Severity::Critical));
-        assert_eq!(severity_of(&failed, HealthCheck::VerifiedAge), None, "an older backup passed recently enough");
-        assert!(failed.checks.iter().any(|c| c.summary.contains("table public.orders")));
-    }
-
-    #[test]
-    fn a_dump_under_half_the_recent_median_is_flagged() {
-        let history = |newest: u64| vec![backup(1, BackupStatus::Completed, newest), backup(25, BackupStatus::Completed, 1000), backup(49, BackupStatus::Completed, 900), backup(73, BackupStatus::Completed, 5000)];
-        assert_eq!(severity_of(&eval(&history(499)), HealthCheck::DumpShrank), Some(Severity::Warning));
-        assert_eq!(severity_of(&eval(&history(500)), HealthCheck::DumpShrank), None);
-        assert_eq!(severity_of(&eval(&history(10_000)), HealthCheck::DumpShrank), None);
-    }
-
-    #[test]
-    fn tables_that_lost_half_their_rows_or_vanished_are_flagged() {
-        let map = |pairs: &[(&str, u64)]| pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>();
-        let cases = [
-            (map(&[("a", 100), ("b", 10)]), map(&[("a", 50), ("b", 10)]), None),
-            (map(&[("a", 100)]), map(&[("a", 49)]), Some(Severity::Warning)),
-            (map(&[("a", 100), ("gone", 5)]), map(&[("a", 100)]), Some(Severity::Warning)),
-            (map(&[("a", 100)]), map(&[("a", 100), ("new", 1)]), None),
-            (map(&[("empty", 0)]), map(&[]), None),
-        ];
-        for (previous, latest, expected) in cases {
-            let tables = TableComparison { latest: latest.clone(), previous: previous.clone() };
-            let h = evaluate("orders", &[], Some(&tables), now(), &MonitorThresholds::default());
-            assert_eq!(severity_of(&h, HealthCheck::TablesShrank), expected, "{previous:?} → {latest:?}");
-        }
-    }
-
-    #[test]
-    fn the_answer_does_not_depend_on_record_order() {
-        let mut backups = vec![backup(1, BackupStatus::Failed, 0), backup(5, BackupStatus::Completed, 300), verified(30, true), backup(50, BackupStatus::Completed, 1000)];
-        let first = eval(&backups);
-        backups.reverse();
-        assert_eq!(eval(&backups), first);
-        backups.swap(0, 2);
-        assert_eq!(eval(&backups), first);
-    }
-
-    #[test]
-    fn alerts_fire_once_repeat_after_the_cooldown_escalate_and_resolve() {
-        let cooldown = Duration::hours(6);
-        let result = |severity: Option<Severity>| CheckResult { check: HealthCheck::BackupAge, severity, summary: "s".into(), since: None };
-        let mut state = AlertState { target: "orders".into(), check: HealthCheck::BackupAge, firing: None };
-        let mut events = Vec::new();
-        let timeline = [
-            (0, None),
-            (1, Some(Severity::Warning)),
-            (2, Some(Severity::Warning)),
-            (6, Some(Severity::Warning)),
-            (7, Some(Severity::Warning)),
-            (8, Some(Severity::Critical)),
-            (9, Some(Severity::Warning)),
-            (10, Some(Severity::Critical)),
-            (11, None),
-            (12, None),
-        ];
-        for (hour, severity) in timeline {
-            let (next, event) = next_alert("orders", Some(&state), &result(severity), now() + Duration::hours(hour), cooldown);
-            events.push((hour, event));
-            state = next;
-        }
-        let fired: Vec<(i64, AlertEvent)> = events.into_iter().filter_map(|(h, e)| e.map(|e| (h, e))).collect();
-        assert_eq!(
-            fired,
-            vec![
-                (1, AlertEvent::Fired),
-                (7, AlertEvent::Repeated),
-                (8, AlertEvent::Escalated),
-                // 9: critical → warning pages nobody; 10: back to critical is a change worth a page.
-                (10, AlertEvent::Escalated),
-                (11, AlertEvent::Resolved { was: Severity::Critical, since: now() + Duration::hours(1) }),
-            ]
-        );
-        assert_eq!(state.firing, None);
-    }
-}
+#[path = "health_tests.rs"]
+mod tests;

@@ -1,5 +1,5 @@
-//! The domain: what a backup, its manifest, a run and a fingerprint are, and which backups retention keeps.
-//! Plain data and pure decisions, no I/O.
+//! The domain: what a backup, its manifest, a run and a fingerprint are, and how healthy a target's backups
+//! are. Plain data and pure functions, no I/O.
 
 pub mod backup;
 pub mod drill;

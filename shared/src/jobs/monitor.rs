@@ -222,10 +222,7 @@ pub fn render(reports: &[TargetReport]) -> String {
     out
 }
 
+/// OK (and info) 0, warning 1, critical 2.
 fn rank(s: Option<Severity>) -> u8 {
-    match s {
-        None | Some(Severity::Info) => 0,
-        Some(Severity::Warning) => 1,
-        Some(Severity::Critical) => 2,
-    }
+    s.map_or(0, crate::domain::health::rank)
 }
