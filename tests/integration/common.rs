@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: building the real job, reading back what it stored.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use backstop::app;
@@ -47,4 +48,12 @@ pub fn fingerprint(sql: &[u8]) -> DumpSummary {
     let mut builder = FingerprintBuilder::new();
     builder.feed(sql).unwrap();
     builder.finish().unwrap()
+}
+
+/// `target/debug/backstop`, built by the README's test command before the tests run.
+pub fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("backstop");
+    assert!(path.exists(), "{} is missing: build it first (cargo build -p backstop-cli), as the README's test command does", path.display());
+    path
 }

@@ -1,7 +1,7 @@
 //! Fail closed: a pg_dump killed mid-stream, or a wrong password, leaves no completed object, no open upload,
 //! a `failed` record and exactly one alert — and the password appears nowhere.
 
-use std::path::PathBuf;
+
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use backstop_tests::pg::{bin_dir, PgCluster, BACKSTOP_PASSWORD};
 use crate::common::*;
 
 /// A bin dir whose pg_dump records its pid and then becomes the real pg_dump, so a test can kill it.
-fn pid_recording_bin_dir(dir: &std::path::Path, pid_file: &std::path::Path) -> PathBuf {
+fn pid_recording_bin_dir(dir: &std::path::Path, pid_file: &std::path::Path) -> std::path::PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir(&bin).unwrap();
     for program in ["psql", "pg_dumpall"] {
@@ -137,12 +137,4 @@ async fn a_wrong_password_fails_loudly_and_the_password_appears_nowhere() {
     for secret in [WRONG, BACKSTOP_PASSWORD] {
         assert!(!everything.contains(secret), "a password leaked: {everything}");
     }
-}
-
-/// `target/debug/backstop`, built by the README's test command before the tests run.
-fn cli_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("backstop");
-    assert!(path.exists(), "{} is missing: build it first (cargo build -p backstop-cli), as the README's test command does", path.display());
-    path
 }

@@ -133,3 +133,54 @@ async fn a_target_without_any_backup_is_critical_and_alerts() {
     assert_eq!(quiet[0].severity(), Some(Severity::Critical));
     assert!(aws.alerts(0, Duration::from_secs(2)).await.is_empty(), "evaluating without alerting (backstop check) sends nothing");
 }
+
+/// `backstop check` and `backstop purge --dry-run` as an operator (or Nagios) runs them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_check_speaks_monitoring_plugin_exit_codes() {
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("backstop.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "bucket = \"{}\"\ntable = \"{}\"\n\n[[targets]]\nname = \"{TARGET}\"\nhost = \"db.example.invalid\"\ndatabase = \"ledger\"\n\
+             user = \"backup\"\npassword = {{ env = \"UNUSED\" }}\n",
+            aws.bucket, aws.table
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::common::cli_binary())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", &aws.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("BACKSTOP_CONFIG", &config_file)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+
+    let (code, stdout) = run(&["check"]);
+    assert_eq!(code, Some(2), "no backup at all is CRITICAL: {stdout}");
+    assert!(stdout.starts_with("BACKSTOP CRITICAL - ledger: no completed backup on record"), "{stdout}");
+
+    let catalog = DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+    verified_backup(&catalog, Utc::now() - Span::hours(2)).await;
+    let (code, stdout) = run(&["check"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.starts_with("BACKSTOP OK"), "{stdout}");
+    let (code, json) = run(&["check", "--json"]);
+    assert_eq!(code, Some(0));
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed[0]["health"]["checks"].as_array().map(Vec::len), Some(6), "{json}");
+
+    verified_backup(&catalog, Utc::now() - Span::hours(30)).await;
+    let (code, stdout) = run(&["purge", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("dry run: nothing was changed") && stdout.contains("keep"), "{stdout}");
+    assert_eq!(run(&["check", "--target", "nope"]).0, Some(3), "an unknown target is UNKNOWN");
+}
