@@ -160,7 +160,8 @@ pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &st
 }
 
 /// The verify function's handler: `{}` (every target), `{"target": "NAME"}`, or with `"backup_id"`; a loop
-/// that invokes it again until `done` sends `"resume_only": true` after the first call, so drills that already
+/// that invokes it again until `done` sends `"resume_only": true` after the first call (and, when it runs out
+/// of patience, `"abandon": "why"` to fail and clean up what is unfinished), so drills that already
 /// finished are not started again. Fails (for Step Functions' Catch) when the request itself is wrong.
 pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &str, time_left: Option<Duration>) -> Result<Value, HandlerError> {
     #[derive(serde::Deserialize)]
@@ -172,6 +173,8 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
         backup_id: Option<String>,
         #[serde(default)]
         resume_only: bool,
+        #[serde(default)]
+        abandon: Option<String>,
     }
     let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
     let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
@@ -187,6 +190,7 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
         deadline: time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN)),
         max_steps: None,
         resume_only: parsed.resume_only,
+        abandon: parsed.abandon,
     };
     let run = job.run(&request).await.map_err(|e| match e {
         VerifyJobError::Catalog(_) => HandlerError { error_type: "Retryable", message: e.to_string() },

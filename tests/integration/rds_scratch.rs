@@ -476,6 +476,7 @@ async fn point_in_time_drill(net: &Net, restorer: Arc<RecordingRestorer>) -> (Ve
             deadline: None,
             max_steps: Some(1),
             resume_only: pass > 0,
+            abandon: None,
         };
         let run = job.run(&request).await.unwrap();
         let done = run.done;

@@ -62,6 +62,7 @@ fn verify_request(backup: Option<&BackupRecord>, max_steps: Option<usize>) -> Ve
         deadline: None,
         max_steps,
         resume_only: false,
+        abandon: None,
     }
 }
 
@@ -224,6 +225,29 @@ async fn a_drill_cut_off_between_phases_resumes_and_leaves_nothing_behind() {
     assert_eq!(third.drills[0].outcome, Some(BackupStatus::Verified), "{:?}", third.drills[0].failed_checks);
     assert_eq!(catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status, BackupStatus::Verified);
     assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
+}
+
+/// What Step Functions sends when its bound is reached: unfinished drills fail, their servers go, they alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_drill_is_failed_cleaned_up_and_alerted() {
+    let (d, record) = backed_up(small_db).await;
+    let first = verify(&d, &verify_request(None, Some(1))).await;
+    assert_eq!(first.drills[0].phase, DrillPhase::Restoring);
+    assert_eq!(scratch_clusters(&d).len(), 1);
+
+    let mut give_up = verify_request(None, None);
+    give_up.resume_only = true;
+    give_up.abandon = Some("the state machine's time bound was reached".into());
+    let last = verify(&d, &give_up).await;
+    assert!(last.done, "{last:?}");
+    assert_eq!(last.drills[0].drill_id, first.drills[0].drill_id);
+    assert_eq!(last.drills[0].outcome, Some(BackupStatus::VerifyFailed));
+    assert_eq!(last.drills[0].failed_checks, ["restore"]);
+    assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
+    assert_eq!(catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status, BackupStatus::VerifyFailed);
+    let alerts = d.aws.alerts(1, Duration::from_secs(10)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].message.contains("abandoned in phase restoring: the state machine's time bound"), "{}", alerts[0].message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -257,6 +257,7 @@ async fn verify(
         deadline: None,
         max_steps: None,
         resume_only: false,
+        abandon: None,
     };
     // An RDS instance takes minutes to create; a drill that makes no progress for an hour is given up on.
     const PASSES: usize = 360;

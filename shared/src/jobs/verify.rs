@@ -54,6 +54,9 @@ pub struct VerifyRequest {
     pub max_steps: Option<usize>,
     /// Only resume unfinished drills; start none (a caller looping until its drills are done).
     pub resume_only: bool,
+    /// Give up on unfinished drills, saying why: each is failed and sent straight to cleaning (its scratch
+    /// server destroyed, its verdict `verify_failed`). For a caller out of patience (Step Functions' bound).
+    pub abandon: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +217,9 @@ impl VerifyJob {
     /// Advances one drill phase by phase, persisting each, until done or paused.
     #[instrument(skip_all, fields(drill_id = %drill.drill_id))]
     async fn advance(&self, target: &TargetConfig, drill: &mut DrillRecord, request: &VerifyRequest) -> DrillSummary {
+        if let Some(why) = &request.abandon {
+            self.abandon(drill, why).await;
+        }
         let mut steps = 0;
         let pause = loop {
             if drill.phase == DrillPhase::Done {
@@ -441,6 +447,20 @@ impl VerifyJob {
         self.settle(target, drill).await?;
         drill.phase = DrillPhase::Done;
         Ok(None)
+    }
+
+    /// Fails an unfinished drill before cleaning, and saves that, so the cleaning that follows (now or in a
+    /// later invocation) destroys its server and gives the verdict.
+    async fn abandon(&self, drill: &mut DrillRecord, why: &str) {
+        if matches!(drill.phase, DrillPhase::Cleaning | DrillPhase::Done) {
+            return;
+        }
+        let expected = drill.phase;
+        self.fail_phase(drill, format!("the drill was abandoned in phase {expected}: {why}"));
+        if let Err(e) = self.deps.catalog.update_drill(drill, expected).await {
+            warn!(error = %e, "could not save the abandoned drill; it stays as it was");
+            drill.phase = expected;
+        }
     }
 
     /// A phase that failed for good: recorded as an error check, and the drill goes straight to cleaning.
