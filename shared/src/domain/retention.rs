@@ -28,7 +28,7 @@
 //!   `max(daily, 1)` later local days have a good backup, then deleted. So it is never deleted before a good
 //!   backup has replaced it, and a run of failing drills deletes none of them until good backups return.
 //! - `in_progress`: kept, always.
-//! - `failed`: its leftovers (record, stray objects) are [`Action::CleanUp`]: always, whatever the rails say
+//! - `failed`: its stray objects are [`Action::CleanUp`]ed (the record stays, as history): always, whatever the rails say
 //!   below, and they count for nothing (not live, not deletions).
 //! - `purging`: an earlier purge stopped part-way; [`Action::Finish`] it.
 //! - `purged`: nothing is left; [`Action::Skip`].
