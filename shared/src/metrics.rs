@@ -78,7 +78,9 @@ pub fn emf_line(at: DateTime<Utc>, dimensions: &[(&str, &str)], metrics: &[(&str
             "Timestamp": at.timestamp_millis(),
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                // Per target, and rolled up across targets (the empty set): alarms in template.yaml watch the
+                // roll-up, since the targets are not known when the stack is written.
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>(), Vec::<&str>::new()],
                 "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()})).collect::<Vec<_>>(),
             }],
         }),
@@ -103,6 +105,7 @@ mod tests {
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Backstop");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "Target");
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][1], json!([]), "and the roll-up across targets");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "BackupSuccess");
         assert_eq!(v["Target"], "orders");
         assert_eq!(v["BackupSuccess"], 1.0);
