@@ -222,7 +222,7 @@ impl PurgeJob {
         for target in targets {
             let begun = std::time::Instant::now();
             let result = self.purge_target(target, request, effects.as_ref(), &run_id).await;
-            if !request.dry_run && result.skipped.is_none() {
+            if !request.dry_run && !result.lease_held {
                 self.report(target, &result).await;
             }
             info!(target = %target.name, summary = %result.summary(), "purge");
@@ -364,10 +364,12 @@ impl PurgeJob {
             &[
                 ("PurgeDeletedBackups", Unit::Count, (result.count("delete") + result.count("finish")) as f64),
                 ("PurgeKeptBackups", Unit::Count, result.count("keep") as f64),
-                ("PurgeErrors", Unit::Count, result.errors().len() as f64),
+                ("PurgeErrors", Unit::Count, (result.errors().len() + usize::from(result.skipped.is_some())) as f64),
             ],
         ));
-        let alert = if !result.errors().is_empty() {
+        let alert = if let Some(why) = &result.skipped {
+            Some(purge_not_run_alert(target, why))
+        } else if !result.errors().is_empty() {
             Some(purge_failed_alert(target, result))
         } else {
             result.refused.as_ref().map(|why| purge_refused_alert(target, why))
@@ -486,6 +488,22 @@ fn purge_failed_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
             name = target.name,
             count = lines.len(),
             lines = lines.join("\n"),
+        ),
+        severity: Severity::Warning,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+    }
+}
+
+fn purge_not_run_alert(target: &TargetConfig, why: &str) -> Alert {
+    Alert {
+        subject: subject_line(&format!("Backstop: purge of {} could not run", target.name)),
+        body: format!(
+            "The purge of target \"{name}\" did nothing: {why}\n\n\
+             Nothing was deleted, so nothing is lost; storage is not freed until a purge runs.\n\n\
+             What to do: check the catalog table (DynamoDB) and the function's permissions on it, then run \
+             `backstop purge --target {name}`.\nRunbook: docs/operations.md#a-purge-failed",
+            name = target.name,
         ),
         severity: Severity::Warning,
         job: Job::Purge,
