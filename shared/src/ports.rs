@@ -421,6 +421,8 @@ pub enum RestoreError {
 /// Loads SQL into a scratch server and reads it back, with PostgreSQL's own programs.
 #[async_trait]
 pub trait Restorer: Send + Sync {
+    /// The client programs' major version: psql restores and pg_dump re-reads only servers no newer than it.
+    async fn client_major(&self) -> Result<u32, RestoreError>;
     /// Runs the roles script; "already exists" errors are expected on a server with its own roles and are
     /// returned as warnings, other errors too (a role the server forbids is not a failed restore).
     async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError>;

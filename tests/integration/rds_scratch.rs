@@ -404,6 +404,9 @@ struct RecordingRestorer {
 
 #[async_trait::async_trait]
 impl Restorer for RecordingRestorer {
+    async fn client_major(&self) -> Result<u32, RestoreError> {
+        Ok(16)
+    }
     async fn restore_roles(&self, _: &ScratchEndpoint, _: &[u8]) -> Result<Vec<String>, RestoreError> {
         panic!("a point-in-time drill restores no roles")
     }

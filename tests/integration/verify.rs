@@ -227,6 +227,43 @@ async fn a_drill_cut_off_between_phases_resumes_and_leaves_nothing_behind() {
     assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
 }
 
+/// A drill whose client programs are older than the backup's server fails before restoring, saying which
+/// client layer to deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_older_than_the_backups_server_fails_the_drill_naming_the_layer() {
+    let (mut d, record) = backed_up(small_db).await;
+    let real = backstop_tests::pg::bin_dir();
+    let old = d.scratch_dir.path().join("old-client-bin");
+    std::fs::create_dir(&old).unwrap();
+    for entry in std::fs::read_dir(&real).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name != "pg_dump" {
+            std::os::unix::fs::symlink(real.join(&name), old.join(&name)).unwrap();
+        }
+    }
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'pg_dump (PostgreSQL) 14.9'; exit 0; fi\nexec '{}' \"$@\"\n",
+        real.join("pg_dump").display()
+    );
+    std::fs::write(old.join("pg_dump"), script).unwrap();
+    std::fs::set_permissions(old.join("pg_dump"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    d.config.pg_bin_dir = Some(old.clone());
+
+    let run = verify(&d, &verify_request(None, None)).await;
+    assert_eq!(run.drills[0].outcome, Some(BackupStatus::VerifyFailed), "{run:?}");
+    assert_eq!(run.drills[0].failed_checks, ["restore"]);
+    let alerts = d.aws.alerts(1, Duration::from_secs(10)).await;
+    assert_eq!(alerts.len(), 1);
+    let major = record.server_version.as_deref().unwrap().split('.').next().unwrap().to_string();
+    assert!(
+        alerts[0].message.contains("client programs are version 14") && alerts[0].message.contains(&format!("PostgreSQL {major} client layer")),
+        "{}",
+        alerts[0].message
+    );
+    let clusters: Vec<String> = scratch_clusters(&d).into_iter().filter(|c| c != "old-client-bin").collect();
+    assert!(clusters.is_empty(), "{clusters:?}");
+}
+
 /// What Step Functions sends when its bound is reached: unfinished drills fail, their servers go, they alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_drill_is_failed_cleaned_up_and_alerted() {

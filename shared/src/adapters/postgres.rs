@@ -73,7 +73,7 @@ impl PgDumper {
         }
     }
 
-    async fn client_major_version(&self) -> Result<(u32, String), DumpError> {
+    pub(crate) async fn client_major_version(&self) -> Result<(u32, String), DumpError> {
         let output = Command::new(self.program("pg_dump"))
             .arg("--version")
             .output()

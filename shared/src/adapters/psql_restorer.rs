@@ -75,6 +75,14 @@ fn ident(name: &str) -> String {
 
 #[async_trait]
 impl Restorer for PsqlRestorer {
+    async fn client_major(&self) -> Result<u32, RestoreError> {
+        self.programs
+            .client_major_version()
+            .await
+            .map(|(major, _)| major)
+            .map_err(|e| RestoreError::Failed { program: "pg_dump --version".into(), status: "unusable".into(), stderr_tail: e.to_string() })
+    }
+
     async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError> {
         // No ON_ERROR_STOP: roles the server already has ("already exists") or forbids are reported, not fatal.
         let (ok, _, stderr) = self.psql(server, &server.maintenance_db, &[], sql.to_vec()).await?;

@@ -309,6 +309,9 @@ impl VerifyJob {
             DrillPhase::Restoring => {
                 let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
                 let Some(server) = self.endpoint(drill).await else { return Ok(None) };
+                if let Err(why) = self.client_can_restore(&backup).await {
+                    return Ok(self.fail_phase(drill, why));
+                }
                 drill.restore_started_at = Some(self.deps.clock.now());
                 let restored = drill_steps::restore(
                     self.deps.store.as_ref(),
@@ -427,6 +430,21 @@ impl VerifyJob {
                 self.finish_cleaning(target, drill).await
             }
             DrillPhase::Done => Ok(None),
+        }
+    }
+
+    /// The drill's client programs must be at least the backup's server version: psql would stop on newer
+    /// syntax and pg_dump refuses to re-read a newer server. Said before restoring, with what to deploy.
+    async fn client_can_restore(&self, backup: &BackupRecord) -> Result<(), String> {
+        let needed = server_major(backup);
+        match self.deps.restorer.client_major().await {
+            Ok(client) if client >= needed => Ok(()),
+            Ok(client) => Err(format!(
+                "the drill's PostgreSQL client programs are version {client}, older than the backup's server ({needed}): \
+                 attach the PostgreSQL {needed} client layer to the verify function (PgClientLayerArn, docs/deploy.md) \
+                 or point BACKSTOP_PG_BIN_DIR at PostgreSQL {needed}'s programs"
+            )),
+            Err(e) => Err(format!("the PostgreSQL client programs cannot be used: {e} (attach the client layer or set BACKSTOP_PG_BIN_DIR)")),
         }
     }
 
