@@ -231,9 +231,23 @@ class Index:
         self.release_text = ""
         self.release: dict[str, str] = {}
 
+    def _cached(self, keyring: str) -> tuple[str, dict[str, str]] | None:
+        """The cached Release (signed text, fields), or None; a cache that fails the checks is dropped."""
+        if not self.inrelease.exists():
+            return None
+        try:
+            text = verify_inrelease(self.inrelease, keyring)
+            fields = parse_control(text)
+            self._check_identity(fields)
+            return text, fields
+        except FetchError as e:
+            log(f"warning: dropping the cached {self.inrelease}: {e}")
+            self.inrelease.unlink()
+            return None
+
     def load_release(self, offline: bool, refresh: bool, ttl_hours: float, keyring: str) -> None:
-        cached_ok = self.inrelease.exists()
-        fresh = cached_ok and (time.time() - self.inrelease.stat().st_mtime) < ttl_hours * 3600
+        cached = self._cached(keyring)
+        fresh = cached is not None and (time.time() - self.inrelease.stat().st_mtime) < ttl_hours * 3600
         fetched = False
         if not offline and (refresh or not fresh):
             url = f"{self.base_url}/dists/{self.suite}/InRelease"
@@ -246,23 +260,21 @@ class Index:
                 until = release_date(new_fields, "Valid-Until")
                 if until is not None and until < time.time():
                     raise FetchError(f"{url} expired at {new_fields['Valid-Until']} (stale mirror?)")
-                if cached_ok:
-                    old_fields = parse_control(verify_inrelease(self.inrelease, keyring))
-                    old_d, new_d = release_date(old_fields, "Date"), release_date(new_fields, "Date")
+                if cached is not None:
+                    old_d, new_d = release_date(cached[1], "Date"), release_date(new_fields, "Date")
                     if old_d and new_d and new_d < old_d:
                         raise FetchError(f"{url} is older ({new_fields['Date']}) than the cached one")
                 os.replace(new, self.inrelease)
+                cached = (new_text, new_fields)
                 fetched = True
             except FetchError as e:
-                Path(new).unlink(missing_ok=True)
-                if not cached_ok:
+                new.unlink(missing_ok=True)
+                if cached is None:
                     raise
                 log(f"warning: {e}; using the cached {self.inrelease}")
-        elif not cached_ok:
-            raise FetchError(f"--offline but nothing cached for {self.suite} in {self.dir}")
-        self.release_text = verify_inrelease(self.inrelease, keyring)
-        self.release = parse_control(self.release_text)
-        self._check_identity(self.release)
+        if cached is None:
+            raise FetchError(f"--offline but nothing (valid) cached for {self.suite} in {self.dir}")
+        self.release_text, self.release = cached
         if not fetched:
             until = release_date(self.release, "Valid-Until")
             if until is not None and until < time.time():

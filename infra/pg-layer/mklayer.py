@@ -30,6 +30,7 @@ import argparse
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ ALWAYS_PACKAGES = ("libc6", "libgcc-s1")
 # The zip stores this time for every file, so that the same packages give the same zip.
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z
 EM_AARCH64 = 183
+PT_LOAD, PT_NOTE, PT_GNU_PROPERTY = 1, 4, 0x6474E553
+NT_GNU_PROPERTY_TYPE_0 = 5
 
 
 def log(msg: str) -> None:
@@ -104,6 +107,84 @@ def resolve_in(root: Path, path: Path) -> Path:
         path = root / target.lstrip("/") if target.startswith("/") else path.parent / target
         path = Path(os.path.normpath(path))
     raise LayerError(f"symlink loop at {path}")
+
+
+# --- ELF program headers: patchelf 0.14 leaves PT_GNU_PROPERTY stale ------------------------
+# To grow the program header table patchelf moves the sections behind it (.interp, the notes)
+# and updates PT_INTERP and PT_NOTE, but not PT_GNU_PROPERTY, which then points into the new
+# program headers. Debian trixie's arm64 objects carry that note (BTI/PAC); Linux and qemu
+# refuse to exec a program whose PT_GNU_PROPERTY is not a valid note ("Invalid note in
+# PT_GNU_PROPERTY", ENOEXEC). fix_gnu_property() points it at the moved .note.gnu.property
+# section; check_notes() verifies every PT_NOTE/PT_GNU_PROPERTY of every shipped object.
+
+def _elf(data: bytes):
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise LayerError("not a 64-bit little-endian ELF file")
+    e_phoff, e_shoff = struct.unpack_from("<QQ", data, 0x20)
+    e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHHHH", data, 0x36)
+    phdrs = [(e_phoff + i * e_phentsize, list(struct.unpack_from("<IIQQQQQQ", data, e_phoff + i * e_phentsize)))
+             for i in range(e_phnum)]
+    shdrs = [struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * e_shentsize) for i in range(e_shnum)]
+    names = {}
+    if shdrs and e_shstrndx < len(shdrs):
+        strtab = shdrs[e_shstrndx][4]
+        for sh in shdrs:
+            end = data.index(b"\0", strtab + sh[0])
+            names.setdefault(data[strtab + sh[0]:end].decode(), []).append(sh)
+    return phdrs, names
+
+
+def fix_gnu_property(path: Path) -> bool:
+    data = bytearray(path.read_bytes())
+    phdrs, sections = _elf(data)
+    changed = False
+    for off, ph in phdrs:
+        if ph[0] != PT_GNU_PROPERTY:
+            continue
+        secs = sections.get(".note.gnu.property", [])
+        if len(secs) != 1:
+            raise LayerError(f"{path.name}: PT_GNU_PROPERTY but {len(secs)} .note.gnu.property sections")
+        sh = secs[0]  # name type flags addr offset size link info addralign entsize
+        new = [ph[0], ph[1], sh[4], sh[3], sh[3], sh[5], sh[5], ph[7]]
+        if new != ph:
+            struct.pack_into("<IIQQQQQQ", data, off, *new)
+            changed = True
+    if changed:
+        path.write_bytes(bytes(data))
+    return changed
+
+
+def check_notes(path: Path) -> list[str]:
+    data = path.read_bytes()
+    phdrs, _ = _elf(data)
+    loads = [ph for _, ph in phdrs if ph[0] == PT_LOAD]
+    problems = []
+    for _, ph in phdrs:
+        if ph[0] not in (PT_NOTE, PT_GNU_PROPERTY):
+            continue
+        kind = "PT_GNU_PROPERTY" if ph[0] == PT_GNU_PROPERTY else "PT_NOTE"
+        p_offset, p_vaddr, p_filesz = ph[2], ph[3], ph[5]
+        if not any(ld[2] <= p_offset and p_offset + p_filesz <= ld[2] + ld[5]
+                   and p_vaddr - ld[3] == p_offset - ld[2] for ld in loads):
+            problems.append(f"{path.name}: {kind} at {p_offset:#x} is not inside a PT_LOAD as mapped")
+            continue
+        pos, end = p_offset, p_offset + p_filesz
+        while pos < end:
+            if pos + 12 > end:
+                problems.append(f"{path.name}: {kind} at {p_offset:#x} has a truncated note")
+                break
+            namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+            align = 8 if ph[7] == 8 else 4
+            name_end = pos + 12 + namesz
+            desc_end = ((name_end + align - 1) // align) * align + descsz
+            if desc_end > end:
+                problems.append(f"{path.name}: {kind} at {p_offset:#x} holds an invalid note")
+                break
+            if ph[0] == PT_GNU_PROPERTY and (ntype != NT_GNU_PROPERTY_TYPE_0 or data[pos + 12:name_end] != b"GNU\0"):
+                problems.append(f"{path.name}: PT_GNU_PROPERTY at {p_offset:#x} is not a GNU property note")
+                break
+            pos = ((desc_end + align - 1) // align) * align
+    return problems
 
 
 def main() -> int:
@@ -214,6 +295,9 @@ def build(args: argparse.Namespace) -> None:
         f = str(libdir / so)
         run(["patchelf", "--remove-rpath", f])
         run(["patchelf", *page, "--force-rpath", "--set-rpath", LIBRARY_RPATH, f])
+    fixed = [f.name for f in [*(tree / "bin").iterdir(), *libdir.iterdir()] if fix_gnu_property(f)]
+    if fixed:
+        log(f"re-pointed PT_GNU_PROPERTY in {len(fixed)} files after patchelf")
 
     # Licences.
     docs = tree / "backstop-pg/share/doc"
@@ -283,6 +367,8 @@ def check(tree: Path) -> None:
         if so != LOADER and (dyn["RPATH"] != [LIBRARY_RPATH] or dyn["RUNPATH"]):
             problems.append(f"{so}: RPATH {dyn['RPATH']} RUNPATH {dyn['RUNPATH']}")
         problems += [f"{so}: needs {n}, not shipped" for n in dyn["NEEDED"] if n not in present]
+    for f in [*(tree / "bin").iterdir(), *libdir.iterdir()]:
+        problems += check_notes(f)
     if problems:
         raise LayerError("the patched layer is wrong:\n  " + "\n  ".join(problems))
 
