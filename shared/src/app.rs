@@ -69,8 +69,8 @@ impl AwsClients {
 /// Builds the backup job's dependencies on AWS and PostgreSQL's programs.
 pub fn backup_deps(config: &Config, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> BackupDeps {
     let alerts: Arc<dyn Alerts> = match &config.topic_arn {
-        Some(arn) => Arc::new(SnsAlerts::new(clients.sns.clone(), arn.clone())),
-        None => Arc::new(LogOnlyAlerts),
+        Some(arn) => Arc::new(SnsAlerts::new(clients.sns.clone(), arn.clone(), config.runbook_url.clone())),
+        None => Arc::new(LogOnlyAlerts { runbook_url: config.runbook_url.clone() }),
     };
     BackupDeps {
         store: Arc::new(S3Store::new(clients.s3.clone(), config.bucket.clone(), config.kms_key_id.clone())),

@@ -35,6 +35,9 @@ pub struct Config {
     pub verify: VerifySettings,
     /// When the monitor calls a target's backups too old or odd.
     pub monitor: MonitorThresholds,
+    /// Where the repository's docs are published (e.g. `https://github.com/ORG/backstop/blob/main/`): alerts'
+    /// runbook links become addresses under it. Empty: they stay repository paths.
+    pub runbook_url: String,
 }
 
 /// How restore drills run.
@@ -160,6 +163,7 @@ struct FileConfig {
     check_timeout_seconds: Option<u64>,
     scratch_lifetime_seconds: Option<u64>,
     monitor: Option<MonitorThresholds>,
+    runbook_url: Option<String>,
 }
 
 /// The environment, as a map, so tests can pass one without touching the process's own.
@@ -277,9 +281,18 @@ impl Config {
         if !key_prefix.is_empty() && !key_prefix.ends_with('/') {
             key_prefix.push('/');
         }
+        let runbook_url = var("BACKSTOP_RUNBOOK_URL").or(file.runbook_url).unwrap_or_default();
+        if !(runbook_url.is_empty() || runbook_url.starts_with("https://") || runbook_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                name: "runbook_url (BACKSTOP_RUNBOOK_URL)".into(),
+                value: runbook_url,
+                hint: "give the address the docs are published under, e.g. https://github.com/ORG/backstop/blob/main/ (or leave it empty)".into(),
+            });
+        }
         Ok(Config {
             verify,
             monitor,
+            runbook_url,
             bucket,
             table,
             topic_arn: var("BACKSTOP_TOPIC_ARN").or(file.topic_arn),

@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use crate::config::TargetConfig;
 use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::health::AlertState;
+use crate::domain::runbook::Runbook;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -217,7 +218,8 @@ impl Severity {
     }
 }
 
-/// A message for a person: subject, body, and the attributes subscription filter policies select on.
+/// A message for a person: subject, body, the runbook section to open, and the attributes subscription
+/// filter policies select on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     pub subject: String,
@@ -225,6 +227,18 @@ pub struct Alert {
     pub severity: Severity,
     pub job: Job,
     pub target: Option<String>,
+    /// Appended to the text as `Runbook: <link>` by [`Alert::text`].
+    pub runbook: Option<Runbook>,
+}
+
+impl Alert {
+    /// The message as sent: the body, then the runbook link under `runbook_url` (empty: a repository path).
+    pub fn text(&self, runbook_url: &str) -> String {
+        match &self.runbook {
+            Some(runbook) => format!("{}\nRunbook: {}", self.body, runbook.link(runbook_url)),
+            None => self.body.clone(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

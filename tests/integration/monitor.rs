@@ -178,6 +178,16 @@ async fn the_cli_check_speaks_monitoring_plugin_exit_codes() {
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed[0]["health"]["checks"].as_array().map(Vec::len), Some(6), "{json}");
 
+    // One failed backup after the verified one: a WARNING (two in a row would be critical).
+    let failed_at = Utc::now() - Span::hours(1);
+    let mut failed = BackupRecord::in_progress(TARGET, BackupId::new(failed_at), Trigger::Schedule, "seed", failed_at, Codec::Zstd);
+    failed.status = BackupStatus::Failed;
+    failed.finished_at = Some(failed_at + Span::minutes(1));
+    catalog.create_backup(&failed).await.unwrap();
+    let (code, stdout) = run(&["check"]);
+    assert_eq!(code, Some(1), "one failure is a WARNING: {stdout}");
+    assert!(stdout.starts_with("BACKSTOP WARNING - ledger: "), "{stdout}");
+
     verified_backup(&catalog, Utc::now() - Span::hours(30)).await;
     let (code, stdout) = run(&["purge", "--dry-run"]);
     assert_eq!(code, Some(0), "{stdout}");

@@ -13,7 +13,7 @@ use backstop::config::{Config, PasswordSource, TargetConfig};
 use backstop::domain::retention::RetentionPolicy;
 use backstop::domain::backup::ObjectKeys;
 use backstop::domain::{BackupId, BackupRecord, BackupStatus, ObjectRef, Trigger};
-use backstop::jobs::purge::{PurgeDeps, PurgeJob, PurgeRequest, TargetPurge};
+use backstop::jobs::purge::{PurgeDeps, PurgeJob, PurgeRequest, PurgeStep, TargetPurge};
 use backstop::metrics::NoMetrics;
 use backstop::pipeline::codec::Codec;
 use backstop::ports::*;
@@ -218,4 +218,72 @@ async fn a_purge_cut_off_between_deletions_is_finished_by_the_next_run() {
         assert_eq!(f.status(b).await, BackupStatus::Completed);
         assert_eq!(f.versions_of(b).await.len(), 3);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_cut_off_after_marking_or_after_deleting_is_finished_by_the_next_run() {
+    let f = Fixture::new().await;
+    let marked_only = f.backup(4).await;
+    let kept = [f.backup(2).await, f.backup(1).await];
+    // Cut off before the first delete: the oldest is marked `purging`, every version still there.
+    let cut = Arc::new(FailingDeletes { inner: f.store.clone(), allowed: 0, done: AtomicUsize::new(0) });
+    let first = f.purge(cut, false, false).await;
+    assert!(first.failed(), "{first:?}");
+    assert_eq!(f.status(&marked_only).await, BackupStatus::Purging);
+    assert_eq!(f.versions_of(&marked_only).await.len(), 3, "nothing deleted before the cut");
+    // Cut off after the last delete, before `purged` was written: what a crash there leaves behind.
+    let deleted_unmarked = f.backup(3).await;
+    let mut purging = deleted_unmarked.clone();
+    purging.status = BackupStatus::Purging;
+    f.catalog.update_backup(&purging, BackupStatus::Completed).await.unwrap();
+    for version in f.store.versions(&backstop::jobs::purge::attempt_prefix(&deleted_unmarked, "")).await.unwrap() {
+        f.store.delete_version(&version).await.unwrap();
+    }
+
+    let second = f.purge(Arc::new(f.store.clone()), false, false).await;
+    assert!(!second.failed(), "{second:?}");
+    let finished: Vec<(&BackupId, usize)> =
+        second.steps.iter().filter(|s| s.action == "finish").filter_map(|s| s.backup_id.as_ref().map(|id| (id, s.versions))).collect();
+    assert_eq!(finished.len(), 2, "both interrupted purges are finished: {second:?}");
+    assert!(finished.contains(&(&marked_only.backup_id, 3)) && finished.contains(&(&deleted_unmarked.backup_id, 0)), "{finished:?}");
+    for b in [&marked_only, &deleted_unmarked] {
+        assert_eq!(f.status(b).await, BackupStatus::Purged);
+        assert!(f.versions_of(b).await.is_empty());
+    }
+    for b in &kept {
+        assert_eq!(f.status(b).await, BackupStatus::Completed);
+        assert_eq!(f.versions_of(b).await.len(), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_abandoned_for_a_day_are_aborted_and_younger_ones_left_alone() {
+    let f = Fixture::new().await;
+    f.backup(1).await;
+    let ours = f.store.create_multipart(&format!("{TARGET}/2026/11/01/abandoned.sql.zst"), "application/zstd").await.unwrap();
+    let elsewhere = f.store.create_multipart("other-target/2026/11/01/x.sql.zst", "application/zstd").await.unwrap();
+    let open_keys = async || {
+        let mut keys: Vec<String> = f.store.open_uploads("").await.unwrap().into_iter().map(|u| u.key).collect();
+        keys.sort();
+        keys
+    };
+    let initiated = f.store.open_uploads(TARGET).await.unwrap()[0].initiated.expect("the store says when an upload started");
+    let purge_at = async |hours: i64| {
+        let config = Arc::new(f.config.clone());
+        let backup = backstop::app::backup_deps(&config, &f.aws.clients, Arc::new(NoMetrics));
+        let clock = Arc::new(backstop::adapters::memory::FixedClock::at(initiated + Days::hours(hours)));
+        let job = PurgeJob::new(config, PurgeDeps { store: Arc::new(f.store.clone()), catalog: backup.catalog, alerts: backup.alerts, clock, metrics: Arc::new(NoMetrics) });
+        let request = PurgeRequest { target: Some(TARGET.into()), force: false, dry_run: false, trigger: Trigger::Cli, request_id: "test".into() };
+        job.run(&request).await.unwrap().remove(0)
+    };
+
+    let early = purge_at(12).await;
+    assert!(early.steps.iter().all(|s| s.action != "abort_upload"), "12 hours old may be a running backup's: {early:?}");
+    assert_eq!(open_keys().await.len(), 2);
+
+    let late = purge_at(25).await;
+    let aborted: Vec<&PurgeStep> = late.steps.iter().filter(|s| s.action == "abort_upload").collect();
+    assert_eq!(aborted.len(), 1, "{late:?}");
+    assert!(aborted[0].error.is_none() && aborted[0].reasons[0].contains(ours.key()), "{aborted:?}");
+    assert_eq!(open_keys().await, vec![elsewhere.key().to_string()], "only the target's day-old upload is aborted");
 }

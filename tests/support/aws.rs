@@ -122,6 +122,7 @@ impl AwsFixture {
                 scratch_lifetime: Duration::from_secs(3600),
             },
             monitor: Default::default(),
+            runbook_url: String::new(),
         }
     }
 

@@ -10,11 +10,13 @@ use crate::ports::{Alert, AlertError, Alerts};
 pub struct SnsAlerts {
     client: Client,
     topic_arn: String,
+    /// Prefixes runbook links (`Alert::text`); empty leaves them repository paths.
+    runbook_url: String,
 }
 
 impl SnsAlerts {
-    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
-        SnsAlerts { client, topic_arn: topic_arn.into() }
+    pub fn new(client: Client, topic_arn: impl Into<String>, runbook_url: impl Into<String>) -> Self {
+        SnsAlerts { client, topic_arn: topic_arn.into(), runbook_url: runbook_url.into() }
     }
 }
 
@@ -30,7 +32,7 @@ impl Alerts for SnsAlerts {
             .publish()
             .topic_arn(&self.topic_arn)
             .subject(&alert.subject)
-            .message(&alert.body)
+            .message(alert.text(&self.runbook_url))
             .message_attributes("severity", string_attribute(alert.severity.as_str()))
             .message_attributes("job", string_attribute(alert.job.as_str()));
         if let Some(target) = &alert.target {
@@ -42,12 +44,14 @@ impl Alerts for SnsAlerts {
 }
 
 /// No topic configured (the CLI on a laptop): alerts go to the log only, loudly.
-pub struct LogOnlyAlerts;
+pub struct LogOnlyAlerts {
+    pub runbook_url: String,
+}
 
 #[async_trait]
 impl Alerts for LogOnlyAlerts {
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
-        tracing::warn!(subject = %alert.subject, severity = alert.severity.as_str(), "alert (no BACKSTOP_TOPIC_ARN set, not sent):\n{}", alert.body);
+        tracing::warn!(subject = %alert.subject, severity = alert.severity.as_str(), "alert (no BACKSTOP_TOPIC_ARN set, not sent):\n{}", alert.text(&self.runbook_url));
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod manifest;
 pub mod redact;
 pub mod retention;
+pub mod runbook;
 pub mod run;
 pub mod verification;
 

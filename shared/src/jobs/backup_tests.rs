@@ -72,6 +72,7 @@ fn world(dump: ScriptedDump) -> World {
             scratch_lifetime: std::time::Duration::from_secs(3600),
         },
         monitor: Default::default(),
+        runbook_url: String::new(),
     };
     let env = [("ORDERS_PW".to_string(), PASSWORD.to_string())].into_iter().collect();
     let deps = BackupDeps {

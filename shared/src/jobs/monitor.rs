@@ -134,8 +134,9 @@ impl MonitorJob {
         let states = match self.deps.catalog.alert_states(&target.name).await {
             Ok(states) => states,
             Err(e) => {
-                // Without the previous states every bad check would page again: page once, about this.
-                warn!(error = %e, "cannot read alert states; alerting from scratch");
+                // Without the previous states, every bad check fires as new, every run, until the states can be
+                // read again: a repeated page is better than a silent one.
+                warn!(error = %e, "cannot read alert states; every bad check alerts as if for the first time");
                 Vec::new()
             }
         };

@@ -24,6 +24,7 @@ use tracing::{info, instrument, warn};
 use crate::config::{Config, TargetConfig};
 use crate::domain::drill::DrillPhase;
 use crate::domain::retention::{decide, Action, DecideContext};
+use crate::domain::runbook;
 use crate::domain::backup::ObjectKeys;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord, TargetOutcome, TargetResult, Trigger};
 use crate::metrics::{emf_line, MetricsSink, Unit};
@@ -134,25 +135,42 @@ impl TargetPurge {
     }
 }
 
-/// The changes a purge makes. The job decides the same way whichever is wired in: live effects change the
-/// catalog and the bucket, [`PlanOnly`] changes nothing (the dry run).
+/// Everything a purge changes or sends. The job decides and reports the same way whichever is wired in: live
+/// effects change the catalog and the bucket and tell the world; [`PlanOnly`] changes and sends nothing (the dry
+/// run is this wiring, not a flag in the job's branches).
 #[async_trait]
 pub trait PurgeEffects: Send + Sync {
+    /// Takes the target's purge lease.
+    async fn take_lease(&self, lease: &LeaseRequest) -> Result<LeaseOutcome, CatalogError>;
+    async fn release_lease(&self, target: &str, owner: &str) -> Result<(), CatalogError>;
     /// Moves the record to `purging`, only if its stored status is still the one it was read with.
     async fn mark_purging(&self, record: &BackupRecord) -> Result<(), String>;
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), String>;
     async fn mark_purged(&self, record: &BackupRecord) -> Result<(), String>;
     async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), String>;
+    /// A target's outcome: its metrics line and, when something needs a person, its alert.
+    async fn report(&self, metrics: &str, alert: Option<Alert>);
+    async fn record_run(&self, run: &RunRecord);
 }
 
 /// Carries the purge out.
 pub struct LiveEffects {
     pub store: Arc<dyn ObjectStore>,
     pub catalog: Arc<dyn Catalog>,
+    pub alerts: Arc<dyn Alerts>,
+    pub metrics: Arc<dyn MetricsSink>,
 }
 
 #[async_trait]
 impl PurgeEffects for LiveEffects {
+    async fn take_lease(&self, lease: &LeaseRequest) -> Result<LeaseOutcome, CatalogError> {
+        self.catalog.acquire_lease(lease).await
+    }
+
+    async fn release_lease(&self, target: &str, owner: &str) -> Result<(), CatalogError> {
+        self.catalog.release_lease(target, Job::Purge, owner).await
+    }
+
     async fn mark_purging(&self, record: &BackupRecord) -> Result<(), String> {
         let mut purging = record.clone();
         purging.status = BackupStatus::Purging;
@@ -172,13 +190,35 @@ impl PurgeEffects for LiveEffects {
     async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), String> {
         self.store.abort_upload(upload).await.map_err(|e| e.to_string())
     }
+
+    async fn report(&self, metrics: &str, alert: Option<Alert>) {
+        self.metrics.emit(metrics);
+        if let Some(alert) = alert {
+            if let Err(e) = self.alerts.publish(&alert).await {
+                warn!(error = %e, "could not publish the purge alert");
+            }
+        }
+    }
+
+    async fn record_run(&self, run: &RunRecord) {
+        if let Err(e) = self.catalog.put_run(run).await {
+            warn!(error = %e, "could not record the purge run");
+        }
+    }
 }
 
-/// The dry run's effects: none.
+/// The dry run's effects: none. It takes no lease (it changes nothing, so it may look while a purge runs),
+/// and sends no alert, metric or run record.
 pub struct PlanOnly;
 
 #[async_trait]
 impl PurgeEffects for PlanOnly {
+    async fn take_lease(&self, _: &LeaseRequest) -> Result<LeaseOutcome, CatalogError> {
+        Ok(LeaseOutcome::Acquired)
+    }
+    async fn release_lease(&self, _: &str, _: &str) -> Result<(), CatalogError> {
+        Ok(())
+    }
     async fn mark_purging(&self, _: &BackupRecord) -> Result<(), String> {
         Ok(())
     }
@@ -191,6 +231,8 @@ impl PurgeEffects for PlanOnly {
     async fn abort_upload(&self, _: &OpenUpload) -> Result<(), String> {
         Ok(())
     }
+    async fn report(&self, _: &str, _: Option<Alert>) {}
+    async fn record_run(&self, _: &RunRecord) {}
 }
 
 pub struct PurgeJob {
@@ -214,7 +256,12 @@ impl PurgeJob {
         let effects: Arc<dyn PurgeEffects> = if request.dry_run {
             Arc::new(PlanOnly)
         } else {
-            Arc::new(LiveEffects { store: self.deps.store.clone(), catalog: self.deps.catalog.clone() })
+            Arc::new(LiveEffects {
+                store: self.deps.store.clone(),
+                catalog: self.deps.catalog.clone(),
+                alerts: self.deps.alerts.clone(),
+                metrics: self.deps.metrics.clone(),
+            })
         };
         let started_at = self.deps.clock.now();
         let run_id = uuid::Uuid::new_v4().to_string();
@@ -222,51 +269,44 @@ impl PurgeJob {
         for target in targets {
             let begun = std::time::Instant::now();
             let result = self.purge_target(target, request, effects.as_ref(), &run_id).await;
-            if !request.dry_run && !result.lease_held {
-                self.report(target, &result).await;
+            if !result.lease_held {
+                self.report(target, &result, effects.as_ref()).await;
             }
             info!(target = %target.name, summary = %result.summary(), "purge");
             results.push((result, begun.elapsed()));
         }
-        if !request.dry_run {
-            self.record_run(request, &run_id, started_at, &results).await;
-        }
+        self.record_run(request, &run_id, started_at, &results, effects.as_ref()).await;
         Ok(results.into_iter().map(|(r, _)| r).collect())
     }
 
     #[instrument(skip_all, fields(target = %target.name))]
     async fn purge_target(&self, target: &TargetConfig, request: &PurgeRequest, effects: &dyn PurgeEffects, run_id: &str) -> TargetPurge {
         let mut result = TargetPurge { target: target.name.clone(), dry_run: request.dry_run, steps: Vec::new(), refused: None, skipped: None, lease_held: false };
-        // A dry run takes no lease: it changes nothing, so it may look while a purge runs.
-        if !request.dry_run {
-            let now = self.deps.clock.now();
-            let lease = LeaseRequest {
-                target: target.name.clone(),
-                job: Job::Purge,
-                owner: run_id.to_string(),
-                now,
-                expires_at: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3)),
-            };
-            match self.deps.catalog.acquire_lease(&lease).await {
-                Ok(LeaseOutcome::Acquired) => {}
-                Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
-                    result.skipped = Some(format!("another purge ({owner}) holds this target's lease until {expires_at}"));
-                    result.lease_held = true;
-                    return result;
-                }
-                Err(e) => {
-                    result.skipped = Some(format!("cannot take the purge lease: {e}"));
-                    return result;
-                }
+        let now = self.deps.clock.now();
+        let lease = LeaseRequest {
+            target: target.name.clone(),
+            job: Job::Purge,
+            owner: run_id.to_string(),
+            now,
+            expires_at: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3)),
+        };
+        match effects.take_lease(&lease).await {
+            Ok(LeaseOutcome::Acquired) => {}
+            Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
+                result.skipped = Some(format!("another purge ({owner}) holds this target's lease until {expires_at}"));
+                result.lease_held = true;
+                return result;
+            }
+            Err(e) => {
+                result.skipped = Some(format!("cannot take the purge lease: {e}"));
+                return result;
             }
         }
         if let Err(why) = self.apply_policy(target, request, effects, &mut result).await {
             result.skipped = Some(why);
         }
-        if !request.dry_run {
-            if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Purge, run_id).await {
-                warn!(error = %e, "could not release the purge lease; it expires by itself");
-            }
+        if let Err(e) = effects.release_lease(&target.name, run_id).await {
+            warn!(error = %e, "could not release the purge lease; it expires by itself");
         }
         result
     }
@@ -357,8 +397,8 @@ impl PurgeJob {
     }
 
     /// Metrics, and an alert when a step failed or the rail refused.
-    async fn report(&self, target: &TargetConfig, result: &TargetPurge) {
-        self.deps.metrics.emit(&emf_line(
+    async fn report(&self, target: &TargetConfig, result: &TargetPurge, effects: &dyn PurgeEffects) {
+        let metrics = emf_line(
             self.deps.clock.now(),
             &[("Target", target.name.as_str())],
             &[
@@ -366,7 +406,7 @@ impl PurgeJob {
                 ("PurgeKeptBackups", Unit::Count, result.count("keep") as f64),
                 ("PurgeErrors", Unit::Count, (result.errors().len() + usize::from(result.skipped.is_some())) as f64),
             ],
-        ));
+        );
         let alert = if let Some(why) = &result.skipped {
             Some(purge_not_run_alert(target, why))
         } else if !result.errors().is_empty() {
@@ -374,14 +414,17 @@ impl PurgeJob {
         } else {
             result.refused.as_ref().map(|why| purge_refused_alert(target, why))
         };
-        if let Some(alert) = alert {
-            if let Err(e) = self.deps.alerts.publish(&alert).await {
-                warn!(error = %e, "could not publish the purge alert");
-            }
-        }
+        effects.report(&metrics, alert).await;
     }
 
-    async fn record_run(&self, request: &PurgeRequest, run_id: &str, started_at: DateTime<Utc>, results: &[(TargetPurge, std::time::Duration)]) {
+    async fn record_run(
+        &self,
+        request: &PurgeRequest,
+        run_id: &str,
+        started_at: DateTime<Utc>,
+        results: &[(TargetPurge, std::time::Duration)],
+        effects: &dyn PurgeEffects,
+    ) {
         let finished_at = self.deps.clock.now();
         let targets: Vec<TargetResult> = results
             .iter()
@@ -411,9 +454,7 @@ impl PurgeJob {
             outcome: if targets.iter().any(|t| t.outcome.is_failure()) { "failed" } else { "succeeded" }.into(),
             targets,
         };
-        if let Err(e) = self.deps.catalog.put_run(&run).await {
-            warn!(error = %e, "could not record the purge run");
-        }
+        effects.record_run(&run).await;
     }
 }
 
@@ -483,8 +524,7 @@ fn purge_failed_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
              Nothing is lost by this: a backup whose purge stopped midway stays `purging` and the next purge run \
              finishes it; kept backups were not touched. Until then, storage is not freed.\n\n\
              What to do: read the errors (permissions on s3:DeleteObjectVersion, an Object Lock retention, throttling), \
-             fix the cause, and run `backstop purge --target {name}` (or wait for tomorrow's run).\n\
-             Runbook: docs/operations.md#a-purge-failed",
+             fix the cause, and run `backstop purge --target {name}` (or wait for tomorrow's run).",
             name = target.name,
             count = lines.len(),
             lines = lines.join("\n"),
@@ -492,6 +532,7 @@ fn purge_failed_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
         severity: Severity::Warning,
         job: Job::Purge,
         target: Some(target.name.clone()),
+        runbook: Some(runbook::PURGE_FAILED),
     }
 }
 
@@ -502,12 +543,13 @@ fn purge_not_run_alert(target: &TargetConfig, why: &str) -> Alert {
             "The purge of target \"{name}\" did nothing: {why}\n\n\
              Nothing was deleted, so nothing is lost; storage is not freed until a purge runs.\n\n\
              What to do: check the catalog table (DynamoDB) and the function's permissions on it, then run \
-             `backstop purge --target {name}`.\nRunbook: docs/operations.md#a-purge-failed",
+             `backstop purge --target {name}`.",
             name = target.name,
         ),
         severity: Severity::Warning,
         job: Job::Purge,
         target: Some(target.name.clone()),
+        runbook: Some(runbook::PURGE_FAILED),
     }
 }
 
@@ -520,12 +562,13 @@ fn purge_refused_alert(target: &TargetConfig, why: &str) -> Alert {
              accumulating (and costing) until it is resolved.\n\n\
              What to do: run `backstop purge --target {name} --dry-run` and read why each backup would go. If the plan \
              is right (a policy was just tightened), run `backstop purge --target {name} --force` once. If not, fix the \
-             retention policy or the clock.\nRunbook: docs/operations.md#a-purge-failed",
+             retention policy or the clock.",
             name = target.name,
         ),
         severity: Severity::Warning,
         job: Job::Purge,
         target: Some(target.name.clone()),
+        runbook: Some(runbook::PURGE_FAILED),
     }
 }
 

@@ -17,6 +17,7 @@ use tracing::{info, instrument, warn};
 
 use crate::config::{Config, TargetConfig};
 use crate::domain::drill::{DrillPhase, DrillRecord};
+use crate::domain::runbook;
 use crate::domain::verification::{CheckName, CheckOutcome};
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, Trigger, VerificationSummary};
 use crate::metrics::{emf_line, MetricsSink, Unit};
@@ -694,8 +695,7 @@ fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
     let body = format!(
         "A restore drill of {what} of target \"{name}\" FAILED: {verdict}.\n\n\
          Failed checks ({count}):\n{lines}\n\n{timings}\n\n\
-         What to do: {advice}\nDrill: {drill_id}\n\
-         Runbook: docs/operations.md#a-restore-drill-failed",
+         What to do: {advice}\nDrill: {drill_id}",
         what = drilled(drill),
         name = target.name,
         count = failures.len(),
@@ -709,6 +709,7 @@ fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
         severity: Severity::Critical,
         job: Job::Verify,
         target: Some(target.name.clone()),
+        runbook: Some(runbook::DRILL_FAILED),
     }
 }
 
@@ -717,7 +718,7 @@ fn budget_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
         subject: subject_line(&format!("Backstop: restore drill of {} over budget", target.name)),
         body: format!(
             "A restore drill of {} of target \"{}\" passed its checks, but: {}.\n\n{}\n\nWhat to do: a slow restore means a long outage; \
-             consider a larger scratch instance class, or back up more often for a smaller RPO.\nRunbook: docs/operations.md#a-restore-drill-failed",
+             consider a larger scratch instance class, or back up more often for a smaller RPO.",
             drilled(drill),
             target.name,
             drill.report.budget_warnings.join("; "),
@@ -726,6 +727,7 @@ fn budget_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
         severity: Severity::Warning,
         job: Job::Verify,
         target: Some(target.name.clone()),
+        runbook: Some(runbook::DRILL_FAILED),
     }
 }
 
@@ -742,5 +744,6 @@ fn drill_passed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
         severity: Severity::Info,
         job: Job::Verify,
         target: Some(target.name.clone()),
+        runbook: None,
     }
 }
