@@ -19,4 +19,5 @@ pub mod notify;
 pub mod passwords;
 pub mod pipeline;
 pub mod ports;
+pub mod sql;
 pub mod telemetry;

@@ -1,4 +1,6 @@
-//! The fingerprint of a plain-format dump: what a backup holds, read off the dump stream itself.
+//! The fingerprint of a plain-format dump: what a backup holds, read off the dump stream itself. This module
+//! holds the fingerprint's types and scheme v1, which backups made before scheme v2 (`domain::dump_parser`)
+//! carry and drills of those backups recompute; new backups use v2.
 //!
 //! pg_dump writes each table's rows as a `COPY … FROM stdin;` block, one row per line (text format escapes
 //! newlines inside values), ended by `\.`. While the dump streams past, [`FingerprintBuilder`] counts each
@@ -19,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::dump_parser::SequenceValue;
+
 /// Names the digest scheme, so a later change of scheme is never compared against an older fingerprint.
 pub const FINGERPRINT_ALGORITHM: &str = "rows:xxh3-128-wrapping-sum/schema:sha256/v1";
 
@@ -31,6 +35,16 @@ pub struct Fingerprint {
     pub algorithm: String,
     pub schema_digest: String,
     pub tables: Vec<TableFingerprint>,
+    /// Sequence values the dump sets (scheme v2; v1 folds them into the schema digest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequences: Vec<SequenceValue>,
+    /// Large objects the dump creates (scheme v2).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub large_objects: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One table's rows as the dump holds them.
@@ -180,6 +194,8 @@ impl FingerprintBuilder {
                 algorithm: FINGERPRINT_ALGORITHM.to_string(),
                 schema_digest: hex::encode(self.schema_hasher.finalize()),
                 tables,
+                sequences: Vec::new(),
+                large_objects: 0,
             },
             versions: self.versions,
             raw_bytes: self.raw_bytes,

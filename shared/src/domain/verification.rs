@@ -162,6 +162,8 @@ mod tests {
             algorithm: "a".into(),
             schema_digest: schema.into(),
             tables: tables.iter().map(|(n, r, d)| TableFingerprint { schema: "public".into(), name: (*n).into(), rows: *r, digest: (*d).into() }).collect(),
+            sequences: Vec::new(),
+            large_objects: 0,
         }
     }
 

@@ -1,0 +1,213 @@
+//! What a top-level statement of a plain dump is, read off its text: a COPY that starts table data, another
+//! data statement (sequence values, large objects, materialized-view refreshes, statistics), or schema; and,
+//! for the statements after the data, whether a restore may run it beside others.
+//!
+//! Only pg_dump's own statement shapes are recognised; anything else is schema, and, after the data, a
+//! barrier that runs alone. Misreading a statement therefore costs speed, never correctness.
+
+/// `schema.table` of a COPY block, and the statement that starts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyTarget {
+    pub schema: String,
+    pub name: String,
+    /// `COPY schema.table (columns) FROM stdin;` as pg_dump wrote it.
+    pub statement: String,
+}
+
+impl CopyTarget {
+    /// The same columns read back out: `COPY schema.table (columns) TO stdout;`.
+    pub fn read_back_statement(&self) -> String {
+        let head = self.statement.trim_end().strip_suffix("FROM stdin;").unwrap_or(&self.statement);
+        format!("{head}TO STDOUT")
+    }
+}
+
+/// A `COPY … FROM stdin;` statement, which pg_dump follows with the table's rows.
+pub fn copy_from_stdin(statement: &[u8]) -> Option<CopyTarget> {
+    let text = std::str::from_utf8(statement).ok()?.trim();
+    let rest = text.strip_prefix("COPY ")?;
+    if !text.ends_with(" FROM stdin;") {
+        return None;
+    }
+    let (schema, after) = parse_ident(rest)?;
+    let (name, after) = parse_ident(after.strip_prefix('.')?)?;
+    after.starts_with(' ').then(|| CopyTarget { schema, name, statement: text.to_string() })
+}
+
+/// A statement that carries data rather than schema: `pg_dump --schema-only` leaves it out.
+pub fn is_data_statement(statement: &[u8]) -> bool {
+    const DATA_PREFIXES: [&str; 8] = [
+        "SELECT pg_catalog.setval(",
+        "SELECT pg_catalog.lo_create(",
+        "SELECT pg_catalog.lo_open(",
+        "SELECT pg_catalog.lowrite(",
+        "SELECT pg_catalog.lo_close(",
+        "REFRESH MATERIALIZED VIEW ",
+        // PostgreSQL 18's statistics, which a restored copy cannot reproduce exactly.
+        "SELECT * FROM pg_catalog.pg_restore_relation_stats(",
+        "SELECT * FROM pg_catalog.pg_restore_attribute_stats(",
+    ];
+    let text = String::from_utf8_lossy(statement);
+    let text = text.trim_start();
+    DATA_PREFIXES.iter().any(|p| text.starts_with(p)) || copy_from_stdin(statement).is_some() || is_large_object_statement(text)
+}
+
+/// Large objects' ownership, grants, comments and labels: dumped with their data, never with `--schema-only`.
+fn is_large_object_statement(text: &str) -> bool {
+    ["ALTER LARGE OBJECT ", "COMMENT ON LARGE OBJECT ", "SECURITY LABEL ON LARGE OBJECT "].iter().any(|p| text.starts_with(p))
+        || ((text.starts_with("GRANT ") || text.starts_with("REVOKE ")) && text.contains(" ON LARGE OBJECT "))
+}
+
+/// `SELECT pg_catalog.setval('name', value, is_called);` → the sequence (as pg_dump quoted it), its value
+/// and whether it was called.
+pub fn sequence_value(statement: &[u8]) -> Option<(String, i64, bool)> {
+    let text = std::str::from_utf8(statement).ok()?.trim();
+    let args = text.strip_prefix("SELECT pg_catalog.setval('")?.strip_suffix(");")?;
+    let (name, rest) = args.rsplit_once("', ")?;
+    let (value, called) = rest.split_once(", ")?;
+    Some((name.replace("''", "'"), value.trim().parse().ok()?, called.trim() == "true"))
+}
+
+/// The large object a `lo_create` statement makes (counted, to check the restored copy has them all).
+pub fn is_large_object_create(statement: &[u8]) -> bool {
+    statement.trim_ascii_start().starts_with(b"SELECT pg_catalog.lo_create(")
+}
+
+/// How a statement after the data may run beside others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostDataKind {
+    /// An index or a non-foreign-key constraint on one table: builds beside the others (one table at a time).
+    Index { table: String },
+    /// A foreign key: checks two tables, so it runs beside other foreign keys only, after every index.
+    ForeignKey { table: String },
+    /// A comment on an index or constraint: needs its object, changes nothing another statement reads.
+    Annotation,
+    /// Anything else runs alone, in its place.
+    Barrier,
+}
+
+/// Classifies a statement of the part after the table data.
+pub fn post_data_kind(statement: &[u8]) -> PostDataKind {
+    let Ok(text) = std::str::from_utf8(statement) else { return PostDataKind::Barrier };
+    let text = text.trim();
+    if text.starts_with("COMMENT ON INDEX ") || text.starts_with("COMMENT ON CONSTRAINT ") {
+        return PostDataKind::Annotation;
+    }
+    for prefix in ["CREATE INDEX ", "CREATE UNIQUE INDEX "] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            // `CREATE INDEX name ON [ONLY] schema.table USING …`
+            let Some((_, after_name)) = parse_ident(rest) else { return PostDataKind::Barrier };
+            let Some(on) = after_name.strip_prefix(" ON ") else { return PostDataKind::Barrier };
+            let on = on.strip_prefix("ONLY ").unwrap_or(on);
+            return qualified_name(on).map_or(PostDataKind::Barrier, |table| PostDataKind::Index { table });
+        }
+    }
+    if let Some(rest) = text.strip_prefix("ALTER TABLE ") {
+        let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
+        let Some(table) = qualified_name(rest) else { return PostDataKind::Barrier };
+        let Some((_, after)) = parse_qualified(rest) else { return PostDataKind::Barrier };
+        let after = after.trim_start();
+        let Some(constraint) = after.strip_prefix("ADD CONSTRAINT ") else { return PostDataKind::Barrier };
+        let Some((_, definition)) = parse_ident(constraint) else { return PostDataKind::Barrier };
+        let definition = definition.trim_start();
+        if definition.starts_with("FOREIGN KEY") {
+            return PostDataKind::ForeignKey { table };
+        }
+        if ["PRIMARY KEY", "UNIQUE", "EXCLUDE", "CHECK"].iter().any(|k| definition.starts_with(k)) {
+            return PostDataKind::Index { table };
+        }
+    }
+    PostDataKind::Barrier
+}
+
+/// `schema.table` at the start of `text`, as one key (`"My Schema".t` and `"My Schema"."t"` are the same).
+fn qualified_name(text: &str) -> Option<String> {
+    let ((schema, name), _) = parse_qualified(text)?;
+    Some(format!("{schema}\u{1f}{name}"))
+}
+
+fn parse_qualified(text: &str) -> Option<((String, String), &str)> {
+    let (schema, rest) = parse_ident(text)?;
+    let (name, rest) = parse_ident(rest.strip_prefix('.')?)?;
+    Some(((schema, name), rest))
+}
+
+/// One identifier, quoted (`"a""b"`) or bare, and what follows it.
+pub fn parse_ident(text: &str) -> Option<(String, &str)> {
+    if let Some(quoted) = text.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if quoted[i + 1..].starts_with('"') {
+                    name.push('"');
+                    chars.next();
+                } else {
+                    return Some((name, &quoted[i + 1..]));
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        None
+    } else {
+        let end = text.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).unwrap_or(text.len());
+        (end > 0).then(|| (text[..end].to_string(), &text[end..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_statements_name_their_table_and_read_back_the_same_columns() {
+        let copy = copy_from_stdin(b"COPY \"My Schema\".\"with \"\"quotes\"\"\" (\"from\", b) FROM stdin;").unwrap();
+        assert_eq!((copy.schema.as_str(), copy.name.as_str()), ("My Schema", "with \"quotes\""));
+        assert_eq!(copy.read_back_statement(), "COPY \"My Schema\".\"with \"\"quotes\"\"\" (\"from\", b) TO STDOUT");
+        assert!(copy_from_stdin(b"COPY public.t (a) TO stdout;").is_none());
+        assert!(copy_from_stdin(b"CREATE TABLE t (a int);").is_none());
+    }
+
+    #[test]
+    fn data_statements_are_those_a_schema_only_dump_leaves_out() {
+        for data in [
+            "SELECT pg_catalog.setval('public.s', 42, true);",
+            "COPY public.t (a) FROM stdin;",
+            "SELECT pg_catalog.lo_create('16385');",
+            "ALTER LARGE OBJECT 16385 OWNER TO app;",
+            "GRANT SELECT ON LARGE OBJECT 16385 TO app;",
+            "REFRESH MATERIALIZED VIEW public.mv;",
+        ] {
+            assert!(is_data_statement(data.as_bytes()), "{data}");
+        }
+        for schema in ["CREATE TABLE public.t (a int);", "GRANT SELECT ON TABLE public.t TO app;", "SELECT pg_catalog.set_config('search_path', '', false);"] {
+            assert!(!is_data_statement(schema.as_bytes()), "{schema}");
+        }
+    }
+
+    #[test]
+    fn sequence_values_are_read_back_from_setval() {
+        assert_eq!(sequence_value(b"SELECT pg_catalog.setval('public.s', 42, true);"), Some(("public.s".into(), 42, true)));
+        assert_eq!(
+            sequence_value(b"SELECT pg_catalog.setval('\"we''ird\".\"s, 1\"', -7, false);"),
+            Some(("\"we'ird\".\"s, 1\"".into(), -7, false))
+        );
+    }
+
+    #[test]
+    fn post_data_statements_are_grouped_by_what_they_may_run_beside() {
+        let index = |t: &str| PostDataKind::Index { table: t.replace('.', "\u{1f}") };
+        assert_eq!(post_data_kind(b"CREATE INDEX i ON public.t USING btree (a);"), index("public.t"));
+        assert_eq!(post_data_kind(b"CREATE UNIQUE INDEX \"odd; name\" ON ONLY public.t USING btree (a);"), index("public.t"));
+        assert_eq!(post_data_kind(b"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);"), index("public.t"));
+        assert_eq!(
+            post_data_kind(b"ALTER TABLE ONLY \"S\".\"T\"\n    ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES public.p(id);"),
+            PostDataKind::ForeignKey { table: "S\u{1f}T".into() }
+        );
+        assert_eq!(post_data_kind(b"COMMENT ON INDEX public.i IS 'x';"), PostDataKind::Annotation);
+        for barrier in ["CREATE TRIGGER tr AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION f();", "ALTER TABLE public.t OWNER TO app;", "GRANT ALL ON TABLE public.t TO app;"] {
+            assert_eq!(post_data_kind(barrier.as_bytes()), PostDataKind::Barrier, "{barrier}");
+        }
+    }
+}
