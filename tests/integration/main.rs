@@ -6,6 +6,7 @@ mod backup_restore;
 mod common;
 mod concurrency;
 mod fail_closed;
+mod fingerprint_v2;
 mod hostile;
 mod monitor;
 mod purge;

@@ -48,8 +48,10 @@ pub fn is_data_statement(statement: &[u8]) -> bool {
         "SELECT * FROM pg_catalog.pg_restore_attribute_stats(",
     ];
     let text = String::from_utf8_lossy(statement);
-    let text = text.trim_start();
-    DATA_PREFIXES.iter().any(|p| text.starts_with(p)) || copy_from_stdin(statement).is_some() || is_large_object_statement(text)
+    let text = text.trim();
+    // pg_dump wraps large objects' contents in a transaction of their own.
+    let transaction_control = text == "BEGIN;" || text == "COMMIT;";
+    transaction_control || DATA_PREFIXES.iter().any(|p| text.starts_with(p)) || copy_from_stdin(statement).is_some() || is_large_object_statement(text)
 }
 
 /// Large objects' ownership, grants, comments and labels: dumped with their data, never with `--schema-only`.
@@ -178,6 +180,7 @@ mod tests {
             "ALTER LARGE OBJECT 16385 OWNER TO app;",
             "GRANT SELECT ON LARGE OBJECT 16385 TO app;",
             "REFRESH MATERIALIZED VIEW public.mv;",
+            "BEGIN;",
         ] {
             assert!(is_data_statement(data.as_bytes()), "{data}");
         }
