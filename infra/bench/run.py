@@ -715,6 +715,11 @@ class Bench:
                     lines.append(f"{'  ' + k:58} {v:9.2f} {(f'{pr:.2f}' if pr else '-'):>6}")
             if side == "restore" and self.verify_env_known is False and any(c.id.startswith("verify_") for c in cases):
                 lines.append("* this CLI does not read BACKSTOP_VERIFY_CHECKS yet: the verify variants run the same checks")
+        lines.append("own MB: the process's own peak (sampled); maxrss MB: wait4's ru_maxrss, the largest of it and "
+                     "the children it waited for")
+        if not USE_GNU_TIME:
+            lines.append(f"(no GNU time at {GNU_TIME}: maxrss is floored at this runner's own "
+                         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; apt-get install time)")
         if sizes:
             lines += ["", "STORED BYTES (ratio to gzip -6)"]
             gz = sizes.get("gzip -6 (plain pipeline)")
@@ -828,4 +833,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        sys.exit(130)
