@@ -316,10 +316,18 @@ pub struct RolesDump {
     pub passwords_included: bool,
 }
 
+/// What the pre-flight learned of the server: its version, and the session settings pg_dump's output depends
+/// on and does not set itself (a restore drill reads the restored copy back under the same ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub version: String,
+    pub session: crate::domain::manifest::DumpSession,
+}
+
 #[async_trait]
 pub trait Dumper: Send + Sync {
-    /// Checks that the client can dump the server (pg_dump refuses newer servers) and returns the server version.
-    async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<String, DumpError>;
+    /// Checks that the client can dump the server (pg_dump refuses newer servers) and reads [`ServerFacts`].
+    async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<ServerFacts, DumpError>;
     async fn dump_roles(&self, target: &TargetConfig, password: &SecretString) -> Result<RolesDump, DumpError>;
     async fn start_dump(&self, target: &TargetConfig, password: &SecretString) -> Result<Box<dyn RunningDump>, DumpError>;
 }
@@ -446,7 +454,8 @@ pub trait Restorer: Send + Sync {
     /// first error.
     async fn restore_sql(&self, server: &ScratchEndpoint, database: &str, sql: Box<dyn Read + Send>) -> Result<(), RestoreError>;
     /// Dumps `database` and reads its fingerprint off the stream, the same way the backup did.
-    async fn fingerprint(&self, server: &ScratchEndpoint, database: &str) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError>;
+    /// `scheme` is the backup fingerprint's algorithm (v1 or v2).
+    async fn fingerprint(&self, server: &ScratchEndpoint, database: &str, scheme: &str) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError>;
     /// Runs a user check read-only with a statement timeout; true when it returned exactly `t`.
     async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: std::time::Duration) -> Result<bool, RestoreError>;
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use backstop::app;
 use backstop::config::Config;
-use backstop::domain::fingerprint::{DumpSummary, FingerprintBuilder};
+use backstop::domain::fingerprint::DumpSummary;
 use backstop::domain::{BackupRecord, Manifest, RunRecord, Trigger};
 use backstop::jobs::backup::{BackupJob, BackupRequest};
 use backstop::metrics::NoMetrics;
@@ -44,10 +44,9 @@ pub async fn manifest(aws: &AwsFixture, record: &BackupRecord) -> Manifest {
     serde_json::from_slice(&aws.object(&record.manifest.as_ref().expect("a manifest").key).await).unwrap()
 }
 
+/// A dump's fingerprint as new backups make it (scheme v2).
 pub fn fingerprint(sql: &[u8]) -> DumpSummary {
-    let mut builder = FingerprintBuilder::new();
-    builder.feed(sql).unwrap();
-    builder.finish().unwrap()
+    backstop::domain::dump_parser::fingerprint_of(sql).unwrap()
 }
 
 /// `target/debug/backstop`, built by the README's test command before the tests run.

@@ -416,7 +416,7 @@ impl Restorer for RecordingRestorer {
     async fn restore_sql(&self, _: &ScratchEndpoint, _: &str, _: Box<dyn std::io::Read + Send>) -> Result<(), RestoreError> {
         panic!("a point-in-time drill restores no dump")
     }
-    async fn fingerprint(&self, _: &ScratchEndpoint, _: &str) -> Result<backstop::domain::fingerprint::DumpSummary, RestoreError> {
+    async fn fingerprint(&self, _: &ScratchEndpoint, _: &str, _: &str) -> Result<backstop::domain::fingerprint::DumpSummary, RestoreError> {
         panic!("a point-in-time drill has no fingerprint to compare")
     }
     async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, _: Duration) -> Result<bool, RestoreError> {

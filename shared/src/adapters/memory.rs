@@ -470,10 +470,10 @@ impl ScriptedDumper {
 
 #[async_trait]
 impl Dumper for ScriptedDumper {
-    async fn preflight(&self, _: &TargetConfig, _: &SecretString) -> Result<String, DumpError> {
+    async fn preflight(&self, _: &TargetConfig, _: &SecretString) -> Result<ServerFacts, DumpError> {
         match self.preflight_error.lock().unwrap().clone() {
             Some(message) => Err(DumpError::Failed { program: "psql".into(), status: "exit status 2".into(), stderr_tail: message }),
-            None => Ok("15.18".into()),
+            None => Ok(ServerFacts { version: "15.18".into(), session: crate::domain::manifest::DumpSession::default() }),
         }
     }
 

@@ -17,7 +17,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::TargetConfig;
 use crate::domain::redact::redact;
-use crate::ports::{DumpError, DumpExit, Dumper, RolesDump, RunningDump};
+use crate::domain::manifest::DumpSession;
+use crate::ports::{DumpError, DumpExit, Dumper, RolesDump, RunningDump, ServerFacts};
 
 /// pg_dump waits this long for a table lock before giving up, rather than hanging behind a long DDL.
 const LOCK_WAIT_TIMEOUT_MS: u32 = 300_000;
@@ -94,11 +95,17 @@ impl PgDumper {
 
 #[async_trait]
 impl Dumper for PgDumper {
-    async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<String, DumpError> {
-        let query = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";
+    async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<ServerFacts, DumpError> {
+        // One row, fields separated by a unit separator (no setting contains one).
+        let query = "SELECT concat_ws(chr(31), current_setting('server_version_num'), current_setting('server_version'), \
+                     current_setting('TimeZone'), current_setting('bytea_output'), pg_encoding_to_char(encoding)) \
+                     FROM pg_database WHERE datname = current_database()";
         let out = self.run_to_end("psql", &["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], target, password).await?;
         let text = String::from_utf8_lossy(&out).trim().to_string();
-        let (num, version) = text.split_once(' ').unwrap_or((&text, ""));
+        let fields: Vec<&str> = text.split('\u{1f}').collect();
+        let [num, version, time_zone, bytea_output, encoding] = fields.as_slice() else {
+            return Err(DumpError::ClientUnusable(format!("psql's answer to the pre-flight query is not what it asked for: {text:?}")));
+        };
         let server_major = num.parse::<u32>().map(|n| n / 10_000).unwrap_or(0);
         let (client_major, client_version) = self.client_major_version().await?;
         if server_major > client_major {
@@ -108,7 +115,8 @@ impl Dumper for PgDumper {
                  {server_major}'s client programs"
             )));
         }
-        Ok(version.to_string())
+        let session = DumpSession { time_zone: time_zone.to_string(), bytea_output: bytea_output.to_string(), client_encoding: encoding.to_string() };
+        Ok(ServerFacts { version: version.to_string(), session })
     }
 
     async fn dump_roles(&self, target: &TargetConfig, password: &SecretString) -> Result<RolesDump, DumpError> {
@@ -194,6 +202,7 @@ impl RunningDump for PgDumpRun {
         let stdout = self.child.stdout.take().expect("stdout is taken once");
         // Read on a blocking thread with plain reads: no async hop per chunk on the hot path.
         let fd = stdout.into_owned_fd().expect("a piped stdout has a descriptor");
+        widen_pipe(&fd);
         Box::new(std::fs::File::from(fd))
     }
 
@@ -206,6 +215,14 @@ impl RunningDump for PgDumpRun {
             Err(e) => DumpExit { success: false, status: format!("unknown ({e})"), stderr_tail },
         }
     }
+}
+
+/// Asks for a 1 MiB pipe (Linux's default is 64 KiB): pg_dump writes on while the reader is briefly busy, so
+/// neither it nor the server process behind it waits. Best effort: a smaller pipe is only slower.
+fn widen_pipe(fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETPIPE_SZ on a descriptor we own; failure is reported by the return value and ignored.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
 }
 
 /// Keeps the last `STDERR_TAIL_BYTES` of a stream (the end of pg_dump's stderr says why it stopped).

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use tokio::process::Command;
 
 use super::postgres::{read_tail, tail, Connection, PgDumper};
+use crate::domain::dump_parser::{DumpParser, FINGERPRINT_V2};
 use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
 use crate::domain::redact::redact;
 use crate::ports::{RestoreError, Restorer, ScratchEndpoint};
@@ -136,7 +137,8 @@ impl Restorer for PsqlRestorer {
         Ok(())
     }
 
-    async fn fingerprint(&self, server: &ScratchEndpoint, database: &str) -> Result<DumpSummary, RestoreError> {
+    async fn fingerprint(&self, server: &ScratchEndpoint, database: &str, scheme: &str) -> Result<DumpSummary, RestoreError> {
+        let v2 = scheme == FINGERPRINT_V2;
         let (mut cmd, _passfile) = self.command("pg_dump", server, database)?;
         cmd.args(["--format=plain", "--no-password"]).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "pg_dump".into(), source })?;
@@ -144,17 +146,23 @@ impl Restorer for PsqlRestorer {
         let stdout = child.stdout.take().expect("stdout is piped").into_owned_fd()?;
         let summary = tokio::task::spawn_blocking(move || -> Result<DumpSummary, String> {
             let mut stdout = std::fs::File::from(stdout);
-            let mut builder = FingerprintBuilder::new();
+            // The scheme the backup's fingerprint was made with: v2 for new backups, v1 for older ones.
+            let (mut v1_builder, mut v2_parser) = (FingerprintBuilder::new(), DumpParser::new());
             let mut buffer = vec![0u8; READ_BUFFER];
             loop {
                 match stdout.read(&mut buffer) {
                     Ok(0) => break,
-                    Ok(n) => builder.feed(&buffer[..n]).map_err(|e| e.to_string())?,
+                    Ok(n) if v2 => v2_parser.feed(&buffer[..n]).map_err(|e| e.to_string())?,
+                    Ok(n) => v1_builder.feed(&buffer[..n]).map_err(|e| e.to_string())?,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e.to_string()),
                 }
             }
-            builder.finish().map_err(|e| e.to_string())
+            if v2 {
+                v2_parser.finish().map_err(|e| e.to_string())
+            } else {
+                v1_builder.finish().map_err(|e| e.to_string())
+            }
         })
         .await
         .map_err(|e| std::io::Error::other(format!("the fingerprint thread panicked: {e}")))?;

@@ -146,6 +146,11 @@ impl DumpParser {
         Ok(kind)
     }
 
+    /// The row count of the table whose rows ended last.
+    pub fn last_table_rows(&self) -> Option<u64> {
+        self.tables.last().map(|t| t.rows)
+    }
+
     /// Feeds the next chunk of the dump, split into lines here.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), DumpParseError> {
         let mut rest = chunk;

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::pipeline::codec::Codec;
 
 use super::backup::{BackupId, ObjectRef};
+use super::dump_layout::DumpLayout;
 use super::fingerprint::Fingerprint;
 
-pub const MANIFEST_FORMAT: u32 = 1;
+/// 2: fingerprint scheme v2, the dump's layout and its session settings (format 1 had neither).
+pub const MANIFEST_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -30,8 +32,31 @@ pub struct Manifest {
     pub dump: ObjectRef,
     pub roles: RolesRef,
     pub fingerprint: Fingerprint,
+    /// Where each table's rows sit in the stored object, for a parallel restore (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<DumpLayout>,
+    /// The session settings the dump's text depends on (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<DumpSession>,
     /// The exact commands that restore this backup with stock tools.
     pub restore_hint: String,
+}
+
+/// Settings of pg_dump's session that shape its output and that pg_dump does not set itself: a restored copy is
+/// read back under the same ones, or equal data would read differently (timestamps in another zone, `bytea` in
+/// another format). pg_dump sets DateStyle, IntervalStyle and extra_float_digits itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpSession {
+    pub time_zone: String,
+    pub bytea_output: String,
+    /// The encoding the dump is written in (its `SET client_encoding`).
+    pub client_encoding: String,
+}
+
+impl Default for DumpSession {
+    fn default() -> Self {
+        DumpSession { time_zone: "UTC".into(), bytea_output: "hex".into(), client_encoding: "UTF8".into() }
+    }
 }
 
 /// Where the database lived (no credentials: those never leave the secret store).

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod drill;
+pub mod dump_layout;
 pub mod dump_parser;
 pub mod fingerprint;
 pub mod health;

@@ -196,7 +196,7 @@ impl BackupJob {
         let clock = Instant::now();
         let checked = async {
             let password = self.deps.passwords.resolve(&target.password).await?;
-            let version = self.deps.dumper.preflight(target, &password).await.map_err(BackupFailure::Preflight);
+            let version = self.deps.dumper.preflight(target, &password).await.map(|facts| facts.version).map_err(BackupFailure::Preflight);
             Ok::<_, BackupFailure>((version, password))
         }
         .await;
@@ -472,7 +472,7 @@ impl BackupJob {
     ) -> Result<(), BackupFailure> {
         let password = self.deps.passwords.resolve(&target.password).await?;
         secrets.push(password.clone());
-        self.deps.dumper.preflight(target, &password).await.map_err(BackupFailure::Preflight)?;
+        let facts = self.deps.dumper.preflight(target, &password).await.map_err(BackupFailure::Preflight)?;
 
         let roles = self.deps.dumper.dump_roles(target, &password).await.map_err(BackupFailure::Roles)?;
         let roles_sha = sha256_hex(&roles.sql);
@@ -525,6 +525,8 @@ impl BackupJob {
             dump: dump_ref,
             roles: roles_ref,
             fingerprint,
+            layout: Some(streamed.layout),
+            session: Some(facts.session),
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&manifest)?);
         let manifest_sha = sha256_hex(&body);

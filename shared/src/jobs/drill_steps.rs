@@ -207,7 +207,7 @@ pub async fn check(
     report: &mut VerificationReport,
 ) {
     report.forget(|n| matches!(n, CheckName::TableSet | CheckName::Table { .. } | CheckName::SchemaDigest | CheckName::User { .. }));
-    match restorer.fingerprint(server, RESTORED_DB).await {
+    match restorer.fingerprint(server, RESTORED_DB, &manifest.fingerprint.algorithm).await {
         Ok(restored) => report.checks.extend(compare_fingerprints(&manifest.fingerprint, &restored.fingerprint)),
         Err(e) => report.push(CheckName::TableSet, CheckOutcome::Error { message: format!("cannot read the restored copy back: {e}") }),
     }

@@ -87,6 +87,43 @@ impl Codec {
     }
 }
 
+/// Compresses frames one at a time, each into an independent zstd frame (with its checksum) or gzip member:
+/// concatenated, they are one ordinary `.zst` / `.gz` file; apart, each decompresses on its own.
+pub enum FrameCompressor {
+    Zstd(zstd::bulk::Compressor<'static>),
+    Gzip(flate2::Compression),
+}
+
+impl FrameCompressor {
+    pub fn new(codec: Codec, level: i32) -> io::Result<Self> {
+        Ok(match codec {
+            Codec::Zstd => {
+                let mut c = zstd::bulk::Compressor::new(level)?;
+                c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+                FrameCompressor::Zstd(c)
+            }
+            Codec::Gzip => FrameCompressor::Gzip(flate2::Compression::new(level as u32)),
+        })
+    }
+
+    /// Replaces `out`'s contents with `frame` compressed.
+    pub fn compress(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.clear();
+        match self {
+            FrameCompressor::Zstd(c) => {
+                out.reserve(zstd::zstd_safe::compress_bound(frame.len()));
+                c.compress_to_buffer(frame, out)?;
+            }
+            FrameCompressor::Gzip(level) => {
+                let mut e = flate2::write::GzEncoder::new(std::mem::take(out), *level);
+                e.write_all(frame)?;
+                *out = e.finish()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A running compressor; [`Encoder::finish`] writes the trailer and hands back the inner writer.
 pub enum Encoder<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
@@ -133,6 +170,22 @@ pub fn decode_all(codec: Codec, data: &[u8]) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn independent_frames_concatenate_to_one_ordinary_file() {
+        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        for codec in [Codec::Zstd, Codec::Gzip] {
+            let mut c = FrameCompressor::new(codec, codec.default_level()).unwrap();
+            let mut stored = Vec::new();
+            let mut frame = Vec::new();
+            for piece in data.chunks(1 << 20) {
+                c.compress(piece, &mut frame).unwrap();
+                assert_eq!(decode_all(codec, &frame).unwrap(), piece, "{codec:?}: a frame decodes alone");
+                stored.extend_from_slice(&frame);
+            }
+            assert_eq!(decode_all(codec, &stored).unwrap(), data, "{codec:?}: the frames decode as one file");
+        }
+    }
 
     #[test]
     fn every_codec_round_trips_single_and_multi_threaded() {

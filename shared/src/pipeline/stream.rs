@@ -1,37 +1,57 @@
-//! The streaming engine: dump SQL in, fingerprint + compressed parts uploaded out, in bounded memory.
+//! The streaming engine: dump SQL in, fingerprint + independently compressed frames uploaded out, in bounded
+//! memory.
 //!
 //! ```text
-//! pg_dump stdout ─read─▶ fingerprint ─▶ compressor ─▶ SHA-256 ─▶ part buffer ─channel(1)─▶ uploads (≤ N in flight)
-//!                 └──────────── one blocking thread ─────────────────────────┘           └── async tasks ──┘
+//! pg_dump stdout ─▶ reader ─chunks─▶ framer (parse, fingerprint, cut) ─frames─▶ compressors ×N ─▶ sink ─parts─▶ uploads
+//!                   thread          (the blocking task)                          threads        (order,     (async, ≤ M
+//!                                                                                                SHA-256)    in flight)
 //! ```
 //!
-//! Memory is bounded by the read buffer, the part being filled, one queued part, the parts in flight and the
-//! compressor's window; none of it depends on the database's size. The stream never completes the upload: it
-//! returns what the caller needs to decide (the fingerprint, the parts, the digest) and the caller completes
-//! or aborts, after it has also seen pg_dump's exit status.
+//! - The **reader** only moves pg_dump's output into a few buffers, so a momentary stall downstream never
+//!   stops pg_dump (and the server process behind it) while those buffers last.
+//! - The **framer** (`pipeline::framer`) reads the SQL with the dump parser and cuts it into frames at table
+//!   boundaries; the **compressors** compress frames side by side, each into an independent zstd frame or
+//!   gzip member; the **sink** puts them back in order, hashes the object and each part, notes the layout
+//!   (`domain::dump_layout`) and cuts S3 parts.
+//!
+//! Every channel between stages is bounded and buffers are recycled, so memory is bounded by the stages'
+//! buffers, never by the database's size. The stream never completes the upload: it returns what the caller
+//! needs to decide (the fingerprint, the layout, the parts, the digest) and the caller completes or aborts,
+//! after it has also seen pg_dump's exit status. A dump cut short never yields its last frame, so never its
+//! last part.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder, FingerprintError};
+use crate::domain::dump_layout::{DumpLayout, LayoutBuilder, SegmentKind, FRAME_TARGET};
+use crate::domain::dump_parser::DumpParseError;
+use crate::domain::fingerprint::DumpSummary;
 use crate::ports::{MultipartUpload, PartToUpload, StoreError, UploadedPart};
 
-use super::codec::Codec;
+use super::codec::{Codec, FrameCompressor};
+use super::framer::{FrameSink, Framer, FramerError, RawFrame};
 use super::parts::{PartSizer, S3_MAX_PARTS};
 
+/// pg_dump's output is read in pieces of this size, with this many pieces queued ahead of the framer.
 const READ_BUFFER: usize = 1024 * 1024;
+const READ_AHEAD: usize = 4;
+/// Frames queued for the compressors, and compressed frames queued for the sink.
+const FRAMES_QUEUED: usize = 2;
+const COMPRESSED_QUEUED: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
 pub struct StreamSettings {
     pub codec: Codec,
     pub level: i32,
-    /// Compressor worker threads (zstd); 0 or 1 compresses on the reading thread.
+    /// Frames compressed side by side (at least 1).
     pub compressor_threads: u32,
     pub part_sizer: PartSizer,
     /// Parts uploading at once; with one more queued and one filling, this bounds memory.
@@ -41,7 +61,7 @@ pub struct StreamSettings {
 impl StreamSettings {
     pub fn new(codec: Codec, level: i32) -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-        StreamSettings { codec, level, compressor_threads: cores.min(4), part_sizer: PartSizer::default(), parts_in_flight: 2 }
+        StreamSettings { codec, level, compressor_threads: cores.clamp(1, 4), part_sizer: PartSizer::default(), parts_in_flight: 2 }
     }
 }
 
@@ -65,6 +85,7 @@ impl Progress {
 #[derive(Debug, Clone)]
 pub struct StreamResult {
     pub summary: DumpSummary,
+    pub layout: DumpLayout,
     pub stored_bytes: u64,
     /// Hex SHA-256 of the whole stored (compressed) object.
     pub sha256: String,
@@ -78,7 +99,7 @@ pub enum StreamError {
     #[error("compressing the dump failed: {0}")]
     Compress(#[source] io::Error),
     #[error("the dump is incomplete: {0}")]
-    Incomplete(#[from] FingerprintError),
+    Incomplete(#[from] DumpParseError),
     #[error("uploading a part failed: {0}")]
     Upload(#[from] StoreError),
     #[error("the dump outgrew S3's {S3_MAX_PARTS} parts (about 8 TiB at Backstop's part sizes)")]
@@ -87,7 +108,16 @@ pub enum StreamError {
     Internal(String),
 }
 
-/// Streams `source` through fingerprint, compression and hashing into `upload`'s parts.
+impl StreamError {
+    /// Only says that another stage stopped first (that stage's error is the cause).
+    fn is_consequence(&self) -> bool {
+        matches!(self, StreamError::Internal(m) if m == STOPPED)
+    }
+}
+
+const STOPPED: &str = "another stage stopped";
+
+/// Streams `source` through parsing, framing, compression and hashing into `upload`'s parts.
 pub async fn stream_to_upload(
     source: Box<dyn Read + Send>,
     upload: Arc<dyn MultipartUpload>,
@@ -102,44 +132,207 @@ pub async fn stream_to_upload(
     let produced = producer.await.map_err(|e| StreamError::Internal(format!("the compressing thread panicked: {e}")))?;
     // An upload failure makes the producer fail too (its channel closes); the upload's error is the cause.
     let parts = uploaded?;
-    let (summary, stored_bytes, sha256) = produced?;
-    Ok(StreamResult { summary, stored_bytes, sha256, parts })
+    let produced = produced?;
+    Ok(StreamResult { summary: produced.summary, layout: produced.layout, stored_bytes: produced.stored_bytes, sha256: produced.sha256, parts })
 }
 
-/// The blocking half: read, fingerprint, compress, hash, cut into parts.
+struct Produced {
+    summary: DumpSummary,
+    layout: DumpLayout,
+    stored_bytes: u64,
+    sha256: String,
+}
+
+/// A compressed frame on its way to the sink, or the end of the stream (sent only by a framer that finished).
+enum Compressed {
+    Frame { raw_len: u64, starts: Option<SegmentKind>, ends_table_with_rows: Option<u64>, stored: Vec<u8> },
+    End,
+}
+
+type NumberedFrame = (u64, Option<RawFrame>);
+type NumberedResult = (u64, io::Result<Compressed>);
+
+/// The blocking half: reader, framer, compressors and sink, on threads of their own, joined before return.
 fn produce_parts(
-    mut source: Box<dyn Read + Send>,
+    source: Box<dyn Read + Send>,
     settings: StreamSettings,
     parts_tx: mpsc::Sender<PartToUpload>,
     progress: Arc<Progress>,
-) -> Result<(DumpSummary, u64, String), StreamError> {
-    let writer = PartWriter::new(settings.part_sizer, parts_tx, progress.clone());
-    let mut encoder = settings
-        .codec
-        .encoder(writer, settings.level, settings.compressor_threads)
-        .map_err(StreamError::Compress)?;
-    let mut fingerprint = FingerprintBuilder::new();
-    let mut buffer = vec![0u8; READ_BUFFER];
-    loop {
-        let n = match source.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StreamError::Read(e)),
-        };
-        let chunk = &buffer[..n];
-        fingerprint.feed(chunk)?;
-        encoder.write_all(chunk).map_err(writer_error)?;
-        progress.raw_bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    // Checked before the compressor's trailer is written: a cut-short dump never yields a final part.
-    let summary = fingerprint.finish()?;
-    let writer = encoder.finish().map_err(writer_error)?;
-    let (stored_bytes, sha256) = writer.finish()?;
-    Ok((summary, stored_bytes, sha256))
+) -> Result<Produced, StreamError> {
+    let compressors = settings.compressor_threads.max(1) as usize;
+    let (chunks_tx, chunks_rx) = sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD);
+    let (spent_chunks_tx, spent_chunks_rx) = sync_channel::<Vec<u8>>(READ_AHEAD + 2);
+    let (frames_tx, frames_rx) = sync_channel::<NumberedFrame>(FRAMES_QUEUED);
+    let frames_rx = Arc::new(Mutex::new(frames_rx));
+    let (compressed_tx, compressed_rx) = sync_channel::<NumberedResult>(COMPRESSED_QUEUED);
+    let (spent_frames_tx, spent_frames_rx) = sync_channel::<Vec<u8>>(FRAMES_QUEUED + compressors + 2);
+
+    std::thread::scope(|scope| {
+        scope.spawn(|| read_chunks(source, chunks_tx, spent_chunks_rx, &progress));
+        for _ in 0..compressors {
+            let (frames, out, spent) = (frames_rx.clone(), compressed_tx.clone(), spent_frames_tx.clone());
+            scope.spawn(move || compress_frames(settings, frames, out, spent));
+        }
+        drop((compressed_tx, spent_frames_tx));
+        let sink = scope.spawn(|| sink(compressed_rx, settings.part_sizer, parts_tx, &progress));
+
+        let framed = frame_chunks(chunks_rx, spent_chunks_tx, frames_tx, spent_frames_rx);
+        let sunk = sink.join().unwrap_or_else(|_| Err(StreamError::Internal("the sink thread panicked".into())));
+        // The framer's error is the cause unless it only saw a later stage stop.
+        match (framed, sunk) {
+            (Ok(summary), Ok((layout, stored_bytes, sha256))) => Ok(Produced { summary, layout, stored_bytes, sha256 }),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+            (Err(framer), Err(sink)) => Err(if framer.is_consequence() { sink } else { framer }),
+        }
+    })
 }
 
-/// Why the part writer refused bytes; carried inside the `io::Error` the compressor hands back.
+/// Reads pg_dump's output into recycled buffers, ahead of the framer.
+fn read_chunks(mut source: Box<dyn Read + Send>, chunks: SyncSender<io::Result<Vec<u8>>>, spent: Receiver<Vec<u8>>, progress: &Progress) {
+    loop {
+        let mut buffer = spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(READ_BUFFER));
+        buffer.resize(READ_BUFFER, 0);
+        let read = loop {
+            match source.read(&mut buffer) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let message = match read {
+            Ok(0) => return,
+            Ok(n) => {
+                buffer.truncate(n);
+                progress.raw_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(buffer)
+            }
+            Err(e) => Err(e),
+        };
+        let failed = message.is_err();
+        if chunks.send(message).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Frames go to the compressors numbered; their buffers come back for the next frames.
+struct ToCompressors {
+    frames: SyncSender<NumberedFrame>,
+    spent: Receiver<Vec<u8>>,
+}
+
+impl FrameSink for ToCompressors {
+    fn send(&mut self, frame: RawFrame) -> Result<(), ()> {
+        self.frames.send((frame.seq, Some(frame))).map_err(|_| ())
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        match self.spent.try_recv() {
+            Ok(mut buffer) => {
+                buffer.clear();
+                buffer
+            }
+            Err(_) => Vec::with_capacity(FRAME_TARGET + 64 * 1024),
+        }
+    }
+}
+
+/// The framer's loop: chunks in, frames out, then the end marker once the dump proved complete.
+fn frame_chunks(
+    chunks: Receiver<io::Result<Vec<u8>>>,
+    spent_chunks: SyncSender<Vec<u8>>,
+    frames: SyncSender<NumberedFrame>,
+    spent_frames: Receiver<Vec<u8>>,
+) -> Result<DumpSummary, StreamError> {
+    let end_marker = frames.clone();
+    let mut framer = Framer::new(ToCompressors { frames, spent: spent_frames });
+    let framer_error = |e: FramerError| match e {
+        FramerError::Parse(e) => StreamError::Incomplete(e),
+        FramerError::SinkStopped => StreamError::Internal(STOPPED.into()),
+    };
+    for chunk in chunks {
+        let chunk = chunk.map_err(StreamError::Read)?;
+        framer.feed(&chunk).map_err(framer_error)?;
+        let _ = spent_chunks.try_send(chunk);
+    }
+    let (summary, frames_sent) = framer.finish().map_err(framer_error)?;
+    end_marker.send((frames_sent, None)).map_err(|_| StreamError::Internal(STOPPED.into()))?;
+    Ok(summary)
+}
+
+/// A compressor thread: frames in, compressed frames out, in whatever order they finish.
+fn compress_frames(settings: StreamSettings, frames: Arc<Mutex<Receiver<NumberedFrame>>>, out: SyncSender<NumberedResult>, spent: SyncSender<Vec<u8>>) {
+    let mut compressor = match FrameCompressor::new(settings.codec, settings.level) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = out.send((0, Err(e)));
+            return;
+        }
+    };
+    loop {
+        // The lock is held while waiting for the next frame, never while compressing.
+        let next = frames.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+        let Ok((seq, frame)) = next else { return };
+        let result = match frame {
+            None => Ok(Compressed::End),
+            Some(frame) => {
+                let mut stored = Vec::new();
+                let compressed = compressor.compress(&frame.sql, &mut stored);
+                let raw_len = frame.sql.len() as u64;
+                let _ = spent.try_send(frame.sql);
+                compressed.map(|()| Compressed::Frame { raw_len, starts: frame.starts, ends_table_with_rows: frame.ends_table_with_rows, stored })
+            }
+        };
+        let failed = result.is_err();
+        if out.send((seq, result)).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Puts compressed frames back in stream order, notes the layout, and writes them into parts. The last part
+/// goes out only at the end marker, which only a framer that saw the whole dump sends.
+fn sink(
+    compressed: Receiver<NumberedResult>,
+    sizer: PartSizer,
+    parts_tx: mpsc::Sender<PartToUpload>,
+    progress: &Progress,
+) -> Result<(DumpLayout, u64, String), StreamError> {
+    let mut writer = PartWriter::new(sizer, parts_tx, progress);
+    let mut layout = LayoutBuilder::default();
+    let mut waiting: BTreeMap<u64, Compressed> = BTreeMap::new();
+    let mut next = 0u64;
+    loop {
+        while let Some(item) = waiting.remove(&next) {
+            match item {
+                Compressed::End => {
+                    let (stored_bytes, sha256) = writer.finish()?;
+                    return Ok((layout.finish(), stored_bytes, sha256));
+                }
+                Compressed::Frame { raw_len, starts, ends_table_with_rows, stored } => {
+                    if let Some(kind) = starts {
+                        layout.start_segment(kind);
+                    }
+                    layout.add_frame(stored.len() as u64, raw_len);
+                    if let Some(rows) = ends_table_with_rows {
+                        layout.set_rows(rows);
+                    }
+                    writer.write_all(&stored).map_err(writer_error)?;
+                }
+            }
+            next += 1;
+        }
+        match compressed.recv() {
+            Ok((seq, Ok(item))) => {
+                waiting.insert(seq, item);
+            }
+            Ok((_, Err(e))) => return Err(StreamError::Compress(e)),
+            // Every compressor is gone and the end never came: an earlier stage failed and says why.
+            Err(_) => return Err(StreamError::Internal(STOPPED.into())),
+        }
+    }
+}
+
+/// Why the part writer refused bytes; carried inside the `io::Error` it hands back.
 #[derive(Debug, thiserror::Error)]
 enum PartWriterStop {
     #[error("the part uploads stopped")]
@@ -158,7 +351,7 @@ fn writer_error(e: io::Error) -> StreamError {
 }
 
 /// Collects compressed bytes into parts of the sizer's size, hashing the whole object and each part.
-struct PartWriter {
+struct PartWriter<'a> {
     sizer: PartSizer,
     buffer: Vec<u8>,
     next_part: u32,
@@ -166,11 +359,11 @@ struct PartWriter {
     object_hasher: Sha256,
     stored_bytes: u64,
     parts_tx: mpsc::Sender<PartToUpload>,
-    progress: Arc<Progress>,
+    progress: &'a Progress,
 }
 
-impl PartWriter {
-    fn new(sizer: PartSizer, parts_tx: mpsc::Sender<PartToUpload>, progress: Arc<Progress>) -> Self {
+impl<'a> PartWriter<'a> {
+    fn new(sizer: PartSizer, parts_tx: mpsc::Sender<PartToUpload>, progress: &'a Progress) -> Self {
         PartWriter {
             sizer,
             buffer: Vec::with_capacity(sizer.size_of(1)),
@@ -206,7 +399,7 @@ impl PartWriter {
     }
 }
 
-impl Write for PartWriter {
+impl Write for PartWriter<'_> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let written = data.len();
         self.object_hasher.update(data);

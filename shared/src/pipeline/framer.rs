@@ -1,0 +1,225 @@
+//! Cuts the dump stream into frames while the dump parser reads it: a frame ends before a table's
+//! `COPY … FROM stdin;` line, after its `\.` line, and otherwise at the first line end past
+//! [`FRAME_TARGET`]. Frames are compressed independently (`pipeline::stream`), so each table's rows can later
+//! be fetched and decompressed on their own (`domain::dump_layout`).
+//!
+//! Lines are parsed one by one but copied into the frame in runs, so the bytes of a chunk are copied once.
+
+use crate::domain::dump_layout::{SegmentKind, FRAME_TARGET};
+use crate::domain::dump_parser::{DumpParseError, DumpParser, LineKind};
+use crate::domain::fingerprint::DumpSummary;
+
+/// A frame of raw SQL, in stream order, with what the layout must learn from it.
+#[derive(Debug)]
+pub struct RawFrame {
+    pub seq: u64,
+    pub sql: Vec<u8>,
+    /// The segment this frame starts, if it starts one.
+    pub starts: Option<SegmentKind>,
+    /// The row count of the table whose rows this frame ends.
+    pub ends_table_with_rows: Option<u64>,
+}
+
+/// Where frames go: the compressors. `Err` means they stopped (the cause is reported by them).
+pub trait FrameSink {
+    fn send(&mut self, frame: RawFrame) -> Result<(), ()>;
+    /// An empty buffer for the next frame (recycled when possible).
+    fn buffer(&mut self) -> Vec<u8>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FramerError {
+    #[error(transparent)]
+    Parse(#[from] DumpParseError),
+    /// The compressors stopped taking frames; they say why.
+    #[error("the compressing stage stopped")]
+    SinkStopped,
+}
+
+pub struct Framer<S: FrameSink> {
+    parser: DumpParser,
+    sink: S,
+    frame: Vec<u8>,
+    /// The segment the current frame starts (`Some` until the frame is sent).
+    starts: Option<SegmentKind>,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    next_seq: u64,
+}
+
+impl<S: FrameSink> Framer<S> {
+    pub fn new(mut sink: S) -> Self {
+        let frame = sink.buffer();
+        Framer { parser: DumpParser::new(), sink, frame, starts: Some(SegmentKind::Sql), partial: Vec::new(), next_seq: 0 }
+    }
+
+    /// Reads the next chunk of the dump.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), FramerError> {
+        let mut pos = 0;
+        if !self.partial.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', chunk) else {
+                self.partial.extend_from_slice(chunk);
+                return Ok(());
+            };
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&chunk[..=nl]);
+            self.whole_line(&line)?;
+            line.clear();
+            self.partial = line;
+            pos = nl + 1;
+        }
+        // Bytes of `chunk` from `run` on are parsed but not yet copied into the frame.
+        let mut run = pos;
+        let mut start = pos;
+        for nl in memchr::memchr_iter(b'\n', &chunk[pos..]) {
+            let end = pos + nl + 1;
+            let kind = self.parser.line(&chunk[start..end - 1], end - start)?;
+            match kind {
+                LineKind::CopyStart(target) => {
+                    self.frame.extend_from_slice(&chunk[run..start]);
+                    run = start;
+                    self.cut(None)?;
+                    self.starts = Some(SegmentKind::Copy { schema: target.schema, name: target.name, statement: target.statement, rows: 0 });
+                }
+                LineKind::CopyEnd => {
+                    self.frame.extend_from_slice(&chunk[run..end]);
+                    run = end;
+                    let rows = self.parser.last_table_rows();
+                    self.cut(rows)?;
+                    self.starts = Some(SegmentKind::Sql);
+                }
+                LineKind::Row | LineKind::Sql => {
+                    if self.frame.len() + (start - run) >= FRAME_TARGET {
+                        self.frame.extend_from_slice(&chunk[run..start]);
+                        run = start;
+                        self.cut(None)?;
+                    }
+                }
+            }
+            start = end;
+        }
+        self.frame.extend_from_slice(&chunk[run..start]);
+        self.partial.extend_from_slice(&chunk[start..]);
+        Ok(())
+    }
+
+    /// Ends the stream: checks it ran to pg_dump's end, then sends the last frame; returns the fingerprint and
+    /// how many frames were sent. A dump cut short never sends its last frame, so its upload can never be
+    /// completed.
+    pub fn finish(mut self) -> Result<(DumpSummary, u64), FramerError> {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.whole_line(&line)?;
+        }
+        let parser = std::mem::take(&mut self.parser);
+        let summary = parser.finish()?;
+        self.cut(None)?;
+        Ok((summary, self.next_seq))
+    }
+
+    /// A line that arrived in pieces (with its newline, unless it is the stream's last).
+    fn whole_line(&mut self, line: &[u8]) -> Result<(), FramerError> {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        match self.parser.line(text, line.len())? {
+            LineKind::CopyStart(target) => {
+                self.cut(None)?;
+                self.starts = Some(SegmentKind::Copy { schema: target.schema, name: target.name, statement: target.statement, rows: 0 });
+                self.frame.extend_from_slice(line);
+            }
+            LineKind::CopyEnd => {
+                self.frame.extend_from_slice(line);
+                let rows = self.parser.last_table_rows();
+                self.cut(rows)?;
+                self.starts = Some(SegmentKind::Sql);
+            }
+            LineKind::Row | LineKind::Sql => {
+                if self.frame.len() >= FRAME_TARGET {
+                    self.cut(None)?;
+                }
+                self.frame.extend_from_slice(line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the current frame (if it holds anything) and starts the next.
+    fn cut(&mut self, ends_table_with_rows: Option<u64>) -> Result<(), FramerError> {
+        if self.frame.is_empty() {
+            return Ok(());
+        }
+        let sql = std::mem::replace(&mut self.frame, self.sink.buffer());
+        let frame = RawFrame { seq: self.next_seq, sql, starts: self.starts.take(), ends_table_with_rows };
+        self.next_seq += 1;
+        self.sink.send(frame).map_err(|()| FramerError::SinkStopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Vec<RawFrame>);
+
+    impl FrameSink for &mut Collect {
+        fn send(&mut self, frame: RawFrame) -> Result<(), ()> {
+            self.0.push(frame);
+            Ok(())
+        }
+        fn buffer(&mut self) -> Vec<u8> {
+            Vec::new()
+        }
+    }
+
+    fn dump(rows: usize) -> String {
+        let mut d = String::from("SET a = 1;\nCREATE TABLE public.t (a int, b text);\nCOPY public.t (a, b) FROM stdin;\n");
+        for i in 0..rows {
+            d.push_str(&format!("{i}\t{}\n", "x".repeat(200)));
+        }
+        d.push_str("\\.\n\nCOPY public.u (a) FROM stdin;\n\\.\nCREATE INDEX i ON public.t (a);\n-- PostgreSQL database dump complete\n");
+        d
+    }
+
+    fn frames_of(sql: &str, chunk: usize) -> (Vec<RawFrame>, DumpSummary) {
+        let mut out = Collect::default();
+        let mut framer = Framer::new(&mut out);
+        for piece in sql.as_bytes().chunks(chunk) {
+            framer.feed(piece).unwrap();
+        }
+        let (summary, sent) = framer.finish().unwrap();
+        assert_eq!(sent as usize, out.0.len());
+        (out.0, summary)
+    }
+
+    #[test]
+    fn frames_start_and_end_with_tables_and_concatenate_to_the_dump() {
+        let sql = dump(30_000);
+        for chunk in [7, 4096, 1 << 20] {
+            let (frames, summary) = frames_of(&sql, chunk);
+            let joined: Vec<u8> = frames.iter().flat_map(|f| f.sql.clone()).collect();
+            assert_eq!(joined, sql.as_bytes(), "chunk {chunk}");
+            assert_eq!(summary.fingerprint.table("public", "t").unwrap().rows, 30_000);
+            let starts: Vec<String> = frames.iter().filter_map(|f| f.starts.as_ref()).map(|k| format!("{k:?}")).collect();
+            assert_eq!(starts.len(), 5, "sql, t, sql, u, sql: {starts:?}");
+            let t_frames: Vec<&RawFrame> = frames.iter().skip(1).take_while(|f| f.starts.is_none() || f.seq == 1).collect();
+            assert!(t_frames.len() >= 3, "6 MB of rows span several frames");
+            assert!(t_frames[0].sql.starts_with(b"COPY public.t (a, b) FROM stdin;\n"));
+            assert!(t_frames.last().unwrap().sql.ends_with(b"\\.\n"));
+            assert_eq!(t_frames.last().unwrap().ends_table_with_rows, Some(30_000));
+            assert!(frames.iter().all(|f| f.sql.len() < FRAME_TARGET + 300), "frames stay near the target");
+            assert!(frames.iter().all(|f| f.sql.ends_with(b"\n")), "frames end at line ends");
+        }
+    }
+
+    #[test]
+    fn a_cut_short_dump_never_sends_its_last_frame() {
+        let sql = dump(30_000);
+        let cut = &sql[..sql.len() - 200];
+        let mut out = Collect::default();
+        let mut framer = Framer::new(&mut out);
+        framer.feed(cut.as_bytes()).unwrap();
+        assert!(framer.finish().is_err());
+        let sent: usize = out.0.iter().map(|f| f.sql.len()).sum();
+        assert!(sent < cut.len(), "the bytes after the last table never left");
+    }
+}
