@@ -109,5 +109,39 @@ CREATE VIEW "select"."from" AS
 SELECT o.id, o."from", o."User", m."MiXeD"
 FROM "select"."order" AS o
 LEFT JOIN "My Schema"."Mixed Case" AS m ON m."Id" = o.id;
+SELECT nextval('"My Schema"."seq ""odd"" name"');
+
+-- Statements a line-by-line reader of the dump would misread: a function body holding a COPY line and
+-- pg_dump's completion line, a SQL-standard body with semicolons, a comment shaped like a pg_dump header.
+CREATE FUNCTION "select"."copy; me"() RETURNS void LANGUAGE plpgsql AS $body$
+BEGIN
+COPY "select"."order" (id) FROM stdin;
+-- PostgreSQL database dump complete
+END
+$body$;
+CREATE FUNCTION public.sign_of(a integer) RETURNS integer LANGUAGE sql
+BEGIN ATOMIC
+ SELECT CASE WHEN a > 0 THEN 1 WHEN a < 0 THEN -1 ELSE 0 END;
+END;
+COMMENT ON FUNCTION public.sign_of(integer) IS 'semi; colons
+--
+-- Name: fake; Type: INDEX; Schema: public; Owner: -
+--';
+
+-- Post-data work of every kind: a generated column (left out of COPY), an index, a foreign key, a trigger,
+-- a materialized view, and a large object.
+CREATE TABLE public.line_items (
+    id       integer PRIMARY KEY,
+    order_id integer NOT NULL REFERENCES "select"."order" (id),
+    qty      integer NOT NULL,
+    double   integer GENERATED ALWAYS AS (qty * 2) STORED
+);
+INSERT INTO public.line_items (id, order_id, qty) VALUES (1, 1, 3), (2, 2, 5), (3, 7, 1);
+CREATE INDEX line_items_order_idx ON public.line_items (order_id);
+CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER line_items_touch BEFORE UPDATE ON public.line_items FOR EACH ROW EXECUTE FUNCTION public.touch();
+CREATE MATERIALIZED VIEW public.order_totals AS SELECT order_id, sum(qty) AS qty FROM public.line_items GROUP BY order_id;
+-- Readable by any role (a backup role with pg_read_all_data still needs SELECT on large objects).
+DO $$ BEGIN EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo_from_bytea(0, '\x00010203'::bytea)); END $$;
 
 COMMIT;

@@ -101,7 +101,7 @@ pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
         catalog: backup.catalog,
         alerts: backup.alerts,
         scratch,
-        restorer: Arc::new(PsqlRestorer::new(config.pg_bin_dir.clone())),
+        restorer: Arc::new(PsqlRestorer::new(config.pg_bin_dir.clone(), config.verify.restore_jobs)),
         point_in_time,
         passwords: backup.passwords,
         clock: backup.clock,

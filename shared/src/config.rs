@@ -53,6 +53,10 @@ pub struct VerifySettings {
     pub check_timeout: Duration,
     /// A scratch server older than this is destroyed by the sweeper whatever its drill is doing.
     pub scratch_lifetime: Duration,
+    /// Read every row back and compare digests (the default), or count rows only (faster).
+    pub rows: crate::domain::verification::RowCheck,
+    /// Connections a restore and its read-back use side by side.
+    pub restore_jobs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +166,8 @@ struct FileConfig {
     rpo_budget_seconds: Option<u64>,
     check_timeout_seconds: Option<u64>,
     scratch_lifetime_seconds: Option<u64>,
+    verify_checks: Option<String>,
+    restore_jobs: Option<usize>,
     monitor: Option<MonitorThresholds>,
     runbook_url: Option<String>,
 }
@@ -366,7 +372,37 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
             hint: "use at least 1 (the default is 30)".into(),
         });
     }
+    let rows_text = var("BACKSTOP_VERIFY_CHECKS").or(file.verify_checks.clone()).unwrap_or_else(|| "digests".into());
+    let rows = match rows_text.trim().to_ascii_lowercase().as_str() {
+        "digests" => crate::domain::verification::RowCheck::Digests,
+        "counts" => crate::domain::verification::RowCheck::Counts,
+        _ => {
+            return Err(ConfigError::Invalid {
+                name: "verify_checks (BACKSTOP_VERIFY_CHECKS)".into(),
+                value: rows_text,
+                hint: "use `digests` (read every row back and compare contents) or `counts` (compare row counts only)".into(),
+            })
+        }
+    };
+    // A scratch RDS instance of the default class has 2 vCPUs; a local cluster shares this machine's cores.
+    let default_jobs = match scratch {
+        ScratchSettings::Local { .. } => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8),
+        ScratchSettings::Rds { .. } => 2,
+    };
+    let restore_jobs = match var("BACKSTOP_RESTORE_JOBS") {
+        Some(v) => parse_number::<usize>("BACKSTOP_RESTORE_JOBS", &v)?,
+        None => file.restore_jobs.unwrap_or(default_jobs),
+    };
+    if !(1..=32).contains(&restore_jobs) {
+        return Err(ConfigError::Invalid {
+            name: "restore_jobs (BACKSTOP_RESTORE_JOBS)".into(),
+            value: restore_jobs.to_string(),
+            hint: "use 1 to 32 connections (about the scratch server's vCPUs)".into(),
+        });
+    }
     Ok(VerifySettings {
+        rows,
+        restore_jobs,
         scratch,
         older_backup,
         rto_budget: seconds("BACKSTOP_RTO_BUDGET_SECONDS", file.rto_budget_seconds)?,

@@ -66,6 +66,8 @@ pub trait ObjectStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<ObjectHead, StoreError>;
     /// Streams one exact version.
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError>;
+    /// Streams `len` bytes from `offset` of one exact version (a chunk of a framed dump).
+    async fn get_range(&self, key: &str, version_id: Option<&str>, offset: u64, len: u64) -> Result<FetchedObject, StoreError>;
     /// Multipart uploads under `prefix` that were started and never completed nor aborted.
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError>;
     /// Aborts one, freeing the parts it stored (which S3 bills for, and lists nowhere else).
@@ -440,7 +442,33 @@ pub enum RestoreError {
     Io(#[from] std::io::Error),
 }
 
-/// Loads SQL into a scratch server and reads it back, with PostgreSQL's own programs.
+/// The stored dump to restore: one exact version, with its layout.
+pub struct FramedDump<'a> {
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+    pub codec: crate::pipeline::codec::Codec,
+    pub layout: &'a crate::domain::dump_layout::DumpLayout,
+}
+
+/// What a framed restore did.
+#[derive(Debug, Clone, Default)]
+pub struct FramedRestoreReport {
+    /// Rows the server accepted per table (`schema`, `name`).
+    pub rows_loaded: std::collections::BTreeMap<(String, String), u64>,
+    pub statements: usize,
+    /// Foreign keys the server failed for a deadlock with another, run again alone.
+    pub retried_alone: usize,
+    /// The whole object as read by the hashing stream: its SHA-256 (hex), size and metadata.
+    pub object_sha256: String,
+    pub object_size: u64,
+    pub object_head: Option<ObjectHead>,
+    /// Why the object could not be hashed (the restore itself may still have run).
+    pub object_error: Option<String>,
+}
+
+
+/// Loads a dump into a scratch server and reads it back: with psql and pg_dump, and over several connections
+/// for framed dumps.
 #[async_trait]
 pub trait Restorer: Send + Sync {
     /// The client programs' major version: psql restores and pg_dump re-reads only servers no newer than it.
@@ -456,6 +484,17 @@ pub trait Restorer: Send + Sync {
     /// Dumps `database` and reads its fingerprint off the stream, the same way the backup did.
     /// `scheme` is the backup fingerprint's algorithm (v1 or v2).
     async fn fingerprint(&self, server: &ScratchEndpoint, database: &str, scheme: &str) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError>;
+    /// Restores a framed dump (manifest format 2) over several connections, reading its chunks from `store`.
+    async fn restore_framed(&self, store: Arc<dyn ObjectStore>, server: &ScratchEndpoint, database: &str, dump: FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError>;
+    /// Reads the restored copy back for a fingerprint-v2 comparison: its tables (rows, and digests unless
+    /// `rows` says counts), sequences, large objects, and the schema digest of its schema-only dump.
+    async fn read_back(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        manifest: &crate::domain::Manifest,
+        rows: crate::domain::verification::RowCheck,
+    ) -> Result<crate::domain::fingerprint::Fingerprint, RestoreError>;
     /// Runs a user check read-only with a statement timeout; true when it returned exactly `t`.
     async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: std::time::Duration) -> Result<bool, RestoreError>;
 }

@@ -419,6 +419,24 @@ impl Restorer for RecordingRestorer {
     async fn fingerprint(&self, _: &ScratchEndpoint, _: &str, _: &str) -> Result<backstop::domain::fingerprint::DumpSummary, RestoreError> {
         panic!("a point-in-time drill has no fingerprint to compare")
     }
+    async fn restore_framed(
+        &self,
+        _: Arc<dyn backstop::ports::ObjectStore>,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: backstop::ports::FramedDump<'_>,
+    ) -> Result<backstop::ports::FramedRestoreReport, RestoreError> {
+        panic!("a point-in-time drill restores no dump")
+    }
+    async fn read_back(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: &backstop::domain::Manifest,
+        _: backstop::domain::verification::RowCheck,
+    ) -> Result<backstop::domain::fingerprint::Fingerprint, RestoreError> {
+        panic!("a point-in-time drill has no fingerprint to compare")
+    }
     async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, _: Duration) -> Result<bool, RestoreError> {
         let who = format!("{}:{}", server.user, server.password.expose_secret());
         self.checks.lock().unwrap().push((server.host.clone(), who, database.to_string(), sql.to_string()));

@@ -87,6 +87,38 @@ async fn put_version(aws: &AwsFixture, key: &str, bytes: Vec<u8>, encrypted: boo
     put.send().await.unwrap().version_id.unwrap()
 }
 
+/// Stores `sql` as a new, consistently framed version of the backup's dump (as the backup would have framed
+/// it), with a new manifest version that describes it but keeps the original fingerprint, and repoints the
+/// record at both: storage and catalog agree with each other, only the data differs from what was dumped.
+async fn reframe(aws: &AwsFixture, record: &BackupRecord, sql: String) {
+    use backstop::ports::ObjectStore;
+    let scratch = backstop::adapters::memory::MemoryStore::default();
+    let upload = scratch.create_multipart("reframed", "application/zstd").await.unwrap();
+    let settings = backstop::pipeline::stream::StreamSettings::new(Codec::Zstd, 1);
+    let streamed = backstop::pipeline::stream::stream_to_upload(Box::new(std::io::Cursor::new(sql.into_bytes())), upload.clone(), settings, Arc::default()).await.unwrap();
+    upload.complete(streamed.parts.clone()).await.unwrap();
+    let bytes = scratch.object_bytes("reframed").unwrap();
+    let dump_key = record.dump.as_ref().unwrap().key.clone();
+    let dump_version = put_version(aws, &dump_key, bytes.to_vec(), true).await;
+
+    let manifest_ref = record.manifest.clone().unwrap();
+    let mut manifest: backstop::domain::Manifest = serde_json::from_slice(&aws.object(&manifest_ref.key).await).unwrap();
+    manifest.dump.version_id = Some(dump_version.clone());
+    manifest.dump.sha256 = streamed.sha256.clone();
+    manifest.dump.size = streamed.stored_bytes;
+    manifest.layout = Some(streamed.layout);
+    manifest.raw_bytes = streamed.summary.raw_bytes;
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let manifest_sha = { use sha2::Digest; hex::encode(sha2::Sha256::digest(&manifest_bytes)) };
+    let manifest_size = manifest_bytes.len() as u64;
+    let manifest_version = put_version(aws, &manifest_ref.key, manifest_bytes, true).await;
+
+    let mut changed = record.clone();
+    changed.dump = Some(manifest.dump.clone());
+    changed.manifest = Some(backstop::domain::ObjectRef { key: manifest_ref.key, version_id: Some(manifest_version), size: manifest_size, sha256: manifest_sha });
+    catalog(aws).update_backup(&changed, record.status).await.unwrap();
+}
+
 /// Points the record at another version of its dump (storage corruption of "its" version, as a drill sees it).
 async fn repoint(aws: &AwsFixture, record: &BackupRecord, version: String, sha_and_size: Option<(String, u64)>) {
     let mut changed = record.clone();
@@ -118,10 +150,15 @@ async fn a_good_backup_verifies_and_the_report_lists_every_table() {
         backstop::domain::verification::CheckName::Table { schema, name } => Some(format!("{schema}.{name}")),
         _ => None,
     }).collect();
-    assert_eq!(tables.len(), 9, "every table is in the report: {tables:?}");
-    for label in ["object_version", "object_encryption", "object_checksum", "roles", "restore", "table_set", "schema_digest", "user check has rows"] {
+    let manifest = manifest(&d.aws, &record).await;
+    assert_eq!(tables.len(), manifest.fingerprint.tables.len(), "every table is in the report: {tables:?}");
+    assert_eq!(tables.len(), 9);
+    for label in ["object_version", "object_encryption", "object_checksum", "roles", "restore", "table_set", "schema_digest", "sequences", "large_objects", "user check has rows"] {
         assert!(stored.report.checks.iter().any(|c| c.name.label() == label), "{label} is in the report");
     }
+    let detail = |label: &str| stored.report.checks.iter().find(|c| c.name.label() == label).map(|c| format!("{:?}", c.outcome)).unwrap();
+    assert!(detail("restore").contains("in parallel"), "a framed backup restores over several connections: {}", detail("restore"));
+    assert!(detail("table sales.order_items").contains("digest equal"), "{}", detail("table sales.order_items"));
     let t = &stored.report.timings;
     assert!(t.rto_seconds.unwrap() > 0.0 && t.rpo_seconds.unwrap() >= 0.0 && t.restore_seconds.is_some());
 
@@ -130,6 +167,15 @@ async fn a_good_backup_verifies_and_the_report_lists_every_table() {
     assert!(after.verification.unwrap().passed);
     assert!(scratch_clusters(&d).is_empty(), "the scratch cluster was destroyed: {:?}", scratch_clusters(&d));
     assert!(d.aws.alerts(0, Duration::from_secs(1)).await.is_empty(), "a passing drill does not page");
+
+    // Row counts only: the same verdict, with the tables counted rather than read back.
+    let mut counting = d.config.clone();
+    counting.verify.rows = backstop::domain::verification::RowCheck::Counts;
+    let run = app::verify_job(Arc::new(counting), &d.aws.clients, Arc::new(NoMetrics)).run(&verify_request(Some(&record), None)).await.unwrap();
+    assert_eq!(run.drills[0].outcome, Some(BackupStatus::Verified), "{:?}", run.drills[0].failed_checks);
+    let stored = catalog(&d.aws).recent_drills("app", 5).await.unwrap().remove(0);
+    let items = stored.report.checks.iter().find(|c| c.name.label() == "table sales.order_items").unwrap();
+    assert!(format!("{:?}", items.outcome).contains("counted"), "{items:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,15 +210,12 @@ async fn each_kind_of_damage_fails_the_drill_naming_the_check_and_alerting() {
     cases.push(("unencrypted object", "object_encryption"));
     let unencrypted = verify(&d, &verify_request(Some(&record), None)).await;
 
-    // A fingerprint that disagrees with the data: one row changed, the object itself consistent.
+    // A fingerprint that disagrees with the data: one row changed, the object, its layout, the manifest's
+    // checksum and the record all consistent with the changed dump (only the fingerprint is the original's).
     let sql = String::from_utf8(decode_all(Codec::Zstd, &original).unwrap()).unwrap();
     assert!(sql.contains("7\titem 7\n"));
-    let changed = zstd::stream::encode_all(sql.replacen("7\titem 7\n", "7\titem seven\n", 1).as_bytes(), 1).unwrap();
-    let sha = { use sha2::Digest; hex::encode(sha2::Sha256::digest(&changed)) };
-    let size = changed.len() as u64;
-    let version = put_version(&d.aws, &dump.key, changed, true).await;
     let current = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
-    repoint(&d.aws, &current, version, Some((sha, size))).await;
+    reframe(&d.aws, &current, sql.replacen("7\titem 7\n", "7\titem seven\n", 1)).await;
     cases.push(("one row changed", "table public.items"));
     let row_changed = verify(&d, &verify_request(Some(&record), None)).await;
 
@@ -180,6 +223,7 @@ async fn each_kind_of_damage_fails_the_drill_naming_the_check_and_alerting() {
     let current = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
     let mut restored = current.clone();
     *restored.dump.as_mut().unwrap() = dump.clone();
+    restored.manifest = record.manifest.clone();
     catalog(&d.aws).update_backup(&restored, current.status).await.unwrap();
     put_version(&d.aws, &dump.key, b"not a dump".to_vec(), true).await;
     cases.push(("overwritten by a new version", "object_version"));

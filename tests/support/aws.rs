@@ -120,6 +120,8 @@ impl AwsFixture {
                 rpo_budget: None,
                 check_timeout: Duration::from_secs(30),
                 scratch_lifetime: Duration::from_secs(3600),
+                rows: backstop::domain::verification::RowCheck::Digests,
+                restore_jobs: 2,
             },
             monitor: Default::default(),
             runbook_url: String::new(),

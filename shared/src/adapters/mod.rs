@@ -2,10 +2,13 @@
 //! instances), for PostgreSQL's client programs, for Slack's incoming webhooks, and in memory for unit tests.
 
 pub mod dynamodb;
+pub mod framed_restore;
 pub mod local_scratch;
+pub mod pg_wire;
 pub mod memory;
 pub mod postgres;
 pub mod psql_restorer;
+pub mod read_back;
 pub mod rds;
 pub mod s3;
 pub mod secrets;

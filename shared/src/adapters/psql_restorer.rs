@@ -1,11 +1,13 @@
-//! The restorer on PostgreSQL's own programs: `psql` loads the roles and the dump into a scratch server,
-//! `pg_dump` reads the restored database back through the same fingerprint parser the backup used.
+//! The restorer: `psql` loads the roles (and, for backups made before framed dumps, the whole dump) into a
+//! scratch server, and `pg_dump` reads the restored database back through the same fingerprint parser the
+//! backup used. Framed dumps load and read back over several connections (`framed_restore`, `read_back`).
 //!
 //! Connections go through [`Connection`], as for the dumper: libpq variables and a 0600 passfile, nothing
 //! secret on a command line.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,17 +18,23 @@ use super::postgres::{read_tail, tail, Connection, PgDumper};
 use crate::domain::dump_parser::{DumpParser, FINGERPRINT_V2};
 use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
 use crate::domain::redact::redact;
-use crate::ports::{RestoreError, Restorer, ScratchEndpoint};
+use super::framed_restore::FramedRestorer;
+use crate::domain::fingerprint::Fingerprint;
+use crate::domain::verification::RowCheck;
+use crate::domain::Manifest;
+use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, RestoreError, Restorer, ScratchEndpoint};
 
 const READ_BUFFER: usize = 1024 * 1024;
 
 pub struct PsqlRestorer {
     programs: PgDumper,
+    /// Connections a framed restore and its read-back use side by side.
+    jobs: usize,
 }
 
 impl PsqlRestorer {
-    pub fn new(bin_dir: Option<PathBuf>) -> Self {
-        PsqlRestorer { programs: PgDumper::new(bin_dir) }
+    pub fn new(bin_dir: Option<PathBuf>, jobs: usize) -> Self {
+        PsqlRestorer { programs: PgDumper::new(bin_dir), jobs: jobs.max(1) }
     }
 
     fn command(&self, program: &str, server: &ScratchEndpoint, database: &str) -> Result<(Command, tempfile::NamedTempFile), RestoreError> {
@@ -65,6 +73,47 @@ impl PsqlRestorer {
             Ok(stdout)
         } else {
             Err(RestoreError::Failed { program: "psql".into(), status: "error".into(), stderr_tail: stderr.trim().to_string() })
+        }
+    }
+}
+
+impl PsqlRestorer {
+    /// `pg_dump` of `database` (with `extra` arguments) through the fingerprint parser of `scheme`.
+    async fn dump_summary(&self, server: &ScratchEndpoint, database: &str, scheme: &str, extra: &[&str]) -> Result<DumpSummary, RestoreError> {
+        let v2 = scheme == FINGERPRINT_V2;
+        let (mut cmd, _passfile) = self.command("pg_dump", server, database)?;
+        cmd.args(["--format=plain", "--no-password"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "pg_dump".into(), source })?;
+        let stderr = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped")));
+        let stdout = child.stdout.take().expect("stdout is piped").into_owned_fd()?;
+        let summary = tokio::task::spawn_blocking(move || -> Result<DumpSummary, String> {
+            let mut stdout = std::fs::File::from(stdout);
+            // The scheme the backup's fingerprint was made with: v2 for new backups, v1 for older ones.
+            let (mut v1_builder, mut v2_parser) = (FingerprintBuilder::new(), DumpParser::new());
+            let mut buffer = vec![0u8; READ_BUFFER];
+            loop {
+                match stdout.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) if v2 => v2_parser.feed(&buffer[..n]).map_err(|e| e.to_string())?,
+                    Ok(n) => v1_builder.feed(&buffer[..n]).map_err(|e| e.to_string())?,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            if v2 {
+                v2_parser.finish().map_err(|e| e.to_string())
+            } else {
+                v1_builder.finish().map_err(|e| e.to_string())
+            }
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("the fingerprint thread panicked: {e}")))?;
+        let status = child.wait().await?;
+        let stderr_tail = redact(&tail(&stderr.await.unwrap_or_default()), &[&server.password]);
+        match (status.success(), summary) {
+            (true, Ok(summary)) => Ok(summary),
+            (true, Err(parse)) => Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail: parse }),
+            (false, _) => Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail }),
         }
     }
 }
@@ -138,41 +187,23 @@ impl Restorer for PsqlRestorer {
     }
 
     async fn fingerprint(&self, server: &ScratchEndpoint, database: &str, scheme: &str) -> Result<DumpSummary, RestoreError> {
-        let v2 = scheme == FINGERPRINT_V2;
-        let (mut cmd, _passfile) = self.command("pg_dump", server, database)?;
-        cmd.args(["--format=plain", "--no-password"]).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "pg_dump".into(), source })?;
-        let stderr = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped")));
-        let stdout = child.stdout.take().expect("stdout is piped").into_owned_fd()?;
-        let summary = tokio::task::spawn_blocking(move || -> Result<DumpSummary, String> {
-            let mut stdout = std::fs::File::from(stdout);
-            // The scheme the backup's fingerprint was made with: v2 for new backups, v1 for older ones.
-            let (mut v1_builder, mut v2_parser) = (FingerprintBuilder::new(), DumpParser::new());
-            let mut buffer = vec![0u8; READ_BUFFER];
-            loop {
-                match stdout.read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(n) if v2 => v2_parser.feed(&buffer[..n]).map_err(|e| e.to_string())?,
-                    Ok(n) => v1_builder.feed(&buffer[..n]).map_err(|e| e.to_string())?,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            if v2 {
-                v2_parser.finish().map_err(|e| e.to_string())
-            } else {
-                v1_builder.finish().map_err(|e| e.to_string())
-            }
-        })
-        .await
-        .map_err(|e| std::io::Error::other(format!("the fingerprint thread panicked: {e}")))?;
-        let status = child.wait().await?;
-        let stderr_tail = redact(&tail(&stderr.await.unwrap_or_default()), &[&server.password]);
-        match (status.success(), summary) {
-            (true, Ok(summary)) => Ok(summary),
-            (true, Err(parse)) => Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail: parse }),
-            (false, _) => Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail }),
-        }
+        self.dump_summary(server, database, scheme, &[]).await
+    }
+
+    async fn restore_framed(&self, store: Arc<dyn ObjectStore>, server: &ScratchEndpoint, database: &str, dump: FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
+        FramedRestorer { jobs: self.jobs }.restore(store, server, database, dump).await
+    }
+
+    async fn read_back(&self, server: &ScratchEndpoint, database: &str, manifest: &Manifest, rows: RowCheck) -> Result<Fingerprint, RestoreError> {
+        let (Some(layout), Some(session)) = (&manifest.layout, &manifest.session) else {
+            return Err(RestoreError::Failed { program: "read back".into(), status: "error".into(), stderr_tail: "the manifest has no layout to read back by".into() });
+        };
+        let tables = super::read_back::read_back(server, database, layout, &manifest.fingerprint, session, rows, self.jobs);
+        let schema = self.dump_summary(server, database, FINGERPRINT_V2, &["--schema-only"]);
+        let (tables, schema) = tokio::join!(tables, schema);
+        let mut restored = tables?;
+        restored.schema_digest = schema?.fingerprint.schema_digest;
+        Ok(restored)
     }
 
     async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: Duration) -> Result<bool, RestoreError> {

@@ -70,6 +70,8 @@ fn world(dump: ScriptedDump) -> World {
             rpo_budget: None,
             check_timeout: std::time::Duration::from_secs(30),
             scratch_lifetime: std::time::Duration::from_secs(3600),
+            rows: crate::domain::verification::RowCheck::Digests,
+            restore_jobs: 2,
         },
         monitor: Default::default(),
         runbook_url: String::new(),

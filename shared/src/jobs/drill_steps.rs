@@ -1,6 +1,8 @@
 //! The work of a drill's `restoring` and `checking` phases: read the backup's objects back with their
-//! integrity checks, restore roles then the dump into a scratch server, and compare the restored copy with the
-//! fingerprint the backup recorded. Every finding is a check value in the drill's report.
+//! integrity checks (version, encryption of every object, SHA-256 against the record and the manifest),
+//! restore roles then the dump into a scratch server (in parallel by the dump's layout, or as one stream for
+//! older backups), and compare the restored copy with the fingerprint the backup recorded. Every finding is a
+//! check value in the drill's report.
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -8,16 +10,18 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome, VerificationReport};
+use crate::domain::dump_layout::{DumpLayout, SegmentKind};
+use crate::domain::dump_parser::FINGERPRINT_V2;
+use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome, RowCheck, VerificationReport};
 use crate::domain::{BackupRecord, Manifest, ObjectRef};
 use crate::pipeline::codec::Codec;
-use crate::ports::{ObjectHead, ObjectStore, Restorer, ScratchEndpoint, StoreError};
+use crate::ports::{FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, Restorer, ScratchEndpoint, StoreError};
 
 /// The database a drill restores into, on the scratch server.
 pub const RESTORED_DB: &str = "backstop_restored";
 
-/// Reads a small object whole (the manifest, the roles script).
-async fn read_small(store: &dyn ObjectStore, object: &ObjectRef) -> Result<Vec<u8>, StoreError> {
+/// Reads a small object whole (the manifest, the roles script), with what the store says of it.
+async fn read_small(store: &dyn ObjectStore, object: &ObjectRef) -> Result<(Vec<u8>, ObjectHead), StoreError> {
     let mut fetched = store.get(&object.key, object.version_id.as_deref()).await?;
     let mut bytes = Vec::new();
     fetched
@@ -25,17 +29,23 @@ async fn read_small(store: &dyn ObjectStore, object: &ObjectRef) -> Result<Vec<u
         .read_to_end(&mut bytes)
         .await
         .map_err(|e| StoreError { operation: "GetObject", key: object.key.clone(), source: Box::new(e) })?;
-    Ok(bytes)
+    Ok((bytes, fetched.head))
+}
+
+/// The manifest the backup wrote, from the exact version the record names, with its metadata.
+async fn fetch_manifest(store: &dyn ObjectStore, backup: &BackupRecord) -> Result<(Manifest, ObjectHead), String> {
+    let object = backup.manifest.as_ref().ok_or("the backup record names no manifest")?;
+    let (bytes, head) = read_small(store, object).await.map_err(|e| e.to_string())?;
+    if hex::encode(Sha256::digest(&bytes)) != object.sha256 {
+        return Err(format!("the manifest {} does not have the SHA-256 its record holds", object.key));
+    }
+    let manifest = serde_json::from_slice(&bytes).map_err(|e| format!("the manifest {} is not valid: {e}", object.key))?;
+    Ok((manifest, head))
 }
 
 /// The manifest the backup wrote, from the exact version the record names.
 pub async fn read_manifest(store: &dyn ObjectStore, backup: &BackupRecord) -> Result<Manifest, String> {
-    let object = backup.manifest.as_ref().ok_or("the backup record names no manifest")?;
-    let bytes = read_small(store, object).await.map_err(|e| e.to_string())?;
-    if hex::encode(Sha256::digest(&bytes)) != object.sha256 {
-        return Err(format!("the manifest {} does not have the SHA-256 its record holds", object.key));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| format!("the manifest {} is not valid: {e}", object.key))
+    fetch_manifest(store, backup).await.map(|(manifest, _)| manifest)
 }
 
 /// Is the object encrypted as configured: SSE-KMS under the configured key, or, with no key configured, by
@@ -107,10 +117,25 @@ fn decoder<R: Read + Send + 'static>(codec: Codec, raw: R) -> std::io::Result<Bo
     })
 }
 
-/// `restoring`: object checks, roles, then the dump streamed from the store through SHA-256 and the
-/// decompressor into psql. Returns false when the drill cannot go on to checking.
+/// The layout a parallel restore can follow, or why the dump is restored as one stream: backups made before
+/// framed dumps have none, and the parallel path reads text as UTF-8 only.
+pub fn parallel_layout<'m>(manifest: &'m Manifest, dump: &ObjectRef) -> Result<&'m DumpLayout, String> {
+    let layout = manifest.layout.as_ref().ok_or("the backup predates framed dumps")?;
+    if manifest.fingerprint.algorithm != FINGERPRINT_V2 {
+        return Err(format!("its fingerprint scheme is {}", manifest.fingerprint.algorithm));
+    }
+    let encoding = manifest.session.as_ref().map(|s| s.client_encoding.to_ascii_uppercase());
+    if !matches!(encoding.as_deref(), Some("UTF8") | Some("UTF-8")) {
+        return Err(format!("the dump is in {} (the parallel restore reads UTF-8 dumps)", encoding.unwrap_or_else(|| "an unknown encoding".into())));
+    }
+    layout.validate(dump.size, manifest.raw_bytes)?;
+    Ok(layout)
+}
+
+/// `restoring`: object checks, roles, then the dump: in parallel by its layout, or streamed whole through
+/// SHA-256 and the decompressor into psql. Returns false when the drill cannot go on to checking.
 pub async fn restore(
-    store: &dyn ObjectStore,
+    store: Arc<dyn ObjectStore>,
     restorer: &dyn Restorer,
     server: &ScratchEndpoint,
     backup: &BackupRecord,
@@ -134,8 +159,28 @@ pub async fn restore(
     };
     report.push(CheckName::ObjectVersion, version);
 
-    let roles_sql = match read_small(store, roles).await {
-        Ok(bytes) if hex::encode(Sha256::digest(&bytes)) == roles.sha256 => bytes,
+    // The manifest first: it says how the dump is laid out, and its copy of the dump's size and SHA-256 must
+    // be the record's (the restored bytes are then checked against both).
+    let (manifest, manifest_head) = match fetch_manifest(store.as_ref(), backup).await {
+        Ok(found) => found,
+        Err(message) => {
+            report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message });
+            return false;
+        }
+    };
+    if manifest.dump.sha256 != dump.sha256 || manifest.dump.size != dump.size {
+        report.push(
+            CheckName::ObjectChecksum,
+            CheckOutcome::Mismatch {
+                expected: format!("the record's {} bytes, sha256 {}", dump.size, dump.sha256),
+                found: format!("the manifest's {} bytes, sha256 {}", manifest.dump.size, manifest.dump.sha256),
+            },
+        );
+        return false;
+    }
+
+    let (roles_sql, roles_head) = match read_small(store.as_ref(), roles).await {
+        Ok((bytes, head)) if hex::encode(Sha256::digest(&bytes)) == roles.sha256 => (bytes, head),
         Ok(_) => {
             report.push(CheckName::Roles, CheckOutcome::Mismatch { expected: format!("sha256 {}", roles.sha256), found: "different bytes".into() });
             return false;
@@ -160,34 +205,42 @@ pub async fn restore(
         report.push(CheckName::Restore, CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") });
         return false;
     }
-    let fetched = match store.get(&dump.key, dump.version_id.as_deref()).await {
-        Ok(f) => f,
-        Err(e) => {
-            report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message: e.to_string() });
-            return false;
+    let (restored, dump_read) = match parallel_layout(&manifest, dump) {
+        Ok(layout) => {
+            let framed = FramedDump { key: &dump.key, version_id: dump.version_id.as_deref(), codec: backup.codec, layout };
+            match restorer.restore_framed(store.clone(), server, RESTORED_DB, framed).await {
+                Ok(done) => {
+                    let read = match (&done.object_error, &done.object_head) {
+                        (None, Some(head)) => Ok((done.object_sha256.clone(), done.object_size, head.clone())),
+                        (Some(e), _) => Err(e.clone()),
+                        (None, None) => Err("the dump was not read".to_string()),
+                    };
+                    (rows_loaded_check(layout, &done), read)
+                }
+                Err(e) => (Err(e.to_string()), Err("the restore stopped before the dump was read whole".to_string())),
+            }
+        }
+        Err(why) => {
+            let (restored, read) = restore_streamed(store.as_ref(), restorer, server, backup, dump).await;
+            (restored.map(|detail| format!("{detail} (as one stream: {why})")), read)
         }
     };
-    report.push(CheckName::ObjectEncryption, encryption_check(&fetched.head, expected_kms_key));
-
-    let hashed = Arc::new(Mutex::new((Sha256::new(), 0u64)));
-    let raw = DrainOnDrop { inner: Some(HashingReader { inner: tokio_util::io::SyncIoBridge::new(fetched.body), state: hashed.clone() }) };
-    let restored = match decoder(backup.codec, raw) {
-        Ok(sql) => restorer.restore_sql(server, RESTORED_DB, sql).await.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("cannot start decompressing: {e}")),
-    };
-    let (sha, size) = {
-        let state = hashed.lock().expect("hash state lock");
-        (hex::encode(state.0.clone().finalize()), state.1)
-    };
-    let checksum = if sha == dump.sha256 && size == dump.size {
-        CheckOutcome::ok(format!("{size} bytes, sha256 {sha}"))
-    } else {
-        CheckOutcome::Mismatch { expected: format!("{} bytes, sha256 {}", dump.size, dump.sha256), found: format!("{size} bytes, sha256 {sha}") }
-    };
-    report.push(CheckName::ObjectChecksum, checksum);
+    match dump_read {
+        Ok((sha, size, dump_head)) => {
+            let encryption = encryption_of(&[("dump", &dump_head), ("roles", &roles_head), ("manifest", &manifest_head)], expected_kms_key);
+            report.push(CheckName::ObjectEncryption, encryption);
+            let checksum = if sha == dump.sha256 && size == dump.size {
+                CheckOutcome::ok(format!("{size} bytes, sha256 {sha}, as the record and the manifest say"))
+            } else {
+                CheckOutcome::Mismatch { expected: format!("{} bytes, sha256 {}", dump.size, dump.sha256), found: format!("{size} bytes, sha256 {sha}") }
+            };
+            report.push(CheckName::ObjectChecksum, checksum);
+        }
+        Err(message) => report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message }),
+    }
     match restored {
-        Ok(()) => {
-            report.push(CheckName::Restore, CheckOutcome::ok(format!("restored into {RESTORED_DB}")));
+        Ok(detail) => {
+            report.push(CheckName::Restore, CheckOutcome::ok(detail));
             true
         }
         Err(message) => {
@@ -197,18 +250,80 @@ pub async fn restore(
     }
 }
 
-/// `checking`: the restored copy's fingerprint against the manifest's, then the target's own checks.
+/// The server accepted as many rows per table as the layout says the dump holds.
+fn rows_loaded_check(layout: &DumpLayout, done: &FramedRestoreReport) -> Result<String, String> {
+    let mut tables = 0;
+    for segment in &layout.segments {
+        let SegmentKind::Copy { schema, name, rows, .. } = &segment.kind else { continue };
+        tables += 1;
+        let loaded = done.rows_loaded.get(&(schema.clone(), name.clone())).copied().unwrap_or(0);
+        if loaded != *rows {
+            return Err(format!("the server took {loaded} rows into {schema}.{name}, and the dump holds {rows}"));
+        }
+    }
+    let rows: u64 = done.rows_loaded.values().sum();
+    let retried = if done.retried_alone > 0 { format!("; {} statement(s) run again alone after a deadlock", done.retried_alone) } else { String::new() };
+    Ok(format!("restored into {RESTORED_DB} in parallel: {} statements, {rows} rows in {tables} tables{retried}", done.statements))
+}
+
+/// The sequential restore (backups without a usable layout): the object streamed through SHA-256 and the
+/// decompressor into psql in one transaction. Returns the restore's outcome and what was read of the object.
+async fn restore_streamed(
+    store: &dyn ObjectStore,
+    restorer: &dyn Restorer,
+    server: &ScratchEndpoint,
+    backup: &BackupRecord,
+    dump: &ObjectRef,
+) -> (Result<String, String>, Result<(String, u64, ObjectHead), String>) {
+    let fetched = match store.get(&dump.key, dump.version_id.as_deref()).await {
+        Ok(f) => f,
+        Err(e) => return (Err("the dump could not be fetched".into()), Err(e.to_string())),
+    };
+    let head = fetched.head.clone();
+    let hashed = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+    let raw = DrainOnDrop { inner: Some(HashingReader { inner: tokio_util::io::SyncIoBridge::new(fetched.body), state: hashed.clone() }) };
+    let restored = match decoder(backup.codec, raw) {
+        Ok(sql) => restorer.restore_sql(server, RESTORED_DB, sql).await.map(|()| format!("restored into {RESTORED_DB}")).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot start decompressing: {e}")),
+    };
+    let state = hashed.lock().expect("hash state lock");
+    (restored, Ok((hex::encode(state.0.clone().finalize()), state.1, head)))
+}
+
+/// Every object of the backup must be encrypted as configured; the first that is not is named.
+fn encryption_of(objects: &[(&str, &ObjectHead)], expected_key: Option<&str>) -> CheckOutcome {
+    let mut details = Vec::new();
+    for (name, head) in objects {
+        match encryption_check(head, expected_key) {
+            CheckOutcome::Ok { detail } => details.push(format!("{name}: {detail}")),
+            CheckOutcome::Mismatch { expected, found } => return CheckOutcome::Mismatch { expected, found: format!("the {name} object: {found}") },
+            other => return other,
+        }
+    }
+    CheckOutcome::ok(details.join("; "))
+}
+
+/// `checking`: the restored copy against the manifest's fingerprint, then the target's own checks. Framed
+/// dumps are read back over several connections (rows digested, or counted); older backups by a full re-dump.
 pub async fn check(
     restorer: &dyn Restorer,
     server: &ScratchEndpoint,
     manifest: &Manifest,
+    rows: RowCheck,
     user_checks: &[crate::config::UserCheck],
     timeout: std::time::Duration,
     report: &mut VerificationReport,
 ) {
-    report.forget(|n| matches!(n, CheckName::TableSet | CheckName::Table { .. } | CheckName::SchemaDigest | CheckName::User { .. }));
-    match restorer.fingerprint(server, RESTORED_DB, &manifest.fingerprint.algorithm).await {
-        Ok(restored) => report.checks.extend(compare_fingerprints(&manifest.fingerprint, &restored.fingerprint)),
+    report.forget(|n| {
+        matches!(n, CheckName::TableSet | CheckName::Table { .. } | CheckName::SchemaDigest | CheckName::Sequences | CheckName::LargeObjects | CheckName::User { .. })
+    });
+    let restored = if parallel_layout(manifest, &manifest.dump).is_ok() {
+        restorer.read_back(server, RESTORED_DB, manifest, rows).await.map(|f| (f, rows))
+    } else {
+        restorer.fingerprint(server, RESTORED_DB, &manifest.fingerprint.algorithm).await.map(|s| (s.fingerprint, RowCheck::Digests))
+    };
+    match restored {
+        Ok((restored, rows)) => report.checks.extend(compare_fingerprints(&manifest.fingerprint, &restored, rows)),
         Err(e) => report.push(CheckName::TableSet, CheckOutcome::Error { message: format!("cannot read the restored copy back: {e}") }),
     }
     run_user_checks(restorer, server, RESTORED_DB, user_checks, timeout, report).await;

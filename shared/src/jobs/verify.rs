@@ -234,7 +234,7 @@ impl VerifyJob {
                 break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
             }
             let expected = drill.phase;
-            let waiting = match self.step(target, drill).await {
+            let waiting = match self.step(target, drill, request.deadline).await {
                 Ok(waiting) => waiting,
                 Err(message) => {
                     // A step that cannot even run (the catalog, the store) leaves the drill where it was.
@@ -271,7 +271,7 @@ impl VerifyJob {
 
     /// Runs the drill's current phase and moves it to the next. `Ok(Some(status))`: the phase must wait (the
     /// scratch server is still being created). `Err`: the phase could not run at all; try again later.
-    async fn step(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<Option<String>, String> {
+    async fn step(&self, target: &TargetConfig, drill: &mut DrillRecord, deadline: Option<tokio::time::Instant>) -> Result<Option<String>, String> {
         if drill.point_in_time.is_some() {
             return self.step_point_in_time(target, drill).await;
         }
@@ -314,17 +314,40 @@ impl VerifyJob {
                     return Ok(self.fail_phase(drill, why));
                 }
                 drill.restore_started_at = Some(self.deps.clock.now());
-                let restored = drill_steps::restore(
-                    self.deps.store.as_ref(),
+                let mut report = drill.report.clone();
+                let restoring = drill_steps::restore(
+                    self.deps.store.clone(),
                     self.deps.restorer.as_ref(),
                     &server,
                     &backup,
                     self.config.kms_key_id.as_deref(),
-                    &mut drill.report,
-                )
-                .await;
+                    &mut report,
+                );
+                // A restore cannot pause halfway: one that would outlast the invocation is stopped (its
+                // connections drop, the server rolls back) and the drill fails, saying where to run it instead.
+                let restored = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, restoring).await.ok(),
+                    None => Some(restoring.await),
+                };
                 drill.restored_at = Some(self.deps.clock.now());
-                drill.phase = if restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
+                match restored {
+                    Some(restored) => {
+                        drill.report = report;
+                        drill.phase = if restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
+                    }
+                    None => {
+                        let took = drill.restored_at.zip(drill.restore_started_at).map_or(0, |(end, start)| (end - start).num_seconds());
+                        self.fail_phase(
+                            drill,
+                            format!(
+                                "the restore was still running when this invocation's time ran out (after {took} s): a backup this \
+                                 large cannot be drilled within one Lambda invocation; run `backstop verify --target {}` from \
+                                 the CLI or a container (docs/operations.md#restore-drills)",
+                                target.name
+                            ),
+                        );
+                    }
+                }
                 Ok(None)
             }
             DrillPhase::Checking => {
@@ -332,7 +355,16 @@ impl VerifyJob {
                 let Some(server) = self.endpoint(drill).await else { return Ok(None) };
                 match drill_steps::read_manifest(self.deps.store.as_ref(), &backup).await {
                     Ok(manifest) => {
-                        drill_steps::check(self.deps.restorer.as_ref(), &server, &manifest, &target.checks, self.config.verify.check_timeout, &mut drill.report).await
+                        drill_steps::check(
+                            self.deps.restorer.as_ref(),
+                            &server,
+                            &manifest,
+                            self.config.verify.rows,
+                            &target.checks,
+                            self.config.verify.check_timeout,
+                            &mut drill.report,
+                        )
+                        .await
                     }
                     Err(message) => drill.report.push(CheckName::TableSet, CheckOutcome::Error { message }),
                 }

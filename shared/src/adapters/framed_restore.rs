@@ -1,0 +1,547 @@
+//! Restores a framed dump (`domain::dump_layout`) into a scratch server over several connections, as
+//! `pg_restore -j` does for a directory-format dump, straight from the stored object:
+//!
+//! 1. the SQL before the first table's rows (schema: types, tables, functions) runs in one transaction;
+//! 2. the tables' rows load side by side, one ranged GET per chunk, biggest first, each chunk decompressed on
+//!    its own and sent with `COPY … FROM STDIN` (a table that is one chunk loads after a `TRUNCATE` in the
+//!    same transaction, which lets a `wal_level=minimal` server skip writing WAL for it);
+//! 3. the SQL after the rows runs in order, except that indexes and constraints build side by side (one
+//!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
+//!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
+//!
+//! Each connection first takes the session settings the dump sets (`SET …`, `set_config`), as psql would
+//! have had them. Statements are split as psql splits them (`sql::splitter`). Any error stops the restore: a
+//! drill's restore either succeeds whole or fails with the server's message and the statement.
+//!
+//! Beside the restore, one more GET streams the whole object through SHA-256: the object checks compare it
+//! with the record and the manifest exactly as a sequential restore would.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio_postgres::Client;
+
+use super::pg_wire::{connect, describe, is_deadlock};
+use crate::domain::dump_layout::{ChunkRange, DumpLayout, SegmentKind};
+use crate::pipeline::codec::Codec;
+use crate::ports::{FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, RestoreError, ScratchEndpoint};
+use crate::sql::splitter::{Piece, StatementSplitter};
+use crate::sql::statement::{post_data_kind, PostDataKind};
+
+/// Decompressed bytes per COPY message.
+const COPY_PIECE: usize = 256 * 1024;
+/// Statements in flight on one connection before the first answer is awaited (pipelining).
+const PIPELINE: usize = 64;
+
+fn failed(what: impl Into<String>) -> RestoreError {
+    RestoreError::Failed { program: "restore".into(), status: "error".into(), stderr_tail: what.into() }
+}
+
+/// `"name"` with quotes doubled: safe for any identifier.
+pub fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn excerpt(statement: &[u8]) -> String {
+    let text = String::from_utf8_lossy(statement);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 160 {
+        format!("{}…", one_line.chars().take(160).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// Session settings as the dump sets them, to replay on every connection (latest value per setting wins).
+#[derive(Debug, Clone, Default)]
+struct Session {
+    settings: Vec<(String, Vec<u8>)>,
+}
+
+impl Session {
+    /// Records `statement` if it is a session setting; true when it was one.
+    fn note(&mut self, statement: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(statement);
+        let text = text.trim();
+        let name = if let Some(rest) = text.strip_prefix("SET ") {
+            rest.split(|c: char| c.is_whitespace() || c == '=').next().unwrap_or_default().to_ascii_lowercase()
+        } else if let Some(rest) = text.strip_prefix("SELECT pg_catalog.set_config('") {
+            rest.split('\'').next().unwrap_or_default().to_ascii_lowercase()
+        } else {
+            return false;
+        };
+        self.settings.retain(|(n, _)| *n != name);
+        self.settings.push((name, statement.to_vec()));
+        true
+    }
+
+    fn script(&self) -> String {
+        self.settings.iter().map(|(_, s)| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join("\n")
+    }
+}
+
+async fn apply(client: &Client, session: &Session) -> Result<(), RestoreError> {
+    if session.settings.is_empty() {
+        return Ok(());
+    }
+    client.batch_execute(&session.script()).await.map_err(|e| failed(format!("the dump's session settings failed: {}", describe(&e))))
+}
+
+/// Reads one chunk range of the object whole and decompresses it (SQL segments, which are small).
+async fn fetch_sql(store: &dyn ObjectStore, dump: &FramedDump<'_>, range: &ChunkRange) -> Result<Vec<u8>, RestoreError> {
+    let mut fetched = store.get_range(dump.key, dump.version_id, range.stored_offset, range.stored_len).await.map_err(|e| failed(e.to_string()))?;
+    let mut stored = Vec::with_capacity(range.stored_len as usize);
+    fetched.body.read_to_end(&mut stored).await.map_err(|e| failed(format!("reading {}: {e}", dump.key)))?;
+    if stored.len() as u64 != range.stored_len {
+        return Err(failed(format!("{} bytes arrived of a {}-byte chunk", stored.len(), range.stored_len)));
+    }
+    let codec = dump.codec;
+    tokio::task::spawn_blocking(move || crate::pipeline::codec::decode_all(codec, &stored))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(format!("a chunk of the dump does not decompress: {e}")))
+}
+
+/// Splits SQL into statements, carrying the split across chunks; psql meta-commands pg_dump writes
+/// (`\restrict`, `\unrestrict`: psql's own safeguards) are dropped, any other is refused.
+fn statements_of(splitter: &mut StatementSplitter, sql: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
+    let mut pieces = Vec::new();
+    let mut out = Vec::new();
+    for line in sql.split_inclusive(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        splitter.line(line, &mut pieces).map_err(|e| failed(e.to_string()))?;
+        for piece in pieces.drain(..) {
+            match piece {
+                Piece::Statement(s) => out.push(s),
+                Piece::MetaCommand(m) if m.starts_with(b"\\restrict") || m.starts_with(b"\\unrestrict") => {}
+                Piece::MetaCommand(m) => return Err(failed(format!("the dump holds a psql command a restore drill does not run: {}", excerpt(&m)))),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs statements in order on one connection, pipelined; the first error stops it and names the statement.
+async fn run_in_order(client: &Client, statements: &[Vec<u8>]) -> Result<(), RestoreError> {
+    use futures_util::stream::{FuturesOrdered, StreamExt};
+    let mut in_flight = FuturesOrdered::new();
+    for statement in statements {
+        let text = String::from_utf8_lossy(statement).into_owned();
+        in_flight.push_back(async move { client.batch_execute(&text).await.map_err(|e| failed(format!("{} in: {}", describe(&e), excerpt(statement)))) });
+        if in_flight.len() >= PIPELINE {
+            if let Some(done) = in_flight.next().await {
+                done?;
+            }
+        }
+    }
+    while let Some(done) = in_flight.next().await {
+        done?;
+    }
+    Ok(())
+}
+
+pub struct FramedRestorer {
+    pub jobs: usize,
+}
+
+impl FramedRestorer {
+    pub async fn restore(&self, store: Arc<dyn ObjectStore>, server: &ScratchEndpoint, database: &str, dump: FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
+        let hashing = tokio::spawn(hash_object(store.clone(), dump.key.to_string(), dump.version_id.map(str::to_string)));
+        let restored = self.restore_segments(store.as_ref(), server, database, &dump).await;
+        let (object_sha256, object_size, object_head, object_error) = match hashing.await {
+            Ok(Ok((sha, size, head))) => (sha, size, Some(head), None),
+            Ok(Err(e)) => (String::new(), 0, None, Some(e)),
+            Err(e) => (String::new(), 0, None, Some(e.to_string())),
+        };
+        let mut report = restored?;
+        report.object_sha256 = object_sha256;
+        report.object_size = object_size;
+        report.object_head = object_head;
+        report.object_error = object_error;
+        Ok(report)
+    }
+
+    async fn restore_segments(&self, store: &dyn ObjectStore, server: &ScratchEndpoint, database: &str, dump: &FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
+        let layout = dump.layout;
+        let ranges = layout.chunk_ranges();
+        let last_copy = layout.segments.iter().rposition(|s| matches!(s.kind, SegmentKind::Copy { .. }));
+        let mut report = FramedRestoreReport::default();
+        let main = connect(server, database).await?;
+        let mut session = Session::default();
+        let mut splitter = StatementSplitter::new();
+
+        // 1. Everything before the first table's rows, and the SQL between tables (comments), in order.
+        let mut schema = Vec::new();
+        for (i, segment) in layout.segments.iter().enumerate() {
+            if !matches!(segment.kind, SegmentKind::Sql) || last_copy.is_some_and(|last| i > last) {
+                continue;
+            }
+            for range in ranges.iter().filter(|r| r.segment == i) {
+                schema.extend(statements_of(&mut splitter, &fetch_sql(store, dump, range).await?)?);
+            }
+        }
+        for statement in &schema {
+            session.note(statement);
+        }
+        report.statements += schema.len();
+        main.batch_execute("BEGIN").await.map_err(|e| failed(describe(&e)))?;
+        run_in_order(&main, &schema).await?;
+        main.batch_execute("COMMIT").await.map_err(|e| failed(describe(&e)))?;
+        drop(schema);
+
+        // 2. The rows, side by side.
+        let minimal_wal = main.query_one("SELECT current_setting('wal_level') = 'minimal'", &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+        let work = copy_work(layout, &ranges);
+        let loaded = self.load_rows(store, server, database, dump, &session, work, minimal_wal).await?;
+        report.rows_loaded = loaded;
+
+        // 3. Everything after the last table's rows.
+        let mut after = Vec::new();
+        if let Some(last) = last_copy {
+            for range in ranges.iter().filter(|r| r.segment > last) {
+                after.extend(statements_of(&mut splitter, &fetch_sql(store, dump, range).await?)?);
+            }
+        }
+        splitter.finish().map_err(|e| failed(e.to_string()))?;
+        report.statements += after.len();
+        let weights: BTreeMap<String, u64> = layout
+            .segments
+            .iter()
+            .filter_map(|s| match &s.kind {
+                SegmentKind::Copy { schema, name, .. } => Some((format!("{schema}\u{1f}{name}"), s.chunks.iter().map(|c| c.raw()).sum())),
+                SegmentKind::Sql => None,
+            })
+            .collect();
+        report.retried_alone = self.post_data(&main, server, database, &mut session, after, &weights).await?;
+        Ok(report)
+    }
+
+    /// Loads every table chunk over `jobs` connections, biggest first; returns the rows per table.
+    #[allow(clippy::too_many_arguments)]
+    async fn load_rows(
+        &self,
+        store: &dyn ObjectStore,
+        server: &ScratchEndpoint,
+        database: &str,
+        dump: &FramedDump<'_>,
+        session: &Session,
+        work: Vec<CopyWork>,
+        minimal_wal: bool,
+    ) -> Result<BTreeMap<(String, String), u64>, RestoreError> {
+        let queue = Arc::new(Mutex::new(VecDeque::from(work)));
+        let rows = Arc::new(Mutex::new(BTreeMap::<(String, String), u64>::new()));
+        let workers = (0..self.jobs.max(1)).map(|_| {
+            let (queue, rows) = (queue.clone(), rows.clone());
+            async move {
+                let client = connect(server, database).await?;
+                apply(&client, session).await?;
+                loop {
+                    let Some(item) = queue.lock().expect("work queue lock").pop_front() else { return Ok::<(), RestoreError>(()) };
+                    let count = load_chunk(&client, store, dump, &item, minimal_wal).await?;
+                    *rows.lock().expect("rows lock").entry((item.schema.clone(), item.name.clone())).or_default() += count;
+                }
+            }
+        });
+        futures_util::future::try_join_all(workers).await?;
+        let rows = rows.lock().expect("rows lock").clone();
+        Ok(rows)
+    }
+
+    /// Runs the statements after the rows: batches of indexes (and of foreign keys) side by side, the rest
+    /// alone in order. Returns how many statements were run again alone after a deadlock.
+    async fn post_data(
+        &self,
+        main: &Client,
+        server: &ScratchEndpoint,
+        database: &str,
+        session: &mut Session,
+        statements: Vec<Vec<u8>>,
+        weights: &BTreeMap<String, u64>,
+    ) -> Result<usize, RestoreError> {
+        let mut batch = Batch::default();
+        let mut retried = 0;
+        let mut workers: Vec<Client> = Vec::new();
+        for statement in statements {
+            let kind = post_data_kind(&statement);
+            let joins = match (&batch.kind, &kind) {
+                (_, PostDataKind::Annotation) => true,
+                (Some(BatchKind::Indexes), PostDataKind::Index { .. }) | (Some(BatchKind::ForeignKeys), PostDataKind::ForeignKey { .. }) => true,
+                (None, PostDataKind::Index { .. } | PostDataKind::ForeignKey { .. }) => true,
+                _ => false,
+            };
+            if !joins {
+                retried += self.flush(&mut batch, main, server, database, session, weights, &mut workers).await?;
+            }
+            match kind {
+                PostDataKind::Index { table } => batch.add(BatchKind::Indexes, table, statement),
+                PostDataKind::ForeignKey { table } => batch.add(BatchKind::ForeignKeys, table, statement),
+                PostDataKind::Annotation => batch.annotations.push(statement),
+                PostDataKind::Barrier => {
+                    session.note(&statement);
+                    run_in_order(main, std::slice::from_ref(&statement)).await?;
+                }
+            }
+        }
+        retried += self.flush(&mut batch, main, server, database, session, weights, &mut workers).await?;
+        Ok(retried)
+    }
+
+    /// Runs a batch: its statements grouped by table over the worker connections, then its annotations.
+    #[allow(clippy::too_many_arguments)]
+    async fn flush(
+        &self,
+        batch: &mut Batch,
+        main: &Client,
+        server: &ScratchEndpoint,
+        database: &str,
+        session: &Session,
+        weights: &BTreeMap<String, u64>,
+        workers: &mut Vec<Client>,
+    ) -> Result<usize, RestoreError> {
+        let Batch { kind, groups, annotations } = std::mem::take(batch);
+        let mut retried = 0;
+        if kind.is_some() {
+            while workers.len() < self.jobs.max(1) {
+                workers.push(connect(server, database).await?);
+            }
+            for worker in workers.iter() {
+                // Settings may have changed since the last batch (`SET default_tablespace` before an index).
+                apply(worker, session).await?;
+            }
+            let mut groups: Vec<(String, Vec<Vec<u8>>)> = groups.into_iter().collect();
+            groups.sort_by_key(|(table, _)| std::cmp::Reverse(weights.get(table).copied().unwrap_or(0)));
+            let queue = Arc::new(Mutex::new(VecDeque::from(groups)));
+            let deadlocked = Arc::new(Mutex::new(Vec::new()));
+            let runs = workers.iter().map(|client| {
+                let (queue, deadlocked) = (queue.clone(), deadlocked.clone());
+                async move {
+                    loop {
+                        let Some((_, statements)) = queue.lock().expect("batch queue lock").pop_front() else { return Ok::<(), RestoreError>(()) };
+                        for statement in statements {
+                            let text = String::from_utf8_lossy(&statement).into_owned();
+                            match client.batch_execute(&text).await {
+                                Ok(()) => {}
+                                Err(e) if is_deadlock(&e) => deadlocked.lock().expect("deadlock list lock").push(statement),
+                                Err(e) => return Err(failed(format!("{} in: {}", describe(&e), excerpt(&statement)))),
+                            }
+                        }
+                    }
+                }
+            });
+            futures_util::future::try_join_all(runs).await?;
+            let deadlocked = std::mem::take(&mut *deadlocked.lock().expect("deadlock list lock"));
+            retried = deadlocked.len();
+            run_in_order(main, &deadlocked).await?;
+        }
+        run_in_order(main, &annotations).await?;
+        Ok(retried)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchKind {
+    Indexes,
+    ForeignKeys,
+}
+
+/// Statements that may run side by side: per table, in order.
+#[derive(Default)]
+struct Batch {
+    kind: Option<BatchKind>,
+    groups: BTreeMap<String, Vec<Vec<u8>>>,
+    annotations: Vec<Vec<u8>>,
+}
+
+impl Batch {
+    fn add(&mut self, kind: BatchKind, table: String, statement: Vec<u8>) {
+        self.kind = Some(kind);
+        self.groups.entry(table).or_default().push(statement);
+    }
+}
+
+/// One chunk of one table's rows.
+#[derive(Debug, Clone)]
+struct CopyWork {
+    schema: String,
+    name: String,
+    statement: String,
+    range: ChunkRange,
+    first: bool,
+    last: bool,
+    /// The table is this one chunk: it may be truncated and loaded in one transaction.
+    whole_table: bool,
+}
+
+/// The chunks of every table, biggest first (the longest loads start first and finish with the rest).
+fn copy_work(layout: &DumpLayout, ranges: &[ChunkRange]) -> Vec<CopyWork> {
+    let mut work: Vec<CopyWork> = ranges
+        .iter()
+        .filter_map(|r| {
+            let segment = &layout.segments[r.segment];
+            let SegmentKind::Copy { schema, name, statement, .. } = &segment.kind else { return None };
+            let count = segment.chunks.len();
+            Some(CopyWork {
+                schema: schema.clone(),
+                name: name.clone(),
+                statement: statement.clone(),
+                range: *r,
+                first: r.index == 0,
+                last: r.index + 1 == count,
+                whole_table: count == 1,
+            })
+        })
+        .collect();
+    work.sort_by_key(|w| std::cmp::Reverse(w.range.raw_len));
+    work
+}
+
+/// Loads one chunk: a ranged GET, decompressed on a blocking thread, sent as COPY data.
+async fn load_chunk(client: &Client, store: &dyn ObjectStore, dump: &FramedDump<'_>, item: &CopyWork, minimal_wal: bool) -> Result<u64, RestoreError> {
+    let table = format!("{}.{}", quoted(&item.schema), quoted(&item.name));
+    let fetched = store.get_range(dump.key, dump.version_id, item.range.stored_offset, item.range.stored_len).await.map_err(|e| failed(e.to_string()))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let reader = tokio_util::io::SyncIoBridge::new(fetched.body);
+    let (codec, header, terminator) = (dump.codec, item.first.then(|| item.statement.clone()), item.last);
+    let decoding = tokio::task::spawn_blocking(move || decode_rows(codec, reader, header, terminator, tx));
+    let in_transaction = item.whole_table && minimal_wal;
+    if in_transaction {
+        client.batch_execute(&format!("BEGIN; TRUNCATE ONLY {table}")).await.map_err(|e| failed(format!("{} (preparing to load {table})", describe(&e))))?;
+    }
+    let copy = format!("{} FROM STDIN", item.statement.trim_end().trim_end_matches(';').trim_end().trim_end_matches("FROM stdin").trim_end());
+    let sink = client.copy_in::<_, Bytes>(&copy).await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
+    futures_util::pin_mut!(sink);
+    let mut send_error = None;
+    while let Some(piece) = rx.recv().await {
+        if let Err(e) = sink.send(piece).await {
+            send_error = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let decoded = decoding.await.map_err(|e| failed(e.to_string()))?;
+    if let Err(e) = decoded {
+        // The COPY is abandoned with its connection's transaction: the drill has failed anyway.
+        return Err(failed(format!("the rows of {table} cannot be read from the dump: {e}")));
+    }
+    if let Some(e) = send_error {
+        return Err(failed(format!("{} (loading {table})", describe(&e))));
+    }
+    let rows = sink.as_mut().finish().await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
+    if in_transaction {
+        client.batch_execute("COMMIT").await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
+    }
+    Ok(rows)
+}
+
+/// Decompresses a chunk of rows and hands them on in pieces, without the first chunk's `COPY` line (checked
+/// against the layout) and the last chunk's `\.` line (checked too).
+fn decode_rows(codec: Codec, raw: impl Read + Send + 'static, header: Option<String>, terminator: bool, tx: tokio::sync::mpsc::Sender<Bytes>) -> Result<(), String> {
+    let mut decoder: Box<dyn Read + Send> = match codec {
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| e.to_string())?),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+    };
+    let mut held: Vec<u8> = Vec::with_capacity(COPY_PIECE + 4096);
+    let mut buffer = vec![0u8; COPY_PIECE];
+    let mut header = header;
+    loop {
+        let n = match decoder.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        held.extend_from_slice(&buffer[..n]);
+        if let Some(expected) = &header {
+            let Some(end) = memchr::memchr(b'\n', &held) else { continue };
+            if held[..end] != *expected.as_bytes() {
+                return Err(format!("the chunk starts with {:?}, not the table's COPY statement", String::from_utf8_lossy(&held[..end.min(200)])));
+            }
+            held.drain(..=end);
+            header = None;
+        }
+        // Keep back what might be the terminator line until the end is known.
+        if held.len() > COPY_PIECE {
+            let keep = 3;
+            let send: Vec<u8> = held.drain(..held.len() - keep).collect();
+            if tx.blocking_send(Bytes::from(send)).is_err() {
+                return Ok(()); // the loader stopped; it reports why
+            }
+        }
+    }
+    if header.is_some() {
+        return Err("the chunk ended before the table's COPY statement did".into());
+    }
+    if terminator {
+        let Some(rest) = held.strip_suffix(b"\\.\n") else {
+            return Err("the table's rows do not end with pg_dump's `\\.` line".into());
+        };
+        held.truncate(rest.len());
+    }
+    if !held.is_empty() && tx.blocking_send(Bytes::from(held)).is_err() {
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// The whole object through SHA-256: hex digest, size, and the store's metadata for it.
+async fn hash_object(store: Arc<dyn ObjectStore>, key: String, version_id: Option<String>) -> Result<(String, u64, ObjectHead), String> {
+    let mut fetched = store.get(&key, version_id.as_deref()).await.map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = fetched.body.read(&mut buffer).await.map_err(|e| format!("reading {key}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size, fetched.head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_settings_keep_the_latest_value_of_each() {
+        let mut s = Session::default();
+        assert!(s.note(b"SET client_encoding = 'UTF8';"));
+        assert!(s.note(b"SELECT pg_catalog.set_config('search_path', '', false);"));
+        assert!(s.note(b"SET default_tablespace = '';"));
+        assert!(s.note(b"SET default_tablespace = fast;"));
+        assert!(!s.note(b"CREATE TABLE t (a int);"));
+        assert_eq!(s.script(), "SET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\nSET default_tablespace = fast;");
+    }
+
+    fn rows_through(codec: Codec, sql: &str, header: Option<&str>, terminator: bool) -> Result<String, String> {
+        let mut c = crate::pipeline::codec::FrameCompressor::new(codec, 1).unwrap();
+        let mut stored = Vec::new();
+        c.compress(sql.as_bytes(), &mut stored).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        decode_rows(codec, std::io::Cursor::new(stored), header.map(str::to_string), terminator, tx)?;
+        let mut out = Vec::new();
+        while let Ok(piece) = rx.try_recv() {
+            out.extend_from_slice(&piece);
+        }
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn chunks_lose_their_copy_line_and_terminator_and_nothing_else() {
+        let rows: String = (0..100_000).map(|i| format!("{i}\tx\n")).collect();
+        let whole = format!("COPY public.t (a, b) FROM stdin;\n{rows}\\.\n");
+        for codec in [Codec::Zstd, Codec::Gzip] {
+            assert_eq!(rows_through(codec, &whole, Some("COPY public.t (a, b) FROM stdin;"), true).unwrap(), rows);
+            assert_eq!(rows_through(codec, &rows, None, false).unwrap(), rows, "a middle chunk passes whole");
+            assert!(rows_through(codec, &whole, Some("COPY public.u (a) FROM stdin;"), true).is_err(), "another table's chunk is refused");
+            assert!(rows_through(codec, &rows, None, true).is_err(), "a last chunk without `\\.` is refused");
+        }
+    }
+}
