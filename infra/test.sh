@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh — run every test: installs what is missing (PostgreSQL server, zstd, moto in .venv), builds once,
-# then runs the unit tests and the integration tests (real PostgreSQL clusters + moto, all on 127.0.0.1).
+# then runs the unit tests and the integration tests (real PostgreSQL clusters + moto, all on 127.0.0.1),
+# then the deploy checks (infra/check-deploy.sh: cfn-lint, sam validate, checkov, sam build for arm64).
 # Extra arguments go to `cargo test` (e.g. `infra/test.sh -p backstop` or `infra/test.sh -- hostile`).
+# BACKSTOP_SKIP_DEPLOY_CHECKS=1 skips the deploy checks (a quick local run; CI runs them).
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,3 +14,10 @@ infra/ensure-deps.sh
 # One build for everything: the test binaries, and the CLI that one integration test runs as an operator would.
 cargo build --locked --workspace --tests --bins
 cargo test --locked --workspace "$@"
+
+# After the tests: a template or build problem should not hide a test result, nor delay it.
+if [ "${BACKSTOP_SKIP_DEPLOY_CHECKS:-0}" = 1 ]; then
+    echo "test.sh: deploy checks skipped (BACKSTOP_SKIP_DEPLOY_CHECKS=1)" >&2
+else
+    infra/check-deploy.sh
+fi
