@@ -175,6 +175,11 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
         resume_only: bool,
         #[serde(default)]
         abandon: Option<String>,
+        #[serde(default)]
+        sweep_only: bool,
+        /// `schedule` (the state machine's scheduled start) or `console` (the default: a person).
+        #[serde(default)]
+        trigger: Option<String>,
     }
     let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
     let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
@@ -182,20 +187,34 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
     if parsed.backup_id.is_some() && parsed.target.is_none() {
         return Err(invalid("backup_id needs target: backup ids are per target".into()));
     }
+    let trigger = match parsed.trigger.as_deref() {
+        None | Some("console") => crate::domain::Trigger::Console,
+        Some("schedule") => crate::domain::Trigger::Schedule,
+        Some(other) => return Err(invalid(format!("trigger {other:?} is not `schedule` or `console`"))),
+    };
+    let abandoning = parsed.abandon.is_some();
     let request = VerifyRequest {
         target: parsed.target,
         backup_id: parsed.backup_id.map(crate::domain::BackupId),
-        trigger: crate::domain::Trigger::Console,
+        trigger,
         request_id: request_id.to_string(),
         deadline: time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN)),
         max_steps: None,
         resume_only: parsed.resume_only,
         abandon: parsed.abandon,
+        sweep_only: parsed.sweep_only,
     };
     let run = job.run(&request).await.map_err(|e| match e {
         VerifyJobError::Catalog(_) => HandlerError { error_type: "Retryable", message: e.to_string() },
         _ => invalid(e.to_string()),
     })?;
+    if abandoning && !run.lease_held.is_empty() {
+        // A killed invocation's lease still guards these drills: the state machine retries until it expires.
+        return Err(HandlerError {
+            error_type: "LeaseHeld",
+            message: format!("cannot abandon the drills of {} yet: {}", run.lease_held.join(", "), run.skipped.join("; ")),
+        });
+    }
     Ok(serde_json::to_value(&run).expect("runs serialize"))
 }
 

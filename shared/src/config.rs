@@ -57,6 +57,9 @@ pub struct VerifySettings {
     pub rows: crate::domain::verification::RowCheck,
     /// Connections a restore and its read-back use side by side.
     pub restore_jobs: usize,
+    /// The verify lease on a target, renewed every quarter of it while a run advances the target's drills: how
+    /// long a killed run keeps others off them.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +171,7 @@ struct FileConfig {
     scratch_lifetime_seconds: Option<u64>,
     verify_checks: Option<String>,
     restore_jobs: Option<usize>,
+    verify_lease_seconds: Option<u64>,
     monitor: Option<MonitorThresholds>,
     runbook_url: Option<String>,
 }
@@ -400,9 +404,18 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
             hint: "use 1 to 32 connections (about the scratch server's vCPUs)".into(),
         });
     }
+    let lease = seconds("BACKSTOP_VERIFY_LEASE_SECONDS", file.verify_lease_seconds)?.unwrap_or(Duration::from_secs(120));
+    if lease < Duration::from_secs(20) {
+        return Err(ConfigError::Invalid {
+            name: "verify_lease_seconds (BACKSTOP_VERIFY_LEASE_SECONDS)".into(),
+            value: lease.as_secs().to_string(),
+            hint: "use at least 20 (the default is 120; the lease is renewed every quarter of it)".into(),
+        });
+    }
     Ok(VerifySettings {
         rows,
         restore_jobs,
+        lease,
         scratch,
         older_backup,
         rto_budget: seconds("BACKSTOP_RTO_BUDGET_SECONDS", file.rto_budget_seconds)?,

@@ -66,8 +66,6 @@ pub trait ObjectStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<ObjectHead, StoreError>;
     /// Streams one exact version.
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError>;
-    /// Streams `len` bytes from `offset` of one exact version (a chunk of a framed dump).
-    async fn get_range(&self, key: &str, version_id: Option<&str>, offset: u64, len: u64) -> Result<FetchedObject, StoreError>;
     /// Multipart uploads under `prefix` that were started and never completed nor aborted.
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError>;
     /// Aborts one, freeing the parts it stored (which S3 bills for, and lists nowhere else).
@@ -169,6 +167,7 @@ pub enum ClaimSettlement {
 
 #[async_trait]
 pub trait Catalog: Send + Sync {
+    /// Takes the lease if it is free or expired; its holder calling again renews it (a heartbeat).
     async fn acquire_lease(&self, request: &LeaseRequest) -> Result<LeaseOutcome, CatalogError>;
     /// Releases the lease if `owner` still holds it; a lease already taken over is left alone.
     async fn release_lease(&self, target: &str, job: Job, owner: &str) -> Result<(), CatalogError>;

@@ -498,6 +498,7 @@ async fn point_in_time_drill(net: &Net, restorer: Arc<RecordingRestorer>) -> (Ve
             max_steps: Some(1),
             resume_only: pass > 0,
             abandon: None,
+            sweep_only: false,
         };
         let run = job.run(&request).await.unwrap();
         let done = run.done;

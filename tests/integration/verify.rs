@@ -63,6 +63,7 @@ fn verify_request(backup: Option<&BackupRecord>, max_steps: Option<usize>) -> Ve
         max_steps,
         resume_only: false,
         abandon: None,
+        sweep_only: false,
     }
 }
 

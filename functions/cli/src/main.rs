@@ -258,6 +258,7 @@ async fn verify(
         max_steps: None,
         resume_only: false,
         abandon: None,
+        sweep_only: false,
     };
     // An RDS instance takes minutes to create; a drill that makes no progress for an hour is given up on.
     const PASSES: usize = 360;

@@ -219,7 +219,8 @@ impl Catalog for DynamoCatalog {
         .into_iter()
         .collect();
         let acquired = self
-            .put_if(item, "attribute_not_exists(pk) OR expires_at < :now", &[], vec![(":now", n(r.now.timestamp()))])
+            // Free, expired, or already ours (a renewal).
+            .put_if(item, "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner", &[("#owner", "owner")], vec![(":now", n(r.now.timestamp())), (":owner", s(&r.owner))])
             .await?;
         if acquired {
             return Ok(LeaseOutcome::Acquired);

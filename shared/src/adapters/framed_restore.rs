@@ -1,10 +1,11 @@
 //! Restores a framed dump (`domain::dump_layout`) into a scratch server over several connections, as
-//! `pg_restore -j` does for a directory-format dump, straight from the stored object:
+//! `pg_restore -j` does for a directory-format dump, straight from one read of the stored object:
 //!
 //! 1. the SQL before the first table's rows (schema: types, tables, functions) runs in one transaction;
-//! 2. the tables' rows load side by side, one ranged GET per chunk, biggest first, each chunk decompressed on
-//!    its own and sent with `COPY … FROM STDIN` (a table that is one chunk loads after a `TRUNCATE` in the
-//!    same transaction, which lets a `wal_level=minimal` server skip writing WAL for it);
+//! 2. the tables' rows load side by side: as the object streams in, each chunk of rows goes to the next free
+//!    connection, which decompresses it on its own and sends it with `COPY … FROM STDIN` (a table that is one
+//!    chunk loads after a `TRUNCATE` in the same transaction, which lets a `wal_level=minimal` server skip
+//!    writing WAL for it); big tables are several chunks, so they load side by side too;
 //! 3. the SQL after the rows runs in order, except that indexes and constraints build side by side (one
 //!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
 //!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
@@ -13,8 +14,10 @@
 //! have had them. Statements are split as psql splits them (`sql::splitter`). Any error stops the restore: a
 //! drill's restore either succeeds whole or fails with the server's message and the statement.
 //!
-//! Beside the restore, one more GET streams the whole object through SHA-256: the object checks compare it
-//! with the record and the manifest exactly as a sequential restore would.
+//! The one read of the object is also its integrity check: every byte passes through SHA-256 in order (read
+//! to the end even when the restore stopped early), so the object checks compare the whole object with the
+//! record and the manifest exactly as a sequential restore would. Reading the object once, in order, is also
+//! what object stores (and their emulators) serve fastest.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
@@ -27,9 +30,9 @@ use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 
 use super::pg_wire::{connect, describe, is_deadlock};
-use crate::domain::dump_layout::{ChunkRange, DumpLayout, SegmentKind};
+use crate::domain::dump_layout::SegmentKind;
 use crate::pipeline::codec::Codec;
-use crate::ports::{FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, RestoreError, ScratchEndpoint};
+use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, RestoreError, ScratchEndpoint};
 use crate::sql::splitter::{Piece, StatementSplitter};
 use crate::sql::statement::{post_data_kind, PostDataKind};
 
@@ -92,21 +95,6 @@ async fn apply(client: &Client, session: &Session) -> Result<(), RestoreError> {
     client.batch_execute(&session.script()).await.map_err(|e| failed(format!("the dump's session settings failed: {}", describe(&e))))
 }
 
-/// Reads one chunk range of the object whole and decompresses it (SQL segments, which are small).
-async fn fetch_sql(store: &dyn ObjectStore, dump: &FramedDump<'_>, range: &ChunkRange) -> Result<Vec<u8>, RestoreError> {
-    let mut fetched = store.get_range(dump.key, dump.version_id, range.stored_offset, range.stored_len).await.map_err(|e| failed(e.to_string()))?;
-    let mut stored = Vec::with_capacity(range.stored_len as usize);
-    fetched.body.read_to_end(&mut stored).await.map_err(|e| failed(format!("reading {}: {e}", dump.key)))?;
-    if stored.len() as u64 != range.stored_len {
-        return Err(failed(format!("{} bytes arrived of a {}-byte chunk", stored.len(), range.stored_len)));
-    }
-    let codec = dump.codec;
-    tokio::task::spawn_blocking(move || crate::pipeline::codec::decode_all(codec, &stored))
-        .await
-        .map_err(|e| failed(e.to_string()))?
-        .map_err(|e| failed(format!("a chunk of the dump does not decompress: {e}")))
-}
-
 /// Splits SQL into statements, carrying the split across chunks; psql meta-commands pg_dump writes
 /// (`\restrict`, `\unrestrict`: psql's own safeguards) are dropped, any other is refused.
 fn statements_of(splitter: &mut StatementSplitter, sql: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
@@ -149,66 +137,174 @@ pub struct FramedRestorer {
     pub jobs: usize,
 }
 
+/// The object as it streams in: every byte through SHA-256, counted.
+struct HashedStream {
+    body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    hasher: Sha256,
+    size: u64,
+    /// The first read error, if the stream broke.
+    error: Option<String>,
+}
+
+impl HashedStream {
+    /// Exactly `len` bytes, or an error (the object is shorter than its layout, or the read failed).
+    async fn read_exact(&mut self, len: u64) -> Result<Bytes, String> {
+        let mut buffer = bytes::BytesMut::zeroed(len as usize);
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match self.body.read(&mut buffer[filled..]).await {
+                Ok(0) => {
+                    self.hasher.update(&buffer[..filled]);
+                    self.size += filled as u64;
+                    return Err(format!("the object ended {} bytes before its layout says it does", buffer.len() - filled));
+                }
+                Ok(n) => filled += n,
+                Err(e) => {
+                    self.hasher.update(&buffer[..filled]);
+                    self.size += filled as u64;
+                    let message = format!("reading the dump failed: {e}");
+                    self.error = Some(message.clone());
+                    return Err(message);
+                }
+            }
+        }
+        self.hasher.update(&buffer);
+        self.size += len;
+        Ok(buffer.freeze())
+    }
+
+    /// Reads to the end, so the checksum covers the whole object even when the restore stopped early, or the
+    /// object is longer than its layout.
+    async fn drain(&mut self) {
+        let mut buffer = vec![0u8; 1 << 20];
+        while self.error.is_none() {
+            match self.body.read(&mut buffer).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    self.hasher.update(&buffer[..n]);
+                    self.size += n as u64;
+                }
+                Err(e) => self.error = Some(format!("reading the dump failed: {e}")),
+            }
+        }
+    }
+}
+
+/// The first error any connection hit: the others stop taking work once it is set.
+#[derive(Default)]
+struct FirstError(Mutex<Option<RestoreError>>);
+
+impl FirstError {
+    fn set(&self, e: RestoreError) {
+        let mut slot = self.0.lock().expect("error slot lock");
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+    fn is_set(&self) -> bool {
+        self.0.lock().expect("error slot lock").is_some()
+    }
+    fn take(&self) -> Option<RestoreError> {
+        self.0.lock().expect("error slot lock").take()
+    }
+}
+
 impl FramedRestorer {
     pub async fn restore(&self, store: Arc<dyn ObjectStore>, server: &ScratchEndpoint, database: &str, dump: FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
-        let hashing = tokio::spawn(hash_object(store.clone(), dump.key.to_string(), dump.version_id.map(str::to_string)));
-        let restored = self.restore_segments(store.as_ref(), server, database, &dump).await;
-        let (object_sha256, object_size, object_head, object_error) = match hashing.await {
-            Ok(Ok((sha, size, head))) => (sha, size, Some(head), None),
-            Ok(Err(e)) => (String::new(), 0, None, Some(e)),
-            Err(e) => (String::new(), 0, None, Some(e.to_string())),
-        };
+        let fetched = store.get(dump.key, dump.version_id).await.map_err(|e| failed(e.to_string()))?;
+        let head = fetched.head.clone();
+        let mut stream = HashedStream { body: fetched.body, hasher: Sha256::new(), size: 0, error: None };
+        let restored = self.restore_stream(&mut stream, server, database, &dump).await;
+        stream.drain().await;
         let mut report = restored?;
-        report.object_sha256 = object_sha256;
-        report.object_size = object_size;
-        report.object_head = object_head;
-        report.object_error = object_error;
+        report.object_sha256 = hex::encode(std::mem::take(&mut stream.hasher).finalize());
+        report.object_size = stream.size;
+        report.object_head = Some(head);
+        report.object_error = stream.error.take();
         Ok(report)
     }
 
-    async fn restore_segments(&self, store: &dyn ObjectStore, server: &ScratchEndpoint, database: &str, dump: &FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
+    async fn restore_stream(&self, stream: &mut HashedStream, server: &ScratchEndpoint, database: &str, dump: &FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
         let layout = dump.layout;
-        let ranges = layout.chunk_ranges();
         let last_copy = layout.segments.iter().rposition(|s| matches!(s.kind, SegmentKind::Copy { .. }));
         let mut report = FramedRestoreReport::default();
         let main = connect(server, database).await?;
-        let mut session = Session::default();
-        let mut splitter = StatementSplitter::new();
-
-        // 1. Everything before the first table's rows, and the SQL between tables (comments), in order.
-        let mut schema = Vec::new();
-        for (i, segment) in layout.segments.iter().enumerate() {
-            if !matches!(segment.kind, SegmentKind::Sql) || last_copy.is_some_and(|last| i > last) {
-                continue;
-            }
-            for range in ranges.iter().filter(|r| r.segment == i) {
-                schema.extend(statements_of(&mut splitter, &fetch_sql(store, dump, range).await?)?);
-            }
-        }
-        for statement in &schema {
-            session.note(statement);
-        }
-        report.statements += schema.len();
         main.batch_execute("BEGIN").await.map_err(|e| failed(describe(&e)))?;
-        run_in_order(&main, &schema).await?;
-        main.batch_execute("COMMIT").await.map_err(|e| failed(describe(&e)))?;
-        drop(schema);
-
-        // 2. The rows, side by side.
-        let minimal_wal = main.query_one("SELECT current_setting('wal_level') = 'minimal'", &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
-        let work = copy_work(layout, &ranges);
-        let loaded = self.load_rows(store, server, database, dump, &session, work, minimal_wal).await?;
-        report.rows_loaded = loaded;
-
-        // 3. Everything after the last table's rows.
+        let mut session = Session::default();
+        let mut schema_open = true;
         let mut after = Vec::new();
-        if let Some(last) = last_copy {
-            for range in ranges.iter().filter(|r| r.segment > last) {
-                after.extend(statements_of(&mut splitter, &fetch_sql(store, dump, range).await?)?);
+        let (work_tx, work_rx) = tokio::sync::mpsc::channel::<(CopyWork, Bytes)>(self.jobs.max(1));
+        let mut work_tx = Some(work_tx);
+        let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
+        let first_error = Arc::new(FirstError::default());
+        let rows = Arc::new(Mutex::new(BTreeMap::<(String, String), u64>::new()));
+        let mut workers = tokio::task::JoinSet::new();
+
+        for (i, segment) in layout.segments.iter().enumerate() {
+            let mut splitter = StatementSplitter::new();
+            let count = segment.chunks.len();
+            for (index, chunk) in segment.chunks.iter().enumerate() {
+                if first_error.is_set() {
+                    return Err(first_error.take().expect("set"));
+                }
+                let stored = stream.read_exact(chunk.stored()).await.map_err(failed)?;
+                match &segment.kind {
+                    SegmentKind::Sql => {
+                        let statements = statements_of(&mut splitter, &decode_sql(dump.codec, stored).await?)?;
+                        report.statements += statements.len();
+                        if last_copy.is_some_and(|last| i > last) {
+                            // After the rows: run once they are all in, with the post-data scheduler.
+                            after.extend(statements);
+                        } else {
+                            // The schema, or the data section's own statements (independent of the rows).
+                            for statement in &statements {
+                                session.note(statement);
+                            }
+                            run_in_order(&main, &statements).await?;
+                        }
+                    }
+                    SegmentKind::Copy { schema, name, statement, .. } => {
+                        if schema_open {
+                            main.batch_execute("COMMIT").await.map_err(|e| failed(describe(&e)))?;
+                            schema_open = false;
+                            let minimal_wal = main.query_one("SELECT current_setting('wal_level') = 'minimal'", &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+                            for _ in 0..self.jobs.max(1) {
+                                let (rx, rows, first_error, session) = (work_rx.clone(), rows.clone(), first_error.clone(), session.clone());
+                                let (server, database, codec) = (server.clone(), database.to_string(), dump.codec);
+                                workers.spawn(async move {
+                                    if let Err(e) = load_rows(rx, &server, &database, codec, &session, minimal_wal, &rows, &first_error).await {
+                                        first_error.set(e);
+                                    }
+                                });
+                            }
+                        }
+                        let work = CopyWork {
+                            schema: schema.clone(),
+                            name: name.clone(),
+                            statement: statement.clone(),
+                            first: index == 0,
+                            last: index + 1 == count,
+                            whole_table: count == 1,
+                        };
+                        let sender = work_tx.as_ref().expect("open until the rows are over");
+                        if sender.send((work, stored)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
             }
+            splitter.finish().map_err(|e| failed(e.to_string()))?;
         }
-        splitter.finish().map_err(|e| failed(e.to_string()))?;
-        report.statements += after.len();
+        // The rows are all handed out: wait for the connections to finish loading them.
+        drop(work_tx.take());
+        while workers.join_next().await.is_some() {}
+        if let Some(e) = first_error.take() {
+            return Err(e);
+        }
+        if schema_open {
+            main.batch_execute("COMMIT").await.map_err(|e| failed(describe(&e)))?;
+        }
+        report.rows_loaded = std::mem::take(&mut *rows.lock().expect("rows lock"));
         let weights: BTreeMap<String, u64> = layout
             .segments
             .iter()
@@ -219,37 +315,6 @@ impl FramedRestorer {
             .collect();
         report.retried_alone = self.post_data(&main, server, database, &mut session, after, &weights).await?;
         Ok(report)
-    }
-
-    /// Loads every table chunk over `jobs` connections, biggest first; returns the rows per table.
-    #[allow(clippy::too_many_arguments)]
-    async fn load_rows(
-        &self,
-        store: &dyn ObjectStore,
-        server: &ScratchEndpoint,
-        database: &str,
-        dump: &FramedDump<'_>,
-        session: &Session,
-        work: Vec<CopyWork>,
-        minimal_wal: bool,
-    ) -> Result<BTreeMap<(String, String), u64>, RestoreError> {
-        let queue = Arc::new(Mutex::new(VecDeque::from(work)));
-        let rows = Arc::new(Mutex::new(BTreeMap::<(String, String), u64>::new()));
-        let workers = (0..self.jobs.max(1)).map(|_| {
-            let (queue, rows) = (queue.clone(), rows.clone());
-            async move {
-                let client = connect(server, database).await?;
-                apply(&client, session).await?;
-                loop {
-                    let Some(item) = queue.lock().expect("work queue lock").pop_front() else { return Ok::<(), RestoreError>(()) };
-                    let count = load_chunk(&client, store, dump, &item, minimal_wal).await?;
-                    *rows.lock().expect("rows lock").entry((item.schema.clone(), item.name.clone())).or_default() += count;
-                }
-            }
-        });
-        futures_util::future::try_join_all(workers).await?;
-        let rows = rows.lock().expect("rows lock").clone();
-        Ok(rows)
     }
 
     /// Runs the statements after the rows: batches of indexes (and of foreign keys) side by side, the rest
@@ -370,50 +435,58 @@ struct CopyWork {
     schema: String,
     name: String,
     statement: String,
-    range: ChunkRange,
     first: bool,
     last: bool,
     /// The table is this one chunk: it may be truncated and loaded in one transaction.
     whole_table: bool,
 }
 
-/// The chunks of every table, biggest first (the longest loads start first and finish with the rest).
-fn copy_work(layout: &DumpLayout, ranges: &[ChunkRange]) -> Vec<CopyWork> {
-    let mut work: Vec<CopyWork> = ranges
-        .iter()
-        .filter_map(|r| {
-            let segment = &layout.segments[r.segment];
-            let SegmentKind::Copy { schema, name, statement, .. } = &segment.kind else { return None };
-            let count = segment.chunks.len();
-            Some(CopyWork {
-                schema: schema.clone(),
-                name: name.clone(),
-                statement: statement.clone(),
-                range: *r,
-                first: r.index == 0,
-                last: r.index + 1 == count,
-                whole_table: count == 1,
-            })
-        })
-        .collect();
-    work.sort_by_key(|w| std::cmp::Reverse(w.range.raw_len));
-    work
+/// Decompresses a chunk of SQL (small: the schema, or the comments between tables).
+async fn decode_sql(codec: Codec, stored: Bytes) -> Result<Vec<u8>, RestoreError> {
+    tokio::task::spawn_blocking(move || crate::pipeline::codec::decode_all(codec, &stored))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(format!("a chunk of the dump does not decompress: {e}")))
 }
 
-/// Loads one chunk: a ranged GET, decompressed on a blocking thread, sent as COPY data.
-async fn load_chunk(client: &Client, store: &dyn ObjectStore, dump: &FramedDump<'_>, item: &CopyWork, minimal_wal: bool) -> Result<u64, RestoreError> {
+/// A loading connection: takes the next chunk as the stream hands it out, until the rows are over or another
+/// connection failed.
+#[allow(clippy::too_many_arguments)]
+async fn load_rows(
+    work: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(CopyWork, Bytes)>>>,
+    server: &ScratchEndpoint,
+    database: &str,
+    codec: Codec,
+    session: &Session,
+    minimal_wal: bool,
+    rows: &Mutex<BTreeMap<(String, String), u64>>,
+    first_error: &FirstError,
+) -> Result<(), RestoreError> {
+    let client = connect(server, database).await?;
+    apply(&client, session).await?;
+    loop {
+        let next = work.lock().await.recv().await;
+        let Some((item, stored)) = next else { return Ok(()) };
+        if first_error.is_set() {
+            return Ok(());
+        }
+        let count = load_chunk(&client, codec, &item, stored, minimal_wal).await?;
+        *rows.lock().expect("rows lock").entry((item.schema.clone(), item.name.clone())).or_default() += count;
+    }
+}
+
+/// Loads one chunk: decompressed on a blocking thread, sent as COPY data.
+async fn load_chunk(client: &Client, codec: Codec, item: &CopyWork, stored: Bytes, minimal_wal: bool) -> Result<u64, RestoreError> {
     let table = format!("{}.{}", quoted(&item.schema), quoted(&item.name));
-    let fetched = store.get_range(dump.key, dump.version_id, item.range.stored_offset, item.range.stored_len).await.map_err(|e| failed(e.to_string()))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let reader = tokio_util::io::SyncIoBridge::new(fetched.body);
-    let (codec, header, terminator) = (dump.codec, item.first.then(|| item.statement.clone()), item.last);
-    let decoding = tokio::task::spawn_blocking(move || decode_rows(codec, reader, header, terminator, tx));
+    let (header, terminator) = (item.first.then(|| item.statement.clone()), item.last);
+    let decoding = tokio::task::spawn_blocking(move || decode_rows(codec, std::io::Cursor::new(stored), header, terminator, tx));
     let in_transaction = item.whole_table && minimal_wal;
     if in_transaction {
         client.batch_execute(&format!("BEGIN; TRUNCATE ONLY {table}")).await.map_err(|e| failed(format!("{} (preparing to load {table})", describe(&e))))?;
     }
-    let copy = format!("{} FROM STDIN", item.statement.trim_end().trim_end_matches(';').trim_end().trim_end_matches("FROM stdin").trim_end());
-    let sink = client.copy_in::<_, Bytes>(&copy).await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
+    let head = item.statement.trim_end().strip_suffix("FROM stdin;").ok_or_else(|| failed(format!("not a COPY statement: {}", item.statement)))?;
+    let sink = client.copy_in::<_, Bytes>(&format!("{head}FROM STDIN")).await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
     futures_util::pin_mut!(sink);
     let mut send_error = None;
     while let Some(piece) = rx.recv().await {
@@ -486,23 +559,6 @@ fn decode_rows(codec: Codec, raw: impl Read + Send + 'static, header: Option<Str
         return Ok(());
     }
     Ok(())
-}
-
-/// The whole object through SHA-256: hex digest, size, and the store's metadata for it.
-async fn hash_object(store: Arc<dyn ObjectStore>, key: String, version_id: Option<String>) -> Result<(String, u64, ObjectHead), String> {
-    let mut fetched = store.get(&key, version_id.as_deref()).await.map_err(|e| e.to_string())?;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = fetched.body.read(&mut buffer).await.map_err(|e| format!("reading {key}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size, fetched.head))
 }
 
 #[cfg(test)]

@@ -123,15 +123,6 @@ impl ObjectStore for MemoryStore {
         Ok(FetchedObject { head, body: Box::new(std::io::Cursor::new(body.clone())) })
     }
 
-    async fn get_range(&self, key: &str, version_id: Option<&str>, offset: u64, len: u64) -> Result<FetchedObject, StoreError> {
-        let mut whole = self.get(key, version_id).await?;
-        let mut bytes = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut whole.body, &mut bytes).await.map_err(|e| store_error("GetObject", key, &e.to_string()))?;
-        let end = (offset + len).min(bytes.len() as u64) as usize;
-        let part = bytes.get(offset as usize..end).ok_or_else(|| store_error("GetObject", key, "the range is past the object's end"))?.to_vec();
-        Ok(FetchedObject { head: whole.head, body: Box::new(std::io::Cursor::new(part)) })
-    }
-
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
         let state = self.state.lock().unwrap();
         Ok(state
@@ -259,7 +250,8 @@ impl Catalog for MemoryCatalog {
         let mut s = self.state.lock().unwrap();
         let key = (r.target.clone(), r.job);
         if let Some((owner, expires_at)) = s.leases.get(&key) {
-            if *expires_at >= r.now {
+            // Held by someone else until it expires; its own owner renews it.
+            if *expires_at >= r.now && *owner != r.owner {
                 return Ok(LeaseOutcome::HeldBy { owner: owner.clone(), expires_at: *expires_at });
             }
         }

@@ -150,14 +150,22 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError> {
-        self.get_object(key, version_id, None).await
-    }
-
-    async fn get_range(&self, key: &str, version_id: Option<&str>, offset: u64, len: u64) -> Result<FetchedObject, StoreError> {
-        if len == 0 {
-            return Err(StoreError { operation: "GetObject", key: key.to_string(), source: "an empty range was asked for".into() });
-        }
-        self.get_object(key, version_id, Some(format!("bytes={offset}-{}", offset + len - 1))).await
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| store_error("GetObject", key, e))?;
+        let head = ObjectHead {
+            version_id: out.version_id,
+            size: out.content_length.unwrap_or(0).max(0) as u64,
+            server_side_encryption: out.server_side_encryption.map(|s| s.as_str().to_string()),
+            kms_key_id: out.ssekms_key_id,
+        };
+        Ok(FetchedObject { head, body: Box::new(out.body.into_async_read()) })
     }
 
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
@@ -170,28 +178,6 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| store_error("DeleteObject", &version.key, e))?;
         Ok(())
-    }
-}
-
-impl S3Store {
-    async fn get_object(&self, key: &str, version_id: Option<&str>, range: Option<String>) -> Result<FetchedObject, StoreError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_version_id(version_id.map(str::to_string))
-            .set_range(range)
-            .send()
-            .await
-            .map_err(|e| store_error("GetObject", key, e))?;
-        let head = ObjectHead {
-            version_id: out.version_id,
-            size: out.content_length.unwrap_or(0).max(0) as u64,
-            server_side_encryption: out.server_side_encryption.map(|s| s.as_str().to_string()),
-            kms_key_id: out.ssekms_key_id,
-        };
-        Ok(FetchedObject { head, body: Box::new(out.body.into_async_read()) })
     }
 }
 

@@ -58,6 +58,8 @@ pub struct VerifyRequest {
     /// Give up on unfinished drills, saying why: each is failed and sent straight to cleaning (its scratch
     /// server destroyed, its verdict `verify_failed`). For a caller out of patience (Step Functions' bound).
     pub abandon: Option<String>,
+    /// Only destroy scratch servers past their expiry (the hourly sweep); touch no drill.
+    pub sweep_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,17 +88,47 @@ pub struct DrillSummary {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifyRun {
-    /// Every drill finished: Step Functions stops looping.
+    /// Every drill finished and no target was held by another run: Step Functions stops looping.
     pub done: bool,
     pub drills: Vec<DrillSummary>,
     pub swept: Vec<String>,
     /// Targets left alone, and why (another run holds their verify lease; nothing to drill).
     pub skipped: Vec<String>,
+    /// Targets whose verify lease another run (perhaps a killed one, until its lease runs out) holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lease_held: Vec<String>,
+}
+
+/// Why a target was left alone.
+enum LeftAlone {
+    LeaseHeld(String),
 }
 
 pub struct VerifyJob {
     config: Arc<Config>,
     deps: VerifyDeps,
+}
+
+fn lease_request(target: &str, owner: &str, now: DateTime<Utc>, lease: std::time::Duration) -> LeaseRequest {
+    let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(2));
+    LeaseRequest { target: target.to_string(), job: Job::Verify, owner: owner.to_string(), now, expires_at }
+}
+
+/// Renews the verify lease every quarter of its length until aborted; gives up (loudly) if another run took it.
+async fn renew_lease(catalog: Arc<dyn Catalog>, clock: Arc<dyn Clock>, target: String, owner: String, lease: std::time::Duration) {
+    loop {
+        tokio::time::sleep(lease / 4).await;
+        match catalog.acquire_lease(&lease_request(&target, &owner, clock.now(), lease)).await {
+            Ok(LeaseOutcome::Acquired) => {}
+            Ok(LeaseOutcome::HeldBy { owner: other, .. }) => {
+                // Only after a renewal failed for a whole lease; phases are saved conditionally, so the two runs
+                // cannot both advance a drill, and this one's next save fails and stops it.
+                warn!(target = %target, other = %other, "lost the verify lease to another run");
+                return;
+            }
+            Err(e) => warn!(target = %target, error = %e, "could not renew the verify lease; trying again"),
+        }
+    }
 }
 
 /// Why a drill stopped advancing in this invocation.
@@ -126,36 +158,38 @@ impl VerifyJob {
                 Vec::new()
             }
         };
+        if request.sweep_only {
+            return Ok(VerifyRun { done: true, drills: Vec::new(), swept, skipped: Vec::new(), lease_held: Vec::new() });
+        }
         let run_id = uuid::Uuid::new_v4().to_string();
-        let (mut drills, mut skipped) = (Vec::new(), Vec::new());
+        let (mut drills, mut skipped, mut lease_held) = (Vec::new(), Vec::new(), Vec::new());
         for target in targets {
             match self.verify_target(target, request, &run_id).await? {
                 Ok(summaries) if summaries.is_empty() && !request.resume_only => {
                     skipped.push(format!("{}: no completed backup to drill", target.name))
                 }
                 Ok(summaries) => drills.extend(summaries),
-                Err(why) => skipped.push(format!("{}: {why}", target.name)),
+                Err(LeftAlone::LeaseHeld(why)) => {
+                    skipped.push(format!("{}: {why}", target.name));
+                    lease_held.push(target.name.clone());
+                }
             }
         }
-        let done = drills.iter().all(|d| d.phase == DrillPhase::Done);
-        Ok(VerifyRun { done, drills, swept, skipped })
+        let done = drills.iter().all(|d| d.phase == DrillPhase::Done) && lease_held.is_empty();
+        Ok(VerifyRun { done, drills, swept, skipped, lease_held })
     }
 
     #[instrument(skip_all, fields(target = %target.name))]
     /// `Ok(Err(why))`: the target was left alone on purpose.
-    async fn verify_target(&self, target: &TargetConfig, request: &VerifyRequest, run_id: &str) -> Result<Result<Vec<DrillSummary>, String>, VerifyJobError> {
-        let now = self.deps.clock.now();
-        let lease = LeaseRequest {
-            target: target.name.clone(),
-            job: Job::Verify,
-            owner: run_id.to_string(),
-            now,
-            expires_at: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3)),
-        };
+    async fn verify_target(&self, target: &TargetConfig, request: &VerifyRequest, run_id: &str) -> Result<Result<Vec<DrillSummary>, LeftAlone>, VerifyJobError> {
+        let lease = lease_request(&target.name, run_id, self.deps.clock.now(), self.config.verify.lease);
         if let LeaseOutcome::HeldBy { owner, expires_at } = self.deps.catalog.acquire_lease(&lease).await? {
             info!(owner = %owner, "another verify run is advancing this target's drills");
-            return Ok(Err(format!("another verify run ({owner}) holds this target's lease until {expires_at}")));
+            return Ok(Err(LeftAlone::LeaseHeld(format!("another verify run ({owner}) holds this target's lease until {expires_at}"))));
         }
+        // The lease is short and renewed while this run works, so a run that is killed (a Lambda timeout, a
+        // SIGKILL) keeps other runs off the target's drills for at most one lease, not for hours.
+        let heartbeat = tokio::spawn(renew_lease(self.deps.catalog.clone(), self.deps.clock.clone(), target.name.clone(), run_id.to_string(), self.config.verify.lease));
         let result = self.drills_of(target, request).await;
         let result = match result {
             Ok(mut drills) => {
@@ -167,6 +201,7 @@ impl VerifyJob {
             }
             Err(e) => Err(e),
         };
+        heartbeat.abort();
         if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Verify, run_id).await {
             warn!(error = %e, "could not release the verify lease; it expires by itself");
         }

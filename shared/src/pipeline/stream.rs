@@ -160,21 +160,24 @@ fn produce_parts(
     progress: Arc<Progress>,
 ) -> Result<Produced, StreamError> {
     let compressors = settings.compressor_threads.max(1) as usize;
-    let (chunks_tx, chunks_rx) = sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD);
+    let (chunks_tx, chunks_rx) = sync_channel::<io::Result<Chunk>>(READ_AHEAD);
     let (spent_chunks_tx, spent_chunks_rx) = sync_channel::<Vec<u8>>(READ_AHEAD + 2);
     let (frames_tx, frames_rx) = sync_channel::<NumberedFrame>(FRAMES_QUEUED);
     let frames_rx = Arc::new(Mutex::new(frames_rx));
     let (compressed_tx, compressed_rx) = sync_channel::<NumberedResult>(COMPRESSED_QUEUED);
     let (spent_frames_tx, spent_frames_rx) = sync_channel::<Vec<u8>>(FRAMES_QUEUED + compressors + 2);
+    let (spent_stored_tx, spent_stored_rx) = sync_channel::<Vec<u8>>(COMPRESSED_QUEUED + compressors);
+    let spent_stored_rx = Arc::new(Mutex::new(spent_stored_rx));
 
     std::thread::scope(|scope| {
         scope.spawn(|| read_chunks(source, chunks_tx, spent_chunks_rx, &progress));
         for _ in 0..compressors {
-            let (frames, out, spent) = (frames_rx.clone(), compressed_tx.clone(), spent_frames_tx.clone());
-            scope.spawn(move || compress_frames(settings, frames, out, spent));
+            let (frames, out) = (frames_rx.clone(), compressed_tx.clone());
+            let buffers = Buffers { spent_frames: spent_frames_tx.clone(), fresh_stored: spent_stored_rx.clone() };
+            scope.spawn(move || compress_frames(settings, frames, out, buffers));
         }
         drop((compressed_tx, spent_frames_tx));
-        let sink = scope.spawn(|| sink(compressed_rx, settings.part_sizer, parts_tx, &progress));
+        let sink = scope.spawn(|| sink(compressed_rx, settings.part_sizer, parts_tx, spent_stored_tx, &progress));
 
         let framed = frame_chunks(chunks_rx, spent_chunks_tx, frames_tx, spent_frames_rx);
         let sunk = sink.join().unwrap_or_else(|_| Err(StreamError::Internal("the sink thread panicked".into())));
@@ -187,11 +190,14 @@ fn produce_parts(
     })
 }
 
+/// A buffer of pg_dump's output: its bytes are `.0[..1]`. Buffers keep their full length while recycled, so
+/// none is ever cleared again (a pipe read returns far less than a buffer holds).
+type Chunk = (Vec<u8>, usize);
+
 /// Reads pg_dump's output into recycled buffers, ahead of the framer.
-fn read_chunks(mut source: Box<dyn Read + Send>, chunks: SyncSender<io::Result<Vec<u8>>>, spent: Receiver<Vec<u8>>, progress: &Progress) {
+fn read_chunks(mut source: Box<dyn Read + Send>, chunks: SyncSender<io::Result<Chunk>>, spent: Receiver<Vec<u8>>, progress: &Progress) {
     loop {
-        let mut buffer = spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(READ_BUFFER));
-        buffer.resize(READ_BUFFER, 0);
+        let mut buffer = spent.try_recv().unwrap_or_else(|_| vec![0u8; READ_BUFFER]);
         let read = loop {
             match source.read(&mut buffer) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -201,9 +207,8 @@ fn read_chunks(mut source: Box<dyn Read + Send>, chunks: SyncSender<io::Result<V
         let message = match read {
             Ok(0) => return,
             Ok(n) => {
-                buffer.truncate(n);
                 progress.raw_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(buffer)
+                Ok((buffer, n))
             }
             Err(e) => Err(e),
         };
@@ -238,7 +243,7 @@ impl FrameSink for ToCompressors {
 
 /// The framer's loop: chunks in, frames out, then the end marker once the dump proved complete.
 fn frame_chunks(
-    chunks: Receiver<io::Result<Vec<u8>>>,
+    chunks: Receiver<io::Result<Chunk>>,
     spent_chunks: SyncSender<Vec<u8>>,
     frames: SyncSender<NumberedFrame>,
     spent_frames: Receiver<Vec<u8>>,
@@ -250,17 +255,23 @@ fn frame_chunks(
         FramerError::SinkStopped => StreamError::Internal(STOPPED.into()),
     };
     for chunk in chunks {
-        let chunk = chunk.map_err(StreamError::Read)?;
-        framer.feed(&chunk).map_err(framer_error)?;
-        let _ = spent_chunks.try_send(chunk);
+        let (buffer, len) = chunk.map_err(StreamError::Read)?;
+        framer.feed(&buffer[..len]).map_err(framer_error)?;
+        let _ = spent_chunks.try_send(buffer);
     }
     let (summary, frames_sent) = framer.finish().map_err(framer_error)?;
     end_marker.send((frames_sent, None)).map_err(|_| StreamError::Internal(STOPPED.into()))?;
     Ok(summary)
 }
 
+/// A compressor's buffer traffic: raw frames go back to the framer, compressed ones come back from the sink.
+struct Buffers {
+    spent_frames: SyncSender<Vec<u8>>,
+    fresh_stored: Arc<Mutex<Receiver<Vec<u8>>>>,
+}
+
 /// A compressor thread: frames in, compressed frames out, in whatever order they finish.
-fn compress_frames(settings: StreamSettings, frames: Arc<Mutex<Receiver<NumberedFrame>>>, out: SyncSender<NumberedResult>, spent: SyncSender<Vec<u8>>) {
+fn compress_frames(settings: StreamSettings, frames: Arc<Mutex<Receiver<NumberedFrame>>>, out: SyncSender<NumberedResult>, buffers: Buffers) {
     let mut compressor = match FrameCompressor::new(settings.codec, settings.level) {
         Ok(c) => c,
         Err(e) => {
@@ -275,10 +286,10 @@ fn compress_frames(settings: StreamSettings, frames: Arc<Mutex<Receiver<Numbered
         let result = match frame {
             None => Ok(Compressed::End),
             Some(frame) => {
-                let mut stored = Vec::new();
+                let mut stored = buffers.fresh_stored.lock().ok().and_then(|rx| rx.try_recv().ok()).unwrap_or_default();
                 let compressed = compressor.compress(&frame.sql, &mut stored);
                 let raw_len = frame.sql.len() as u64;
-                let _ = spent.try_send(frame.sql);
+                let _ = buffers.spent_frames.try_send(frame.sql);
                 compressed.map(|()| Compressed::Frame { raw_len, starts: frame.starts, ends_table_with_rows: frame.ends_table_with_rows, stored })
             }
         };
@@ -295,6 +306,7 @@ fn sink(
     compressed: Receiver<NumberedResult>,
     sizer: PartSizer,
     parts_tx: mpsc::Sender<PartToUpload>,
+    spent_stored: SyncSender<Vec<u8>>,
     progress: &Progress,
 ) -> Result<(DumpLayout, u64, String), StreamError> {
     let mut writer = PartWriter::new(sizer, parts_tx, progress);
@@ -317,6 +329,7 @@ fn sink(
                         layout.set_rows(rows);
                     }
                     writer.write_all(&stored).map_err(writer_error)?;
+                    let _ = spent_stored.try_send(stored);
                 }
             }
             next += 1;
