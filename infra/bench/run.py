@@ -61,7 +61,8 @@ BENCH_KEY_PREFIX = "bench/"
 SAMPLE_INTERVAL = 0.02
 SCRATCH_BASE = Path(tempfile.gettempdir()) / "backstop-scratch"  # LocalScratch's default base
 # The restore settings of Backstop's local scratch clusters (shared/src/adapters/local_scratch.rs).
-SCRATCH_SETTINGS = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_wal_size=4GB",
+SCRATCH_SETTINGS = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "wal_level=minimal",
+                    "max_wal_senders=0", "max_wal_size=4GB", "autovacuum=off", "maintenance_work_mem=256MB",
                     "max_connections=20"]
 # `backstop verify` variants: BACKSTOP_VERIFY_CHECKS values, one case each. The CLI may not read the variable yet;
 # the runner passes it all the same and records whether the binary mentions it.

@@ -75,8 +75,11 @@ fn catalog(aws: &AwsFixture) -> DynamoCatalog {
     DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone())
 }
 
+/// The drills' scratch clusters (not the template they are copied from, which stays for the next drill).
 fn scratch_clusters(d: &Drill) -> Vec<String> {
-    std::fs::read_dir(d.scratch_dir.path()).map(|e| e.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    std::fs::read_dir(d.scratch_dir.path())
+        .map(|e| e.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with("template-")).collect())
+        .unwrap_or_default()
 }
 
 /// Writes `bytes` as a new version of the dump's key (encrypted unless told otherwise).

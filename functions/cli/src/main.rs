@@ -287,15 +287,21 @@ async fn verify(
         }
         let (done, waiting): (Vec<_>, Vec<_>) = run.drills.into_iter().partition(|d| d.phase == DrillPhase::Done);
         finished.extend(done);
-        if waiting.is_empty() {
+        if waiting.is_empty() && run.lease_held.is_empty() {
             break;
         }
         for d in &waiting {
             eprintln!("{}: drill {} {}", d.target, d.drill_id, d.message);
         }
-        // Later passes only resume: a drill that finished is not started again, nor a requested backup twice.
-        request.backup_id = None;
-        request.resume_only = true;
+        if !waiting.is_empty() {
+            // Later passes only resume: a drill that finished is not started again, nor a requested backup twice.
+            request.backup_id = None;
+            request.resume_only = true;
+        }
+        if !run.lease_held.is_empty() {
+            // Another run (perhaps one that was killed: its lease runs out within minutes) has these targets.
+            eprintln!("waiting for the verify lease of {}", run.lease_held.join(", "));
+        }
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
     if json {

@@ -1,5 +1,9 @@
-//! Scratch servers as throwaway local PostgreSQL clusters: `initdb` into `<base>/<drill id>/`, `pg_ctl start`
-//! on a free loopback port with fsync off (nothing in a scratch server needs to survive a crash).
+//! Scratch servers as throwaway local PostgreSQL clusters in `<base>/<drill id>/`, started with `pg_ctl` on a
+//! free loopback port with the settings of a server that only ever restores once: no fsync, minimal WAL (a
+//! table created or truncated in the loading transaction writes none), no autovacuum, room for index builds.
+//!
+//! `initdb` runs once per PostgreSQL version into `<base>/template-<major>-…/`; each drill's cluster is a copy of
+//! it (a fifth of initdb's time), whose administrator password is then changed to the drill's own.
 //!
 //! The cluster outlives the process that made it, as an RDS instance would: a drill resumed by a later
 //! invocation finds it by its directory, and the sweeper removes clusters past their expiry. PostgreSQL refuses
@@ -12,12 +16,18 @@ use std::process::Stdio;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::Digest;
 use tokio::process::Command;
 
 use super::postgres::PgDumper;
 use crate::ports::{ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState};
 
 const ADMIN_USER: &str = "backstop_drill";
+
+/// A server that restores once and is thrown away: nothing needs to survive a crash, nothing replicates.
+/// `infra/bench/run.py` restores its comparisons into a server with these same settings.
+pub const RESTORE_SETTINGS: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c wal_level=minimal \
+     -c max_wal_senders=0 -c max_wal_size=4GB -c autovacuum=off -c maintenance_work_mem=256MB -c max_connections=20";
 
 pub struct LocalScratch {
     base: PathBuf,
@@ -52,12 +62,7 @@ impl LocalScratch {
 
     async fn start(&self, dir: &Path) -> Result<(), ScratchError> {
         let port = std::fs::read_to_string(dir.join("port")).map_err(|e| backend("read port", e.to_string()))?;
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_wal_size=4GB -c max_connections=20",
-            port.trim(),
-            dir.display()
-        );
+        let options = format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} {}", port.trim(), dir.display(), RESTORE_SETTINGS);
         let data = dir.join("data");
         let log = dir.join("server.log");
         self.run("pg_ctl", &["-D", path(&data), "-l", path(&log), "-w", "-t", "60", "-o", &options, "start"], true).await?;
@@ -66,6 +71,67 @@ impl LocalScratch {
 
     async fn running(&self, dir: &Path) -> bool {
         self.run("pg_ctl", &["-D", path(&dir.join("data")), "status"], true).await.is_ok()
+    }
+
+    /// The initdb'd data directory drills copy, made once per PostgreSQL version (and programs directory).
+    async fn template(&self) -> Result<PathBuf, ScratchError> {
+        let version = self.run("initdb", &["--version"], false).await?;
+        let program = self.programs.program("initdb");
+        let digest = sha2::Sha256::digest(format!("{}\n{}", program.display(), version.trim()).as_bytes());
+        let major = version.split_whitespace().nth(2).and_then(|v| v.split('.').next()).unwrap_or("x").to_string();
+        let dir = self.base.join(format!("template-{major}-{}", &hex::encode(digest)[..12]));
+        if dir.join("ready").exists() {
+            return Ok(dir);
+        }
+        std::fs::create_dir_all(&self.base).map_err(|e| backend("template", e.to_string()))?;
+        // One maker at a time; a lock older than initdb could take is a crashed maker's.
+        let lock = self.base.join(format!("{}.lock", dir.file_name().and_then(|n| n.to_str()).unwrap_or("template")));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match std::fs::create_dir(&lock) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if dir.join("ready").exists() {
+                        return Ok(dir);
+                    }
+                    let stale = std::fs::metadata(&lock).and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default() > std::time::Duration::from_secs(120)).unwrap_or(true);
+                    if stale || std::time::Instant::now() > deadline {
+                        let _ = std::fs::remove_dir(&lock);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(backend("template", e.to_string())),
+            }
+        }
+        let made = self.make_template(&dir).await;
+        let _ = std::fs::remove_dir(&lock);
+        made.map(|()| dir)
+    }
+
+    async fn make_template(&self, dir: &Path) -> Result<(), ScratchError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| backend("template", e.to_string()))?;
+        }
+        std::fs::create_dir(dir).map_err(|e| backend("template", e.to_string()))?;
+        chown_to_server(dir)?;
+        let password = SecretString::from(format!("{:032x}", rand::random::<u128>()));
+        write_secret(&dir.join("secrets"), &password)?;
+        // initdb runs as the server's user and must read the password once; the copy is deleted after.
+        let initdb_pw = dir.join("initdb-password");
+        std::fs::write(&initdb_pw, password.expose_secret()).map_err(|e| backend("template", e.to_string()))?;
+        std::fs::set_permissions(&initdb_pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| backend("template", e.to_string()))?;
+        chown_to_server(&initdb_pw)?;
+        let data = dir.join("data");
+        let initdb = self
+            .run(
+                "initdb",
+                &["-D", path(&data), "-U", ADMIN_USER, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync", "--pwfile", path(&initdb_pw)],
+                true,
+            )
+            .await;
+        let _ = std::fs::remove_file(&initdb_pw);
+        initdb?;
+        std::fs::write(dir.join("ready"), "").map_err(|e| backend("template", e.to_string()))
     }
 
     async fn stop_and_remove(&self, dir: &Path) -> Result<(), ScratchError> {
@@ -111,6 +177,37 @@ fn chown_to_server(p: &Path) -> Result<(), ScratchError> {
     Ok(())
 }
 
+/// `secrets/password` (0600) under `dir`.
+fn write_secret(secrets: &Path, password: &SecretString) -> Result<(), ScratchError> {
+    std::fs::create_dir_all(secrets).map_err(|e| backend("create", e.to_string()))?;
+    let file = secrets.join("password");
+    std::fs::write(&file, password.expose_secret()).map_err(|e| backend("create", e.to_string()))?;
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| backend("create", e.to_string()))
+}
+
+/// Copies a data directory, keeping modes (PostgreSQL insists on 0700) and giving it to the server's user.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ScratchError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| backend("copy the template cluster", format!("{}: {e}", from.display()));
+    std::fs::create_dir(to).map_err(fail)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(std::fs::metadata(from).map_err(fail)?.permissions().mode())).map_err(fail)?;
+    chown_to_server(to)?;
+    for entry in std::fs::read_dir(from).map_err(fail)? {
+        let entry = entry.map_err(fail)?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(fail)?;
+        if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source).map_err(fail)?, &target).map_err(fail)?;
+        } else {
+            std::fs::copy(&source, &target).map_err(fail)?;
+            chown_to_server(&target)?;
+        }
+    }
+    Ok(())
+}
+
 fn free_port() -> Result<u16, ScratchError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -140,30 +237,38 @@ impl ScratchDatabases for LocalScratch {
         std::fs::create_dir(&dir).map_err(|e| backend("create", e.to_string()))?;
         chown_to_server(&dir)?;
 
+        let template = self.template().await?;
+        copy_tree(&template.join("data"), &dir.join("data"))?;
         let password = SecretString::from(format!("{:032x}", rand::random::<u128>()));
-        let secrets = dir.join("secrets");
-        std::fs::create_dir(&secrets).map_err(|e| backend("create", e.to_string()))?;
-        let pwfile = secrets.join("password");
-        std::fs::write(&pwfile, password.expose_secret()).map_err(|e| backend("create", e.to_string()))?;
-        std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| backend("create", e.to_string()))?;
-        // initdb runs as the server's user and must read the password once; the copy is deleted after.
-        let initdb_pw = dir.join("initdb-password");
-        std::fs::write(&initdb_pw, password.expose_secret()).map_err(|e| backend("create", e.to_string()))?;
-        std::fs::set_permissions(&initdb_pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| backend("create", e.to_string()))?;
-        chown_to_server(&initdb_pw)?;
-        let data = dir.join("data");
-        let initdb = self
-            .run(
-                "initdb",
-                &["-D", path(&data), "-U", ADMIN_USER, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync", "--pwfile", path(&initdb_pw)],
-                true,
-            )
-            .await;
-        let _ = std::fs::remove_file(&initdb_pw);
-        initdb?;
-        std::fs::write(dir.join("port"), free_port()?.to_string()).map_err(|e| backend("create", e.to_string()))?;
+        write_secret(&dir.join("secrets"), &password)?;
         std::fs::write(dir.join("expires_at"), spec.expires_at.to_rfc3339()).map_err(|e| backend("create", e.to_string()))?;
-        self.start(&dir).await?;
+        // The port is free when picked, not necessarily when the server binds it: another pick, on failure.
+        let mut started = Err(backend("start", "not tried".into()));
+        for _ in 0..3 {
+            std::fs::write(dir.join("port"), free_port()?.to_string()).map_err(|e| backend("create", e.to_string()))?;
+            started = self.start(&dir).await;
+            if started.is_ok() {
+                break;
+            }
+        }
+        started?;
+        // The copy answers to the template's password until it is given the drill's own.
+        let template_password = SecretString::from(std::fs::read_to_string(template.join("secrets/password")).map_err(|e| backend("create", e.to_string()))?);
+        let port = std::fs::read_to_string(dir.join("port")).map_err(|e| backend("create", e.to_string()))?;
+        let endpoint = ScratchEndpoint {
+            host: "127.0.0.1".into(),
+            port: port.trim().parse().map_err(|_| backend("create", "bad port file".into()))?,
+            user: ADMIN_USER.into(),
+            password: template_password,
+            maintenance_db: "postgres".into(),
+            sslmode: "disable".into(),
+        };
+        let client = super::pg_wire::connect(&endpoint, "postgres").await.map_err(|e| backend("create", e.to_string()))?;
+        let literal = password.expose_secret().replace('\'', "''");
+        client
+            .batch_execute(&format!("ALTER ROLE {ADMIN_USER} PASSWORD '{literal}'"))
+            .await
+            .map_err(|e| backend("create", format!("cannot set the drill's password: {}", super::pg_wire::describe(&e))))?;
         std::fs::write(dir.join("ready"), "").map_err(|e| backend("create", e.to_string()))?;
         Ok(handle)
     }
@@ -206,10 +311,24 @@ impl ScratchDatabases for LocalScratch {
             // A directory without a readable expiry is not ours to judge, unless it is an abandoned half-made one.
             if expires.is_some_and(|e| e < now) {
                 let handle = ScratchHandle { kind: "local".into(), id: path(&dir).to_string() };
-                self.destroy(&handle).await?;
-                swept.push(handle);
+                // One cluster that will not go does not keep the sweep from the others; the next sweep retries it.
+                match self.destroy(&handle).await {
+                    Ok(()) => swept.push(handle),
+                    Err(e) => tracing::warn!(cluster = %handle.id, error = %e, "could not sweep an expired scratch cluster"),
+                }
             }
         }
         Ok(swept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_benchmark_restores_under_the_same_settings_as_scratch_clusters() {
+        let bench = include_str!("../../../infra/bench/run.py");
+        for setting in super::RESTORE_SETTINGS.split("-c ").map(str::trim).filter(|s| !s.is_empty()) {
+            assert!(bench.contains(&format!("\"{setting}\"")), "infra/bench/run.py's SCRATCH_SETTINGS lacks {setting}");
+        }
     }
 }
