@@ -65,12 +65,27 @@ impl LocalScratch {
         let options = format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} {}", port.trim(), dir.display(), RESTORE_SETTINGS);
         let data = dir.join("data");
         let log = dir.join("server.log");
-        self.run("pg_ctl", &["-D", path(&data), "-l", path(&log), "-w", "-t", "60", "-o", &options, "start"], true).await?;
-        Ok(())
+        // pg_ctl's own wait polls every 100 ms; waiting here for the server to say it is ready is quicker.
+        self.run("pg_ctl", &["-D", path(&data), "-l", path(&log), "-W", "-o", &options, "start"], true).await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let status = std::fs::read_to_string(data.join("postmaster.pid")).unwrap_or_default();
+            // Line 8 of postmaster.pid is the server's state: `starting`, `ready`, `stopping`.
+            if status.lines().nth(7).map(str::trim) == Some("ready") {
+                return Ok(());
+            }
+            let gone = status.lines().next().and_then(|p| p.trim().parse::<i32>().ok()).is_some_and(|pid| !alive(pid));
+            if gone || std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(backend("start scratch cluster", format!("the server did not become ready: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "))));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     async fn running(&self, dir: &Path) -> bool {
-        self.run("pg_ctl", &["-D", path(&dir.join("data")), "status"], true).await.is_ok()
+        postmaster_pid(dir).is_some_and(alive)
     }
 
     /// The initdb'd data directory drills copy, made once per PostgreSQL version (and programs directory).
@@ -135,8 +150,24 @@ impl LocalScratch {
     }
 
     async fn stop_and_remove(&self, dir: &Path) -> Result<(), ScratchError> {
-        if dir.join("data").exists() && self.running(dir).await {
-            self.run("pg_ctl", &["-D", path(&dir.join("data")), "-m", "immediate", "-w", "stop"], true).await?;
+        if let Some(pid) = postmaster_pid(dir).filter(|pid| alive(*pid)) {
+            // An immediate shutdown (what `pg_ctl -m immediate` sends): nothing here is worth a checkpoint.
+            // SAFETY: signalling the scratch server's postmaster, whose pid its own pid file gives.
+            unsafe { libc::kill(pid, libc::SIGQUIT) };
+            // Gone when its pid file is (the server removes it as it exits; a zombie it may leave behind, where
+            // nothing reaps, would still answer `kill(pid, 0)`).
+            let started = std::time::Instant::now();
+            let mut killed = false;
+            while postmaster_pid(dir) == Some(pid) && alive(pid) {
+                if !killed && started.elapsed() > std::time::Duration::from_secs(30) {
+                    // SAFETY: as above; the server ignored the shutdown request.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    killed = true;
+                } else if started.elapsed() > std::time::Duration::from_secs(40) {
+                    return Err(backend("stop scratch cluster", format!("postmaster {pid} of {} does not stop", dir.display())));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
         }
         match std::fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
@@ -175,6 +206,17 @@ fn chown_to_server(p: &Path) -> Result<(), ScratchError> {
         std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| backend("chown", format!("{}: {e}", p.display())))?;
     }
     Ok(())
+}
+
+/// The postmaster's pid, from the first line of the cluster's `postmaster.pid`.
+fn postmaster_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("data").join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+}
+
+/// Whether the process exists (as a zombie too: our child is reaped by tokio, a daemon by init).
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
 /// `secrets/password` (0600) under `dir`.
