@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_s3::config::SharedInterceptor;
 use serde_json::Value;
 
 use crate::adapters::dynamodb::DynamoCatalog;
@@ -50,18 +51,34 @@ impl AwsClients {
     }
 
     pub fn from_sdk_config(shared: &aws_config::SdkConfig, s3_path_style: bool) -> Self {
-        let s3_config = aws_sdk_s3::config::Builder::from(shared)
+        Self::with_interceptors(shared, s3_path_style, &[])
+    }
+
+    /// The same clients with interceptors on every request (the wiring test records which calls each job makes,
+    /// to hold the template's IAM policies to them).
+    pub fn with_interceptors(shared: &aws_config::SdkConfig, s3_path_style: bool, interceptors: &[SharedInterceptor]) -> Self {
+        let mut s3 = aws_sdk_s3::config::Builder::from(shared)
             .force_path_style(s3_path_style)
             // Drills hash every byte they read against the recorded SHA-256 themselves; the SDK cannot validate a
             // multipart object's composite checksum anyway (and warns on every read if asked to).
-            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
-            .build();
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(shared);
+        let mut sns = aws_sdk_sns::config::Builder::from(shared);
+        let mut secrets = aws_sdk_secretsmanager::config::Builder::from(shared);
+        let mut rds = aws_sdk_rds::config::Builder::from(shared);
+        for interceptor in interceptors {
+            s3.push_interceptor(interceptor.clone());
+            dynamodb.push_interceptor(interceptor.clone());
+            sns.push_interceptor(interceptor.clone());
+            secrets.push_interceptor(interceptor.clone());
+            rds.push_interceptor(interceptor.clone());
+        }
         AwsClients {
-            s3: aws_sdk_s3::Client::from_conf(s3_config),
-            dynamodb: aws_sdk_dynamodb::Client::new(shared),
-            sns: aws_sdk_sns::Client::new(shared),
-            secrets: aws_sdk_secretsmanager::Client::new(shared),
-            rds: aws_sdk_rds::Client::new(shared),
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            sns: aws_sdk_sns::Client::from_conf(sns.build()),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
+            rds: aws_sdk_rds::Client::from_conf(rds.build()),
         }
     }
 }

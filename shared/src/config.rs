@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::Job;
 use crate::domain::health::MonitorThresholds;
 use crate::domain::retention::RetentionPolicy;
 use crate::pipeline::codec::Codec;
@@ -175,6 +176,53 @@ struct FileConfig {
     monitor: Option<MonitorThresholds>,
     runbook_url: Option<String>,
 }
+
+/// An environment variable the configuration reads, and which jobs act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variable {
+    pub name: &'static str,
+    pub jobs: &'static [Job],
+    /// A deployed function of these jobs must set it (the CLI may leave it to the file or a default).
+    pub required_in_lambda: bool,
+}
+
+const JOBS: &[Job] = &[Job::Backup, Job::Verify, Job::Purge, Job::Monitor];
+const fn var(name: &'static str, jobs: &'static [Job], required_in_lambda: bool) -> Variable {
+    Variable { name, jobs, required_in_lambda }
+}
+
+/// Every `BACKSTOP_*` variable [`Config`] reads (a test checks this list against the code, and the SAM
+/// template's functions against it).
+pub const VARIABLES: &[Variable] = &[
+    var("BACKSTOP_CONFIG", JOBS, false),
+    var("BACKSTOP_BUCKET", JOBS, true),
+    var("BACKSTOP_TABLE", JOBS, true),
+    var("BACKSTOP_TARGETS", JOBS, true),
+    var("BACKSTOP_TOPIC_ARN", JOBS, true),
+    var("BACKSTOP_RUNBOOK_URL", JOBS, false),
+    var("BACKSTOP_KMS_KEY_ID", &[Job::Backup, Job::Verify], true),
+    var("BACKSTOP_KEY_PREFIX", &[Job::Backup, Job::Purge], false),
+    var("BACKSTOP_CODEC", &[Job::Backup], false),
+    var("BACKSTOP_COMPRESSION_LEVEL", &[Job::Backup], false),
+    var("BACKSTOP_NOTIFY_SUCCESS", &[Job::Backup, Job::Verify], false),
+    var("BACKSTOP_LEASE_SECONDS", &[Job::Backup, Job::Purge], false),
+    var("BACKSTOP_PG_BIN_DIR", &[Job::Backup, Job::Verify], true),
+    var("BACKSTOP_MONITOR", &[Job::Monitor], false),
+    var("BACKSTOP_SCRATCH", &[Job::Verify], true),
+    var("BACKSTOP_SCRATCH_DIR", &[Job::Verify], false),
+    var("BACKSTOP_RDS_SUBNET_GROUP", &[Job::Verify], false),
+    var("BACKSTOP_RDS_SECURITY_GROUP_IDS", &[Job::Verify], false),
+    var("BACKSTOP_RDS_INSTANCE_CLASS", &[Job::Verify], false),
+    var("BACKSTOP_RDS_PARAMETER_GROUP", &[Job::Verify], false),
+    var("BACKSTOP_VERIFY_OLDER_BACKUP", &[Job::Verify], false),
+    var("BACKSTOP_VERIFY_CHECKS", &[Job::Verify], false),
+    var("BACKSTOP_VERIFY_LEASE_SECONDS", &[Job::Verify], false),
+    var("BACKSTOP_RESTORE_JOBS", &[Job::Verify], false),
+    var("BACKSTOP_RTO_BUDGET_SECONDS", &[Job::Verify], false),
+    var("BACKSTOP_RPO_BUDGET_SECONDS", &[Job::Verify], false),
+    var("BACKSTOP_CHECK_TIMEOUT_SECONDS", &[Job::Verify], false),
+    var("BACKSTOP_SCRATCH_LIFETIME_SECONDS", &[Job::Verify], false),
+];
 
 /// The environment, as a map, so tests can pass one without touching the process's own.
 pub type Env = BTreeMap<String, String>;
@@ -483,6 +531,23 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_variable_list_is_what_the_configuration_reads() {
+        let source = include_str!("config.rs");
+        let code = &source[..source.find("pub const VARIABLES").unwrap()];
+        let rest = &source[source.find("/// The environment, as a map").unwrap()..source.find("#[cfg(test)]").unwrap()];
+        let mut read: Vec<&str> = [code, rest]
+            .iter()
+            .flat_map(|part| part.match_indices("\"BACKSTOP_").map(|(i, _)| &part[i + 1..]))
+            .map(|s| &s[..s.find(|c: char| !(c.is_ascii_uppercase() || c == '_')).unwrap()])
+            .collect();
+        read.sort();
+        read.dedup();
+        let mut listed: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
+        listed.sort();
+        assert_eq!(listed, read);
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

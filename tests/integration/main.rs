@@ -13,3 +13,4 @@ mod purge;
 mod rds_scratch;
 mod slack;
 mod verify;
+mod wiring;

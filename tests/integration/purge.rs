@@ -21,7 +21,7 @@ use backstop_tests::aws::AwsFixture;
 use bytes::Bytes;
 use chrono::{Duration as Days, Utc};
 
-const TARGET: &str = "shop";
+pub(crate) const TARGET: &str = "shop";
 
 fn target() -> TargetConfig {
     TargetConfig {
@@ -40,15 +40,15 @@ fn target() -> TargetConfig {
     }
 }
 
-struct Fixture {
-    aws: AwsFixture,
-    config: Config,
-    store: S3Store,
+pub(crate) struct Fixture {
+    pub(crate) aws: AwsFixture,
+    pub(crate) config: Config,
+    pub(crate) store: S3Store,
     catalog: DynamoCatalog,
 }
 
 impl Fixture {
-    async fn new() -> Fixture {
+    pub(crate) async fn new() -> Fixture {
         let aws = AwsFixture::new().await;
         let config = aws.config(vec![target()]);
         let store = S3Store::new(aws.clients.s3.clone(), aws.bucket.clone(), Some(aws.kms_key_arn.clone()));
@@ -57,7 +57,7 @@ impl Fixture {
     }
 
     /// A completed backup `days_ago`, with its three objects in the bucket.
-    async fn backup(&self, days_ago: i64) -> BackupRecord {
+    pub(crate) async fn backup(&self, days_ago: i64) -> BackupRecord {
         let started_at = Utc::now() - Days::days(days_ago);
         let id = BackupId::new(started_at);
         let keys = ObjectKeys::new("", TARGET, &id, started_at, Codec::Zstd);

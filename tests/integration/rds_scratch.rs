@@ -56,8 +56,8 @@ impl Recorder {
 }
 
 /// A network of the test's own for scratch instances, and the clients to look at what was made.
-struct Net {
-    aws: AwsFixture,
+pub(crate) struct Net {
+    pub(crate) aws: AwsFixture,
     /// For the test's own requests (not recorded).
     rds: aws_sdk_rds::Client,
     recorder: Recorder,
@@ -68,7 +68,7 @@ struct Net {
 }
 
 impl Net {
-    async fn new() -> Net {
+    pub(crate) async fn new() -> Net {
         let aws = AwsFixture::new().await;
         let rds = aws_sdk_rds::Client::new(&aws.sdk);
         let ec2 = aws_sdk_ec2::Client::new(&aws.sdk);
@@ -110,7 +110,7 @@ impl Net {
         Net { aws, rds, recorder: Recorder::default(), subnet_group, security_group, parameter_group, id }
     }
 
-    fn settings(&self) -> RdsScratchSettings {
+    pub(crate) fn settings(&self) -> RdsScratchSettings {
         let mut settings = RdsScratchSettings::new("db.t4g.micro", &self.subnet_group, vec![self.security_group.clone()]);
         settings.parameter_group = Some(self.parameter_group.clone());
         settings.kms_key_id = Some(self.aws.kms_key_arn.clone());
@@ -124,7 +124,7 @@ impl Net {
     }
 
     /// A drill id unique to this test.
-    fn drill(&self, name: &str) -> String {
+    pub(crate) fn drill(&self, name: &str) -> String {
         format!("{name}-{}", self.id)
     }
 
@@ -137,7 +137,7 @@ impl Net {
     }
 
     /// An instance made without Backstop, as a production database would be.
-    async fn foreign_instance(&self, id: &str, tags: &[(&str, &str)]) {
+    pub(crate) async fn foreign_instance(&self, id: &str, tags: &[(&str, &str)]) {
         self.rds
             .create_db_instance()
             .db_instance_identifier(id)
@@ -155,11 +155,11 @@ impl Net {
     }
 }
 
-fn spec(drill_id: &str, expires_at: DateTime<Utc>) -> ScratchSpec {
+pub(crate) fn spec(drill_id: &str, expires_at: DateTime<Utc>) -> ScratchSpec {
     ScratchSpec { drill_id: drill_id.into(), engine_major: 16, storage_gib: 5, expires_at }
 }
 
-fn in_an_hour() -> DateTime<Utc> {
+pub(crate) fn in_an_hour() -> DateTime<Utc> {
     Utc::now() + chrono::Duration::hours(1)
 }
 
@@ -167,7 +167,7 @@ fn tags(instance: &aws_sdk_rds::types::DbInstance) -> std::collections::HashMap<
     instance.tag_list().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap_or_default().to_string())).collect()
 }
 
-async fn until_ready(poll: impl AsyncFn() -> Result<ScratchState, ScratchError>) -> ScratchEndpoint {
+pub(crate) async fn until_ready(poll: impl AsyncFn() -> Result<ScratchState, ScratchError>) -> ScratchEndpoint {
     for _ in 0..60 {
         match poll().await.unwrap() {
             ScratchState::Ready(endpoint) => return endpoint,

@@ -1,0 +1,350 @@
+//! `template.yaml` against the code it deploys: every job's function has its schedule (verify's through the
+//! state machine), sets only variables its configuration reads and every one a Lambda must set, and its IAM
+//! policy allows every AWS call the job was seen to make against moto, and nothing else but the permissions
+//! AWS checks on the function's behalf (listed below, each with its reason).
+//!
+//! The calls are recorded by an interceptor on the production clients while each job runs its paths: a backup
+//! whose password is in Secrets Manager, a local drill, the RDS scratch and point-in-time adapters, a purge
+//! that deletes and aborts, a monitor run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::config::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use backstop::adapters::memory::FixedClock;
+use backstop::app::{self, AwsClients};
+use backstop::config::{PasswordSource, ScratchSettings, VARIABLES};
+use backstop::domain::{BackupStatus, Job, TargetOutcome, Trigger};
+use backstop::jobs::monitor::MonitorRequest;
+use backstop::jobs::purge::{PurgeDeps, PurgeJob, PurgeRequest};
+use backstop::jobs::verify::VerifyRequest;
+use backstop::metrics::NoMetrics;
+use backstop::ports::{ObjectStore, PointInTimeRestores, ScratchDatabases, ScratchState};
+use backstop_tests::aws::AwsFixture;
+use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
+use chrono::{Duration as Span, Utc};
+use secrecy::SecretString;
+use serde_norway::Value;
+
+use crate::common::*;
+
+/// One AWS request as IAM sees it: the service, the operation, and whether it named an object version.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Call {
+    service: String,
+    operation: String,
+    versioned: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct CallLog(Arc<Mutex<BTreeSet<Call>>>);
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let metadata = cfg.load::<Metadata>().expect("every operation carries its name");
+        let call = Call {
+            service: metadata.service().to_ascii_lowercase().replace(' ', ""),
+            operation: metadata.name().to_string(),
+            versioned: context.request().uri().contains("versionId="),
+        };
+        self.0.lock().unwrap().insert(call);
+        Ok(())
+    }
+}
+
+impl CallLog {
+    fn clients(&self, aws: &AwsFixture) -> AwsClients {
+        AwsClients::with_interceptors(&aws.sdk, true, &[SharedInterceptor::new(self.clone())])
+    }
+
+    /// The IAM actions the recorded calls need.
+    fn actions(&self) -> BTreeSet<String> {
+        self.0.lock().unwrap().iter().map(iam_action).collect()
+    }
+}
+
+/// The IAM action that authorizes `call`. S3's differ from its operation names; the other services' do not.
+fn iam_action(call: &Call) -> String {
+    let action = match (call.service.as_str(), call.operation.as_str(), call.versioned) {
+        ("s3", "PutObject" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload", _) => "PutObject",
+        ("s3", "GetObject" | "HeadObject", false) => "GetObject",
+        ("s3", "GetObject" | "HeadObject", true) => "GetObjectVersion",
+        ("s3", "DeleteObject", false) => "DeleteObject",
+        ("s3", "DeleteObject", true) => "DeleteObjectVersion",
+        ("s3", "ListObjectVersions", _) => "ListBucketVersions",
+        ("s3", "ListObjectsV2", _) => "ListBucket",
+        ("s3", "ListMultipartUploads", _) => "ListBucketMultipartUploads",
+        ("s3", "AbortMultipartUpload", _) => "AbortMultipartUpload",
+        ("s3", other, _) => panic!("no IAM mapping for s3:{other}: add it here"),
+        (_, operation, _) => operation,
+    };
+    format!("{}:{action}", call.service)
+}
+
+/// Permissions a function needs that no call recorded here names: AWS checks them on the function's behalf, or
+/// they serve paths other tests drive (failures, contention).
+fn implied(job: Job) -> BTreeMap<&'static str, &'static str> {
+    let mut implied = BTreeMap::from([
+        ("kms:GenerateDataKey", "S3 asks KMS for a data key when the function writes an SSE-KMS object (and SNS when it publishes to the KMS-encrypted topic)"),
+        ("kms:Decrypt", "S3 decrypts SSE-KMS objects the function reads, and the parts of its multipart uploads"),
+    ]);
+    match job {
+        Job::Backup => {
+            // Failure paths, which the fail_closed tests drive; this test runs the good one.
+            implied.insert("s3:AbortMultipartUpload", "a failed dump's upload is aborted, so no half-written object stays");
+            implied.insert("s3:DeleteObjectVersion", "a failed attempt's object versions are removed");
+            implied.insert("s3:ListBucketVersions", "the versions of a failed attempt's keys are listed to remove them");
+        }
+        Job::Verify => {
+            implied.insert("kms:DescribeKey", "RDS describes the customer key it encrypts a scratch instance's storage with");
+            implied.insert("kms:CreateGrant", "RDS holds a grant on the key while the encrypted scratch instance exists");
+            implied.insert("rds:AddTagsToResource", "CreateDBInstance and RestoreDBInstanceToPointInTime with Tags need it");
+            implied.insert("secretsmanager:CreateSecret", "RDS creates the managed master-password secret as the caller");
+            implied.insert("secretsmanager:TagResource", "RDS tags the managed secret it creates as the caller");
+            implied.insert("rds:ModifyDBInstance", "an instance that refuses deletion has deletion protection turned off first");
+            implied.insert("rds:DescribeDBEngineVersions", "the newest minor of the source's major; moto has no such API, so the adapter falls back");
+        }
+        Job::Purge => {
+            implied.insert("dynamodb:GetItem", "a purge lease another run holds is read to say whose it is and until when (the concurrency tests)");
+        }
+        Job::Monitor => {}
+    }
+    implied
+}
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A value under CloudFormation's short-form tags (`!If [cond, a, b]` gives both branches).
+fn untagged(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "If" => tagged.value.as_sequence().unwrap()[1..].iter().flat_map(untagged).collect(),
+        Value::Tagged(tagged) if tagged.tag == "Ref" && tagged.value.as_str() == Some("AWS::NoValue") => vec![],
+        other => vec![other],
+    }
+}
+
+fn function_of(template: &Value, job: Job) -> (&str, &Value) {
+    let binary = job.as_str();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let found = resources.iter().find(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function") && r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary));
+    let (name, resource) = found.unwrap_or_else(|| panic!("template.yaml has no function for the {binary} binary"));
+    (name.as_str().unwrap(), resource)
+}
+
+/// The default expressions of a resource's ScheduleV2 events (each a `!Ref` to a template parameter).
+fn schedules(template: &Value, resource: &Value) -> Vec<String> {
+    let Some(events) = resource["Properties"]["Events"].as_mapping() else { return vec![] };
+    let default_of = |expression: &Value| {
+        let parameter = match expression {
+            Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str().unwrap(),
+            other => panic!("a schedule fixed in the template ({other:?}): make it a parameter"),
+        };
+        let default = template["Parameters"][parameter]["Default"].as_str();
+        default.unwrap_or_else(|| panic!("parameter {parameter} has no default")).to_string()
+    };
+    events.values().filter(|e| e["Type"].as_str() == Some("ScheduleV2")).map(|e| default_of(&e["Properties"]["ScheduleExpression"])).collect()
+}
+
+fn environment(template: &Value, function: &Value) -> BTreeSet<String> {
+    let global = template["Globals"]["Function"]["Environment"]["Variables"].as_mapping().cloned().unwrap_or_default();
+    let own = function["Properties"]["Environment"]["Variables"].as_mapping().cloned().unwrap_or_default();
+    global.keys().chain(own.keys()).map(|k| k.as_str().unwrap().to_string()).collect()
+}
+
+fn allowed_actions(function: &Value) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for policy in function["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+        for statement in policy["Statement"].as_sequence().into_iter().flatten().flat_map(untagged) {
+            assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{statement:?}");
+            match &statement["Action"] {
+                Value::String(one) => {
+                    actions.insert(one.clone());
+                }
+                Value::Sequence(many) => actions.extend(many.iter().map(|a| a.as_str().unwrap().to_string())),
+                other => panic!("an Action that is neither a string nor a list: {other:?}"),
+            }
+        }
+    }
+    actions
+}
+
+/// The variables, schedules and policy of `job`'s function, held to the calls `log` saw.
+fn check_function(template: &Value, job: Job, log: &CallLog) {
+    let (name, function) = function_of(template, job);
+
+    let set = environment(template, function);
+    for variable in &set {
+        let known = VARIABLES.iter().find(|v| v.name == variable);
+        assert!(known.is_some_and(|v| v.jobs.contains(&job)), "{name} sets {variable}, which the {job:?} configuration does not read");
+    }
+    for required in VARIABLES.iter().filter(|v| v.required_in_lambda && v.jobs.contains(&job)) {
+        assert!(set.contains(required.name), "{name} does not set {}, which a deployed {job:?} function needs", required.name);
+    }
+
+    let allowed = allowed_actions(function);
+    let needed = log.actions();
+    let missing: Vec<_> = needed.difference(&allowed).collect();
+    assert!(missing.is_empty(), "{name}'s policy lacks {missing:?} (calls seen: {:?})", log.0.lock().unwrap());
+    let implied = implied(job);
+    let unused: Vec<_> = allowed.iter().filter(|a| !needed.contains(*a) && !implied.contains_key(a.as_str())).collect();
+    assert!(unused.is_empty(), "{name}'s policy allows {unused:?}, which the {job:?} job was not seen to need: remove them, or say why in `implied`");
+}
+
+#[test]
+fn every_job_runs_on_its_schedule() {
+    let template = template();
+    for (job, default) in [(Job::Backup, "cron(0 2 * * ? *)"), (Job::Purge, "cron(30 3 * * ? *)"), (Job::Monitor, "rate(1 hour)")] {
+        let (name, function) = function_of(&template, job);
+        assert_eq!(schedules(&template, function), [default], "{name}'s schedule");
+    }
+
+    // Verify: the sweep on the function itself, drills through the state machine that loops it.
+    let (verify, function) = function_of(&template, Job::Verify);
+    assert_eq!(schedules(&template, function), ["rate(1 hour)"], "{verify}'s sweep");
+    let resources = template["Resources"].as_mapping().unwrap();
+    let machines: Vec<&Value> = resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Serverless::StateMachine")).collect();
+    let driving: Vec<&&Value> = machines.iter().filter(|m| format!("{:?}", m["Properties"]["Policies"]).contains(&format!("\"{verify}\""))).collect();
+    assert_eq!(driving.len(), 1, "one state machine invokes {verify}");
+    assert_eq!(schedules(&template, driving[0]), ["cron(0 4 ? * SUN *)"], "weekly drills");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
+    let template = template();
+
+    // Backup, with the database password in Secrets Manager.
+    let source = PgCluster::start();
+    source.psql("postgres", "CREATE DATABASE app");
+    source.psql("app", "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 200) g;");
+    source.create_backup_role();
+    let aws = AwsFixture::new().await;
+    let secret = serde_json::json!({ "username": "backstop", "password": BACKSTOP_PASSWORD }).to_string();
+    let secret_arn = aws.clients.secrets.create_secret().name(format!("db-{}", aws.table)).secret_string(secret).send().await.unwrap().arn.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = source.target("app", "app", BACKSTOP_PASSWORD, dir.path());
+    target.password = PasswordSource::SecretId(secret_arn);
+    // Never backed up: the monitor alerts about it.
+    let mut never = target.clone();
+    never.name = "never-backed-up".into();
+    let mut config = aws.config(vec![target, never]);
+    // Success notices too, so the backup and the drill both publish.
+    config.notify_success = true;
+    let scratch_dir = tempfile::tempdir().unwrap();
+    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch_dir.path().to_path_buf()) };
+    let config = Arc::new(config);
+
+    let backup_log = CallLog::default();
+    let backup = app::backup_job(config.clone(), &backup_log.clients(&aws), Arc::new(NoMetrics));
+    let run = backup.run(&request("app", Some("tick-1"))).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    // A redelivered schedule tick: answered from the first run's claim.
+    backup.run(&request("app", Some("tick-1"))).await.unwrap();
+    // A second backup, so the monitor compares two manifests.
+    let second = backup.run(&request("app", Some("tick-2"))).await.unwrap();
+    assert_eq!(second.targets[0].outcome, TargetOutcome::Completed, "{}", second.targets[0].message);
+    check_function(&template, Job::Backup, &backup_log);
+
+    // Verify: a local drill of that backup, then the RDS adapters the deployed function drills with.
+    let verify_log = CallLog::default();
+    let request = VerifyRequest {
+        target: Some("app".into()),
+        backup_id: None,
+        trigger: Trigger::Cli,
+        request_id: "wiring".into(),
+        deadline: None,
+        max_steps: None,
+        resume_only: false,
+        abandon: None,
+        sweep_only: false,
+    };
+    let drill = app::verify_job(config.clone(), &verify_log.clients(&aws), Arc::new(NoMetrics)).run(&request).await.unwrap();
+    assert!(drill.done, "{drill:?}");
+    assert!(records(&aws, "app").await.iter().any(|b| b.status == BackupStatus::Verified));
+    rds_paths(&verify_log).await;
+    check_function(&template, Job::Verify, &verify_log);
+
+    // Monitor: the ages of that backup and its drill.
+    let monitor_log = CallLog::default();
+    let reports = app::monitor_job(config.clone(), &monitor_log.clients(&aws), Arc::new(NoMetrics)).run(&MonitorRequest { target: None, alert: true }).await.unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(aws.alerts(1, std::time::Duration::from_secs(10)).await.iter().any(|a| a.message.contains("never-backed-up")));
+    check_function(&template, Job::Monitor, &monitor_log);
+
+    // Purge: backups past their retention deleted, a day-old upload aborted.
+    purge_paths(&template).await;
+}
+
+/// Create, wait, delete and sweep a scratch instance; restore a source to a point in time, reach it, delete it.
+async fn rds_paths(log: &CallLog) {
+    let net = crate::rds_scratch::Net::new().await;
+    let clients = log.clients(&net.aws);
+    let scratch = backstop::adapters::rds::RdsScratch::new(clients.rds.clone(), clients.secrets.clone(), net.settings());
+
+    let handle = scratch.create(&crate::rds_scratch::spec(&net.drill("wiring"), crate::rds_scratch::in_an_hour())).await.unwrap();
+    crate::rds_scratch::until_ready(|| ScratchDatabases::poll(&scratch, &handle)).await;
+    ScratchDatabases::destroy(&scratch, &handle).await.unwrap();
+    let expired = scratch.create(&crate::rds_scratch::spec(&net.drill("expired"), Utc::now() - Span::minutes(5))).await.unwrap();
+    let swept = scratch.sweep_expired(Utc::now()).await.unwrap();
+    assert!(swept.contains(&expired), "{swept:?}");
+
+    let source = format!("orders-{}", net.drill("pitr"));
+    net.foreign_instance(&source, &[]).await;
+    let at = PointInTimeRestores::latest_restorable_time(&scratch, &source).await.unwrap().unwrap_or_else(Utc::now);
+    let copy = scratch.restore(&source, at, &net.drill("pitr"), crate::rds_scratch::in_an_hour()).await.unwrap();
+    for _ in 0..60 {
+        let state = PointInTimeRestores::poll(&scratch, &copy, "app", SecretString::from("source-password")).await.unwrap();
+        if matches!(state, ScratchState::Ready(_)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    PointInTimeRestores::destroy(&scratch, &copy).await.unwrap();
+}
+
+async fn purge_paths(template: &Value) {
+    let f = crate::purge::Fixture::new().await;
+    for days_ago in [5, 4, 3, 2, 1] {
+        f.backup(days_ago).await;
+    }
+    let abandoned = f.store.create_multipart(&format!("{}/2026/11/01/abandoned.sql.zst", crate::purge::TARGET), "application/zstd").await.unwrap();
+    let log = CallLog::default();
+    let config = Arc::new(f.config.clone());
+    let deps = app::backup_deps(&config, &log.clients(&f.aws), Arc::new(NoMetrics));
+    let clock = Arc::new(FixedClock::at(Utc::now() + Span::hours(25)));
+    let job = PurgeJob::new(config, PurgeDeps { store: deps.store, catalog: deps.catalog, alerts: deps.alerts, clock, metrics: Arc::new(NoMetrics) });
+    // Three of five past the deletion-fraction rail: refused with an alert, then forced.
+    let mut request = PurgeRequest { target: None, force: false, dry_run: false, trigger: Trigger::Cli, request_id: "wiring".into() };
+    let refused = job.run(&request).await.unwrap();
+    assert!(refused[0].refused.is_some(), "{refused:?}");
+    assert_eq!(f.aws.alerts(1, std::time::Duration::from_secs(10)).await.len(), 1, "the rail's refusal alerts");
+    request.force = true;
+    let purged = job.run(&request).await.unwrap();
+    let actions: Vec<&str> = refused[0].steps.iter().chain(&purged[0].steps).map(|s| s.action.as_str()).collect();
+    assert!(actions.contains(&"delete") && actions.contains(&"abort_upload"), "{refused:?} {purged:?}");
+    assert!(f.store.open_uploads("").await.unwrap().iter().all(|u| u.key != abandoned.key()));
+    check_function(template, Job::Purge, &log);
+}
+
+#[test]
+fn the_slack_notifier_is_given_only_its_webhook_source() {
+    use backstop::notify::webhook_url::{PARAMETER_VAR, SECRET_ID_VAR};
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let notifier = resources.values().find(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some("notifier")).expect("a notifier function");
+    assert_eq!(environment(&template, notifier), BTreeSet::from([PARAMETER_VAR.to_string(), SECRET_ID_VAR.to_string()]));
+    let events: Vec<_> = notifier["Properties"]["Events"].as_mapping().unwrap().values().map(|e| e["Type"].as_str().unwrap()).collect();
+    assert_eq!(events, ["SNS"], "it is invoked by the alert topic");
+}
