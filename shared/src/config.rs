@@ -502,6 +502,14 @@ fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
         if let Err(why) = t.retention.validate() {
             return fail(format!("target {:?}: retention: {why}", t.name));
         }
+        for check in &t.checks {
+            if let Err(why) = single_statement(&check.sql) {
+                return fail(format!(
+                    "target {:?}: check {:?} must be one SQL statement that returns true ({why}); split it into several checks",
+                    t.name, check.name
+                ));
+            }
+        }
         if let Some(mode) = &t.sslmode {
             const MODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
             if !MODES.contains(&mode.as_str()) {
@@ -510,6 +518,24 @@ fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// A user check is one statement (a trailing `;` optional): what psql would run as one, comments and quotes
+/// read as psql reads them.
+fn single_statement(sql: &str) -> Result<(), String> {
+    let mut text = sql.trim().to_string();
+    if !text.ends_with(';') {
+        // On its own line: a trailing `-- comment` must not swallow it.
+        text.push_str("\n;");
+    }
+    match crate::sql::splitter::split_all(text.as_bytes()) {
+        Ok(pieces) => match pieces.as_slice() {
+            [crate::sql::splitter::Piece::Statement(s)] if s.iter().any(|b| !b.is_ascii_whitespace() && *b != b';') => Ok(()),
+            [] | [crate::sql::splitter::Piece::Statement(_)] => Err("it is empty".into()),
+            more => Err(format!("it holds {} statements or psql commands", more.len())),
+        },
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
@@ -618,6 +644,27 @@ mod tests {
             "[]",
         ] {
             assert!(Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", targets)]), None).is_err());
+        }
+    }
+
+    #[test]
+    fn a_user_check_is_one_statement() {
+        let load = |sql: &str| {
+            let targets = serde_json::json!([{"name":"a","host":"h","database":"d","user":"u","password":{"env":"X"},
+                "checks":[{"name":"users","sql":sql}]}]);
+            Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", &targets.to_string())]), None)
+        };
+        for one in ["SELECT count(*) > 0 FROM users", "SELECT true;", "SELECT ';' <> 'x' -- why not", "SELECT $$a;b$$ <> ''"] {
+            assert!(load(one).is_ok(), "{one}");
+        }
+        for (bad, why) in [
+            ("SELECT true; DELETE FROM users", "2 statements"),
+            ("SELECT 'unterminated", "quoted string"),
+            ("  ", "empty"),
+            ("\\x", "psql commands"),
+        ] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains("check \"users\" must be one SQL statement") && err.contains(why), "{bad}: {err}");
         }
     }
 

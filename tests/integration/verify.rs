@@ -251,6 +251,43 @@ async fn each_kind_of_damage_fails_the_drill_naming_the_check_and_alerting() {
     assert!(scratch_clusters(&d).is_empty(), "every scratch cluster was destroyed: {:?}", scratch_clusters(&d));
 }
 
+/// A passing drill over its RTO budget warns (once, instead of the success notice); within budget, with success
+/// notices on, it says so; either way its EMF metrics give the outcome and the timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_over_budget_warns_one_within_budget_notifies_and_both_emit_metrics() {
+    let (mut d, _record) = backed_up(small_db).await;
+    d.config.notify_success = true;
+    let metrics = Arc::new(backstop::metrics::RecordingMetrics::default());
+    let drill = async |d: &Drill| {
+        let job = app::verify_job(Arc::new(d.config.clone()), &d.aws.clients, metrics.clone());
+        let run = job.run(&verify_request(None, None)).await.unwrap();
+        assert!(run.done && run.drills[0].outcome == Some(BackupStatus::Verified), "{run:?}");
+        d.aws.alerts(1, Duration::from_secs(10)).await
+    };
+
+    d.config.verify.rto_budget = Some(Duration::from_millis(1));
+    let over = drill(&d).await;
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert!(over[0].subject.contains("over budget") && over[0].message.contains("exceeds the budget of 0 s"), "{over:?}");
+
+    d.config.verify.rto_budget = Some(Duration::from_secs(3600));
+    let within = drill(&d).await;
+    assert_eq!(within.len(), 1, "{within:?}");
+    assert!(within[0].subject.contains("verified by a restore drill"), "{within:?}");
+
+    let lines = metrics.0.lock().unwrap().clone();
+    let verdicts: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v.get("VerifySuccess").is_some()).collect();
+    assert_eq!(verdicts.len(), 2, "{lines:?}");
+    for v in &verdicts {
+        assert_eq!(v["Target"], "app");
+        assert_eq!(v["VerifySuccess"], 1.0);
+        assert!(v["VerifyRtoSeconds"].as_f64().unwrap() > 0.0 && v["VerifyRestoreSeconds"].as_f64().unwrap() > 0.0, "{v}");
+        let declared = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
+        assert!(declared.iter().any(|m| m["Name"] == "VerifyRtoSeconds" && m["Unit"] == "Seconds"), "{v}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drill_cut_off_between_phases_resumes_and_leaves_nothing_behind() {
     let (d, record) = backed_up(small_db).await;

@@ -317,9 +317,13 @@ impl VerifyJob {
                 let handle = match &drill.scratch {
                     Some(handle) => handle.clone(),
                     None => {
+                        let engine_major = match server_major(&backup) {
+                            Ok(major) => major,
+                            Err(why) => return Ok(self.fail_phase(drill, why)),
+                        };
                         let spec = ScratchSpec {
                             drill_id: drill.drill_id.clone(),
-                            engine_major: server_major(&backup),
+                            engine_major,
                             storage_gib: storage_for(&backup),
                             expires_at: now + chrono::Duration::from_std(self.config.verify.scratch_lifetime).unwrap_or(chrono::Duration::hours(6)),
                         };
@@ -504,7 +508,7 @@ impl VerifyJob {
     /// The drill's client programs must be at least the backup's server version: psql would stop on newer
     /// syntax and pg_dump refuses to re-read a newer server. Said before restoring, with what to deploy.
     async fn client_can_restore(&self, backup: &BackupRecord) -> Result<(), String> {
-        let needed = server_major(backup);
+        let needed = server_major(backup)?;
         match self.deps.restorer.client_major().await {
             Ok(client) if client >= needed => Ok(()),
             Ok(client) => Err(format!(
@@ -702,8 +706,42 @@ fn restorable(b: &BackupRecord) -> bool {
     matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed)
 }
 
-fn server_major(b: &BackupRecord) -> u32 {
-    b.server_version.as_deref().and_then(|v| v.split(['.', ' ']).next()).and_then(|m| m.parse().ok()).unwrap_or(15)
+/// The major version of the server the backup was dumped from ("15.4", "16.1 (Debian 16.1-1)" → 15, 16). No
+/// guess when the record does not say: a scratch server of another version proves nothing about a restore.
+fn server_major(b: &BackupRecord) -> Result<u32, String> {
+    let version = b.server_version.as_deref().unwrap_or_default();
+    let major = version.split(['.', ' ']).next().and_then(|m| m.parse().ok()).filter(|m: &u32| *m >= 9);
+    major.ok_or_else(|| {
+        format!(
+            "backup {} does not record which PostgreSQL version it was dumped from (server_version {version:?}), so no \
+             scratch server can be chosen for it: drill a newer backup, or take one",
+            b.backup_id
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BackupId, Trigger};
+    use crate::pipeline::codec::Codec;
+
+    fn with_version(version: Option<&str>) -> BackupRecord {
+        let at = Utc::now();
+        let mut b = BackupRecord::in_progress("app", BackupId::new(at), Trigger::Cli, "test", at, Codec::Zstd);
+        b.server_version = version.map(str::to_string);
+        b
+    }
+
+    #[test]
+    fn the_scratch_server_version_is_the_backups_never_a_guess() {
+        assert_eq!(server_major(&with_version(Some("15.4"))), Ok(15));
+        assert_eq!(server_major(&with_version(Some("16.1 (Debian 16.1-1.pgdg120+1)"))), Ok(16));
+        for unknown in [None, Some(""), Some("unknown"), Some("0.1")] {
+            let error = server_major(&with_version(unknown)).unwrap_err();
+            assert!(error.contains("does not record which PostgreSQL version"), "{error}");
+        }
+    }
 }
 
 /// Room for the restored data and its indexes: about twice the SQL, at least 20 GiB (RDS's floor for gp3).
