@@ -288,6 +288,93 @@ async fn a_drill_over_budget_warns_one_within_budget_notifies_and_both_emit_metr
     }
 }
 
+/// The CLI killed with SIGKILL while its drill restores (as a Lambda past its timeout, or `kill -9`): the next
+/// run waits out the dead run's lease, resumes the same drill from its recorded phase, passes it, and leaves
+/// no scratch cluster, running or on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_killed_mid_restore_resumes_after_its_lease_and_cleans_up() {
+    let (d, record) = backed_up(|s| {
+        s.psql("postgres", "CREATE DATABASE app");
+        // Enough rows that the restore lasts long enough to be caught in the act (about a second or more).
+        s.psql("app", "CREATE TABLE big (id bigint PRIMARY KEY, payload text); INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 400000) g;");
+        s.create_backup_role();
+        "app"
+    })
+    .await;
+    let target = &d.config.targets[0];
+    let backstop::config::PasswordSource::File(password_file) = &target.password else { unreachable!() };
+    let config_file = d.scratch_dir.path().with_extension("toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "bucket = \"{}\"\ntable = \"{}\"\ntopic_arn = \"{}\"\nkms_key_id = \"{}\"\npg_bin_dir = \"{}\"\n\
+             scratch = \"local\"\nscratch_dir = \"{}\"\nverify_lease_seconds = 20\n\n\
+             [[targets]]\nname = \"app\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"app\"\nuser = \"backstop\"\n\
+             sslmode = \"disable\"\npassword = {{ file = \"{}\" }}\n",
+            d.aws.bucket,
+            d.aws.table,
+            d.aws.topic_arn,
+            d.aws.kms_key_arn,
+            backstop_tests::pg::bin_dir().display(),
+            d.scratch_dir.path().display(),
+            target.port,
+            password_file.display(),
+        ),
+    )
+    .unwrap();
+    let cli = || {
+        let mut command = std::process::Command::new(cli_binary());
+        command
+            .args(["verify", "--target", "app"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", &d.aws.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("BACKSTOP_CONFIG", &config_file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+
+    let mut first = cli().spawn().unwrap();
+    let started = std::time::Instant::now();
+    let killed_in = loop {
+        let drills = catalog(&d.aws).recent_drills("app", 5).await.unwrap();
+        if let Some(drill) = drills.first().filter(|drill| drill.phase != DrillPhase::Provisioning) {
+            first.kill().unwrap();
+            first.wait().unwrap();
+            break drill.phase;
+        }
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended before it could be killed mid-drill");
+        assert!(started.elapsed() < Duration::from_secs(60), "the drill never left provisioning");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(killed_in, DrillPhase::Restoring, "killed while restoring");
+    let left = catalog(&d.aws).recent_drills("app", 5).await.unwrap();
+    assert_eq!((left.len(), left[0].phase), (1, DrillPhase::Restoring), "the dead run's drill is left mid-restore: {left:?}");
+    assert_eq!(scratch_clusters(&d).len(), 1, "and its scratch cluster with it");
+
+    let out = cli().output().unwrap();
+    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "the second run resumes and passes: {output}");
+    let drills = catalog(&d.aws).recent_drills("app", 5).await.unwrap();
+    assert_eq!(drills.len(), 1, "the same drill, resumed, not a second one: {drills:?}");
+    assert_eq!(drills[0].phase, DrillPhase::Done);
+    assert!(drills[0].report.passed(), "{:?}", drills[0].report);
+    assert_eq!(catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status, BackupStatus::Verified);
+    assert_eq!(scratch_clusters(&d), Vec::<String>::new(), "no scratch cluster is left on disk");
+    let scratch_path = d.scratch_dir.path().to_string_lossy().into_owned();
+    let running: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&scratch_path) && !c.contains("template-"))
+        .collect();
+    assert_eq!(running, Vec::<String>::new(), "no scratch server is left running");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drill_cut_off_between_phases_resumes_and_leaves_nothing_behind() {
     let (d, record) = backed_up(small_db).await;
