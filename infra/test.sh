@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # test.sh — run every test: installs what is missing (PostgreSQL server, zstd, moto in .venv), builds once,
 # then runs the unit tests and the integration tests (real PostgreSQL clusters + moto, all on 127.0.0.1),
-# then the deploy checks (infra/check-deploy.sh: cfn-lint, sam validate, checkov, sam build for arm64).
+# then the benchmark's smoke run (infra/bench/run.py --smoke: the small corpus, every case once, timings
+# reported, never judged), then the deploy checks (infra/check-deploy.sh: cfn-lint, sam validate, checkov,
+# sam build for arm64, the client layer's programs run under qemu against a real server).
 # Extra arguments go to `cargo test` (e.g. `infra/test.sh -p backstop` or `infra/test.sh -- hostile`).
-# BACKSTOP_SKIP_DEPLOY_CHECKS=1 skips the deploy checks (a quick local run; CI runs them).
+# BACKSTOP_SKIP_BENCH_SMOKE=1 and BACKSTOP_SKIP_DEPLOY_CHECKS=1 skip those (a quick local run; CI runs them).
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +16,16 @@ infra/ensure-deps.sh
 # One build for everything: the test binaries, and the CLI that one integration test runs as an operator would.
 cargo build --locked --workspace --tests --bins
 cargo test --locked --workspace "$@"
+
+# The benchmark must keep running; it uses the local stack, and takes it down again if it started it.
+if [ "${BACKSTOP_SKIP_BENCH_SMOKE:-0}" = 1 ]; then
+    echo "test.sh: benchmark smoke run skipped (BACKSTOP_SKIP_BENCH_SMOKE=1)" >&2
+else
+    if ! infra/local-stack.sh status >/dev/null 2>&1; then
+        trap 'infra/local-stack.sh down >/dev/null 2>&1 || true' EXIT
+    fi
+    .venv/bin/python infra/bench/run.py --smoke --cli target/debug/backstop --out target/bench-smoke.json
+fi
 
 # After the tests: a template or build problem should not hide a test result, nor delay it.
 if [ "${BACKSTOP_SKIP_DEPLOY_CHECKS:-0}" = 1 ]; then
