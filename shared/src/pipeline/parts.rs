@@ -1,8 +1,10 @@
 //! Multipart part sizing: parts start small (bounded memory) and grow so an upload never needs part 10,001.
 //!
 //! S3 allows at most 10,000 parts, each at least 5 MiB (but the last) and at most 5 GiB. The dump's size is not
-//! known up front, so the size doubles every 1,000 parts: 8 MiB parts carry the first 7.8 GiB, and the 10,000
-//! parts together reach about 8 TiB, past S3's 5 TiB object limit. Memory grows only for dumps that need it.
+//! known up front, so the size doubles every 1,000 parts: 6 MiB parts carry the first 5.9 GiB, and the 10,000
+//! parts together reach about 5.9 TiB, past S3's 5 TiB object limit. Memory grows only for dumps that need it:
+//! a backup holds at most four parts (one filling, one queued, two uploading), so the part size is most of its
+//! memory, and 6 MiB is the smallest start that still reaches 5 TiB (5 MiB would stop at 4.9 TiB).
 
 pub const S3_MAX_PARTS: u32 = 10_000;
 pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -16,7 +18,7 @@ pub struct PartSizer {
 
 impl Default for PartSizer {
     fn default() -> Self {
-        Self { initial: 8 * 1024 * 1024, parts_per_doubling: 1_000 }
+        Self { initial: 6 * 1024 * 1024, parts_per_doubling: 1_000 }
     }
 }
 
