@@ -102,7 +102,7 @@ pub enum StreamError {
     Incomplete(#[from] DumpParseError),
     #[error("uploading a part failed: {0}")]
     Upload(#[from] StoreError),
-    #[error("the dump outgrew S3's {S3_MAX_PARTS} parts (about 8 TiB at Backstop's part sizes)")]
+    #[error("the dump outgrew S3's {S3_MAX_PARTS} parts (about 5.9 TiB at Backstop's part sizes)")]
     TooManyParts,
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Internal(String),
