@@ -121,6 +121,7 @@ class Stage:
     real_pid: int | None = None
     own_peak_kb: int = 0
     maxrss_kb: int = 0
+    cpu_seconds: float = 0.0  # user + system, with the children it waited for (wait4's rusage)
     returncode: int | None = None
 
     @property
@@ -176,13 +177,26 @@ class Sampler(threading.Thread):
             self.stop.wait(SAMPLE_INTERVAL)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (user, nice, system, irq, softirq), every core."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Measured:
     seconds: float
     stages: list[Stage]
+    # What every process on the machine used meanwhile: the case's own, the PostgreSQL server's, the emulator's.
+    machine_cpu_seconds: float = 0.0
 
     def procs(self) -> list[dict]:
-        return [{"name": s.name, "own_peak_kb": s.own_peak_kb, "maxrss_kb": s.maxrss_kb} for s in self.stages]
+        return [{"name": s.name, "own_peak_kb": s.own_peak_kb, "maxrss_kb": s.maxrss_kb, "cpu_seconds": round(s.cpu_seconds, 3)}
+                for s in self.stages]
+
+    def cpu_seconds(self) -> float:
+        return sum(s.cpu_seconds for s in self.stages)
 
     def own_peak_kb(self) -> int:
         return max((s.own_peak_kb for s in self.stages), default=0)
@@ -205,6 +219,7 @@ def measure(stages: list[Stage], *, env: dict, stdin=None, stdout=None, timeout:
             os.killpg(pgid, signal.SIGKILL)
 
     start = time.monotonic()
+    busy_at_start = machine_busy_seconds()
     try:
         prev = stdin
         for i, s in enumerate(stages):
@@ -232,9 +247,11 @@ def measure(stages: list[Stage], *, env: dict, stdin=None, stdout=None, timeout:
                 _, status, usage = os.wait4(s.popen.pid, 0)
                 s.returncode = s.popen.returncode = os.waitstatus_to_exitcode(status)
                 s.maxrss_kb = usage.ru_maxrss
+                s.cpu_seconds = usage.ru_utime + usage.ru_stime
         finally:
             timer.cancel()
         seconds = time.monotonic() - start
+        machine_cpu = machine_busy_seconds() - busy_at_start
     except BaseException:
         if pgid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -265,7 +282,7 @@ def measure(stages: list[Stage], *, env: dict, stdin=None, stdout=None, timeout:
         raise CaseFailed(f"timed out after {timeout:.0f} s")
     if failed:
         raise CaseFailed("; ".join(errors))
-    return Measured(seconds, stages)
+    return Measured(seconds, stages, machine_cpu)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -394,7 +411,7 @@ class Bench:
         self.cli = str(Path(args.cli).resolve()) if args.cli else str(REPO / "target" / "release" / "backstop")
         self.cases = [CASE_BY_ID[c] for c in args.only] if args.only else list(CASES)
         self.results = {c.id: {"label": c.label, "side": c.side, "reference": c.reference, "seconds": [],
-                               "phases": {}, "own_peak_kb": [], "maxrss_kb": [], "procs": [], "errors": [], "extra": []}
+                               "phases": {}, "own_peak_kb": [], "maxrss_kb": [], "cpu_seconds": [], "machine_cpu_seconds": [], "procs": [], "errors": [], "extra": []}
                         for c in self.cases}
         self.restore: RestoreCluster | None = None
         self.backups: list[dict] = []  # backstop backups made in this run: {"codec", "backup_id"}
@@ -628,6 +645,8 @@ class Bench:
         res["seconds"].append(round(mm.seconds, 4))
         res["own_peak_kb"].append(mm.own_peak_kb())
         res["maxrss_kb"].append(mm.maxrss_kb())
+        res["cpu_seconds"].append(round(mm.cpu_seconds(), 3))
+        res["machine_cpu_seconds"].append(round(mm.machine_cpu_seconds, 3))
         res["procs"].append(procs)
         res["extra"].append(extra)
         for k, v in phases.items():
@@ -677,6 +696,8 @@ class Bench:
                 res["min_seconds"], res["max_seconds"] = min(res["seconds"]), max(res["seconds"])
                 res["median_own_peak_kb"] = int(statistics.median(res["own_peak_kb"]))
                 res["median_maxrss_kb"] = int(statistics.median(res["maxrss_kb"]))
+                res["median_cpu_seconds"] = round(statistics.median(res["cpu_seconds"]), 3)
+                res["median_machine_cpu_seconds"] = round(statistics.median(res["machine_cpu_seconds"]), 3)
                 res["phase_median_seconds"] = {k: round(statistics.median(v), 4) for k, v in res["phases"].items()}
                 if c.reference:
                     refs[c.side] = res["median_seconds"]
@@ -693,7 +714,8 @@ class Bench:
             return f"{kb / 1024:.1f}" if kb else "-"
 
         lines = []
-        head = f"{'case':58} {'median s':>9} {'ratio':>6} {'min..max s':>15} {'own MB':>8} {'maxrss MB':>9}"
+        head = (f"{'case':58} {'median s':>9} {'ratio':>6} {'min..max s':>15} {'own MB':>8} {'maxrss MB':>9} "
+                f"{'CPU s':>6} {'machine':>7}")
         for side, ref in (("backup", "pg_dump > /dev/null"), ("restore", "pg_restore -j2")):
             cases = [c for c in self.cases if c.side == side]
             if not cases:
@@ -710,7 +732,8 @@ class Bench:
                 ratio = f"{res['ratio_to_reference']:.2f}" if res["ratio_to_reference"] else "-"
                 lines.append(f"{label:58} {res['median_seconds']:9.2f} {ratio:>6} "
                              f"{res['min_seconds']:7.2f}..{res['max_seconds']:<7.2f} "
-                             f"{mb(res['median_own_peak_kb']):>8} {mb(res['median_maxrss_kb']):>9}")
+                             f"{mb(res['median_own_peak_kb']):>8} {mb(res['median_maxrss_kb']):>9} "
+                             f"{res['median_cpu_seconds']:6.1f} {res['median_machine_cpu_seconds']:7.1f}")
                 for k, v in res["phase_median_seconds"].items():
                     pr = res["phase_ratio_to_reference"].get(k)
                     lines.append(f"{'  ' + k:58} {v:9.2f} {(f'{pr:.2f}' if pr else '-'):>6}")
@@ -718,6 +741,9 @@ class Bench:
                 lines.append("* this CLI does not read BACKSTOP_VERIFY_CHECKS yet: the verify variants run the same checks")
         lines.append("own MB: the process's own peak (sampled); maxrss MB: wait4's ru_maxrss, the largest of it and "
                      "the children it waited for")
+        lines.append(f"CPU s: user + system of the case's processes and their children; machine: CPU seconds every "
+                     f"process on the machine used meanwhile ({os.cpu_count()} cores: at most {os.cpu_count()} per second), "
+                     f"the PostgreSQL server and the emulator included")
         if not USE_GNU_TIME:
             lines.append(f"(no GNU time at {GNU_TIME}: maxrss is floored at this runner's own "
                          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; apt-get install time)")

@@ -40,12 +40,14 @@ use super::codec::{Codec, FrameCompressor};
 use super::framer::{FrameSink, Framer, FramerError, RawFrame};
 use super::parts::{PartSizer, S3_MAX_PARTS};
 
-/// pg_dump's output is read in pieces of this size, with this many pieces queued ahead of the framer.
+/// pg_dump's output is read in pieces of this size, with this many pieces queued ahead of the framer (beside
+/// the 1 MiB pipe itself): slack for a moment's stall downstream, not throughput, which the CPU bounds.
 const READ_BUFFER: usize = 1024 * 1024;
-const READ_AHEAD: usize = 4;
-/// Frames queued for the compressors, and compressed frames queued for the sink.
-const FRAMES_QUEUED: usize = 2;
-const COMPRESSED_QUEUED: usize = 4;
+const READ_AHEAD: usize = 2;
+/// Frames queued for the compressors, and compressed frames queued for the sink. One frame waiting per busy
+/// compressor is enough to keep them all busy; every queued frame is 2 MiB of the backup's memory.
+const FRAMES_QUEUED: usize = 1;
+const COMPRESSED_QUEUED: usize = 2;
 
 #[derive(Debug, Clone, Copy)]
 pub struct StreamSettings {
