@@ -528,18 +528,21 @@ class Bench:
         sampler = Sampler([stage])
         sampler.start()
         t0 = time.monotonic()
+        busy0 = machine_busy_seconds()
         p.stdin.write("go\n")
         p.stdin.close()
         inner = p.stdout.read().strip()
         _, status, usage = os.wait4(p.pid, 0)
         seconds = time.monotonic() - t0
+        machine_cpu = machine_busy_seconds() - busy0
         sampler.stop.set()
         sampler.join()
         stage.returncode = p.returncode = os.waitstatus_to_exitcode(status)
         stage.maxrss_kb = usage.ru_maxrss  # the helper has no children: this is its own peak
+        stage.cpu_seconds = usage.ru_utime + usage.ru_stime
         if stage.returncode != 0:
             raise CaseFailed(f"upload_file failed (exit {stage.returncode})")
-        return Measured(seconds, [stage])
+        return Measured(seconds, [stage], machine_cpu)
 
     def backstop_backup(self, codec: str, level) -> tuple[Measured, dict]:
         out_path = self.tmp / "backstop-out.json"
@@ -602,7 +605,7 @@ class Bench:
                 a = self.dump_gzip()
                 b = self.upload(f"{self.label}/run{run}-{int(time.time())}.sql.gz")
                 phases = {"pg_dump | gzip -6 > file": a.seconds, "upload_file": b.seconds}
-                mm = Measured(a.seconds + b.seconds, a.stages + b.stages)
+                mm = Measured(a.seconds + b.seconds, a.stages + b.stages, a.machine_cpu_seconds + b.machine_cpu_seconds)
                 extra["gzip6_bytes"] = self.gz.stat().st_size
             elif case.id == "zstd1":
                 with open(self.zst, "wb") as out:
