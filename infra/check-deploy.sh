@@ -161,8 +161,8 @@ for program in pg_dump pg_dumpall pg_restore psql; do
     check_elf ".aws-sam/build/PgClientLayer/bin/$program"
 done
 
-# The layer sam just built (reused, not rebuilt): its arm64 programs, under qemu-user, dump and restore a real
-# server over TLS with only the layer's libraries loaded.
+# The layer's arm64 programs, under qemu-user, dump and restore a real server over TLS with only the layer's
+# libraries loaded (build.sh reuses an up-to-date build in infra/pg-layer/dist, and its package cache).
 step "client layer under qemu (infra/pg-layer/test.sh)"
 infra/pg-layer/test.sh || die "the client layer's test failed (above)"
 passed

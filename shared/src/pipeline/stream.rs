@@ -44,8 +44,9 @@ use super::parts::{PartSizer, S3_MAX_PARTS};
 /// the 1 MiB pipe itself): slack for a moment's stall downstream, not throughput, which the CPU bounds.
 const READ_BUFFER: usize = 1024 * 1024;
 const READ_AHEAD: usize = 2;
-/// Frames queued for the compressors, and compressed frames queued for the sink. One frame waiting per busy
-/// compressor is enough to keep them all busy; every queued frame is 2 MiB of the backup's memory.
+/// Frames queued for the compressors, and compressed frames queued for the sink. One frame waiting for
+/// whichever compressor frees first keeps them busy (the framer cuts the next meanwhile); every queued frame is
+/// 2 MiB of the backup's memory.
 const FRAMES_QUEUED: usize = 1;
 const COMPRESSED_QUEUED: usize = 2;
 
