@@ -46,7 +46,13 @@ async fn the_same_event_delivered_twice_makes_one_backup() {
     let (x, y) = tokio::join!(job.run(&req), job.run(&req));
     let mut outcomes = vec![x.unwrap().targets[0].outcome, y.unwrap().targets[0].outcome];
     outcomes.sort_by_key(|o| format!("{o:?}"));
-    assert_eq!(outcomes, vec![TargetOutcome::Completed, TargetOutcome::SkippedDuplicate]);
+    // On DynamoDB the claim is a conditional write, atomic, and the second delivery is a duplicate. moto's server
+    // checks a condition and writes without a lock (its threads race), so now and then both claims pass there;
+    // then the target's lease stops the second. Either way: one backup for the event.
+    assert!(
+        outcomes == [TargetOutcome::Completed, TargetOutcome::SkippedDuplicate] || outcomes == [TargetOutcome::Completed, TargetOutcome::SkippedLeaseHeld],
+        "{outcomes:?}"
+    );
 
     assert_eq!(records(&aws, "shop").await.len(), 2, "one backup per event");
 }
