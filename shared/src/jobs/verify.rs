@@ -720,30 +720,6 @@ fn server_major(b: &BackupRecord) -> Result<u32, String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{BackupId, Trigger};
-    use crate::pipeline::codec::Codec;
-
-    fn with_version(version: Option<&str>) -> BackupRecord {
-        let at = Utc::now();
-        let mut b = BackupRecord::in_progress("app", BackupId::new(at), Trigger::Cli, "test", at, Codec::Zstd);
-        b.server_version = version.map(str::to_string);
-        b
-    }
-
-    #[test]
-    fn the_scratch_server_version_is_the_backups_never_a_guess() {
-        assert_eq!(server_major(&with_version(Some("15.4"))), Ok(15));
-        assert_eq!(server_major(&with_version(Some("16.1 (Debian 16.1-1.pgdg120+1)"))), Ok(16));
-        for unknown in [None, Some(""), Some("unknown"), Some("0.1")] {
-            let error = server_major(&with_version(unknown)).unwrap_err();
-            assert!(error.contains("does not record which PostgreSQL version"), "{error}");
-        }
-    }
-}
-
 /// Room for the restored data and its indexes: about twice the SQL, at least 20 GiB (RDS's floor for gp3).
 fn storage_for(b: &BackupRecord) -> u32 {
     let gib = (b.raw_bytes.saturating_mul(2) / (1 << 30)) as u32 + 1;
@@ -850,5 +826,29 @@ fn drill_passed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
         job: Job::Verify,
         target: Some(target.name.clone()),
         runbook: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BackupId, Trigger};
+    use crate::pipeline::codec::Codec;
+
+    fn with_version(version: Option<&str>) -> BackupRecord {
+        let at = Utc::now();
+        let mut b = BackupRecord::in_progress("app", BackupId::new(at), Trigger::Cli, "test", at, Codec::Zstd);
+        b.server_version = version.map(str::to_string);
+        b
+    }
+
+    #[test]
+    fn the_scratch_server_version_is_the_backups_never_a_guess() {
+        assert_eq!(server_major(&with_version(Some("15.4"))), Ok(15));
+        assert_eq!(server_major(&with_version(Some("16.1 (Debian 16.1-1.pgdg120+1)"))), Ok(16));
+        for unknown in [None, Some(""), Some("unknown"), Some("0.1")] {
+            let error = server_major(&with_version(unknown)).unwrap_err();
+            assert!(error.contains("does not record which PostgreSQL version"), "{error}");
+        }
     }
 }
