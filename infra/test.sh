@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test.sh — run every test: installs what is missing (PostgreSQL server, zstd, moto in .venv), builds once,
+# test.sh — run every test: installs what is missing (PostgreSQL server, zstd, moto in .venv, PostgreSQL 17
+# from Debian's packages for the version matrix), builds once,
 # then runs the unit tests and the integration tests (real PostgreSQL clusters + moto, all on 127.0.0.1),
 # then the benchmark's smoke run (infra/bench/run.py --smoke: the small corpus, every case once, timings
 # reported, never judged), then the deploy checks (infra/check-deploy.sh: cfn-lint, sam validate, checkov,
@@ -12,6 +13,9 @@ REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_DIR"
 
 infra/ensure-deps.sh
+# PostgreSQL 17 beside Debian's 15, for the version matrix (tests/integration/versions.rs): Debian's own
+# packages, verified and cached; well under a second once built.
+infra/pg-server/fetch.sh >/dev/null
 
 # One build for everything: the test binaries, and the CLI that one integration test runs as an operator would.
 cargo build --locked --workspace --tests --bins

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""debfetch.py — fetch the Debian arm64 .debs for the Backstop PostgreSQL client layer, verified.
+"""debfetch.py — fetch Debian .debs (arm64 for the Backstop PostgreSQL client layer), verified.
 
-Used by infra/pg-layer/build.sh; standard library only. For one Debian release (for example
-bookworm) it:
+Used by infra/pg-layer/build.sh (arm64) and infra/pg-server/fetch.sh (--arch of the host, for a
+local PostgreSQL server); standard library only. For one Debian release (for example bookworm)
+and one architecture (--arch, default arm64) it:
 
   1. downloads InRelease of <suite>, <suite>-updates and <suite>-security (the last from the
      security archive) and checks each one's OpenPGP signature with gpgv against the host's
@@ -13,7 +14,8 @@ bookworm) it:
   3. merges the three indices (the highest version of each package wins, as apt would pick)
      and resolves the closure of the root packages' Depends/Pre-Depends, following only
      shared-library packages (lib*): PostgreSQL's perl wrappers, sensible-utils and the like
-     are not needed by the ELF programs the layer ships;
+     are not needed by the ELF programs the layer ships; --exclude names packages not to take
+     at all (libllvm19: only the server's optional JIT module, which is not shipped, needs it);
   4. downloads each .deb into the cache, checking its size and SHA256 against the index.
 
 Everything is cached under --cache: indices are re-fetched only when older than --ttl-hours
@@ -42,7 +44,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ARCH = "arm64"
+ARCH = "arm64"  # set from --arch in main()
 COMPONENT = "main"
 DEFAULT_MIRROR = "https://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "https://deb.debian.org/debian-security"
@@ -416,7 +418,7 @@ class _VersionKey:
         return version_compare(self.v, other.v) < 0
 
 
-def resolve(universe: Universe, roots: list[str]) -> list[dict[str, str]]:
+def resolve(universe: Universe, roots: list[str], exclude: frozenset[str] = frozenset()) -> list[dict[str, str]]:
     chosen: dict[str, dict[str, str]] = {}
     queue: list[dict[str, str]] = []
     for r in roots:
@@ -435,7 +437,7 @@ def resolve(universe: Universe, roots: list[str]) -> list[dict[str, str]]:
                 for name, op, ver in alts
             ):
                 continue
-            libs = [a for a in alts if followed(a[0], universe)]
+            libs = [a for a in alts if followed(a[0], universe) and a[0] not in exclude]
             if not libs:
                 continue
             pick = None
@@ -472,6 +474,7 @@ def fetch_deb(p: dict[str, str], debs: Path, offline: bool) -> Path:
 
 
 def main() -> int:
+    global ARCH
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--suite", required=True, help="Debian release codename, e.g. bookworm")
     ap.add_argument("--cache", required=True, type=Path)
@@ -480,8 +483,12 @@ def main() -> int:
     ap.add_argument("--refresh", action="store_true")
     ap.add_argument("--ttl-hours", type=float, default=24.0)
     ap.add_argument("--keyring", default=KEYRING)
+    ap.add_argument("--arch", default=ARCH, help="Debian architecture (default %(default)s)")
+    ap.add_argument("--exclude", action="append", default=[], metavar="PACKAGE",
+                    help="a dependency not to follow (repeatable)")
     ap.add_argument("roots", nargs="+")
     args = ap.parse_args()
+    ARCH = args.arch
 
     mirror = os.environ.get("BACKSTOP_DEBIAN_MIRROR", DEFAULT_MIRROR)
     security = os.environ.get("BACKSTOP_DEBIAN_SECURITY_MIRROR", DEFAULT_SECURITY_MIRROR)
@@ -495,10 +502,12 @@ def main() -> int:
             ix.load_release(args.offline, args.refresh, args.ttl_hours, args.keyring)
 
         key_src = json.dumps(
-            [RESOLVER_VERSION, ARCH, args.roots, mirror, security] + [ix.release_text for ix in indices]
+            [RESOLVER_VERSION, ARCH, args.roots, sorted(args.exclude), mirror, security]
+            + [ix.release_text for ix in indices]
         ).encode()
         key = hashlib.sha256(key_src + Path(__file__).read_bytes()).hexdigest()
-        res_cache = args.cache / "resolved" / f"{args.suite}-{key[:32]}.json"
+        # Per architecture: the layer (arm64) and a server (amd64) may share one cache.
+        res_cache = args.cache / "resolved" / f"{args.suite}-{ARCH}-{key[:32]}.json"
         if res_cache.exists():
             chosen = json.loads(res_cache.read_text())
             log(f"resolution cached ({len(chosen)} packages)")
@@ -508,9 +517,9 @@ def main() -> int:
                 for p in parse_packages(ix.packages_text(args.offline), ix.suite, ix.base_url):
                     universe.add(p)
             universe.finish()
-            chosen = resolve(universe, args.roots)
+            chosen = resolve(universe, args.roots, frozenset(args.exclude))
             res_cache.parent.mkdir(parents=True, exist_ok=True)
-            for old in res_cache.parent.glob(f"{args.suite}-*.json"):
+            for old in res_cache.parent.glob(f"{args.suite}-{ARCH}-*.json"):
                 old.unlink()
             res_cache.write_text(json.dumps(chosen, indent=1))
             log(f"resolved {len(chosen)} packages")

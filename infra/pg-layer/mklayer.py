@@ -22,6 +22,9 @@ LD_LIBRARY_PATH (/var/lang/lib:/lib64:/usr/lib64:...:/opt/lib) or the system's g
 Then it checks the result with readelf: the interpreter and rpaths, and that every DT_NEEDED of
 every shipped object is in backstop-pg/lib. Nothing goes to lib/ (that is /opt/lib, which is on
 LD_LIBRARY_PATH for the function's own bootstrap binary).
+
+infra/pg-server/mkserver.py imports the generic steps (read_list, extract, index_sonames,
+needed_closure, patch_elf, the readelf and PT_GNU_PROPERTY helpers) for a host-arch server tree.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def run(cmd: list[str]) -> str:
     return proc.stdout
 
 
-def is_aarch64_elf(path: Path) -> bool:
+def is_elf(path: Path, machine: int = EM_AARCH64) -> bool:
+    """A 64-bit little-endian ELF file for that e_machine."""
     try:
         with open(path, "rb") as f:
             head = f.read(20)
@@ -77,7 +81,7 @@ def is_aarch64_elf(path: Path) -> bool:
         return False
     return (
         len(head) == 20 and head[:4] == b"\x7fELF" and head[4] == 2 and head[5] == 1
-        and int.from_bytes(head[18:20], "little") == EM_AARCH64
+        and int.from_bytes(head[18:20], "little") == machine
     )
 
 
@@ -205,28 +209,33 @@ def main() -> int:
     return 0
 
 
-def build(args: argparse.Namespace) -> None:
-    rows = [line.split("\t") for line in args.list.read_text().splitlines() if line.strip()]
-    packages = {name: {"version": ver, "suite": suite, "sha256": sha, "deb": Path(deb)}
-                for name, ver, suite, sha, deb in rows}
-    client = f"postgresql-client-{args.major}"
-    if client not in packages:
-        raise LayerError(f"{client} is not in {args.list}")
+def read_list(path: Path) -> dict[str, dict]:
+    """debfetch.py's list: package -> version, suite, sha256, deb."""
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    return {name: {"version": ver, "suite": suite, "sha256": sha, "deb": Path(deb)}
+            for name, ver, suite, sha, deb in rows}
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    xroot = args.work / "x"
+
+def extract(packages: dict[str, dict], work: Path) -> Path:
+    """dpkg-deb -x each package into <work>/x/<package>/ (work is emptied); returns <work>/x."""
+    shutil.rmtree(work, ignore_errors=True)
+    xroot = work / "x"
     for name, p in packages.items():
         (xroot / name).mkdir(parents=True)
         run(["dpkg-deb", "-x", str(p["deb"]), str(xroot / name)])
+    return xroot
 
-    # Every aarch64 shared object in the packages' library directories, by SONAME.
+
+def index_sonames(xroot: Path, packages, lib_dirs=LIB_DIRS, machine: int = EM_AARCH64,
+                  loader: str = LOADER) -> dict[str, tuple[str, Path]]:
+    """Every shared object of that machine in the packages' library directories, by SONAME."""
     by_soname: dict[str, tuple[str, Path]] = {}
     for name in sorted(packages):
         root = xroot / name
-        for d in LIB_DIRS:
+        for d in lib_dirs:
             for entry in sorted((root / d).glob("*")) if (root / d).is_dir() else []:
                 real = resolve_in(root, entry)
-                if not real.is_file() or not is_aarch64_elf(real):
+                if not real.is_file() or not is_elf(real, machine):
                     continue
                 dyn = dynamic(real)
                 soname = dyn["SONAME"][0] if dyn["SONAME"] else real.name
@@ -239,17 +248,16 @@ def build(args: argparse.Namespace) -> None:
                         raise LayerError(f"{soname} is in both {prev[0]} and {name}")
                     continue
                 by_soname[soname] = (name, real)
-    if LOADER not in by_soname:
-        raise LayerError(f"no {LOADER} in the packages (is libc6 in the list?)")
+    if loader not in by_soname:
+        raise LayerError(f"no {loader} in the packages (is libc6 in the list?)")
+    return by_soname
 
-    # Programs, and the closure of what they need.
-    bin_src = xroot / client / "usr/lib/postgresql" / args.major / "bin"
-    programs = {prog: bin_src / prog for prog in PROGRAMS}
-    for prog, path in programs.items():
-        if not (path.is_file() and is_aarch64_elf(path)):
-            raise LayerError(f"{path} is missing or not an arm64 ELF program")
-    wanted = {so for so, (pkg, _) in by_soname.items() if pkg in ALWAYS_PACKAGES}
-    queue = [path for path in programs.values()] + [by_soname[so][1] for so in sorted(wanted)]
+
+def needed_closure(objects: list[Path], by_soname: dict[str, tuple[str, Path]],
+                   always=ALWAYS_PACKAGES) -> set[str]:
+    """The SONAMEs the objects need (DT_NEEDED, transitively), plus all of the always packages'."""
+    wanted = {so for so, (pkg, _) in by_soname.items() if pkg in always}
+    queue = list(objects) + [by_soname[so][1] for so in sorted(wanted)]
     missing: dict[str, set[str]] = {}
     seen: set[Path] = set()
     while queue:
@@ -267,6 +275,31 @@ def build(args: argparse.Namespace) -> None:
     if missing:
         raise LayerError("unresolved DT_NEEDED: " + "; ".join(
             f"{so} (needed by {', '.join(sorted(users))})" for so, users in sorted(missing.items())))
+    return wanted
+
+
+def patch_elf(path: Path, rpath: str, page_size: str, interp: str | None = None) -> None:
+    """DT_RPATH only (no DT_RUNPATH, see above), and the interpreter of a program."""
+    run(["patchelf", "--remove-rpath", str(path)])
+    interp_args = ["--set-interpreter", interp] if interp else []
+    run(["patchelf", "--page-size", page_size, *interp_args, "--force-rpath", "--set-rpath", rpath, str(path)])
+
+
+def build(args: argparse.Namespace) -> None:
+    packages = read_list(args.list)
+    client = f"postgresql-client-{args.major}"
+    if client not in packages:
+        raise LayerError(f"{client} is not in {args.list}")
+    xroot = extract(packages, args.work)
+    by_soname = index_sonames(xroot, packages)
+
+    # Programs, and the closure of what they need.
+    bin_src = xroot / client / "usr/lib/postgresql" / args.major / "bin"
+    programs = {prog: bin_src / prog for prog in PROGRAMS}
+    for prog, path in programs.items():
+        if not (path.is_file() and is_elf(path)):
+            raise LayerError(f"{path} is missing or not an arm64 ELF program")
+    wanted = needed_closure(list(programs.values()), by_soname)
 
     # Lay out the tree.
     tree = args.tree
@@ -284,17 +317,12 @@ def build(args: argparse.Namespace) -> None:
         shipped_pkgs.add(pkg)
 
     # Patch.
-    page = ["--page-size", args.page_size]
     for prog in PROGRAMS:
-        f = str(tree / "bin" / prog)
-        run(["patchelf", "--remove-rpath", f])
-        run(["patchelf", *page, "--set-interpreter", INTERP, "--force-rpath", "--set-rpath", PROGRAM_RPATH, f])
+        patch_elf(tree / "bin" / prog, PROGRAM_RPATH, args.page_size, INTERP)
     for so in sorted(wanted):
         if so == LOADER:
             continue  # the loader needs nothing and is never searched for
-        f = str(libdir / so)
-        run(["patchelf", "--remove-rpath", f])
-        run(["patchelf", *page, "--force-rpath", "--set-rpath", LIBRARY_RPATH, f])
+        patch_elf(libdir / so, LIBRARY_RPATH, args.page_size)
     fixed = [f.name for f in [*(tree / "bin").iterdir(), *libdir.iterdir()] if fix_gnu_property(f)]
     if fixed:
         log(f"re-pointed PT_GNU_PROPERTY in {len(fixed)} files after patchelf")

@@ -4,7 +4,7 @@
 -- Run by a superuser into an EMPTY database (it creates schemas and tables and
 -- fails if they already exist):
 --     createdb hostile && psql -v ON_ERROR_STOP=1 -X -d hostile -f infra/seed/hostile.sql
--- Deterministic: fixed literals only.
+-- Deterministic: fixed literals only. Some names hold newlines: read it with psql (or as psql splits it).
 --
 -- Identifiers: schemas "select" (a keyword) and "My Schema" (space, mixed
 -- case); tables "order", "Mixed Case", "with ""quotes""", "with space",
@@ -143,5 +143,83 @@ CREATE TRIGGER line_items_touch BEFORE UPDATE ON public.line_items FOR EACH ROW 
 CREATE MATERIALIZED VIEW public.order_totals AS SELECT order_id, sum(qty) AS qty FROM public.line_items GROUP BY order_id;
 -- Readable by any role (a backup role with pg_read_all_data still needs SELECT on large objects).
 DO $$ BEGIN EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo_from_bytea(0, '\x00010203'::bytea)); END $$;
+
+-- Names PostgreSQL allows and a line reader does not: newlines, carriage returns, tabs, backslashes, `\.`,
+-- and text shaped like a COPY statement or like pg_dump's own comment headers, in schema, table and column
+-- names, in comments, defaults, view definitions and function bodies. pg_dump writes a COPY naming such a
+-- table over several lines.
+CREATE SCHEMA "evil
+schema";
+CREATE TABLE "evil
+schema"."COPY x (a) FROM stdin;" (
+    "col
+-- PostgreSQL database dump complete" text DEFAULT E'default\nwith\n\\.\nlines',
+    "tab	col" integer,
+    "back\slash\" text,
+    "\." text,
+    "cr
+col" text
+);
+COMMENT ON COLUMN "evil
+schema"."COPY x (a) FROM stdin;"."\." IS E'a comment\n\\.\nCOPY "evil" (a) FROM stdin;\n--\n-- Name: fake; Type: TABLE DATA; Schema: public; Owner: -\n--';
+INSERT INTO "evil
+schema"."COPY x (a) FROM stdin;" VALUES
+    (E'row\n\\.\nCOPY public.t (a) FROM stdin;', 1, E'\\', E'\\.', E'\r\n'),
+    (DEFAULT, 2, NULL, '', E'\\N'),
+    ('-- PostgreSQL database dump complete', NULL, E'\t', E'\\\\.', NULL);
+
+CREATE TABLE public."
+--
+-- Name: fake; Type: TABLE; Schema: public; Owner: -
+--
+" (
+    id integer PRIMARY KEY,
+    "
+\.
+" text
+);
+INSERT INTO public."
+--
+-- Name: fake; Type: TABLE; Schema: public; Owner: -
+--
+" VALUES (1, E'\\.'), (2, E'\n\\.\n');
+CREATE INDEX "index
+named\.oddly" ON public."
+--
+-- Name: fake; Type: TABLE; Schema: public; Owner: -
+--
+" ("
+\.
+");
+
+CREATE TABLE "evil
+schema"."\" (
+    "\.
+COPY" integer REFERENCES public."
+--
+-- Name: fake; Type: TABLE; Schema: public; Owner: -
+--
+" (id)
+);
+INSERT INTO "evil
+schema"."\" VALUES (1), (2), (NULL);
+
+CREATE VIEW "evil
+schema"."view
+\." AS
+SELECT "col
+-- PostgreSQL database dump complete" AS "alias
+COPY y (b) FROM stdin;", E'\n\\.\n' AS "lit"
+FROM "evil
+schema"."COPY x (a) FROM stdin;";
+
+CREATE FUNCTION "evil
+schema"."fn
+\."() RETURNS text LANGUAGE sql AS $f$
+SELECT 'COPY "evil
+schema"."COPY x (a) FROM stdin;" FROM stdin;
+\.
+-- PostgreSQL database dump complete'
+$f$;
 
 COMMIT;

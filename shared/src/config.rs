@@ -58,6 +58,8 @@ pub struct VerifySettings {
     pub rows: crate::domain::verification::RowCheck,
     /// Connections a restore and its read-back use side by side.
     pub restore_jobs: usize,
+    /// Also check the restored copy physically with `amcheck` (every heap page and B-tree index).
+    pub physical: bool,
     /// The verify lease on a target, renewed every quarter of it while a run advances the target's drills: how
     /// long a killed run keeps others off them.
     pub lease: Duration,
@@ -171,6 +173,7 @@ struct FileConfig {
     check_timeout_seconds: Option<u64>,
     scratch_lifetime_seconds: Option<u64>,
     verify_checks: Option<String>,
+    verify_physical: Option<bool>,
     restore_jobs: Option<usize>,
     verify_lease_seconds: Option<u64>,
     monitor: Option<MonitorThresholds>,
@@ -216,6 +219,7 @@ pub const VARIABLES: &[Variable] = &[
     var("BACKSTOP_RDS_PARAMETER_GROUP", &[Job::Verify], false),
     var("BACKSTOP_VERIFY_OLDER_BACKUP", &[Job::Verify], false),
     var("BACKSTOP_VERIFY_CHECKS", &[Job::Verify], false),
+    var("BACKSTOP_VERIFY_PHYSICAL", &[Job::Verify], false),
     var("BACKSTOP_VERIFY_LEASE_SECONDS", &[Job::Verify], false),
     var("BACKSTOP_RESTORE_JOBS", &[Job::Verify], false),
     var("BACKSTOP_RTO_BUDGET_SECONDS", &[Job::Verify], false),
@@ -415,6 +419,10 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
         Some(v) => parse_bool("BACKSTOP_VERIFY_OLDER_BACKUP", &v)?,
         None => file.verify_older_backup.unwrap_or(false),
     };
+    let physical = match var("BACKSTOP_VERIFY_PHYSICAL") {
+        Some(v) => parse_bool("BACKSTOP_VERIFY_PHYSICAL", &v)?,
+        None => file.verify_physical.unwrap_or(false),
+    };
     let check_timeout = seconds("BACKSTOP_CHECK_TIMEOUT_SECONDS", file.check_timeout_seconds)?.unwrap_or(Duration::from_secs(30));
     if check_timeout.is_zero() {
         // PostgreSQL reads a statement timeout of 0 as "none": a check could then hang a drill.
@@ -463,6 +471,7 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
     Ok(VerifySettings {
         rows,
         restore_jobs,
+        physical,
         lease,
         scratch,
         older_backup,

@@ -463,8 +463,22 @@ pub struct FramedRestoreReport {
     pub object_head: Option<ObjectHead>,
     /// Why the object could not be hashed (the restore itself may still have run).
     pub object_error: Option<String>,
+    /// Why the restore stopped, if it did: the object was still read to its end and hashed.
+    pub restore_error: Option<String>,
 }
 
+
+/// What `amcheck` found in a restored copy.
+#[derive(Debug, Clone, Default)]
+pub struct PhysicalCheckReport {
+    /// Whether heaps were checked (`verify_heapam` needs PostgreSQL 14); B-tree indexes always are.
+    pub heap_checked: bool,
+    pub tables: u64,
+    pub indexes: u64,
+    /// Every problem amcheck reported, counted; the first ones kept with their relation.
+    pub problem_count: u64,
+    pub problems: Vec<String>,
+}
 
 /// Loads a dump into a scratch server and reads it back: with psql and pg_dump, and over several connections
 /// for framed dumps.
@@ -494,6 +508,10 @@ pub trait Restorer: Send + Sync {
         manifest: &crate::domain::Manifest,
         rows: crate::domain::verification::RowCheck,
     ) -> Result<crate::domain::fingerprint::Fingerprint, RestoreError>;
+    /// The scratch server's version, as `SHOW server_version` gives it (e.g. `17.12 (Debian 17.12-0+deb13u1)`).
+    async fn server_version(&self, server: &ScratchEndpoint) -> Result<String, RestoreError>;
+    /// Checks the restored copy's pages with `amcheck`: heaps and B-tree indexes.
+    async fn physical_check(&self, server: &ScratchEndpoint, database: &str) -> Result<PhysicalCheckReport, RestoreError>;
     /// Runs a user check read-only with a statement timeout; true when it returned exactly `t`.
     async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: std::time::Duration) -> Result<bool, RestoreError>;
 }

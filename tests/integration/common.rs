@@ -56,3 +56,50 @@ pub fn cli_binary() -> PathBuf {
     assert!(path.exists(), "{} is missing: build it first (cargo build -p backstop-cli), as the README's test command does", path.display());
     path
 }
+
+/// A drill of `target`'s latest backup, run to its end in this process.
+pub async fn drill(aws: &AwsFixture, config: &Config, target: &str) -> backstop::jobs::verify::DrillSummary {
+    let request = backstop::jobs::verify::VerifyRequest {
+        target: Some(target.into()),
+        backup_id: None,
+        trigger: Trigger::Cli,
+        request_id: "integration-test".into(),
+        deadline: None,
+        max_steps: None,
+        resume_only: false,
+        abandon: None,
+        sweep_only: false,
+    };
+    let run = app::verify_job(Arc::new(config.clone()), &aws.clients, Arc::new(NoMetrics)).run(&request).await.unwrap();
+    assert!(run.done, "the drill of {target} ran to its end: {run:?}");
+    run.drills.into_iter().find(|d| d.target == target).unwrap_or_else(|| panic!("no drill of {target}"))
+}
+
+/// The report of `target`'s latest drill, as `backstop status --backup` shows it.
+pub async fn latest_drill_report(aws: &AwsFixture, target: &str) -> backstop::domain::verification::VerificationReport {
+    let catalog = backstop::adapters::dynamodb::DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+    catalog.recent_drills(target, 1).await.unwrap().remove(0).report
+}
+
+/// A dump's text without pg_dump's random `\restrict` / `\unrestrict` lines: two dumps of equal databases
+/// are then byte-identical.
+pub fn comparable(dump: &[u8]) -> String {
+    String::from_utf8_lossy(dump).split_inclusive('\n').filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict ")).collect()
+}
+
+/// Asserts that two databases' schema-only and data-only dumps are identical, showing the first difference.
+pub fn assert_same_dumps(cluster: &backstop_tests::pg::PgCluster, source: &str, restored: &str, context: &str) {
+    for part in ["--schema-only", "--data-only"] {
+        let (a, b) = (comparable(&cluster.dump_with(source, &[part])), comparable(&cluster.dump_with(restored, &[part])));
+        if a != b {
+            let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+            let at = la.iter().zip(&lb).position(|(x, y)| x != y).unwrap_or(la.len().min(lb.len()));
+            panic!(
+                "{context}: {part} dumps of {source} and {restored} differ at line {}:\n  source:   {:?}\n  restored: {:?}",
+                at + 1,
+                la.get(at),
+                lb.get(at)
+            );
+        }
+    }
+}

@@ -1,9 +1,11 @@
-//! Hostile identifiers (quotes, spaces, dots, unicode, mixed case, reserved words) back up with a fingerprint
-//! that names every table correctly with its true row count, and restore to the same fingerprint. The
+//! Hostile identifiers (quotes, spaces, dots, unicode, mixed case, reserved words, newlines, `\.`, text shaped
+//! like COPY statements and pg_dump's comments) back up with a fingerprint that names every table correctly
+//! with its true row count, drill as `verified` through the parallel restore, and restore with the runbook's
+//! command to a database whose schema-only and data-only dumps equal the source's. The
 //! password comes from Secrets Manager, in the JSON shape RDS writes for managed master passwords.
 
-use backstop::config::PasswordSource;
-use backstop::domain::TargetOutcome;
+use backstop::config::{PasswordSource, ScratchSettings};
+use backstop::domain::{BackupStatus, TargetOutcome};
 use backstop_tests::aws::AwsFixture;
 use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
 
@@ -43,7 +45,7 @@ async fn hostile_identifiers_back_up_with_a_correct_fingerprint_and_restore_to_i
     target.password = PasswordSource::SecretId(secret_arn);
     let config = aws.config(vec![target]);
 
-    let run = job(&aws, config).run(&request("weird", None)).await.unwrap();
+    let run = job(&aws, config.clone()).run(&request("weird", None)).await.unwrap();
     assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
     let manifest = manifest(&aws, &only_record(&aws, &run).await).await;
 
@@ -56,14 +58,30 @@ async fn hostile_identifiers_back_up_with_a_correct_fingerprint_and_restore_to_i
         assert!(expected.iter().any(|(_, t, _)| t == name), "the seed has a table named {name:?}: {expected:?}");
     }
     assert!(expected.iter().any(|(s, _, _)| s == "select"), "the seed has a schema named like a keyword");
+    assert!(expected.iter().any(|(s, t, _)| s == "evil\nschema" && t == "COPY x (a) FROM stdin;"), "the seed has names with newlines: {expected:?}");
 
-    // Restore into a new database on the same server (the roles are there) with the runbook's pipeline.
+    // The drill restores it in parallel (no fallback to one stream) and finds every table as dumped.
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config = config;
+    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
+    config.verify.physical = true;
+    let drilled = drill(&aws, &config, "weird").await;
+    let report = latest_drill_report(&aws, "weird").await;
+    assert_eq!(drilled.outcome, Some(BackupStatus::Verified), "{:?}: {}\n{:#?}", drilled.failed_checks, drilled.message, report.checks);
+    let outcome = |label: &str| report.checks.iter().find(|c| c.name.label() == label).map(|c| format!("{:?}", c.outcome)).unwrap_or_default();
+    assert!(outcome("restore").contains("in parallel"), "names with newlines need no fallback: {}", outcome("restore"));
+    assert!(outcome("physical (amcheck)").contains("no problem"), "{}", outcome("physical (amcheck)"));
+    for (schema, name, _) in &expected {
+        let label = format!("table {schema}.{name}");
+        assert!(outcome(&label).contains("digest equal"), "{label}: {}", outcome(&label));
+    }
+
+    // Restore into a new database on the same server (the roles are there) with the runbook's own command.
     let dump_file = dir.path().join("weird.sql.zst");
     std::fs::write(&dump_file, aws.object(&manifest.dump.key).await).unwrap();
-    let restore = source.shell(&format!(
-        "createdb restored && zstd -dc '{}' | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d restored >/dev/null",
-        dump_file.display()
-    ));
+    let command = backstop::jobs::backup::restore_command(backstop::pipeline::codec::Codec::Zstd, &format!("'{}'", dump_file.display()), "restored");
+    let restore = source.shell(&format!("{command} >/dev/null"));
     assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
     assert_eq!(fingerprint(&source.dump("restored")).fingerprint, manifest.fingerprint);
+    assert_same_dumps(&source, "weird", "restored", "the runbook's restore of the hostile seed");
 }

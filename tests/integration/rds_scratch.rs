@@ -429,6 +429,12 @@ impl Restorer for RecordingRestorer {
     ) -> Result<backstop::ports::FramedRestoreReport, RestoreError> {
         panic!("a point-in-time drill restores no dump")
     }
+    async fn server_version(&self, _: &ScratchEndpoint) -> Result<String, RestoreError> {
+        panic!("a point-in-time drill asks no version")
+    }
+    async fn physical_check(&self, _: &ScratchEndpoint, _: &str) -> Result<backstop::ports::PhysicalCheckReport, RestoreError> {
+        panic!("a point-in-time drill has no physical check")
+    }
     async fn read_back(
         &self,
         _: &ScratchEndpoint,

@@ -122,6 +122,7 @@ impl AwsFixture {
                 scratch_lifetime: Duration::from_secs(3600),
                 rows: backstop::domain::verification::RowCheck::Digests,
                 restore_jobs: 2,
+                physical: false,
                 lease: Duration::from_secs(120),
             },
             monitor: Default::default(),

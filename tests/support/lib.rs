@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod moto;
 pub mod pg;
+pub mod random_db;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -23,6 +23,8 @@ pub struct PgCluster {
     pub port: u16,
     pub dir: tempfile::TempDir,
     server: Child,
+    /// The server's (and the client programs') bin directory.
+    bin: PathBuf,
 }
 
 pub fn bin_dir() -> PathBuf {
@@ -57,8 +59,22 @@ fn as_server_user(cmd: &mut Command, identity: Option<(u32, u32)>) -> &mut Comma
     cmd
 }
 
+/// PostgreSQL 17's programs, built from Debian's packages by `infra/pg-server/fetch.sh` (the README's test
+/// command runs it first).
+pub fn pg17_bin_dir() -> PathBuf {
+    let dir = repo_root().join("infra/pg-server/dist/17/bin");
+    assert!(dir.join("postgres").exists(), "{} is missing: run infra/pg-server/fetch.sh (infra/test.sh does)", dir.display());
+    dir
+}
+
 impl PgCluster {
+    /// A cluster of Debian's newest installed PostgreSQL (15 here).
     pub fn start() -> Self {
+        Self::start_with(bin_dir())
+    }
+
+    /// A cluster of the PostgreSQL whose programs are in `bin`.
+    pub fn start_with(bin: PathBuf) -> Self {
         let identity = server_identity();
         let dir = tempfile::Builder::new().prefix("backstop-pg-").tempdir().expect("temp dir");
         chown(dir.path(), identity);
@@ -66,7 +82,7 @@ impl PgCluster {
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
         chown(&pwfile, identity);
-        let out = as_server_user(&mut Command::new(bin_dir().join("initdb")), identity)
+        let out = as_server_user(&mut Command::new(bin.join("initdb")), identity)
             .args(["-U", "postgres", "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync", "--pwfile"])
             .arg(&pwfile)
             .arg("-D")
@@ -80,7 +96,7 @@ impl PgCluster {
         let start = format!(
             "exec '{postgres}' -D '{data}' -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{sock}' \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=30 >'{log}' 2>&1",
-            postgres = bin_dir().join("postgres").display(),
+            postgres = bin.join("postgres").display(),
             data = data.display(),
             sock = dir.path().display(),
             log = log.display(),
@@ -89,7 +105,7 @@ impl PgCluster {
             .stdin(Stdio::null())
             .spawn()
             .expect("start postgres");
-        let cluster = PgCluster { port, dir, server };
+        let cluster = PgCluster { port, dir, server, bin };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.try_psql("postgres", "SELECT 1").is_ok_and(|o| o.trim() == "1") {
             assert!(Instant::now() < deadline, "postgres did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
@@ -100,7 +116,7 @@ impl PgCluster {
 
     /// psql as the superuser; Err(stderr) on failure.
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new(bin_dir().join("psql"))
+        let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-p"])
             .arg(self.port.to_string())
             .args(["-d", db, "-c", sql])
@@ -120,7 +136,7 @@ impl PgCluster {
 
     /// Runs a SQL file as the superuser with ON_ERROR_STOP.
     pub fn psql_file(&self, db: &str, file: &Path) {
-        let out = Command::new(bin_dir().join("psql"))
+        let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-p"])
             .arg(self.port.to_string())
             .args(["-d", db, "-f"])
@@ -145,6 +161,25 @@ impl PgCluster {
         self.psql("postgres", &format!("CREATE DATABASE {name} OWNER app_owner"));
         self.psql_file(name, &repo_root().join("infra/seed/sample.sql"));
         self.create_backup_role();
+    }
+
+    /// Runs a SQL script (given as text) as the superuser with ON_ERROR_STOP; Err(stderr) on failure.
+    pub fn try_psql_script(&self, db: &str, script: &str) -> Result<(), String> {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), script).expect("write the script");
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", db, "-f"])
+            .arg(file.path())
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .output()
+            .expect("run psql");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// Database `name` seeded from `infra/seed/hostile.sql` plus the backup role.
@@ -176,10 +211,16 @@ impl PgCluster {
 
     /// pg_dump of `db` as plain SQL (the superuser's view), for fingerprinting a restored copy.
     pub fn dump(&self, db: &str) -> Vec<u8> {
-        let out = Command::new(bin_dir().join("pg_dump"))
+        self.dump_with(db, &[])
+    }
+
+    /// pg_dump of `db` as plain SQL with extra options (`--schema-only`, `--data-only`).
+    pub fn dump_with(&self, db: &str, options: &[&str]) -> Vec<u8> {
+        let out = Command::new(self.bin.join("pg_dump"))
             .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
             .arg(self.port.to_string())
             .args(["-d", db])
+            .args(options)
             .env("PGPASSWORD", SUPERUSER_PASSWORD)
             .output()
             .expect("run pg_dump");
@@ -198,7 +239,7 @@ impl PgCluster {
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", "postgres")
             .env("PGPASSWORD", SUPERUSER_PASSWORD)
-            .env("PATH", format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()))
+            .env("PATH", format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default()))
             .output()
             .expect("run bash")
     }

@@ -214,9 +214,12 @@ impl FramedRestorer {
         let fetched = store.get(dump.key, dump.version_id).await.map_err(|e| failed(e.to_string()))?;
         let head = fetched.head.clone();
         let mut stream = HashedStream { body: fetched.body, hasher: Sha256::new(), size: 0, error: None };
-        let restored = self.restore_stream(&mut stream, server, database, &dump).await;
+        let mut report = FramedRestoreReport::default();
+        let restored = self.restore_stream(&mut stream, server, database, &dump, &mut report).await;
         stream.drain().await;
-        let mut report = restored?;
+        // The object is read whole either way, so its checks say whether the bytes were right even when the
+        // restore stopped early.
+        report.restore_error = restored.err().map(|e| e.to_string());
         report.object_sha256 = hex::encode(std::mem::take(&mut stream.hasher).finalize());
         report.object_size = stream.size;
         report.object_head = Some(head);
@@ -224,10 +227,16 @@ impl FramedRestorer {
         Ok(report)
     }
 
-    async fn restore_stream(&self, stream: &mut HashedStream, server: &ScratchEndpoint, database: &str, dump: &FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
+    async fn restore_stream(
+        &self,
+        stream: &mut HashedStream,
+        server: &ScratchEndpoint,
+        database: &str,
+        dump: &FramedDump<'_>,
+        report: &mut FramedRestoreReport,
+    ) -> Result<(), RestoreError> {
         let layout = dump.layout;
         let last_copy = layout.segments.iter().rposition(|s| matches!(s.kind, SegmentKind::Copy { .. }));
-        let mut report = FramedRestoreReport::default();
         let main = connect(server, database).await?;
         main.batch_execute("BEGIN").await.map_err(|e| failed(describe(&e)))?;
         let mut session = Session::default();
@@ -293,7 +302,9 @@ impl FramedRestorer {
                     }
                 }
             }
-            splitter.finish().map_err(|e| failed(e.to_string()))?;
+            // Chunks of SQL hold whole statements (the backup cuts them between statements): one that ends inside
+            // a statement is a layout this restore cannot follow.
+            splitter.finish().map_err(|e| failed(format!("segment {i} of the layout ends inside a statement ({e})")))?;
         }
         // The rows are all handed out: wait for the connections to finish loading them.
         drop(work_tx.take());
@@ -314,7 +325,7 @@ impl FramedRestorer {
             })
             .collect();
         report.retried_alone = self.post_data(&main, server, database, &mut session, after, &weights).await?;
-        Ok(report)
+        Ok(())
     }
 
     /// Runs the statements after the rows: batches of indexes (and of foreign keys) side by side, the rest
@@ -530,11 +541,16 @@ fn decode_rows(codec: Codec, raw: impl Read + Send + 'static, header: Option<Str
         };
         held.extend_from_slice(&buffer[..n]);
         if let Some(expected) = &header {
-            let Some(end) = memchr::memchr(b'\n', &held) else { continue };
-            if held[..end] != *expected.as_bytes() {
-                return Err(format!("the chunk starts with {:?}, not the table's COPY statement", String::from_utf8_lossy(&held[..end.min(200)])));
+            // The statement, then the newline that ends it: it may span lines (names may hold newlines).
+            let expected = expected.as_bytes();
+            if held.len() <= expected.len() {
+                continue;
             }
-            held.drain(..=end);
+            if !held.starts_with(expected) || held[expected.len()] != b'\n' {
+                let seen = &held[..held.len().min(expected.len() + 1).min(200)];
+                return Err(format!("the chunk starts with {:?}, not the table's COPY statement", String::from_utf8_lossy(seen)));
+            }
+            held.drain(..=expected.len());
             header = None;
         }
         // Keep back what might be the terminator line until the end is known.
@@ -598,6 +614,20 @@ mod tests {
             assert_eq!(rows_through(codec, &rows, None, false).unwrap(), rows, "a middle chunk passes whole");
             assert!(rows_through(codec, &whole, Some("COPY public.u (a) FROM stdin;"), true).is_err(), "another table's chunk is refused");
             assert!(rows_through(codec, &rows, None, true).is_err(), "a last chunk without `\\.` is refused");
+        }
+    }
+
+    #[test]
+    fn a_copy_statement_over_several_lines_is_the_chunk_header_whole() {
+        let statement = "COPY \"evil\nschema\".\"t\" (\"col\n\\.\") FROM stdin;";
+        let rows = "1\n2\n";
+        let whole = format!("{statement}\n{rows}\\.\n");
+        for codec in [Codec::Zstd, Codec::Gzip] {
+            assert_eq!(rows_through(codec, &whole, Some(statement), true).unwrap(), rows);
+            // A layout cut at the statement's last line (as backups before this fix made them) is refused, and the
+            // drill restores that dump on one connection instead.
+            let from_last_line = &whole[statement.rfind('\n').unwrap() + 1..];
+            assert!(rows_through(codec, from_last_line, Some(statement), true).is_err(), "a chunk holding half the statement is refused");
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod framed_restore;
 pub mod local_scratch;
 pub mod pg_wire;
 pub mod memory;
+pub mod physical_check;
 pub mod postgres;
 pub mod psql_restorer;
 pub mod read_back;

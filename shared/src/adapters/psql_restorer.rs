@@ -22,7 +22,7 @@ use super::framed_restore::FramedRestorer;
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
-use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, RestoreError, Restorer, ScratchEndpoint};
+use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, PhysicalCheckReport, RestoreError, Restorer, ScratchEndpoint};
 
 const READ_BUFFER: usize = 1024 * 1024;
 
@@ -204,6 +204,20 @@ impl Restorer for PsqlRestorer {
         let mut restored = tables?;
         restored.schema_digest = schema?.fingerprint.schema_digest;
         Ok(restored)
+    }
+
+    async fn server_version(&self, server: &ScratchEndpoint) -> Result<String, RestoreError> {
+        let client = super::pg_wire::connect(server, &server.maintenance_db).await?;
+        let row = client.query_one("SHOW server_version", &[]).await.map_err(|e| RestoreError::Failed {
+            program: "connect".into(),
+            status: "error".into(),
+            stderr_tail: super::pg_wire::describe(&e),
+        })?;
+        Ok(row.get(0))
+    }
+
+    async fn physical_check(&self, server: &ScratchEndpoint, database: &str) -> Result<PhysicalCheckReport, RestoreError> {
+        super::physical_check::physical_check(server, database, self.jobs).await
     }
 
     async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: Duration) -> Result<bool, RestoreError> {

@@ -177,6 +177,11 @@ impl ObjectKeys {
     }
 }
 
+/// The major version in a PostgreSQL version string ("15.4", "16.1 (Debian 16.1-1)", "9.6.24" → 15, 16, 9).
+pub fn major_version(version: &str) -> Option<u32> {
+    version.trim().split(['.', ' ']).next().and_then(|m| m.parse().ok()).filter(|m: &u32| *m >= 9)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

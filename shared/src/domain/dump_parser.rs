@@ -146,6 +146,12 @@ impl DumpParser {
         Ok(kind)
     }
 
+    /// Between two statements, outside any table's rows: the stream may be cut here without splitting a
+    /// statement (a name, string or body may hold newlines, so a line end alone is no such place).
+    pub fn at_statement_boundary(&self) -> bool {
+        self.copy.is_none() && self.splitter.at_boundary()
+    }
+
     /// The row count of the table whose rows ended last.
     pub fn last_table_rows(&self) -> Option<u64> {
         self.tables.last().map(|t| t.rows)

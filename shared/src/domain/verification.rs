@@ -29,6 +29,8 @@ pub enum CheckName {
     Sequences,
     /// How many large objects there are (scheme v2).
     LargeObjects,
+    /// amcheck's page-level checks of the restored copy (heaps and B-tree indexes), when configured.
+    Physical,
     /// A check from the configuration.
     User { name: String },
 }
@@ -46,6 +48,7 @@ impl CheckName {
             CheckName::SchemaDigest => "schema_digest".into(),
             CheckName::Sequences => "sequences".into(),
             CheckName::LargeObjects => "large_objects".into(),
+            CheckName::Physical => "physical (amcheck)".into(),
             CheckName::User { name } => format!("user check {name}"),
         }
     }
@@ -59,6 +62,9 @@ pub enum CheckOutcome {
     Warning { detail: String },
     Mismatch { expected: String, found: String },
     Error { message: String },
+    /// The check could not run (an earlier step failed, or what it reads was never read whole): nothing is
+    /// known either way. Not a failure of its own, but a drill with a check not run is not a verified backup.
+    NotRun { reason: String },
 }
 
 impl CheckOutcome {
@@ -68,6 +74,10 @@ impl CheckOutcome {
 
     pub fn is_failure(&self) -> bool {
         matches!(self, CheckOutcome::Mismatch { .. } | CheckOutcome::Error { .. })
+    }
+
+    pub fn not_run(reason: impl Into<String>) -> Self {
+        CheckOutcome::NotRun { reason: reason.into() }
     }
 }
 
@@ -110,8 +120,24 @@ impl VerificationReport {
         self.checks.iter().filter(|c| c.outcome.is_failure()).collect()
     }
 
+    /// Checks that could not run, with why.
+    pub fn not_run(&self) -> Vec<&CheckResult> {
+        self.checks.iter().filter(|c| matches!(c.outcome, CheckOutcome::NotRun { .. })).collect()
+    }
+
+    /// Verified: the restore ran, nothing failed, and every check ran (a check that could not run proves
+    /// nothing, so it withholds the verdict without being named as failed).
     pub fn passed(&self) -> bool {
-        self.failures().is_empty() && self.checks.iter().any(|c| c.name == CheckName::Restore)
+        self.failures().is_empty() && self.not_run().is_empty() && self.checks.iter().any(|c| c.name == CheckName::Restore)
+    }
+
+    /// Marks every check in `names` that has no result yet as not run, for `reason`.
+    pub fn mark_not_run(&mut self, names: impl IntoIterator<Item = CheckName>, reason: &str) {
+        for name in names {
+            if !self.checks.iter().any(|c| c.name == name) {
+                self.push(name, CheckOutcome::not_run(reason));
+            }
+        }
     }
 
     /// Forgets the checks of a phase being run again (a resumed drill).
@@ -223,5 +249,24 @@ mod tests {
         let b = fp(&[("t", 2, "CHANGED"), ("v", 1, "y")], "s2");
         let failed: Vec<String> = compare_fingerprints(&a, &b, RowCheck::Digests).iter().filter(|c| c.outcome.is_failure()).map(|c| c.name.label()).collect();
         assert_eq!(failed, vec!["table_set", "table public.t", "table public.u", "schema_digest"]);
+    }
+
+    #[test]
+    fn a_check_that_could_not_run_is_not_failed_and_withholds_the_verdict() {
+        let mut report = VerificationReport::default();
+        report.push(CheckName::ObjectChecksum, CheckOutcome::ok("intact"));
+        report.push(CheckName::Restore, CheckOutcome::Error { message: "psql failed".into() });
+        report.mark_not_run([CheckName::ObjectChecksum, CheckName::TableSet, CheckName::SchemaDigest], "the drill stopped at restore");
+        let failed: Vec<String> = report.failures().iter().map(|c| c.name.label()).collect();
+        assert_eq!(failed, vec!["restore"], "only the check that failed is named as failed");
+        let not_run: Vec<String> = report.not_run().iter().map(|c| c.name.label()).collect();
+        assert_eq!(not_run, vec!["table_set", "schema_digest"], "a check with a result keeps it");
+        assert!(!report.passed());
+
+        let mut unproven = VerificationReport::default();
+        unproven.push(CheckName::Restore, CheckOutcome::ok("restored"));
+        unproven.push(CheckName::ObjectChecksum, CheckOutcome::not_run("the dump could not be read whole"));
+        assert!(unproven.failures().is_empty());
+        assert!(!unproven.passed(), "nothing unproven counts as verified");
     }
 }

@@ -563,9 +563,21 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
+/// The runbook's restore of a downloaded dump into a new database, all or nothing: `--single-transaction` alone
+/// is not (pg_dump wraps large objects' data in a `BEGIN`/`COMMIT` of its own, which ends psql's transaction
+/// early), so a restore that fails drops the database it created. One that cannot be created (it exists) is
+/// left alone.
+pub fn restore_command(codec: crate::pipeline::codec::Codec, file: &str, database: &str) -> String {
+    format!(
+        "createdb {database} && {{ ( set -o pipefail; {} {file} | psql -X -v ON_ERROR_STOP=1 --single-transaction -d {database} ) \
+         || {{ dropdb {database}; echo 'restore failed: {database} dropped, nothing half-restored is left' >&2; false; }}; }}",
+        codec.decompress_command()
+    )
+}
+
 /// The runbook's commands for this very backup (docs/restore-runbook.md explains each step): fetch the exact
 /// versions, check the SHA-256 *before* restoring (a cut-short stream piped into psql would commit what
-/// arrived), roles first, then the dump in one transaction.
+/// arrived), roles first, then the dump into a new database, all or nothing.
 fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &ObjectRef, roles: &ObjectRef) -> String {
     let file = format!("dump.{}", codec.extension());
     let get = |o: &ObjectRef, out: &str| match &o.version_id {
@@ -575,12 +587,12 @@ fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &Objec
     // `&&` throughout: psql -f without ON_ERROR_STOP exits 0 past "role already exists", so the chain goes on.
     format!(
         "{} && {} && printf '%s  roles.sql\\n%s  {file}\\n' {} {} | sha256sum -c && psql -X -d postgres -f roles.sql && \
-         createdb NEW_DB && {} {file} | psql -X -v ON_ERROR_STOP=1 --single-transaction -d NEW_DB",
+         {}",
         get(roles, "roles.sql"),
         get(dump, &file),
         roles.sha256,
         dump.sha256,
-        codec.decompress_command()
+        restore_command(codec, &file, "NEW_DB")
     )
 }
 

@@ -72,6 +72,7 @@ fn world(dump: ScriptedDump) -> World {
             scratch_lifetime: std::time::Duration::from_secs(3600),
             rows: crate::domain::verification::RowCheck::Digests,
             restore_jobs: 2,
+            physical: false,
             lease: std::time::Duration::from_secs(120),
         },
         monitor: Default::default(),

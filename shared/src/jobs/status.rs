@@ -82,6 +82,7 @@ sha256     {}
             CheckOutcome::Warning { detail } => ("warning", detail.clone()),
             CheckOutcome::Mismatch { expected, found } => ("MISMATCH", format!("expected {expected}, found {found}")),
             CheckOutcome::Error { message } => ("ERROR", message.clone()),
+            CheckOutcome::NotRun { reason } => ("not run", reason.clone()),
         };
         out.push_str(&format!("  {status:<9} {:<40} {detail}
 ", c.name.label()));

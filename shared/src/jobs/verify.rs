@@ -18,7 +18,7 @@ use tracing::{info, instrument, warn};
 use crate::config::{Config, TargetConfig};
 use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::runbook;
-use crate::domain::verification::{CheckName, CheckOutcome};
+use crate::domain::verification::{CheckName, CheckOutcome, CheckResult};
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, Trigger, VerificationSummary};
 use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::passwords::PasswordResolver;
@@ -399,6 +399,7 @@ impl VerifyJob {
                             &server,
                             &manifest,
                             self.config.verify.rows,
+                            self.config.verify.physical,
                             &target.checks,
                             self.config.verify.check_timeout,
                             &mut drill.report,
@@ -605,6 +606,9 @@ impl VerifyJob {
             return Ok(());
         };
         record_timings(drill, Some(backup.started_at), &self.config.verify);
+        if drill.checked_at.is_none() {
+            drill_steps::mark_unchecked(&mut drill.report, &target.checks, self.config.verify.physical);
+        }
         let passed = drill.report.passed();
         let mut updated = backup.clone();
         updated.status = if passed { BackupStatus::Verified } else { BackupStatus::VerifyFailed };
@@ -710,8 +714,7 @@ fn restorable(b: &BackupRecord) -> bool {
 /// guess when the record does not say: a scratch server of another version proves nothing about a restore.
 fn server_major(b: &BackupRecord) -> Result<u32, String> {
     let version = b.server_version.as_deref().unwrap_or_default();
-    let major = version.split(['.', ' ']).next().and_then(|m| m.parse().ok()).filter(|m: &u32| *m >= 9);
-    major.ok_or_else(|| {
+    crate::domain::backup::major_version(version).ok_or_else(|| {
         format!(
             "backup {} does not record which PostgreSQL version it was dumped from (server_version {version:?}), so no \
              scratch server can be chosen for it: drill a newer backup, or take one",
@@ -741,7 +744,12 @@ fn timings_text(drill: &DrillRecord) -> String {
 
 fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
     let failures = drill.report.failures();
-    let first = failures.first().map(|c| c.name.label()).unwrap_or_else(|| "restore".into());
+    let not_run = drill.report.not_run();
+    let first = match (failures.first(), not_run.first()) {
+        (Some(c), _) => c.name.label(),
+        (None, Some(c)) => format!("{} not run", c.name.label()),
+        (None, None) => "restore".into(),
+    };
     let lines: Vec<String> = failures
         .iter()
         .take(20)
@@ -775,12 +783,13 @@ fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
     };
     let body = format!(
         "A restore drill of {what} of target \"{name}\" FAILED: {verdict}.\n\n\
-         Failed checks ({count}):\n{lines}\n\n{timings}\n\n\
+         Failed checks ({count}):\n{lines}\n{unchecked}\n{timings}\n\n\
          What to do: {advice}\nDrill: {drill_id}",
         what = drilled(drill),
         name = target.name,
         count = failures.len(),
         lines = lines.join("\n"),
+        unchecked = not_run_text(&not_run),
         timings = timings_text(drill),
         drill_id = drill.drill_id,
     );
@@ -791,6 +800,31 @@ fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
         job: Job::Verify,
         target: Some(target.name.clone()),
         runbook: Some(runbook::DRILL_FAILED),
+    }
+}
+
+/// The checks that could not run, grouped by why: what the person paged must not read as failed.
+fn not_run_text(not_run: &[&CheckResult]) -> String {
+    let mut by_reason: Vec<(&str, Vec<String>)> = Vec::new();
+    for c in not_run {
+        let CheckOutcome::NotRun { reason } = &c.outcome else { continue };
+        match by_reason.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, names)) => names.push(c.name.label()),
+            None => by_reason.push((reason, vec![c.name.label()])),
+        }
+    }
+    let lines: Vec<String> = by_reason
+        .iter()
+        .map(|(reason, names)| {
+            let shown = names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            let more = if names.len() > 8 { format!(" and {} more", names.len() - 8) } else { String::new() };
+            format!("- {shown}{more}: {reason}")
+        })
+        .collect();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("\nNot checked (not failed; nothing is known of them) ({}):\n{}\n", not_run.len(), lines.join("\n"))
     }
 }
 
