@@ -3,7 +3,7 @@
 //! - the differential test: databases generated from seeds (random Unicode names up to 63 bytes, random column
 //!   types, NULLs and escapes in the data) back up, drill as `verified`, and restore with the runbook's command
 //!   to a database whose schema-only and data-only dumps equal the source's. `BACKSTOP_DIFF_SEEDS=N` runs N
-//!   seeds (default 3), `BACKSTOP_DIFF_SEED=S` starts at seed S (default: one drawn from the clock, printed);
+//!   seeds (default 5), `BACKSTOP_DIFF_SEED=S` starts at seed S (default: one drawn from the clock, printed);
 //! - the runbook's restore is all or nothing, even for a dump whose large objects carry pg_dump's own
 //!   `BEGIN`/`COMMIT`: a restore that fails after them leaves no database behind, where plain
 //!   `psql --single-transaction` leaves one half-restored; the drill fails the same dump, naming psql's error,
@@ -20,7 +20,7 @@ use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
 use crate::common::*;
 
 fn seeds() -> (u64, u64) {
-    let count = std::env::var("BACKSTOP_DIFF_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let count = std::env::var("BACKSTOP_DIFF_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let first = std::env::var("BACKSTOP_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() % 1_000_000).unwrap_or(1)
     });
@@ -46,7 +46,7 @@ async fn random_databases_drill_verified_and_restore_equal_to_the_source() {
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let mut ran = 0;
+    let (mut ran, mut tables, mut multi_line_copies) = (0, 0, 0);
     for seed in first..first + count {
         let _guard = SeedGuard(seed);
         let (db, name) = (format!("random_{seed}"), format!("seed-{seed}"));
@@ -63,6 +63,12 @@ async fn random_databases_drill_verified_and_restore_equal_to_the_source() {
         assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "seed {seed}: {}", run.targets[0].message);
         let record = only_record(&aws, &run).await;
         let manifest = manifest(&aws, &record).await;
+        for segment in &manifest.layout.as_ref().expect("a framed backup").segments {
+            if let backstop::domain::dump_layout::SegmentKind::Copy { statement, .. } = &segment.kind {
+                tables += 1;
+                multi_line_copies += usize::from(statement.contains('\n'));
+            }
+        }
 
         let drilled = drill(&aws, &config, &name).await;
         let report = latest_drill_report(&aws, &name).await;
@@ -78,7 +84,11 @@ async fn random_databases_drill_verified_and_restore_equal_to_the_source() {
         assert_same_dumps(&source, &db, &restored, &format!("seed {seed}"));
         ran += 1;
     }
-    println!("differential test: {ran} seeds ran ({first}..{}), each backed up, drilled `verified` and restored equal", first + count);
+    println!(
+        "differential test: {ran} seeds ran ({first}..{}), {tables} tables ({multi_line_copies} with a COPY statement over several lines), \
+         each backed up, drilled `verified` and restored equal",
+        first + count
+    );
 }
 
 /// A database whose dump has large objects (pg_dump wraps their data in BEGIN/COMMIT) and fails late: an
@@ -158,4 +168,35 @@ async fn the_runbook_restore_is_all_or_nothing_and_the_drill_fails_the_same_dump
 fn fails_late_with_large_objects_readable(source: &PgCluster) {
     fails_late_with_large_objects(source);
     source.psql("late", "DO $$ DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', o); END LOOP; END $$");
+}
+
+/// amcheck finds what a logical comparison cannot: an index whose entries no longer match its table (here, an
+/// expression index over a function declared immutable that is not, the classic way to corrupt one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_physical_check_finds_an_index_that_does_not_match_its_table() {
+    let cluster = PgCluster::start();
+    cluster.psql("postgres", "CREATE DATABASE physical");
+    cluster.psql(
+        "physical",
+        "CREATE TABLE lookup (k integer); INSERT INTO lookup VALUES (1); \
+         CREATE FUNCTION plus_lookup(a integer) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT a + (SELECT max(k) FROM public.lookup)'; \
+         CREATE TABLE items (a integer PRIMARY KEY, b text); INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 1000) g; \
+         CREATE INDEX items_plus ON items (plus_lookup(a));",
+    );
+    let endpoint = backstop::ports::ScratchEndpoint {
+        host: "127.0.0.1".into(),
+        port: cluster.port,
+        user: "postgres".into(),
+        password: secrecy::SecretString::from(backstop_tests::pg::SUPERUSER_PASSWORD),
+        maintenance_db: "postgres".into(),
+        sslmode: "disable".into(),
+    };
+    let sound = backstop::adapters::physical_check::physical_check(&endpoint, "physical", 2).await.unwrap();
+    assert_eq!((sound.problem_count, sound.tables, sound.indexes), (0, 2, 2), "{:?}", sound.problems);
+    assert!(sound.heap_checked);
+
+    cluster.psql("physical", "UPDATE lookup SET k = 2");
+    let broken = backstop::adapters::physical_check::physical_check(&endpoint, "physical", 2).await.unwrap();
+    assert!(broken.problem_count > 0, "{broken:?}");
+    assert!(broken.problems.iter().any(|p| p.contains("items_plus")), "the problem names the index: {:?}", broken.problems);
 }

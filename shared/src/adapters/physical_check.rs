@@ -4,7 +4,8 @@
 //! query returns; this reads the pages themselves, so it finds corruption no query has touched yet.
 //!
 //! Runs after the read-back (the extension it creates would otherwise show in the schema digest), over
-//! several connections, one relation at a time per connection. Every problem amcheck reports is kept, with
+//! several connections, one relation at a time per connection. The system catalogs and TOAST indexes are left
+//! out: the first are the scratch server's own, and `verify_heapam` reads TOAST through its index already. Every problem amcheck reports is kept, with
 //! its relation; an error running the check itself is an error of the check, not corruption.
 
 use std::collections::VecDeque;
@@ -54,7 +55,7 @@ pub async fn physical_check(server: &ScratchEndpoint, database: &str, jobs: usiz
             "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = c.relam \
              WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't' \
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY c.relpages DESC",
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY c.relpages DESC",
             &[],
         )
         .await
