@@ -162,6 +162,12 @@ async fn the_runbook_restore_is_all_or_nothing_and_the_drill_fails_the_same_dump
         let found = report.checks.iter().find(|c| c.name == check).unwrap_or_else(|| panic!("{check:?} is in the report"));
         assert!(matches!(&found.outcome, CheckOutcome::NotRun { reason } if reason.contains("stopped at restore")), "{found:?}");
     }
+    // The person paged reads the same: one failed check, the rest listed apart as not checked.
+    let alert = aws.alerts(1, std::time::Duration::from_secs(20)).await.into_iter().find(|a| a.subject.contains("restore drill")).expect("the drill's alert");
+    assert!(alert.subject.ends_with("FAILED: restore"), "{}", alert.subject);
+    assert!(alert.message.contains("Failed checks (1):"), "{}", alert.message);
+    let not_checked = alert.message.split("Not checked").nth(1).unwrap_or_else(|| panic!("{}", alert.message));
+    assert!(not_checked.contains("table_set") && !not_checked.contains("object_checksum"), "{}", alert.message);
 }
 
 /// [`fails_late_with_large_objects`], with its large objects readable by the backup role.

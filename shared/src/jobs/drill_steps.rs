@@ -223,7 +223,7 @@ pub async fn restore(
                             if object_intact {
                                 // The bytes are the ones backed up, so psql decides: the parallel path may have
                                 // met something it cannot place (or run side by side) that psql restores.
-                                fall_back_to_one_stream(store.as_ref(), restorer, server, backup, dump, why).await
+                                fall_back_to_one_stream(store.as_ref(), restorer, server, backup, dump, why, read).await
                             } else {
                                 (Err(why.clone()), read)
                             }
@@ -311,10 +311,11 @@ async fn fall_back_to_one_stream(
     backup: &BackupRecord,
     dump: &ObjectRef,
     why: &str,
+    first_read: Result<(String, u64, ObjectHead), String>,
 ) -> (Result<Restored, String>, Result<(String, u64, ObjectHead), String>) {
     tracing::warn!(reason = %why, "the parallel restore stopped; restoring the dump again on one connection");
     if let Err(e) = restorer.recreate_database(server, RESTORED_DB).await {
-        return (Err(format!("the parallel restore stopped ({why}), and the database could not be made anew for psql: {e}")), Err(e.to_string()));
+        return (Err(format!("the parallel restore stopped ({why}), and the database could not be made anew for psql: {e}")), first_read);
     }
     let (restored, read) = restore_streamed(store, restorer, server, backup, dump).await;
     let restored = match restored {
