@@ -13,6 +13,7 @@ mod monitor;
 mod purge;
 mod rds_scratch;
 mod slack;
+mod template_rules;
 mod verify;
 mod versions;
 mod wiring;

@@ -347,3 +347,53 @@ fn the_slack_notifier_is_given_only_its_webhook_source() {
     let events: Vec<_> = notifier["Properties"]["Events"].as_mapping().unwrap().values().map(|e| e["Type"].as_str().unwrap()).collect();
     assert_eq!(events, ["SNS"], "it is invoked by the alert topic");
 }
+
+/// A `!Sub` (or plain) string as written in the template.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str().map(str::to_string).unwrap_or_else(|| format!("{:?}", tagged.value)),
+        Value::String(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// No role may read secrets through a wildcard unless a condition pins whose they are: every RDS-managed
+/// secret is named `rds!db-…`, production instances' master passwords included, so `rds!db-*` alone would
+/// hand the verify function every database's master password in the region.
+#[test]
+fn no_role_reads_secrets_by_wildcard_without_pinning_their_owner() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let mut checked = 0;
+    for (name, resource) in resources {
+        let policies = resource["Properties"]["Policies"].as_sequence().into_iter().flatten();
+        let inline = resource["Properties"]["Policies"].as_sequence().is_none().then(|| &resource["Properties"]["PolicyDocument"]);
+        let documents: Vec<&Value> = policies.chain(inline).collect();
+        // A SAM function's policy is a document; an IAM role's holds one under PolicyDocument.
+        let statements: Vec<&Value> =
+            documents.iter().flat_map(|p| p["Statement"].as_sequence().or(p["PolicyDocument"]["Statement"].as_sequence()).into_iter().flatten()).collect();
+        for statement in statements.into_iter().flat_map(untagged) {
+            let actions: Vec<String> = match &statement["Action"] {
+                Value::String(one) => vec![one.clone()],
+                Value::Sequence(many) => many.iter().filter_map(|a| a.as_str().map(str::to_string)).collect(),
+                _ => vec![],
+            };
+            if !actions.iter().any(|a| a == "secretsmanager:GetSecretValue" || a == "secretsmanager:*") {
+                continue;
+            }
+            let resources: Vec<String> = match &statement["Resource"] {
+                Value::Sequence(many) => many.iter().map(text_of).collect(),
+                one => vec![text_of(one)],
+            };
+            for resource in resources.iter().filter(|r| r.contains('*')) {
+                checked += 1;
+                let owner = &statement["Condition"]["StringLike"]["secretsmanager:ResourceTag/aws:rds:primaryDBInstanceArn"];
+                assert!(
+                    text_of(owner).ends_with(":db:backstop-drill-*"),
+                    "{name:?} reads secrets {resource} without a condition that pins them to Backstop's scratch instances: {statement:?}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 1, "the verify function reads its scratch instances' secrets by wildcard; the rule must have seen it");
+}
