@@ -3,7 +3,12 @@
 //!
 //! - no ARN hard-codes the `aws` partition (China and GovCloud stacks are `aws-cn`, `aws-us-gov`);
 //! - no S3 lifecycle rule sets `ExpiredObjectDeleteMarker` beside an expiration by days or date (S3 refuses the
-//!   whole configuration).
+//!   whole configuration);
+//! - schedules get generated names (a fixed one is unique per account and region: a second stack fails);
+//! - the bucket refuses puts under any key but Backstop's;
+//! - key policy statements for AWS services hold for this account's resources only (confused deputy);
+//! - ARN parameters that become IAM resources accept whole ARNs only, and the replica's bucket and key are
+//!   given together or not at all.
 
 use serde_norway::Value;
 
@@ -12,7 +17,7 @@ fn load(path: &str) -> Value {
     serde_norway::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Every string in `value` with where it sits, skipping parameters' descriptions (examples for people).
+/// Every string in `value` with where it sits, skipping descriptions (examples for people).
 fn strings<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
     match value {
         Value::String(s) => out.push((at, s)),
@@ -20,7 +25,7 @@ fn strings<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
         Value::Mapping(map) => {
             for (k, v) in map {
                 let key = k.as_str().unwrap_or_default();
-                if key == "Description" {
+                if key == "Description" || key == "ConstraintDescription" {
                     continue;
                 }
                 strings(v, format!("{at}.{key}"), out);
@@ -63,4 +68,73 @@ fn no_lifecycle_rule_sets_expired_delete_markers_beside_an_expiration() {
         }
     }
     assert!(rules_seen >= 3, "the bucket and the replica have lifecycle rules");
+}
+
+fn template() -> Value {
+    load("template.yaml")
+}
+
+#[test]
+fn every_schedule_gets_a_generated_name() {
+    let template = template();
+    let mut schedules = 0;
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else { continue };
+        for (event, e) in events.iter().filter(|(_, e)| e["Type"].as_str() == Some("ScheduleV2")) {
+            schedules += 1;
+            assert_eq!(e["Properties"]["OmitName"].as_bool(), Some(true), "{name:?} {event:?}: OmitName: true, so two stacks can live in one account and region");
+            assert!(e["Properties"]["Name"].is_null(), "{name:?} {event:?}: a fixed schedule name");
+        }
+    }
+    assert_eq!(schedules, 5, "backup, sweep, verify, purge and monitor schedules");
+}
+
+#[test]
+fn the_bucket_refuses_puts_under_another_key() {
+    let template = template();
+    let statements = template["Resources"]["BackupBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"].as_sequence().unwrap();
+    let pinned = statements.iter().any(|s| {
+        let key = &s["Condition"]["StringNotEqualsIfExists"]["s3:x-amz-server-side-encryption-aws-kms-key-id"];
+        s["Effect"].as_str() == Some("Deny")
+            && s["Action"].as_str() == Some("s3:PutObject")
+            && matches!(key, Value::Tagged(t) if t.tag == "GetAtt" && t.value.as_str() == Some("BackupKey.Arn"))
+    });
+    assert!(pinned, "BackupBucketPolicy must deny a PutObject that names any key but BackupKey's ARN: {statements:?}");
+}
+
+#[test]
+fn key_policy_service_statements_hold_for_this_account_only() {
+    let mut services = 0;
+    for path in ["template.yaml", "infra/replica.yaml"] {
+        let template = load(path);
+        for (name, resource) in template["Resources"].as_mapping().unwrap() {
+            let Some(statements) = resource["Properties"]["KeyPolicy"]["Statement"].as_sequence() else { continue };
+            for statement in statements.iter().filter(|s| !s["Principal"]["Service"].is_null()) {
+                services += 1;
+                let condition = &statement["Condition"];
+                assert!(
+                    !condition["StringEquals"]["aws:SourceAccount"].is_null() && !condition["ArnLike"]["aws:SourceArn"].is_null(),
+                    "{path} {name:?} {:?}: a service principal without aws:SourceAccount and aws:SourceArn conditions",
+                    statement["Sid"]
+                );
+            }
+        }
+    }
+    assert!(services >= 1, "the alert topic's key names the services that publish to it");
+}
+
+#[test]
+fn arn_parameters_take_whole_arns_and_the_replica_comes_whole() {
+    let template = template();
+    for parameter in ["DatabaseSecretArns", "PitrSourceInstanceArns", "ReplicaBucketArn", "ReplicaKmsKeyArn", "SlackWebhookSecretArn", "PgClientLayerArn"] {
+        let pattern = template["Parameters"][parameter]["AllowedPattern"].as_str().unwrap_or_else(|| panic!("{parameter} has no AllowedPattern"));
+        // Every one of them ends up in an IAM Resource: a pattern that lets `*` through lets a wildcard grant in.
+        let class_with_star = pattern.split('[').skip(1).any(|class| class.split(']').next().unwrap_or_default().contains('*'));
+        let lets_star_in = pattern.contains(".*") || pattern.contains(".+") || class_with_star;
+        let whole_arn = pattern.starts_with("^$|^arn:aws") && pattern.ends_with('$');
+        assert!(whole_arn, "{parameter}: {pattern}");
+        assert!(!lets_star_in, "{parameter}: a wildcard ARN would become an IAM wildcard: {pattern}");
+    }
+    let rule = format!("{:?}", template["Rules"]["ReplicaBucketAndKeyTogether"]);
+    assert!(rule.contains("ReplicaBucketArn") && rule.contains("ReplicaKmsKeyArn"), "a rule refuses one without the other: {rule}");
 }
