@@ -8,7 +8,9 @@
 //! - the bucket refuses puts under any key but Backstop's;
 //! - key policy statements for AWS services hold for this account's resources only (confused deputy);
 //! - ARN parameters that become IAM resources accept whole ARNs only, and the replica's bucket and key are
-//!   given together or not at all.
+//!   given together or not at all;
+//! - every SNS filter policy, in the template or the docs, lets CloudWatch alarms through (they carry no message
+//!   attributes, and a filter on an attribute drops every message without it).
 
 use serde_norway::Value;
 
@@ -137,4 +139,32 @@ fn arn_parameters_take_whole_arns_and_the_replica_comes_whole() {
     }
     let rule = format!("{:?}", template["Rules"]["ReplicaBucketAndKeyTogether"]);
     assert!(rule.contains("ReplicaBucketArn") && rule.contains("ReplicaKmsKeyArn"), "a rule refuses one without the other: {rule}");
+}
+
+#[test]
+fn every_filter_policy_lets_the_alarms_through() {
+    let template = template();
+    let mut policies = Vec::new();
+    let mut found = Vec::new();
+    strings(&template, String::new(), &mut found);
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else { continue };
+        for e in events.values().filter(|e| e["Type"].as_str() == Some("SNS")) {
+            let policy = format!("{:?}", e["Properties"]["FilterPolicy"]);
+            if policy.contains("severity") || policy.contains("target") || policy.contains("job") {
+                assert!(policy.contains("exists"), "{name:?}: a filter policy that drops CloudWatch alarms: {policy}");
+                policies.push(policy);
+            }
+        }
+    }
+    for doc in ["docs/deploy.md", "docs/operations.md", "docs/configuration.md"] {
+        let text = std::fs::read_to_string(backstop_tests::repo_root().join(doc)).unwrap();
+        for (at, _) in text.match_indices("FilterPolicy").chain(text.match_indices("{\"severity\": [")).chain(text.match_indices("{\"target\": [")) {
+            let policy: String = text[at..].chars().take_while(|c| *c != '}' && *c != '\n').collect();
+            let rest = &text[at..(at + 200).min(text.len())];
+            assert!(rest.contains("exists"), "{doc}: a documented filter policy that drops CloudWatch alarms: {policy}…");
+            policies.push(policy);
+        }
+    }
+    assert!(policies.len() >= 4, "the template's and the docs' filter policies were seen: {policies:?}");
 }
