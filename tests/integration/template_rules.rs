@@ -10,7 +10,11 @@
 //! - ARN parameters that become IAM resources accept whole ARNs only, and the replica's bucket and key are
 //!   given together or not at all;
 //! - every SNS filter policy, in the template or the docs, lets CloudWatch alarms through (they carry no message
-//!   attributes, and a filter on an attribute drops every message without it).
+//!   attributes, and a filter on an attribute drops every message without it);
+//! - default cron times exist once every day in any time zone (none between 00:00 and 04:00, where clocks move);
+//! - age alarms fire on two of three hours and do not count missing data as an old backup, and an alarm of its
+//!   own fires when the monitor stops running;
+//! - scratch instance classes come from a list, and the CPU-bound functions get two vCPUs by default.
 
 use serde_norway::Value;
 
@@ -167,4 +171,47 @@ fn every_filter_policy_lets_the_alarms_through() {
         }
     }
     assert!(policies.len() >= 4, "the template's and the docs' filter policies were seen: {policies:?}");
+}
+
+#[test]
+fn default_cron_times_exist_once_every_day_in_every_time_zone() {
+    let template = template();
+    let mut crons = 0;
+    for (name, parameter) in template["Parameters"].as_mapping().unwrap() {
+        let Some(default) = parameter["Default"].as_str().and_then(|d| d.strip_prefix("cron(")) else { continue };
+        crons += 1;
+        let fields: Vec<&str> = default.trim_end_matches(')').split_whitespace().collect();
+        let hours: Vec<u32> = fields[1].split(',').map(|h| h.parse().unwrap_or_else(|_| panic!("{name:?}: hour field {:?}: use fixed hours", fields[1]))).collect();
+        assert!(hours.iter().all(|h| (4..24).contains(h)), "{name:?} = cron({default}: an hour between 00 and 03 is skipped or repeated on a DST change day in many zones");
+    }
+    assert!(crons >= 3, "backup, verify and purge default to cron expressions");
+}
+
+#[test]
+fn age_alarms_tolerate_one_late_hour_and_a_stopped_monitor_has_its_own_alarm() {
+    let template = template();
+    let resources = &template["Resources"];
+    for alarm in ["BackupAgeAlarm", "VerifiedAgeAlarm"] {
+        let p = &resources[alarm]["Properties"];
+        let (n, m) = (p["EvaluationPeriods"].as_u64().unwrap(), p["DatapointsToAlarm"].as_u64().unwrap_or(0));
+        assert!(m >= 2 && n >= m, "{alarm}: {m} of {n} periods");
+        assert_ne!(p["TreatMissingData"].as_str(), Some("breaching"), "{alarm}: missing data would fire it from the deploy until the first backup");
+    }
+    let monitor = &resources["MonitorNotRunningAlarm"]["Properties"];
+    assert_eq!((monitor["Namespace"].as_str(), monitor["MetricName"].as_str()), (Some("AWS/Lambda"), Some("Invocations")));
+    assert_eq!(monitor["TreatMissingData"].as_str(), Some("breaching"), "no invocation reports no data");
+}
+
+#[test]
+fn scratch_classes_come_from_a_list_and_cpu_bound_functions_get_two_vcpus() {
+    let template = template();
+    let classes = template["Parameters"]["ScratchInstanceClass"]["AllowedValues"].as_sequence().expect("an allowed list");
+    assert!(classes.iter().all(|c| c.as_str().is_some_and(|c| c.starts_with("db."))));
+    for (function, parameter) in [("BackupFunction", "BackupMemoryMB"), ("VerifyFunction", "VerifyMemoryMB")] {
+        let memory = &template["Resources"][function]["Properties"]["MemorySize"];
+        assert!(matches!(memory, Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(parameter)), "{function}: MemorySize from {parameter}");
+        let default = template["Parameters"][parameter]["Default"].as_u64().unwrap();
+        // Lambda grants one vCPU per 1769 MB; the stream needs about a vCPU and a half (docs/benchmarks.md).
+        assert!(default >= 2 * 1769, "{parameter} = {default} MB is under two vCPUs");
+    }
 }

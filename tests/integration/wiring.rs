@@ -206,7 +206,7 @@ fn check_function(template: &Value, job: Job, log: &CallLog) {
 #[test]
 fn every_job_runs_on_its_schedule() {
     let template = template();
-    for (job, default) in [(Job::Backup, "cron(0 2 * * ? *)"), (Job::Purge, "cron(30 3 * * ? *)"), (Job::Monitor, "rate(1 hour)")] {
+    for (job, default) in [(Job::Backup, "cron(15 4 * * ? *)"), (Job::Purge, "cron(45 5 * * ? *)"), (Job::Monitor, "rate(1 hour)")] {
         let (name, function) = function_of(&template, job);
         assert_eq!(schedules(&template, function), [default], "{name}'s schedule");
     }
@@ -218,7 +218,7 @@ fn every_job_runs_on_its_schedule() {
     let machines: Vec<&Value> = resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Serverless::StateMachine")).collect();
     let driving: Vec<&&Value> = machines.iter().filter(|m| format!("{:?}", m["Properties"]["Policies"]).contains(&format!("\"{verify}\""))).collect();
     assert_eq!(driving.len(), 1, "one state machine invokes {verify}");
-    assert_eq!(schedules(&template, driving[0]), ["cron(0 4 ? * SUN *)"], "weekly drills");
+    assert_eq!(schedules(&template, driving[0]), ["cron(0 6 ? * SUN *)"], "weekly drills");
 }
 
 #[tokio::test(flavor = "multi_thread")]
