@@ -14,7 +14,9 @@
 //! - default cron times exist once every day in any time zone (none between 00:00 and 04:00, where clocks move);
 //! - age alarms fire on two of three hours and do not count missing data as an old backup, and an alarm of its
 //!   own fires when the monitor stops running;
-//! - scratch instance classes come from a list, and the CPU-bound functions get two vCPUs by default.
+//! - scratch instance classes come from a list, and the CPU-bound functions get two vCPUs by default;
+//! - every function and the state machine log to a group the stack declares with a retention (a group Lambda
+//!   creates on its own keeps logs for ever).
 
 use serde_norway::Value;
 
@@ -214,4 +216,38 @@ fn scratch_classes_come_from_a_list_and_cpu_bound_functions_get_two_vcpus() {
         // Lambda grants one vCPU per 1769 MB; the stream needs about a vCPU and a half (docs/benchmarks.md).
         assert!(default >= 2 * 1769, "{parameter} = {default} MB is under two vCPUs");
     }
+}
+
+/// The log group a `!Ref NAME` or `!GetAtt NAME.Arn` names, checked for a retention from the parameter.
+fn assert_retained(template: &Value, reference: &Value, owner: &str) {
+    let name = match reference {
+        Value::Tagged(t) if t.tag == "Ref" => t.value.as_str().unwrap().to_string(),
+        Value::Tagged(t) if t.tag == "GetAtt" => t.value.as_str().unwrap().trim_end_matches(".Arn").to_string(),
+        other => panic!("{owner}: its log group is not one of the stack's: {other:?}"),
+    };
+    let group = &template["Resources"][name.as_str()];
+    assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{owner} logs to {name}");
+    assert!(matches!(&group["Properties"]["RetentionInDays"], Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some("LogRetentionDays")), "{name} keeps logs for LogRetentionDays");
+}
+
+#[test]
+fn every_function_and_the_state_machine_log_to_a_group_with_a_retention() {
+    let template = template();
+    let mut owners = 0;
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        match resource["Type"].as_str() {
+            Some("AWS::Serverless::Function") => {
+                owners += 1;
+                assert_retained(&template, &resource["Properties"]["LoggingConfig"]["LogGroup"], name);
+            }
+            Some("AWS::Serverless::StateMachine") => {
+                owners += 1;
+                let destination = &resource["Properties"]["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"];
+                assert_retained(&template, destination, name);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(owners, 6, "five functions and the drill state machine");
 }
