@@ -16,7 +16,9 @@
 //!   own fires when the monitor stops running;
 //! - scratch instance classes come from a list, and the CPU-bound functions get two vCPUs by default;
 //! - every function and the state machine log to a group the stack declares with a retention (a group Lambda
-//!   creates on its own keeps logs for ever).
+//!   creates on its own keeps logs for ever);
+//! - replication reports its failures (metrics on, an alarm on OperationsFailedReplication), and Object Lock
+//!   with replication, which the replica cannot take, is refused.
 
 use serde_norway::Value;
 
@@ -134,7 +136,7 @@ fn key_policy_service_statements_hold_for_this_account_only() {
 #[test]
 fn arn_parameters_take_whole_arns_and_the_replica_comes_whole() {
     let template = template();
-    for parameter in ["DatabaseSecretArns", "PitrSourceInstanceArns", "ReplicaBucketArn", "ReplicaKmsKeyArn", "SlackWebhookSecretArn", "PgClientLayerArn"] {
+    for parameter in ["DatabaseSecretArns", "PitrSourceInstanceArns", "PitrSourceKmsKeyArns", "ReplicaBucketArn", "ReplicaKmsKeyArn", "SlackWebhookSecretArn", "PgClientLayerArn"] {
         let pattern = template["Parameters"][parameter]["AllowedPattern"].as_str().unwrap_or_else(|| panic!("{parameter} has no AllowedPattern"));
         // Every one of them ends up in an IAM Resource: a pattern that lets `*` through lets a wildcard grant in.
         let class_with_star = pattern.split('[').skip(1).any(|class| class.split(']').next().unwrap_or_default().contains('*'));
@@ -250,4 +252,17 @@ fn every_function_and_the_state_machine_log_to_a_group_with_a_retention() {
         }
     }
     assert_eq!(owners, 6, "five functions and the drill state machine");
+}
+
+#[test]
+fn replication_failures_alarm_and_object_lock_with_replication_is_refused() {
+    let template = template();
+    let rule = format!("{:?}", template["Resources"]["BackupBucket"]["Properties"]["ReplicationConfiguration"]);
+    assert!(rule.contains("Metrics") && rule.contains("Enabled"), "replication metrics on: {rule}");
+    let alarm = &template["Resources"]["ReplicationFailedAlarm"];
+    assert_eq!(alarm["Condition"].as_str(), Some("Replicate"));
+    assert_eq!(alarm["Properties"]["MetricName"].as_str(), Some("OperationsFailedReplication"));
+    assert!(format!("{:?}", alarm["Properties"]["Dimensions"]).contains("DisasterRecoveryCopy"), "the alarm reads the replication rule's own metric");
+    let refused = format!("{:?}", template["Rules"]["NoObjectLockWithReplication"]);
+    assert!(refused.contains("ObjectLockDays") && refused.contains("ReplicaBucketArn"), "{refused}");
 }
