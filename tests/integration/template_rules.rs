@@ -18,7 +18,9 @@
 //! - every function and the state machine log to a group the stack declares with a retention (a group Lambda
 //!   creates on its own keeps logs for ever);
 //! - replication reports its failures (metrics on, an alarm on OperationsFailedReplication), and Object Lock
-//!   with replication, which the replica cannot take, is refused.
+//!   with replication, which the replica cannot take, is refused;
+//! - every Lambda task of the drill state machine has a timeout and retries a crashed invocation
+//!   (`Lambda.Unknown`) instead of abandoning the drills at once.
 
 use serde_norway::Value;
 
@@ -265,4 +267,19 @@ fn replication_failures_alarm_and_object_lock_with_replication_is_refused() {
     assert!(format!("{:?}", alarm["Properties"]["Dimensions"]).contains("DisasterRecoveryCopy"), "the alarm reads the replication rule's own metric");
     let refused = format!("{:?}", template["Rules"]["NoObjectLockWithReplication"]);
     assert!(refused.contains("ObjectLockDays") && refused.contains("ReplicaBucketArn"), "{refused}");
+}
+
+#[test]
+fn drill_tasks_time_out_and_retry_crashed_invocations() {
+    let template = template();
+    let states = template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"]["States"].as_mapping().unwrap();
+    let mut tasks = 0;
+    for (name, state) in states.iter().filter(|(_, s)| s["Type"].as_str() == Some("Task")) {
+        tasks += 1;
+        let timeout = state["TimeoutSeconds"].as_u64().unwrap_or_else(|| panic!("{name:?} has no TimeoutSeconds: a hung invocation would hold the execution until its own timeout, with no Catch"));
+        assert!((901..=1200).contains(&timeout), "{name:?}: {timeout} s, just past the function's 900 s");
+        let retries = format!("{:?}", state["Retry"]);
+        assert!(retries.contains("Lambda.Unknown") && retries.contains("States.Timeout"), "{name:?} abandons the drills at a crash: {retries}");
+    }
+    assert_eq!(tasks, 3, "StartDrills, ResumeDrills, Abandon");
 }
