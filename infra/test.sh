@@ -19,7 +19,10 @@ infra/pg-server/fetch.sh >/dev/null
 
 # One build for everything: the test binaries, and the CLI that one integration test runs as an operator would.
 cargo build --locked --workspace --tests --bins
+rm -f target/differential-seeds.txt
 cargo test --locked --workspace "$@"
+# How many seeds the differential test ran (tests/integration/fidelity.rs; BACKSTOP_DIFF_SEEDS=N runs more).
+if [ -f target/differential-seeds.txt ]; then cat target/differential-seeds.txt; fi
 
 # The benchmark must keep running; it uses the local stack, and takes it down again if it started it.
 if [ "${BACKSTOP_SKIP_BENCH_SMOKE:-0}" = 1 ]; then
