@@ -20,7 +20,8 @@
 //! - replication reports its failures (metrics on, an alarm on OperationsFailedReplication), and Object Lock
 //!   with replication, which the replica cannot take, is refused;
 //! - every Lambda task of the drill state machine has a timeout and retries a crashed invocation
-//!   (`Lambda.Unknown`) instead of abandoning the drills at once.
+//!   (`Lambda.Unknown`) instead of abandoning the drills at once;
+//! - a sweep of scratch servers that keeps failing alarms (on the metric the verify job emits).
 
 use serde_norway::Value;
 
@@ -282,4 +283,15 @@ fn drill_tasks_time_out_and_retry_crashed_invocations() {
         assert!(retries.contains("Lambda.Unknown") && retries.contains("States.Timeout"), "{name:?} abandons the drills at a crash: {retries}");
     }
     assert_eq!(tasks, 3, "StartDrills, ResumeDrills, Abandon");
+}
+
+#[test]
+fn a_sweep_that_keeps_failing_alarms() {
+    let template = template();
+    let alarm = &template["Resources"]["SweepFailingAlarm"]["Properties"];
+    assert_eq!((alarm["Namespace"].as_str(), alarm["MetricName"].as_str()), (Some("Backstop"), Some("SweepFailures")));
+    assert!(alarm["Dimensions"].is_null(), "the roll-up across dimensions, as the job emits it");
+    // The name the verify job emits (tests/integration/verify.rs sees it emitted).
+    let source = std::fs::read_to_string(backstop_tests::repo_root().join("shared/src/jobs/verify.rs")).unwrap();
+    assert!(source.contains("\"SweepFailures\""), "the verify job emits SweepFailures");
 }

@@ -276,6 +276,10 @@ async fn a_drill_over_budget_warns_one_within_budget_notifies_and_both_emit_metr
     assert!(within[0].subject.contains("verified by a restore drill"), "{within:?}");
 
     let lines = metrics.0.lock().unwrap().clone();
+    let sweeps: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v.get("SweepFailures").is_some()).collect();
+    assert_eq!(sweeps.len(), 2, "each run reports its sweep: {lines:?}");
+    assert!(sweeps.iter().all(|v| v["SweepFailures"] == 0.0 && v["Job"] == "verify"), "{sweeps:?}");
     let verdicts: Vec<serde_json::Value> =
         lines.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v.get("VerifySuccess").is_some()).collect();
     assert_eq!(verdicts.len(), 2, "{lines:?}");

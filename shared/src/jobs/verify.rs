@@ -143,6 +143,12 @@ impl VerifyJob {
         VerifyJob { config, deps }
     }
 
+    /// `SweepFailures` (1 or 0 a sweep): a sweep that keeps failing leaves scratch servers running, and billing,
+    /// with nobody told; template.yaml's SweepFailingAlarm watches it.
+    fn sweep_metric(&self, failed: bool) {
+        self.deps.metrics.emit(&emf_line(self.deps.clock.now(), &[("Job", "verify")], &[("SweepFailures", Unit::Count, if failed { 1.0 } else { 0.0 })]));
+    }
+
     pub async fn run(&self, request: &VerifyRequest) -> Result<VerifyRun, VerifyJobError> {
         let targets: Vec<&TargetConfig> = match &request.target {
             None => self.config.targets.iter().collect(),
@@ -152,9 +158,13 @@ impl VerifyJob {
             })?],
         };
         let swept = match self.deps.scratch.sweep_expired(self.deps.clock.now()).await {
-            Ok(handles) => handles.into_iter().map(|h| h.id).collect(),
+            Ok(handles) => {
+                self.sweep_metric(false);
+                handles.into_iter().map(|h| h.id).collect()
+            }
             Err(e) => {
                 warn!(error = %e, "the orphan sweep failed; expired scratch servers may still be running");
+                self.sweep_metric(true);
                 Vec::new()
             }
         };
