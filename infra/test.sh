@@ -15,7 +15,8 @@ cd "$REPO_DIR"
 infra/ensure-deps.sh
 # PostgreSQL 17 beside Debian's 15, for the version matrix (tests/integration/versions.rs): Debian's own
 # packages, verified and cached; well under a second once built.
-infra/pg-server/fetch.sh >/dev/null
+BACKSTOP_PG17_BIN_DIR=$(infra/pg-server/fetch.sh | tail -n 1)
+export BACKSTOP_PG17_BIN_DIR
 
 # One build for everything: the test binaries, and the CLI that one integration test runs as an operator would.
 cargo build --locked --workspace --tests --bins

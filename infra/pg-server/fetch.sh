@@ -7,7 +7,9 @@
 # architecture from the Debian release that carries that major (17: trixie), verified like the
 # Lambda layer's (infra/pg-layer/debfetch.py: signed InRelease -> Packages SHA256 -> .deb SHA256),
 # with glibc and every shared library they need, patched to use only those
-# (infra/pg-server/mkserver.py), into DIR/<major>/ (default infra/pg-server/dist/, git-ignored;
+# (infra/pg-server/mkserver.py), into DIR/<major>/ (default: /var/cache/backstop/pg-server as root, since the
+# servers run as the unprivileged `postgres` user, which may not reach a checkout under a private directory
+# such as mktemp's; infra/pg-server/dist/, git-ignored, otherwise; $BACKSTOP_PG_SERVER_DIR overrides both;
 # not .local/, which infra/local_stack.py owns and deletes). Prints the absolute bin directory
 # (initdb, postgres, pg_ctl, pg_dump, pg_dumpall, pg_restore, psql, ...) as its last line.
 #
@@ -26,7 +28,13 @@ log() { echo "pg-server: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 MAJOR=17
-OUT=$HERE/dist
+if [ -n "${BACKSTOP_PG_SERVER_DIR:-}" ]; then
+    OUT=$BACKSTOP_PG_SERVER_DIR
+elif [ "$(id -u)" -eq 0 ]; then
+    OUT=/var/cache/backstop/pg-server
+else
+    OUT=$HERE/dist
+fi
 FETCH_FLAGS=()
 OFFLINE=0 REFRESH=0 FORCE=0
 while (($# > 0)); do

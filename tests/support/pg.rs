@@ -59,11 +59,15 @@ fn as_server_user(cmd: &mut Command, identity: Option<(u32, u32)>) -> &mut Comma
     cmd
 }
 
-/// PostgreSQL 17's programs, built from Debian's packages by `infra/pg-server/fetch.sh` (the README's test
-/// command runs it first).
+/// PostgreSQL 17's programs, built from Debian's packages by `infra/pg-server/fetch.sh`: the directory it printed,
+/// which the README's test command passes on as `BACKSTOP_PG17_BIN_DIR`.
 pub fn pg17_bin_dir() -> PathBuf {
-    let dir = repo_root().join("infra/pg-server/dist/17/bin");
-    assert!(dir.join("postgres").exists(), "{} is missing: run infra/pg-server/fetch.sh (infra/test.sh does)", dir.display());
+    let dir = std::env::var_os("BACKSTOP_PG17_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let out = std::process::Command::new(repo_root().join("infra/pg-server/fetch.sh")).output().expect("run infra/pg-server/fetch.sh");
+        assert!(out.status.success(), "infra/pg-server/fetch.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim())
+    });
+    assert!(dir.join("postgres").exists(), "{} has no postgres: run infra/pg-server/fetch.sh (infra/test.sh does)", dir.display());
     dir
 }
 
