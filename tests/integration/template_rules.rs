@@ -295,3 +295,50 @@ fn a_sweep_that_keeps_failing_alarms() {
     let source = std::fs::read_to_string(backstop_tests::repo_root().join("shared/src/jobs/verify.rs")).unwrap();
     assert!(source.contains("\"SweepFailures\""), "the verify job emits SweepFailures");
 }
+
+/// The seconds a task can take with every retry its crash and timeout retriers allow, each attempt running to the
+/// task's timeout.
+fn hung_task_seconds(task: &Value) -> u64 {
+    let timeout = task["TimeoutSeconds"].as_u64().unwrap();
+    let mut total = timeout;
+    for retrier in task["Retry"].as_sequence().unwrap() {
+        if !format!("{:?}", retrier["ErrorEquals"]).contains("States.Timeout") {
+            continue;
+        }
+        let mut interval = retrier["IntervalSeconds"].as_f64().unwrap();
+        for _ in 0..retrier["MaxAttempts"].as_u64().unwrap() {
+            total += interval as u64 + timeout;
+            interval *= retrier["BackoffRate"].as_f64().unwrap_or(2.0);
+        }
+    }
+    total
+}
+
+#[test]
+fn the_drill_loop_is_bounded_by_elapsed_time_and_leaves_room_to_abandon() {
+    let template = template();
+    let definition = &template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"];
+    let states = &definition["States"];
+    let text = format!("{definition:?}");
+    assert!(!text.contains("polls") && !text.contains("MathAdd"), "a count of polls stretches with every retry: bound the loop on time");
+
+    // The Choice that gives up compares the time it is entered with the execution's start.
+    let choices = states["AllDone"]["Choices"].as_sequence().unwrap();
+    let give_up = choices.iter().find(|c| c["Next"].as_str() == Some("Abandon")).expect("AllDone gives up into Abandon");
+    assert_eq!(states["AllDone"]["QueryLanguage"].as_str(), Some("JSONata"));
+    let condition = give_up["Condition"].as_str().unwrap();
+    assert!(
+        condition.contains("$toMillis($states.context.State.EnteredTime) - $toMillis($states.context.Execution.StartTime) >="),
+        "{condition}"
+    );
+    let bound_ms: u64 = condition.rsplit(">=").next().unwrap().trim().trim_end_matches("%}").trim().parse().unwrap();
+
+    // After the bound: one more wait and poll (hung, retried to the end), then Abandon's own invocation; all of
+    // it before the execution's timeout, which runs no Catch.
+    let wait = states["WaitForScratch"]["Seconds"].as_u64().unwrap();
+    let worst = bound_ms / 1000 + wait + hung_task_seconds(&states["ResumeDrills"]) + states["Abandon"]["TimeoutSeconds"].as_u64().unwrap();
+    let execution = definition["TimeoutSeconds"].as_u64().unwrap();
+    assert!(worst <= execution, "giving up at {} s leaves Abandon no room: {worst} s > {execution} s", bound_ms / 1000);
+    // And the execution ends within the scratch lifetime (6 h by default), past which the sweep deletes instances.
+    assert!(execution <= 6 * 3600, "{execution}");
+}
