@@ -3,10 +3,12 @@
 //! With `AWS_ENDPOINT_URL` set (the local emulator), S3 is addressed path-style: the emulator has no DNS for
 //! `bucket.host` names. Against AWS, nothing here differs from production.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::config::SharedInterceptor;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::adapters::dynamodb::DynamoCatalog;
@@ -19,7 +21,7 @@ use crate::adapters::secrets::SecretsManager;
 use crate::adapters::slack::SlackWebhook;
 use crate::adapters::sns::{LogOnlyAlerts, SnsAlerts};
 use crate::adapters::ssm::SsmParameters;
-use crate::config::{process_env, Config, ScratchSettings};
+use crate::config::{process_env, targets_parameter, Config, ConfigError, Env, ScratchSettings, TargetsText};
 use crate::event::parse_backup_event;
 use crate::jobs::backup::{BackupDeps, BackupJob, BackupJobError};
 use crate::jobs::monitor::{MonitorDeps, MonitorJob, MonitorJobError, MonitorRequest};
@@ -40,6 +42,8 @@ pub struct AwsClients {
     pub sns: aws_sdk_sns::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub rds: aws_sdk_rds::Client,
+    /// Parameter Store: the targets, when `BACKSTOP_TARGETS_PARAMETER` names where they are.
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 impl AwsClients {
@@ -66,12 +70,14 @@ impl AwsClients {
         let mut sns = aws_sdk_sns::config::Builder::from(shared);
         let mut secrets = aws_sdk_secretsmanager::config::Builder::from(shared);
         let mut rds = aws_sdk_rds::config::Builder::from(shared);
+        let mut ssm = aws_sdk_ssm::config::Builder::from(shared);
         for interceptor in interceptors {
             s3.push_interceptor(interceptor.clone());
             dynamodb.push_interceptor(interceptor.clone());
             sns.push_interceptor(interceptor.clone());
             secrets.push_interceptor(interceptor.clone());
             rds.push_interceptor(interceptor.clone());
+            ssm.push_interceptor(interceptor.clone());
         }
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
@@ -79,8 +85,36 @@ impl AwsClients {
             sns: aws_sdk_sns::Client::from_conf(sns.build()),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
             rds: aws_sdk_rds::Client::from_conf(rds.build()),
+            ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
         }
     }
+}
+
+/// The configuration a deployed function runs with: its environment, with the targets read from the SSM
+/// parameter `BACKSTOP_TARGETS_PARAMETER` names (a function's environment holds 4 KB in all, too little for
+/// more than a few targets).
+pub async fn config_from_env(clients: &AwsClients) -> Result<Config, ConfigError> {
+    load_config(&process_env(), None, &SsmParameters::new(clients.ssm.clone())).await
+}
+
+/// [`Config::load`], reading the targets from `parameters` first when the environment names a parameter. The
+/// parameter's text then goes through the same parsing and validation as `BACKSTOP_TARGETS`, and its errors name
+/// the parameter.
+pub async fn load_config(env: &Env, config_file: Option<&Path>, parameters: &dyn SecretStore) -> Result<Config, ConfigError> {
+    let fetched = match targets_parameter(env)? {
+        Some(name) => {
+            let value = parameters
+                .secret_string(&name)
+                .await
+                .map_err(|e| ConfigError::TargetsParameter { name: name.clone(), message: e.message })?;
+            Some(TargetsText {
+                origin: format!("the SSM parameter {name} (BACKSTOP_TARGETS_PARAMETER)"),
+                json: value.expose_secret().to_string(),
+            })
+        }
+        None => None,
+    };
+    Config::load_with_targets(env, config_file, fetched)
 }
 
 /// Builds the backup job's dependencies on AWS and PostgreSQL's programs.
@@ -155,6 +189,13 @@ pub struct HandlerError {
     /// `SlackRejected` (the webhook refused: fix its configuration), `SlackUnavailable` (a retry may succeed).
     pub error_type: &'static str,
     pub message: String,
+}
+
+/// `ConfigError`: the configuration (or the targets parameter) is wrong or unreadable; no run was attempted.
+impl From<ConfigError> for HandlerError {
+    fn from(e: ConfigError) -> Self {
+        HandlerError { error_type: "ConfigError", message: format!("configuration error: {e} (see docs/configuration.md)") }
+    }
 }
 
 /// Time kept back from a Lambda's limit to abort, clean up, record and alert after stopping a backup.
@@ -343,5 +384,60 @@ pub async fn handle_monitor_event(job: &MonitorJob, event: &Value) -> Result<Val
         Ok(serde_json::to_value(&reports).expect("monitor reports serialize"))
     } else {
         Err(HandlerError { error_type: "MonitorFailed", message: unknown.join("; ") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::adapters::memory::MemorySecrets;
+
+    const TARGETS: &str = r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"ORDERS_PW"}}]"#;
+    const PARAMETER: &str = "/backstop/prod/targets";
+
+    fn env(targets_variable: (&str, &str)) -> Env {
+        [("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), targets_variable].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn parameters(value: &str) -> MemorySecrets {
+        MemorySecrets { secrets: HashMap::from([(PARAMETER.to_string(), value.to_string())]) }
+    }
+
+    #[tokio::test]
+    async fn targets_are_read_from_the_parameter_the_environment_names() {
+        let config = load_config(&env(("BACKSTOP_TARGETS_PARAMETER", PARAMETER)), None, &parameters(TARGETS)).await.unwrap();
+        assert_eq!(config.target_names(), ["orders"]);
+    }
+
+    #[tokio::test]
+    async fn a_parameter_that_cannot_be_read_is_named_with_what_to_check() {
+        let err = load_config(&env(("BACKSTOP_TARGETS_PARAMETER", "/backstop/typo")), None, &parameters(TARGETS)).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ConfigError::TargetsParameter { .. }), "{text}");
+        assert!(text.contains("/backstop/typo") && text.contains("ssm:GetParameter"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_parameters_text_is_validated_as_the_variables_is_and_its_errors_name_the_parameter() {
+        let e = env(("BACKSTOP_TARGETS_PARAMETER", PARAMETER));
+        let text = load_config(&e, None, &parameters("[{\"name\": ")).await.unwrap_err().to_string();
+        assert!(text.contains(PARAMETER) && text.contains("not a valid JSON array of targets"), "{text}");
+        let bad_name = TARGETS.replace("\"orders\",\"host\"", "\"no spaces allowed\",\"host\"");
+        let err = load_config(&e, None, &parameters(&bad_name)).await.unwrap_err();
+        assert!(matches!(err, ConfigError::Target { index: 0, .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn both_sources_at_once_are_refused() {
+        let mut e = env(("BACKSTOP_TARGETS", TARGETS));
+        e.insert("BACKSTOP_TARGETS_PARAMETER".into(), PARAMETER.into());
+        let err = load_config(&e, None, &parameters(TARGETS)).await.unwrap_err();
+        assert!(matches!(err, ConfigError::TwoTargetSources), "{err}");
+        // The synchronous loader cannot read SSM, and says so instead of running without the targets.
+        let mut e = env(("BACKSTOP_TARGETS_PARAMETER", PARAMETER));
+        e.insert("BACKSTOP_TARGETS".into(), " ".into());
+        assert!(matches!(Config::load(&e, None).unwrap_err(), ConfigError::TargetsParameterUnread { .. }));
     }
 }

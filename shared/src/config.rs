@@ -137,11 +137,20 @@ pub enum ConfigError {
     ReadFile { path: PathBuf, source: std::io::Error },
     #[error("the configuration file {path} is not valid: {message}")]
     ParseFile { path: PathBuf, message: String },
-    #[error("BACKSTOP_TARGETS is not a valid JSON array of targets: {0}")]
-    TargetsJson(String),
+    #[error("{origin} is not a valid JSON array of targets: {message}")]
+    TargetsJson { origin: String, message: String },
+    #[error("set BACKSTOP_TARGETS or BACKSTOP_TARGETS_PARAMETER, not both: the targets are read from one place")]
+    TwoTargetSources,
+    #[error(
+        "cannot read the targets from the SSM parameter {name} (BACKSTOP_TARGETS_PARAMETER): {message}. Check that it \
+         exists in this account and region and that this role may ssm:GetParameter it (docs/configuration.md#targets)"
+    )]
+    TargetsParameter { name: String, message: String },
+    #[error("BACKSTOP_TARGETS_PARAMETER names {name}, but the targets were not read from it (load the configuration with app::load_config)")]
+    TargetsParameterUnread { name: String },
     #[error("target #{index}: {message}")]
     Target { index: usize, message: String },
-    #[error("no targets are configured: add [[targets]] to the configuration file or set BACKSTOP_TARGETS")]
+    #[error("no targets are configured: add [[targets]] to the configuration file, or set BACKSTOP_TARGETS (JSON) or BACKSTOP_TARGETS_PARAMETER (an SSM parameter holding it)")]
     NoTargets,
 }
 
@@ -200,7 +209,10 @@ pub const VARIABLES: &[Variable] = &[
     var("BACKSTOP_CONFIG", JOBS, false),
     var("BACKSTOP_BUCKET", JOBS, true),
     var("BACKSTOP_TABLE", JOBS, true),
-    var("BACKSTOP_TARGETS", JOBS, true),
+    // A deployed function reads its targets from SSM (Lambda's environment holds 4 KB in all); BACKSTOP_TARGETS
+    // holds them inline for the CLI and local runs.
+    var("BACKSTOP_TARGETS", JOBS, false),
+    var("BACKSTOP_TARGETS_PARAMETER", JOBS, true),
     var("BACKSTOP_TOPIC_ARN", JOBS, true),
     var("BACKSTOP_RUNBOOK_URL", JOBS, false),
     var("BACKSTOP_KMS_KEY_ID", &[Job::Backup, Job::Verify], true),
@@ -235,6 +247,23 @@ pub fn process_env() -> Env {
     std::env::vars().collect()
 }
 
+/// The targets' JSON and where it was read, so that an error names the place to fix.
+#[derive(Debug, Clone)]
+pub struct TargetsText {
+    pub origin: String,
+    pub json: String,
+}
+
+/// The SSM parameter `BACKSTOP_TARGETS_PARAMETER` names, if it names one; refused beside `BACKSTOP_TARGETS`, so
+/// that nobody edits one place while the functions read the other.
+pub fn targets_parameter(env: &Env) -> Result<Option<String>, ConfigError> {
+    let set = |name: &str| env.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    match (set("BACKSTOP_TARGETS"), set("BACKSTOP_TARGETS_PARAMETER")) {
+        (Some(_), Some(_)) => Err(ConfigError::TwoTargetSources),
+        (_, parameter) => Ok(parameter),
+    }
+}
+
 impl Config {
     /// Reads `BACKSTOP_CONFIG` (a TOML file) if set, then the `BACKSTOP_*` variables over it.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -242,7 +271,13 @@ impl Config {
     }
 
     /// Reads the configuration with an explicit file (the CLI's `--config`) taking the place of `BACKSTOP_CONFIG`.
+    /// Targets in an SSM parameter (`BACKSTOP_TARGETS_PARAMETER`) need [`crate::app::load_config`], which reads it.
     pub fn load(env: &Env, config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_targets(env, config_file, None)
+    }
+
+    /// As [`Config::load`], with the targets' JSON already read from the parameter [`targets_parameter`] named.
+    pub fn load_with_targets(env: &Env, config_file: Option<&Path>, fetched: Option<TargetsText>) -> Result<Self, ConfigError> {
         let file_path = config_file.map(Path::to_path_buf).or_else(|| env.get("BACKSTOP_CONFIG").map(PathBuf::from));
         let file = match &file_path {
             Some(path) => {
@@ -253,10 +288,10 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        Self::merge(env, file)
+        Self::merge(env, file, fetched)
     }
 
-    fn merge(env: &Env, file: FileConfig) -> Result<Self, ConfigError> {
+    fn merge(env: &Env, file: FileConfig, fetched: Option<TargetsText>) -> Result<Self, ConfigError> {
         let verify = verify_settings(env, &file)?;
         let var = |name: &str| env.get(name).filter(|v| !v.trim().is_empty()).cloned();
         let bucket = var("BACKSTOP_BUCKET").or(file.bucket).ok_or(ConfigError::Missing {
@@ -299,9 +334,15 @@ impl Config {
                 hint: "a lease must outlast a backup: use at least 60 (the default is 10800)".into(),
             });
         }
-        let targets = match var("BACKSTOP_TARGETS") {
-            Some(json) => serde_json::from_str::<Vec<TargetConfig>>(&json)
-                .map_err(|e| ConfigError::TargetsJson(e.to_string()))?,
+        let inline = var("BACKSTOP_TARGETS").map(|json| TargetsText { origin: "BACKSTOP_TARGETS".into(), json });
+        let text = match (targets_parameter(env)?, fetched) {
+            (Some(_), Some(fetched)) => Some(fetched),
+            (Some(name), None) => return Err(ConfigError::TargetsParameterUnread { name }),
+            (None, _) => inline,
+        };
+        let targets = match text {
+            Some(TargetsText { origin, json }) => serde_json::from_str::<Vec<TargetConfig>>(&json)
+                .map_err(|e| ConfigError::TargetsJson { origin, message: e.to_string() })?,
             None => file.targets,
         };
         validate_targets(&targets)?;

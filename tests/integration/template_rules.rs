@@ -21,7 +21,10 @@
 //!   with replication, which the replica cannot take, is refused;
 //! - every Lambda task of the drill state machine has a timeout and retries a crashed invocation
 //!   (`Lambda.Unknown`) instead of abandoning the drills at once;
-//! - a sweep of scratch servers that keeps failing alarms (on the metric the verify job emits).
+//! - a sweep of scratch servers that keeps failing alarms (on the metric the verify job emits);
+//! - the drill loop is bounded by elapsed time, with room left to abandon before the execution times out;
+//! - no function's environment carries the targets' JSON (Lambda allows 4 KB for all variables together): each
+//!   reads the SSM parameter, and may read that one only.
 
 use serde_norway::Value;
 
@@ -341,4 +344,38 @@ fn the_drill_loop_is_bounded_by_elapsed_time_and_leaves_room_to_abandon() {
     assert!(worst <= execution, "giving up at {} s leaves Abandon no room: {worst} s > {execution} s", bound_ms / 1000);
     // And the execution ends within the scratch lifetime (6 h by default), past which the sweep deletes instances.
     assert!(execution <= 6 * 3600, "{execution}");
+}
+
+#[test]
+fn targets_reach_the_functions_through_a_parameter_not_their_environment() {
+    let template = template();
+    let mut strings_at = Vec::new();
+    strings(&template["Resources"], "Resources".into(), &mut strings_at);
+    let uses: Vec<&String> = strings_at.iter().filter(|(_, s)| *s == "Targets").map(|(at, _)| at).collect();
+    assert_eq!(uses.len(), 1, "the Targets JSON is referred to once, by the parameter the stack keeps: {uses:?}");
+    assert!(uses[0].starts_with("Resources.TargetsParameter.Properties.Value"), "{uses:?}");
+    let parameter = &template["Resources"]["TargetsParameter"]["Properties"];
+    assert_eq!(parameter["Type"].as_str(), Some("String"));
+
+    let mut readers = 0;
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        let variables = &resource["Properties"]["Environment"]["Variables"];
+        assert!(variables["BACKSTOP_TARGETS"].is_null(), "{name:?} carries the targets in its environment");
+        let Some(source) = variables.get("BACKSTOP_TARGETS_PARAMETER") else { continue };
+        readers += 1;
+        // The statement that lets it read names the same parameter, and nothing else.
+        let policies = format!("{:?}", resource["Properties"]["Policies"]);
+        let statement = resource["Properties"]["Policies"][0]["Statement"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"].as_str() == Some("ReadTargets"))
+            .unwrap_or_else(|| panic!("{name:?} cannot read its targets: {policies}"));
+        assert_eq!(statement["Action"].as_str(), Some("ssm:GetParameter"));
+        let resource_arn = format!("{:?}", statement["Resource"]);
+        assert!(resource_arn.contains(":parameter${Name}") && resource_arn.contains(&format!("{source:?}")), "{name:?}: {resource_arn}");
+    }
+    assert_eq!(readers, 4, "backup, verify, purge and monitor");
+    let rule = format!("{:?}", template["Rules"]["TargetsFromOnePlace"]);
+    assert!(rule.contains("TargetsParameterName") && rule.contains("Targets"), "{rule}");
 }

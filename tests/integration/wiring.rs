@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_s3::config::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use backstop::adapters::memory::FixedClock;
+use backstop::adapters::ssm::SsmParameters;
 use backstop::app::{self, AwsClients};
 use backstop::config::{PasswordSource, ScratchSettings, VARIABLES};
 use backstop::domain::{BackupStatus, Job, TargetOutcome, Trigger};
@@ -255,6 +256,7 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
     // A second backup, so the monitor compares two manifests.
     let second = backup.run(&request("app", Some("tick-2"))).await.unwrap();
     assert_eq!(second.targets[0].outcome, TargetOutcome::Completed, "{}", second.targets[0].message);
+    read_targets_as_deployed(&aws, &backup_log).await;
     check_function(&template, Job::Backup, &backup_log);
 
     // Verify: a local drill of that backup, then the RDS adapters the deployed function drills with.
@@ -274,6 +276,7 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
     assert!(drill.done, "{drill:?}");
     assert!(records(&aws, "app").await.iter().any(|b| b.status == BackupStatus::Verified));
     rds_paths(&verify_log).await;
+    read_targets_as_deployed(&aws, &verify_log).await;
     check_function(&template, Job::Verify, &verify_log);
 
     // Monitor: the ages of that backup and its drill.
@@ -281,10 +284,28 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
     let reports = app::monitor_job(config.clone(), &monitor_log.clients(&aws), Arc::new(NoMetrics)).run(&MonitorRequest { target: None, alert: true }).await.unwrap();
     assert_eq!(reports.len(), 2);
     assert!(aws.alerts(1, std::time::Duration::from_secs(10)).await.iter().any(|a| a.message.contains("never-backed-up")));
+    read_targets_as_deployed(&aws, &monitor_log).await;
     check_function(&template, Job::Monitor, &monitor_log);
 
     // Purge: backups past their retention deleted, a day-old upload aborted.
     purge_paths(&template).await;
+}
+
+/// What a deployed function does before its job runs: read its targets from the SSM parameter the template
+/// names (`BACKSTOP_TARGETS_PARAMETER`), on the job's own clients.
+async fn read_targets_as_deployed(aws: &AwsFixture, log: &CallLog) {
+    let name = format!("/backstop/{}/targets", aws.table);
+    let targets = r#"[{"name":"app","host":"127.0.0.1","database":"app","user":"backstop","password":{"env":"PGPASSWORD"}}]"#;
+    // Written by the stack (or the operator), not by the function: on clients that record nothing.
+    let setup = AwsClients::from_sdk_config(&aws.sdk, true);
+    setup.ssm.put_parameter().name(&name).value(targets).r#type("String".into()).overwrite(true).send().await.unwrap();
+    let env = BTreeMap::from([
+        ("BACKSTOP_BUCKET".to_string(), aws.bucket.clone()),
+        ("BACKSTOP_TABLE".to_string(), aws.table.clone()),
+        ("BACKSTOP_TARGETS_PARAMETER".to_string(), name),
+    ]);
+    let config = app::load_config(&env, None, &SsmParameters::new(log.clients(aws).ssm)).await.unwrap();
+    assert_eq!(config.target_names(), ["app"]);
 }
 
 /// Create, wait for and delete a scratch instance; restore a source to a point in time, reach it, delete it.
@@ -334,6 +355,7 @@ async fn purge_paths(template: &Value) {
     let actions: Vec<&str> = refused[0].steps.iter().chain(&purged[0].steps).map(|s| s.action.as_str()).collect();
     assert!(actions.contains(&"delete") && actions.contains(&"abort_upload"), "{refused:?} {purged:?}");
     assert!(f.store.open_uploads("").await.unwrap().iter().all(|u| u.key != abandoned.key()));
+    read_targets_as_deployed(&f.aws, &log).await;
     check_function(template, Job::Purge, &log);
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backstop::app::{self, AwsClients};
+use backstop::adapters::ssm::SsmParameters;
 use backstop::config::{process_env, Config};
 use backstop::domain::drill::DrillPhase;
 use backstop::domain::{BackupId, BackupStatus, Trigger};
@@ -108,14 +109,16 @@ enum Command {
 async fn main() -> ExitCode {
     backstop::telemetry::init("warn");
     let cli = Cli::parse();
-    let config = match Config::load(&process_env(), cli.config.as_deref()) {
+    let clients = AwsClients::from_env().await;
+    // With BACKSTOP_TARGETS_PARAMETER the targets are those the deployed functions read from SSM.
+    let parameters = SsmParameters::new(clients.ssm.clone());
+    let config = match app::load_config(&process_env(), cli.config.as_deref(), &parameters).await {
         Ok(c) => Arc::new(c),
         Err(e) => {
             eprintln!("backstop: configuration error: {e}\n(see docs/configuration.md)");
             return ExitCode::from(2);
         }
     };
-    let clients = AwsClients::from_env().await;
     let metrics: Arc<dyn MetricsSink> = if cli.emf { Arc::new(StderrEmf) } else { Arc::new(NoMetrics) };
     match cli.command {
         Command::Backup { target, dry_run, idempotency_key, json } => {
