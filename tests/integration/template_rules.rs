@@ -24,7 +24,10 @@
 //! - a sweep of scratch servers that keeps failing alarms (on the metric the verify job emits);
 //! - the drill loop is bounded by elapsed time, with room left to abandon before the execution times out;
 //! - no function's environment carries the targets' JSON (Lambda allows 4 KB for all variables together): each
-//!   reads the SSM parameter, and may read that one only.
+//!   reads the SSM parameter, and may read that one only;
+//! - a replica in another account: replicas handed to that account, its policies trusting the one named
+//!   replication role (not the account), which may write replicas and nothing else, delete markers included;
+//! - docs/deploy.md describes every parameter of both stacks.
 
 use serde_norway::Value;
 
@@ -378,4 +381,85 @@ fn targets_reach_the_functions_through_a_parameter_not_their_environment() {
     assert_eq!(readers, 4, "backup, verify, purge and monitor");
     let rule = format!("{:?}", template["Rules"]["TargetsFromOnePlace"]);
     assert!(rule.contains("TargetsParameterName") && rule.contains("Targets"), "{rule}");
+}
+
+/// The statements of a policy document, each `!If [cond, statement, AWS::NoValue]` taken as its statement.
+fn statements(document: &Value) -> Vec<&Value> {
+    document["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| match s {
+            Value::Tagged(tagged) if tagged.tag == "!If" => &tagged.value[1],
+            plain => plain,
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_in_another_account_trusts_only_the_named_replication_role_and_only_to_write() {
+    let template = template();
+    let destination = format!("{:?}", template["Resources"]["BackupBucket"]["Properties"]["ReplicationConfiguration"]);
+    for part in ["ReplicaAccountId", "AccessControlTranslation", "Destination", "CrossAccountReplica"] {
+        assert!(destination.contains(part), "the replication rule lacks {part}: {destination}");
+    }
+    assert!(destination.contains("DeleteMarkerReplication") && destination.contains("Disabled"), "{destination}");
+    let role = &template["Resources"]["ReplicationRole"]["Properties"];
+    assert!(format!("{:?}", role["RoleName"]).contains("ReplicationRoleName"), "the replica's policies name the role: it needs a fixed name");
+    let ownership = &template["Resources"]["ReplicaOwnershipPolicy"];
+    assert_eq!(ownership["Condition"].as_str(), Some("CrossAccountReplica"));
+    assert!(format!("{:?}", ownership["Properties"]).contains("s3:ObjectOwnerOverrideToBucketOwner"));
+    let rule = format!("{:?}", template["Rules"]["ReplicaAccountNeedsReplicationAndRoleName"]);
+    assert!(rule.contains("ReplicationRoleName") && rule.contains("ReplicaBucketArn"), "{rule}");
+
+    // Neither side lets replication hide a replica behind a delete marker.
+    let replica = load("infra/replica.yaml");
+    for (name, text) in [("template.yaml", format!("{template:?}")), ("infra/replica.yaml", format!("{replica:?}"))] {
+        assert!(!text.contains("s3:ReplicateDelete"), "{name} grants s3:ReplicateDelete");
+    }
+
+    // The replica's side: the source account's principal, held to the named role by aws:PrincipalArn.
+    let role_arn = "arn:${AWS::Partition}:iam::${SourceAccountId}:role/${SourceReplicationRoleName}";
+    let bucket_policy = &replica["Resources"]["ReplicaBucketPolicy"]["Properties"]["PolicyDocument"];
+    let key_policy = &replica["Resources"]["ReplicaKey"]["Properties"]["KeyPolicy"];
+    let mut granted = Vec::new();
+    for statement in statements(bucket_policy).into_iter().chain(statements(key_policy)) {
+        let principal = format!("{:?}", statement["Principal"]);
+        if statement["Effect"].as_str() != Some("Allow") || !principal.contains("SourceAccountId") {
+            continue;
+        }
+        let condition = format!("{:?}", statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]);
+        assert!(condition.contains(role_arn), "{:?} trusts the whole source account: {condition}", statement["Sid"]);
+        match &statement["Action"] {
+            Value::String(one) => granted.push(one.clone()),
+            Value::Sequence(many) => granted.extend(many.iter().map(|a| a.as_str().unwrap().to_string())),
+            other => panic!("{other:?}"),
+        }
+    }
+    granted.sort();
+    assert_eq!(
+        granted,
+        ["kms:Encrypt", "s3:GetBucketVersioning", "s3:ObjectOwnerOverrideToBucketOwner", "s3:ReplicateObject", "s3:ReplicateTags"],
+        "the source's role writes and encrypts replicas, and nothing more"
+    );
+    let ownership = format!("{:?}", replica["Resources"]["ReplicaBucket"]["Properties"]["OwnershipControls"]);
+    assert!(ownership.contains("BucketOwnerEnforced"), "{ownership}");
+    assert!(format!("{:?}", replica["Rules"]["SourceAccountAndRoleTogether"]).contains("SourceReplicationRoleName"));
+}
+
+#[test]
+fn the_deploy_guide_describes_every_parameter_of_both_stacks() {
+    let guide = std::fs::read_to_string(backstop_tests::repo_root().join("docs/deploy.md")).unwrap();
+    // First cells of the guide's tables: "| `A`, `B` | …".
+    let documented: std::collections::BTreeSet<String> = guide
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .flat_map(|rest| rest.split(" |").next().unwrap().split(", ").map(|name| name.trim_matches('`').to_string()).collect::<Vec<_>>())
+        .collect();
+    for path in ["template.yaml", "infra/replica.yaml"] {
+        let template = load(path);
+        for name in template["Parameters"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()) {
+            assert!(documented.contains(name), "docs/deploy.md does not describe {path}'s parameter {name}");
+        }
+    }
 }
