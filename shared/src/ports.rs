@@ -121,6 +121,16 @@ pub enum CatalogError {
     Corrupt { what: String, message: String },
 }
 
+impl CatalogError {
+    /// The answer to settling an idempotency claim that another run took over after ours expired.
+    pub fn claim_taken_over(claim: &IdempotencyClaim) -> Self {
+        CatalogError::Conflict {
+            what: format!("the idempotency claim on event {} for target {}", claim.key, claim.target),
+            expected: format!("running as run {}; another run took it over after it expired", claim.owner),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRequest {
     pub target: String,
@@ -172,7 +182,11 @@ pub trait Catalog: Send + Sync {
     /// Releases the lease if `owner` still holds it; a lease already taken over is left alone.
     async fn release_lease(&self, target: &str, job: Job, owner: &str) -> Result<(), CatalogError>;
 
+    /// Claims a delivery for `claim.owner`: free, or a running claim that expired (its run crashed).
     async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome, CatalogError>;
+    /// Marks the owner's claim done, or releases it. Only the owner's own running claim is touched: a claim
+    /// another run took over after ours expired is left as it is; marking it done then fails with `Conflict`
+    /// (this run's backup stands, but the event is no longer known as handled), and releasing it does nothing.
     async fn settle_idempotency(&self, claim: &IdempotencyClaim, settlement: ClaimSettlement) -> Result<(), CatalogError>;
 
     /// Creates a record; fails with `Conflict` if one with the same id exists.

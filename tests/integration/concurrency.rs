@@ -56,3 +56,41 @@ async fn the_same_event_delivered_twice_makes_one_backup() {
 
     assert_eq!(records(&aws, "shop").await.len(), 2, "one backup per event");
 }
+
+/// The claim's conditional writes on DynamoDB: a run whose claim expired and was taken over cannot mark the
+/// taker's claim done (a `Conflict`, which the backup reports, where the adapter used to drop the failed write)
+/// nor delete it; the taker's claim still stops a third delivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_taken_over_stays_the_takers() {
+    use backstop::adapters::dynamodb::DynamoCatalog;
+    use backstop::domain::BackupId;
+    use backstop::ports::{Catalog, CatalogError, ClaimOutcome, ClaimSettlement, IdempotencyClaim};
+
+    let aws = AwsFixture::new().await;
+    let catalog = DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+    let now = chrono::Utc::now();
+    let claim = |owner: &str, expires_in: chrono::Duration| IdempotencyClaim {
+        key: "event-9".into(),
+        target: "shop".into(),
+        owner: owner.into(),
+        now,
+        expires_at: now + expires_in,
+    };
+    let expired = claim("crashed", chrono::Duration::seconds(-5));
+    assert_eq!(catalog.claim_idempotency(&expired).await.unwrap(), ClaimOutcome::Claimed);
+    let taker = claim("taker", chrono::Duration::hours(1));
+    assert_eq!(catalog.claim_idempotency(&taker).await.unwrap(), ClaimOutcome::Claimed);
+
+    let done = ClaimSettlement::Completed { backup_id: BackupId("b-1".into()), keep_until: now + chrono::Duration::days(7) };
+    let err = catalog.settle_idempotency(&expired, done).await.unwrap_err();
+    assert!(matches!(err, CatalogError::Conflict { .. }), "{err}");
+    catalog.settle_idempotency(&expired, ClaimSettlement::Released).await.unwrap();
+    let third = catalog.claim_idempotency(&claim("third", chrono::Duration::hours(1))).await.unwrap();
+    assert_eq!(third, ClaimOutcome::InProgress { owner: "taker".into() });
+
+    // The taker settles its own claim; the event is then known as handled.
+    let done = ClaimSettlement::Completed { backup_id: BackupId("b-2".into()), keep_until: now + chrono::Duration::days(7) };
+    catalog.settle_idempotency(&taker, done).await.unwrap();
+    let later = catalog.claim_idempotency(&claim("fourth", chrono::Duration::hours(1))).await.unwrap();
+    assert_eq!(later, ClaimOutcome::AlreadyDone { backup_id: BackupId("b-2".into()) });
+}

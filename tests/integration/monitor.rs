@@ -194,3 +194,31 @@ async fn the_cli_check_speaks_monitoring_plugin_exit_codes() {
     assert!(stdout.contains("dry run: nothing was changed") && stdout.contains("keep"), "{stdout}");
     assert_eq!(run(&["check", "--target", "nope"]).0, Some(3), "an unknown target is UNKNOWN");
 }
+
+/// A manifest the records point at that S3 does not have: the table check warns, naming the backup and the
+/// error, instead of passing as "no table shrank" (which it did before).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_manifest_warns_instead_of_passing_the_table_check() {
+    let aws = AwsFixture::new().await;
+    let catalog = DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+    let now = Utc::now();
+    for hours_ago in [30, 6] {
+        let at = now - Span::hours(hours_ago);
+        let mut record = BackupRecord::in_progress(TARGET, BackupId::new(at), Trigger::Schedule, "seed", at, Codec::Zstd);
+        record.status = BackupStatus::Completed;
+        record.finished_at = Some(at + Span::minutes(2));
+        record.manifest = Some(backstop::domain::ObjectRef {
+            key: format!("{TARGET}/missing-{hours_ago}.manifest.json"),
+            version_id: None,
+            size: 100,
+            sha256: "0".repeat(64),
+        });
+        catalog.create_backup(&record).await.unwrap();
+    }
+    let job = backstop::app::monitor_job(Arc::new(aws.config(vec![target()])), &aws.clients, Arc::new(NoMetrics));
+    let report = job.run(&MonitorRequest { target: Some(TARGET.into()), alert: false }).await.unwrap().remove(0);
+    let health = report.health.expect("evaluated");
+    let tables = health.checks.iter().find(|c| c.check.as_str() == "tables_shrank").unwrap();
+    assert_eq!(tables.severity, Some(Severity::Warning), "{tables:?}");
+    assert!(tables.summary.contains("cannot be read") && tables.summary.contains("missing-6"), "{}", tables.summary);
+}

@@ -277,8 +277,13 @@ impl Catalog for DynamoCatalog {
                 ]
                 .into_iter()
                 .collect();
-                self.put_if(item, "#owner = :owner", &[("#owner", "owner")], vec![(":owner", s(&c.owner))]).await?;
-                Ok(())
+                let condition = "#owner = :owner AND #state = :running";
+                let names = [("#owner", "owner"), ("#state", "state")];
+                if self.put_if(item, condition, &names, vec![(":owner", s(&c.owner)), (":running", s("running"))]).await? {
+                    Ok(())
+                } else {
+                    Err(CatalogError::claim_taken_over(c))
+                }
             }
             ClaimSettlement::Released => self.delete_if_owner(pk, sk, &c.owner).await,
         }

@@ -285,15 +285,21 @@ impl Catalog for MemoryCatalog {
     async fn settle_idempotency(&self, c: &IdempotencyClaim, settlement: ClaimSettlement) -> Result<(), CatalogError> {
         let mut s = self.state.lock().unwrap();
         let key = (c.key.clone(), c.target.clone());
+        // As DynamoDB's conditional writes: only this owner's running claim is settled.
+        let ours = matches!(s.claims.get(&key), Some(Claim::Running { owner, .. }) if *owner == c.owner);
         match settlement {
+            ClaimSettlement::Completed { .. } if !ours => Err(CatalogError::claim_taken_over(c)),
             ClaimSettlement::Completed { backup_id, .. } => {
                 s.claims.insert(key, Claim::Done { backup_id });
+                Ok(())
             }
             ClaimSettlement::Released => {
-                s.claims.remove(&key);
+                if ours {
+                    s.claims.remove(&key);
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError> {

@@ -243,6 +243,15 @@ pub struct TableComparison {
     pub previous: BTreeMap<String, u64>,
 }
 
+/// What the monitor learned of the row counts of a target's two newest completed backups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowCounts {
+    Compared(TableComparison),
+    /// A manifest that should be there could not be read or parsed: itself a problem (the runbook restores from
+    /// it), and one that must not pass for "no table shrank".
+    Unreadable { backup_id: String, error: String },
+}
+
 /// One check's verdict on one target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
@@ -321,12 +330,11 @@ fn was_dumped(status: BackupStatus) -> bool {
 }
 
 /// Judges one target. `backups` are its newest records in any order (records of other targets are ignored);
-/// `tables` compares the row counts of its two newest completed backups, when the job could read both
-/// manifests. The result has one `CheckResult` per `HealthCheck`, in `HealthCheck::ALL` order.
+/// `tables` compares the row counts of its two newest completed backups (`None`: fewer than two have manifests). The result has one `CheckResult` per `HealthCheck`, in `HealthCheck::ALL` order.
 pub fn evaluate(
     target: &str,
     backups: &[BackupRecord],
-    tables: Option<&TableComparison>,
+    tables: Option<&RowCounts>,
     now: DateTime<Utc>,
     thresholds: &MonitorThresholds,
 ) -> TargetHealth {
@@ -532,10 +540,19 @@ fn dump_shrank(newest_first: &[&BackupRecord], t: &MonitorThresholds) -> CheckRe
     }
 }
 
-fn tables_shrank(tables: Option<&TableComparison>, t: &MonitorThresholds) -> CheckResult {
+fn tables_shrank(tables: Option<&RowCounts>, t: &MonitorThresholds) -> CheckResult {
     let check = HealthCheck::TablesShrank;
-    let Some(tables) = tables else {
-        return CheckResult::ok(check, "no row counts to compare (fewer than two completed backups with manifests)".into());
+    let tables = match tables {
+        None => return CheckResult::ok(check, "no row counts to compare (fewer than two completed backups with manifests)".into()),
+        Some(RowCounts::Unreadable { backup_id, error }) => {
+            return CheckResult {
+                check,
+                severity: Some(Severity::Warning),
+                summary: format!("row counts not compared: the manifest of backup {backup_id} cannot be read ({error})"),
+                since: None,
+            }
+        }
+        Some(RowCounts::Compared(tables)) => tables,
     };
     let judged = |(name, rows): &(&String, &u64)| **rows > 0 && **rows >= t.table_shrink_min_rows && !t.ignores_table(name);
     // (name, rows before, rows now; None = gone)

@@ -376,7 +376,7 @@ fn tables_that_lost_more_than_the_fraction_are_flagged() {
         ]),
     };
     let t = MonitorThresholds { table_shrink_ignore: vec!["public.job_*".into()], ..Default::default() };
-    let health = evaluate("orders", &[rec(mins(60), Completed)], Some(&tables), now(), &t);
+    let health = evaluate("orders", &[rec(mins(60), Completed)], Some(&RowCounts::Compared(tables)), now(), &t);
     let r = result(&health, HealthCheck::TablesShrank);
     assert_eq!(r.severity, Some(Severity::Warning));
     assert_eq!(
@@ -390,7 +390,7 @@ fn tables_that_lost_more_than_the_fraction_are_flagged() {
 #[test]
 fn unchanged_or_missing_row_counts_are_ok() {
     let same = TableComparison { previous: counts(&[("public.orders", 10_000)]), latest: counts(&[("public.orders", 10_000)]) };
-    let health = evaluate("orders", &[], Some(&same), now(), &MonitorThresholds::default());
+    let health = evaluate("orders", &[], Some(&RowCounts::Compared(same)), now(), &MonitorThresholds::default());
     let r = result(&health, HealthCheck::TablesShrank);
     assert_eq!(r.summary, "no table lost more than 50% of its rows (1 table of at least 100 rows compared)");
     assert!(r.is_ok());
@@ -402,8 +402,16 @@ fn many_shrunk_tables_list_the_biggest_losses_first() {
     let names: Vec<String> = (0..6).map(|i| format!("public.t{i}")).collect();
     let previous: BTreeMap<String, u64> = names.iter().enumerate().map(|(i, n)| (n.clone(), 1000 * (i as u64 + 1))).collect();
     let tables = TableComparison { previous, latest: BTreeMap::new() };
-    let r = evaluate("orders", &[], Some(&tables), now(), &MonitorThresholds::default()).checks[5].clone();
+    let r = evaluate("orders", &[], Some(&RowCounts::Compared(tables)), now(), &MonitorThresholds::default()).checks[5].clone();
     assert!(r.summary.ends_with("public.t5 gone (had 6000 rows), public.t4 gone (had 5000 rows), public.t3 gone (had 4000 rows) and 3 more"), "{}", r.summary);
+}
+
+#[test]
+fn an_unreadable_manifest_is_a_warning_not_a_pass() {
+    let unreadable = RowCounts::Unreadable { backup_id: "20261122T020000Z-ab12".into(), error: "NoSuchKey".into() };
+    let r = evaluate("orders", &[], Some(&unreadable), now(), &MonitorThresholds::default()).checks[5].clone();
+    assert_eq!(r.severity, Some(Severity::Warning), "{r:?}");
+    assert!(r.summary.contains("20261122T020000Z-ab12") && r.summary.contains("NoSuchKey"), "{}", r.summary);
 }
 
 // ---------------------------------------------------------------- the whole target

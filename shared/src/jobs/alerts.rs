@@ -266,6 +266,7 @@ mod tests {
             previous: [("public.orders".to_string(), 5000)].into(),
             latest: Default::default(),
         };
+        let tables = crate::domain::health::RowCounts::Compared(tables);
         let mut results = evaluate(target, &[], Some(&tables), at(), &MonitorThresholds::default()).checks;
         for r in &mut results {
             if r.severity.is_none() {

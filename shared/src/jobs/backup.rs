@@ -277,12 +277,12 @@ impl BackupJob {
             },
             _ => ClaimSettlement::Released,
         };
-        self.settle(claim.as_ref(), settlement).await;
+        let unsettled = self.settle(claim.as_ref(), settlement).await;
 
         match record.status {
             BackupStatus::Completed => {
                 let dump = record.dump.as_ref().expect("a completed record has its dump");
-                let message = format!(
+                let mut message = format!(
                     "backup {} completed: {} tables, {} rows, {} of SQL stored as {} in s3://{}/{}",
                     record.backup_id,
                     record.table_count,
@@ -292,6 +292,9 @@ impl BackupJob {
                     self.config.bucket,
                     dump.key
                 );
+                if let Some(unsettled) = unsettled {
+                    message = format!("{message}; {unsettled}");
+                }
                 result(TargetOutcome::Completed, Some(record.backup_id), message)
             }
             _ => {
@@ -301,12 +304,12 @@ impl BackupJob {
         }
     }
 
-    async fn settle(&self, claim: Option<&IdempotencyClaim>, settlement: ClaimSettlement) {
-        if let Some(claim) = claim {
-            if let Err(e) = self.deps.catalog.settle_idempotency(claim, settlement).await {
-                warn!(error = %e, "could not settle the idempotency claim; it expires by itself");
-            }
-        }
+    /// Settles the delivery's claim; what went wrong, for the run's result, when it could not be.
+    async fn settle(&self, claim: Option<&IdempotencyClaim>, settlement: ClaimSettlement) -> Option<String> {
+        let claim = claim?;
+        let error = self.deps.catalog.settle_idempotency(claim, settlement).await.err()?;
+        warn!(error = %error, "could not settle the idempotency claim; it expires by itself");
+        Some(format!("the event's claim could not be settled ({error}), so a redelivery of it may run again"))
     }
 
     /// The catalog failed before a backup could start: nothing to clean up, but it is a failure and is alerted.

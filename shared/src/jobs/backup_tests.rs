@@ -289,6 +289,47 @@ async fn given_the_same_event_twice_then_one_backup_is_made() {
     assert!(third.targets.iter().all(|t| t.outcome == TargetOutcome::Completed), "a new event is a new backup");
 }
 
+fn claim(w: &World, owner: &str, expires_in: chrono::Duration) -> IdempotencyClaim {
+    let now = w.clock.now();
+    IdempotencyClaim { key: "event-1".into(), target: "orders".into(), owner: owner.into(), now, expires_at: now + expires_in }
+}
+
+/// Deterministic, where the concurrency test on the emulator may be stopped by the lease instead: a delivery
+/// whose claim another run holds stops at the claim, takes no lease, dumps nothing, and leaves the claim as it was.
+#[tokio::test]
+async fn given_a_delivery_still_running_then_a_duplicate_stops_at_the_claim_and_leaves_it() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    let running = claim(&w, "first-delivery", chrono::Duration::hours(1));
+    assert_eq!(w.catalog.claim_idempotency(&running).await.unwrap(), ClaimOutcome::Claimed);
+
+    let duplicate = w.job.run(&request(Some("orders"), Some("event-1"))).await.unwrap();
+    assert_eq!(duplicate.targets[0].outcome, TargetOutcome::SkippedDuplicate);
+    assert!(duplicate.targets[0].message.contains("first-delivery"), "{}", duplicate.targets[0].message);
+    assert_eq!(w.dumper.dumps_started.load(Ordering::SeqCst), 0);
+    assert!(w.catalog.backups().is_empty());
+    assert_eq!(w.catalog.lease_holder("orders", Job::Backup), None);
+    let after = w.catalog.claim_idempotency(&claim(&w, "third", chrono::Duration::hours(1))).await.unwrap();
+    assert_eq!(after, ClaimOutcome::InProgress { owner: "first-delivery".into() }, "the duplicate released nothing");
+}
+
+/// A run whose claim expired and was taken over settles nothing of the new owner's: marking it done is a
+/// conflict (reported), releasing it leaves it.
+#[tokio::test]
+async fn given_a_claim_taken_over_then_the_old_owner_can_neither_complete_nor_release_it() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    let expired = claim(&w, "crashed", chrono::Duration::seconds(-1));
+    assert_eq!(w.catalog.claim_idempotency(&expired).await.unwrap(), ClaimOutcome::Claimed);
+    let taker = claim(&w, "taker", chrono::Duration::hours(1));
+    assert_eq!(w.catalog.claim_idempotency(&taker).await.unwrap(), ClaimOutcome::Claimed, "an expired claim is taken over");
+
+    let done = ClaimSettlement::Completed { backup_id: BackupId("b-1".into()), keep_until: w.clock.now() };
+    let err = w.catalog.settle_idempotency(&expired, done).await.unwrap_err();
+    assert!(matches!(err, CatalogError::Conflict { .. }) && err.to_string().contains("took it over"), "{err}");
+    w.catalog.settle_idempotency(&expired, ClaimSettlement::Released).await.unwrap();
+    let after = w.catalog.claim_idempotency(&claim(&w, "third", chrono::Duration::hours(1))).await.unwrap();
+    assert_eq!(after, ClaimOutcome::InProgress { owner: "taker".into() });
+}
+
 #[tokio::test]
 async fn given_a_failed_delivery_then_its_retry_may_try_again() {
     let w = world(ScriptedDump::failing(b"", "pg_dump: error: server closed the connection"));

@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use tracing::{instrument, warn};
 
 use crate::config::{Config, TargetConfig};
-use crate::domain::health::{evaluate, next_alert, TableComparison, TargetHealth};
+use crate::domain::health::{evaluate, next_alert, RowCounts, TableComparison, TargetHealth};
 use crate::domain::{BackupRecord, BackupStatus, Manifest};
 use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::ports::*;
@@ -162,27 +162,25 @@ impl MonitorJob {
         sent
     }
 
-    /// Row counts per table of the two newest completed backups, from their manifests; `None` when there
-    /// are not two, or a manifest cannot be read (the table check is then skipped, with a warning).
-    async fn table_comparison(&self, backups: &[BackupRecord]) -> Option<TableComparison> {
+    /// Row counts per table of the two newest completed backups, from their manifests; `None` when there are
+    /// not two. A manifest that cannot be read is reported as such (the check warns), never as "no change".
+    async fn table_comparison(&self, backups: &[BackupRecord]) -> Option<RowCounts> {
         let mut good: Vec<&BackupRecord> = backups
             .iter()
             .filter(|b| matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed) && b.manifest.is_some())
             .collect();
         good.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.backup_id.cmp(&a.backup_id)));
         let [latest, previous, ..] = good.as_slice() else { return None };
-        let read = async |record: &BackupRecord| -> Option<BTreeMap<String, u64>> {
-            let manifest_ref = record.manifest.as_ref()?;
-            let manifest = match self.read_manifest(&manifest_ref.key, manifest_ref.version_id.as_deref()).await {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!(backup_id = %record.backup_id, error = %e, "cannot read the manifest; the table check is skipped");
-                    return None;
-                }
-            };
-            Some(manifest.fingerprint.tables.iter().map(|t| (t.qualified_name(), t.rows)).collect())
+        let read = async |record: &BackupRecord| -> Result<BTreeMap<String, u64>, RowCounts> {
+            let manifest_ref = record.manifest.as_ref().expect("filtered on a manifest");
+            let manifest = self.read_manifest(&manifest_ref.key, manifest_ref.version_id.as_deref()).await.map_err(|error| {
+                warn!(backup_id = %record.backup_id, error = %error, "cannot read the manifest; the table check warns");
+                RowCounts::Unreadable { backup_id: record.backup_id.to_string(), error }
+            })?;
+            Ok(manifest.fingerprint.tables.iter().map(|t| (t.qualified_name(), t.rows)).collect())
         };
-        Some(TableComparison { latest: read(latest).await?, previous: read(previous).await? })
+        let compared = async { Ok::<_, RowCounts>(TableComparison { latest: read(latest).await?, previous: read(previous).await? }) };
+        Some(compared.await.map_or_else(|unreadable| unreadable, RowCounts::Compared))
     }
 
     async fn read_manifest(&self, key: &str, version_id: Option<&str>) -> Result<Manifest, String> {
