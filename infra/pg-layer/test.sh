@@ -22,6 +22,7 @@
 #     afterwards); where it cannot, that one step is skipped with a message.
 # Everything it starts or registers is cleaned up on exit (--keep leaves the temp dir).
 # BACKSTOP_PG_LAYER_TEST_NO_BINFMT=1 skips the binfmt_misc step (to see the skip path).
+# BACKSTOP_REQUIRE_EVERY_TEST=1 (CI) turns any skipped step into a failure.
 # Ends with "pg-layer: N passed, N failed, N skipped"; exits non-zero when anything failed.
 set -euo pipefail
 shopt -s nullglob
@@ -449,4 +450,9 @@ fi
 ms=$((($(date +%s%N) - test_start_ns) / 1000000))
 log "took $((ms / 1000)).$((ms % 1000 / 100)) s (build included)"
 echo "pg-layer: $PASSED passed, $FAILED failed, $SKIPPED skipped"
+# CI (.ci/run) sets BACKSTOP_REQUIRE_EVERY_TEST=1: there a skipped step is a failure, not a green run.
+if [ "${BACKSTOP_REQUIRE_EVERY_TEST:-0}" = 1 ] && [ "$SKIPPED" -gt 0 ]; then
+    echo "pg-layer: $SKIPPED step(s) skipped, and BACKSTOP_REQUIRE_EVERY_TEST=1 requires every one to run (see SKIP: above)" >&2
+    exit 1
+fi
 [ "$FAILED" -eq 0 ]
