@@ -206,7 +206,7 @@ async fn slack_always_500_gives_up_after_the_bounded_attempts_with_an_error() {
     let notifier = notifier_for(&stub.url, fast_policy(4)).await;
     let error = app::handle_notify_event(&notifier, &example_event()).await.unwrap_err();
     assert_eq!(stub.posts().len(), 4);
-    assert_eq!(error.error_type, "SlackUnavailable");
+    assert_eq!(error.error_type, app::ErrorType::SlackUnavailable);
     assert!(error.message.contains("failed 4 time(s)") && error.message.contains("HTTP 503"), "{}", error.message);
     assert_no_url(&error, &stub.url);
 }
@@ -217,7 +217,7 @@ async fn slack_400_is_not_retried_and_reported_as_a_rejection() {
     let notifier = notifier_for(&stub.url, fast_policy(4)).await;
     let error = app::handle_notify_event(&notifier, &example_event()).await.unwrap_err();
     assert_eq!(stub.posts().len(), 1);
-    assert_eq!(error.error_type, "SlackRejected");
+    assert_eq!(error.error_type, app::ErrorType::SlackRejected);
     assert!(error.message.contains("HTTP 400") && error.message.contains("invalid_payload"), "{}", error.message);
     assert_no_url(&error, &stub.url);
 }
@@ -233,7 +233,7 @@ async fn slack_a_revoked_webhook_is_final_and_its_url_redacted_even_when_the_ans
     let error = app::handle_notify_event(&notifier, &example_event()).await.unwrap_err();
     // THEN one post, a rejection, and the path is redacted from Slack's answer
     assert_eq!(stub.posts().len(), 1);
-    assert_eq!(error.error_type, "SlackRejected");
+    assert_eq!(error.error_type, app::ErrorType::SlackRejected);
     assert!(error.message.contains("HTTP 404 Not Found: no_service: POST [REDACTED]"), "{}", error.message);
     assert_no_url(&error, &stub.url);
 }
@@ -264,7 +264,7 @@ async fn slack_an_unreachable_webhook_fails_after_bounded_attempts_without_namin
     let notifier = notifier_for(&url, fast_policy(3)).await;
     let started = Instant::now();
     let error = app::handle_notify_event(&notifier, &example_event()).await.unwrap_err();
-    assert_eq!(error.error_type, "SlackUnavailable");
+    assert_eq!(error.error_type, app::ErrorType::SlackUnavailable);
     assert!(error.message.contains("failed 3 time(s)") && error.message.contains("cannot connect"), "{}", error.message);
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert_no_url(&error, &url);
@@ -310,6 +310,6 @@ async fn slack_a_missing_secret_fails_with_its_name_and_posts_nothing() {
     let sdk = sdk().await;
     let notifier = app::notifier(WebhookSource::SecretsManager { secret_id: "backstop/no-such-slack-secret".into() }, &sdk, fast_policy(3)).unwrap();
     let error = app::handle_notify_event(&notifier, &example_event()).await.unwrap_err();
-    assert_eq!(error.error_type, "SlackUnavailable");
+    assert_eq!(error.error_type, app::ErrorType::SlackUnavailable);
     assert!(error.message.contains("backstop/no-such-slack-secret"), "{}", error.message);
 }

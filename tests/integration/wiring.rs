@@ -419,3 +419,36 @@ fn no_role_reads_secrets_by_wildcard_without_pinning_their_owner() {
     }
     assert!(checked >= 1, "the verify function reads its scratch instances' secrets by wildcard; the rule must have seen it");
 }
+
+/// Every error name the template's retry and catch rules match is one a handler can answer with (or one Step
+/// Functions or Lambda raises): a rule on a misspelt or renamed type would never fire.
+#[test]
+fn every_error_the_template_matches_is_one_a_handler_raises() {
+    fn error_names(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Mapping(map) => {
+                for (key, item) in map {
+                    if key.as_str() == Some("ErrorEquals") {
+                        out.extend(item.as_sequence().unwrap().iter().map(|e| e.as_str().unwrap().to_string()));
+                    } else {
+                        error_names(item, out);
+                    }
+                }
+            }
+            Value::Sequence(items) => items.iter().for_each(|item| error_names(item, out)),
+            Value::Tagged(tagged) => error_names(&tagged.value, out),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    error_names(&template()["Resources"], &mut names);
+    assert!(names.len() >= 10, "{names:?}");
+    let ours: Vec<&str> = app::ErrorType::ALL.iter().map(|t| t.as_str()).collect();
+    for name in &names {
+        let builtin = name.starts_with("States.") || name.starts_with("Lambda.");
+        assert!(builtin || ours.contains(&name.as_str()), "template.yaml matches {name:?}, which no handler raises (app::ErrorType: {ours:?})");
+    }
+    for needed in ["Retryable", "LeaseHeld"] {
+        assert!(names.iter().any(|n| n == needed), "the drill loop retries {needed}");
+    }
+}

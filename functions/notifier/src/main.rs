@@ -2,7 +2,7 @@
 //! incoming webhook as a Block Kit message. Everything but wiring lives in the `backstop` library (shared/).
 
 use backstop::{app, telemetry};
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         async move {
             app::handle_notify_event(slack, &event.payload)
                 .await
-                .map_err(|e| Diagnostic { error_type: e.error_type.into(), error_message: e.message })
+                .map_err(app::diagnostic)
         }
     }))
     .await

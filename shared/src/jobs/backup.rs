@@ -24,6 +24,7 @@ use crate::pipeline::stream::{stream_to_upload, Progress, StreamError, StreamSet
 use crate::ports::*;
 
 use super::alerts::{backup_failed_alert, backup_succeeded_alert};
+use super::kernel::{publish_or_warn, select_targets, UnknownTarget};
 
 pub const TOOL: &str = concat!("backstop ", env!("CARGO_PKG_VERSION"));
 
@@ -53,12 +54,6 @@ pub struct BackupRequest {
     /// A backup still running at this instant is stopped and failed cleanly (a Lambda's time limit, less a
     /// margin for cleanup); `None` lets it run as long as it needs (CLI).
     pub deadline: Option<tokio::time::Instant>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BackupJobError {
-    #[error("unknown target {name:?}; configured targets: {known}")]
-    UnknownTarget { name: String, known: String },
 }
 
 /// Why one target's backup failed. Displayed (then redacted) into the record and the alert.
@@ -143,8 +138,8 @@ impl BackupJob {
     }
 
     /// Runs the request over its targets, one after the other, and records the run.
-    pub async fn run(&self, request: &BackupRequest) -> Result<RunRecord, BackupJobError> {
-        let targets = self.select_targets(request.target.as_deref())?;
+    pub async fn run(&self, request: &BackupRequest) -> Result<RunRecord, UnknownTarget> {
+        let targets = select_targets(&self.config, request.target.as_deref())?;
         let run_id = uuid::Uuid::new_v4().to_string();
         let started_at = self.deps.clock.now();
         let clock = Instant::now();
@@ -178,16 +173,6 @@ impl BackupJob {
             }
         }
         Ok(run)
-    }
-
-    fn select_targets(&self, name: Option<&str>) -> Result<Vec<&TargetConfig>, BackupJobError> {
-        match name {
-            None => Ok(self.config.targets.iter().collect()),
-            Some(name) => self.config.target(name).map(|t| vec![t]).ok_or_else(|| BackupJobError::UnknownTarget {
-                name: name.to_string(),
-                known: self.config.target_names().join(", "),
-            }),
-        }
     }
 
     /// Dry run: resolves the password and checks the server can be dumped; writes nothing.
@@ -540,10 +525,7 @@ impl BackupJob {
     }
 
     async fn alert(&self, alert: &Alert) {
-        if let Err(e) = self.deps.alerts.publish(alert).await {
-            // Nothing else can carry the message now; the log line and the error metric are what is left.
-            warn!(error = %e, subject = %alert.subject, "could not publish the alert");
-        }
+        publish_or_warn(self.deps.alerts.as_ref(), alert).await;
     }
 
     fn emit_metrics(&self, target: &str, seconds: f64, raw: u64, stored: u64, success: bool) {

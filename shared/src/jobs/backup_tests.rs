@@ -375,7 +375,7 @@ async fn given_a_missing_password_then_the_failure_names_the_variable() {
 
 #[tokio::test]
 async fn the_lambda_handler_answers_with_the_run_or_an_error_type_lambda_can_report() {
-    use crate::app::handle_backup_event;
+    use crate::app::{self, handle_backup_event};
     use serde_json::json;
 
     let w = world(ScriptedDump::succeeding(SQL));
@@ -384,13 +384,13 @@ async fn the_lambda_handler_answers_with_the_run_or_an_error_type_lambda_can_rep
     assert_eq!(ok["idempotency_key"], "req-9", "a console event is keyed by Lambda's request id");
 
     let bad = handle_backup_event(&w.job, &json!({"target": "orders", "dryrun": true}), "req-10", None).await.unwrap_err();
-    assert_eq!(bad.error_type, "InvalidEvent");
+    assert_eq!(bad.error_type, app::ErrorType::InvalidEvent);
     assert!(bad.message.contains("dryrun"), "{}", bad.message);
     let unknown = handle_backup_event(&w.job, &json!({"target": "nope"}), "req-11", None).await.unwrap_err();
-    assert_eq!(unknown.error_type, "InvalidEvent");
+    assert_eq!(unknown.error_type, app::ErrorType::InvalidEvent);
 
     *w.dumper.dump.lock().unwrap() = ScriptedDump::failing(b"", "pg_dump: error: boom");
     let failed = handle_backup_event(&w.job, &json!({"target": "orders"}), "req-12", None).await.unwrap_err();
-    assert_eq!(failed.error_type, "BackupFailed");
+    assert_eq!(failed.error_type, app::ErrorType::BackupFailed);
     assert!(failed.message.contains("boom"), "{}", failed.message);
 }

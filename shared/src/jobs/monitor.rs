@@ -24,6 +24,7 @@ use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::ports::*;
 
 use super::alerts::monitor_alert;
+use super::kernel::{select_targets, UnknownTarget};
 
 /// Backups read per target: enough for the shrink median and the failure streak.
 const HISTORY: usize = 30;
@@ -42,12 +43,6 @@ pub struct MonitorRequest {
     pub target: Option<String>,
     /// Publish alerts and keep alert state (the Lambda); `false` only evaluates (`backstop check`).
     pub alert: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MonitorJobError {
-    #[error("unknown target {name:?}; configured targets: {known}")]
-    UnknownTarget { name: String, known: String },
 }
 
 /// One target's evaluation, or why it could not be evaluated (then it counts as critical).
@@ -82,14 +77,8 @@ impl MonitorJob {
         MonitorJob { config, deps }
     }
 
-    pub async fn run(&self, request: &MonitorRequest) -> Result<Vec<TargetReport>, MonitorJobError> {
-        let targets: Vec<&TargetConfig> = match &request.target {
-            None => self.config.targets.iter().collect(),
-            Some(name) => vec![self.config.target(name).ok_or_else(|| MonitorJobError::UnknownTarget {
-                name: name.clone(),
-                known: self.config.target_names().join(", "),
-            })?],
-        };
+    pub async fn run(&self, request: &MonitorRequest) -> Result<Vec<TargetReport>, UnknownTarget> {
+        let targets = select_targets(&self.config, request.target.as_deref())?;
         let mut reports = Vec::new();
         for target in targets {
             reports.push(self.monitor_target(target, request).await);

@@ -31,6 +31,7 @@ use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::ports::*;
 
 use super::alerts::subject_line;
+use super::kernel::{select_targets, UnknownTarget};
 
 /// An upload older than this cannot belong to a running backup (Lambda stops at 15 minutes; the CLI's
 /// longest backups take hours, not a day).
@@ -57,12 +58,6 @@ pub struct PurgeRequest {
     pub dry_run: bool,
     pub trigger: Trigger,
     pub request_id: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PurgeJobError {
-    #[error("unknown target {name:?}; configured targets: {known}")]
-    UnknownTarget { name: String, known: String },
 }
 
 /// What happened to one backup (or upload), for the report and the CLI.
@@ -245,14 +240,8 @@ impl PurgeJob {
         PurgeJob { config, deps }
     }
 
-    pub async fn run(&self, request: &PurgeRequest) -> Result<Vec<TargetPurge>, PurgeJobError> {
-        let targets: Vec<&TargetConfig> = match &request.target {
-            None => self.config.targets.iter().collect(),
-            Some(name) => vec![self.config.target(name).ok_or_else(|| PurgeJobError::UnknownTarget {
-                name: name.clone(),
-                known: self.config.target_names().join(", "),
-            })?],
-        };
+    pub async fn run(&self, request: &PurgeRequest) -> Result<Vec<TargetPurge>, UnknownTarget> {
+        let targets = select_targets(&self.config, request.target.as_deref())?;
         let effects: Arc<dyn PurgeEffects> = if request.dry_run {
             Arc::new(PlanOnly)
         } else {

@@ -26,6 +26,7 @@ use crate::ports::*;
 
 use super::alerts::subject_line;
 use super::drill_steps;
+use super::kernel::{publish_or_warn, select_targets, UnknownTarget};
 
 #[derive(Clone)]
 pub struct VerifyDeps {
@@ -64,8 +65,8 @@ pub struct VerifyRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyJobError {
-    #[error("unknown target {name:?}; configured targets: {known}")]
-    UnknownTarget { name: String, known: String },
+    #[error(transparent)]
+    UnknownTarget(#[from] UnknownTarget),
     #[error("backup {backup_id} of {target} cannot be drilled: {reason}")]
     NotRestorable { target: String, backup_id: BackupId, reason: String },
     #[error(transparent)]
@@ -150,13 +151,7 @@ impl VerifyJob {
     }
 
     pub async fn run(&self, request: &VerifyRequest) -> Result<VerifyRun, VerifyJobError> {
-        let targets: Vec<&TargetConfig> = match &request.target {
-            None => self.config.targets.iter().collect(),
-            Some(name) => vec![self.config.target(name).ok_or_else(|| VerifyJobError::UnknownTarget {
-                name: name.clone(),
-                known: self.config.target_names().join(", "),
-            })?],
-        };
+        let targets = select_targets(&self.config, request.target.as_deref())?;
         let swept = match self.deps.scratch.sweep_expired(self.deps.clock.now()).await {
             Ok(handles) => {
                 self.sweep_metric(false);
@@ -669,9 +664,7 @@ impl VerifyJob {
     }
 
     async fn alert(&self, alert: Alert) {
-        if let Err(e) = self.deps.alerts.publish(&alert).await {
-            warn!(error = %e, subject = %alert.subject, "could not publish the alert");
-        }
+        publish_or_warn(self.deps.alerts.as_ref(), &alert).await;
     }
 }
 

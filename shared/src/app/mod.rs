@@ -3,13 +3,17 @@
 //! With `AWS_ENDPOINT_URL` set (the local emulator), S3 is addressed path-style: the emulator has no DNS for
 //! `bucket.host` names. Against AWS, nothing here differs from production.
 
+mod handlers;
+mod serve;
+
+pub use handlers::*;
+pub use serve::{diagnostic, serve, Invocation};
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_s3::config::SharedInterceptor;
 use secrecy::ExposeSecret;
-use serde_json::Value;
 
 use crate::adapters::dynamodb::DynamoCatalog;
 use crate::adapters::local_scratch::LocalScratch;
@@ -22,15 +26,14 @@ use crate::adapters::slack::SlackWebhook;
 use crate::adapters::sns::{LogOnlyAlerts, SnsAlerts};
 use crate::adapters::ssm::SsmParameters;
 use crate::config::{process_env, targets_parameter, Config, ConfigError, Env, ScratchSettings, TargetsText};
-use crate::event::parse_backup_event;
-use crate::jobs::backup::{BackupDeps, BackupJob, BackupJobError};
-use crate::jobs::monitor::{MonitorDeps, MonitorJob, MonitorJobError, MonitorRequest};
-use crate::jobs::purge::{PurgeDeps, PurgeJob, PurgeJobError, PurgeRequest};
-use crate::jobs::verify::{VerifyDeps, VerifyJob, VerifyJobError, VerifyRequest};
+use crate::jobs::backup::{BackupDeps, BackupJob};
+use crate::jobs::monitor::{MonitorDeps, MonitorJob};
+use crate::jobs::purge::{PurgeDeps, PurgeJob};
+use crate::jobs::verify::{VerifyDeps, VerifyJob};
 use crate::metrics::MetricsSink;
 use crate::notify::retry::RetryPolicy;
 use crate::notify::webhook_url::{WebhookSource, WebhookSourceError, WebhookUrlCache};
-use crate::notify::{NotifyError, SlackError, WebhookPoster};
+use crate::notify::SlackError;
 use crate::passwords::PasswordResolver;
 use crate::ports::{Alerts, PointInTimeRestores, ScratchDatabases, SecretStore, SystemClock};
 
@@ -180,102 +183,6 @@ pub fn backup_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
     BackupJob::new(config, deps)
 }
 
-/// A Lambda handler's failure. `error_type` becomes Lambda's `errorType`, which logs, metrics filters and
-/// on-failure destinations see; Lambda's own retries of asynchronous invocations do not look at it.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct HandlerError {
-    /// `InvalidEvent` (never worth a retry), `BackupFailed` (alerted already; a retry may succeed),
-    /// `SlackRejected` (the webhook refused: fix its configuration), `SlackUnavailable` (a retry may succeed).
-    pub error_type: &'static str,
-    pub message: String,
-}
-
-/// `ConfigError`: the configuration (or the targets parameter) is wrong or unreadable; no run was attempted.
-impl From<ConfigError> for HandlerError {
-    fn from(e: ConfigError) -> Self {
-        HandlerError { error_type: "ConfigError", message: format!("configuration error: {e} (see docs/configuration.md)") }
-    }
-}
-
-/// Time kept back from a Lambda's limit to abort, clean up, record and alert after stopping a backup.
-pub const CLEANUP_MARGIN: Duration = Duration::from_secs(30);
-
-/// The backup function's whole handler: parse, run, answer with the run record; fail if any target failed.
-/// `time_left` is what the invocation has left (Lambda's deadline); backups stop `CLEANUP_MARGIN` before it.
-pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &str, time_left: Option<Duration>) -> Result<Value, HandlerError> {
-    let mut request = parse_backup_event(event, request_id).map_err(|e| HandlerError { error_type: "InvalidEvent", message: e.to_string() })?;
-    request.deadline = time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN));
-    let run = job.run(&request).await.map_err(|e| match e {
-        BackupJobError::UnknownTarget { .. } => HandlerError { error_type: "InvalidEvent", message: e.to_string() },
-    })?;
-    let failed: Vec<String> = run.targets.iter().filter(|t| t.outcome.is_failure()).map(|t| format!("{}: {}", t.target, t.message)).collect();
-    if failed.is_empty() {
-        Ok(serde_json::to_value(&run).expect("run records serialize"))
-    } else {
-        Err(HandlerError { error_type: "BackupFailed", message: format!("{} of {} targets failed: {}", failed.len(), run.targets.len(), failed.join("; ")) })
-    }
-}
-
-/// The verify function's handler: `{}` (every target), `{"target": "NAME"}`, or with `"backup_id"`; a loop
-/// that invokes it again until `done` sends `"resume_only": true` after the first call (and, when it runs out
-/// of patience, `"abandon": "why"` to fail and clean up what is unfinished), so drills that already
-/// finished are not started again. Fails (for Step Functions' Catch) when the request itself is wrong.
-pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &str, time_left: Option<Duration>) -> Result<Value, HandlerError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct VerifyEvent {
-        #[serde(default)]
-        target: Option<String>,
-        #[serde(default)]
-        backup_id: Option<String>,
-        #[serde(default)]
-        resume_only: bool,
-        #[serde(default)]
-        abandon: Option<String>,
-        #[serde(default)]
-        sweep_only: bool,
-        /// `schedule` (the state machine's scheduled start) or `console` (the default: a person).
-        #[serde(default)]
-        trigger: Option<String>,
-    }
-    let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
-    let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
-    let parsed: VerifyEvent = serde_json::from_value(event).map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\", \"backup_id\": \"ID\"}}")))?;
-    if parsed.backup_id.is_some() && parsed.target.is_none() {
-        return Err(invalid("backup_id needs target: backup ids are per target".into()));
-    }
-    let trigger = match parsed.trigger.as_deref() {
-        None | Some("console") => crate::domain::Trigger::Console,
-        Some("schedule") => crate::domain::Trigger::Schedule,
-        Some(other) => return Err(invalid(format!("trigger {other:?} is not `schedule` or `console`"))),
-    };
-    let abandoning = parsed.abandon.is_some();
-    let request = VerifyRequest {
-        target: parsed.target,
-        backup_id: parsed.backup_id.map(crate::domain::BackupId),
-        trigger,
-        request_id: request_id.to_string(),
-        deadline: time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN)),
-        max_steps: None,
-        resume_only: parsed.resume_only,
-        abandon: parsed.abandon,
-        sweep_only: parsed.sweep_only,
-    };
-    let run = job.run(&request).await.map_err(|e| match e {
-        VerifyJobError::Catalog(_) => HandlerError { error_type: "Retryable", message: e.to_string() },
-        _ => invalid(e.to_string()),
-    })?;
-    if abandoning && !run.lease_held.is_empty() {
-        // A killed invocation's lease still guards these drills: the state machine retries until it expires.
-        return Err(HandlerError {
-            error_type: "LeaseHeld",
-            message: format!("cannot abandon the drills of {} yet: {}", run.lease_held.join(", "), run.skipped.join("; ")),
-        });
-    }
-    Ok(serde_json::to_value(&run).expect("runs serialize"))
-}
-
 /// Why the Slack notifier cannot start.
 #[derive(thiserror::Error)]
 pub enum NotifierSetupError {
@@ -307,84 +214,6 @@ pub fn notifier(source: WebhookSource, shared: &aws_config::SdkConfig, policy: R
         WebhookSource::SsmParameter { .. } => Arc::new(SsmParameters::new(aws_sdk_ssm::Client::new(shared))),
     };
     SlackWebhook::new(Arc::new(WebhookUrlCache::new(source, store)), policy)
-}
-
-/// The notifier function's handler: answers what was delivered and dropped; fails once when a message did not
-/// reach Slack (so SNS's and Lambda's retry policies and the error metric take over), never for a record that
-/// cannot be read.
-pub async fn handle_notify_event(poster: &dyn WebhookPoster, event: &Value) -> Result<Value, HandlerError> {
-    match crate::notify::deliver(event, poster).await {
-        Ok(report) => Ok(serde_json::to_value(&report).expect("reports serialize")),
-        Err(e @ NotifyError::NotAnSnsEvent(_)) => Err(HandlerError { error_type: "InvalidEvent", message: e.to_string() }),
-        Err(e @ NotifyError::Undelivered { all_rejected: true, .. }) => Err(HandlerError { error_type: "SlackRejected", message: e.to_string() }),
-        Err(e) => Err(HandlerError { error_type: "SlackUnavailable", message: e.to_string() }),
-    }
-}
-
-/// The purge function's handler: `{}` (every target), `{"target": "NAME"}`, `"dry_run": true` to only report,
-/// `"force": true` past the deletion-fraction rail. Fails when a target could not be purged (alerted already).
-pub async fn handle_purge_event(job: &PurgeJob, event: &Value, request_id: &str) -> Result<Value, HandlerError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct PurgeEvent {
-        #[serde(default)]
-        target: Option<String>,
-        #[serde(default)]
-        dry_run: bool,
-        #[serde(default)]
-        force: bool,
-    }
-    let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
-    let parsed: PurgeEvent = parse_manual_event(event)
-        .map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}}, or {{\"target\": \"NAME\", \"dry_run\": true}}")))?;
-    let request = PurgeRequest {
-        target: parsed.target,
-        force: parsed.force,
-        dry_run: parsed.dry_run,
-        trigger: crate::domain::Trigger::Console,
-        request_id: request_id.to_string(),
-    };
-    let results = job.run(&request).await.map_err(|e| match e {
-        PurgeJobError::UnknownTarget { .. } => invalid(e.to_string()),
-    })?;
-    let failed: Vec<String> =
-        results.iter().filter(|r| r.failed()).map(|r| format!("{}: {}", r.target, r.summary())).collect();
-    if failed.is_empty() {
-        Ok(serde_json::to_value(&results).expect("purge results serialize"))
-    } else {
-        Err(HandlerError { error_type: "PurgeFailed", message: failed.join("; ") })
-    }
-}
-
-/// A hand-written or scheduled event: `null` and `{}` mean "defaults"; a scheduled EventBridge envelope
-/// (`"detail-type": "Scheduled Event"`) does too; anything else must match `T` exactly.
-fn parse_manual_event<T: serde::de::DeserializeOwned>(event: &Value) -> Result<T, serde_json::Error> {
-    let scheduled = event.get("detail-type").is_some() && event.get("source").is_some();
-    let event = if event.is_null() || scheduled { Value::Object(Default::default()) } else { event.clone() };
-    serde_json::from_value(event)
-}
-
-/// The monitor function's handler: `{}` (every target) or `{"target": "NAME"}`. Alerts on changes of state;
-/// answers with each target's checks. Fails only when a target could not be evaluated at all.
-pub async fn handle_monitor_event(job: &MonitorJob, event: &Value) -> Result<Value, HandlerError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct MonitorEvent {
-        #[serde(default)]
-        target: Option<String>,
-    }
-    let invalid = |message: String| HandlerError { error_type: "InvalidEvent", message };
-    let parsed: MonitorEvent =
-        parse_manual_event(event).map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\"}}")))?;
-    let reports = job.run(&MonitorRequest { target: parsed.target, alert: true }).await.map_err(|e| match e {
-        MonitorJobError::UnknownTarget { .. } => invalid(e.to_string()),
-    })?;
-    let unknown: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.target))).collect();
-    if unknown.is_empty() {
-        Ok(serde_json::to_value(&reports).expect("monitor reports serialize"))
-    } else {
-        Err(HandlerError { error_type: "MonitorFailed", message: unknown.join("; ") })
-    }
 }
 
 #[cfg(test)]
