@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::Job;
 use crate::domain::health::MonitorThresholds;
 use crate::domain::retention::RetentionPolicy;
+use crate::domain::Job;
 use crate::pipeline::codec::Codec;
 
 /// The whole configuration of one deployment.
@@ -69,7 +69,12 @@ pub struct VerifySettings {
 pub enum ScratchSettings {
     /// Throwaway clusters under `dir` (default: `<temp dir>/backstop-scratch`).
     Local { dir: Option<PathBuf> },
-    Rds { instance_class: String, subnet_group: String, security_group_ids: Vec<String>, parameter_group: Option<String> },
+    Rds {
+        instance_class: String,
+        subnet_group: String,
+        security_group_ids: Vec<String>,
+        parameter_group: Option<String>,
+    },
 }
 
 /// A check from the configuration: SQL that must return true on the restored copy.
@@ -108,6 +113,20 @@ pub struct TargetConfig {
     /// Which backups purge keeps (default: 30 daily, 12 monthly, at least 3).
     #[serde(default)]
     pub retention: RetentionPolicy,
+}
+
+impl TargetConfig {
+    /// Where the target's database is, for the programs that connect to it.
+    pub fn address(&self) -> crate::domain::DatabaseAddress {
+        crate::domain::DatabaseAddress {
+            host: self.host.clone(),
+            port: self.port,
+            database: self.database.clone(),
+            user: self.user.clone(),
+            sslmode: self.sslmode.clone(),
+            sslrootcert: self.sslrootcert.clone(),
+        }
+    }
 }
 
 /// Where a target's password comes from. The password itself never sits in the configuration.
@@ -277,7 +296,11 @@ impl Config {
     }
 
     /// As [`Config::load`], with the targets' JSON already read from the parameter [`targets_parameter`] named.
-    pub fn load_with_targets(env: &Env, config_file: Option<&Path>, fetched: Option<TargetsText>) -> Result<Self, ConfigError> {
+    pub fn load_with_targets(
+        env: &Env,
+        config_file: Option<&Path>,
+        fetched: Option<TargetsText>,
+    ) -> Result<Self, ConfigError> {
         let file_path = config_file.map(Path::to_path_buf).or_else(|| env.get("BACKSTOP_CONFIG").map(PathBuf::from));
         let file = match &file_path {
             Some(path) => {
@@ -378,7 +401,9 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "key_prefix (BACKSTOP_KEY_PREFIX)".into(),
                 value: key_prefix,
-                hint: "use letters, digits, `-`, `_`, `.` and single `/` separators, without a leading `/` (e.g. `prod/`)".into(),
+                hint:
+                    "use letters, digits, `-`, `_`, `.` and single `/` separators, without a leading `/` (e.g. `prod/`)"
+                        .into(),
             });
         }
         if !key_prefix.is_empty() && !key_prefix.ends_with('/') {
@@ -429,12 +454,15 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
     };
     let kind = var("BACKSTOP_SCRATCH").or(file.scratch.clone()).unwrap_or_else(|| "local".into());
     let scratch = match kind.as_str() {
-        "local" => ScratchSettings::Local { dir: var("BACKSTOP_SCRATCH_DIR").map(PathBuf::from).or(file.scratch_dir.clone()) },
+        "local" => {
+            ScratchSettings::Local { dir: var("BACKSTOP_SCRATCH_DIR").map(PathBuf::from).or(file.scratch_dir.clone()) }
+        }
         "rds" => {
-            let subnet_group = var("BACKSTOP_RDS_SUBNET_GROUP").or(file.rds_subnet_group.clone()).ok_or(ConfigError::Missing {
-                name: "BACKSTOP_RDS_SUBNET_GROUP",
-                hint: "RDS scratch instances need a DB subnet group (never the account's default)",
-            })?;
+            let subnet_group =
+                var("BACKSTOP_RDS_SUBNET_GROUP").or(file.rds_subnet_group.clone()).ok_or(ConfigError::Missing {
+                    name: "BACKSTOP_RDS_SUBNET_GROUP",
+                    hint: "RDS scratch instances need a DB subnet group (never the account's default)",
+                })?;
             let security_group_ids: Vec<String> = match var("BACKSTOP_RDS_SECURITY_GROUP_IDS") {
                 Some(v) => v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
                 None => file.rds_security_group_ids.clone().unwrap_or_default(),
@@ -446,14 +474,20 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
                 });
             }
             ScratchSettings::Rds {
-                instance_class: var("BACKSTOP_RDS_INSTANCE_CLASS").or(file.rds_instance_class.clone()).unwrap_or_else(|| "db.t4g.medium".into()),
+                instance_class: var("BACKSTOP_RDS_INSTANCE_CLASS")
+                    .or(file.rds_instance_class.clone())
+                    .unwrap_or_else(|| "db.t4g.medium".into()),
                 subnet_group,
                 security_group_ids,
                 parameter_group: var("BACKSTOP_RDS_PARAMETER_GROUP").or(file.rds_parameter_group.clone()),
             }
         }
         other => {
-            return Err(ConfigError::Invalid { name: "scratch (BACKSTOP_SCRATCH)".into(), value: other.into(), hint: "use `local` or `rds`".into() })
+            return Err(ConfigError::Invalid {
+                name: "scratch (BACKSTOP_SCRATCH)".into(),
+                value: other.into(),
+                hint: "use `local` or `rds`".into(),
+            })
         }
     };
     let older_backup = match var("BACKSTOP_VERIFY_OLDER_BACKUP") {
@@ -464,7 +498,8 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
         Some(v) => parse_bool("BACKSTOP_VERIFY_PHYSICAL", &v)?,
         None => file.verify_physical.unwrap_or(false),
     };
-    let check_timeout = seconds("BACKSTOP_CHECK_TIMEOUT_SECONDS", file.check_timeout_seconds)?.unwrap_or(Duration::from_secs(30));
+    let check_timeout =
+        seconds("BACKSTOP_CHECK_TIMEOUT_SECONDS", file.check_timeout_seconds)?.unwrap_or(Duration::from_secs(30));
     if check_timeout.is_zero() {
         // PostgreSQL reads a statement timeout of 0 as "none": a check could then hang a drill.
         return Err(ConfigError::Invalid {
@@ -481,7 +516,8 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
             return Err(ConfigError::Invalid {
                 name: "verify_checks (BACKSTOP_VERIFY_CHECKS)".into(),
                 value: rows_text,
-                hint: "use `digests` (read every row back and compare contents) or `counts` (compare row counts only)".into(),
+                hint: "use `digests` (read every row back and compare contents) or `counts` (compare row counts only)"
+                    .into(),
             })
         }
     };
@@ -501,7 +537,8 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
             hint: "use 1 to 32 connections (about the scratch server's vCPUs)".into(),
         });
     }
-    let lease = seconds("BACKSTOP_VERIFY_LEASE_SECONDS", file.verify_lease_seconds)?.unwrap_or(Duration::from_secs(120));
+    let lease =
+        seconds("BACKSTOP_VERIFY_LEASE_SECONDS", file.verify_lease_seconds)?.unwrap_or(Duration::from_secs(120));
     if lease < Duration::from_secs(20) {
         return Err(ConfigError::Invalid {
             name: "verify_lease_seconds (BACKSTOP_VERIFY_LEASE_SECONDS)".into(),
@@ -519,15 +556,14 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
         rto_budget: seconds("BACKSTOP_RTO_BUDGET_SECONDS", file.rto_budget_seconds)?,
         rpo_budget: seconds("BACKSTOP_RPO_BUDGET_SECONDS", file.rpo_budget_seconds)?,
         check_timeout,
-        scratch_lifetime: seconds("BACKSTOP_SCRATCH_LIFETIME_SECONDS", file.scratch_lifetime_seconds)?.unwrap_or(Duration::from_secs(6 * 3600)),
+        scratch_lifetime: seconds("BACKSTOP_SCRATCH_LIFETIME_SECONDS", file.scratch_lifetime_seconds)?
+            .unwrap_or(Duration::from_secs(6 * 3600)),
     })
 }
 
 /// Target names become S3 key segments and DynamoDB keys: keep them short and plain.
 pub fn valid_target_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
@@ -578,10 +614,14 @@ fn single_statement(sql: &str) -> Result<(), String> {
         // On its own line: a trailing `-- comment` must not swallow it.
         text.push_str("\n;");
     }
-    match crate::sql::splitter::split_all(text.as_bytes()) {
+    match crate::domain::sql::splitter::split_all(text.as_bytes()) {
         Ok(pieces) => match pieces.as_slice() {
-            [crate::sql::splitter::Piece::Statement(s)] if s.iter().any(|b| !b.is_ascii_whitespace() && *b != b';') => Ok(()),
-            [] | [crate::sql::splitter::Piece::Statement(_)] => Err("it is empty".into()),
+            [crate::domain::sql::splitter::Piece::Statement(s)]
+                if s.iter().any(|b| !b.is_ascii_whitespace() && *b != b';') =>
+            {
+                Ok(())
+            }
+            [] | [crate::domain::sql::splitter::Piece::Statement(_)] => Err("it is empty".into()),
             more => Err(format!("it holds {} statements or psql commands", more.len())),
         },
         Err(e) => Err(e.to_string()),
@@ -600,7 +640,9 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid { name: name.into(), value: value.into(), hint: "expected true or false".into() }),
+        _ => {
+            Err(ConfigError::Invalid { name: name.into(), value: value.into(), hint: "expected true or false".into() })
+        }
     }
 }
 
@@ -629,7 +671,8 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    const TARGETS: &str = r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"ORDERS_PW"}}]"#;
+    const TARGETS: &str =
+        r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"ORDERS_PW"}}]"#;
 
     #[test]
     fn a_point_in_time_drill_needs_rds_scratch_servers() {
@@ -637,15 +680,22 @@ mod tests {
         let base = [("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", targets)];
         let err = Config::load(&env(&base), None).unwrap_err().to_string();
         assert!(err.contains("pitr_source_instance") && err.contains("BACKSTOP_SCRATCH=rds"), "{err}");
-        let rds = [("BACKSTOP_SCRATCH", "rds"), ("BACKSTOP_RDS_SUBNET_GROUP", "drills"), ("BACKSTOP_RDS_SECURITY_GROUP_IDS", "sg-1")];
+        let rds = [
+            ("BACKSTOP_SCRATCH", "rds"),
+            ("BACKSTOP_RDS_SUBNET_GROUP", "drills"),
+            ("BACKSTOP_RDS_SECURITY_GROUP_IDS", "sg-1"),
+        ];
         let c = Config::load(&env(&[&base[..], &rds[..]].concat()), None).unwrap();
         assert_eq!(c.targets[0].pitr_source_instance.as_deref(), Some("orders-prod"));
     }
 
     #[test]
     fn given_the_minimum_variables_then_defaults_fill_the_rest() {
-        let c = Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", TARGETS)]), None)
-            .unwrap();
+        let c = Config::load(
+            &env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", TARGETS)]),
+            None,
+        )
+        .unwrap();
         assert_eq!(c.codec, Codec::default());
         assert_eq!(c.compression_level, Codec::default().default_level());
         assert_eq!(c.targets[0].port, 5432);
@@ -680,9 +730,10 @@ mod tests {
     #[test]
     fn given_an_unknown_target_field_then_it_is_refused_by_name() {
         let bad = r#"[{"name":"a","host":"h","database":"d","user":"u","password":{"env":"X"},"pasword":"oops"}]"#;
-        let err = Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", bad)]), None)
-            .unwrap_err()
-            .to_string();
+        let err =
+            Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", bad)]), None)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("pasword"), "{err}");
     }
 
@@ -693,7 +744,11 @@ mod tests {
             r#"[{"name":"a/b","host":"h","database":"d","user":"u","password":{"env":"X"}}]"#,
             "[]",
         ] {
-            assert!(Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", targets)]), None).is_err());
+            assert!(Config::load(
+                &env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", targets)]),
+                None
+            )
+            .is_err());
         }
     }
 
@@ -702,9 +757,14 @@ mod tests {
         let load = |sql: &str| {
             let targets = serde_json::json!([{"name":"a","host":"h","database":"d","user":"u","password":{"env":"X"},
                 "checks":[{"name":"users","sql":sql}]}]);
-            Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", &targets.to_string())]), None)
+            Config::load(
+                &env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", &targets.to_string())]),
+                None,
+            )
         };
-        for one in ["SELECT count(*) > 0 FROM users", "SELECT true;", "SELECT ';' <> 'x' -- why not", "SELECT $$a;b$$ <> ''"] {
+        for one in
+            ["SELECT count(*) > 0 FROM users", "SELECT true;", "SELECT ';' <> 'x' -- why not", "SELECT $$a;b$$ <> ''"]
+        {
             assert!(load(one).is_ok(), "{one}");
         }
         for (bad, why) in [

@@ -19,5 +19,7 @@ pub mod notify;
 pub mod passwords;
 pub mod pipeline;
 pub mod ports;
-pub mod sql;
 pub mod telemetry;
+
+#[cfg(test)]
+mod layers_tests;

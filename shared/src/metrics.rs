@@ -100,7 +100,11 @@ mod tests {
 
     #[test]
     fn an_emf_line_declares_each_metric_and_carries_its_value() {
-        let line = emf_line(DateTime::from_timestamp(1_700_000_000, 0).unwrap(), &[("Target", "orders")], &[("BackupSuccess", Unit::Count, 1.0)]);
+        let line = emf_line(
+            DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            &[("Target", "orders")],
+            &[("BackupSuccess", Unit::Count, 1.0)],
+        );
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Backstop");

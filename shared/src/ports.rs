@@ -10,10 +10,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use crate::config::TargetConfig;
 use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::health::AlertState;
 use crate::domain::runbook::Runbook;
+use crate::domain::DatabaseAddress;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -162,9 +162,13 @@ pub struct IdempotencyClaim {
 pub enum ClaimOutcome {
     Claimed,
     /// A delivery with this key already produced this backup.
-    AlreadyDone { backup_id: BackupId },
+    AlreadyDone {
+        backup_id: BackupId,
+    },
     /// Another delivery with this key is running right now.
-    InProgress { owner: String },
+    InProgress {
+        owner: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +191,11 @@ pub trait Catalog: Send + Sync {
     /// Marks the owner's claim done, or releases it. Only the owner's own running claim is touched: a claim
     /// another run took over after ours expired is left as it is; marking it done then fails with `Conflict`
     /// (this run's backup stands, but the event is no longer known as handled), and releasing it does nothing.
-    async fn settle_idempotency(&self, claim: &IdempotencyClaim, settlement: ClaimSettlement) -> Result<(), CatalogError>;
+    async fn settle_idempotency(
+        &self,
+        claim: &IdempotencyClaim,
+        settlement: ClaimSettlement,
+    ) -> Result<(), CatalogError>;
 
     /// Creates a record; fails with `Conflict` if one with the same id exists.
     async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError>;
@@ -209,29 +217,11 @@ pub trait Catalog: Send + Sync {
     async fn put_alert_state(&self, state: &AlertState) -> Result<(), CatalogError>;
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError>;
-    /// The newest `limit` runs of a job, newest first.
-    async fn recent_runs(&self, job: Job, limit: usize) -> Result<Vec<RunRecord>, CatalogError>;
 }
 
 // ---------------------------------------------------------------- alerts
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Critical,
-    Warning,
-    Info,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-    }
-}
+pub use crate::domain::Severity;
 
 /// A message for a person: subject, body, the runbook section to open, and the attributes subscription
 /// filter policies select on.
@@ -342,9 +332,13 @@ pub struct ServerFacts {
 #[async_trait]
 pub trait Dumper: Send + Sync {
     /// Checks that the client can dump the server (pg_dump refuses newer servers) and reads [`ServerFacts`].
-    async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<ServerFacts, DumpError>;
-    async fn dump_roles(&self, target: &TargetConfig, password: &SecretString) -> Result<RolesDump, DumpError>;
-    async fn start_dump(&self, target: &TargetConfig, password: &SecretString) -> Result<Box<dyn RunningDump>, DumpError>;
+    async fn preflight(&self, target: &DatabaseAddress, password: &SecretString) -> Result<ServerFacts, DumpError>;
+    async fn dump_roles(&self, target: &DatabaseAddress, password: &SecretString) -> Result<RolesDump, DumpError>;
+    async fn start_dump(
+        &self,
+        target: &DatabaseAddress,
+        password: &SecretString,
+    ) -> Result<Box<dyn RunningDump>, DumpError>;
 }
 
 // ---------------------------------------------------------------- clock
@@ -384,14 +378,7 @@ pub struct ScratchSpec {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A scratch server that exists (or is being created): enough to find it again from another invocation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ScratchHandle {
-    /// `rds` or `local`.
-    pub kind: String,
-    /// RDS instance identifier, or the local cluster's directory.
-    pub id: String,
-}
+pub use crate::domain::drill::ScratchHandle;
 
 /// How to reach a ready scratch server as its administrator.
 #[derive(Debug, Clone)]
@@ -408,7 +395,9 @@ pub struct ScratchEndpoint {
 #[derive(Debug, Clone)]
 pub enum ScratchState {
     /// Still being created: ask again later.
-    Creating { status: String },
+    Creating {
+        status: String,
+    },
     Ready(ScratchEndpoint),
 }
 
@@ -432,9 +421,20 @@ pub trait PointInTimeRestores: Send + Sync {
     /// The newest time the source can be restored to; `None` when it has no automated backups.
     async fn latest_restorable_time(&self, source_instance: &str) -> Result<Option<DateTime<Utc>>, ScratchError>;
     /// Starts restoring the source as of `at` into the drill's scratch instance; idempotent for one drill.
-    async fn restore(&self, source_instance: &str, at: DateTime<Utc>, drill_id: &str, expires_at: DateTime<Utc>) -> Result<ScratchHandle, ScratchError>;
+    async fn restore(
+        &self,
+        source_instance: &str,
+        at: DateTime<Utc>,
+        drill_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<ScratchHandle, ScratchError>;
     /// Whether the copy is ready; it answers to the source's own user and password.
-    async fn poll(&self, handle: &ScratchHandle, user: &str, password: SecretString) -> Result<ScratchState, ScratchError>;
+    async fn poll(
+        &self,
+        handle: &ScratchHandle,
+        user: &str,
+        password: SecretString,
+    ) -> Result<ScratchState, ScratchError>;
     /// Deletes the copy (never the source); a copy already gone is not an error.
     async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError>;
 }
@@ -459,7 +459,7 @@ pub enum RestoreError {
 pub struct FramedDump<'a> {
     pub key: &'a str,
     pub version_id: Option<&'a str>,
-    pub codec: crate::pipeline::codec::Codec,
+    pub codec: crate::domain::codec::Codec,
     pub layout: &'a crate::domain::dump_layout::DumpLayout,
 }
 
@@ -480,7 +480,6 @@ pub struct FramedRestoreReport {
     /// Why the restore stopped, if it did: the object was still read to its end and hashed.
     pub restore_error: Option<String>,
 }
-
 
 /// What `amcheck` found in a restored copy.
 #[derive(Debug, Clone, Default)]
@@ -507,12 +506,28 @@ pub trait Restorer: Send + Sync {
     async fn recreate_database(&self, server: &ScratchEndpoint, database: &str) -> Result<(), RestoreError>;
     /// Feeds plain SQL from `sql` (read on a blocking thread) to psql in one transaction, stopping at the
     /// first error.
-    async fn restore_sql(&self, server: &ScratchEndpoint, database: &str, sql: Box<dyn Read + Send>) -> Result<(), RestoreError>;
+    async fn restore_sql(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        sql: Box<dyn Read + Send>,
+    ) -> Result<(), RestoreError>;
     /// Dumps `database` and reads its fingerprint off the stream, the same way the backup did.
     /// `scheme` is the backup fingerprint's algorithm (v1 or v2).
-    async fn fingerprint(&self, server: &ScratchEndpoint, database: &str, scheme: &str) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError>;
+    async fn fingerprint(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        scheme: &str,
+    ) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError>;
     /// Restores a framed dump (manifest format 2) over several connections, reading its chunks from `store`.
-    async fn restore_framed(&self, store: Arc<dyn ObjectStore>, server: &ScratchEndpoint, database: &str, dump: FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError>;
+    async fn restore_framed(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        server: &ScratchEndpoint,
+        database: &str,
+        dump: FramedDump<'_>,
+    ) -> Result<FramedRestoreReport, RestoreError>;
     /// Reads the restored copy back for a fingerprint-v2 comparison: its tables (rows, and digests unless
     /// `rows` says counts), sequences, large objects, and the schema digest of its schema-only dump.
     async fn read_back(
@@ -525,7 +540,17 @@ pub trait Restorer: Send + Sync {
     /// The scratch server's version, as `SHOW server_version` gives it (e.g. `17.12 (Debian 17.12-0+deb13u1)`).
     async fn server_version(&self, server: &ScratchEndpoint) -> Result<String, RestoreError>;
     /// Checks the restored copy's pages with `amcheck`: heaps and B-tree indexes.
-    async fn physical_check(&self, server: &ScratchEndpoint, database: &str) -> Result<PhysicalCheckReport, RestoreError>;
+    async fn physical_check(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+    ) -> Result<PhysicalCheckReport, RestoreError>;
     /// Runs a user check read-only with a statement timeout; true when it returned exactly `t`.
-    async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: std::time::Duration) -> Result<bool, RestoreError>;
+    async fn check(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        sql: &str,
+        timeout: std::time::Duration,
+    ) -> Result<bool, RestoreError>;
 }

@@ -53,7 +53,11 @@ pub fn fingerprint(sql: &[u8]) -> DumpSummary {
 pub fn cli_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("backstop");
-    assert!(path.exists(), "{} is missing: build it first (cargo build -p backstop-cli), as the README's test command does", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p backstop-cli), as the README's test command does",
+        path.display()
+    );
     path
 }
 
@@ -84,13 +88,17 @@ pub async fn latest_drill_report(aws: &AwsFixture, target: &str) -> backstop::do
 /// A dump's text without pg_dump's random `\restrict` / `\unrestrict` lines: two dumps of equal databases
 /// are then byte-identical.
 pub fn comparable(dump: &[u8]) -> String {
-    String::from_utf8_lossy(dump).split_inclusive('\n').filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict ")).collect()
+    String::from_utf8_lossy(dump)
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .collect()
 }
 
 /// Asserts that two databases' schema-only and data-only dumps are identical, showing the first difference.
 pub fn assert_same_dumps(cluster: &backstop_tests::pg::PgCluster, source: &str, restored: &str, context: &str) {
     for part in ["--schema-only", "--data-only"] {
-        let (a, b) = (comparable(&cluster.dump_with(source, &[part])), comparable(&cluster.dump_with(restored, &[part])));
+        let (a, b) =
+            (comparable(&cluster.dump_with(source, &[part])), comparable(&cluster.dump_with(restored, &[part])));
         if a != b {
             let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
             let at = la.iter().zip(&lb).position(|(x, y)| x != y).unwrap_or(la.len().min(lb.len()));

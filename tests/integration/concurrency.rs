@@ -50,7 +50,8 @@ async fn the_same_event_delivered_twice_makes_one_backup() {
     // checks a condition and writes without a lock (its threads race), so now and then both claims pass there;
     // then the target's lease stops the second. Either way: one backup for the event.
     assert!(
-        outcomes == [TargetOutcome::Completed, TargetOutcome::SkippedDuplicate] || outcomes == [TargetOutcome::Completed, TargetOutcome::SkippedLeaseHeld],
+        outcomes == [TargetOutcome::Completed, TargetOutcome::SkippedDuplicate]
+            || outcomes == [TargetOutcome::Completed, TargetOutcome::SkippedLeaseHeld],
         "{outcomes:?}"
     );
 
@@ -81,7 +82,8 @@ async fn a_claim_taken_over_stays_the_takers() {
     let taker = claim("taker", chrono::Duration::hours(1));
     assert_eq!(catalog.claim_idempotency(&taker).await.unwrap(), ClaimOutcome::Claimed);
 
-    let done = ClaimSettlement::Completed { backup_id: BackupId("b-1".into()), keep_until: now + chrono::Duration::days(7) };
+    let done =
+        ClaimSettlement::Completed { backup_id: BackupId("b-1".into()), keep_until: now + chrono::Duration::days(7) };
     let err = catalog.settle_idempotency(&expired, done).await.unwrap_err();
     assert!(matches!(err, CatalogError::Conflict { .. }), "{err}");
     catalog.settle_idempotency(&expired, ClaimSettlement::Released).await.unwrap();
@@ -89,7 +91,8 @@ async fn a_claim_taken_over_stays_the_takers() {
     assert_eq!(third, ClaimOutcome::InProgress { owner: "taker".into() });
 
     // The taker settles its own claim; the event is then known as handled.
-    let done = ClaimSettlement::Completed { backup_id: BackupId("b-2".into()), keep_until: now + chrono::Duration::days(7) };
+    let done =
+        ClaimSettlement::Completed { backup_id: BackupId("b-2".into()), keep_until: now + chrono::Duration::days(7) };
     catalog.settle_idempotency(&taker, done).await.unwrap();
     let later = catalog.claim_idempotency(&claim("fourth", chrono::Duration::hours(1))).await.unwrap();
     assert_eq!(later, ClaimOutcome::AlreadyDone { backup_id: BackupId("b-2".into()) });

@@ -1,7 +1,6 @@
 //! Fail closed: a pg_dump killed mid-stream, or a wrong password, leaves no completed object, no open upload,
 //! a `failed` record and exactly one alert — and the password appears nowhere.
 
-
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,7 +19,11 @@ fn pid_recording_bin_dir(dir: &std::path::Path, pid_file: &std::path::Path) -> s
     for program in ["psql", "pg_dumpall"] {
         std::os::unix::fs::symlink(bin_dir().join(program), bin.join(program)).unwrap();
     }
-    let script = format!("#!/bin/sh\necho $$ > '{}'\nexec '{}' \"$@\"\n", pid_file.display(), bin_dir().join("pg_dump").display());
+    let script = format!(
+        "#!/bin/sh\necho $$ > '{}'\nexec '{}' \"$@\"\n",
+        pid_file.display(),
+        bin_dir().join("pg_dump").display()
+    );
     std::fs::write(bin.join("pg_dump"), script).unwrap();
     std::fs::set_permissions(bin.join("pg_dump"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     bin

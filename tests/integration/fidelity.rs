@@ -33,7 +33,10 @@ struct SeedGuard(u64);
 impl Drop for SeedGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("differential test FAILED on seed {0}: rerun with BACKSTOP_DIFF_SEED={0} BACKSTOP_DIFF_SEEDS=1", self.0);
+            eprintln!(
+                "differential test FAILED on seed {0}: rerun with BACKSTOP_DIFF_SEED={0} BACKSTOP_DIFF_SEEDS=1",
+                self.0
+            );
         }
     }
 }
@@ -72,15 +75,32 @@ async fn random_databases_drill_verified_and_restore_equal_to_the_source() {
 
         let drilled = drill(&aws, &config, &name).await;
         let report = latest_drill_report(&aws, &name).await;
-        assert_eq!(drilled.outcome, Some(BackupStatus::Verified), "seed {seed}: {:?}: {}\n{:#?}", drilled.failed_checks, drilled.message, report.checks);
+        assert_eq!(
+            drilled.outcome,
+            Some(BackupStatus::Verified),
+            "seed {seed}: {:?}: {}\n{:#?}",
+            drilled.failed_checks,
+            drilled.message,
+            report.checks
+        );
         let restore = report.checks.iter().find(|c| c.name == CheckName::Restore).unwrap();
-        assert!(matches!(&restore.outcome, CheckOutcome::Ok { detail } if detail.contains("in parallel")), "seed {seed}: {restore:?}");
+        assert!(
+            matches!(&restore.outcome, CheckOutcome::Ok { detail } if detail.contains("in parallel")),
+            "seed {seed}: {restore:?}"
+        );
 
         let file = dir.path().join(format!("{db}.sql.zst"));
         std::fs::write(&file, aws.object(&manifest.dump.key).await).unwrap();
         let restored = format!("restored_{seed}");
-        let out = source.shell(&format!("{} >/dev/null", restore_command(Codec::Zstd, &format!("'{}'", file.display()), &restored)));
-        assert!(out.status.success(), "seed {seed}: the runbook's restore failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = source.shell(&format!(
+            "{} >/dev/null",
+            restore_command(Codec::Zstd, &format!("'{}'", file.display()), &restored)
+        ));
+        assert!(
+            out.status.success(),
+            "seed {seed}: the runbook's restore failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_same_dumps(&source, &db, &restored, &format!("seed {seed}"));
         ran += 1;
     }
@@ -134,22 +154,36 @@ async fn the_runbook_restore_is_all_or_nothing_and_the_drill_fails_the_same_dump
 
     // What the runbook used to say: psql's one transaction is ended early by the dump's own COMMIT, and the
     // failure after it leaves a half-restored database.
-    let naive = source.shell(&format!("createdb naive && zstd -dc {file} | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d naive >/dev/null"));
+    let naive = source.shell(&format!(
+        "createdb naive && zstd -dc {file} | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d naive >/dev/null"
+    ));
     assert!(!naive.status.success(), "the dump fails late");
     let stderr = String::from_utf8_lossy(&naive.stderr);
     assert!(stderr.contains("there is already a transaction in progress") && stderr.contains("lookup"), "{stderr}");
-    assert_eq!(source.psql("naive", "SELECT count(*) FROM items").trim(), "100", "plain --single-transaction is not all or nothing");
+    assert_eq!(
+        source.psql("naive", "SELECT count(*) FROM items").trim(),
+        "100",
+        "plain --single-transaction is not all or nothing"
+    );
 
     // The runbook's command: the failed restore drops the database it made, and says so.
     let runbook = source.shell(&format!("{} >/dev/null", restore_command(Codec::Zstd, &file, "restored")));
     assert!(!runbook.status.success(), "the runbook's restore reports the failure");
     let stderr = String::from_utf8_lossy(&runbook.stderr);
     assert!(stderr.contains("restored dropped"), "{stderr}");
-    assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'restored'").trim(), "0", "nothing half-restored is left");
+    assert_eq!(
+        source.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'restored'").trim(),
+        "0",
+        "nothing half-restored is left"
+    );
     // …and an existing database is never dropped by it: createdb fails first, and nothing else runs.
     let existing = source.shell(&format!("{} >/dev/null", restore_command(Codec::Zstd, &file, "naive")));
     assert!(!existing.status.success());
-    assert_eq!(source.psql("naive", "SELECT count(*) FROM items").trim(), "100", "a database that existed is left as it was");
+    assert_eq!(
+        source.psql("naive", "SELECT count(*) FROM items").trim(),
+        "100",
+        "a database that existed is left as it was"
+    );
 
     // The drill fails the same dump: the parallel restore stops at the index, psql on one connection too, and
     // the report names the restore as failed and the checks it could not run as not run.
@@ -159,17 +193,29 @@ async fn the_runbook_restore_is_all_or_nothing_and_the_drill_fails_the_same_dump
     let report = latest_drill_report(&aws, "late").await;
     let restore = report.checks.iter().find(|c| c.name == CheckName::Restore).unwrap();
     let CheckOutcome::Error { message } = &restore.outcome else { panic!("{restore:?}") };
-    assert!(message.contains("lookup") && message.contains("psql"), "psql's own error, after the parallel restore's: {message}");
+    assert!(
+        message.contains("lookup") && message.contains("psql"),
+        "psql's own error, after the parallel restore's: {message}"
+    );
     for check in [CheckName::ObjectChecksum, CheckName::ObjectEncryption] {
         let found = report.checks.iter().find(|c| c.name == check).unwrap();
         assert!(matches!(found.outcome, CheckOutcome::Ok { .. }), "the object was read whole and is intact: {found:?}");
     }
     for check in [CheckName::TableSet, CheckName::SchemaDigest, CheckName::Physical] {
-        let found = report.checks.iter().find(|c| c.name == check).unwrap_or_else(|| panic!("{check:?} is in the report"));
-        assert!(matches!(&found.outcome, CheckOutcome::NotRun { reason } if reason.contains("stopped at restore")), "{found:?}");
+        let found =
+            report.checks.iter().find(|c| c.name == check).unwrap_or_else(|| panic!("{check:?} is in the report"));
+        assert!(
+            matches!(&found.outcome, CheckOutcome::NotRun { reason } if reason.contains("stopped at restore")),
+            "{found:?}"
+        );
     }
     // The person paged reads the same: one failed check, the rest listed apart as not checked.
-    let alert = aws.alerts(1, std::time::Duration::from_secs(20)).await.into_iter().find(|a| a.subject.contains("restore drill")).expect("the drill's alert");
+    let alert = aws
+        .alerts(1, std::time::Duration::from_secs(20))
+        .await
+        .into_iter()
+        .find(|a| a.subject.contains("restore drill"))
+        .expect("the drill's alert");
     assert!(alert.subject.ends_with("FAILED: restore"), "{}", alert.subject);
     assert!(alert.message.contains("Failed checks (1):"), "{}", alert.message);
     let not_checked = alert.message.split("Not checked").nth(1).unwrap_or_else(|| panic!("{}", alert.message));
@@ -204,5 +250,9 @@ async fn the_physical_check_finds_an_index_that_does_not_match_its_table() {
     cluster.psql("physical", "UPDATE lookup SET k = 2");
     let broken = backstop::adapters::physical_check::physical_check(&endpoint, "physical", 2).await.unwrap();
     assert!(broken.problem_count > 0, "{broken:?}");
-    assert!(broken.problems.iter().any(|p| p.contains("items_plus")), "the problem names the index: {:?}", broken.problems);
+    assert!(
+        broken.problems.iter().any(|p| p.contains("items_plus")),
+        "the problem names the index: {:?}",
+        broken.problems
+    );
 }

@@ -59,7 +59,11 @@ fn a_schema_only_dump_reproduces_the_full_dumps_schema_digest() {
         if db == "tricky" {
             let t = full.table("tricky", "t").unwrap();
             assert_eq!(t.rows, 3, "the COPY line in the function body started nothing");
-            assert!(full.sequences.iter().any(|s| s.name == "tricky.s" && s.value == 6 && s.is_called), "{:?}", full.sequences);
+            assert!(
+                full.sequences.iter().any(|s| s.name == "tricky.s" && s.value == 6 && s.is_called),
+                "{:?}",
+                full.sequences
+            );
             assert_eq!(full.large_objects, 1);
         }
     }

@@ -51,14 +51,18 @@ async fn hostile_identifiers_back_up_with_a_correct_fingerprint_and_restore_to_i
 
     let mut expected = tables_with_counts(&source, "weird");
     expected.sort();
-    let mut fingerprinted: Vec<_> = manifest.fingerprint.tables.iter().map(|t| (t.schema.clone(), t.name.clone(), t.rows)).collect();
+    let mut fingerprinted: Vec<_> =
+        manifest.fingerprint.tables.iter().map(|t| (t.schema.clone(), t.name.clone(), t.rows)).collect();
     fingerprinted.sort();
     assert_eq!(fingerprinted, expected);
     for name in ["with \"quotes\"", "a.b", "日本語", "Mixed Case", "order"] {
         assert!(expected.iter().any(|(_, t, _)| t == name), "the seed has a table named {name:?}: {expected:?}");
     }
     assert!(expected.iter().any(|(s, _, _)| s == "select"), "the seed has a schema named like a keyword");
-    assert!(expected.iter().any(|(s, t, _)| s == "evil\nschema" && t == "COPY x (a) FROM stdin;"), "the seed has names with newlines: {expected:?}");
+    assert!(
+        expected.iter().any(|(s, t, _)| s == "evil\nschema" && t == "COPY x (a) FROM stdin;"),
+        "the seed has names with newlines: {expected:?}"
+    );
 
     // The drill restores it in parallel (no fallback to one stream) and finds every table as dumped.
     let scratch = tempfile::tempdir().unwrap();
@@ -67,8 +71,17 @@ async fn hostile_identifiers_back_up_with_a_correct_fingerprint_and_restore_to_i
     config.verify.physical = true;
     let drilled = drill(&aws, &config, "weird").await;
     let report = latest_drill_report(&aws, "weird").await;
-    assert_eq!(drilled.outcome, Some(BackupStatus::Verified), "{:?}: {}\n{:#?}", drilled.failed_checks, drilled.message, report.checks);
-    let outcome = |label: &str| report.checks.iter().find(|c| c.name.label() == label).map(|c| format!("{:?}", c.outcome)).unwrap_or_default();
+    assert_eq!(
+        drilled.outcome,
+        Some(BackupStatus::Verified),
+        "{:?}: {}\n{:#?}",
+        drilled.failed_checks,
+        drilled.message,
+        report.checks
+    );
+    let outcome = |label: &str| {
+        report.checks.iter().find(|c| c.name.label() == label).map(|c| format!("{:?}", c.outcome)).unwrap_or_default()
+    };
     assert!(outcome("restore").contains("in parallel"), "names with newlines need no fallback: {}", outcome("restore"));
     assert!(outcome("physical (amcheck)").contains("no problem"), "{}", outcome("physical (amcheck)"));
     for (schema, name, _) in &expected {
@@ -79,7 +92,11 @@ async fn hostile_identifiers_back_up_with_a_correct_fingerprint_and_restore_to_i
     // Restore into a new database on the same server (the roles are there) with the runbook's own command.
     let dump_file = dir.path().join("weird.sql.zst");
     std::fs::write(&dump_file, aws.object(&manifest.dump.key).await).unwrap();
-    let command = backstop::jobs::backup::restore_command(backstop::pipeline::codec::Codec::Zstd, &format!("'{}'", dump_file.display()), "restored");
+    let command = backstop::jobs::backup::restore_command(
+        backstop::pipeline::codec::Codec::Zstd,
+        &format!("'{}'", dump_file.display()),
+        "restored",
+    );
     let restore = source.shell(&format!("{command} >/dev/null"));
     assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
     assert_eq!(fingerprint(&source.dump("restored")).fingerprint, manifest.fingerprint);

@@ -5,6 +5,7 @@
 mod backup_restore;
 mod common;
 mod concurrency;
+mod doc_links;
 mod fail_closed;
 mod fidelity;
 mod fingerprint_v2;

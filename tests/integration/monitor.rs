@@ -78,7 +78,13 @@ async fn monitor_fires_once_holds_through_the_cooldown_repeats_and_resolves() {
     let clock = FixedClock::at(t0);
     let metrics = Arc::new(RecordingMetrics(Mutex::new(Vec::new())));
     let backup = backstop::app::backup_deps(&config, &aws.clients, Arc::new(NoMetrics));
-    let deps = MonitorDeps { store: backup.store, catalog: backup.catalog, alerts: backup.alerts, clock: Arc::new(clock.clone()), metrics: metrics.clone() };
+    let deps = MonitorDeps {
+        store: backup.store,
+        catalog: backup.catalog,
+        alerts: backup.alerts,
+        clock: Arc::new(clock.clone()),
+        metrics: metrics.clone(),
+    };
     let m = Monitor { aws, job: MonitorJob::new(config, deps), clock, metrics };
 
     let (report, alerts) = m.at(t0, 1, 0).await;
@@ -90,8 +96,17 @@ async fn monitor_fires_once_holds_through_the_cooldown_repeats_and_resolves() {
     let (report, alerts) = m.at(t0, 27, 1).await;
     assert_eq!(report.severity(), Some(Severity::Critical));
     assert_eq!(alerts.len(), 1, "one alert when the backup turns late: {alerts:?}");
-    assert!(alerts[0].subject.starts_with("Backstop: ledger CRITICAL: no completed backup for 27.0 h"), "{}", alerts[0].subject);
-    assert!(alerts[0].message.contains("backup_age") && alerts[0].message.contains("docs/operations.md#backups-are-too-old"), "{}", alerts[0].message);
+    assert!(
+        alerts[0].subject.starts_with("Backstop: ledger CRITICAL: no completed backup for 27.0 h"),
+        "{}",
+        alerts[0].subject
+    );
+    assert!(
+        alerts[0].message.contains("backup_age")
+            && alerts[0].message.contains("docs/operations.md#backups-are-too-old"),
+        "{}",
+        alerts[0].message
+    );
     assert_eq!(alerts[0].attributes["severity"]["Value"], "critical");
     assert_eq!(alerts[0].attributes["job"]["Value"], "monitor");
     assert_eq!(alerts[0].attributes["target"]["Value"], TARGET);
@@ -131,7 +146,10 @@ async fn a_target_without_any_backup_is_critical_and_alerts() {
 
     let quiet = job.run(&MonitorRequest { target: Some(TARGET.into()), alert: false }).await.unwrap();
     assert_eq!(quiet[0].severity(), Some(Severity::Critical));
-    assert!(aws.alerts(0, Duration::from_secs(2)).await.is_empty(), "evaluating without alerting (backstop check) sends nothing");
+    assert!(
+        aws.alerts(0, Duration::from_secs(2)).await.is_empty(),
+        "evaluating without alerting (backstop check) sends nothing"
+    );
 }
 
 /// `backstop check` and `backstop purge --dry-run` as an operator (or Nagios) runs them.
@@ -180,7 +198,8 @@ async fn the_cli_check_speaks_monitoring_plugin_exit_codes() {
 
     // One failed backup after the verified one: a WARNING (two in a row would be critical).
     let failed_at = Utc::now() - Span::hours(1);
-    let mut failed = BackupRecord::in_progress(TARGET, BackupId::new(failed_at), Trigger::Schedule, "seed", failed_at, Codec::Zstd);
+    let mut failed =
+        BackupRecord::in_progress(TARGET, BackupId::new(failed_at), Trigger::Schedule, "seed", failed_at, Codec::Zstd);
     failed.status = BackupStatus::Failed;
     failed.finished_at = Some(failed_at + Span::minutes(1));
     catalog.create_backup(&failed).await.unwrap();
@@ -204,7 +223,8 @@ async fn an_unreadable_manifest_warns_instead_of_passing_the_table_check() {
     let now = Utc::now();
     for hours_ago in [30, 6] {
         let at = now - Span::hours(hours_ago);
-        let mut record = BackupRecord::in_progress(TARGET, BackupId::new(at), Trigger::Schedule, "seed", at, Codec::Zstd);
+        let mut record =
+            BackupRecord::in_progress(TARGET, BackupId::new(at), Trigger::Schedule, "seed", at, Codec::Zstd);
         record.status = BackupStatus::Completed;
         record.finished_at = Some(at + Span::minutes(2));
         record.manifest = Some(backstop::domain::ObjectRef {

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use backstop::adapters::dynamodb::DynamoCatalog;
 use backstop::adapters::s3::S3Store;
 use backstop::config::{Config, PasswordSource, TargetConfig};
-use backstop::domain::retention::RetentionPolicy;
 use backstop::domain::backup::ObjectKeys;
+use backstop::domain::retention::RetentionPolicy;
 use backstop::domain::{BackupId, BackupRecord, BackupStatus, ObjectRef, Trigger};
 use backstop::jobs::purge::{PurgeDeps, PurgeJob, PurgeRequest, PurgeStep, TargetPurge};
 use backstop::metrics::NoMetrics;
@@ -36,7 +36,14 @@ fn target() -> TargetConfig {
         checks: vec![],
         pitr_source_instance: None,
         // Two dailies, nothing else: of five daily backups, the three oldest go.
-        retention: RetentionPolicy { daily: 2, weekly: 0, monthly: 0, yearly: 0, min_keep: 2, ..RetentionPolicy::default() },
+        retention: RetentionPolicy {
+            daily: 2,
+            weekly: 0,
+            monthly: 0,
+            yearly: 0,
+            min_keep: 2,
+            ..RetentionPolicy::default()
+        },
     }
 }
 
@@ -63,7 +70,11 @@ impl Fixture {
         let keys = ObjectKeys::new("", TARGET, &id, started_at, Codec::Zstd);
         let mut record = BackupRecord::in_progress(TARGET, id, Trigger::Schedule, "seed", started_at, Codec::Zstd);
         let put = async |key: &str| {
-            let stored = self.store.put_object(key, Bytes::from(format!("contents of {key}")), "application/octet-stream").await.unwrap();
+            let stored = self
+                .store
+                .put_object(key, Bytes::from(format!("contents of {key}")), "application/octet-stream")
+                .await
+                .unwrap();
             ObjectRef { key: key.to_string(), version_id: stored.version_id, size: 1, sha256: String::new() }
         };
         record.dump = Some(put(&keys.dump).await);
@@ -78,11 +89,26 @@ impl Fixture {
     fn job(&self, store: Arc<dyn ObjectStore>) -> PurgeJob {
         let config = Arc::new(self.config.clone());
         let backup = backstop::app::backup_deps(&config, &self.aws.clients, Arc::new(NoMetrics));
-        PurgeJob::new(config, PurgeDeps { store, catalog: backup.catalog, alerts: backup.alerts, clock: backup.clock, metrics: Arc::new(NoMetrics) })
+        PurgeJob::new(
+            config,
+            PurgeDeps {
+                store,
+                catalog: backup.catalog,
+                alerts: backup.alerts,
+                clock: backup.clock,
+                metrics: Arc::new(NoMetrics),
+            },
+        )
     }
 
     async fn purge(&self, store: Arc<dyn ObjectStore>, dry_run: bool, force: bool) -> TargetPurge {
-        let request = PurgeRequest { target: Some(TARGET.into()), force, dry_run, trigger: Trigger::Cli, request_id: "test".into() };
+        let request = PurgeRequest {
+            target: Some(TARGET.into()),
+            force,
+            dry_run,
+            trigger: Trigger::Cli,
+            request_id: "test".into(),
+        };
         self.job(store).run(&request).await.unwrap().remove(0)
     }
 
@@ -175,7 +201,11 @@ impl ObjectStore for FailingDeletes {
     }
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
         if self.done.fetch_add(1, Ordering::SeqCst) >= self.allowed {
-            return Err(StoreError { operation: "DeleteObject", key: version.key.clone(), source: "injected: the purge was cut off".into() });
+            return Err(StoreError {
+                operation: "DeleteObject",
+                key: version.key.clone(),
+                source: "injected: the purge was cut off".into(),
+            });
         }
         self.inner.delete_version(version).await
     }
@@ -242,10 +272,17 @@ async fn a_purge_cut_off_after_marking_or_after_deleting_is_finished_by_the_next
 
     let second = f.purge(Arc::new(f.store.clone()), false, false).await;
     assert!(!second.failed(), "{second:?}");
-    let finished: Vec<(&BackupId, usize)> =
-        second.steps.iter().filter(|s| s.action == "finish").filter_map(|s| s.backup_id.as_ref().map(|id| (id, s.versions))).collect();
+    let finished: Vec<(&BackupId, usize)> = second
+        .steps
+        .iter()
+        .filter(|s| s.action == "finish")
+        .filter_map(|s| s.backup_id.as_ref().map(|id| (id, s.versions)))
+        .collect();
     assert_eq!(finished.len(), 2, "both interrupted purges are finished: {second:?}");
-    assert!(finished.contains(&(&marked_only.backup_id, 3)) && finished.contains(&(&deleted_unmarked.backup_id, 0)), "{finished:?}");
+    assert!(
+        finished.contains(&(&marked_only.backup_id, 3)) && finished.contains(&(&deleted_unmarked.backup_id, 0)),
+        "{finished:?}"
+    );
     for b in [&marked_only, &deleted_unmarked] {
         assert_eq!(f.status(b).await, BackupStatus::Purged);
         assert!(f.versions_of(b).await.is_empty());
@@ -260,25 +297,45 @@ async fn a_purge_cut_off_after_marking_or_after_deleting_is_finished_by_the_next
 async fn uploads_abandoned_for_a_day_are_aborted_and_younger_ones_left_alone() {
     let f = Fixture::new().await;
     f.backup(1).await;
-    let ours = f.store.create_multipart(&format!("{TARGET}/2026/11/01/abandoned.sql.zst"), "application/zstd").await.unwrap();
+    let ours =
+        f.store.create_multipart(&format!("{TARGET}/2026/11/01/abandoned.sql.zst"), "application/zstd").await.unwrap();
     let elsewhere = f.store.create_multipart("other-target/2026/11/01/x.sql.zst", "application/zstd").await.unwrap();
     let open_keys = async || {
         let mut keys: Vec<String> = f.store.open_uploads("").await.unwrap().into_iter().map(|u| u.key).collect();
         keys.sort();
         keys
     };
-    let initiated = f.store.open_uploads(TARGET).await.unwrap()[0].initiated.expect("the store says when an upload started");
+    let initiated =
+        f.store.open_uploads(TARGET).await.unwrap()[0].initiated.expect("the store says when an upload started");
     let purge_at = async |hours: i64| {
         let config = Arc::new(f.config.clone());
         let backup = backstop::app::backup_deps(&config, &f.aws.clients, Arc::new(NoMetrics));
         let clock = Arc::new(backstop::adapters::memory::FixedClock::at(initiated + Days::hours(hours)));
-        let job = PurgeJob::new(config, PurgeDeps { store: Arc::new(f.store.clone()), catalog: backup.catalog, alerts: backup.alerts, clock, metrics: Arc::new(NoMetrics) });
-        let request = PurgeRequest { target: Some(TARGET.into()), force: false, dry_run: false, trigger: Trigger::Cli, request_id: "test".into() };
+        let job = PurgeJob::new(
+            config,
+            PurgeDeps {
+                store: Arc::new(f.store.clone()),
+                catalog: backup.catalog,
+                alerts: backup.alerts,
+                clock,
+                metrics: Arc::new(NoMetrics),
+            },
+        );
+        let request = PurgeRequest {
+            target: Some(TARGET.into()),
+            force: false,
+            dry_run: false,
+            trigger: Trigger::Cli,
+            request_id: "test".into(),
+        };
         job.run(&request).await.unwrap().remove(0)
     };
 
     let early = purge_at(12).await;
-    assert!(early.steps.iter().all(|s| s.action != "abort_upload"), "12 hours old may be a running backup's: {early:?}");
+    assert!(
+        early.steps.iter().all(|s| s.action != "abort_upload"),
+        "12 hours old may be a running backup's: {early:?}"
+    );
     assert_eq!(open_keys().await.len(), 2);
 
     let late = purge_at(25).await;

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_rds::types::Tag;
-use backstop::adapters::rds::{RdsScratch, RdsScratchSettings, KIND_RDS, KIND_RDS_PITR, TAG_DRILL_ID, TAG_EXPIRES_AT, TAG_PITR_SOURCE, TAG_SCRATCH};
+use backstop::adapters::rds::{
+    RdsScratch, RdsScratchSettings, KIND_RDS, KIND_RDS_PITR, TAG_DRILL_ID, TAG_EXPIRES_AT, TAG_PITR_SOURCE, TAG_SCRATCH,
+};
 use backstop::adapters::secrets::SecretsManager;
 use backstop::config::{PasswordSource, ScratchSettings, TargetConfig, UserCheck};
 use backstop::domain::drill::DrillPhase;
@@ -21,7 +23,10 @@ use backstop::domain::{BackupStatus, Trigger};
 use backstop::jobs::verify::{VerifyDeps, VerifyJob, VerifyRequest, VerifyRun};
 use backstop::metrics::NoMetrics;
 use backstop::passwords::PasswordResolver;
-use backstop::ports::{Restorer, RestoreError, ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState, SystemClock};
+use backstop::ports::{
+    RestoreError, Restorer, ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState,
+    SystemClock,
+};
 use backstop_tests::aws::AwsFixture;
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -42,7 +47,11 @@ impl aws_sdk_rds::config::Intercept for Recorder {
         _: &mut aws_sdk_rds::config::ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let body = String::from_utf8_lossy(context.request().body().bytes().unwrap_or_default()).into_owned();
-        let params = body.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let params = body
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.0.lock().unwrap().push(params);
         Ok(())
     }
@@ -78,7 +87,14 @@ impl Net {
         let mut subnets = Vec::new();
         // RDS wants a subnet group spanning two availability zones.
         for (n, az) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
-            let subnet = ec2.create_subnet().vpc_id(&vpc).cidr_block(format!("10.20.{n}.0/24")).availability_zone(*az).send().await.unwrap();
+            let subnet = ec2
+                .create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block(format!("10.20.{n}.0/24"))
+                .availability_zone(*az)
+                .send()
+                .await
+                .unwrap();
             subnets.push(subnet.subnet.unwrap().subnet_id.unwrap());
         }
         let security_group = ec2
@@ -111,7 +127,8 @@ impl Net {
     }
 
     pub(crate) fn settings(&self) -> RdsScratchSettings {
-        let mut settings = RdsScratchSettings::new("db.t4g.micro", &self.subnet_group, vec![self.security_group.clone()]);
+        let mut settings =
+            RdsScratchSettings::new("db.t4g.micro", &self.subnet_group, vec![self.security_group.clone()]);
         settings.parameter_group = Some(self.parameter_group.clone());
         settings.kms_key_id = Some(self.aws.kms_key_arn.clone());
         settings
@@ -164,7 +181,11 @@ pub(crate) fn in_an_hour() -> DateTime<Utc> {
 }
 
 fn tags(instance: &aws_sdk_rds::types::DbInstance) -> std::collections::HashMap<String, String> {
-    instance.tag_list().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap_or_default().to_string())).collect()
+    instance
+        .tag_list()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap_or_default().to_string()))
+        .collect()
 }
 
 pub(crate) async fn until_ready(poll: impl AsyncFn() -> Result<ScratchState, ScratchError>) -> ScratchEndpoint {
@@ -212,7 +233,8 @@ async fn rds_scratch_is_private_encrypted_tagged_ready_and_destroyed() {
     assert_eq!(instance.db_subnet_group().and_then(|g| g.db_subnet_group_name()), Some(net.subnet_group.as_str()));
     let groups: Vec<_> = instance.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect();
     assert_eq!(groups, [net.security_group.as_str()]);
-    let parameter_groups: Vec<_> = instance.db_parameter_groups().iter().filter_map(|g| g.db_parameter_group_name()).collect();
+    let parameter_groups: Vec<_> =
+        instance.db_parameter_groups().iter().filter_map(|g| g.db_parameter_group_name()).collect();
     assert_eq!(parameter_groups, [net.parameter_group.as_str()]);
     let sent = net.recorder.sent("CreateDBInstance");
     let sent = sent.last().expect("a CreateDBInstance request");
@@ -233,7 +255,11 @@ async fn rds_scratch_is_private_encrypted_tagged_ready_and_destroyed() {
         assert_eq!(sent.get(key).map(String::as_str), Some(value), "{key} in {sent:?}");
     }
     assert!(!sent.keys().any(|k| k == "MasterUserPassword"), "Backstop never chooses the password");
-    let secret_arn = instance.master_user_secret().and_then(|s| s.secret_arn()).expect("RDS manages the master password").to_string();
+    let secret_arn = instance
+        .master_user_secret()
+        .and_then(|s| s.secret_arn())
+        .expect("RDS manages the master password")
+        .to_string();
 
     scratch.destroy(&handle).await.unwrap();
     assert!(net.describe(&handle.id).await.is_none(), "the instance is gone");
@@ -241,7 +267,10 @@ async fn rds_scratch_is_private_encrypted_tagged_ready_and_destroyed() {
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0].get("SkipFinalSnapshot").map(String::as_str), Some("true"));
     assert_eq!(deleted[0].get("DeleteAutomatedBackups").map(String::as_str), Some("true"));
-    assert!(net.aws.clients.secrets.get_secret_value().secret_id(&secret_arn).send().await.is_err(), "RDS deleted its secret with the instance");
+    assert!(
+        net.aws.clients.secrets.get_secret_value().secret_id(&secret_arn).send().await.is_err(),
+        "RDS deleted its secret with the instance"
+    );
     scratch.destroy(&handle).await.expect("destroying what is gone is not an error");
     assert!(matches!(scratch.poll(&handle).await, Err(ScratchError::Failed { .. })));
 }
@@ -323,16 +352,24 @@ async fn rds_scratch_point_in_time_restore_uses_the_drill_network_and_tags() {
     let source = format!("orders-{}", net.id);
     net.foreign_instance(&source, &[("team", "orders")]).await;
 
-    let restorable = scratch.latest_restorable_time(&source).await.unwrap().expect("moto reports a latest restorable time");
+    let restorable =
+        scratch.latest_restorable_time(&source).await.unwrap().expect("moto reports a latest restorable time");
     assert!(restorable <= Utc::now() + chrono::Duration::seconds(5), "{restorable}");
     let drill = net.drill("pitr");
     let expires = in_an_hour();
 
     let handle = scratch.restore_to_point_in_time(&source, Some(restorable), &drill, expires).await.unwrap();
     assert_eq!(handle.kind, KIND_RDS_PITR);
-    assert_eq!(scratch.restore_to_point_in_time(&source, Some(restorable), &drill, expires).await.unwrap(), handle, "idempotent");
+    assert_eq!(
+        scratch.restore_to_point_in_time(&source, Some(restorable), &drill, expires).await.unwrap(),
+        handle,
+        "idempotent"
+    );
     let err = scratch.create(&spec(&drill, expires)).await.unwrap_err();
-    assert!(err.to_string().contains("point-in-time restore"), "the same drill id cannot turn a PITR copy into a plain scratch: {err}");
+    assert!(
+        err.to_string().contains("point-in-time restore"),
+        "the same drill id cannot turn a PITR copy into a plain scratch: {err}"
+    );
 
     let instance = net.describe(&handle.id).await.expect("the restored instance exists");
     let tags = tags(&instance);
@@ -344,7 +381,8 @@ async fn rds_scratch_point_in_time_restore_uses_the_drill_network_and_tags() {
     assert_eq!(instance.db_subnet_group().and_then(|g| g.db_subnet_group_name()), Some(net.subnet_group.as_str()));
     let groups: Vec<_> = instance.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect();
     assert_eq!(groups, [net.security_group.as_str()]);
-    let parameter_groups: Vec<_> = instance.db_parameter_groups().iter().filter_map(|g| g.db_parameter_group_name()).collect();
+    let parameter_groups: Vec<_> =
+        instance.db_parameter_groups().iter().filter_map(|g| g.db_parameter_group_name()).collect();
     assert_eq!(parameter_groups, [net.parameter_group.as_str()]);
     assert_eq!(instance.db_instance_class(), Some("db.t4g.micro"));
     // moto's restore ignores settings that are false or 0 (it keeps the source's): check what was sent.
@@ -367,16 +405,12 @@ async fn rds_scratch_point_in_time_restore_uses_the_drill_network_and_tags() {
     }
     assert!(sent.contains_key("RestoreTime") && !sent.contains_key("UseLatestRestorableTime"), "{sent:?}");
 
-    // The copy's password is the source's: the caller supplies it, or has RDS manage a new one.
+    // The copy's password is the source's: the caller supplies it.
     let err = scratch.poll(&handle).await.unwrap_err();
     assert!(err.to_string().contains("poll_with_credentials"), "{err}");
-    let given = until_ready(|| scratch.poll_with_credentials(&handle, "app", SecretString::from("source-password"))).await;
+    let given =
+        until_ready(|| scratch.poll_with_credentials(&handle, "app", SecretString::from("source-password"))).await;
     assert_eq!((given.user.as_str(), given.password.expose_secret()), ("app", "source-password"));
-    scratch.manage_master_password(&handle).await.unwrap();
-    scratch.manage_master_password(&handle).await.expect("a second call changes nothing");
-    let managed = until_ready(|| scratch.poll(&handle)).await;
-    assert_eq!(managed.user, "app", "the master user is the source's");
-    assert!(!managed.password.expose_secret().is_empty());
 
     // Restoring to the latest restorable time.
     let latest = scratch.restore_to_point_in_time(&source, None, &net.drill("latest"), expires).await.unwrap();
@@ -414,10 +448,20 @@ impl Restorer for RecordingRestorer {
     async fn recreate_database(&self, _: &ScratchEndpoint, _: &str) -> Result<(), RestoreError> {
         panic!("a point-in-time drill must never drop a database")
     }
-    async fn restore_sql(&self, _: &ScratchEndpoint, _: &str, _: Box<dyn std::io::Read + Send>) -> Result<(), RestoreError> {
+    async fn restore_sql(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: Box<dyn std::io::Read + Send>,
+    ) -> Result<(), RestoreError> {
         panic!("a point-in-time drill restores no dump")
     }
-    async fn fingerprint(&self, _: &ScratchEndpoint, _: &str, _: &str) -> Result<backstop::domain::fingerprint::DumpSummary, RestoreError> {
+    async fn fingerprint(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: &str,
+    ) -> Result<backstop::domain::fingerprint::DumpSummary, RestoreError> {
         panic!("a point-in-time drill has no fingerprint to compare")
     }
     async fn restore_framed(
@@ -432,7 +476,11 @@ impl Restorer for RecordingRestorer {
     async fn server_version(&self, _: &ScratchEndpoint) -> Result<String, RestoreError> {
         panic!("a point-in-time drill asks no version")
     }
-    async fn physical_check(&self, _: &ScratchEndpoint, _: &str) -> Result<backstop::ports::PhysicalCheckReport, RestoreError> {
+    async fn physical_check(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+    ) -> Result<backstop::ports::PhysicalCheckReport, RestoreError> {
         panic!("a point-in-time drill has no physical check")
     }
     async fn read_back(
@@ -444,7 +492,13 @@ impl Restorer for RecordingRestorer {
     ) -> Result<backstop::domain::fingerprint::Fingerprint, RestoreError> {
         panic!("a point-in-time drill has no fingerprint to compare")
     }
-    async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, _: Duration) -> Result<bool, RestoreError> {
+    async fn check(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        sql: &str,
+        _: Duration,
+    ) -> Result<bool, RestoreError> {
         let who = format!("{}:{}", server.user, server.password.expose_secret());
         self.checks.lock().unwrap().push((server.host.clone(), who, database.to_string(), sql.to_string()));
         Ok(self.answers.get(sql).copied().unwrap_or(true))
@@ -453,7 +507,10 @@ impl Restorer for RecordingRestorer {
 
 /// The verify job's point-in-time drill on moto: one phase per invocation, as a Lambda cut off between phases
 /// would run it; the copy is reached with the target's own credentials, checked, and deleted.
-async fn point_in_time_drill(net: &Net, restorer: Arc<RecordingRestorer>) -> (Vec<VerifyRun>, String, backstop::domain::drill::DrillRecord) {
+async fn point_in_time_drill(
+    net: &Net,
+    restorer: Arc<RecordingRestorer>,
+) -> (Vec<VerifyRun>, String, backstop::domain::drill::DrillRecord) {
     let source = format!("orders-{}", net.id);
     net.foreign_instance(&source, &[]).await;
     let target = TargetConfig {
@@ -481,7 +538,8 @@ async fn point_in_time_drill(net: &Net, restorer: Arc<RecordingRestorer>) -> (Ve
     let config = Arc::new(config);
     let backup = backstop::app::backup_deps(&config, &net.aws.clients, Arc::new(NoMetrics));
     let rds = Arc::new(net.scratch(settings));
-    let env: backstop::config::Env = [("ORDERS_PASSWORD".to_string(), "source-password".to_string())].into_iter().collect();
+    let env: backstop::config::Env =
+        [("ORDERS_PASSWORD".to_string(), "source-password".to_string())].into_iter().collect();
     let deps = VerifyDeps {
         store: backup.store,
         catalog: backup.catalog.clone(),
@@ -537,7 +595,10 @@ async fn point_in_time_drill_restores_the_source_checks_the_copy_and_deletes_it(
     assert_eq!(pitr.source_instance, source);
     let restore_time = pitr.restore_time.expect("the restore time is recorded");
     let rpo = drill.report.timings.rpo_seconds.expect("RPO against the latest restorable time");
-    assert!((rpo - (drill.started_at - restore_time).num_milliseconds() as f64 / 1000.0).abs() < 0.01, "{rpo} vs {restore_time}");
+    assert!(
+        (rpo - (drill.started_at - restore_time).num_milliseconds() as f64 / 1000.0).abs() < 0.01,
+        "{rpo} vs {restore_time}"
+    );
     assert!(drill.report.timings.rto_seconds.is_some());
 
     let handle = drill.scratch.as_ref().expect("the copy's handle is kept in the record");
@@ -571,10 +632,21 @@ async fn point_in_time_drill_with_a_failing_check_alerts_and_still_deletes_the_c
 
     assert_eq!(runs.last().unwrap().drills[0].outcome, Some(BackupStatus::VerifyFailed));
     assert_eq!(runs.last().unwrap().drills[0].failed_checks, ["user check has orders"]);
-    assert!(net.describe(&drill.scratch.as_ref().unwrap().id).await.is_none(), "the copy is deleted after a failure too");
+    assert!(
+        net.describe(&drill.scratch.as_ref().unwrap().id).await.is_none(),
+        "the copy is deleted after a failure too"
+    );
     let alerts = net.aws.alerts(1, Duration::from_secs(10)).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert!(alerts[0].subject.contains("FAILED") && alerts[0].subject.contains("user check has orders"), "{}", alerts[0].subject);
-    assert!(alerts[0].message.contains(&format!("point-in-time copy of RDS instance {source}")), "{}", alerts[0].message);
+    assert!(
+        alerts[0].subject.contains("FAILED") && alerts[0].subject.contains("user check has orders"),
+        "{}",
+        alerts[0].subject
+    );
+    assert!(
+        alerts[0].message.contains(&format!("point-in-time copy of RDS instance {source}")),
+        "{}",
+        alerts[0].message
+    );
     assert!(!alerts[0].raw.contains("source-password"), "the password never reaches an alert");
 }

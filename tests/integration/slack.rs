@@ -102,7 +102,9 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Post> {
     let mut request_line = lines.next()?.split(' ');
     let (method, path) = (request_line.next()?.to_string(), request_line.next()?.to_string());
     let header = |name: &str| {
-        head.split("\r\n").find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        head.split("\r\n").find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string())
+        })
     };
     let length: usize = header("content-length")?.parse().ok()?;
     while buffer.len() < head_end + length {
@@ -173,15 +175,22 @@ async fn slack_posts_block_kit_json_with_fallback_text_to_the_webhook() {
     let post = &posts[0];
     assert_eq!((post.method.as_str(), post.path.as_str()), ("POST", SECRET_PATH));
     assert!(post.content_type.starts_with("application/json"), "{}", post.content_type);
-    assert_eq!(post.body["text"], ":rotating_light: CRITICAL: Backstop: backup of orders FAILED: pg_dump exited with status 1 (orders)");
+    assert_eq!(
+        post.body["text"],
+        ":rotating_light: CRITICAL: Backstop: backup of orders FAILED: pg_dump exited with status 1 (orders)"
+    );
     let blocks = post.body["blocks"].as_array().unwrap();
     let kinds: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["header", "section", "context"]);
-    assert_eq!(blocks[0]["text"]["text"], ":rotating_light: CRITICAL: Backstop: backup of orders FAILED: pg_dump exited with status 1");
+    assert_eq!(
+        blocks[0]["text"]["text"],
+        ":rotating_light: CRITICAL: Backstop: backup of orders FAILED: pg_dump exited with status 1"
+    );
     let section = blocks[1]["text"]["text"].as_str().unwrap();
     assert!(section.starts_with("Backstop could not back up target \"orders\""), "{section}");
     assert!(section.contains("FATAL: password authentication failed"), "{section}");
-    let context: Vec<&str> = blocks[2]["elements"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
+    let context: Vec<&str> =
+        blocks[2]["elements"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
     assert_eq!(context[0], "*Target:* orders");
     assert_eq!(context[1], "*Job:* backup");
     assert!(context[2].starts_with("*Time:* <!date^1795312807^"), "{}", context[2]);
@@ -190,7 +199,14 @@ async fn slack_posts_block_kit_json_with_fallback_text_to_the_webhook() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_two_500s_then_200_is_three_posts_and_success() {
-    let stub = WebhookStub::start(|n| if n < 2 { Reply::Status(500, "internal_error", None) } else { Reply::Status(200, "ok", None) }).await;
+    let stub = WebhookStub::start(|n| {
+        if n < 2 {
+            Reply::Status(500, "internal_error", None)
+        } else {
+            Reply::Status(200, "ok", None)
+        }
+    })
+    .await;
     let notifier = notifier_for(&stub.url, fast_policy(4)).await;
     let answer = app::handle_notify_event(&notifier, &example_event()).await.unwrap();
     assert_eq!(answer["delivered"], 1);
@@ -240,12 +256,23 @@ async fn slack_a_revoked_webhook_is_final_and_its_url_redacted_even_when_the_ans
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_429_waits_for_retry_after_then_posts_again() {
-    let stub = WebhookStub::start(|n| if n == 0 { Reply::Status(429, "rate_limited", Some(1)) } else { Reply::Status(200, "ok", None) }).await;
+    let stub = WebhookStub::start(|n| {
+        if n == 0 {
+            Reply::Status(429, "rate_limited", Some(1))
+        } else {
+            Reply::Status(200, "ok", None)
+        }
+    })
+    .await;
     let notifier = notifier_for(&stub.url, fast_policy(3)).await;
     let started = Instant::now();
     app::handle_notify_event(&notifier, &example_event()).await.unwrap();
     assert_eq!(stub.posts().len(), 2);
-    assert!(started.elapsed() >= Duration::from_secs(1), "retried after {:?}, before Slack's Retry-After: 1", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "retried after {:?}, before Slack's Retry-After: 1",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +292,11 @@ async fn slack_an_unreachable_webhook_fails_after_bounded_attempts_without_namin
     let started = Instant::now();
     let error = app::handle_notify_event(&notifier, &example_event()).await.unwrap_err();
     assert_eq!(error.error_type, app::ErrorType::SlackUnavailable);
-    assert!(error.message.contains("failed 3 time(s)") && error.message.contains("cannot connect"), "{}", error.message);
+    assert!(
+        error.message.contains("failed 3 time(s)") && error.message.contains("cannot connect"),
+        "{}",
+        error.message
+    );
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert_no_url(&error, &url);
 }
@@ -275,7 +306,10 @@ async fn slack_a_malformed_record_is_dropped_and_the_invocation_succeeds() {
     let stub = WebhookStub::start(|_| Reply::Status(200, "ok", None)).await;
     let notifier = notifier_for(&stub.url, fast_policy(3)).await;
     let mut event = example_event();
-    event["Records"].as_array_mut().unwrap().insert(0, json!({"EventSource": "aws:sns", "Sns": {"MessageId": "broken-1", "Subject": "no message"}}));
+    event["Records"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"EventSource": "aws:sns", "Sns": {"MessageId": "broken-1", "Subject": "no message"}}));
     let answer = app::handle_notify_event(&notifier, &event).await.unwrap();
     assert_eq!(answer["delivered"], 1);
     assert_eq!(answer["dropped"][0]["message_id"], "broken-1");
@@ -308,7 +342,12 @@ async fn slack_webhook_url_from_an_ssm_securestring_parameter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_a_missing_secret_fails_with_its_name_and_posts_nothing() {
     let sdk = sdk().await;
-    let notifier = app::notifier(WebhookSource::SecretsManager { secret_id: "backstop/no-such-slack-secret".into() }, &sdk, fast_policy(3)).unwrap();
+    let notifier = app::notifier(
+        WebhookSource::SecretsManager { secret_id: "backstop/no-such-slack-secret".into() },
+        &sdk,
+        fast_policy(3),
+    )
+    .unwrap();
     let error = app::handle_notify_event(&notifier, &example_event()).await.unwrap_err();
     assert_eq!(error.error_type, app::ErrorType::SlackUnavailable);
     assert!(error.message.contains("backstop/no-such-slack-secret"), "{}", error.message);

@@ -62,7 +62,10 @@ fn no_arn_hard_codes_the_aws_partition() {
         let mut found = Vec::new();
         strings(&template, String::new(), &mut found);
         let hard_coded: Vec<_> = found.iter().filter(|(_, s)| s.contains("arn:aws:")).collect();
-        assert!(hard_coded.is_empty(), "{path}: use arn:${{AWS::Partition}}: (or a DefinitionSubstitutions entry) in {hard_coded:?}");
+        assert!(
+            hard_coded.is_empty(),
+            "{path}: use arn:${{AWS::Partition}}: (or a DefinitionSubstitutions entry) in {hard_coded:?}"
+        );
         assert!(found.len() > 20, "{path}: the walk saw the template's strings");
     }
 }
@@ -101,7 +104,11 @@ fn every_schedule_gets_a_generated_name() {
         let Some(events) = resource["Properties"]["Events"].as_mapping() else { continue };
         for (event, e) in events.iter().filter(|(_, e)| e["Type"].as_str() == Some("ScheduleV2")) {
             schedules += 1;
-            assert_eq!(e["Properties"]["OmitName"].as_bool(), Some(true), "{name:?} {event:?}: OmitName: true, so two stacks can live in one account and region");
+            assert_eq!(
+                e["Properties"]["OmitName"].as_bool(),
+                Some(true),
+                "{name:?} {event:?}: OmitName: true, so two stacks can live in one account and region"
+            );
             assert!(e["Properties"]["Name"].is_null(), "{name:?} {event:?}: a fixed schedule name");
         }
     }
@@ -111,7 +118,8 @@ fn every_schedule_gets_a_generated_name() {
 #[test]
 fn the_bucket_refuses_puts_under_another_key() {
     let template = template();
-    let statements = template["Resources"]["BackupBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"].as_sequence().unwrap();
+    let statements =
+        template["Resources"]["BackupBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"].as_sequence().unwrap();
     let pinned = statements.iter().any(|s| {
         let key = &s["Condition"]["StringNotEqualsIfExists"]["s3:x-amz-server-side-encryption-aws-kms-key-id"];
         s["Effect"].as_str() == Some("Deny")
@@ -132,7 +140,8 @@ fn key_policy_service_statements_hold_for_this_account_only() {
                 services += 1;
                 let condition = &statement["Condition"];
                 assert!(
-                    !condition["StringEquals"]["aws:SourceAccount"].is_null() && !condition["ArnLike"]["aws:SourceArn"].is_null(),
+                    !condition["StringEquals"]["aws:SourceAccount"].is_null()
+                        && !condition["ArnLike"]["aws:SourceArn"].is_null(),
                     "{path} {name:?} {:?}: a service principal without aws:SourceAccount and aws:SourceArn conditions",
                     statement["Sid"]
                 );
@@ -145,17 +154,31 @@ fn key_policy_service_statements_hold_for_this_account_only() {
 #[test]
 fn arn_parameters_take_whole_arns_and_the_replica_comes_whole() {
     let template = template();
-    for parameter in ["DatabaseSecretArns", "PitrSourceInstanceArns", "PitrSourceKmsKeyArns", "ReplicaBucketArn", "ReplicaKmsKeyArn", "SlackWebhookSecretArn", "PgClientLayerArn"] {
-        let pattern = template["Parameters"][parameter]["AllowedPattern"].as_str().unwrap_or_else(|| panic!("{parameter} has no AllowedPattern"));
+    for parameter in [
+        "DatabaseSecretArns",
+        "PitrSourceInstanceArns",
+        "PitrSourceKmsKeyArns",
+        "ReplicaBucketArn",
+        "ReplicaKmsKeyArn",
+        "SlackWebhookSecretArn",
+        "PgClientLayerArn",
+    ] {
+        let pattern = template["Parameters"][parameter]["AllowedPattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{parameter} has no AllowedPattern"));
         // Every one of them ends up in an IAM Resource: a pattern that lets `*` through lets a wildcard grant in.
-        let class_with_star = pattern.split('[').skip(1).any(|class| class.split(']').next().unwrap_or_default().contains('*'));
+        let class_with_star =
+            pattern.split('[').skip(1).any(|class| class.split(']').next().unwrap_or_default().contains('*'));
         let lets_star_in = pattern.contains(".*") || pattern.contains(".+") || class_with_star;
         let whole_arn = pattern.starts_with("^$|^arn:aws") && pattern.ends_with('$');
         assert!(whole_arn, "{parameter}: {pattern}");
         assert!(!lets_star_in, "{parameter}: a wildcard ARN would become an IAM wildcard: {pattern}");
     }
     let rule = format!("{:?}", template["Rules"]["ReplicaBucketAndKeyTogether"]);
-    assert!(rule.contains("ReplicaBucketArn") && rule.contains("ReplicaKmsKeyArn"), "a rule refuses one without the other: {rule}");
+    assert!(
+        rule.contains("ReplicaBucketArn") && rule.contains("ReplicaKmsKeyArn"),
+        "a rule refuses one without the other: {rule}"
+    );
 }
 
 #[test]
@@ -176,10 +199,17 @@ fn every_filter_policy_lets_the_alarms_through() {
     }
     for doc in ["docs/deploy.md", "docs/operations.md", "docs/configuration.md"] {
         let text = std::fs::read_to_string(backstop_tests::repo_root().join(doc)).unwrap();
-        for (at, _) in text.match_indices("FilterPolicy").chain(text.match_indices("{\"severity\": [")).chain(text.match_indices("{\"target\": [")) {
+        for (at, _) in text
+            .match_indices("FilterPolicy")
+            .chain(text.match_indices("{\"severity\": ["))
+            .chain(text.match_indices("{\"target\": ["))
+        {
             let policy: String = text[at..].chars().take_while(|c| *c != '}' && *c != '\n').collect();
             let rest = &text[at..(at + 200).min(text.len())];
-            assert!(rest.contains("exists"), "{doc}: a documented filter policy that drops CloudWatch alarms: {policy}…");
+            assert!(
+                rest.contains("exists"),
+                "{doc}: a documented filter policy that drops CloudWatch alarms: {policy}…"
+            );
             policies.push(policy);
         }
     }
@@ -194,7 +224,10 @@ fn default_cron_times_exist_once_every_day_in_every_time_zone() {
         let Some(default) = parameter["Default"].as_str().and_then(|d| d.strip_prefix("cron(")) else { continue };
         crons += 1;
         let fields: Vec<&str> = default.trim_end_matches(')').split_whitespace().collect();
-        let hours: Vec<u32> = fields[1].split(',').map(|h| h.parse().unwrap_or_else(|_| panic!("{name:?}: hour field {:?}: use fixed hours", fields[1]))).collect();
+        let hours: Vec<u32> = fields[1]
+            .split(',')
+            .map(|h| h.parse().unwrap_or_else(|_| panic!("{name:?}: hour field {:?}: use fixed hours", fields[1])))
+            .collect();
         assert!(hours.iter().all(|h| (4..24).contains(h)), "{name:?} = cron({default}: an hour between 00 and 03 is skipped or repeated on a DST change day in many zones");
     }
     assert!(crons >= 3, "backup, verify and purge default to cron expressions");
@@ -208,21 +241,32 @@ fn age_alarms_tolerate_one_late_hour_and_a_stopped_monitor_has_its_own_alarm() {
         let p = &resources[alarm]["Properties"];
         let (n, m) = (p["EvaluationPeriods"].as_u64().unwrap(), p["DatapointsToAlarm"].as_u64().unwrap_or(0));
         assert!(m >= 2 && n >= m, "{alarm}: {m} of {n} periods");
-        assert_ne!(p["TreatMissingData"].as_str(), Some("breaching"), "{alarm}: missing data would fire it from the deploy until the first backup");
+        assert_ne!(
+            p["TreatMissingData"].as_str(),
+            Some("breaching"),
+            "{alarm}: missing data would fire it from the deploy until the first backup"
+        );
     }
     let monitor = &resources["MonitorNotRunningAlarm"]["Properties"];
-    assert_eq!((monitor["Namespace"].as_str(), monitor["MetricName"].as_str()), (Some("AWS/Lambda"), Some("Invocations")));
+    assert_eq!(
+        (monitor["Namespace"].as_str(), monitor["MetricName"].as_str()),
+        (Some("AWS/Lambda"), Some("Invocations"))
+    );
     assert_eq!(monitor["TreatMissingData"].as_str(), Some("breaching"), "no invocation reports no data");
 }
 
 #[test]
 fn scratch_classes_come_from_a_list_and_cpu_bound_functions_get_two_vcpus() {
     let template = template();
-    let classes = template["Parameters"]["ScratchInstanceClass"]["AllowedValues"].as_sequence().expect("an allowed list");
+    let classes =
+        template["Parameters"]["ScratchInstanceClass"]["AllowedValues"].as_sequence().expect("an allowed list");
     assert!(classes.iter().all(|c| c.as_str().is_some_and(|c| c.starts_with("db."))));
     for (function, parameter) in [("BackupFunction", "BackupMemoryMB"), ("VerifyFunction", "VerifyMemoryMB")] {
         let memory = &template["Resources"][function]["Properties"]["MemorySize"];
-        assert!(matches!(memory, Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(parameter)), "{function}: MemorySize from {parameter}");
+        assert!(
+            matches!(memory, Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(parameter)),
+            "{function}: MemorySize from {parameter}"
+        );
         let default = template["Parameters"][parameter]["Default"].as_u64().unwrap();
         // Lambda grants one vCPU per 1769 MB; the stream needs about a vCPU and a half (docs/benchmarks.md).
         assert!(default >= 2 * 1769, "{parameter} = {default} MB is under two vCPUs");
@@ -238,7 +282,10 @@ fn assert_retained(template: &Value, reference: &Value, owner: &str) {
     };
     let group = &template["Resources"][name.as_str()];
     assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{owner} logs to {name}");
-    assert!(matches!(&group["Properties"]["RetentionInDays"], Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some("LogRetentionDays")), "{name} keeps logs for LogRetentionDays");
+    assert!(
+        matches!(&group["Properties"]["RetentionInDays"], Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some("LogRetentionDays")),
+        "{name} keeps logs for LogRetentionDays"
+    );
 }
 
 #[test]
@@ -254,7 +301,8 @@ fn every_function_and_the_state_machine_log_to_a_group_with_a_retention() {
             }
             Some("AWS::Serverless::StateMachine") => {
                 owners += 1;
-                let destination = &resource["Properties"]["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"];
+                let destination =
+                    &resource["Properties"]["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"];
                 assert_retained(&template, destination, name);
             }
             _ => {}
@@ -271,7 +319,10 @@ fn replication_failures_alarm_and_object_lock_with_replication_is_refused() {
     let alarm = &template["Resources"]["ReplicationFailedAlarm"];
     assert_eq!(alarm["Condition"].as_str(), Some("Replicate"));
     assert_eq!(alarm["Properties"]["MetricName"].as_str(), Some("OperationsFailedReplication"));
-    assert!(format!("{:?}", alarm["Properties"]["Dimensions"]).contains("DisasterRecoveryCopy"), "the alarm reads the replication rule's own metric");
+    assert!(
+        format!("{:?}", alarm["Properties"]["Dimensions"]).contains("DisasterRecoveryCopy"),
+        "the alarm reads the replication rule's own metric"
+    );
     let refused = format!("{:?}", template["Rules"]["NoObjectLockWithReplication"]);
     assert!(refused.contains("ObjectLockDays") && refused.contains("ReplicaBucketArn"), "{refused}");
 }
@@ -279,14 +330,18 @@ fn replication_failures_alarm_and_object_lock_with_replication_is_refused() {
 #[test]
 fn drill_tasks_time_out_and_retry_crashed_invocations() {
     let template = template();
-    let states = template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"]["States"].as_mapping().unwrap();
+    let states =
+        template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"]["States"].as_mapping().unwrap();
     let mut tasks = 0;
     for (name, state) in states.iter().filter(|(_, s)| s["Type"].as_str() == Some("Task")) {
         tasks += 1;
         let timeout = state["TimeoutSeconds"].as_u64().unwrap_or_else(|| panic!("{name:?} has no TimeoutSeconds: a hung invocation would hold the execution until its own timeout, with no Catch"));
         assert!((901..=1200).contains(&timeout), "{name:?}: {timeout} s, just past the function's 900 s");
         let retries = format!("{:?}", state["Retry"]);
-        assert!(retries.contains("Lambda.Unknown") && retries.contains("States.Timeout"), "{name:?} abandons the drills at a crash: {retries}");
+        assert!(
+            retries.contains("Lambda.Unknown") && retries.contains("States.Timeout"),
+            "{name:?} abandons the drills at a crash: {retries}"
+        );
     }
     assert_eq!(tasks, 3, "StartDrills, ResumeDrills, Abandon");
 }
@@ -326,15 +381,21 @@ fn the_drill_loop_is_bounded_by_elapsed_time_and_leaves_room_to_abandon() {
     let definition = &template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"];
     let states = &definition["States"];
     let text = format!("{definition:?}");
-    assert!(!text.contains("polls") && !text.contains("MathAdd"), "a count of polls stretches with every retry: bound the loop on time");
+    assert!(
+        !text.contains("polls") && !text.contains("MathAdd"),
+        "a count of polls stretches with every retry: bound the loop on time"
+    );
 
     // The Choice that gives up compares the time it is entered with the execution's start.
     let choices = states["AllDone"]["Choices"].as_sequence().unwrap();
-    let give_up = choices.iter().find(|c| c["Next"].as_str() == Some("Abandon")).expect("AllDone gives up into Abandon");
+    let give_up =
+        choices.iter().find(|c| c["Next"].as_str() == Some("Abandon")).expect("AllDone gives up into Abandon");
     assert_eq!(states["AllDone"]["QueryLanguage"].as_str(), Some("JSONata"));
     let condition = give_up["Condition"].as_str().unwrap();
     assert!(
-        condition.contains("$toMillis($states.context.State.EnteredTime) - $toMillis($states.context.Execution.StartTime) >="),
+        condition.contains(
+            "$toMillis($states.context.State.EnteredTime) - $toMillis($states.context.Execution.StartTime) >="
+        ),
         "{condition}"
     );
     let bound_ms: u64 = condition.rsplit(">=").next().unwrap().trim().trim_end_matches("%}").trim().parse().unwrap();
@@ -342,7 +403,10 @@ fn the_drill_loop_is_bounded_by_elapsed_time_and_leaves_room_to_abandon() {
     // After the bound: one more wait and poll (hung, retried to the end), then Abandon's own invocation; all of
     // it before the execution's timeout, which runs no Catch.
     let wait = states["WaitForScratch"]["Seconds"].as_u64().unwrap();
-    let worst = bound_ms / 1000 + wait + hung_task_seconds(&states["ResumeDrills"]) + states["Abandon"]["TimeoutSeconds"].as_u64().unwrap();
+    let worst = bound_ms / 1000
+        + wait
+        + hung_task_seconds(&states["ResumeDrills"])
+        + states["Abandon"]["TimeoutSeconds"].as_u64().unwrap();
     let execution = definition["TimeoutSeconds"].as_u64().unwrap();
     assert!(worst <= execution, "giving up at {} s leaves Abandon no room: {worst} s > {execution} s", bound_ms / 1000);
     // And the execution ends within the scratch lifetime (6 h by default), past which the sweep deletes instances.
@@ -376,7 +440,10 @@ fn targets_reach_the_functions_through_a_parameter_not_their_environment() {
             .unwrap_or_else(|| panic!("{name:?} cannot read its targets: {policies}"));
         assert_eq!(statement["Action"].as_str(), Some("ssm:GetParameter"));
         let resource_arn = format!("{:?}", statement["Resource"]);
-        assert!(resource_arn.contains(":parameter${Name}") && resource_arn.contains(&format!("{source:?}")), "{name:?}: {resource_arn}");
+        assert!(
+            resource_arn.contains(":parameter${Name}") && resource_arn.contains(&format!("{source:?}")),
+            "{name:?}: {resource_arn}"
+        );
     }
     assert_eq!(readers, 4, "backup, verify, purge and monitor");
     let rule = format!("{:?}", template["Rules"]["TargetsFromOnePlace"]);
@@ -405,7 +472,10 @@ fn a_replica_in_another_account_trusts_only_the_named_replication_role_and_only_
     }
     assert!(destination.contains("DeleteMarkerReplication") && destination.contains("Disabled"), "{destination}");
     let role = &template["Resources"]["ReplicationRole"]["Properties"];
-    assert!(format!("{:?}", role["RoleName"]).contains("ReplicationRoleName"), "the replica's policies name the role: it needs a fixed name");
+    assert!(
+        format!("{:?}", role["RoleName"]).contains("ReplicationRoleName"),
+        "the replica's policies name the role: it needs a fixed name"
+    );
     let ownership = &template["Resources"]["ReplicaOwnershipPolicy"];
     assert_eq!(ownership["Condition"].as_str(), Some("CrossAccountReplica"));
     assert!(format!("{:?}", ownership["Properties"]).contains("s3:ObjectOwnerOverrideToBucketOwner"));
@@ -439,7 +509,13 @@ fn a_replica_in_another_account_trusts_only_the_named_replication_role_and_only_
     granted.sort();
     assert_eq!(
         granted,
-        ["kms:Encrypt", "s3:GetBucketVersioning", "s3:ObjectOwnerOverrideToBucketOwner", "s3:ReplicateObject", "s3:ReplicateTags"],
+        [
+            "kms:Encrypt",
+            "s3:GetBucketVersioning",
+            "s3:ObjectOwnerOverrideToBucketOwner",
+            "s3:ReplicateObject",
+            "s3:ReplicateTags"
+        ],
         "the source's role writes and encrypts replicas, and nothing more"
     );
     let ownership = format!("{:?}", replica["Resources"]["ReplicaBucket"]["Properties"]["OwnershipControls"]);
@@ -454,7 +530,14 @@ fn the_deploy_guide_describes_every_parameter_of_both_stacks() {
     let documented: std::collections::BTreeSet<String> = guide
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
-        .flat_map(|rest| rest.split(" |").next().unwrap().split(", ").map(|name| name.trim_matches('`').to_string()).collect::<Vec<_>>())
+        .flat_map(|rest| {
+            rest.split(" |")
+                .next()
+                .unwrap()
+                .split(", ")
+                .map(|name| name.trim_matches('`').to_string())
+                .collect::<Vec<_>>()
+        })
         .collect();
     for path in ["template.yaml", "infra/replica.yaml"] {
         let template = load(path);

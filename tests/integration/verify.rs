@@ -78,7 +78,12 @@ fn catalog(aws: &AwsFixture) -> DynamoCatalog {
 /// The drills' scratch clusters (not the template they are copied from, which stays for the next drill).
 fn scratch_clusters(d: &Drill) -> Vec<String> {
     std::fs::read_dir(d.scratch_dir.path())
-        .map(|e| e.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with("template-")).collect())
+        .map(|e| {
+            e.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with("template-"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -99,27 +104,43 @@ async fn reframe(aws: &AwsFixture, record: &BackupRecord, sql: String) {
     let scratch = backstop::adapters::memory::MemoryStore::default();
     let upload = scratch.create_multipart("reframed", "application/zstd").await.unwrap();
     let settings = backstop::pipeline::stream::StreamSettings::new(Codec::Zstd, 1);
-    let streamed = backstop::pipeline::stream::stream_to_upload(Box::new(std::io::Cursor::new(sql.into_bytes())), upload.clone(), settings, Arc::default()).await.unwrap();
+    let streamed = backstop::pipeline::stream::stream_to_upload(
+        Box::new(std::io::Cursor::new(sql.into_bytes())),
+        upload.clone(),
+        settings,
+        Arc::default(),
+    )
+    .await
+    .unwrap();
     upload.complete(streamed.parts.clone()).await.unwrap();
     let bytes = scratch.object_bytes("reframed").unwrap();
     let dump_key = record.dump.as_ref().unwrap().key.clone();
     let dump_version = put_version(aws, &dump_key, bytes.to_vec(), true).await;
 
     let manifest_ref = record.manifest.clone().unwrap();
-    let mut manifest: backstop::domain::Manifest = serde_json::from_slice(&aws.object(&manifest_ref.key).await).unwrap();
+    let mut manifest: backstop::domain::Manifest =
+        serde_json::from_slice(&aws.object(&manifest_ref.key).await).unwrap();
     manifest.dump.version_id = Some(dump_version.clone());
     manifest.dump.sha256 = streamed.sha256.clone();
     manifest.dump.size = streamed.stored_bytes;
     manifest.layout = Some(streamed.layout);
     manifest.raw_bytes = streamed.summary.raw_bytes;
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).unwrap();
-    let manifest_sha = { use sha2::Digest; hex::encode(sha2::Sha256::digest(&manifest_bytes)) };
+    let manifest_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&manifest_bytes))
+    };
     let manifest_size = manifest_bytes.len() as u64;
     let manifest_version = put_version(aws, &manifest_ref.key, manifest_bytes, true).await;
 
     let mut changed = record.clone();
     changed.dump = Some(manifest.dump.clone());
-    changed.manifest = Some(backstop::domain::ObjectRef { key: manifest_ref.key, version_id: Some(manifest_version), size: manifest_size, sha256: manifest_sha });
+    changed.manifest = Some(backstop::domain::ObjectRef {
+        key: manifest_ref.key,
+        version_id: Some(manifest_version),
+        size: manifest_size,
+        sha256: manifest_sha,
+    });
     catalog(aws).update_backup(&changed, record.status).await.unwrap();
 }
 
@@ -150,18 +171,40 @@ async fn a_good_backup_verifies_and_the_report_lists_every_table() {
     assert_eq!(drill.backup_id, record.backup_id, "the latest backup is the one drilled");
 
     let stored = catalog(&d.aws).recent_drills("app", 5).await.unwrap().remove(0);
-    let tables: Vec<String> = stored.report.checks.iter().filter_map(|c| match &c.name {
-        backstop::domain::verification::CheckName::Table { schema, name } => Some(format!("{schema}.{name}")),
-        _ => None,
-    }).collect();
+    let tables: Vec<String> = stored
+        .report
+        .checks
+        .iter()
+        .filter_map(|c| match &c.name {
+            backstop::domain::verification::CheckName::Table { schema, name } => Some(format!("{schema}.{name}")),
+            _ => None,
+        })
+        .collect();
     let manifest = manifest(&d.aws, &record).await;
     assert_eq!(tables.len(), manifest.fingerprint.tables.len(), "every table is in the report: {tables:?}");
     assert_eq!(tables.len(), 9);
-    for label in ["object_version", "object_encryption", "object_checksum", "roles", "restore", "table_set", "schema_digest", "sequences", "large_objects", "user check has rows"] {
+    for label in [
+        "object_version",
+        "object_encryption",
+        "object_checksum",
+        "roles",
+        "restore",
+        "table_set",
+        "schema_digest",
+        "sequences",
+        "large_objects",
+        "user check has rows",
+    ] {
         assert!(stored.report.checks.iter().any(|c| c.name.label() == label), "{label} is in the report");
     }
-    let detail = |label: &str| stored.report.checks.iter().find(|c| c.name.label() == label).map(|c| format!("{:?}", c.outcome)).unwrap();
-    assert!(detail("restore").contains("in parallel"), "a framed backup restores over several connections: {}", detail("restore"));
+    let detail = |label: &str| {
+        stored.report.checks.iter().find(|c| c.name.label() == label).map(|c| format!("{:?}", c.outcome)).unwrap()
+    };
+    assert!(
+        detail("restore").contains("in parallel"),
+        "a framed backup restores over several connections: {}",
+        detail("restore")
+    );
     assert!(detail("table sales.order_items").contains("digest equal"), "{}", detail("table sales.order_items"));
     let t = &stored.report.timings;
     assert!(t.rto_seconds.unwrap() > 0.0 && t.rpo_seconds.unwrap() >= 0.0 && t.restore_seconds.is_some());
@@ -175,7 +218,10 @@ async fn a_good_backup_verifies_and_the_report_lists_every_table() {
     // Row counts only: the same verdict, with the tables counted rather than read back.
     let mut counting = d.config.clone();
     counting.verify.rows = backstop::domain::verification::RowCheck::Counts;
-    let run = app::verify_job(Arc::new(counting), &d.aws.clients, Arc::new(NoMetrics)).run(&verify_request(Some(&record), None)).await.unwrap();
+    let run = app::verify_job(Arc::new(counting), &d.aws.clients, Arc::new(NoMetrics))
+        .run(&verify_request(Some(&record), None))
+        .await
+        .unwrap();
     assert_eq!(run.drills[0].outcome, Some(BackupStatus::Verified), "{:?}", run.drills[0].failed_checks);
     let stored = catalog(&d.aws).recent_drills("app", 5).await.unwrap().remove(0);
     let items = stored.report.checks.iter().find(|c| c.name.label() == "table sales.order_items").unwrap();
@@ -236,7 +282,11 @@ async fn each_kind_of_damage_fails_the_drill_naming_the_check_and_alerting() {
     for ((what, check), run) in cases.iter().zip([truncated, flipped, unencrypted, row_changed, overwritten]) {
         let drill = &run.drills[0];
         assert_eq!(drill.outcome, Some(BackupStatus::VerifyFailed), "{what}: {}", drill.message);
-        assert!(drill.failed_checks.iter().any(|c| c == check), "{what}: {check} should fail, failed: {:?}", drill.failed_checks);
+        assert!(
+            drill.failed_checks.iter().any(|c| c == check),
+            "{what}: {check} should fail, failed: {:?}",
+            drill.failed_checks
+        );
     }
     let after = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
     assert_eq!(after.status, BackupStatus::VerifyFailed);
@@ -268,7 +318,10 @@ async fn a_drill_over_budget_warns_one_within_budget_notifies_and_both_emit_metr
     d.config.verify.rto_budget = Some(Duration::from_millis(1));
     let over = drill(&d).await;
     assert_eq!(over.len(), 1, "{over:?}");
-    assert!(over[0].subject.contains("over budget") && over[0].message.contains("exceeds the budget of 0 s"), "{over:?}");
+    assert!(
+        over[0].subject.contains("over budget") && over[0].message.contains("exceeds the budget of 0 s"),
+        "{over:?}"
+    );
 
     d.config.verify.rto_budget = Some(Duration::from_secs(3600));
     let within = drill(&d).await;
@@ -276,17 +329,26 @@ async fn a_drill_over_budget_warns_one_within_budget_notifies_and_both_emit_metr
     assert!(within[0].subject.contains("verified by a restore drill"), "{within:?}");
 
     let lines = metrics.0.lock().unwrap().clone();
-    let sweeps: Vec<serde_json::Value> =
-        lines.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v.get("SweepFailures").is_some()).collect();
+    let sweeps: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("SweepFailures").is_some())
+        .collect();
     assert_eq!(sweeps.len(), 2, "each run reports its sweep: {lines:?}");
     assert!(sweeps.iter().all(|v| v["SweepFailures"] == 0.0 && v["Job"] == "verify"), "{sweeps:?}");
-    let verdicts: Vec<serde_json::Value> =
-        lines.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v.get("VerifySuccess").is_some()).collect();
+    let verdicts: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("VerifySuccess").is_some())
+        .collect();
     assert_eq!(verdicts.len(), 2, "{lines:?}");
     for v in &verdicts {
         assert_eq!(v["Target"], "app");
         assert_eq!(v["VerifySuccess"], 1.0);
-        assert!(v["VerifyRtoSeconds"].as_f64().unwrap() > 0.0 && v["VerifyRestoreSeconds"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(
+            v["VerifyRtoSeconds"].as_f64().unwrap() > 0.0 && v["VerifyRestoreSeconds"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
         let declared = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
         assert!(declared.iter().any(|m| m["Name"] == "VerifyRtoSeconds" && m["Unit"] == "Seconds"), "{v}");
     }
@@ -357,7 +419,11 @@ async fn a_verify_killed_mid_restore_resumes_after_its_lease_and_cleans_up() {
     };
     assert_eq!(killed_in, DrillPhase::Restoring, "killed while restoring");
     let left = catalog(&d.aws).recent_drills("app", 5).await.unwrap();
-    assert_eq!((left.len(), left[0].phase), (1, DrillPhase::Restoring), "the dead run's drill is left mid-restore: {left:?}");
+    assert_eq!(
+        (left.len(), left[0].phase),
+        (1, DrillPhase::Restoring),
+        "the dead run's drill is left mid-restore: {left:?}"
+    );
     assert_eq!(scratch_clusters(&d).len(), 1, "and its scratch cluster with it");
 
     let out = cli().output().unwrap();
@@ -367,7 +433,10 @@ async fn a_verify_killed_mid_restore_resumes_after_its_lease_and_cleans_up() {
     assert_eq!(drills.len(), 1, "the same drill, resumed, not a second one: {drills:?}");
     assert_eq!(drills[0].phase, DrillPhase::Done);
     assert!(drills[0].report.passed(), "{:?}", drills[0].report);
-    assert_eq!(catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status, BackupStatus::Verified);
+    assert_eq!(
+        catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status,
+        BackupStatus::Verified
+    );
     assert_eq!(scratch_clusters(&d), Vec::<String>::new(), "no scratch cluster is left on disk");
     let scratch_path = d.scratch_dir.path().to_string_lossy().into_owned();
     let running: Vec<String> = std::fs::read_dir("/proc")
@@ -399,7 +468,10 @@ async fn a_drill_cut_off_between_phases_resumes_and_leaves_nothing_behind() {
     assert!(third.done);
     assert_eq!(third.drills[0].drill_id, first.drills[0].drill_id);
     assert_eq!(third.drills[0].outcome, Some(BackupStatus::Verified), "{:?}", third.drills[0].failed_checks);
-    assert_eq!(catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status, BackupStatus::Verified);
+    assert_eq!(
+        catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status,
+        BackupStatus::Verified
+    );
     assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
 }
 
@@ -432,7 +504,8 @@ async fn a_client_older_than_the_backups_server_fails_the_drill_naming_the_layer
     assert_eq!(alerts.len(), 1);
     let major = record.server_version.as_deref().unwrap().split('.').next().unwrap().to_string();
     assert!(
-        alerts[0].message.contains("client programs are version 14") && alerts[0].message.contains(&format!("PostgreSQL {major} client layer")),
+        alerts[0].message.contains("client programs are version 14")
+            && alerts[0].message.contains(&format!("PostgreSQL {major} client layer")),
         "{}",
         alerts[0].message
     );
@@ -457,10 +530,17 @@ async fn an_abandoned_drill_is_failed_cleaned_up_and_alerted() {
     assert_eq!(last.drills[0].outcome, Some(BackupStatus::VerifyFailed));
     assert_eq!(last.drills[0].failed_checks, ["restore"]);
     assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
-    assert_eq!(catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status, BackupStatus::VerifyFailed);
+    assert_eq!(
+        catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap().status,
+        BackupStatus::VerifyFailed
+    );
     let alerts = d.aws.alerts(1, Duration::from_secs(10)).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert!(alerts[0].message.contains("abandoned in phase restoring: the state machine's time bound"), "{}", alerts[0].message);
+    assert!(
+        alerts[0].message.contains("abandoned in phase restoring: the state machine's time bound"),
+        "{}",
+        alerts[0].message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,5 +568,11 @@ async fn hostile_identifiers_verify_cleanly() {
     })
     .await;
     let run = verify(&d, &verify_request(None, None)).await;
-    assert_eq!(run.drills[0].outcome, Some(BackupStatus::Verified), "{:?}: {}", run.drills[0].failed_checks, run.drills[0].message);
+    assert_eq!(
+        run.drills[0].outcome,
+        Some(BackupStatus::Verified),
+        "{:?}: {}",
+        run.drills[0].failed_checks,
+        run.drills[0].message
+    );
 }

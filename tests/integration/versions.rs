@@ -42,13 +42,25 @@ async fn backed_up(v: &Versioned) -> backstop::domain::BackupRecord {
 }
 
 fn outcome(report: &VerificationReport, name: &CheckName) -> CheckOutcome {
-    report.checks.iter().find(|c| &c.name == name).map(|c| c.outcome.clone()).unwrap_or_else(|| panic!("{name:?} is in the report"))
+    report
+        .checks
+        .iter()
+        .find(|c| &c.name == name)
+        .map(|c| c.outcome.clone())
+        .unwrap_or_else(|| panic!("{name:?} is in the report"))
 }
 
 async fn drilled(v: &Versioned, config: &Config) -> VerificationReport {
     let summary = drill(&v.aws, config, "shop").await;
     let report = latest_drill_report(&v.aws, "shop").await;
-    assert_eq!(summary.outcome, Some(BackupStatus::Verified), "{:?}: {}\n{:#?}", summary.failed_checks, summary.message, report.checks);
+    assert_eq!(
+        summary.outcome,
+        Some(BackupStatus::Verified),
+        "{:?}: {}\n{:#?}",
+        summary.failed_checks,
+        summary.message,
+        report.checks
+    );
     report
 }
 
@@ -68,7 +80,10 @@ async fn a_15_server_dumped_by_pg_dump_17_verifies_on_17_as_an_upgrade_drill() {
     assert!(manifest.pg_dump_version.as_deref().unwrap().starts_with("17."), "{:?}", manifest.pg_dump_version);
     let report = drilled(&v, &v.config).await;
     let restore = detail(&outcome(&report, &CheckName::Restore));
-    assert!(restore.contains("in parallel") && restore.contains("an upgrade drill: dumped from PostgreSQL 15."), "{restore}");
+    assert!(
+        restore.contains("in parallel") && restore.contains("an upgrade drill: dumped from PostgreSQL 15."),
+        "{restore}"
+    );
     assert!(!outcome(&report, &CheckName::SchemaDigest).is_failure());
 }
 
@@ -81,11 +96,18 @@ async fn a_15_backup_drilled_on_a_17_scratch_server_is_reported_as_an_upgrade_dr
     on_17.pg_bin_dir = Some(pg17_bin_dir());
     let report = drilled(&v, &on_17).await;
     let restore = detail(&outcome(&report, &CheckName::Restore));
-    assert!(restore.contains("an upgrade drill: dumped from PostgreSQL 15.") && restore.contains("restored on PostgreSQL 17."), "{restore}");
+    assert!(
+        restore.contains("an upgrade drill: dumped from PostgreSQL 15.")
+            && restore.contains("restored on PostgreSQL 17."),
+        "{restore}"
+    );
     // pg_dump 17 prints a 17 server's schema in its own words: the digest may differ and then says why.
     match outcome(&report, &CheckName::SchemaDigest) {
         CheckOutcome::Ok { .. } => {}
-        CheckOutcome::Warning { detail } => assert!(detail.contains("pg_dump 15 from PostgreSQL 15, the copy's by pg_dump 17 from PostgreSQL 17"), "{detail}"),
+        CheckOutcome::Warning { detail } => assert!(
+            detail.contains("pg_dump 15 from PostgreSQL 15, the copy's by pg_dump 17 from PostgreSQL 17"),
+            "{detail}"
+        ),
         other => panic!("{other:?}"),
     }
     for table in report.checks.iter().filter(|c| matches!(c.name, CheckName::Table { .. })) {
@@ -108,7 +130,11 @@ async fn a_17_server_verifies_with_17_and_pg_dump_15_refuses_it_clearly() {
     assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
     let message = &run.targets[0].message;
     assert!(message.contains("15") && message.contains("17"), "the error names both versions: {message}");
-    let stored: Vec<_> = records(&v.aws, "shop").await.into_iter().filter(|r| r.dump.is_some() && r.backup_id != record.backup_id).collect();
+    let stored: Vec<_> = records(&v.aws, "shop")
+        .await
+        .into_iter()
+        .filter(|r| r.dump.is_some() && r.backup_id != record.backup_id)
+        .collect();
     assert!(stored.is_empty(), "nothing was stored for the refused backup: {stored:?}");
     drop(v.source);
 }

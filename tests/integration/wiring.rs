@@ -102,21 +102,42 @@ fn implied(job: Job) -> BTreeMap<&'static str, &'static str> {
     match job {
         Job::Backup => {
             // Failure paths, which the fail_closed tests drive; this test runs the good one.
-            implied.insert("s3:AbortMultipartUpload", "a failed dump's upload is aborted, so no half-written object stays");
+            implied.insert(
+                "s3:AbortMultipartUpload",
+                "a failed dump's upload is aborted, so no half-written object stays",
+            );
             implied.insert("s3:DeleteObjectVersion", "a failed attempt's object versions are removed");
-            implied.insert("s3:ListBucketVersions", "the versions of a failed attempt's keys are listed to remove them");
+            implied
+                .insert("s3:ListBucketVersions", "the versions of a failed attempt's keys are listed to remove them");
         }
         Job::Verify => {
-            implied.insert("kms:DescribeKey", "RDS describes the customer key it encrypts a scratch instance's storage with");
-            implied.insert("kms:CreateGrant", "RDS holds a grant on the key while the encrypted scratch instance exists");
-            implied.insert("rds:AddTagsToResource", "CreateDBInstance and RestoreDBInstanceToPointInTime with Tags need it");
-            implied.insert("secretsmanager:CreateSecret", "RDS creates the managed master-password secret as the caller");
+            implied.insert(
+                "kms:DescribeKey",
+                "RDS describes the customer key it encrypts a scratch instance's storage with",
+            );
+            implied
+                .insert("kms:CreateGrant", "RDS holds a grant on the key while the encrypted scratch instance exists");
+            implied.insert(
+                "rds:AddTagsToResource",
+                "CreateDBInstance and RestoreDBInstanceToPointInTime with Tags need it",
+            );
+            implied
+                .insert("secretsmanager:CreateSecret", "RDS creates the managed master-password secret as the caller");
             implied.insert("secretsmanager:TagResource", "RDS tags the managed secret it creates as the caller");
-            implied.insert("rds:ModifyDBInstance", "an instance that refuses deletion has deletion protection turned off first");
-            implied.insert("rds:DescribeDBEngineVersions", "the newest minor of the source's major; moto has no such API, so the adapter falls back");
+            implied.insert(
+                "rds:ModifyDBInstance",
+                "an instance that refuses deletion has deletion protection turned off first",
+            );
+            implied.insert(
+                "rds:DescribeDBEngineVersions",
+                "the newest minor of the source's major; moto has no such API, so the adapter falls back",
+            );
         }
         Job::Purge => {
-            implied.insert("dynamodb:GetItem", "a purge lease another run holds is read to say whose it is and until when (the concurrency tests)");
+            implied.insert(
+                "dynamodb:GetItem",
+                "a purge lease another run holds is read to say whose it is and until when (the concurrency tests)",
+            );
         }
         Job::Monitor => {}
     }
@@ -131,7 +152,9 @@ fn template() -> Value {
 /// A value under CloudFormation's short-form tags (`!If [cond, a, b]` gives both branches).
 fn untagged(value: &Value) -> Vec<&Value> {
     match value {
-        Value::Tagged(tagged) if tagged.tag == "If" => tagged.value.as_sequence().unwrap()[1..].iter().flat_map(untagged).collect(),
+        Value::Tagged(tagged) if tagged.tag == "If" => {
+            tagged.value.as_sequence().unwrap()[1..].iter().flat_map(untagged).collect()
+        }
         Value::Tagged(tagged) if tagged.tag == "Ref" && tagged.value.as_str() == Some("AWS::NoValue") => vec![],
         other => vec![other],
     }
@@ -140,7 +163,10 @@ fn untagged(value: &Value) -> Vec<&Value> {
 fn function_of(template: &Value, job: Job) -> (&str, &Value) {
     let binary = job.as_str();
     let resources = template["Resources"].as_mapping().unwrap();
-    let found = resources.iter().find(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function") && r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary));
+    let found = resources.iter().find(|(_, r)| {
+        r["Type"].as_str() == Some("AWS::Serverless::Function")
+            && r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary)
+    });
     let (name, resource) = found.unwrap_or_else(|| panic!("template.yaml has no function for the {binary} binary"));
     (name.as_str().unwrap(), resource)
 }
@@ -156,7 +182,11 @@ fn schedules(template: &Value, resource: &Value) -> Vec<String> {
         let default = template["Parameters"][parameter]["Default"].as_str();
         default.unwrap_or_else(|| panic!("parameter {parameter} has no default")).to_string()
     };
-    events.values().filter(|e| e["Type"].as_str() == Some("ScheduleV2")).map(|e| default_of(&e["Properties"]["ScheduleExpression"])).collect()
+    events
+        .values()
+        .filter(|e| e["Type"].as_str() == Some("ScheduleV2"))
+        .map(|e| default_of(&e["Properties"]["ScheduleExpression"]))
+        .collect()
 }
 
 fn environment(template: &Value, function: &Value) -> BTreeSet<String> {
@@ -189,10 +219,17 @@ fn check_function(template: &Value, job: Job, log: &CallLog) {
     let set = environment(template, function);
     for variable in &set {
         let known = VARIABLES.iter().find(|v| v.name == variable);
-        assert!(known.is_some_and(|v| v.jobs.contains(&job)), "{name} sets {variable}, which the {job:?} configuration does not read");
+        assert!(
+            known.is_some_and(|v| v.jobs.contains(&job)),
+            "{name} sets {variable}, which the {job:?} configuration does not read"
+        );
     }
     for required in VARIABLES.iter().filter(|v| v.required_in_lambda && v.jobs.contains(&job)) {
-        assert!(set.contains(required.name), "{name} does not set {}, which a deployed {job:?} function needs", required.name);
+        assert!(
+            set.contains(required.name),
+            "{name} does not set {}, which a deployed {job:?} function needs",
+            required.name
+        );
     }
 
     let allowed = allowed_actions(function);
@@ -207,7 +244,9 @@ fn check_function(template: &Value, job: Job, log: &CallLog) {
 #[test]
 fn every_job_runs_on_its_schedule() {
     let template = template();
-    for (job, default) in [(Job::Backup, "cron(15 4 * * ? *)"), (Job::Purge, "cron(45 5 * * ? *)"), (Job::Monitor, "rate(1 hour)")] {
+    for (job, default) in
+        [(Job::Backup, "cron(15 4 * * ? *)"), (Job::Purge, "cron(45 5 * * ? *)"), (Job::Monitor, "rate(1 hour)")]
+    {
         let (name, function) = function_of(&template, job);
         assert_eq!(schedules(&template, function), [default], "{name}'s schedule");
     }
@@ -216,8 +255,12 @@ fn every_job_runs_on_its_schedule() {
     let (verify, function) = function_of(&template, Job::Verify);
     assert_eq!(schedules(&template, function), ["rate(1 hour)"], "{verify}'s sweep");
     let resources = template["Resources"].as_mapping().unwrap();
-    let machines: Vec<&Value> = resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Serverless::StateMachine")).collect();
-    let driving: Vec<&&Value> = machines.iter().filter(|m| format!("{:?}", m["Properties"]["Policies"]).contains(&format!("\"{verify}\""))).collect();
+    let machines: Vec<&Value> =
+        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Serverless::StateMachine")).collect();
+    let driving: Vec<&&Value> = machines
+        .iter()
+        .filter(|m| format!("{:?}", m["Properties"]["Policies"]).contains(&format!("\"{verify}\"")))
+        .collect();
     assert_eq!(driving.len(), 1, "one state machine invokes {verify}");
     assert_eq!(schedules(&template, driving[0]), ["cron(0 6 ? * SUN *)"], "weekly drills");
 }
@@ -233,7 +276,17 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
     source.create_backup_role();
     let aws = AwsFixture::new().await;
     let secret = serde_json::json!({ "username": "backstop", "password": BACKSTOP_PASSWORD }).to_string();
-    let secret_arn = aws.clients.secrets.create_secret().name(format!("db-{}", aws.table)).secret_string(secret).send().await.unwrap().arn.unwrap();
+    let secret_arn = aws
+        .clients
+        .secrets
+        .create_secret()
+        .name(format!("db-{}", aws.table))
+        .secret_string(secret)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut target = source.target("app", "app", BACKSTOP_PASSWORD, dir.path());
     target.password = PasswordSource::SecretId(secret_arn);
@@ -272,7 +325,8 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
         abandon: None,
         sweep_only: false,
     };
-    let drill = app::verify_job(config.clone(), &verify_log.clients(&aws), Arc::new(NoMetrics)).run(&request).await.unwrap();
+    let drill =
+        app::verify_job(config.clone(), &verify_log.clients(&aws), Arc::new(NoMetrics)).run(&request).await.unwrap();
     assert!(drill.done, "{drill:?}");
     assert!(records(&aws, "app").await.iter().any(|b| b.status == BackupStatus::Verified));
     rds_paths(&verify_log).await;
@@ -281,9 +335,16 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
 
     // Monitor: the ages of that backup and its drill.
     let monitor_log = CallLog::default();
-    let reports = app::monitor_job(config.clone(), &monitor_log.clients(&aws), Arc::new(NoMetrics)).run(&MonitorRequest { target: None, alert: true }).await.unwrap();
+    let reports = app::monitor_job(config.clone(), &monitor_log.clients(&aws), Arc::new(NoMetrics))
+        .run(&MonitorRequest { target: None, alert: true })
+        .await
+        .unwrap();
     assert_eq!(reports.len(), 2);
-    assert!(aws.alerts(1, std::time::Duration::from_secs(10)).await.iter().any(|a| a.message.contains("never-backed-up")));
+    assert!(aws
+        .alerts(1, std::time::Duration::from_secs(10))
+        .await
+        .iter()
+        .any(|a| a.message.contains("never-backed-up")));
     read_targets_as_deployed(&aws, &monitor_log).await;
     check_function(&template, Job::Monitor, &monitor_log);
 
@@ -295,7 +356,8 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
 /// names (`BACKSTOP_TARGETS_PARAMETER`), on the job's own clients.
 async fn read_targets_as_deployed(aws: &AwsFixture, log: &CallLog) {
     let name = format!("/backstop/{}/targets", aws.table);
-    let targets = r#"[{"name":"app","host":"127.0.0.1","database":"app","user":"backstop","password":{"env":"PGPASSWORD"}}]"#;
+    let targets =
+        r#"[{"name":"app","host":"127.0.0.1","database":"app","user":"backstop","password":{"env":"PGPASSWORD"}}]"#;
     // Written by the stack (or the operator), not by the function: on clients that record nothing.
     let setup = AwsClients::from_sdk_config(&aws.sdk, true);
     setup.ssm.put_parameter().name(&name).value(targets).r#type("String".into()).overwrite(true).send().await.unwrap();
@@ -312,9 +374,13 @@ async fn read_targets_as_deployed(aws: &AwsFixture, log: &CallLog) {
 async fn rds_paths(log: &CallLog) {
     let net = crate::rds_scratch::Net::new().await;
     let clients = log.clients(&net.aws);
-    let scratch = backstop::adapters::rds::RdsScratch::new(clients.rds.clone(), clients.secrets.clone(), net.settings());
+    let scratch =
+        backstop::adapters::rds::RdsScratch::new(clients.rds.clone(), clients.secrets.clone(), net.settings());
 
-    let handle = scratch.create(&crate::rds_scratch::spec(&net.drill("wiring"), crate::rds_scratch::in_an_hour())).await.unwrap();
+    let handle = scratch
+        .create(&crate::rds_scratch::spec(&net.drill("wiring"), crate::rds_scratch::in_an_hour()))
+        .await
+        .unwrap();
     crate::rds_scratch::until_ready(|| ScratchDatabases::poll(&scratch, &handle)).await;
     ScratchDatabases::destroy(&scratch, &handle).await.unwrap();
     // The sweep makes the same calls (DescribeDBInstances, DeleteDBInstance); it is not run here, because it would
@@ -325,7 +391,8 @@ async fn rds_paths(log: &CallLog) {
     let at = PointInTimeRestores::latest_restorable_time(&scratch, &source).await.unwrap().unwrap_or_else(Utc::now);
     let copy = scratch.restore(&source, at, &net.drill("pitr"), crate::rds_scratch::in_an_hour()).await.unwrap();
     for _ in 0..60 {
-        let state = PointInTimeRestores::poll(&scratch, &copy, "app", SecretString::from("source-password")).await.unwrap();
+        let state =
+            PointInTimeRestores::poll(&scratch, &copy, "app", SecretString::from("source-password")).await.unwrap();
         if matches!(state, ScratchState::Ready(_)) {
             break;
         }
@@ -339,14 +406,28 @@ async fn purge_paths(template: &Value) {
     for days_ago in [5, 4, 3, 2, 1] {
         f.backup(days_ago).await;
     }
-    let abandoned = f.store.create_multipart(&format!("{}/2026/11/01/abandoned.sql.zst", crate::purge::TARGET), "application/zstd").await.unwrap();
+    let abandoned = f
+        .store
+        .create_multipart(&format!("{}/2026/11/01/abandoned.sql.zst", crate::purge::TARGET), "application/zstd")
+        .await
+        .unwrap();
     let log = CallLog::default();
     let config = Arc::new(f.config.clone());
     let deps = app::backup_deps(&config, &log.clients(&f.aws), Arc::new(NoMetrics));
     let clock = Arc::new(FixedClock::at(Utc::now() + Span::hours(25)));
-    let job = PurgeJob::new(config, PurgeDeps { store: deps.store, catalog: deps.catalog, alerts: deps.alerts, clock, metrics: Arc::new(NoMetrics) });
+    let job = PurgeJob::new(
+        config,
+        PurgeDeps {
+            store: deps.store,
+            catalog: deps.catalog,
+            alerts: deps.alerts,
+            clock,
+            metrics: Arc::new(NoMetrics),
+        },
+    );
     // Three of five past the deletion-fraction rail: refused with an alert, then forced.
-    let mut request = PurgeRequest { target: None, force: false, dry_run: false, trigger: Trigger::Cli, request_id: "wiring".into() };
+    let mut request =
+        PurgeRequest { target: None, force: false, dry_run: false, trigger: Trigger::Cli, request_id: "wiring".into() };
     let refused = job.run(&request).await.unwrap();
     assert!(refused[0].refused.is_some(), "{refused:?}");
     assert_eq!(f.aws.alerts(1, std::time::Duration::from_secs(10)).await.len(), 1, "the rail's refusal alerts");
@@ -364,16 +445,25 @@ fn the_slack_notifier_is_given_only_its_webhook_source() {
     use backstop::notify::webhook_url::{PARAMETER_VAR, SECRET_ID_VAR};
     let template = template();
     let resources = template["Resources"].as_mapping().unwrap();
-    let notifier = resources.values().find(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some("notifier")).expect("a notifier function");
-    assert_eq!(environment(&template, notifier), BTreeSet::from([PARAMETER_VAR.to_string(), SECRET_ID_VAR.to_string()]));
-    let events: Vec<_> = notifier["Properties"]["Events"].as_mapping().unwrap().values().map(|e| e["Type"].as_str().unwrap()).collect();
+    let notifier = resources
+        .values()
+        .find(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some("notifier"))
+        .expect("a notifier function");
+    assert_eq!(
+        environment(&template, notifier),
+        BTreeSet::from([PARAMETER_VAR.to_string(), SECRET_ID_VAR.to_string()])
+    );
+    let events: Vec<_> =
+        notifier["Properties"]["Events"].as_mapping().unwrap().values().map(|e| e["Type"].as_str().unwrap()).collect();
     assert_eq!(events, ["SNS"], "it is invoked by the alert topic");
 }
 
 /// A `!Sub` (or plain) string as written in the template.
 fn text_of(value: &Value) -> String {
     match value {
-        Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str().map(str::to_string).unwrap_or_else(|| format!("{:?}", tagged.value)),
+        Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            tagged.value.as_str().map(str::to_string).unwrap_or_else(|| format!("{:?}", tagged.value))
+        }
         Value::String(s) => s.clone(),
         other => format!("{other:?}"),
     }
@@ -389,11 +479,18 @@ fn no_role_reads_secrets_by_wildcard_without_pinning_their_owner() {
     let mut checked = 0;
     for (name, resource) in resources {
         let policies = resource["Properties"]["Policies"].as_sequence().into_iter().flatten();
-        let inline = resource["Properties"]["Policies"].as_sequence().is_none().then(|| &resource["Properties"]["PolicyDocument"]);
+        let inline = resource["Properties"]["Policies"]
+            .as_sequence()
+            .is_none()
+            .then(|| &resource["Properties"]["PolicyDocument"]);
         let documents: Vec<&Value> = policies.chain(inline).collect();
         // A SAM function's policy is a document; an IAM role's holds one under PolicyDocument.
-        let statements: Vec<&Value> =
-            documents.iter().flat_map(|p| p["Statement"].as_sequence().or(p["PolicyDocument"]["Statement"].as_sequence()).into_iter().flatten()).collect();
+        let statements: Vec<&Value> = documents
+            .iter()
+            .flat_map(|p| {
+                p["Statement"].as_sequence().or(p["PolicyDocument"]["Statement"].as_sequence()).into_iter().flatten()
+            })
+            .collect();
         for statement in statements.into_iter().flat_map(untagged) {
             let actions: Vec<String> = match &statement["Action"] {
                 Value::String(one) => vec![one.clone()],
@@ -409,7 +506,8 @@ fn no_role_reads_secrets_by_wildcard_without_pinning_their_owner() {
             };
             for resource in resources.iter().filter(|r| r.contains('*')) {
                 checked += 1;
-                let owner = &statement["Condition"]["StringLike"]["secretsmanager:ResourceTag/aws:rds:primaryDBInstanceArn"];
+                let owner =
+                    &statement["Condition"]["StringLike"]["secretsmanager:ResourceTag/aws:rds:primaryDBInstanceArn"];
                 assert!(
                     text_of(owner).ends_with(":db:backstop-drill-*"),
                     "{name:?} reads secrets {resource} without a condition that pins them to Backstop's scratch instances: {statement:?}"
@@ -417,7 +515,10 @@ fn no_role_reads_secrets_by_wildcard_without_pinning_their_owner() {
             }
         }
     }
-    assert!(checked >= 1, "the verify function reads its scratch instances' secrets by wildcard; the rule must have seen it");
+    assert!(
+        checked >= 1,
+        "the verify function reads its scratch instances' secrets by wildcard; the rule must have seen it"
+    );
 }
 
 /// Every error name the template's retry and catch rules match is one a handler can answer with (or one Step
@@ -446,7 +547,10 @@ fn every_error_the_template_matches_is_one_a_handler_raises() {
     let ours: Vec<&str> = app::ErrorType::ALL.iter().map(|t| t.as_str()).collect();
     for name in &names {
         let builtin = name.starts_with("States.") || name.starts_with("Lambda.");
-        assert!(builtin || ours.contains(&name.as_str()), "template.yaml matches {name:?}, which no handler raises (app::ErrorType: {ours:?})");
+        assert!(
+            builtin || ours.contains(&name.as_str()),
+            "template.yaml matches {name:?}, which no handler raises (app::ErrorType: {ours:?})"
+        );
     }
     for needed in ["Retryable", "LeaseHeld"] {
         assert!(names.iter().any(|n| n == needed), "the drill loop retries {needed}");

@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+};
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use backstop::app::AwsClients;
 use backstop::config::{Config, TargetConfig};
@@ -53,13 +55,17 @@ impl AwsFixture {
             .s3
             .put_bucket_versioning()
             .bucket(&bucket)
-            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
             .send()
             .await
             .unwrap();
 
         let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
-        let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap();
+        let attr = |name: &str| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
+        };
         clients
             .dynamodb
             .create_table()
@@ -76,12 +82,15 @@ impl AwsFixture {
             .dynamodb
             .update_time_to_live()
             .table_name(&table)
-            .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build().unwrap())
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build().unwrap(),
+            )
             .send()
             .await
             .unwrap();
 
-        let topic_arn = clients.sns.create_topic().name(format!("alerts-{id}")).send().await.unwrap().topic_arn.unwrap();
+        let topic_arn =
+            clients.sns.create_topic().name(format!("alerts-{id}")).send().await.unwrap().topic_arn.unwrap();
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let queue_url = sqs.create_queue().queue_name(format!("inbox-{id}")).send().await.unwrap().queue_url.unwrap();
         let queue_arn = sqs
@@ -173,7 +182,13 @@ impl AwsFixture {
                     attributes: envelope["MessageAttributes"].clone(),
                     raw,
                 });
-                self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .unwrap();
             }
             if (got.len() >= expected && empty) || Instant::now() > deadline {
                 return got;

@@ -20,7 +20,11 @@ pub fn endpoint() -> &'static str {
 
 fn start() -> Moto {
     let server = repo_root().join(".venv/bin/moto_server");
-    assert!(server.exists(), "{} is missing: run infra/ensure-deps.sh (the README's test command does)", server.display());
+    assert!(
+        server.exists(),
+        "{} is missing: run infra/ensure-deps.sh (the README's test command does)",
+        server.display()
+    );
     let port = free_port();
     let log = std::env::temp_dir().join(format!("backstop-test-moto-{port}.log"));
     let start = format!("'{}' -H 127.0.0.1 -p {port} >'{}' 2>&1", server.display(), log.display());

@@ -63,11 +63,17 @@ fn as_server_user(cmd: &mut Command, identity: Option<(u32, u32)>) -> &mut Comma
 /// which the README's test command passes on as `BACKSTOP_PG17_BIN_DIR`.
 pub fn pg17_bin_dir() -> PathBuf {
     let dir = std::env::var_os("BACKSTOP_PG17_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let out = std::process::Command::new(repo_root().join("infra/pg-server/fetch.sh")).output().expect("run infra/pg-server/fetch.sh");
+        let out = std::process::Command::new(repo_root().join("infra/pg-server/fetch.sh"))
+            .output()
+            .expect("run infra/pg-server/fetch.sh");
         assert!(out.status.success(), "infra/pg-server/fetch.sh failed: {}", String::from_utf8_lossy(&out.stderr));
         PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim())
     });
-    assert!(dir.join("postgres").exists(), "{} has no postgres: run infra/pg-server/fetch.sh (infra/test.sh does)", dir.display());
+    assert!(
+        dir.join("postgres").exists(),
+        "{} has no postgres: run infra/pg-server/fetch.sh (infra/test.sh does)",
+        dir.display()
+    );
     dir
 }
 
@@ -112,7 +118,11 @@ impl PgCluster {
         let cluster = PgCluster { port, dir, server, bin };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.try_psql("postgres", "SELECT 1").is_ok_and(|o| o.trim() == "1") {
-            assert!(Instant::now() < deadline, "postgres did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         cluster

@@ -87,7 +87,10 @@ pub fn literal(text: &str) -> String {
 
 impl Generator {
     pub fn new(seed: u64) -> Self {
-        let used = [("", "public"), ("", "pg_catalog"), ("", "information_schema")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let used = [("", "public"), ("", "pg_catalog"), ("", "information_schema")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         Generator { rng: StdRng::seed_from_u64(seed), used }
     }
 
@@ -169,7 +172,7 @@ impl Generator {
             4 => plain("double precision", true, ValueKind::Float(false)),
             5 => plain("real", true, ValueKind::Float(true)),
             6 => plain("boolean", true, ValueKind::Bool),
-            7 | 8 | 9 => plain("text", true, ValueKind::Text),
+            7..=9 => plain("text", true, ValueKind::Text),
             10 => plain("character varying", true, ValueKind::Text),
             11 => plain("bytea", true, ValueKind::Bytea),
             12 => plain("date", true, ValueKind::Date),
@@ -183,19 +186,25 @@ impl Generator {
             20 => plain("point", false, ValueKind::Point),
             21 => plain("int4range", true, ValueKind::Range),
             22 => plain("tsvector", false, ValueKind::TsVector),
-            23 => plain(if self.rng.random_bool(0.5) { "text[]" } else { "integer[]" }, true, ValueKind::TextArray).with_int_array(),
+            23 => plain(if self.rng.random_bool(0.5) { "text[]" } else { "integer[]" }, true, ValueKind::TextArray)
+                .with_int_array(),
             24 => plain("bit varying(16)", true, ValueKind::Bits),
             _ => {
                 // An enum of random labels (a label may hold anything a name may, up to 63 bytes).
                 let name = self.name(schema);
-                let labels: Vec<String> = (0..self.rng.random_range(1..5)).map(|_| self.name(&format!("{schema}\u{0}enum {name}"))).collect();
+                let labels: Vec<String> =
+                    (0..self.rng.random_range(1..5)).map(|_| self.name(&format!("{schema}\u{0}enum {name}"))).collect();
                 preamble.push_str(&format!(
                     "CREATE TYPE {}.{} AS ENUM ({});\n",
                     ident(schema),
                     ident(&name),
                     labels.iter().map(|l| literal(l)).collect::<Vec<_>>().join(", ")
                 ));
-                ColumnType { sql: format!("{}.{}", ident(schema), ident(&name)), indexable: true, kind: ValueKind::Enum(labels) }
+                ColumnType {
+                    sql: format!("{}.{}", ident(schema), ident(&name)),
+                    indexable: true,
+                    kind: ValueKind::Enum(labels),
+                }
             }
         }
     }
@@ -216,11 +225,20 @@ impl Generator {
             ValueKind::Numeric => ["'NaN'", "0", "-0.000001", "123456789012345678901234567890.123456789"]
                 .get(r.random_range(0..6))
                 .map(|s| s.to_string())
-                .unwrap_or_else(|| format!("{}.{:04}", r.random_range(-1_000_000i64..1_000_000), r.random_range(0..10000))),
-            ValueKind::Float(real) => ["'NaN'", "'Infinity'", "'-Infinity'", "'-0'", if *real { "3.4e38" } else { "1e300" }, if *real { "1.5e-38" } else { "1.5e-300" }]
-                .get(r.random_range(0..9))
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| format!("{}", r.random::<f64>() * 1e6 - 5e5)),
+                .unwrap_or_else(|| {
+                    format!("{}.{:04}", r.random_range(-1_000_000i64..1_000_000), r.random_range(0..10000))
+                }),
+            ValueKind::Float(real) => [
+                "'NaN'",
+                "'Infinity'",
+                "'-Infinity'",
+                "'-0'",
+                if *real { "3.4e38" } else { "1e300" },
+                if *real { "1.5e-38" } else { "1.5e-300" },
+            ]
+            .get(r.random_range(0..9))
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| format!("{}", r.random::<f64>() * 1e6 - 5e5)),
             ValueKind::Bool => r.random_bool(0.5).to_string(),
             ValueKind::Text => literal(&self.text(30)),
             ValueKind::Bytea => {
@@ -230,11 +248,47 @@ impl Generator {
             ValueKind::Date => ["'infinity'", "'-infinity'", "'0044-03-15 BC'"]
                 .get(r.random_range(0..8))
                 .map(|s| s.to_string())
-                .unwrap_or_else(|| format!("'{:04}-{:02}-{:02}'", r.random_range(1..9999), r.random_range(1..13), r.random_range(1..29))),
-            ValueKind::Timestamp => format!("'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}'", r.random_range(1..9999), r.random_range(1..13), r.random_range(1..29), r.random_range(0..24), r.random_range(0..60), r.random_range(0..60), r.random_range(0..1_000_000)),
-            ValueKind::TimestampTz => format!("'{:04}-{:02}-{:02} {:02}:{:02}:{:02}{:+03}'", r.random_range(1900..2100), r.random_range(1..13), r.random_range(1..29), r.random_range(0..24), r.random_range(0..60), r.random_range(0..60), r.random_range(-12..13)),
-            ValueKind::Time => format!("'{:02}:{:02}:{:02}.{:03}'", r.random_range(0..24), r.random_range(0..60), r.random_range(0..60), r.random_range(0..1000)),
-            ValueKind::Interval => format!("'{} years {} days {} seconds'", r.random_range(-100..100), r.random_range(-400..400), r.random_range(-100_000..100_000)),
+                .unwrap_or_else(|| {
+                    format!(
+                        "'{:04}-{:02}-{:02}'",
+                        r.random_range(1..9999),
+                        r.random_range(1..13),
+                        r.random_range(1..29)
+                    )
+                }),
+            ValueKind::Timestamp => format!(
+                "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}'",
+                r.random_range(1..9999),
+                r.random_range(1..13),
+                r.random_range(1..29),
+                r.random_range(0..24),
+                r.random_range(0..60),
+                r.random_range(0..60),
+                r.random_range(0..1_000_000)
+            ),
+            ValueKind::TimestampTz => format!(
+                "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}{:+03}'",
+                r.random_range(1900..2100),
+                r.random_range(1..13),
+                r.random_range(1..29),
+                r.random_range(0..24),
+                r.random_range(0..60),
+                r.random_range(0..60),
+                r.random_range(-12..13)
+            ),
+            ValueKind::Time => format!(
+                "'{:02}:{:02}:{:02}.{:03}'",
+                r.random_range(0..24),
+                r.random_range(0..60),
+                r.random_range(0..60),
+                r.random_range(0..1000)
+            ),
+            ValueKind::Interval => format!(
+                "'{} years {} days {} seconds'",
+                r.random_range(-100..100),
+                r.random_range(-400..400),
+                r.random_range(-100_000..100_000)
+            ),
             ValueKind::Uuid => format!("'{:032x}'", r.random::<u128>()),
             ValueKind::Json => {
                 let key = self.text(6);
@@ -244,36 +298,58 @@ impl Generator {
             }
             ValueKind::Inet => {
                 if r.random_bool(0.5) {
-                    format!("'{}.{}.{}.{}/{}'", r.random_range(0..256), r.random_range(0..256), r.random_range(0..256), r.random_range(0..256), 32)
+                    format!(
+                        "'{}.{}.{}.{}/{}'",
+                        r.random_range(0..256),
+                        r.random_range(0..256),
+                        r.random_range(0..256),
+                        r.random_range(0..256),
+                        32
+                    )
                 } else {
-                    format!("'{:x}::{:x}:{:x}'", r.random_range(1..0xffff), r.random_range(0..0xffff), r.random_range(0..0xffff))
+                    format!(
+                        "'{:x}::{:x}:{:x}'",
+                        r.random_range(1..0xffff),
+                        r.random_range(0..0xffff),
+                        r.random_range(0..0xffff)
+                    )
                 }
             }
-            ValueKind::Point => format!("'({},{})'", r.random_range(-1000..1000) as f64 / 8.0, r.random_range(-1000..1000)),
+            ValueKind::Point => {
+                format!("'({},{})'", r.random_range(-1000..1000) as f64 / 8.0, r.random_range(-1000..1000))
+            }
             ValueKind::Range => {
                 let a = r.random_range(-1000..1000);
                 format!("'[{a},{})'", a + r.random_range(1..100))
             }
             ValueKind::TsVector => {
-                let words: Vec<String> = (0..r.random_range(0..4)).map(|_| literal(&format!("w{}", r.random_range(0..50)))).collect();
+                let words: Vec<String> =
+                    (0..r.random_range(0..4)).map(|_| literal(&format!("w{}", r.random_range(0..50)))).collect();
                 format!("to_tsvector('simple', {})", literal(&words.join(" ")))
             }
             ValueKind::TextArray => {
-                let items: Vec<String> = (0..self.rng.random_range(0..4)).map(|_| if self.rng.random_bool(0.2) { "NULL".into() } else { literal(&self.text(8)) }).collect();
+                let items: Vec<String> = (0..self.rng.random_range(0..4))
+                    .map(|_| if self.rng.random_bool(0.2) { "NULL".into() } else { literal(&self.text(8)) })
+                    .collect();
                 format!("ARRAY[{}]::text[]", items.join(", "))
             }
             ValueKind::IntArray => {
-                let items: Vec<String> = (0..r.random_range(0..5)).map(|_| r.random_range(-100..100).to_string()).collect();
+                let items: Vec<String> =
+                    (0..r.random_range(0..5)).map(|_| r.random_range(-100..100).to_string()).collect();
                 format!("ARRAY[{}]::integer[]", items.join(", "))
             }
-            ValueKind::Bits => format!("B'{}'", (0..r.random_range(0..16)).map(|_| if r.random_bool(0.5) { '1' } else { '0' }).collect::<String>()),
+            ValueKind::Bits => format!(
+                "B'{}'",
+                (0..r.random_range(0..16)).map(|_| if r.random_bool(0.5) { '1' } else { '0' }).collect::<String>()
+            ),
             ValueKind::Enum(labels) => literal(&labels[r.random_range(0..labels.len())]),
         }
     }
 
     /// The whole script: schemas, types, tables with rows, indexes, views, functions, comments.
     pub fn script(&mut self) -> String {
-        let mut sql = String::from("SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n");
+        let mut sql =
+            String::from("SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n");
         let schemas: Vec<String> = (0..self.rng.random_range(1..=3))
             .map(|i| if i == 0 && self.rng.random_bool(0.3) { "public".to_string() } else { self.name("") })
             .collect();
@@ -310,7 +386,8 @@ impl Generator {
             columns.push((name, column_type));
         }
         sql.push_str(&preamble);
-        let mut definitions: Vec<String> = columns.iter().map(|(name, t)| format!("    {} {}", ident(name), t.sql)).collect();
+        let mut definitions: Vec<String> =
+            columns.iter().map(|(name, t)| format!("    {} {}", ident(name), t.sql)).collect();
         if self.rng.random_bool(0.5) {
             // A default holding tricky text on a text column.
             if let Some(i) = columns.iter().position(|(_, t)| matches!(t.kind, ValueKind::Text)) {
@@ -327,7 +404,8 @@ impl Generator {
 
         let rows = if self.rng.random_bool(0.15) { 0 } else { self.rng.random_range(1..=25) };
         for _ in 0..rows {
-            let values: Vec<String> = columns.iter().map(|(_, t)| t.kind.clone()).collect::<Vec<_>>().iter().map(|k| self.value(k)).collect();
+            let values: Vec<String> =
+                columns.iter().map(|(_, t)| t.kind.clone()).collect::<Vec<_>>().iter().map(|k| self.value(k)).collect();
             sql.push_str(&format!("INSERT INTO {qualified} VALUES ({});\n", values.join(", ")));
         }
         if let Some((column, _)) = columns.iter().find(|(_, t)| t.indexable) {
@@ -362,7 +440,12 @@ impl Generator {
         if self.rng.random_bool(0.3) {
             let sequence = self.name(schema);
             let start = self.rng.random_range(1..1_000_000);
-            sql.push_str(&format!("CREATE SEQUENCE {}.{} START {start};\nSELECT nextval({});\n", ident(schema), ident(&sequence), literal(&format!("{}.{}", ident(schema), ident(&sequence)))));
+            sql.push_str(&format!(
+                "CREATE SEQUENCE {}.{} START {start};\nSELECT nextval({});\n",
+                ident(schema),
+                ident(&sequence),
+                literal(&format!("{}.{}", ident(schema), ident(&sequence)))
+            ));
         }
     }
 }

@@ -10,16 +10,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backstop::app::{self, AwsClients};
 use backstop::adapters::ssm::SsmParameters;
+use backstop::app::{self, AwsClients};
 use backstop::config::{process_env, Config};
 use backstop::domain::drill::DrillPhase;
+use backstop::domain::text::human_bytes;
 use backstop::domain::{BackupId, BackupStatus, Trigger};
-use backstop::jobs::verify::{VerifyJobError, VerifyRequest};
-use backstop::jobs::backup::{human_bytes, BackupRequest};
+use backstop::jobs::backup::BackupRequest;
 use backstop::jobs::monitor::{self, MonitorRequest};
 use backstop::jobs::purge::{self, PurgeRequest};
 use backstop::jobs::status;
+use backstop::jobs::verify::{VerifyJobError, VerifyRequest};
 use backstop::metrics::{MetricsSink, NoMetrics, StderrEmf};
 use backstop::pipeline::stream::Progress;
 use clap::{Parser, Subcommand};
@@ -125,9 +126,13 @@ async fn main() -> ExitCode {
             backup(config, &clients, metrics, target, dry_run, idempotency_key, json).await
         }
         Command::Verify { target, backup, json } => verify(config, &clients, metrics, target, backup, json).await,
-        Command::Purge { target, dry_run, force, json } => purge(config, &clients, metrics, target, dry_run, force, json).await,
+        Command::Purge { target, dry_run, force, json } => {
+            purge(config, &clients, metrics, target, dry_run, force, json).await
+        }
         Command::Check { target, alert, json } => check(config, &clients, metrics, target, alert, json).await,
-        Command::Status { target, backup: Some(backup), json, .. } => show_backup(&config, &clients, target, &backup, json).await,
+        Command::Status { target, backup: Some(backup), json, .. } => {
+            show_backup(&config, &clients, target, &backup, json).await
+        }
         Command::Status { target, limit, json, .. } => show_status(&config, &clients, target, limit, json).await,
     }
 }
@@ -177,9 +182,23 @@ async fn backup(
     }
 }
 
-async fn purge(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>, target: Option<String>, dry_run: bool, force: bool, json: bool) -> ExitCode {
+async fn purge(
+    config: Arc<Config>,
+    clients: &AwsClients,
+    metrics: Arc<dyn MetricsSink>,
+    target: Option<String>,
+    dry_run: bool,
+    force: bool,
+    json: bool,
+) -> ExitCode {
     let job = app::purge_job(config, clients, metrics);
-    let request = PurgeRequest { target, force, dry_run, trigger: Trigger::Cli, request_id: format!("cli-{}", std::process::id()) };
+    let request = PurgeRequest {
+        target,
+        force,
+        dry_run,
+        trigger: Trigger::Cli,
+        request_id: format!("cli-{}", std::process::id()),
+    };
     let results = match job.run(&request).await {
         Ok(results) => results,
         Err(e) => {
@@ -200,7 +219,14 @@ async fn purge(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Metri
 }
 
 /// Nagios / monitoring-plugin conventions: one status line first, details after, and the exit code.
-async fn check(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>, target: Option<String>, alert: bool, json: bool) -> ExitCode {
+async fn check(
+    config: Arc<Config>,
+    clients: &AwsClients,
+    metrics: Arc<dyn MetricsSink>,
+    target: Option<String>,
+    alert: bool,
+    json: bool,
+) -> ExitCode {
     let job = app::monitor_job(config, clients, metrics);
     let reports = match job.run(&MonitorRequest { target, alert }).await {
         Ok(reports) => reports,
@@ -268,7 +294,9 @@ async fn verify(
     let mut finished = Vec::new();
     for pass in 0.. {
         if pass == PASSES {
-            eprintln!("backstop: drills still unfinished after {PASSES} passes; they resume on the next `backstop verify`");
+            eprintln!(
+                "backstop: drills still unfinished after {PASSES} passes; they resume on the next `backstop verify`"
+            );
             return ExitCode::from(1);
         }
         let run = match job.run(&request).await {
@@ -314,8 +342,19 @@ async fn verify(
     }
     if !json {
         for d in &finished {
-            let failed = if d.failed_checks.is_empty() { String::new() } else { format!(" — failed: {}", d.failed_checks.join(", ")) };
-            println!("{:<20} {:<14} backup {} drill {}: {}{failed}", d.target, d.outcome.map_or("-".into(), |o| o.to_string()), d.backup_id, d.drill_id, d.message);
+            let failed = if d.failed_checks.is_empty() {
+                String::new()
+            } else {
+                format!(" — failed: {}", d.failed_checks.join(", "))
+            };
+            println!(
+                "{:<20} {:<14} backup {} drill {}: {}{failed}",
+                d.target,
+                d.outcome.map_or("-".into(), |o| o.to_string()),
+                d.backup_id,
+                d.drill_id,
+                d.message
+            );
         }
     }
     if finished.iter().any(|d| d.outcome != Some(BackupStatus::Verified)) {
@@ -326,7 +365,13 @@ async fn verify(
 }
 
 /// One backup: its record, and the report of the latest drill that restored it.
-async fn show_backup(config: &Config, clients: &AwsClients, target: Option<String>, backup: &str, json: bool) -> ExitCode {
+async fn show_backup(
+    config: &Config,
+    clients: &AwsClients,
+    target: Option<String>,
+    backup: &str,
+    json: bool,
+) -> ExitCode {
     let deps = app::backup_deps(config, clients, Arc::new(NoMetrics));
     let id = BackupId(backup.to_string());
     let targets: Vec<String> = match target {
@@ -356,7 +401,13 @@ async fn show_backup(config: &Config, clients: &AwsClients, target: Option<Strin
     ExitCode::from(1)
 }
 
-async fn show_status(config: &Config, clients: &AwsClients, target: Option<String>, limit: usize, json: bool) -> ExitCode {
+async fn show_status(
+    config: &Config,
+    clients: &AwsClients,
+    target: Option<String>,
+    limit: usize,
+    json: bool,
+) -> ExitCode {
     if let Some(name) = &target {
         if config.target(name).is_none() {
             eprintln!("backstop: unknown target {name:?}; configured targets: {}", config.target_names().join(", "));

@@ -12,11 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let slack = app::notifier_from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let slack = &slack;
-        async move {
-            app::handle_notify_event(slack, &event.payload)
-                .await
-                .map_err(app::diagnostic)
-        }
+        async move { app::handle_notify_event(slack, &event.payload).await.map_err(app::diagnostic) }
     }))
     .await
 }

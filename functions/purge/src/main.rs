@@ -6,5 +6,9 @@ use backstop::app;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    app::serve(app::purge_job, |job, call| async move { app::handle_purge_event(&job, &call.event, &call.request_id).await }).await
+    app::serve(
+        app::purge_job,
+        |job, call| async move { app::handle_purge_event(&job, &call.event, &call.request_id).await },
+    )
+    .await
 }

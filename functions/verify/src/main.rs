@@ -6,5 +6,8 @@ use backstop::app;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    app::serve(app::verify_job, |job, call| async move { app::handle_verify_event(&job, &call.event, &call.request_id, Some(call.time_left)).await }).await
+    app::serve(app::verify_job, |job, call| async move {
+        app::handle_verify_event(&job, &call.event, &call.request_id, Some(call.time_left)).await
+    })
+    .await
 }

@@ -60,8 +60,15 @@ impl DynamoCatalog {
     }
 
     /// Puts `item` if `condition` holds; `Ok(false)` when it does not.
-    async fn put_if(&self, item: Item, condition: &str, names: &[(&str, &str)], values: Vec<(&str, AttributeValue)>) -> Result<bool, CatalogError> {
-        let mut request = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, CatalogError> {
+        let mut request =
+            self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
         for (k, v) in names {
             request = request.expression_attribute_names(*k, *v);
         }
@@ -155,7 +162,10 @@ fn string_attr(item: &Item, name: &str) -> Option<String> {
 }
 
 fn time_attr(item: &Item, name: &str) -> Option<DateTime<Utc>> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).and_then(|t| DateTime::from_timestamp(t, 0))
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|t| DateTime::from_timestamp(t, 0))
 }
 
 /// A record as an item: its serde fields as attributes, plus the keys.
@@ -220,7 +230,12 @@ impl Catalog for DynamoCatalog {
         .collect();
         let acquired = self
             // Free, expired, or already ours (a renewal).
-            .put_if(item, "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner", &[("#owner", "owner")], vec![(":now", n(r.now.timestamp())), (":owner", s(&r.owner))])
+            .put_if(
+                item,
+                "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+                &[("#owner", "owner")],
+                vec![(":now", n(r.now.timestamp())), (":owner", s(&r.owner))],
+            )
             .await?;
         if acquired {
             return Ok(LeaseOutcome::Acquired);
@@ -250,7 +265,12 @@ impl Catalog for DynamoCatalog {
         .collect();
         let condition = "attribute_not_exists(pk) OR (#state = :running AND expires_at < :now)";
         let claimed = self
-            .put_if(item, condition, &[("#state", "state")], vec![(":running", s("running")), (":now", n(c.now.timestamp()))])
+            .put_if(
+                item,
+                condition,
+                &[("#state", "state")],
+                vec![(":running", s("running")), (":now", n(c.now.timestamp()))],
+            )
             .await?;
         if claimed {
             return Ok(ClaimOutcome::Claimed);
@@ -279,7 +299,10 @@ impl Catalog for DynamoCatalog {
                 .collect();
                 let condition = "#owner = :owner AND #state = :running";
                 let names = [("#owner", "owner"), ("#state", "state")];
-                if self.put_if(item, condition, &names, vec![(":owner", s(&c.owner)), (":running", s("running"))]).await? {
+                if self
+                    .put_if(item, condition, &names, vec![(":owner", s(&c.owner)), (":running", s("running"))])
+                    .await?
+                {
                     Ok(())
                 } else {
                     Err(CatalogError::claim_taken_over(c))
@@ -359,7 +382,11 @@ impl Catalog for DynamoCatalog {
     }
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError> {
-        let mut item = to_item(run, format!("RUN#{}", run.job.as_str()), format!("{}#{}", run.started_at.to_rfc3339(), run.run_id));
+        let mut item = to_item(
+            run,
+            format!("RUN#{}", run.job.as_str()),
+            format!("{}#{}", run.started_at.to_rfc3339(), run.run_id),
+        );
         item.insert("kind".into(), s("run"));
         item.insert("expires_at".into(), n((run.finished_at + chrono::Duration::days(RUN_RETENTION_DAYS)).timestamp()));
         self.put_if(item, "attribute_not_exists(pk)", &[], vec![]).await?;
@@ -378,16 +405,14 @@ impl Catalog for DynamoCatalog {
         // One writer per target and hour (the schedule); last write wins.
         let mut item = to_item(state, target_pk(&state.target), format!("ALERT#{}", state.check.as_str()));
         item.insert("kind".into(), s("alert_state"));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| backend("PutItem", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| backend("PutItem", e))?;
         Ok(())
-    }
-
-    async fn recent_runs(&self, job: Job, limit: usize) -> Result<Vec<RunRecord>, CatalogError> {
-        self.query_newest(format!("RUN#{}", job.as_str()), None, limit)
-            .await?
-            .into_iter()
-            .map(|item| from_item(item, "a run record"))
-            .collect()
     }
 }
 

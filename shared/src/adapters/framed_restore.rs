@@ -31,10 +31,10 @@ use tokio_postgres::Client;
 
 use super::pg_wire::{connect, describe, is_deadlock};
 use crate::domain::dump_layout::SegmentKind;
+use crate::domain::sql::splitter::{Piece, StatementSplitter};
+use crate::domain::sql::statement::{post_data_kind, PostDataKind};
 use crate::pipeline::codec::Codec;
 use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, RestoreError, ScratchEndpoint};
-use crate::sql::splitter::{Piece, StatementSplitter};
-use crate::sql::statement::{post_data_kind, PostDataKind};
 
 /// Decompressed bytes per COPY message.
 const COPY_PIECE: usize = 256 * 1024;
@@ -92,7 +92,10 @@ async fn apply(client: &Client, session: &Session) -> Result<(), RestoreError> {
     if session.settings.is_empty() {
         return Ok(());
     }
-    client.batch_execute(&session.script()).await.map_err(|e| failed(format!("the dump's session settings failed: {}", describe(&e))))
+    client
+        .batch_execute(&session.script())
+        .await
+        .map_err(|e| failed(format!("the dump's session settings failed: {}", describe(&e))))
 }
 
 /// Splits SQL into statements, carrying the split across chunks; psql meta-commands pg_dump writes
@@ -107,7 +110,12 @@ fn statements_of(splitter: &mut StatementSplitter, sql: &[u8]) -> Result<Vec<Vec
             match piece {
                 Piece::Statement(s) => out.push(s),
                 Piece::MetaCommand(m) if m.starts_with(b"\\restrict") || m.starts_with(b"\\unrestrict") => {}
-                Piece::MetaCommand(m) => return Err(failed(format!("the dump holds a psql command a restore drill does not run: {}", excerpt(&m)))),
+                Piece::MetaCommand(m) => {
+                    return Err(failed(format!(
+                        "the dump holds a psql command a restore drill does not run: {}",
+                        excerpt(&m)
+                    )))
+                }
             }
         }
     }
@@ -120,7 +128,12 @@ async fn run_in_order(client: &Client, statements: &[Vec<u8>]) -> Result<(), Res
     let mut in_flight = FuturesOrdered::new();
     for statement in statements {
         let text = String::from_utf8_lossy(statement).into_owned();
-        in_flight.push_back(async move { client.batch_execute(&text).await.map_err(|e| failed(format!("{} in: {}", describe(&e), excerpt(statement)))) });
+        in_flight.push_back(async move {
+            client
+                .batch_execute(&text)
+                .await
+                .map_err(|e| failed(format!("{} in: {}", describe(&e), excerpt(statement))))
+        });
         if in_flight.len() >= PIPELINE {
             if let Some(done) = in_flight.next().await {
                 done?;
@@ -156,7 +169,10 @@ impl HashedStream {
                 Ok(0) => {
                     self.hasher.update(&buffer[..filled]);
                     self.size += filled as u64;
-                    return Err(format!("the object ended {} bytes before its layout says it does", buffer.len() - filled));
+                    return Err(format!(
+                        "the object ended {} bytes before its layout says it does",
+                        buffer.len() - filled
+                    ));
                 }
                 Ok(n) => filled += n,
                 Err(e) => {
@@ -210,7 +226,13 @@ impl FirstError {
 }
 
 impl FramedRestorer {
-    pub async fn restore(&self, store: Arc<dyn ObjectStore>, server: &ScratchEndpoint, database: &str, dump: FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
+    pub async fn restore(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        server: &ScratchEndpoint,
+        database: &str,
+        dump: FramedDump<'_>,
+    ) -> Result<FramedRestoreReport, RestoreError> {
         let fetched = store.get(dump.key, dump.version_id).await.map_err(|e| failed(e.to_string()))?;
         let head = fetched.head.clone();
         let mut stream = HashedStream { body: fetched.body, hasher: Sha256::new(), size: 0, error: None };
@@ -276,12 +298,28 @@ impl FramedRestorer {
                         if schema_open {
                             main.batch_execute("COMMIT").await.map_err(|e| failed(describe(&e)))?;
                             schema_open = false;
-                            let minimal_wal = main.query_one("SELECT current_setting('wal_level') = 'minimal'", &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+                            let minimal_wal = main
+                                .query_one("SELECT current_setting('wal_level') = 'minimal'", &[])
+                                .await
+                                .map(|r| r.get::<_, bool>(0))
+                                .unwrap_or(false);
                             for _ in 0..self.jobs.max(1) {
-                                let (rx, rows, first_error, session) = (work_rx.clone(), rows.clone(), first_error.clone(), session.clone());
+                                let (rx, rows, first_error, session) =
+                                    (work_rx.clone(), rows.clone(), first_error.clone(), session.clone());
                                 let (server, database, codec) = (server.clone(), database.to_string(), dump.codec);
                                 workers.spawn(async move {
-                                    if let Err(e) = load_rows(rx, &server, &database, codec, &session, minimal_wal, &rows, &first_error).await {
+                                    if let Err(e) = load_rows(
+                                        rx,
+                                        &server,
+                                        &database,
+                                        codec,
+                                        &session,
+                                        minimal_wal,
+                                        &rows,
+                                        &first_error,
+                                    )
+                                    .await
+                                    {
                                         first_error.set(e);
                                     }
                                 });
@@ -304,7 +342,9 @@ impl FramedRestorer {
             }
             // Chunks of SQL hold whole statements (the backup cuts them between statements): one that ends inside
             // a statement is a layout this restore cannot follow.
-            splitter.finish().map_err(|e| failed(format!("segment {i} of the layout ends inside a statement ({e})")))?;
+            splitter
+                .finish()
+                .map_err(|e| failed(format!("segment {i} of the layout ends inside a statement ({e})")))?;
         }
         // The rows are all handed out: wait for the connections to finish loading them.
         drop(work_tx.take());
@@ -320,7 +360,9 @@ impl FramedRestorer {
             .segments
             .iter()
             .filter_map(|s| match &s.kind {
-                SegmentKind::Copy { schema, name, .. } => Some((format!("{schema}\u{1f}{name}"), s.chunks.iter().map(|c| c.raw()).sum())),
+                SegmentKind::Copy { schema, name, .. } => {
+                    Some((format!("{schema}\u{1f}{name}"), s.chunks.iter().map(|c| c.raw()).sum()))
+                }
                 SegmentKind::Sql => None,
             })
             .collect();
@@ -344,12 +386,13 @@ impl FramedRestorer {
         let mut workers: Vec<Client> = Vec::new();
         for statement in statements {
             let kind = post_data_kind(&statement);
-            let joins = match (&batch.kind, &kind) {
-                (_, PostDataKind::Annotation) => true,
-                (Some(BatchKind::Indexes), PostDataKind::Index { .. }) | (Some(BatchKind::ForeignKeys), PostDataKind::ForeignKey { .. }) => true,
-                (None, PostDataKind::Index { .. } | PostDataKind::ForeignKey { .. }) => true,
-                _ => false,
-            };
+            let joins = matches!(
+                (&batch.kind, &kind),
+                (_, PostDataKind::Annotation)
+                    | (Some(BatchKind::Indexes), PostDataKind::Index { .. })
+                    | (Some(BatchKind::ForeignKeys), PostDataKind::ForeignKey { .. })
+                    | (None, PostDataKind::Index { .. } | PostDataKind::ForeignKey { .. })
+            );
             if !joins {
                 retried += self.flush(&mut batch, main, server, database, session, weights, &mut workers).await?;
             }
@@ -397,12 +440,16 @@ impl FramedRestorer {
                 let (queue, deadlocked) = (queue.clone(), deadlocked.clone());
                 async move {
                     loop {
-                        let Some((_, statements)) = queue.lock().expect("batch queue lock").pop_front() else { return Ok::<(), RestoreError>(()) };
+                        let Some((_, statements)) = queue.lock().expect("batch queue lock").pop_front() else {
+                            return Ok::<(), RestoreError>(());
+                        };
                         for statement in statements {
                             let text = String::from_utf8_lossy(&statement).into_owned();
                             match client.batch_execute(&text).await {
                                 Ok(()) => {}
-                                Err(e) if is_deadlock(&e) => deadlocked.lock().expect("deadlock list lock").push(statement),
+                                Err(e) if is_deadlock(&e) => {
+                                    deadlocked.lock().expect("deadlock list lock").push(statement)
+                                }
                                 Err(e) => return Err(failed(format!("{} in: {}", describe(&e), excerpt(&statement)))),
                             }
                         }
@@ -487,17 +534,34 @@ async fn load_rows(
 }
 
 /// Loads one chunk: decompressed on a blocking thread, sent as COPY data.
-async fn load_chunk(client: &Client, codec: Codec, item: &CopyWork, stored: Bytes, minimal_wal: bool) -> Result<u64, RestoreError> {
+async fn load_chunk(
+    client: &Client,
+    codec: Codec,
+    item: &CopyWork,
+    stored: Bytes,
+    minimal_wal: bool,
+) -> Result<u64, RestoreError> {
     let table = format!("{}.{}", quoted(&item.schema), quoted(&item.name));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let (header, terminator) = (item.first.then(|| item.statement.clone()), item.last);
-    let decoding = tokio::task::spawn_blocking(move || decode_rows(codec, std::io::Cursor::new(stored), header, terminator, tx));
+    let decoding =
+        tokio::task::spawn_blocking(move || decode_rows(codec, std::io::Cursor::new(stored), header, terminator, tx));
     let in_transaction = item.whole_table && minimal_wal;
     if in_transaction {
-        client.batch_execute(&format!("BEGIN; TRUNCATE ONLY {table}")).await.map_err(|e| failed(format!("{} (preparing to load {table})", describe(&e))))?;
+        client
+            .batch_execute(&format!("BEGIN; TRUNCATE ONLY {table}"))
+            .await
+            .map_err(|e| failed(format!("{} (preparing to load {table})", describe(&e))))?;
     }
-    let head = item.statement.trim_end().strip_suffix("FROM stdin;").ok_or_else(|| failed(format!("not a COPY statement: {}", item.statement)))?;
-    let sink = client.copy_in::<_, Bytes>(&format!("{head}FROM STDIN")).await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
+    let head = item
+        .statement
+        .trim_end()
+        .strip_suffix("FROM stdin;")
+        .ok_or_else(|| failed(format!("not a COPY statement: {}", item.statement)))?;
+    let sink = client
+        .copy_in::<_, Bytes>(&format!("{head}FROM STDIN"))
+        .await
+        .map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
     futures_util::pin_mut!(sink);
     let mut send_error = None;
     while let Some(piece) = rx.recv().await {
@@ -524,7 +588,13 @@ async fn load_chunk(client: &Client, codec: Codec, item: &CopyWork, stored: Byte
 
 /// Decompresses a chunk of rows and hands them on in pieces, without the first chunk's `COPY` line (checked
 /// against the layout) and the last chunk's `\.` line (checked too).
-fn decode_rows(codec: Codec, raw: impl Read + Send + 'static, header: Option<String>, terminator: bool, tx: tokio::sync::mpsc::Sender<Bytes>) -> Result<(), String> {
+fn decode_rows(
+    codec: Codec,
+    raw: impl Read + Send + 'static,
+    header: Option<String>,
+    terminator: bool,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<(), String> {
     let mut decoder: Box<dyn Read + Send> = match codec {
         Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| e.to_string())?),
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
@@ -548,7 +618,10 @@ fn decode_rows(codec: Codec, raw: impl Read + Send + 'static, header: Option<Str
             }
             if !held.starts_with(expected) || held[expected.len()] != b'\n' {
                 let seen = &held[..held.len().min(expected.len() + 1).min(200)];
-                return Err(format!("the chunk starts with {:?}, not the table's COPY statement", String::from_utf8_lossy(seen)));
+                return Err(format!(
+                    "the chunk starts with {:?}, not the table's COPY statement",
+                    String::from_utf8_lossy(seen)
+                ));
             }
             held.drain(..=expected.len());
             header = None;
@@ -612,7 +685,10 @@ mod tests {
         for codec in [Codec::Zstd, Codec::Gzip] {
             assert_eq!(rows_through(codec, &whole, Some("COPY public.t (a, b) FROM stdin;"), true).unwrap(), rows);
             assert_eq!(rows_through(codec, &rows, None, false).unwrap(), rows, "a middle chunk passes whole");
-            assert!(rows_through(codec, &whole, Some("COPY public.u (a) FROM stdin;"), true).is_err(), "another table's chunk is refused");
+            assert!(
+                rows_through(codec, &whole, Some("COPY public.u (a) FROM stdin;"), true).is_err(),
+                "another table's chunk is refused"
+            );
             assert!(rows_through(codec, &rows, None, true).is_err(), "a last chunk without `\\.` is refused");
         }
     }
@@ -627,7 +703,10 @@ mod tests {
             // A layout cut at the statement's last line (as backups before this fix made them) is refused, and the
             // drill restores that dump on one connection instead.
             let from_last_line = &whole[statement.rfind('\n').unwrap() + 1..];
-            assert!(rows_through(codec, from_last_line, Some(statement), true).is_err(), "a chunk holding half the statement is refused");
+            assert!(
+                rows_through(codec, from_last_line, Some(statement), true).is_err(),
+                "a chunk holding half the statement is refused"
+            );
         }
     }
 }

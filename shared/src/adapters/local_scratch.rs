@@ -26,7 +26,8 @@ const ADMIN_USER: &str = "backstop_drill";
 
 /// A server that restores once and is thrown away: nothing needs to survive a crash, nothing replicates.
 /// `infra/bench/run.py` restores its comparisons into a server with these same settings.
-pub const RESTORE_SETTINGS: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c wal_level=minimal \
+pub const RESTORE_SETTINGS: &str =
+    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c wal_level=minimal \
      -c max_wal_senders=0 -c max_wal_size=4GB -c autovacuum=off -c maintenance_work_mem=256MB -c max_connections=20";
 
 pub struct LocalScratch {
@@ -37,7 +38,10 @@ pub struct LocalScratch {
 impl LocalScratch {
     /// `base`: where clusters live (default: `<temp dir>/backstop-scratch`).
     pub fn new(base: Option<PathBuf>, bin_dir: Option<PathBuf>) -> Self {
-        LocalScratch { base: base.unwrap_or_else(|| std::env::temp_dir().join("backstop-scratch")), programs: PgDumper::new(bin_dir) }
+        LocalScratch {
+            base: base.unwrap_or_else(|| std::env::temp_dir().join("backstop-scratch")),
+            programs: PgDumper::new(bin_dir),
+        }
     }
 
     fn dir(&self, handle: &ScratchHandle) -> PathBuf {
@@ -56,13 +60,21 @@ impl LocalScratch {
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(backend("scratch cluster", format!("{program} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())))
+            Err(backend(
+                "scratch cluster",
+                format!("{program} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+            ))
         }
     }
 
     async fn start(&self, dir: &Path) -> Result<(), ScratchError> {
         let port = std::fs::read_to_string(dir.join("port")).map_err(|e| backend("read port", e.to_string()))?;
-        let options = format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} {}", port.trim(), dir.display(), RESTORE_SETTINGS);
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} {}",
+            port.trim(),
+            dir.display(),
+            RESTORE_SETTINGS
+        );
         let data = dir.join("data");
         let log = dir.join("server.log");
         // pg_ctl's own wait polls every 100 ms; waiting here for the server to say it is ready is quicker.
@@ -78,7 +90,13 @@ impl LocalScratch {
             if gone || std::time::Instant::now() > deadline {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                return Err(backend("start scratch cluster", format!("the server did not become ready: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "))));
+                return Err(backend(
+                    "start scratch cluster",
+                    format!(
+                        "the server did not become ready: {}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    ),
+                ));
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -109,7 +127,10 @@ impl LocalScratch {
                     if dir.join("ready").exists() {
                         return Ok(dir);
                     }
-                    let stale = std::fs::metadata(&lock).and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default() > std::time::Duration::from_secs(120)).unwrap_or(true);
+                    let stale = std::fs::metadata(&lock)
+                        .and_then(|m| m.modified())
+                        .map(|t| t.elapsed().unwrap_or_default() > std::time::Duration::from_secs(120))
+                        .unwrap_or(true);
                     if stale || std::time::Instant::now() > deadline {
                         let _ = std::fs::remove_dir(&lock);
                     }
@@ -134,13 +155,27 @@ impl LocalScratch {
         // initdb runs as the server's user and must read the password once; the copy is deleted after.
         let initdb_pw = dir.join("initdb-password");
         std::fs::write(&initdb_pw, password.expose_secret()).map_err(|e| backend("template", e.to_string()))?;
-        std::fs::set_permissions(&initdb_pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| backend("template", e.to_string()))?;
+        std::fs::set_permissions(&initdb_pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| backend("template", e.to_string()))?;
         chown_to_server(&initdb_pw)?;
         let data = dir.join("data");
         let initdb = self
             .run(
                 "initdb",
-                &["-D", path(&data), "-U", ADMIN_USER, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync", "--pwfile", path(&initdb_pw)],
+                &[
+                    "-D",
+                    path(&data),
+                    "-U",
+                    ADMIN_USER,
+                    "-A",
+                    "scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--pwfile",
+                    path(&initdb_pw),
+                ],
                 true,
             )
             .await;
@@ -164,7 +199,10 @@ impl LocalScratch {
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                     killed = true;
                 } else if started.elapsed() > std::time::Duration::from_secs(40) {
-                    return Err(backend("stop scratch cluster", format!("postmaster {pid} of {} does not stop", dir.display())));
+                    return Err(backend(
+                        "stop scratch cluster",
+                        format!("postmaster {pid} of {} does not stop", dir.display()),
+                    ));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
@@ -195,7 +233,10 @@ fn server_identity() -> Result<Option<(u32, u32)>, ScratchError> {
     // SAFETY: getpwnam returns null or a pointer to a static record, read at once.
     let pw = unsafe { libc::getpwnam(name.as_ptr()) };
     if pw.is_null() {
-        return Err(backend("initdb", "running as root, and there is no `postgres` user to run a scratch server as".into()));
+        return Err(backend(
+            "initdb",
+            "running as root, and there is no `postgres` user to run a scratch server as".into(),
+        ));
     }
     // SAFETY: checked non-null above.
     Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }))
@@ -203,7 +244,8 @@ fn server_identity() -> Result<Option<(u32, u32)>, ScratchError> {
 
 fn chown_to_server(p: &Path) -> Result<(), ScratchError> {
     if let Some((uid, gid)) = server_identity()? {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| backend("chown", format!("{}: {e}", p.display())))?;
+        std::os::unix::fs::chown(p, Some(uid), Some(gid))
+            .map_err(|e| backend("chown", format!("{}: {e}", p.display())))?;
     }
     Ok(())
 }
@@ -224,7 +266,8 @@ fn write_secret(secrets: &Path, password: &SecretString) -> Result<(), ScratchEr
     std::fs::create_dir_all(secrets).map_err(|e| backend("create", e.to_string()))?;
     let file = secrets.join("password");
     std::fs::write(&file, password.expose_secret()).map_err(|e| backend("create", e.to_string()))?;
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| backend("create", e.to_string()))
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| backend("create", e.to_string()))
 }
 
 /// Copies a data directory, keeping modes (PostgreSQL insists on 0700) and giving it to the server's user.
@@ -232,7 +275,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ScratchError> {
     use std::os::unix::fs::PermissionsExt;
     let fail = |e: std::io::Error| backend("copy the template cluster", format!("{}: {e}", from.display()));
     std::fs::create_dir(to).map_err(fail)?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(std::fs::metadata(from).map_err(fail)?.permissions().mode())).map_err(fail)?;
+    std::fs::set_permissions(
+        to,
+        std::fs::Permissions::from_mode(std::fs::metadata(from).map_err(fail)?.permissions().mode()),
+    )
+    .map_err(fail)?;
     chown_to_server(to)?;
     for entry in std::fs::read_dir(from).map_err(fail)? {
         let entry = entry.map_err(fail)?;
@@ -283,7 +330,8 @@ impl ScratchDatabases for LocalScratch {
         copy_tree(&template.join("data"), &dir.join("data"))?;
         let password = SecretString::from(format!("{:032x}", rand::random::<u128>()));
         write_secret(&dir.join("secrets"), &password)?;
-        std::fs::write(dir.join("expires_at"), spec.expires_at.to_rfc3339()).map_err(|e| backend("create", e.to_string()))?;
+        std::fs::write(dir.join("expires_at"), spec.expires_at.to_rfc3339())
+            .map_err(|e| backend("create", e.to_string()))?;
         // The port is free when picked, not necessarily when the server binds it: another pick, on failure.
         let mut started = Err(backend("start", "not tried".into()));
         for _ in 0..3 {
@@ -295,7 +343,9 @@ impl ScratchDatabases for LocalScratch {
         }
         started?;
         // The copy answers to the template's password until it is given the drill's own.
-        let template_password = SecretString::from(std::fs::read_to_string(template.join("secrets/password")).map_err(|e| backend("create", e.to_string()))?);
+        let template_password = SecretString::from(
+            std::fs::read_to_string(template.join("secrets/password")).map_err(|e| backend("create", e.to_string()))?,
+        );
         let port = std::fs::read_to_string(dir.join("port")).map_err(|e| backend("create", e.to_string()))?;
         let endpoint = ScratchEndpoint {
             host: "127.0.0.1".into(),
@@ -305,12 +355,12 @@ impl ScratchDatabases for LocalScratch {
             maintenance_db: "postgres".into(),
             sslmode: "disable".into(),
         };
-        let client = super::pg_wire::connect(&endpoint, "postgres").await.map_err(|e| backend("create", e.to_string()))?;
+        let client =
+            super::pg_wire::connect(&endpoint, "postgres").await.map_err(|e| backend("create", e.to_string()))?;
         let literal = password.expose_secret().replace('\'', "''");
-        client
-            .batch_execute(&format!("ALTER ROLE {ADMIN_USER} PASSWORD '{literal}'"))
-            .await
-            .map_err(|e| backend("create", format!("cannot set the drill's password: {}", super::pg_wire::describe(&e))))?;
+        client.batch_execute(&format!("ALTER ROLE {ADMIN_USER} PASSWORD '{literal}'")).await.map_err(|e| {
+            backend("create", format!("cannot set the drill's password: {}", super::pg_wire::describe(&e)))
+        })?;
         std::fs::write(dir.join("ready"), "").map_err(|e| backend("create", e.to_string()))?;
         Ok(handle)
     }
@@ -318,13 +368,18 @@ impl ScratchDatabases for LocalScratch {
     async fn poll(&self, handle: &ScratchHandle) -> Result<ScratchState, ScratchError> {
         let dir = self.dir(handle);
         if !dir.join("ready").exists() {
-            return Err(ScratchError::Failed { id: handle.id.clone(), message: "the scratch cluster does not exist (swept or never made)".into() });
+            return Err(ScratchError::Failed {
+                id: handle.id.clone(),
+                message: "the scratch cluster does not exist (swept or never made)".into(),
+            });
         }
         // After a reboot the cluster is there but stopped.
         if !self.running(&dir).await {
             self.start(&dir).await?;
         }
-        let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| backend("read scratch cluster", format!("{name}: {e}")));
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).map_err(|e| backend("read scratch cluster", format!("{name}: {e}")))
+        };
         let port = read("port")?.trim().parse().map_err(|_| backend("read scratch cluster", "bad port file".into()))?;
         Ok(ScratchState::Ready(ScratchEndpoint {
             host: "127.0.0.1".into(),
@@ -349,14 +404,18 @@ impl ScratchDatabases for LocalScratch {
         let mut swept = Vec::new();
         for entry in entries.filter_map(Result::ok) {
             let dir = entry.path();
-            let expires = std::fs::read_to_string(dir.join("expires_at")).ok().and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok());
+            let expires = std::fs::read_to_string(dir.join("expires_at"))
+                .ok()
+                .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok());
             // A directory without a readable expiry is not ours to judge, unless it is an abandoned half-made one.
             if expires.is_some_and(|e| e < now) {
                 let handle = ScratchHandle { kind: "local".into(), id: path(&dir).to_string() };
                 // One cluster that will not go does not keep the sweep from the others; the next sweep retries it.
                 match self.destroy(&handle).await {
                     Ok(()) => swept.push(handle),
-                    Err(e) => tracing::warn!(cluster = %handle.id, error = %e, "could not sweep an expired scratch cluster"),
+                    Err(e) => {
+                        tracing::warn!(cluster = %handle.id, error = %e, "could not sweep an expired scratch cluster")
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! In-memory adapters for unit tests: an object store, a catalog with the same conditional semantics as the
 //! DynamoDB adapter, an alert recorder, a scripted dumper and a fixed clock. Never wired in production.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,11 +11,47 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use crate::config::TargetConfig;
 use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::health::AlertState;
+use crate::domain::DatabaseAddress;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
 use crate::ports::*;
+
+// ---------------------------------------------------------------- faults
+
+/// Operations a fake is told to fail, by the name of the call it stands for (`"DeleteObject"`, `"GetItem"`):
+/// how a test reaches a failure path that the real service takes only on a bad day.
+#[derive(Default, Clone)]
+pub struct Faults(Arc<Mutex<BTreeSet<&'static str>>>);
+
+impl Faults {
+    /// Every later call of `operation` fails, until [`Faults::heal`].
+    pub fn fail(&self, operation: &'static str) {
+        self.0.lock().unwrap().insert(operation);
+    }
+
+    pub fn heal(&self, operation: &'static str) {
+        self.0.lock().unwrap().remove(operation);
+    }
+
+    fn failing(&self, operation: &str) -> bool {
+        self.0.lock().unwrap().contains(operation)
+    }
+
+    fn store(&self, operation: &'static str, key: &str) -> Result<(), StoreError> {
+        if self.failing(operation) {
+            return Err(store_error(operation, key, "injected failure"));
+        }
+        Ok(())
+    }
+
+    fn catalog(&self, operation: &'static str) -> Result<(), CatalogError> {
+        if self.failing(operation) {
+            return Err(CatalogError::Backend { operation, source: "injected failure".into() });
+        }
+        Ok(())
+    }
+}
 
 // ---------------------------------------------------------------- object store
 
@@ -34,6 +70,8 @@ pub struct MemoryStore {
     fail_parts_from: Arc<AtomicU32>,
     /// Puts of keys ending with one of these fail.
     fail_puts: Arc<Mutex<Vec<String>>>,
+    /// Calls that fail, by S3 operation name (`ListObjectVersions`, `DeleteObject`, `AbortMultipartUpload`, …).
+    pub faults: Faults,
 }
 
 impl MemoryStore {
@@ -83,6 +121,7 @@ fn store_error(operation: &'static str, key: &str, message: &str) -> StoreError 
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn create_multipart(&self, key: &str, _content_type: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+        self.faults.store("CreateMultipartUpload", key)?;
         let mut state = self.state.lock().unwrap();
         state.open_uploads.insert(key.to_string(), BTreeMap::new());
         state.upload_started.insert(key.to_string(), chrono::Utc::now());
@@ -98,6 +137,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError> {
+        self.faults.store("ListObjectVersions", prefix)?;
         Ok(self
             .all_versions()
             .into_iter()
@@ -107,38 +147,64 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
+        self.faults.store("HeadObject", key)?;
         let state = self.state.lock().unwrap();
-        let (version, body) = state.objects.get(key).and_then(|v| v.last()).ok_or_else(|| store_error("HeadObject", key, "no such key"))?;
-        Ok(ObjectHead { version_id: Some(version.clone()), size: body.len() as u64, server_side_encryption: Some("aws:kms".into()), kms_key_id: None })
+        let (version, body) = state
+            .objects
+            .get(key)
+            .and_then(|v| v.last())
+            .ok_or_else(|| store_error("HeadObject", key, "no such key"))?;
+        Ok(ObjectHead {
+            version_id: Some(version.clone()),
+            size: body.len() as u64,
+            server_side_encryption: Some("aws:kms".into()),
+            kms_key_id: None,
+        })
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError> {
+        self.faults.store("GetObject", key)?;
         let state = self.state.lock().unwrap();
         let versions = state.objects.get(key).ok_or_else(|| store_error("GetObject", key, "no such key"))?;
         let (version, body) = match version_id {
-            Some(v) => versions.iter().find(|(id, _)| id == v).ok_or_else(|| store_error("GetObject", key, "no such version"))?,
+            Some(v) => versions
+                .iter()
+                .find(|(id, _)| id == v)
+                .ok_or_else(|| store_error("GetObject", key, "no such version"))?,
             None => versions.last().expect("keys have versions"),
         };
-        let head = ObjectHead { version_id: Some(version.clone()), size: body.len() as u64, server_side_encryption: Some("aws:kms".into()), kms_key_id: None };
+        let head = ObjectHead {
+            version_id: Some(version.clone()),
+            size: body.len() as u64,
+            server_side_encryption: Some("aws:kms".into()),
+            kms_key_id: None,
+        };
         Ok(FetchedObject { head, body: Box::new(std::io::Cursor::new(body.clone())) })
     }
 
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+        self.faults.store("ListMultipartUploads", prefix)?;
         let state = self.state.lock().unwrap();
         Ok(state
             .open_uploads
             .keys()
             .filter(|k| k.starts_with(prefix))
-            .map(|key| OpenUpload { key: key.clone(), upload_id: key.clone(), initiated: state.upload_started.get(key).copied() })
+            .map(|key| OpenUpload {
+                key: key.clone(),
+                upload_id: key.clone(),
+                initiated: state.upload_started.get(key).copied(),
+            })
             .collect())
     }
 
     async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+        self.faults.store("AbortMultipartUpload", &upload.key)?;
         self.state.lock().unwrap().open_uploads.remove(&upload.key);
         Ok(())
     }
 
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
+        self.faults.store("DeleteObject", &version.key)?;
         let mut state = self.state.lock().unwrap();
         if let Some(versions) = state.objects.get_mut(&version.key) {
             versions.retain(|(v, _)| Some(v) != version.version_id.as_ref());
@@ -167,12 +233,20 @@ impl MultipartUpload for MemoryUpload {
             return Err(store_error("UploadPart", &self.key, "injected failure"));
         }
         let mut state = self.store.state.lock().unwrap();
-        let parts = state.open_uploads.get_mut(&self.key).ok_or_else(|| store_error("UploadPart", &self.key, "no such upload"))?;
+        let parts = state
+            .open_uploads
+            .get_mut(&self.key)
+            .ok_or_else(|| store_error("UploadPart", &self.key, "no such upload"))?;
         parts.insert(part.number, part.body);
-        Ok(UploadedPart { number: part.number, etag: format!("etag-{}", part.number), checksum_sha256: Some(hex::encode(part.sha256)) })
+        Ok(UploadedPart {
+            number: part.number,
+            etag: format!("etag-{}", part.number),
+            checksum_sha256: Some(hex::encode(part.sha256)),
+        })
     }
 
     async fn complete(&self, parts: Vec<UploadedPart>) -> Result<StoredVersion, StoreError> {
+        self.store.faults.store("CompleteMultipartUpload", &self.key)?;
         let uploaded = self
             .store
             .state
@@ -183,12 +257,17 @@ impl MultipartUpload for MemoryUpload {
             .ok_or_else(|| store_error("CompleteMultipartUpload", &self.key, "no such upload"))?;
         let mut body = Vec::new();
         for p in &parts {
-            body.extend_from_slice(uploaded.get(&p.number).ok_or_else(|| store_error("CompleteMultipartUpload", &self.key, "missing part"))?);
+            body.extend_from_slice(
+                uploaded
+                    .get(&p.number)
+                    .ok_or_else(|| store_error("CompleteMultipartUpload", &self.key, "missing part"))?,
+            );
         }
         Ok(self.store.store(&self.key, Bytes::from(body)))
     }
 
     async fn abort(&self) -> Result<(), StoreError> {
+        self.store.faults.store("AbortMultipartUpload", &self.key)?;
         self.store.state.lock().unwrap().open_uploads.remove(&self.key);
         Ok(())
     }
@@ -220,11 +299,18 @@ pub struct MemoryCatalog {
     fail_updates_to: Arc<Mutex<Option<BackupStatus>>>,
     /// Updates that would set this status land, but their answer is lost (an error comes back).
     lose_answers_to: Arc<Mutex<Option<BackupStatus>>>,
+    /// Calls that fail, by the port method's name (`get_backup`, `acquire_lease`, …).
+    pub faults: Faults,
 }
 
 impl MemoryCatalog {
     pub fn fail_updates_to(&self, status: BackupStatus) {
         *self.fail_updates_to.lock().unwrap() = Some(status);
+    }
+
+    /// Updates succeed again.
+    pub fn heal_updates(&self) {
+        *self.fail_updates_to.lock().unwrap() = None;
     }
 
     pub fn lose_answers_to(&self, status: BackupStatus) {
@@ -247,6 +333,7 @@ impl MemoryCatalog {
 #[async_trait]
 impl Catalog for MemoryCatalog {
     async fn acquire_lease(&self, r: &LeaseRequest) -> Result<LeaseOutcome, CatalogError> {
+        self.faults.catalog("acquire_lease")?;
         let mut s = self.state.lock().unwrap();
         let key = (r.target.clone(), r.job);
         if let Some((owner, expires_at)) = s.leases.get(&key) {
@@ -260,6 +347,7 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn release_lease(&self, target: &str, job: Job, owner: &str) -> Result<(), CatalogError> {
+        self.faults.catalog("release_lease")?;
         let mut s = self.state.lock().unwrap();
         let key = (target.to_string(), job);
         if s.leases.get(&key).is_some_and(|(o, _)| o == owner) {
@@ -269,6 +357,7 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn claim_idempotency(&self, c: &IdempotencyClaim) -> Result<ClaimOutcome, CatalogError> {
+        self.faults.catalog("claim_idempotency")?;
         let mut s = self.state.lock().unwrap();
         let key = (c.key.clone(), c.target.clone());
         match s.claims.get(&key) {
@@ -283,6 +372,7 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn settle_idempotency(&self, c: &IdempotencyClaim, settlement: ClaimSettlement) -> Result<(), CatalogError> {
+        self.faults.catalog("settle_idempotency")?;
         let mut s = self.state.lock().unwrap();
         let key = (c.key.clone(), c.target.clone());
         // As DynamoDB's conditional writes: only this owner's running claim is settled.
@@ -303,6 +393,7 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError> {
+        self.faults.catalog("create_backup")?;
         let mut s = self.state.lock().unwrap();
         let key = (record.target.clone(), record.backup_id.clone());
         if s.backups.contains_key(&key) {
@@ -313,6 +404,7 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn update_backup(&self, record: &BackupRecord, expected: BackupStatus) -> Result<(), CatalogError> {
+        self.faults.catalog("update_backup")?;
         if *self.fail_updates_to.lock().unwrap() == Some(record.status) {
             return Err(CatalogError::Backend { operation: "PutItem", source: "injected failure".into() });
         }
@@ -331,15 +423,18 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn get_backup(&self, target: &str, backup_id: &BackupId) -> Result<Option<BackupRecord>, CatalogError> {
+        self.faults.catalog("get_backup")?;
         Ok(self.state.lock().unwrap().backups.get(&(target.to_string(), backup_id.clone())).cloned())
     }
 
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError> {
+        self.faults.catalog("recent_backups")?;
         let s = self.state.lock().unwrap();
         Ok(s.backups.values().rev().filter(|b| b.target == target).take(limit).cloned().collect())
     }
 
     async fn create_drill(&self, drill: &DrillRecord) -> Result<(), CatalogError> {
+        self.faults.catalog("create_drill")?;
         let mut s = self.state.lock().unwrap();
         let key = (drill.target.clone(), drill.drill_id.clone());
         if s.drills.contains_key(&key) {
@@ -350,6 +445,7 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn update_drill(&self, drill: &DrillRecord, expected: DrillPhase) -> Result<(), CatalogError> {
+        self.faults.catalog("update_drill")?;
         let mut s = self.state.lock().unwrap();
         let key = (drill.target.clone(), drill.drill_id.clone());
         match s.drills.get(&key) {
@@ -362,28 +458,31 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError> {
+        self.faults.catalog("recent_drills")?;
         let s = self.state.lock().unwrap();
         Ok(s.drills.values().rev().filter(|d| d.target == target).take(limit).cloned().collect())
     }
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError> {
+        self.faults.catalog("put_run")?;
         self.state.lock().unwrap().runs.push(run.clone());
         Ok(())
     }
 
     async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError> {
+        self.faults.catalog("alert_states")?;
         let s = self.state.lock().unwrap();
         Ok(s.alert_states.values().filter(|a| a.target == target).cloned().collect())
     }
 
     async fn put_alert_state(&self, state: &AlertState) -> Result<(), CatalogError> {
-        self.state.lock().unwrap().alert_states.insert((state.target.clone(), state.check.as_str().to_string()), state.clone());
+        self.faults.catalog("put_alert_state")?;
+        self.state
+            .lock()
+            .unwrap()
+            .alert_states
+            .insert((state.target.clone(), state.check.as_str().to_string()), state.clone());
         Ok(())
-    }
-
-    async fn recent_runs(&self, job: Job, limit: usize) -> Result<Vec<RunRecord>, CatalogError> {
-        let s = self.state.lock().unwrap();
-        Ok(s.runs.iter().rev().filter(|r| r.job == job).take(limit).cloned().collect())
     }
 }
 
@@ -393,6 +492,8 @@ impl Catalog for MemoryCatalog {
 #[derive(Default, Clone)]
 pub struct RecordingAlerts {
     sent: Arc<Mutex<Vec<Alert>>>,
+    /// `Publish` fails (nothing is recorded) while set.
+    pub faults: Faults,
 }
 
 impl RecordingAlerts {
@@ -404,6 +505,9 @@ impl RecordingAlerts {
 #[async_trait]
 impl Alerts for RecordingAlerts {
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
+        if self.faults.failing("Publish") {
+            return Err(AlertError { subject: alert.subject.clone(), source: "injected failure".into() });
+        }
         self.sent.lock().unwrap().push(alert.clone());
         Ok(())
     }
@@ -477,21 +581,30 @@ impl ScriptedDumper {
 
 #[async_trait]
 impl Dumper for ScriptedDumper {
-    async fn preflight(&self, _: &TargetConfig, _: &SecretString) -> Result<ServerFacts, DumpError> {
+    async fn preflight(&self, _: &DatabaseAddress, _: &SecretString) -> Result<ServerFacts, DumpError> {
         match self.preflight_error.lock().unwrap().clone() {
-            Some(message) => Err(DumpError::Failed { program: "psql".into(), status: "exit status 2".into(), stderr_tail: message }),
-            None => Ok(ServerFacts { version: "15.18".into(), session: crate::domain::manifest::DumpSession::default() }),
+            Some(message) => {
+                Err(DumpError::Failed { program: "psql".into(), status: "exit status 2".into(), stderr_tail: message })
+            }
+            None => {
+                Ok(ServerFacts { version: "15.18".into(), session: crate::domain::manifest::DumpSession::default() })
+            }
         }
     }
 
-    async fn dump_roles(&self, _: &TargetConfig, _: &SecretString) -> Result<RolesDump, DumpError> {
+    async fn dump_roles(&self, _: &DatabaseAddress, _: &SecretString) -> Result<RolesDump, DumpError> {
         Ok(RolesDump { sql: self.roles_sql.clone(), passwords_included: true })
     }
 
-    async fn start_dump(&self, _: &TargetConfig, _: &SecretString) -> Result<Box<dyn RunningDump>, DumpError> {
+    async fn start_dump(&self, _: &DatabaseAddress, _: &SecretString) -> Result<Box<dyn RunningDump>, DumpError> {
         self.dumps_started.fetch_add(1, Ordering::SeqCst);
         let script = self.dump.lock().unwrap().clone();
-        Ok(Box::new(ScriptedRun { stdout: Some(script.stdout), exit: script.exit, stall: script.stall, killed: Arc::default() }))
+        Ok(Box::new(ScriptedRun {
+            stdout: Some(script.stdout),
+            exit: script.exit,
+            stall: script.stall,
+            killed: Arc::default(),
+        }))
     }
 }
 

@@ -4,13 +4,15 @@
 pub mod dynamodb;
 pub mod framed_restore;
 pub mod local_scratch;
-pub mod pg_wire;
+// The in-memory fakes, for tests only: the library's own, and (feature `test-support`) the integration tests'.
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+pub mod pg_wire;
 pub mod physical_check;
 pub mod postgres;
 pub mod psql_restorer;
-pub mod read_back;
 pub mod rds;
+pub mod read_back;
 pub mod s3;
 pub mod secrets;
 pub mod slack;

@@ -26,7 +26,11 @@ enum Relation {
     BTree { oid: u32, name: String },
 }
 
-pub async fn physical_check(server: &ScratchEndpoint, database: &str, jobs: usize) -> Result<PhysicalCheckReport, RestoreError> {
+pub async fn physical_check(
+    server: &ScratchEndpoint,
+    database: &str,
+    jobs: usize,
+) -> Result<PhysicalCheckReport, RestoreError> {
     let main = connect(server, database).await?;
     main.batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
         .await
@@ -70,7 +74,9 @@ pub async fn physical_check(server: &ScratchEndpoint, database: &str, jobs: usiz
         async move {
             let client = connect(server, database).await?;
             loop {
-                let Some(relation) = queue.lock().expect("amcheck queue lock").pop_front() else { return Ok::<(), RestoreError>(()) };
+                let Some(relation) = queue.lock().expect("amcheck queue lock").pop_front() else {
+                    return Ok::<(), RestoreError>(());
+                };
                 let problems = match &relation {
                     Relation::Heap { oid, name } => {
                         let rows = client
@@ -83,7 +89,14 @@ pub async fn physical_check(server: &ScratchEndpoint, database: &str, jobs: usiz
                             .map_err(|e| failed(format!("{} (verify_heapam on {name})", describe(&e))))?;
                         report.lock().expect("amcheck report lock").tables += 1;
                         rows.iter()
-                            .map(|r| format!("{name} block {} offset {}: {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
+                            .map(|r| {
+                                format!(
+                                    "{name} block {} offset {}: {}",
+                                    r.get::<_, String>(0),
+                                    r.get::<_, String>(1),
+                                    r.get::<_, String>(2)
+                                )
+                            })
                             .collect::<Vec<_>>()
                     }
                     Relation::BTree { oid, name } => {
@@ -91,7 +104,9 @@ pub async fn physical_check(server: &ScratchEndpoint, database: &str, jobs: usiz
                         match client.execute("SELECT bt_index_check($1::oid::regclass, true)", &[oid]).await {
                             Ok(_) => Vec::new(),
                             // amcheck reports corruption as an error with SQLSTATE XX002 (index corrupted).
-                            Err(e) if e.code().is_some_and(|c| c.code() == "XX002" || c.code() == "XX001") => vec![format!("{name}: {}", describe(&e))],
+                            Err(e) if e.code().is_some_and(|c| c.code() == "XX002" || c.code() == "XX001") => {
+                                vec![format!("{name}: {}", describe(&e))]
+                            }
                             Err(e) => return Err(failed(format!("{} (bt_index_check on {name})", describe(&e)))),
                         }
                     }

@@ -15,9 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::config::TargetConfig;
-use crate::domain::redact::redact;
 use crate::domain::manifest::DumpSession;
+use crate::domain::redact::redact;
+use crate::domain::DatabaseAddress;
 use crate::ports::{DumpError, DumpExit, Dumper, RolesDump, RunningDump, ServerFacts};
 
 /// pg_dump waits this long for a table lock before giving up, rather than hanging behind a long DDL.
@@ -46,7 +46,12 @@ impl PgDumper {
     }
 
     /// A command for `program` connected to `target` with the password in a fresh passfile.
-    fn command(&self, program: &str, target: &TargetConfig, password: &SecretString) -> Result<(Command, tempfile::NamedTempFile), DumpError> {
+    fn command(
+        &self,
+        program: &str,
+        target: &DatabaseAddress,
+        password: &SecretString,
+    ) -> Result<(Command, tempfile::NamedTempFile), DumpError> {
         let connection = Connection {
             host: &target.host,
             port: target.port,
@@ -59,7 +64,13 @@ impl PgDumper {
     }
 
     /// Runs a short program to completion and returns its stdout, or its redacted stderr as the error.
-    async fn run_to_end(&self, program: &str, args: &[&str], target: &TargetConfig, password: &SecretString) -> Result<Vec<u8>, DumpError> {
+    async fn run_to_end(
+        &self,
+        program: &str,
+        args: &[&str],
+        target: &DatabaseAddress,
+        password: &SecretString,
+    ) -> Result<Vec<u8>, DumpError> {
         let (mut cmd, _passfile) = self.command(program, target, password)?;
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         let output = cmd.output().await.map_err(|source| DumpError::Spawn { program: program.into(), source })?;
@@ -95,16 +106,21 @@ impl PgDumper {
 
 #[async_trait]
 impl Dumper for PgDumper {
-    async fn preflight(&self, target: &TargetConfig, password: &SecretString) -> Result<ServerFacts, DumpError> {
+    async fn preflight(&self, target: &DatabaseAddress, password: &SecretString) -> Result<ServerFacts, DumpError> {
         // One row, fields separated by a unit separator (no setting contains one).
-        let query = "SELECT concat_ws(chr(31), current_setting('server_version_num'), current_setting('server_version'), \
+        let query =
+            "SELECT concat_ws(chr(31), current_setting('server_version_num'), current_setting('server_version'), \
                      current_setting('TimeZone'), current_setting('bytea_output'), pg_encoding_to_char(encoding)) \
                      FROM pg_database WHERE datname = current_database()";
-        let out = self.run_to_end("psql", &["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], target, password).await?;
+        let out = self
+            .run_to_end("psql", &["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], target, password)
+            .await?;
         let text = String::from_utf8_lossy(&out).trim().to_string();
         let fields: Vec<&str> = text.split('\u{1f}').collect();
         let [num, version, time_zone, bytea_output, encoding] = fields.as_slice() else {
-            return Err(DumpError::ClientUnusable(format!("psql's answer to the pre-flight query is not what it asked for: {text:?}")));
+            return Err(DumpError::ClientUnusable(format!(
+                "psql's answer to the pre-flight query is not what it asked for: {text:?}"
+            )));
         };
         let server_major = num.parse::<u32>().map(|n| n / 10_000).unwrap_or(0);
         let (client_major, client_version) = self.client_major_version().await?;
@@ -115,11 +131,15 @@ impl Dumper for PgDumper {
                  {server_major}'s client programs"
             )));
         }
-        let session = DumpSession { time_zone: time_zone.to_string(), bytea_output: bytea_output.to_string(), client_encoding: encoding.to_string() };
+        let session = DumpSession {
+            time_zone: time_zone.to_string(),
+            bytea_output: bytea_output.to_string(),
+            client_encoding: encoding.to_string(),
+        };
         Ok(ServerFacts { version: version.to_string(), session })
     }
 
-    async fn dump_roles(&self, target: &TargetConfig, password: &SecretString) -> Result<RolesDump, DumpError> {
+    async fn dump_roles(&self, target: &DatabaseAddress, password: &SecretString) -> Result<RolesDump, DumpError> {
         let base = ["--roles-only", "--no-password", "-l", target.database.as_str()];
         match self.run_to_end("pg_dumpall", &base, target, password).await {
             Ok(sql) => Ok(RolesDump { sql: Bytes::from(sql), passwords_included: true }),
@@ -136,7 +156,11 @@ impl Dumper for PgDumper {
         }
     }
 
-    async fn start_dump(&self, target: &TargetConfig, password: &SecretString) -> Result<Box<dyn RunningDump>, DumpError> {
+    async fn start_dump(
+        &self,
+        target: &DatabaseAddress,
+        password: &SecretString,
+    ) -> Result<Box<dyn RunningDump>, DumpError> {
         let (mut cmd, passfile) = self.command("pg_dump", target, password)?;
         cmd.arg("--format=plain")
             .arg("--no-password")
@@ -163,7 +187,11 @@ pub(crate) struct Connection<'a> {
 impl Connection<'_> {
     /// The program with libpq's variables set for this connection and the password in a fresh 0600 passfile
     /// (kept alive by the caller while the program runs). Inherited `PG*` variables are removed first.
-    pub(crate) fn command(&self, program: &Path, password: &SecretString) -> std::io::Result<(Command, tempfile::NamedTempFile)> {
+    pub(crate) fn command(
+        &self,
+        program: &Path,
+        password: &SecretString,
+    ) -> std::io::Result<(Command, tempfile::NamedTempFile)> {
         let passfile = write_passfile(password)?;
         let mut cmd = Command::new(program);
         for (key, _) in std::env::vars_os() {
@@ -268,11 +296,6 @@ pub fn newest_debian_bin_dir() -> Option<PathBuf> {
         .collect();
     dirs.sort();
     dirs.pop().map(|(_, bin)| bin)
-}
-
-/// True when `dir` holds the programs the dumper runs.
-pub fn has_client_programs(dir: &Path) -> bool {
-    ["pg_dump", "pg_dumpall", "psql"].iter().all(|p| dir.join(p).exists())
 }
 
 #[cfg(test)]

@@ -7,22 +7,24 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::process::Command;
 
+use super::framed_restore::FramedRestorer;
 use super::postgres::{read_tail, tail, Connection, PgDumper};
 use crate::domain::dump_parser::{DumpParser, FINGERPRINT_V2};
+use crate::domain::fingerprint::Fingerprint;
 use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
 use crate::domain::redact::redact;
-use super::framed_restore::FramedRestorer;
-use crate::domain::fingerprint::Fingerprint;
 use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
-use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, PhysicalCheckReport, RestoreError, Restorer, ScratchEndpoint};
+use crate::ports::{
+    FramedDump, FramedRestoreReport, ObjectStore, PhysicalCheckReport, RestoreError, Restorer, ScratchEndpoint,
+};
 
 const READ_BUFFER: usize = 1024 * 1024;
 
@@ -37,7 +39,12 @@ impl PsqlRestorer {
         PsqlRestorer { programs: PgDumper::new(bin_dir), jobs: jobs.max(1) }
     }
 
-    fn command(&self, program: &str, server: &ScratchEndpoint, database: &str) -> Result<(Command, tempfile::NamedTempFile), RestoreError> {
+    fn command(
+        &self,
+        program: &str,
+        server: &ScratchEndpoint,
+        database: &str,
+    ) -> Result<(Command, tempfile::NamedTempFile), RestoreError> {
         let connection = Connection {
             host: &server.host,
             port: server.port,
@@ -50,7 +57,13 @@ impl PsqlRestorer {
     }
 
     /// Runs psql with `args` and `stdin`, returning (success, stdout, stderr).
-    async fn psql(&self, server: &ScratchEndpoint, database: &str, args: &[&str], stdin: Vec<u8>) -> Result<(bool, String, String), RestoreError> {
+    async fn psql(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        args: &[&str],
+        stdin: Vec<u8>,
+    ) -> Result<(bool, String, String), RestoreError> {
         let (mut cmd, _passfile) = self.command("psql", server, database)?;
         cmd.args(["-X", "-w", "-q"]).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "psql".into(), source })?;
@@ -68,18 +81,29 @@ impl PsqlRestorer {
     }
 
     async fn psql_ok(&self, server: &ScratchEndpoint, database: &str, sql: &str) -> Result<String, RestoreError> {
-        let (ok, stdout, stderr) = self.psql(server, database, &["-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], Vec::new()).await?;
+        let (ok, stdout, stderr) =
+            self.psql(server, database, &["-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], Vec::new()).await?;
         if ok {
             Ok(stdout)
         } else {
-            Err(RestoreError::Failed { program: "psql".into(), status: "error".into(), stderr_tail: stderr.trim().to_string() })
+            Err(RestoreError::Failed {
+                program: "psql".into(),
+                status: "error".into(),
+                stderr_tail: stderr.trim().to_string(),
+            })
         }
     }
 }
 
 impl PsqlRestorer {
     /// `pg_dump` of `database` (with `extra` arguments) through the fingerprint parser of `scheme`.
-    async fn dump_summary(&self, server: &ScratchEndpoint, database: &str, scheme: &str, extra: &[&str]) -> Result<DumpSummary, RestoreError> {
+    async fn dump_summary(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        scheme: &str,
+        extra: &[&str],
+    ) -> Result<DumpSummary, RestoreError> {
         let v2 = scheme == FINGERPRINT_V2;
         let (mut cmd, _passfile) = self.command("pg_dump", server, database)?;
         cmd.args(["--format=plain", "--no-password"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -112,8 +136,12 @@ impl PsqlRestorer {
         let stderr_tail = redact(&tail(&stderr.await.unwrap_or_default()), &[&server.password]);
         match (status.success(), summary) {
             (true, Ok(summary)) => Ok(summary),
-            (true, Err(parse)) => Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail: parse }),
-            (false, _) => Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail }),
+            (true, Err(parse)) => {
+                Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail: parse })
+            }
+            (false, _) => {
+                Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail })
+            }
         }
     }
 }
@@ -126,11 +154,11 @@ fn ident(name: &str) -> String {
 #[async_trait]
 impl Restorer for PsqlRestorer {
     async fn client_major(&self) -> Result<u32, RestoreError> {
-        self.programs
-            .client_major_version()
-            .await
-            .map(|(major, _)| major)
-            .map_err(|e| RestoreError::Failed { program: "pg_dump --version".into(), status: "unusable".into(), stderr_tail: e.to_string() })
+        self.programs.client_major_version().await.map(|(major, _)| major).map_err(|e| RestoreError::Failed {
+            program: "pg_dump --version".into(),
+            status: "unusable".into(),
+            stderr_tail: e.to_string(),
+        })
     }
 
     async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError> {
@@ -138,18 +166,32 @@ impl Restorer for PsqlRestorer {
         let (ok, _, stderr) = self.psql(server, &server.maintenance_db, &[], sql.to_vec()).await?;
         if !ok {
             // Without ON_ERROR_STOP psql fails only when it cannot run at all (connection, file).
-            return Err(RestoreError::Failed { program: "psql".into(), status: "error".into(), stderr_tail: stderr.trim().to_string() });
+            return Err(RestoreError::Failed {
+                program: "psql".into(),
+                status: "error".into(),
+                stderr_tail: stderr.trim().to_string(),
+            });
         }
         Ok(stderr.lines().filter(|l| l.contains("ERROR")).map(str::to_string).collect())
     }
 
     async fn recreate_database(&self, server: &ScratchEndpoint, database: &str) -> Result<(), RestoreError> {
-        self.psql_ok(server, &server.maintenance_db, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(database))).await?;
+        self.psql_ok(
+            server,
+            &server.maintenance_db,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(database)),
+        )
+        .await?;
         self.psql_ok(server, &server.maintenance_db, &format!("CREATE DATABASE {}", ident(database))).await?;
         Ok(())
     }
 
-    async fn restore_sql(&self, server: &ScratchEndpoint, database: &str, mut sql: Box<dyn Read + Send>) -> Result<(), RestoreError> {
+    async fn restore_sql(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        mut sql: Box<dyn Read + Send>,
+    ) -> Result<(), RestoreError> {
         let (mut cmd, _passfile) = self.command("psql", server, database)?;
         cmd.args(["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-o", "/dev/null"])
             .stdin(Stdio::piped())
@@ -186,19 +228,41 @@ impl Restorer for PsqlRestorer {
         Ok(())
     }
 
-    async fn fingerprint(&self, server: &ScratchEndpoint, database: &str, scheme: &str) -> Result<DumpSummary, RestoreError> {
+    async fn fingerprint(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        scheme: &str,
+    ) -> Result<DumpSummary, RestoreError> {
         self.dump_summary(server, database, scheme, &[]).await
     }
 
-    async fn restore_framed(&self, store: Arc<dyn ObjectStore>, server: &ScratchEndpoint, database: &str, dump: FramedDump<'_>) -> Result<FramedRestoreReport, RestoreError> {
+    async fn restore_framed(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        server: &ScratchEndpoint,
+        database: &str,
+        dump: FramedDump<'_>,
+    ) -> Result<FramedRestoreReport, RestoreError> {
         FramedRestorer { jobs: self.jobs }.restore(store, server, database, dump).await
     }
 
-    async fn read_back(&self, server: &ScratchEndpoint, database: &str, manifest: &Manifest, rows: RowCheck) -> Result<Fingerprint, RestoreError> {
+    async fn read_back(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        manifest: &Manifest,
+        rows: RowCheck,
+    ) -> Result<Fingerprint, RestoreError> {
         let (Some(layout), Some(session)) = (&manifest.layout, &manifest.session) else {
-            return Err(RestoreError::Failed { program: "read back".into(), status: "error".into(), stderr_tail: "the manifest has no layout to read back by".into() });
+            return Err(RestoreError::Failed {
+                program: "read back".into(),
+                status: "error".into(),
+                stderr_tail: "the manifest has no layout to read back by".into(),
+            });
         };
-        let tables = super::read_back::read_back(server, database, layout, &manifest.fingerprint, session, rows, self.jobs);
+        let tables =
+            super::read_back::read_back(server, database, layout, &manifest.fingerprint, session, rows, self.jobs);
         let schema = self.dump_summary(server, database, FINGERPRINT_V2, &["--schema-only"]);
         let (tables, schema) = tokio::join!(tables, schema);
         let mut restored = tables?;
@@ -216,20 +280,35 @@ impl Restorer for PsqlRestorer {
         Ok(row.get(0))
     }
 
-    async fn physical_check(&self, server: &ScratchEndpoint, database: &str) -> Result<PhysicalCheckReport, RestoreError> {
+    async fn physical_check(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+    ) -> Result<PhysicalCheckReport, RestoreError> {
         super::physical_check::physical_check(server, database, self.jobs).await
     }
 
-    async fn check(&self, server: &ScratchEndpoint, database: &str, sql: &str, timeout: Duration) -> Result<bool, RestoreError> {
+    async fn check(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<bool, RestoreError> {
         // Read-only and time-boxed: a user check must not change what it checks, nor hang the drill.
         let script = format!(
             "SET default_transaction_read_only = on;\nSET statement_timeout = {};\n{}\n",
             timeout.as_millis(),
             sql.trim().trim_end_matches(';')
         );
-        let (ok, stdout, stderr) = self.psql(server, database, &["-A", "-t", "-v", "ON_ERROR_STOP=1"], script.into_bytes()).await?;
+        let (ok, stdout, stderr) =
+            self.psql(server, database, &["-A", "-t", "-v", "ON_ERROR_STOP=1"], script.into_bytes()).await?;
         if !ok {
-            return Err(RestoreError::Failed { program: "psql".into(), status: "error".into(), stderr_tail: stderr.trim().to_string() });
+            return Err(RestoreError::Failed {
+                program: "psql".into(),
+                status: "error".into(),
+                stderr_tail: stderr.trim().to_string(),
+            });
         }
         Ok(stdout.trim() == "t")
     }

@@ -20,12 +20,10 @@
 //! the same placement, tags and safety settings (the tag `backstop:pitr-source` marks them; their handles
 //! have the kind `rds-pitr`). A restored PostgreSQL instance keeps the source's roles and passwords *as of
 //! the restore time*, and RDS cannot hand it a managed secret during the restore (RDS allows that for Oracle
-//! only), so its credentials come from one of two places:
-//! * the caller's: `poll_with_credentials` with the source's user and password (what the backup job
-//!   resolves for the target); right unless the password changed between the restore time and now;
-//! * RDS's: `manage_master_password` asks RDS to set a new master password and keep it in a managed secret
-//!   (ModifyDBInstance `ManageMasterUserPassword`); `poll` then reads it like any scratch instance's. This
-//!   works whatever the password was at the restore time (a rotated secret no longer matches an old one).
+//! only), so its credentials are the caller's: `poll_with_credentials` with the source's user and password
+//! (what the backup job resolves for the target), right unless the password changed between the restore time
+//! and now. (Having RDS set a new managed password with ModifyDBInstance would cover that case; no drill needs
+//! it yet, so the adapter does not offer it.)
 //!
 //! `poll` on a PITR instance without a managed secret is an error that says so.
 //!
@@ -57,7 +55,10 @@ use serde::Deserialize;
 
 use super::sdk_error_text;
 use super::secrets::SecretsManager;
-use crate::ports::{PointInTimeRestores, ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState, SecretStore};
+use crate::ports::{
+    PointInTimeRestores, ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState,
+    SecretStore,
+};
 
 pub const DEFAULT_IDENTIFIER_PREFIX: &str = "backstop-drill-";
 /// Handle kind of an instance `create` made.
@@ -109,7 +110,11 @@ pub struct RdsScratchSettings {
 }
 
 impl RdsScratchSettings {
-    pub fn new(instance_class: impl Into<String>, subnet_group: impl Into<String>, security_group_ids: Vec<String>) -> Self {
+    pub fn new(
+        instance_class: impl Into<String>,
+        subnet_group: impl Into<String>,
+        security_group_ids: Vec<String>,
+    ) -> Self {
         RdsScratchSettings {
             instance_class: instance_class.into(),
             subnet_group: subnet_group.into(),
@@ -133,7 +138,10 @@ impl RdsScratchSettings {
             None
         };
         match missing {
-            Some((what, why)) => Err(backend(operation, format!("refusing to create a scratch RDS instance without {what} ({why}); configure it"))),
+            Some((what, why)) => Err(backend(
+                operation,
+                format!("refusing to create a scratch RDS instance without {what} ({why}); configure it"),
+            )),
             None => Ok(()),
         }
     }
@@ -146,7 +154,11 @@ pub struct RdsScratch {
 }
 
 impl RdsScratch {
-    pub fn new(rds: aws_sdk_rds::Client, secrets: aws_sdk_secretsmanager::Client, settings: RdsScratchSettings) -> Self {
+    pub fn new(
+        rds: aws_sdk_rds::Client,
+        secrets: aws_sdk_secretsmanager::Client,
+        settings: RdsScratchSettings,
+    ) -> Self {
         RdsScratch { rds, secrets: SecretsManager::new(secrets), settings }
     }
 
@@ -156,8 +168,8 @@ impl RdsScratch {
     }
 
     /// Restores `source_instance_id` as it was at `target_time` (`None`: the latest restorable time) into a
-    /// scratch instance for the drill. Idempotent like `create`. Poll the handle with `poll_with_credentials`,
-    /// or call `manage_master_password` first and then `poll` (see the module header).
+    /// scratch instance for the drill. Idempotent like `create`. Poll the handle with `poll_with_credentials`
+    /// (see the module header).
     pub async fn restore_to_point_in_time(
         &self,
         source_instance_id: &str,
@@ -202,7 +214,10 @@ impl RdsScratch {
 
     /// The newest time `source_instance_id` can be restored to (what a PITR drill can promise as its RPO);
     /// `None` when RDS reports none (automated backups off, or the instance is new).
-    pub async fn latest_restorable_time(&self, source_instance_id: &str) -> Result<Option<DateTime<Utc>>, ScratchError> {
+    pub async fn latest_restorable_time(
+        &self,
+        source_instance_id: &str,
+    ) -> Result<Option<DateTime<Utc>>, ScratchError> {
         match self.describe("DescribeDBInstances", source_instance_id).await? {
             Some(instance) => Ok(instance.latest_restorable_time().and_then(from_aws_time)),
             None => Err(backend("DescribeDBInstances", format!("source instance {source_instance_id} does not exist"))),
@@ -211,33 +226,13 @@ impl RdsScratch {
 
     /// `poll`, with the credentials the caller knows (a PITR copy's are the source's) instead of a managed
     /// secret.
-    pub async fn poll_with_credentials(&self, handle: &ScratchHandle, user: &str, password: SecretString) -> Result<ScratchState, ScratchError> {
+    pub async fn poll_with_credentials(
+        &self,
+        handle: &ScratchHandle,
+        user: &str,
+        password: SecretString,
+    ) -> Result<ScratchState, ScratchError> {
         self.poll_inner(handle, Some((user.to_string(), password))).await
-    }
-
-    /// Has RDS set a new master password on a scratch instance and keep it in a managed secret, so `poll`
-    /// can read it. For PITR copies, whose password is the source's as of the restore time. Nothing to do if
-    /// the instance already has a managed secret.
-    pub async fn manage_master_password(&self, handle: &ScratchHandle) -> Result<(), ScratchError> {
-        const OP: &str = "ModifyDBInstance";
-        check_kind(OP, handle)?;
-        let Some(instance) = self.describe(OP, &handle.id).await? else {
-            return Err(ScratchError::Failed { id: handle.id.clone(), message: "the instance does not exist".into() });
-        };
-        refuse_unless_scratch(OP, &instance)?;
-        if instance.master_user_secret().is_some() {
-            return Ok(());
-        }
-        self.rds
-            .modify_db_instance()
-            .db_instance_identifier(&handle.id)
-            .manage_master_user_password(true)
-            // Now, not in the next maintenance window: the drill is waiting.
-            .apply_immediately(true)
-            .send()
-            .await
-            .map_err(|e| backend(OP, format!("{}: {}", handle.id, sdk_error_text(&e))))?;
-        Ok(())
     }
 
     /// The newest available minor of `major`, or the major alone (RDS's default minor) if RDS cannot say.
@@ -286,25 +281,38 @@ impl RdsScratch {
             return Err(backend(operation, format!("{id} existed a moment ago and is gone now; try again")));
         };
         let tags = tag_map(&instance);
-        if tags.get(TAG_SCRATCH).map(String::as_str) != Some("true") || tags.get(TAG_DRILL_ID).map(String::as_str) != Some(drill_id) {
+        if tags.get(TAG_SCRATCH).map(String::as_str) != Some("true")
+            || tags.get(TAG_DRILL_ID).map(String::as_str) != Some(drill_id)
+        {
             return Err(backend(operation, format!("an RDS instance named {id} exists but is not drill {drill_id:?}'s scratch server; refusing to use it")));
         }
         if tags.contains_key(TAG_PITR_SOURCE) != pitr {
-            let what = if pitr { "a new scratch instance, not a point-in-time restore" } else { "a point-in-time restore" };
+            let what =
+                if pitr { "a new scratch instance, not a point-in-time restore" } else { "a point-in-time restore" };
             return Err(backend(operation, format!("{id} is drill {drill_id:?}'s, but it is {what}")));
         }
         Ok(())
     }
 
-    async fn poll_inner(&self, handle: &ScratchHandle, credentials: Option<(String, SecretString)>) -> Result<ScratchState, ScratchError> {
+    async fn poll_inner(
+        &self,
+        handle: &ScratchHandle,
+        credentials: Option<(String, SecretString)>,
+    ) -> Result<ScratchState, ScratchError> {
         const OP: &str = "DescribeDBInstances";
         check_kind(OP, handle)?;
         let Some(instance) = self.describe(OP, &handle.id).await? else {
-            return Err(ScratchError::Failed { id: handle.id.clone(), message: "the RDS instance does not exist (deleted, swept or never created)".into() });
+            return Err(ScratchError::Failed {
+                id: handle.id.clone(),
+                message: "the RDS instance does not exist (deleted, swept or never created)".into(),
+            });
         };
         let status = instance.db_instance_status().unwrap_or("unknown");
         if FAILED_STATUSES.contains(&status) {
-            return Err(ScratchError::Failed { id: handle.id.clone(), message: format!("RDS reports the instance as {status}") });
+            return Err(ScratchError::Failed {
+                id: handle.id.clone(),
+                message: format!("RDS reports the instance as {status}"),
+            });
         }
         if status != "available" {
             return Ok(ScratchState::Creating { status: status.to_string() });
@@ -318,7 +326,7 @@ impl RdsScratch {
             None => {
                 let Some(secret) = instance.master_user_secret() else {
                     let hint = if handle.kind == KIND_RDS_PITR {
-                        "a point-in-time copy keeps the source's password: poll it with poll_with_credentials, or call manage_master_password first"
+                        "a point-in-time copy keeps the source's password: poll it with poll_with_credentials"
                     } else {
                         "its master password is no longer managed by RDS"
                     };
@@ -327,14 +335,29 @@ impl RdsScratch {
                 if secret.secret_status() == Some("creating") {
                     return Ok(ScratchState::Creating { status: "available, master secret being created".into() });
                 }
-                let arn = secret.secret_arn().ok_or_else(|| backend(OP, format!("{}'s master secret has no ARN", handle.id)))?;
-                let value = self.secrets.secret_string(arn).await.map_err(|e| backend("GetSecretValue", e.to_string()))?;
-                let parsed = parse_master_secret(value.expose_secret()).map_err(|m| backend("GetSecretValue", format!("{arn}: {m}")))?;
-                let user = instance.master_username().map(str::to_string).or(parsed.username).ok_or_else(|| backend(OP, format!("{} reports no master user", handle.id)))?;
+                let arn = secret
+                    .secret_arn()
+                    .ok_or_else(|| backend(OP, format!("{}'s master secret has no ARN", handle.id)))?;
+                let value =
+                    self.secrets.secret_string(arn).await.map_err(|e| backend("GetSecretValue", e.to_string()))?;
+                let parsed = parse_master_secret(value.expose_secret())
+                    .map_err(|m| backend("GetSecretValue", format!("{arn}: {m}")))?;
+                let user = instance
+                    .master_username()
+                    .map(str::to_string)
+                    .or(parsed.username)
+                    .ok_or_else(|| backend(OP, format!("{} reports no master user", handle.id)))?;
                 (user, parsed.password)
             }
         };
-        Ok(ScratchState::Ready(ScratchEndpoint { host, port, user, password, maintenance_db: "postgres".into(), sslmode: "require".into() }))
+        Ok(ScratchState::Ready(ScratchEndpoint {
+            host,
+            port,
+            user,
+            password,
+            maintenance_db: "postgres".into(),
+            sslmode: "require".into(),
+        }))
     }
 
     /// Deletes one instance after checking it is a scratch one; gone or going is success.
@@ -359,11 +382,13 @@ impl RdsScratch {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_db_instance_not_found_fault()) => Ok(()),
             // Deleted by someone else between our describe and delete (RDS says "already being deleted").
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_invalid_db_instance_state_fault()) => match self.describe(OP, id).await? {
-                None => Ok(()),
-                Some(i) if i.db_instance_status() == Some("deleting") => Ok(()),
-                Some(_) => Err(backend(OP, format!("{id}: {}", sdk_error_text(&e)))),
-            },
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_invalid_db_instance_state_fault()) => {
+                match self.describe(OP, id).await? {
+                    None => Ok(()),
+                    Some(i) if i.db_instance_status() == Some("deleting") => Ok(()),
+                    Some(_) => Err(backend(OP, format!("{id}: {}", sdk_error_text(&e)))),
+                }
+            }
             Err(e) => Err(backend(OP, format!("{id}: {}", sdk_error_text(&e)))),
         }
     }
@@ -375,11 +400,22 @@ impl PointInTimeRestores for RdsScratch {
         RdsScratch::latest_restorable_time(self, source_instance).await
     }
 
-    async fn restore(&self, source_instance: &str, at: DateTime<Utc>, drill_id: &str, expires_at: DateTime<Utc>) -> Result<ScratchHandle, ScratchError> {
+    async fn restore(
+        &self,
+        source_instance: &str,
+        at: DateTime<Utc>,
+        drill_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<ScratchHandle, ScratchError> {
         self.restore_to_point_in_time(source_instance, Some(at), drill_id, expires_at).await
     }
 
-    async fn poll(&self, handle: &ScratchHandle, user: &str, password: SecretString) -> Result<ScratchState, ScratchError> {
+    async fn poll(
+        &self,
+        handle: &ScratchHandle,
+        user: &str,
+        password: SecretString,
+    ) -> Result<ScratchState, ScratchError> {
         self.poll_with_credentials(handle, user, password).await
     }
 
@@ -456,7 +492,9 @@ impl ScratchDatabases for RdsScratch {
         for instance in &instances {
             let Some(id) = instance.db_instance_identifier() else { continue };
             let tags = tag_map(instance);
-            if tags.get(TAG_SCRATCH).map(String::as_str) != Some("true") || instance.db_instance_status() == Some("deleting") {
+            if tags.get(TAG_SCRATCH).map(String::as_str) != Some("true")
+                || instance.db_instance_status() == Some("deleting")
+            {
                 continue;
             }
             let expires = tags.get(TAG_EXPIRES_AT).and_then(|t| DateTime::parse_from_rfc3339(t).ok());
@@ -481,7 +519,15 @@ impl ScratchDatabases for RdsScratch {
         if failures.is_empty() {
             Ok(swept)
         } else {
-            Err(backend("sweep", format!("destroyed {} expired scratch instance(s); failed on {}: {}", swept.len(), failures.len(), failures.join("; "))))
+            Err(backend(
+                "sweep",
+                format!(
+                    "destroyed {} expired scratch instance(s); failed on {}: {}",
+                    swept.len(),
+                    failures.len(),
+                    failures.join("; ")
+                ),
+            ))
         }
     }
 }
@@ -494,7 +540,10 @@ fn check_kind(operation: &'static str, handle: &ScratchHandle) -> Result<(), Scr
     if handle.kind == KIND_RDS || handle.kind == KIND_RDS_PITR {
         Ok(())
     } else {
-        Err(backend(operation, format!("handle {:?} of kind {:?} is not an RDS scratch instance", handle.id, handle.kind)))
+        Err(backend(
+            operation,
+            format!("handle {:?} of kind {:?} is not an RDS scratch instance", handle.id, handle.kind),
+        ))
     }
 }
 
@@ -628,7 +677,10 @@ mod tests {
 
     #[test]
     fn given_a_generated_drill_id_when_named_then_it_is_only_lower_cased() {
-        assert_eq!(instance_identifier(DEFAULT_IDENTIFIER_PREFIX, "20261122T051100Z-a1b2c3").unwrap(), "backstop-drill-20261122t051100z-a1b2c3");
+        assert_eq!(
+            instance_identifier(DEFAULT_IDENTIFIER_PREFIX, "20261122T051100Z-a1b2c3").unwrap(),
+            "backstop-drill-20261122t051100z-a1b2c3"
+        );
     }
 
     #[test]
@@ -672,8 +724,16 @@ mod tests {
 
     #[test]
     fn given_engine_versions_when_choosing_then_the_newest_available_minor_of_the_major() {
-        let v = |version: &str, status: &str| aws_sdk_rds::types::DbEngineVersion::builder().engine_version(version).status(status).build();
-        let versions = [v("16.2", "available"), v("16.10", "available"), v("16.11", "deprecated"), v("17.1", "available"), v("16.9", "available")];
+        let v = |version: &str, status: &str| {
+            aws_sdk_rds::types::DbEngineVersion::builder().engine_version(version).status(status).build()
+        };
+        let versions = [
+            v("16.2", "available"),
+            v("16.10", "available"),
+            v("16.11", "deprecated"),
+            v("17.1", "available"),
+            v("16.9", "available"),
+        ];
         assert_eq!(newest_available(&versions, 16).as_deref(), Some("16.10"));
         assert_eq!(newest_available(&versions, 15), None);
     }

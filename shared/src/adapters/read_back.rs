@@ -31,7 +31,15 @@ fn literal(value: &str) -> String {
 
 /// The restored copy's tables, sequences and large objects. Its `schema_digest` is left empty (the caller
 /// fills it from a schema-only dump); with [`RowCheck::Counts`] the table digests are empty.
-pub async fn read_back(server: &ScratchEndpoint, database: &str, layout: &DumpLayout, expected: &Fingerprint, session: &DumpSession, rows: RowCheck, jobs: usize) -> Result<Fingerprint, RestoreError> {
+pub async fn read_back(
+    server: &ScratchEndpoint,
+    database: &str,
+    layout: &DumpLayout,
+    expected: &Fingerprint,
+    session: &DumpSession,
+    rows: RowCheck,
+    jobs: usize,
+) -> Result<Fingerprint, RestoreError> {
     let main = connect(server, database).await?;
     let present = user_tables(&main).await?;
     // What to read: each table the copy has, with the dump's own column list (generated columns are not in it).
@@ -53,9 +61,14 @@ pub async fn read_back(server: &ScratchEndpoint, database: &str, layout: &DumpLa
         let (queue, results, settings) = (queue.clone(), results.clone(), settings.clone());
         async move {
             let client = connect(server, database).await?;
-            client.batch_execute(&settings).await.map_err(|e| failed(format!("cannot set the dump's session settings: {}", describe(&e))))?;
+            client
+                .batch_execute(&settings)
+                .await
+                .map_err(|e| failed(format!("cannot set the dump's session settings: {}", describe(&e))))?;
             loop {
-                let Some((schema, name, statement, _)) = queue.lock().expect("read-back queue lock").pop_front() else { return Ok::<(), RestoreError>(()) };
+                let Some((schema, name, statement, _)) = queue.lock().expect("read-back queue lock").pop_front() else {
+                    return Ok::<(), RestoreError>(());
+                };
                 let table = match rows {
                     RowCheck::Counts => count_rows(&client, &schema, &name).await?,
                     RowCheck::Digests => digest_rows(&client, &schema, &name, &statement).await?,
@@ -67,7 +80,8 @@ pub async fn read_back(server: &ScratchEndpoint, database: &str, layout: &DumpLa
     futures_util::future::try_join_all(workers).await?;
     let mut found: Vec<TableFingerprint> = std::mem::take(&mut *results.lock().expect("read-back results lock"));
     // Tables the copy has and the backup does not: listed with no rows, so the table-set check names them.
-    let known: BTreeSet<(String, String)> = expected.tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect();
+    let known: BTreeSet<(String, String)> =
+        expected.tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect();
     for (schema, name) in present.iter().filter(|t| !known.contains(*t)) {
         found.push(TableFingerprint { schema: schema.clone(), name: name.clone(), rows: 0, digest: String::new() });
     }
@@ -109,17 +123,36 @@ async fn user_tables(client: &tokio_postgres::Client) -> Result<BTreeSet<(String
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-async fn count_rows(client: &tokio_postgres::Client, schema: &str, name: &str) -> Result<TableFingerprint, RestoreError> {
+async fn count_rows(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    name: &str,
+) -> Result<TableFingerprint, RestoreError> {
     let sql = format!("SELECT count(*) FROM ONLY {}.{}", quoted(schema), quoted(name));
-    let row = client.query_one(&sql, &[]).await.map_err(|e| failed(format!("{} counting {schema}.{name}", describe(&e))))?;
-    Ok(TableFingerprint { schema: schema.into(), name: name.into(), rows: row.get::<_, i64>(0) as u64, digest: String::new() })
+    let row =
+        client.query_one(&sql, &[]).await.map_err(|e| failed(format!("{} counting {schema}.{name}", describe(&e))))?;
+    Ok(TableFingerprint {
+        schema: schema.into(),
+        name: name.into(),
+        rows: row.get::<_, i64>(0) as u64,
+        digest: String::new(),
+    })
 }
 
 /// Reads the table's rows as pg_dump wrote them and folds them as the backup did (`domain::dump_parser`).
-async fn digest_rows(client: &tokio_postgres::Client, schema: &str, name: &str, statement: &str) -> Result<TableFingerprint, RestoreError> {
-    let head = statement.trim_end().strip_suffix("FROM stdin;").ok_or_else(|| failed(format!("not a COPY statement: {statement}")))?;
+async fn digest_rows(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    name: &str,
+    statement: &str,
+) -> Result<TableFingerprint, RestoreError> {
+    let head = statement
+        .trim_end()
+        .strip_suffix("FROM stdin;")
+        .ok_or_else(|| failed(format!("not a COPY statement: {statement}")))?;
     let copy = format!("{head}TO STDOUT");
-    let stream = client.copy_out(&copy).await.map_err(|e| failed(format!("{} reading {schema}.{name}", describe(&e))))?;
+    let stream =
+        client.copy_out(&copy).await.map_err(|e| failed(format!("{} reading {schema}.{name}", describe(&e))))?;
     futures_util::pin_mut!(stream);
     let (mut rows, mut digest) = (0u64, 0u128);
     let mut partial: Vec<u8> = Vec::new();
@@ -147,13 +180,18 @@ async fn digest_rows(client: &tokio_postgres::Client, schema: &str, name: &str, 
 }
 
 /// The value and `is_called` of each sequence the backup set, read from the copy (absent: not found).
-async fn sequences(client: &tokio_postgres::Client, expected: &[SequenceValue]) -> Result<Vec<SequenceValue>, RestoreError> {
+async fn sequences(
+    client: &tokio_postgres::Client,
+    expected: &[SequenceValue],
+) -> Result<Vec<SequenceValue>, RestoreError> {
     let mut out = Vec::new();
     for s in expected {
         // The name is as pg_dump quoted it for setval's regclass argument: a relation name as it stands.
         let sql = format!("SELECT last_value, is_called FROM {}", s.name);
         match client.query_one(&sql, &[]).await {
-            Ok(row) => out.push(SequenceValue { name: s.name.clone(), value: row.get::<_, i64>(0), is_called: row.get(1) }),
+            Ok(row) => {
+                out.push(SequenceValue { name: s.name.clone(), value: row.get::<_, i64>(0), is_called: row.get(1) })
+            }
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {}
             Err(e) => return Err(failed(format!("{} reading sequence {}", describe(&e), s.name))),
         }
@@ -162,6 +200,9 @@ async fn sequences(client: &tokio_postgres::Client, expected: &[SequenceValue]) 
 }
 
 async fn large_objects(client: &tokio_postgres::Client) -> Result<u64, RestoreError> {
-    let row = client.query_one("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", &[]).await.map_err(|e| failed(describe(&e)))?;
+    let row = client
+        .query_one("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", &[])
+        .await
+        .map_err(|e| failed(describe(&e)))?;
     Ok(row.get::<_, i64>(0) as u64)
 }

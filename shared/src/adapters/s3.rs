@@ -50,7 +50,10 @@ impl ObjectStore for S3Store {
             .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256);
         if let Some(kms) = &self.kms_key_id {
-            request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms).bucket_key_enabled(true);
+            request = request
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms)
+                .bucket_key_enabled(true);
         }
         let out = request.send().await.map_err(|e| store_error("CreateMultipartUpload", key, e))?;
         let upload_id = out.upload_id.ok_or_else(|| StoreError {
@@ -58,7 +61,12 @@ impl ObjectStore for S3Store {
             key: key.to_string(),
             source: "the response carried no upload id".into(),
         })?;
-        Ok(Arc::new(S3Upload { client: self.client.clone(), bucket: self.bucket.clone(), key: key.to_string(), upload_id }))
+        Ok(Arc::new(S3Upload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            upload_id,
+        }))
     }
 
     async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<StoredVersion, StoreError> {
@@ -73,7 +81,10 @@ impl ObjectStore for S3Store {
             .checksum_sha256(b64(&sha))
             .body(ByteStream::from(body));
         if let Some(kms) = &self.kms_key_id {
-            request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms).bucket_key_enabled(true);
+            request = request
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms)
+                .bucket_key_enabled(true);
         }
         let out = request.send().await.map_err(|e| store_error("PutObject", key, e))?;
         Ok(StoredVersion { key: key.to_string(), version_id: out.version_id })
@@ -95,7 +106,9 @@ impl ObjectStore for S3Store {
                 .map_err(|e| store_error("ListObjectVersions", prefix, e))?;
             let versions = out.versions.unwrap_or_default().into_iter().map(|v| (v.key, v.version_id));
             let markers = out.delete_markers.unwrap_or_default().into_iter().map(|m| (m.key, m.version_id));
-            found.extend(versions.chain(markers).filter_map(|(key, version_id)| Some(StoredVersion { key: key?, version_id })));
+            found.extend(
+                versions.chain(markers).filter_map(|(key, version_id)| Some(StoredVersion { key: key?, version_id })),
+            );
             if out.is_truncated != Some(true) {
                 return Ok(found);
             }
@@ -131,7 +144,15 @@ impl ObjectStore for S3Store {
     }
 
     async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
-        match self.client.abort_multipart_upload().bucket(&self.bucket).key(&upload.key).upload_id(&upload.upload_id).send().await {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             // Finished or aborted meanwhile: nothing left to free.
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
@@ -140,7 +161,14 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
-        let out = self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(|e| store_error("HeadObject", key, e))?;
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| store_error("HeadObject", key, e))?;
         Ok(ObjectHead {
             version_id: out.version_id,
             size: out.content_length.unwrap_or(0).max(0) as u64,

@@ -28,8 +28,9 @@ impl SecretStore for SecretsManager {
             .await
             // The error describes the request, never the value: safe to show.
             .map_err(|e| SecretError { secret_id: secret_id.into(), message: sdk_error_text(&e) })?;
-        out.secret_string
-            .map(SecretString::from)
-            .ok_or_else(|| SecretError { secret_id: secret_id.into(), message: "the secret has no string value (binary secrets are not supported)".into() })
+        out.secret_string.map(SecretString::from).ok_or_else(|| SecretError {
+            secret_id: secret_id.into(),
+            message: "the secret has no string value (binary secrets are not supported)".into(),
+        })
     }
 }

@@ -64,7 +64,9 @@ impl SlackWebhook {
                 }
                 NextStep::GiveUp => {
                     return Err(match (verdict, outcome) {
-                        (Verdict::Reject, AttemptOutcome::Status { status, .. }) => SlackError::Rejected { status, detail },
+                        (Verdict::Reject, AttemptOutcome::Status { status, .. }) => {
+                            SlackError::Rejected { status, detail }
+                        }
                         (Verdict::Retry { retry_after: Some(wait) }, _) if wait > self.policy.max_retry_after => {
                             SlackError::RateLimited { wait_seconds: wait.as_secs(), attempts: attempt }
                         }
@@ -83,12 +85,21 @@ impl SlackWebhook {
         {
             Ok(request) => request,
             // `WebhookUrl` checked the URL; a request that cannot be built is as final as a 400.
-            Err(e) => return (AttemptOutcome::Status { status: 400, retry_after: None }, format!("cannot build the request: {}", error_chain(&e))),
+            Err(e) => {
+                return (
+                    AttemptOutcome::Status { status: 400, retry_after: None },
+                    format!("cannot build the request: {}", error_chain(&e)),
+                )
+            }
         };
         let exchange = async {
             let response = self.client.request(request).await?;
             let status = response.status();
-            let retry_after = response.headers().get(hyper::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let retry_after = response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
             // The answer's text helps whoever reads the error; failing to read it changes nothing.
             let text = match Limited::new(response.into_body(), RESPONSE_BODY_LIMIT).collect().await {
                 Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),

@@ -38,7 +38,10 @@ impl Alerts for SnsAlerts {
         if let Some(target) = &alert.target {
             request = request.message_attributes("target", string_attribute(target));
         }
-        request.send().await.map_err(|e| AlertError { subject: alert.subject.clone(), source: sdk_error_text(&e).into() })?;
+        request
+            .send()
+            .await
+            .map_err(|e| AlertError { subject: alert.subject.clone(), source: sdk_error_text(&e).into() })?;
         Ok(())
     }
 }

@@ -29,10 +29,13 @@ impl SecretStore for SsmParameters {
             .send()
             .await
             // The error describes the request, never the value.
-            .map_err(|e| SecretError { secret_id: name.into(), message: format!("SSM GetParameter: {}", sdk_error_text(&e)) })?;
-        out.parameter
-            .and_then(|p| p.value)
-            .map(SecretString::from)
-            .ok_or_else(|| SecretError { secret_id: name.into(), message: "SSM returned the parameter without a value".into() })
+            .map_err(|e| SecretError {
+                secret_id: name.into(),
+                message: format!("SSM GetParameter: {}", sdk_error_text(&e)),
+            })?;
+        out.parameter.and_then(|p| p.value).map(SecretString::from).ok_or_else(|| SecretError {
+            secret_id: name.into(),
+            message: "SSM returned the parameter without a value".into(),
+        })
     }
 }

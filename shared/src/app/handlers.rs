@@ -84,7 +84,10 @@ pub struct HandlerError {
 /// `ConfigError`: the configuration (or the targets parameter) is wrong or unreadable; no run was attempted.
 impl From<ConfigError> for HandlerError {
     fn from(e: ConfigError) -> Self {
-        HandlerError { error_type: ErrorType::ConfigError, message: format!("configuration error: {e} (see docs/configuration.md)") }
+        HandlerError {
+            error_type: ErrorType::ConfigError,
+            message: format!("configuration error: {e} (see docs/configuration.md)"),
+        }
     }
 }
 
@@ -93,15 +96,28 @@ pub const CLEANUP_MARGIN: Duration = Duration::from_secs(30);
 
 /// The backup function's whole handler: parse, run, answer with the run record; fail if any target failed.
 /// `time_left` is what the invocation has left (Lambda's deadline); backups stop `CLEANUP_MARGIN` before it.
-pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &str, time_left: Option<Duration>) -> Result<Value, HandlerError> {
-    let mut request = parse_backup_event(event, request_id).map_err(|e| HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() })?;
+pub async fn handle_backup_event(
+    job: &BackupJob,
+    event: &Value,
+    request_id: &str,
+    time_left: Option<Duration>,
+) -> Result<Value, HandlerError> {
+    let mut request = parse_backup_event(event, request_id)
+        .map_err(|e| HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() })?;
     request.deadline = time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN));
-    let run = job.run(&request).await.map_err(|e| HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() })?;
-    let failed: Vec<String> = run.targets.iter().filter(|t| t.outcome.is_failure()).map(|t| format!("{}: {}", t.target, t.message)).collect();
+    let run = job
+        .run(&request)
+        .await
+        .map_err(|e| HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() })?;
+    let failed: Vec<String> =
+        run.targets.iter().filter(|t| t.outcome.is_failure()).map(|t| format!("{}: {}", t.target, t.message)).collect();
     if failed.is_empty() {
         Ok(serde_json::to_value(&run).expect("run records serialize"))
     } else {
-        Err(HandlerError { error_type: ErrorType::BackupFailed, message: format!("{} of {} targets failed: {}", failed.len(), run.targets.len(), failed.join("; ")) })
+        Err(HandlerError {
+            error_type: ErrorType::BackupFailed,
+            message: format!("{} of {} targets failed: {}", failed.len(), run.targets.len(), failed.join("; ")),
+        })
     }
 }
 
@@ -109,7 +125,12 @@ pub async fn handle_backup_event(job: &BackupJob, event: &Value, request_id: &st
 /// that invokes it again until `done` sends `"resume_only": true` after the first call (and, when it runs out
 /// of patience, `"abandon": "why"` to fail and clean up what is unfinished), so drills that already
 /// finished are not started again. Fails (for Step Functions' Catch) when the request itself is wrong.
-pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &str, time_left: Option<Duration>) -> Result<Value, HandlerError> {
+pub async fn handle_verify_event(
+    job: &VerifyJob,
+    event: &Value,
+    request_id: &str,
+    time_left: Option<Duration>,
+) -> Result<Value, HandlerError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct VerifyEvent {
@@ -129,7 +150,9 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
     }
     let invalid = |message: String| HandlerError { error_type: ErrorType::InvalidEvent, message };
     let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
-    let parsed: VerifyEvent = serde_json::from_value(event).map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\", \"backup_id\": \"ID\"}}")))?;
+    let parsed: VerifyEvent = serde_json::from_value(event).map_err(|e| {
+        invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\", \"backup_id\": \"ID\"}}"))
+    })?;
     if parsed.backup_id.is_some() && parsed.target.is_none() {
         return Err(invalid("backup_id needs target: backup ids are per target".into()));
     }
@@ -158,7 +181,11 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
         // A killed invocation's lease still guards these drills: the state machine retries until it expires.
         return Err(HandlerError {
             error_type: ErrorType::LeaseHeld,
-            message: format!("cannot abandon the drills of {} yet: {}", run.lease_held.join(", "), run.skipped.join("; ")),
+            message: format!(
+                "cannot abandon the drills of {} yet: {}",
+                run.lease_held.join(", "),
+                run.skipped.join("; ")
+            ),
         });
     }
     Ok(serde_json::to_value(&run).expect("runs serialize"))
@@ -170,8 +197,12 @@ pub async fn handle_verify_event(job: &VerifyJob, event: &Value, request_id: &st
 pub async fn handle_notify_event(poster: &dyn WebhookPoster, event: &Value) -> Result<Value, HandlerError> {
     match crate::notify::deliver(event, poster).await {
         Ok(report) => Ok(serde_json::to_value(&report).expect("reports serialize")),
-        Err(e @ NotifyError::NotAnSnsEvent(_)) => Err(HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() }),
-        Err(e @ NotifyError::Undelivered { all_rejected: true, .. }) => Err(HandlerError { error_type: ErrorType::SlackRejected, message: e.to_string() }),
+        Err(e @ NotifyError::NotAnSnsEvent(_)) => {
+            Err(HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() })
+        }
+        Err(e @ NotifyError::Undelivered { all_rejected: true, .. }) => {
+            Err(HandlerError { error_type: ErrorType::SlackRejected, message: e.to_string() })
+        }
         Err(e) => Err(HandlerError { error_type: ErrorType::SlackUnavailable, message: e.to_string() }),
     }
 }
@@ -190,8 +221,9 @@ pub async fn handle_purge_event(job: &PurgeJob, event: &Value, request_id: &str)
         force: bool,
     }
     let invalid = |message: String| HandlerError { error_type: ErrorType::InvalidEvent, message };
-    let parsed: PurgeEvent = parse_manual_event(event)
-        .map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}}, or {{\"target\": \"NAME\", \"dry_run\": true}}")))?;
+    let parsed: PurgeEvent = parse_manual_event(event).map_err(|e| {
+        invalid(format!("the event is not valid: {e}. Send {{}}, or {{\"target\": \"NAME\", \"dry_run\": true}}"))
+    })?;
     let request = PurgeRequest {
         target: parsed.target,
         force: parsed.force,
@@ -227,10 +259,12 @@ pub async fn handle_monitor_event(job: &MonitorJob, event: &Value) -> Result<Val
         target: Option<String>,
     }
     let invalid = |message: String| HandlerError { error_type: ErrorType::InvalidEvent, message };
-    let parsed: MonitorEvent =
-        parse_manual_event(event).map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\"}}")))?;
-    let reports = job.run(&MonitorRequest { target: parsed.target, alert: true }).await.map_err(|e| invalid(e.to_string()))?;
-    let unknown: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.target))).collect();
+    let parsed: MonitorEvent = parse_manual_event(event)
+        .map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\"}}")))?;
+    let reports =
+        job.run(&MonitorRequest { target: parsed.target, alert: true }).await.map_err(|e| invalid(e.to_string()))?;
+    let unknown: Vec<String> =
+        reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.target))).collect();
     if unknown.is_empty() {
         Ok(serde_json::to_value(&reports).expect("monitor reports serialize"))
     } else {

@@ -17,9 +17,9 @@ use secrecy::ExposeSecret;
 
 use crate::adapters::dynamodb::DynamoCatalog;
 use crate::adapters::local_scratch::LocalScratch;
+use crate::adapters::postgres::PgDumper;
 use crate::adapters::psql_restorer::PsqlRestorer;
 use crate::adapters::rds::{RdsScratch, RdsScratchSettings};
-use crate::adapters::postgres::PgDumper;
 use crate::adapters::s3::S3Store;
 use crate::adapters::secrets::SecretsManager;
 use crate::adapters::slack::SlackWebhook;
@@ -53,7 +53,8 @@ impl AwsClients {
     /// The default credential and region chain; path-style S3 when an endpoint override is set.
     pub async fn from_env() -> Self {
         let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let emulated = std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let emulated =
+            std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         Self::from_sdk_config(&shared, emulated)
     }
 
@@ -63,7 +64,11 @@ impl AwsClients {
 
     /// The same clients with interceptors on every request (the wiring test records which calls each job makes,
     /// to hold the template's IAM policies to them).
-    pub fn with_interceptors(shared: &aws_config::SdkConfig, s3_path_style: bool, interceptors: &[SharedInterceptor]) -> Self {
+    pub fn with_interceptors(
+        shared: &aws_config::SdkConfig,
+        s3_path_style: bool,
+        interceptors: &[SharedInterceptor],
+    ) -> Self {
         let mut s3 = aws_sdk_s3::config::Builder::from(shared)
             .force_path_style(s3_path_style)
             // Drills hash every byte they read against the recorded SHA-256 themselves; the SDK cannot validate a
@@ -103,7 +108,11 @@ pub async fn config_from_env(clients: &AwsClients) -> Result<Config, ConfigError
 /// [`Config::load`], reading the targets from `parameters` first when the environment names a parameter. The
 /// parameter's text then goes through the same parsing and validation as `BACKSTOP_TARGETS`, and its errors name
 /// the parameter.
-pub async fn load_config(env: &Env, config_file: Option<&Path>, parameters: &dyn SecretStore) -> Result<Config, ConfigError> {
+pub async fn load_config(
+    env: &Env,
+    config_file: Option<&Path>,
+    parameters: &dyn SecretStore,
+) -> Result<Config, ConfigError> {
     let fetched = match targets_parameter(env)? {
         Some(name) => {
             let value = parameters
@@ -131,7 +140,10 @@ pub fn backup_deps(config: &Config, clients: &AwsClients, metrics: Arc<dyn Metri
         catalog: Arc::new(DynamoCatalog::new(clients.dynamodb.clone(), config.table.clone())),
         alerts,
         dumper: Arc::new(PgDumper::new(config.pg_bin_dir.clone())),
-        passwords: Arc::new(PasswordResolver::new(Arc::new(SecretsManager::new(clients.secrets.clone())), process_env())),
+        passwords: Arc::new(PasswordResolver::new(
+            Arc::new(SecretsManager::new(clients.secrets.clone())),
+            process_env(),
+        )),
         clock: Arc::new(SystemClock),
         metrics,
     }
@@ -140,10 +152,14 @@ pub fn backup_deps(config: &Config, clients: &AwsClients, metrics: Arc<dyn Metri
 /// The verify job on AWS, with the configured scratch servers (local clusters, or RDS instances).
 pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> VerifyJob {
     let backup = backup_deps(&config, clients, metrics.clone());
-    let (scratch, point_in_time): (Arc<dyn ScratchDatabases>, Option<Arc<dyn PointInTimeRestores>>) = match &config.verify.scratch {
+    let (scratch, point_in_time): (Arc<dyn ScratchDatabases>, Option<Arc<dyn PointInTimeRestores>>) = match &config
+        .verify
+        .scratch
+    {
         ScratchSettings::Local { dir } => (Arc::new(LocalScratch::new(dir.clone(), config.pg_bin_dir.clone())), None),
         ScratchSettings::Rds { instance_class, subnet_group, security_group_ids, parameter_group } => {
-            let mut settings = RdsScratchSettings::new(instance_class.clone(), subnet_group.clone(), security_group_ids.clone());
+            let mut settings =
+                RdsScratchSettings::new(instance_class.clone(), subnet_group.clone(), security_group_ids.clone());
             settings.parameter_group = parameter_group.clone();
             settings.kms_key_id = config.kms_key_id.clone();
             let rds = Arc::new(RdsScratch::new(clients.rds.clone(), clients.secrets.clone(), settings));
@@ -167,14 +183,21 @@ pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
 /// The monitor job on AWS.
 pub fn monitor_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> MonitorJob {
     let backup = backup_deps(&config, clients, metrics.clone());
-    let deps = MonitorDeps { store: backup.store, catalog: backup.catalog, alerts: backup.alerts, clock: backup.clock, metrics };
+    let deps = MonitorDeps {
+        store: backup.store,
+        catalog: backup.catalog,
+        alerts: backup.alerts,
+        clock: backup.clock,
+        metrics,
+    };
     MonitorJob::new(config, deps)
 }
 
 /// The purge job on AWS.
 pub fn purge_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> PurgeJob {
     let backup = backup_deps(&config, clients, metrics.clone());
-    let deps = PurgeDeps { store: backup.store, catalog: backup.catalog, alerts: backup.alerts, clock: backup.clock, metrics };
+    let deps =
+        PurgeDeps { store: backup.store, catalog: backup.catalog, alerts: backup.alerts, clock: backup.clock, metrics };
     PurgeJob::new(config, deps)
 }
 
@@ -208,9 +231,15 @@ pub async fn notifier_from_env() -> Result<SlackWebhook, NotifierSetupError> {
 }
 
 /// The Slack notifier reading its webhook URL from Secrets Manager or SSM (on first use, then kept).
-pub fn notifier(source: WebhookSource, shared: &aws_config::SdkConfig, policy: RetryPolicy) -> Result<SlackWebhook, SlackError> {
+pub fn notifier(
+    source: WebhookSource,
+    shared: &aws_config::SdkConfig,
+    policy: RetryPolicy,
+) -> Result<SlackWebhook, SlackError> {
     let store: Arc<dyn SecretStore> = match &source {
-        WebhookSource::SecretsManager { .. } => Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(shared))),
+        WebhookSource::SecretsManager { .. } => {
+            Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(shared)))
+        }
         WebhookSource::SsmParameter { .. } => Arc::new(SsmParameters::new(aws_sdk_ssm::Client::new(shared))),
     };
     SlackWebhook::new(Arc::new(WebhookUrlCache::new(source, store)), policy)
@@ -223,11 +252,15 @@ mod tests {
     use super::*;
     use crate::adapters::memory::MemorySecrets;
 
-    const TARGETS: &str = r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"ORDERS_PW"}}]"#;
+    const TARGETS: &str =
+        r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"ORDERS_PW"}}]"#;
     const PARAMETER: &str = "/backstop/prod/targets";
 
     fn env(targets_variable: (&str, &str)) -> Env {
-        [("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), targets_variable].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        [("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), targets_variable]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn parameters(value: &str) -> MemorySecrets {
@@ -236,13 +269,16 @@ mod tests {
 
     #[tokio::test]
     async fn targets_are_read_from_the_parameter_the_environment_names() {
-        let config = load_config(&env(("BACKSTOP_TARGETS_PARAMETER", PARAMETER)), None, &parameters(TARGETS)).await.unwrap();
+        let config =
+            load_config(&env(("BACKSTOP_TARGETS_PARAMETER", PARAMETER)), None, &parameters(TARGETS)).await.unwrap();
         assert_eq!(config.target_names(), ["orders"]);
     }
 
     #[tokio::test]
     async fn a_parameter_that_cannot_be_read_is_named_with_what_to_check() {
-        let err = load_config(&env(("BACKSTOP_TARGETS_PARAMETER", "/backstop/typo")), None, &parameters(TARGETS)).await.unwrap_err();
+        let err = load_config(&env(("BACKSTOP_TARGETS_PARAMETER", "/backstop/typo")), None, &parameters(TARGETS))
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, ConfigError::TargetsParameter { .. }), "{text}");
         assert!(text.contains("/backstop/typo") && text.contains("ssm:GetParameter"), "{text}");

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::codec::Codec;
+use super::codec::Codec;
 
 use super::run::Trigger;
 
@@ -127,7 +127,14 @@ pub struct VerificationSummary {
 }
 
 impl BackupRecord {
-    pub fn in_progress(target: &str, backup_id: BackupId, trigger: Trigger, run_id: &str, started_at: DateTime<Utc>, codec: Codec) -> Self {
+    pub fn in_progress(
+        target: &str,
+        backup_id: BackupId,
+        trigger: Trigger,
+        run_id: &str,
+        started_at: DateTime<Utc>,
+        codec: Codec,
+    ) -> Self {
         BackupRecord {
             target: target.to_string(),
             backup_id,

@@ -14,7 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use super::backup::BackupId;
 use super::verification::VerificationReport;
-use crate::ports::ScratchHandle;
+
+/// A scratch server that exists (or is being created): enough to find it again from another invocation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScratchHandle {
+    /// `rds` or `local`.
+    pub kind: String,
+    /// RDS instance identifier, or the local cluster's directory.
+    pub id: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,7 +111,8 @@ impl DrillRecord {
     /// A drill that restores the RDS instance `source_instance` to its latest restorable time.
     pub fn point_in_time(target: &str, source_instance: &str, now: DateTime<Utc>) -> Self {
         let mut drill = DrillRecord::new(target, BackupId(format!("pitr:{source_instance}")), now);
-        drill.point_in_time = Some(PointInTimeDrill { source_instance: source_instance.to_string(), restore_time: None });
+        drill.point_in_time =
+            Some(PointInTimeDrill { source_instance: source_instance.to_string(), restore_time: None });
         drill
     }
 }

@@ -42,7 +42,12 @@ pub struct Segment {
 pub enum SegmentKind {
     Sql,
     /// One table's rows; `statement` is the `COPY … FROM stdin;` that starts them.
-    Copy { schema: String, name: String, statement: String, rows: u64 },
+    Copy {
+        schema: String,
+        name: String,
+        statement: String,
+        rows: u64,
+    },
 }
 
 /// A run of frames: `[stored bytes, raw (SQL) bytes]`.
@@ -76,7 +81,13 @@ impl DumpLayout {
         let mut out = Vec::new();
         for (segment, s) in self.segments.iter().enumerate() {
             for (index, c) in s.chunks.iter().enumerate() {
-                out.push(ChunkRange { segment, index, stored_offset: offset, stored_len: c.stored(), raw_len: c.raw() });
+                out.push(ChunkRange {
+                    segment,
+                    index,
+                    stored_offset: offset,
+                    stored_len: c.stored(),
+                    raw_len: c.raw(),
+                });
                 offset += c.stored();
             }
         }
@@ -147,7 +158,10 @@ impl LayoutBuilder {
     }
 
     pub fn finish(self) -> DumpLayout {
-        DumpLayout { format: LAYOUT_FORMAT, segments: self.segments.into_iter().filter(|s| !s.chunks.is_empty()).collect() }
+        DumpLayout {
+            format: LAYOUT_FORMAT,
+            segments: self.segments.into_iter().filter(|s| !s.chunks.is_empty()).collect(),
+        }
     }
 }
 
@@ -156,7 +170,12 @@ mod tests {
     use super::*;
 
     fn copy(name: &str) -> SegmentKind {
-        SegmentKind::Copy { schema: "public".into(), name: name.into(), statement: format!("COPY public.{name} (a) FROM stdin;"), rows: 0 }
+        SegmentKind::Copy {
+            schema: "public".into(),
+            name: name.into(),
+            statement: format!("COPY public.{name} (a) FROM stdin;"),
+            rows: 0,
+        }
     }
 
     #[test]
@@ -177,7 +196,10 @@ mod tests {
         assert_eq!(big.chunks.len(), 3, "40 frames of 2 MiB make chunks of 16 frames, 16, then 8: {:?}", big.chunks);
         assert!(matches!(big.kind, SegmentKind::Copy { rows: 7, .. }));
         let ranges = layout.chunk_ranges();
-        assert_eq!(ranges.iter().map(|r| r.stored_offset).collect::<Vec<_>>(), vec![0, 10, 16_000_010, 32_000_010, 40_000_010]);
+        assert_eq!(
+            ranges.iter().map(|r| r.stored_offset).collect::<Vec<_>>(),
+            vec![0, 10, 16_000_010, 32_000_010, 40_000_010]
+        );
         assert!(layout.validate(40_000_015, 150 + 40 * FRAME_TARGET as u64).is_ok());
         assert!(layout.validate(40_000_014, 150 + 40 * FRAME_TARGET as u64).is_err());
     }

@@ -22,8 +22,10 @@ use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::fingerprint::{quote_ident, DumpSummary, DumpVersions, Fingerprint, TableFingerprint};
-use crate::sql::splitter::{Piece, SqlError, StatementSplitter};
-use crate::sql::statement::{copy_from_stdin, is_data_statement, is_large_object_create, sequence_value, CopyTarget};
+use crate::domain::sql::splitter::{Piece, SqlError, StatementSplitter};
+use crate::domain::sql::statement::{
+    copy_from_stdin, is_data_statement, is_large_object_create, sequence_value, CopyTarget,
+};
 
 /// Names this scheme in fingerprints, so it is never compared with another.
 pub const FINGERPRINT_V2: &str = "rows:xxh3-128-wrapping-sum/schema:sha256-statements/v2";
@@ -114,7 +116,12 @@ impl DumpParser {
         if let Some(acc) = &mut self.copy {
             if line == b"\\." {
                 let acc = self.copy.take().expect("in a table's rows");
-                self.tables.push(TableFingerprint { schema: acc.target.schema, name: acc.target.name, rows: acc.rows, digest: format!("{:032x}", acc.digest) });
+                self.tables.push(TableFingerprint {
+                    schema: acc.target.schema,
+                    name: acc.target.name,
+                    rows: acc.rows,
+                    digest: format!("{:032x}", acc.digest),
+                });
                 return Ok(LineKind::CopyEnd);
             }
             acc.rows += 1;
@@ -186,7 +193,9 @@ impl DumpParser {
             self.line(&line, line.len())?;
         }
         if let Some(acc) = &self.copy {
-            return Err(DumpParseError::EndedInsideCopy { table: format!("{}.{}", quote_ident(&acc.target.schema), quote_ident(&acc.target.name)) });
+            return Err(DumpParseError::EndedInsideCopy {
+                table: format!("{}.{}", quote_ident(&acc.target.schema), quote_ident(&acc.target.name)),
+            });
         }
         self.splitter.finish()?;
         if !self.saw_trailer {
@@ -245,9 +254,17 @@ CREATE INDEX i ON public.t USING btree (id);\n\\unrestrict abc123\n\n--\n-- Post
     #[test]
     fn tables_rows_sequences_and_large_objects_are_read_off_the_dump() {
         let s = fingerprint_of(DUMP.as_bytes()).unwrap();
-        let tables: Vec<_> = s.fingerprint.tables.iter().map(|t| (t.schema.as_str(), t.name.as_str(), t.rows)).collect();
-        assert_eq!(tables, vec![("My Schema", "with \"quotes\"", 0), ("public", "t", 2)], "a COPY line inside a function body starts nothing");
-        assert_eq!(s.fingerprint.sequences, vec![SequenceValue { name: "public.s".into(), value: 42, is_called: true }]);
+        let tables: Vec<_> =
+            s.fingerprint.tables.iter().map(|t| (t.schema.as_str(), t.name.as_str(), t.rows)).collect();
+        assert_eq!(
+            tables,
+            vec![("My Schema", "with \"quotes\"", 0), ("public", "t", 2)],
+            "a COPY line inside a function body starts nothing"
+        );
+        assert_eq!(
+            s.fingerprint.sequences,
+            vec![SequenceValue { name: "public.s".into(), value: 42, is_called: true }]
+        );
         assert_eq!(s.fingerprint.large_objects, 1);
         assert_eq!(s.versions.server_version.as_deref(), Some("15.18 (Debian 15.18-0+deb12u1)"));
         assert_eq!(s.raw_bytes, DUMP.len() as u64);
@@ -295,7 +312,10 @@ CREATE INDEX i ON public.t USING btree (id);\n\\unrestrict zzz\n-- PostgreSQL da
     fn lines_say_what_they_are() {
         let mut p = DumpParser::new();
         let kinds: Vec<LineKind> = DUMP.split('\n').map(|l| p.line(l.as_bytes(), l.len() + 1).unwrap()).collect();
-        let starts: Vec<&str> = kinds.iter().filter_map(|k| if let LineKind::CopyStart(t) = k { Some(t.name.as_str()) } else { None }).collect();
+        let starts: Vec<&str> = kinds
+            .iter()
+            .filter_map(|k| if let LineKind::CopyStart(t) = k { Some(t.name.as_str()) } else { None })
+            .collect();
         assert_eq!(starts, vec!["t", "with \"quotes\""]);
         assert_eq!(kinds.iter().filter(|k| **k == LineKind::Row).count(), 2);
         assert_eq!(kinds.iter().filter(|k| **k == LineKind::CopyEnd).count(), 2);

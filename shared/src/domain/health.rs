@@ -13,7 +13,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::backup::{BackupRecord, BackupStatus};
-use crate::ports::Severity;
+use super::severity::Severity;
+use super::text::{list_text, percent_text};
 
 /// How many completed backups before the newest one make the baseline its size is compared with (a week of
 /// daily backups: one unusual day moves a median of seven very little).
@@ -160,15 +161,25 @@ impl MonitorThresholds {
         ];
         for (field, warning, critical) in steps {
             if let Some(w) = warning.filter(|w| *w >= critical) {
-                return invalid(field, w.to_string(), "must be less than the matching critical threshold, or the warning never fires");
+                return invalid(
+                    field,
+                    w.to_string(),
+                    "must be less than the matching critical threshold, or the warning never fires",
+                );
             }
         }
         if self.failures_critical_after == 0 {
             return invalid("failures_critical_after", "0".into(), "must be at least 1 (failed backup)");
         }
-        for (field, value) in [("shrink_fraction", self.shrink_fraction), ("table_shrink_fraction", self.table_shrink_fraction)] {
+        for (field, value) in
+            [("shrink_fraction", self.shrink_fraction), ("table_shrink_fraction", self.table_shrink_fraction)]
+        {
             if !(value > 0.0 && value < 1.0) {
-                return invalid(field, value.to_string(), "must be more than 0 and less than 1 (0.5: lost more than half)");
+                return invalid(
+                    field,
+                    value.to_string(),
+                    "must be more than 0 and less than 1 (0.5: lost more than half)",
+                );
             }
         }
         Ok(())
@@ -249,7 +260,10 @@ pub enum RowCounts {
     Compared(TableComparison),
     /// A manifest that should be there could not be read or parsed: itself a problem (the runbook restores from
     /// it), and one that must not pass for "no table shrank".
-    Unreadable { backup_id: String, error: String },
+    Unreadable {
+        backup_id: String,
+        error: String,
+    },
 }
 
 /// One check's verdict on one target.
@@ -494,7 +508,10 @@ fn consecutive_failures(newest_first: &[&BackupRecord], t: &MonitorThresholds) -
     let counted = if reached_completed {
         format!("{count} consecutive backup{} failed", if count == 1 { "" } else { "s" })
     } else {
-        format!("{count} consecutive backup{} failed, none completed before them in the records read", if count == 1 { "" } else { "s" })
+        format!(
+            "{count} consecutive backup{} failed, none completed before them in the records read",
+            if count == 1 { "" } else { "s" }
+        )
     };
     let reason = latest.error.as_deref().map(first_line).unwrap_or("no reason recorded");
     CheckResult {
@@ -515,9 +532,16 @@ fn dump_shrank(newest_first: &[&BackupRecord], t: &MonitorThresholds) -> CheckRe
         return CheckResult::ok(check, format!("backup {} has no recorded size", latest.backup_id));
     }
     // Records without a size (written before sizes were recorded) are not measurements.
-    let mut sizes: Vec<u64> = dumped.filter(|b| b.raw_bytes > 0).take(SHRINK_BASELINE_BACKUPS).map(|b| b.raw_bytes).collect();
+    let mut sizes: Vec<u64> =
+        dumped.filter(|b| b.raw_bytes > 0).take(SHRINK_BASELINE_BACKUPS).map(|b| b.raw_bytes).collect();
     let Some(median) = median(&mut sizes) else {
-        return CheckResult::ok(check, format!("newest dump is {}; no earlier completed backup to compare with", bytes_text(latest.raw_bytes as f64)));
+        return CheckResult::ok(
+            check,
+            format!(
+                "newest dump is {}; no earlier completed backup to compare with",
+                bytes_text(latest.raw_bytes as f64)
+            ),
+        );
     };
     let latest_bytes = latest.raw_bytes as f64;
     let shrink = 1.0 - latest_bytes / median;
@@ -543,18 +567,26 @@ fn dump_shrank(newest_first: &[&BackupRecord], t: &MonitorThresholds) -> CheckRe
 fn tables_shrank(tables: Option<&RowCounts>, t: &MonitorThresholds) -> CheckResult {
     let check = HealthCheck::TablesShrank;
     let tables = match tables {
-        None => return CheckResult::ok(check, "no row counts to compare (fewer than two completed backups with manifests)".into()),
+        None => {
+            return CheckResult::ok(
+                check,
+                "no row counts to compare (fewer than two completed backups with manifests)".into(),
+            )
+        }
         Some(RowCounts::Unreadable { backup_id, error }) => {
             return CheckResult {
                 check,
                 severity: Some(Severity::Warning),
-                summary: format!("row counts not compared: the manifest of backup {backup_id} cannot be read ({error})"),
+                summary: format!(
+                    "row counts not compared: the manifest of backup {backup_id} cannot be read ({error})"
+                ),
                 since: None,
             }
         }
         Some(RowCounts::Compared(tables)) => tables,
     };
-    let judged = |(name, rows): &(&String, &u64)| **rows > 0 && **rows >= t.table_shrink_min_rows && !t.ignores_table(name);
+    let judged =
+        |(name, rows): &(&String, &u64)| **rows > 0 && **rows >= t.table_shrink_min_rows && !t.ignores_table(name);
     // (name, rows before, rows now; None = gone)
     let mut shrunk: Vec<(&str, u64, Option<u64>)> = tables
         .previous
@@ -562,7 +594,11 @@ fn tables_shrank(tables: Option<&RowCounts>, t: &MonitorThresholds) -> CheckResu
         .filter(judged)
         .filter_map(|(name, rows)| {
             let now = tables.latest.get(name).copied();
-            ((now.unwrap_or(0) as f64) < *rows as f64 * (1.0 - t.table_shrink_fraction)).then_some((name.as_str(), *rows, now))
+            ((now.unwrap_or(0) as f64) < *rows as f64 * (1.0 - t.table_shrink_fraction)).then_some((
+                name.as_str(),
+                *rows,
+                now,
+            ))
         })
         .collect();
     let judged = tables.previous.iter().filter(judged).count();
@@ -695,7 +731,8 @@ pub fn next_alert(
         }
         (Some(f), None) => (state(None), Some(AlertEvent::Resolved { was: f.severity, since: f.since })),
         (Some(f), Some(severity)) => {
-            let mut firing = Firing { severity, since: f.since, last_sent: f.last_sent, summary: result.summary.clone() };
+            let mut firing =
+                Firing { severity, since: f.since, last_sent: f.last_sent, summary: result.summary.clone() };
             let event = if rank(severity) > rank(f.severity) {
                 firing.last_sent = now;
                 Some(AlertEvent::Escalated { from: f.severity, since: f.since })
@@ -742,10 +779,6 @@ fn time_text(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn percent_text(fraction: f64) -> String {
-    format!("{:.0}%", fraction * 100.0)
-}
-
 fn bytes_text(n: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let (mut value, mut unit) = (n, 0);
@@ -766,16 +799,6 @@ fn first_line(text: &str) -> &str {
     match line.char_indices().nth(160) {
         Some((i, _)) => &line[..i],
         None => line,
-    }
-}
-
-/// `a, b, c and 4 more`.
-fn list_text(items: &[String], max: usize) -> String {
-    let shown = items.iter().take(max).cloned().collect::<Vec<_>>().join(", ");
-    if items.len() > max {
-        format!("{shown} and {} more", items.len() - max)
-    } else {
-        shown
     }
 }
 

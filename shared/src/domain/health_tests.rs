@@ -169,7 +169,11 @@ fn backup_age_at_and_past_each_boundary() {
 fn backup_age_summary_gives_the_figures() {
     let health = run(&[rec(Duration::hours(30), Verified)]);
     let r = result(&health, HealthCheck::BackupAge);
-    assert!(r.summary.starts_with("no completed backup for 30.0 h (critical after 26 h; newest: 20261121T060000Z-"), "{}", r.summary);
+    assert!(
+        r.summary.starts_with("no completed backup for 30.0 h (critical after 26 h; newest: 20261121T060000Z-"),
+        "{}",
+        r.summary
+    );
 }
 
 #[test]
@@ -179,7 +183,12 @@ fn no_backup_at_all_is_critical_not_ok() {
     assert_eq!(r.severity, Some(Severity::Critical));
     assert_eq!(r.summary, "no completed backup on record (no backup records at all)");
     assert_eq!(result(&health, HealthCheck::VerifiedAge).severity, Some(Severity::Critical));
-    for quiet in [HealthCheck::LastVerification, HealthCheck::ConsecutiveFailures, HealthCheck::DumpShrank, HealthCheck::TablesShrank] {
+    for quiet in [
+        HealthCheck::LastVerification,
+        HealthCheck::ConsecutiveFailures,
+        HealthCheck::DumpShrank,
+        HealthCheck::TablesShrank,
+    ] {
         assert!(result(&health, quiet).is_ok(), "{quiet}: nothing to say, nothing to page twice for");
     }
     assert_eq!((health.backup_age_hours, health.verified_age_hours), (None, None));
@@ -189,14 +198,23 @@ fn no_backup_at_all_is_critical_not_ok() {
 
 #[test]
 fn only_failed_backups_is_critical_age_and_critical_failures() {
-    let health = run(&[failed(mins(60), "pg_dump failed\nsecond line"), failed(mins(25 * 60), "x"), failed(mins(49 * 60), "y")]);
+    let health =
+        run(&[failed(mins(60), "pg_dump failed\nsecond line"), failed(mins(25 * 60), "x"), failed(mins(49 * 60), "y")]);
     let age = result(&health, HealthCheck::BackupAge);
     assert_eq!(age.severity, Some(Severity::Critical));
     assert_eq!(age.summary, "no completed backup on record (3 newest records read: 3 failed)");
     let failures = result(&health, HealthCheck::ConsecutiveFailures);
     assert_eq!(failures.severity, Some(Severity::Critical));
-    assert!(failures.summary.starts_with("3 consecutive backups failed, none completed before them"), "{}", failures.summary);
-    assert!(failures.summary.contains("them in the records read: pg_dump failed (latest: 2026"), "first line of the newest reason: {}", failures.summary);
+    assert!(
+        failures.summary.starts_with("3 consecutive backups failed, none completed before them"),
+        "{}",
+        failures.summary
+    );
+    assert!(
+        failures.summary.contains("them in the records read: pg_dump failed (latest: 2026"),
+        "first line of the newest reason: {}",
+        failures.summary
+    );
     assert_eq!(failures.since, Some(now() - mins(49 * 60)), "since the oldest failure of the run");
 }
 
@@ -221,7 +239,8 @@ fn which_statuses_count_as_a_completed_backup() {
 
 #[test]
 fn an_in_progress_newest_backup_changes_nothing() {
-    let health = run(&[rec(mins(10), InProgress), rec(Duration::hours(24), Completed), rec(Duration::hours(48), Completed)]);
+    let health =
+        run(&[rec(mins(10), InProgress), rec(Duration::hours(24), Completed), rec(Duration::hours(48), Completed)]);
     assert_eq!(health.backup_age_hours, Some(24.0));
     assert!(result(&health, HealthCheck::BackupAge).is_ok());
     assert!(result(&health, HealthCheck::ConsecutiveFailures).is_ok());
@@ -243,8 +262,11 @@ fn failures_are_counted_back_to_the_newest_completed_backup() {
         (&[Failed, Purged, Failed], 1, Some(Severity::Warning)),
     ];
     for (statuses, count, severity) in cases {
-        let backups: Vec<BackupRecord> =
-            statuses.iter().enumerate().map(|(i, s)| if *s == Failed { failed(h(24 * i as i64), "boom") } else { rec(h(24 * i as i64), *s) }).collect();
+        let backups: Vec<BackupRecord> = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| if *s == Failed { failed(h(24 * i as i64), "boom") } else { rec(h(24 * i as i64), *s) })
+            .collect();
         let r = result(&run(&backups), HealthCheck::ConsecutiveFailures).clone();
         assert_eq!(r.severity, severity, "{statuses:?}: {}", r.summary);
         if count > 0 {
@@ -279,20 +301,30 @@ fn verified_age_at_the_boundary_and_never_verified() {
     assert_eq!(never.verified_age_hours, None);
 
     let old = run(&[with_verification(rec(d(9) + Duration::hours(12), Verified), true, &[])]);
-    assert!(result(&old, HealthCheck::VerifiedAge).summary.starts_with("no verified backup for 9.5 days (critical after 8 days; newest: 2026"));
+    assert!(result(&old, HealthCheck::VerifiedAge)
+        .summary
+        .starts_with("no verified backup for 9.5 days (critical after 8 days; newest: 2026"));
 }
 
 #[test]
 fn the_newest_drilled_backup_decides_the_last_verification() {
     let h = Duration::hours;
-    let failed_drill = || with_verification(rec(h(24), VerifyFailed), false, &["object_checksum", "table public.orders", "table public.items", "schema_digest"]);
+    let failed_drill = || {
+        with_verification(
+            rec(h(24), VerifyFailed),
+            false,
+            &["object_checksum", "table public.orders", "table public.items", "schema_digest"],
+        )
+    };
     let passed_drill = |ago| with_verification(rec(ago, Verified), true, &[]);
 
     let health = run(&[rec(h(1), Completed), failed_drill(), passed_drill(h(48))]);
     let r = result(&health, HealthCheck::LastVerification);
     assert_eq!(r.severity, Some(Severity::Critical));
     assert!(
-        r.summary.starts_with("restore drill failed: object_checksum, table public.orders, table public.items and 1 more (backup 2026"),
+        r.summary.starts_with(
+            "restore drill failed: object_checksum, table public.orders, table public.items and 1 more (backup 2026"
+        ),
         "names the failed checks: {}",
         r.summary
     );
@@ -323,7 +355,12 @@ fn the_dump_is_compared_with_the_median_of_the_backups_before_it() {
         backups.extend(history.iter().enumerate().map(|(i, b)| with_bytes(rec(day(i as i64 + 1), Verified), *b)));
         let r = result(&run(&backups), HealthCheck::DumpShrank).clone();
         assert_eq!(r.severity, expected, "latest {latest}: {}", r.summary);
-        assert!(r.summary.contains(" against a median of 1000 B (20261122T120000Z-00000000; 7 completed backups before it)"), "{}", r.summary);
+        assert!(
+            r.summary
+                .contains(" against a median of 1000 B (20261122T120000Z-00000000; 7 completed backups before it)"),
+            "{}",
+            r.summary
+        );
         if expected.is_some() {
             assert!(r.summary.starts_with("dump shrank by 50%:"), "{}", r.summary);
             assert_eq!(r.since, Some(now()));
@@ -389,7 +426,10 @@ fn tables_that_lost_more_than_the_fraction_are_flagged() {
 
 #[test]
 fn unchanged_or_missing_row_counts_are_ok() {
-    let same = TableComparison { previous: counts(&[("public.orders", 10_000)]), latest: counts(&[("public.orders", 10_000)]) };
+    let same = TableComparison {
+        previous: counts(&[("public.orders", 10_000)]),
+        latest: counts(&[("public.orders", 10_000)]),
+    };
     let health = evaluate("orders", &[], Some(&RowCounts::Compared(same)), now(), &MonitorThresholds::default());
     let r = result(&health, HealthCheck::TablesShrank);
     assert_eq!(r.summary, "no table lost more than 50% of its rows (1 table of at least 100 rows compared)");
@@ -400,10 +440,18 @@ fn unchanged_or_missing_row_counts_are_ok() {
 #[test]
 fn many_shrunk_tables_list_the_biggest_losses_first() {
     let names: Vec<String> = (0..6).map(|i| format!("public.t{i}")).collect();
-    let previous: BTreeMap<String, u64> = names.iter().enumerate().map(|(i, n)| (n.clone(), 1000 * (i as u64 + 1))).collect();
+    let previous: BTreeMap<String, u64> =
+        names.iter().enumerate().map(|(i, n)| (n.clone(), 1000 * (i as u64 + 1))).collect();
     let tables = TableComparison { previous, latest: BTreeMap::new() };
-    let r = evaluate("orders", &[], Some(&RowCounts::Compared(tables)), now(), &MonitorThresholds::default()).checks[5].clone();
-    assert!(r.summary.ends_with("public.t5 gone (had 6000 rows), public.t4 gone (had 5000 rows), public.t3 gone (had 4000 rows) and 3 more"), "{}", r.summary);
+    let r = evaluate("orders", &[], Some(&RowCounts::Compared(tables)), now(), &MonitorThresholds::default()).checks[5]
+        .clone();
+    assert!(
+        r.summary.ends_with(
+            "public.t5 gone (had 6000 rows), public.t4 gone (had 5000 rows), public.t3 gone (had 4000 rows) and 3 more"
+        ),
+        "{}",
+        r.summary
+    );
 }
 
 #[test]
@@ -444,13 +492,17 @@ fn records_of_other_targets_are_ignored() {
     let mut other = rec(mins(30), Verified);
     other.target = "billing".into();
     let health = run(&[other]);
-    assert_eq!(result(&health, HealthCheck::BackupAge).summary, "no completed backup on record (no backup records at all)");
+    assert_eq!(
+        result(&health, HealthCheck::BackupAge).summary,
+        "no completed backup on record (no backup records at all)"
+    );
 }
 
 #[test]
 fn a_healthy_target_is_ok_everywhere() {
     let h = Duration::hours;
-    let health = run(&[rec(h(2), Completed), with_verification(rec(h(26), Verified), true, &[]), rec(h(50), Completed)]);
+    let health =
+        run(&[rec(h(2), Completed), with_verification(rec(h(26), Verified), true, &[]), rec(h(50), Completed)]);
     assert_eq!(health.overall(), None, "{:#?}", health.checks);
     assert!(health.checks.iter().all(|c| c.since.is_none()));
     let json = serde_json::to_value(&health).unwrap();
@@ -538,7 +590,8 @@ fn a_zero_cooldown_repeats_every_run_and_info_never_fires() {
 
 #[test]
 fn alert_state_round_trips_through_json() {
-    let (state, event) = next_alert("orders", None, &check_result(Some(Severity::Critical), Some(now())), now(), Duration::hours(6));
+    let (state, event) =
+        next_alert("orders", None, &check_result(Some(Severity::Critical), Some(now())), now(), Duration::hours(6));
     let json = serde_json::to_string(&state).unwrap();
     assert!(json.contains("\"check\":\"backup_age\"") && json.contains("\"severity\":\"critical\""), "{json}");
     assert_eq!(serde_json::from_str::<AlertState>(&json).unwrap(), state);

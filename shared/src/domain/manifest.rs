@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::codec::Codec;
+use super::codec::Codec;
 
 use super::backup::{BackupId, ObjectRef};
 use super::dump_layout::DumpLayout;

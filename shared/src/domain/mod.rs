@@ -2,6 +2,8 @@
 //! are. Plain data and pure functions, no I/O.
 
 pub mod backup;
+pub mod codec;
+pub mod database;
 pub mod drill;
 pub mod dump_layout;
 pub mod dump_parser;
@@ -10,11 +12,16 @@ pub mod health;
 pub mod manifest;
 pub mod redact;
 pub mod retention;
-pub mod runbook;
 pub mod run;
+pub mod runbook;
+pub mod severity;
+pub mod sql;
+pub mod text;
 pub mod verification;
 
 pub use backup::{BackupId, BackupRecord, BackupStatus, ObjectRef, VerificationSummary};
+pub use database::DatabaseAddress;
 pub use fingerprint::{Fingerprint, FingerprintBuilder, TableFingerprint};
 pub use manifest::Manifest;
 pub use run::{Job, RunRecord, TargetOutcome, TargetResult, Trigger};
+pub use severity::Severity;

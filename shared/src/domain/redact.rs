@@ -73,6 +73,9 @@ mod tests {
     fn ordinary_text_is_untouched() {
         let text = "pg_dump: error: query failed: server closed the connection unexpectedly";
         assert_eq!(redact(text, &[]), text);
-        assert_eq!(redact("password authentication failed for user \"backstop\"", &[]), "password authentication failed for user \"backstop\"");
+        assert_eq!(
+            redact("password authentication failed for user \"backstop\"", &[]),
+            "password authentication failed for user \"backstop\""
+        );
     }
 }

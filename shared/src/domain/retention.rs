@@ -80,14 +80,24 @@ pub struct RetentionPolicy {
 
 impl Default for RetentionPolicy {
     fn default() -> Self {
-        RetentionPolicy { daily: 30, weekly: 0, monthly: 12, yearly: 0, min_keep: 3, time_zone: Tz::UTC, max_delete_fraction: 0.5 }
+        RetentionPolicy {
+            daily: 30,
+            weekly: 0,
+            monthly: 12,
+            yearly: 0,
+            min_keep: 3,
+            time_zone: Tz::UTC,
+            max_delete_fraction: 0.5,
+        }
     }
 }
 
 fn time_zone_by_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Tz, D::Error> {
     let name = String::deserialize(deserializer)?;
     name.parse::<Tz>().map_err(|_| {
-        serde::de::Error::custom(format!("unknown time zone {name:?}: use an IANA name such as \"UTC\" or \"Europe/Berlin\""))
+        serde::de::Error::custom(format!(
+            "unknown time zone {name:?}: use an IANA name such as \"UTC\" or \"Europe/Berlin\""
+        ))
     })
 }
 
@@ -251,16 +261,24 @@ fn is_good(status: BackupStatus) -> bool {
 }
 
 /// The retention plan for one target's records: see the module header for the rules and rails.
-pub fn decide(records: &[BackupRecord], policy: &RetentionPolicy, now: DateTime<Utc>, context: &DecideContext) -> RetentionPlan {
+pub fn decide(
+    records: &[BackupRecord],
+    policy: &RetentionPolicy,
+    now: DateTime<Utc>,
+    context: &DecideContext,
+) -> RetentionPlan {
     let mut sorted: Vec<&BackupRecord> = records.iter().collect();
     // The status only breaks ties between duplicate records, so that no input order can change the plan.
-    sorted.sort_by(|a, b| (b.started_at, &b.backup_id, b.status.as_str()).cmp(&(a.started_at, &a.backup_id, a.status.as_str())));
+    sorted.sort_by(|a, b| {
+        (b.started_at, &b.backup_id, b.status.as_str()).cmp(&(a.started_at, &a.backup_id, a.status.as_str()))
+    });
 
     let local_day = |r: &BackupRecord| r.started_at.with_timezone(&policy.time_zone).date_naive();
     let in_future = |r: &BackupRecord| r.started_at > now;
 
     // Indices into `sorted`, newest first, of the backups the rules choose among.
-    let points: Vec<usize> = (0..sorted.len()).filter(|&i| is_good(sorted[i].status) && !in_future(sorted[i])).collect();
+    let points: Vec<usize> =
+        (0..sorted.len()).filter(|&i| is_good(sorted[i].status) && !in_future(sorted[i])).collect();
     let mut kept_by: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
     let mut passed_over: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
 
@@ -276,7 +294,11 @@ pub fn decide(records: &[BackupRecord], policy: &RetentionPolicy, now: DateTime<
             let period = rule.period(local_day(sorted[i]));
             match periods.last() {
                 Some((last, newest)) if *last == period => {
-                    passed_over[i].push(format!("{}: {period} has a newer backup ({})", rule.name(), sorted[*newest].backup_id));
+                    passed_over[i].push(format!(
+                        "{}: {period} has a newer backup ({})",
+                        rule.name(),
+                        sorted[*newest].backup_id
+                    ));
                 }
                 _ => periods.push((period, i)),
             }
@@ -286,7 +308,11 @@ pub fn decide(records: &[BackupRecord], policy: &RetentionPolicy, now: DateTime<
             if rank < n {
                 kept_by[*i].push(format!("newest backup of {period} ({} {} of {n})", rule.name(), rank + 1));
             } else if n == 1 {
-                passed_over[*i].push(format!("{}: {period} is older than {reach}, the most recent {} with backups", rule.name(), rule.unit()));
+                passed_over[*i].push(format!(
+                    "{}: {period} is older than {reach}, the most recent {} with backups",
+                    rule.name(),
+                    rule.unit()
+                ));
             } else {
                 passed_over[*i].push(format!(
                     "{}: {period} is older than the {n} most recent {}s with backups, which reach back to {reach}",
@@ -302,7 +328,10 @@ pub fn decide(records: &[BackupRecord], policy: &RetentionPolicy, now: DateTime<
         let (kept, not_kept) = if min_keep == 1 {
             ("the newest good backup (min_keep)".to_string(), "min_keep: not the newest good backup".to_string())
         } else {
-            (format!("among the {min_keep} newest good backups (min_keep)"), format!("min_keep: not among the {min_keep} newest good backups"))
+            (
+                format!("among the {min_keep} newest good backups (min_keep)"),
+                format!("min_keep: not among the {min_keep} newest good backups"),
+            )
         };
         for (rank, &i) in points.iter().enumerate() {
             if rank < min_keep {
@@ -326,7 +355,9 @@ pub fn decide(records: &[BackupRecord], policy: &RetentionPolicy, now: DateTime<
     for (i, r) in sorted.iter().enumerate() {
         let (mut action, mut reasons) = match r.status {
             BackupStatus::Purged => (Action::Skip, vec!["already purged: nothing left to delete".to_string()]),
-            BackupStatus::Purging => (Action::Finish, vec!["a previous purge stopped part-way: this run finishes it".into()]),
+            BackupStatus::Purging => {
+                (Action::Finish, vec!["a previous purge stopped part-way: this run finishes it".into()])
+            }
             BackupStatus::Failed => (Action::CleanUp, vec!["failed backup: its leftovers are cleaned up".into()]),
             BackupStatus::InProgress => (Action::Keep, vec!["in progress: never deleted".into()]),
             _ if in_future(r) => (
@@ -342,10 +373,14 @@ pub fn decide(records: &[BackupRecord], policy: &RetentionPolicy, now: DateTime<
                 let later = good_days.iter().take_while(|d| **d > day).count();
                 let not_a_restore_point = "failed its restore drill, so it is not a restore point".to_string();
                 if later >= investigation_days {
-                    let past = format!("{}: it is past the {investigation_days}-day window kept for investigation", later_days(later));
+                    let past = format!(
+                        "{}: it is past the {investigation_days}-day window kept for investigation",
+                        later_days(later)
+                    );
                     (Action::Delete, vec![not_a_restore_point, past])
                 } else {
-                    let until = format!("kept for investigation until {} ({later} so far)", later_days(investigation_days));
+                    let until =
+                        format!("kept for investigation until {} ({later} so far)", later_days(investigation_days));
                     (Action::Keep, vec![not_a_restore_point, until])
                 }
             }
@@ -363,7 +398,13 @@ pub fn decide(records: &[BackupRecord], policy: &RetentionPolicy, now: DateTime<
             reasons.push("being verified by a restore drill: kept until the drill ends".into());
             action = Action::Keep;
         }
-        decisions.push(Decision { backup_id: r.backup_id.clone(), status: r.status, started_at: r.started_at, action, reasons });
+        decisions.push(Decision {
+            backup_id: r.backup_id.clone(),
+            status: r.status,
+            started_at: r.started_at,
+            action,
+            reasons,
+        });
     }
 
     let deletions = decisions.iter().filter(|d| d.action == Action::Delete).count();
@@ -396,8 +437,8 @@ pub fn decide(records: &[BackupRecord], policy: &RetentionPolicy, now: DateTime<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::codec::Codec;
     use crate::domain::run::Trigger;
-    use crate::pipeline::codec::Codec;
     use chrono::NaiveDateTime;
     use BackupStatus::*;
 
@@ -423,7 +464,8 @@ mod tests {
     /// The name [`backup`] was given.
     fn name(id: &BackupId) -> String {
         let (stamp, n) = id.as_str().split_once('-').unwrap();
-        let minute = NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").unwrap().format("%Y-%m-%d %H:%M").to_string();
+        let minute =
+            NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").unwrap().format("%Y-%m-%d %H:%M").to_string();
         match u32::from_str_radix(n, 16).unwrap() {
             0 => minute,
             n => format!("{minute} #{n}"),
@@ -513,11 +555,24 @@ mod tests {
             }
             assert_eq!(plan.refused.as_deref(), case.refused, "{}: refused", case.name);
             for (backup, reason) in &case.reasons {
-                let d = plan.decisions.iter().find(|d| name(&d.backup_id) == *backup).unwrap_or_else(|| panic!("{}: no {backup}", case.name));
-                assert!(d.reasons.iter().any(|r| r == reason), "{}: {backup} ({}) has reasons {:?}, not {reason:?}", case.name, d.action, d.reasons);
+                let d = plan
+                    .decisions
+                    .iter()
+                    .find(|d| name(&d.backup_id) == *backup)
+                    .unwrap_or_else(|| panic!("{}: no {backup}", case.name));
+                assert!(
+                    d.reasons.iter().any(|r| r == reason),
+                    "{}: {backup} ({}) has reasons {:?}, not {reason:?}",
+                    case.name,
+                    d.action,
+                    d.reasons
+                );
             }
             assert!(plan.decisions.iter().all(|d| !d.reasons.is_empty()), "{}: a decision without a reason", case.name);
-            let newest_first = plan.decisions.windows(2).all(|w| (w[0].started_at, &w[0].backup_id) > (w[1].started_at, &w[1].backup_id));
+            let newest_first = plan
+                .decisions
+                .windows(2)
+                .all(|w| (w[0].started_at, &w[0].backup_id) > (w[1].started_at, &w[1].backup_id));
             assert!(newest_first, "{}: decisions are not newest first", case.name);
         }
     }
@@ -525,16 +580,37 @@ mod tests {
     fn calendar_cases() -> Vec<Case> {
         let history = daily_at_two("2025-06-01", "2026-11-30");
         let month_ends = [
-            "2025-12-31", "2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31", "2026-06-30", "2026-07-31", "2026-08-31",
-            "2026-09-30", "2026-10-31",
+            "2025-12-31",
+            "2026-01-31",
+            "2026-02-28",
+            "2026-03-31",
+            "2026-04-30",
+            "2026-05-31",
+            "2026-06-30",
+            "2026-07-31",
+            "2026-08-31",
+            "2026-09-30",
+            "2026-10-31",
         ];
-        let kept: Vec<String> = daily_at_two("2026-11-01", "2026-11-30").into_iter().chain(month_ends.iter().map(|d| format!("{d} 02:00"))).collect();
+        let kept: Vec<String> = daily_at_two("2026-11-01", "2026-11-30")
+            .into_iter()
+            .chain(month_ends.iter().map(|d| format!("{d} 02:00")))
+            .collect();
         let expired: Vec<String> = history.iter().filter(|n| !kept.contains(n)).cloned().collect();
         assert_eq!((history.len(), kept.len(), expired.len()), (548, 41, 507));
         let eighteen_months = || history.iter().map(|n| (n.clone(), Completed)).collect::<Vec<_>>();
         let month_end_backups = || {
             let days = [
-                "2027-01-30", "2027-01-31", "2027-02-27", "2027-02-28", "2027-04-29", "2027-04-30", "2028-02-28", "2028-02-29", "2028-03-30", "2028-03-31",
+                "2027-01-30",
+                "2027-01-31",
+                "2027-02-27",
+                "2027-02-28",
+                "2027-04-29",
+                "2027-04-30",
+                "2028-02-28",
+                "2028-02-29",
+                "2028-03-30",
+                "2028-03-31",
             ];
             days.iter().map(|d| (format!("{d} 02:00"), Completed)).collect::<Vec<_>>()
         };
@@ -669,7 +745,13 @@ mod tests {
     fn time_zone_cases() -> Vec<Case> {
         // 10:00, 11:30 and 23:30 UTC on 2026-11-20: one day in UTC; in Berlin (UTC+1) 23:30 is 00:30 on the 21st;
         // in Auckland (UTC+13 in November) 11:30 is 00:30 on the 21st and 10:00 is 23:00 on the 20th.
-        let one_utc_day = || backups(&[("2026-11-20 10:00", Completed), ("2026-11-20 11:30", Completed), ("2026-11-20 23:30", Completed)]);
+        let one_utc_day = || {
+            backups(&[
+                ("2026-11-20 10:00", Completed),
+                ("2026-11-20 11:30", Completed),
+                ("2026-11-20 23:30", Completed),
+            ])
+        };
         let daily_5 = |time_zone| RetentionPolicy { daily: 5, time_zone, max_delete_fraction: 1.0, ..bare() };
         let new_year = || {
             backups(&[
@@ -711,7 +793,12 @@ mod tests {
             },
             Case {
                 // Berlin leaves summer time at 01:00 UTC: 00:30 and 01:30 UTC are both 02:30 local, one CEST, one CET.
-                policy: RetentionPolicy { daily: 3, time_zone: chrono_tz::Europe::Berlin, max_delete_fraction: 1.0, ..bare() },
+                policy: RetentionPolicy {
+                    daily: 3,
+                    time_zone: chrono_tz::Europe::Berlin,
+                    max_delete_fraction: 1.0,
+                    ..bare()
+                },
                 now: "2026-10-26 12:00",
                 backups: backups(&[
                     ("2026-10-24 21:30", Completed),
@@ -733,16 +820,30 @@ mod tests {
                 ..case("Europe/Berlin, 2026-10-25 has 25 hours and 02:30 twice: still one day")
             },
             Case {
-                policy: RetentionPolicy { daily: 2, time_zone: chrono_tz::Europe::Berlin, max_delete_fraction: 1.0, ..bare() },
+                policy: RetentionPolicy {
+                    daily: 2,
+                    time_zone: chrono_tz::Europe::Berlin,
+                    max_delete_fraction: 1.0,
+                    ..bare()
+                },
                 now: "2026-03-30 12:00",
-                backups: backups(&[("2026-03-28 23:30", Completed), ("2026-03-29 21:30", Completed), ("2026-03-29 22:30", Completed)]),
+                backups: backups(&[
+                    ("2026-03-28 23:30", Completed),
+                    ("2026-03-29 21:30", Completed),
+                    ("2026-03-29 22:30", Completed),
+                ]),
                 keep: names(&["2026-03-29 22:30", "2026-03-29 21:30"]),
                 delete: names(&["2026-03-28 23:30"]),
                 reasons: vec![("2026-03-28 23:30", "daily: 2026-03-29 has a newer backup (20260329T213000Z-00000000)")],
                 ..case("Europe/Berlin, 2026-03-29 has 23 hours: 23:30 UTC the day before is on it")
             },
             Case {
-                policy: RetentionPolicy { yearly: 2, time_zone: chrono_tz::America::New_York, max_delete_fraction: 1.0, ..bare() },
+                policy: RetentionPolicy {
+                    yearly: 2,
+                    time_zone: chrono_tz::America::New_York,
+                    max_delete_fraction: 1.0,
+                    ..bare()
+                },
                 now: "2026-06-01 12:00",
                 backups: new_year(),
                 keep: names(&["2026-01-01 00:30", "2024-06-01 02:00"]),
@@ -1011,12 +1112,32 @@ mod tests {
             ("the defaults", RetentionPolicy::default(), Ok(())),
             ("min_keep alone", RetentionPolicy { min_keep: 1, ..bare() }, Ok(())),
             ("yearly alone", RetentionPolicy { yearly: 1, ..bare() }, Ok(())),
-            ("every count 0", bare(), Err("the policy keeps nothing: set at least one of daily, weekly, monthly, yearly or min_keep above 0")),
+            (
+                "every count 0",
+                bare(),
+                Err("the policy keeps nothing: set at least one of daily, weekly, monthly, yearly or min_keep above 0"),
+            ),
             ("fraction 1", RetentionPolicy { max_delete_fraction: 1.0, ..RetentionPolicy::default() }, Ok(())),
-            ("fraction 0", RetentionPolicy { max_delete_fraction: 0.0, ..RetentionPolicy::default() }, Err("max_delete_fraction = 0 must be above 0 and at most 1")),
-            ("fraction 1.5", RetentionPolicy { max_delete_fraction: 1.5, ..RetentionPolicy::default() }, Err("max_delete_fraction = 1.5 must be")),
-            ("fraction -0.1", RetentionPolicy { max_delete_fraction: -0.1, ..RetentionPolicy::default() }, Err("max_delete_fraction = -0.1 must be")),
-            ("fraction NaN", RetentionPolicy { max_delete_fraction: f64::NAN, ..RetentionPolicy::default() }, Err("max_delete_fraction = NaN must be")),
+            (
+                "fraction 0",
+                RetentionPolicy { max_delete_fraction: 0.0, ..RetentionPolicy::default() },
+                Err("max_delete_fraction = 0 must be above 0 and at most 1"),
+            ),
+            (
+                "fraction 1.5",
+                RetentionPolicy { max_delete_fraction: 1.5, ..RetentionPolicy::default() },
+                Err("max_delete_fraction = 1.5 must be"),
+            ),
+            (
+                "fraction -0.1",
+                RetentionPolicy { max_delete_fraction: -0.1, ..RetentionPolicy::default() },
+                Err("max_delete_fraction = -0.1 must be"),
+            ),
+            (
+                "fraction NaN",
+                RetentionPolicy { max_delete_fraction: f64::NAN, ..RetentionPolicy::default() },
+                Err("max_delete_fraction = NaN must be"),
+            ),
         ];
         for (name, policy, expected) in cases {
             match (policy.validate(), expected) {
@@ -1049,13 +1170,19 @@ mod tests {
                 Ok(berlin_weekly),
             ),
             ("misspelt key", "dayly = 7", Err("unknown field `dayly`")),
-            ("unknown time zone", "time_zone = \"Europe/Berln\"", Err("unknown time zone \"Europe/Berln\": use an IANA name")),
+            (
+                "unknown time zone",
+                "time_zone = \"Europe/Berln\"",
+                Err("unknown time zone \"Europe/Berln\": use an IANA name"),
+            ),
         ];
         for (name, body, expected) in cases {
             let parsed = toml::from_str::<Target>(&format!("[retention]\n{body}\n")).map(|t| t.retention);
             match (parsed, expected) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want, "{name}"),
-                (Err(got), Err(want)) => assert!(got.to_string().contains(want), "{name}: {got} does not contain {want:?}"),
+                (Err(got), Err(want)) => {
+                    assert!(got.to_string().contains(want), "{name}: {got} does not contain {want:?}")
+                }
                 (got, want) => panic!("{name}: got {got:?}, expected {want:?}"),
             }
         }

@@ -26,8 +26,16 @@ pub const DUMP_SHRANK: Runbook = Runbook { doc: OPERATIONS, anchor: "the-dump-sh
 pub const TABLE_LOST_ROWS: Runbook = Runbook { doc: OPERATIONS, anchor: "a-table-lost-rows" };
 
 /// Every section an alert can link to (the test checks each against the document).
-pub const ALL: [Runbook; 8] =
-    [BACKUP_FAILED, PURGE_FAILED, DRILL_FAILED, BACKUPS_TOO_OLD, VERIFICATION_TOO_OLD, BACKUPS_KEEP_FAILING, DUMP_SHRANK, TABLE_LOST_ROWS];
+pub const ALL: [Runbook; 8] = [
+    BACKUP_FAILED,
+    PURGE_FAILED,
+    DRILL_FAILED,
+    BACKUPS_TOO_OLD,
+    VERIFICATION_TOO_OLD,
+    BACKUPS_KEEP_FAILING,
+    DUMP_SHRANK,
+    TABLE_LOST_ROWS,
+];
 
 impl Runbook {
     /// The link under `base` (empty: the path in the repository). A base without a trailing `/` gets one.
@@ -56,17 +64,31 @@ mod tests {
     #[test]
     fn every_runbook_link_has_its_section() {
         let doc = include_str!("../../../docs/operations.md");
-        let anchors: Vec<String> = doc.lines().filter_map(|l| l.trim_start_matches('#').strip_prefix(' ').filter(|_| l.starts_with('#'))).map(anchor).collect();
+        let anchors: Vec<String> = doc
+            .lines()
+            .filter_map(|l| l.trim_start_matches('#').strip_prefix(' ').filter(|_| l.starts_with('#')))
+            .map(anchor)
+            .collect();
         for runbook in ALL {
             assert_eq!(runbook.doc, OPERATIONS);
-            assert!(anchors.iter().any(|a| a == runbook.anchor), "docs/operations.md has no section #{}", runbook.anchor);
+            assert!(
+                anchors.iter().any(|a| a == runbook.anchor),
+                "docs/operations.md has no section #{}",
+                runbook.anchor
+            );
         }
     }
 
     #[test]
     fn links_are_relative_or_under_the_configured_base() {
         assert_eq!(BACKUP_FAILED.link(""), "docs/operations.md#a-backup-failed");
-        assert_eq!(BACKUP_FAILED.link("https://github.com/o/backstop/blob/main/"), "https://github.com/o/backstop/blob/main/docs/operations.md#a-backup-failed");
-        assert_eq!(BACKUP_FAILED.link("https://docs.example/b"), "https://docs.example/b/docs/operations.md#a-backup-failed");
+        assert_eq!(
+            BACKUP_FAILED.link("https://github.com/o/backstop/blob/main/"),
+            "https://github.com/o/backstop/blob/main/docs/operations.md#a-backup-failed"
+        );
+        assert_eq!(
+            BACKUP_FAILED.link("https://docs.example/b"),
+            "https://docs.example/b/docs/operations.md#a-backup-failed"
+        );
     }
 }

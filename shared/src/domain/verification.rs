@@ -57,14 +57,25 @@ impl CheckName {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CheckOutcome {
-    Ok { detail: String },
+    Ok {
+        detail: String,
+    },
     /// Worth knowing, not a failure (e.g. a role the scratch server already had).
-    Warning { detail: String },
-    Mismatch { expected: String, found: String },
-    Error { message: String },
+    Warning {
+        detail: String,
+    },
+    Mismatch {
+        expected: String,
+        found: String,
+    },
+    Error {
+        message: String,
+    },
     /// The check could not run (an earlier step failed, or what it reads was never read whole): nothing is
     /// known either way. Not a failure of its own, but a drill with a check not run is not a verified backup.
-    NotRun { reason: String },
+    NotRun {
+        reason: String,
+    },
 }
 
 impl CheckOutcome {
@@ -128,7 +139,9 @@ impl VerificationReport {
     /// Verified: the restore ran, nothing failed, and every check ran (a check that could not run proves
     /// nothing, so it withholds the verdict without being named as failed).
     pub fn passed(&self) -> bool {
-        self.failures().is_empty() && self.not_run().is_empty() && self.checks.iter().any(|c| c.name == CheckName::Restore)
+        self.failures().is_empty()
+            && self.not_run().is_empty()
+            && self.checks.iter().any(|c| c.name == CheckName::Restore)
     }
 
     /// Marks every check in `names` that has no result yet as not run, for `reason`.
@@ -169,7 +182,10 @@ pub fn compare_fingerprints(expected: &Fingerprint, restored: &Fingerprint, rows
     let table_set = if missing.is_empty() && extra.is_empty() {
         CheckOutcome::ok(format!("{} tables", expected.tables.len()))
     } else {
-        CheckOutcome::Mismatch { expected: format!("missing after restore: {missing:?}"), found: format!("not in the backup: {extra:?}") }
+        CheckOutcome::Mismatch {
+            expected: format!("missing after restore: {missing:?}"),
+            found: format!("not in the backup: {extra:?}"),
+        }
     };
     out.push(CheckResult { name: CheckName::TableSet, outcome: table_set });
     for table in &expected.tables {
@@ -204,17 +220,26 @@ pub fn compare_fingerprints(expected: &Fingerprint, restored: &Fingerprint, rows
                 .filter(|s| !restored.sequences.contains(s))
                 .take(10)
                 .map(|s| match restored.sequences.iter().find(|r| r.name == s.name) {
-                    Some(r) => format!("{} is {} (called: {}), expected {} (called: {})", s.name, r.value, r.is_called, s.value, s.is_called),
+                    Some(r) => format!(
+                        "{} is {} (called: {}), expected {} (called: {})",
+                        s.name, r.value, r.is_called, s.value, s.is_called
+                    ),
                     None => format!("{} is missing", s.name),
                 })
                 .collect();
-            CheckOutcome::Mismatch { expected: format!("{} sequences as dumped", expected.sequences.len()), found: differ.join("; ") }
+            CheckOutcome::Mismatch {
+                expected: format!("{} sequences as dumped", expected.sequences.len()),
+                found: differ.join("; "),
+            }
         };
         out.push(CheckResult { name: CheckName::Sequences, outcome: sequences });
         let large_objects = if expected.large_objects == restored.large_objects {
             CheckOutcome::ok(format!("{} large objects", expected.large_objects))
         } else {
-            CheckOutcome::Mismatch { expected: format!("{} large objects", expected.large_objects), found: format!("{} large objects", restored.large_objects) }
+            CheckOutcome::Mismatch {
+                expected: format!("{} large objects", expected.large_objects),
+                found: format!("{} large objects", restored.large_objects),
+            }
         };
         out.push(CheckResult { name: CheckName::LargeObjects, outcome: large_objects });
     }
@@ -229,7 +254,15 @@ mod tests {
         Fingerprint {
             algorithm: "a".into(),
             schema_digest: schema.into(),
-            tables: tables.iter().map(|(n, r, d)| TableFingerprint { schema: "public".into(), name: (*n).into(), rows: *r, digest: (*d).into() }).collect(),
+            tables: tables
+                .iter()
+                .map(|(n, r, d)| TableFingerprint {
+                    schema: "public".into(),
+                    name: (*n).into(),
+                    rows: *r,
+                    digest: (*d).into(),
+                })
+                .collect(),
             sequences: Vec::new(),
             large_objects: 0,
         }
@@ -247,7 +280,11 @@ mod tests {
     fn each_kind_of_difference_names_its_check() {
         let a = fp(&[("t", 2, "x"), ("u", 1, "y")], "s");
         let b = fp(&[("t", 2, "CHANGED"), ("v", 1, "y")], "s2");
-        let failed: Vec<String> = compare_fingerprints(&a, &b, RowCheck::Digests).iter().filter(|c| c.outcome.is_failure()).map(|c| c.name.label()).collect();
+        let failed: Vec<String> = compare_fingerprints(&a, &b, RowCheck::Digests)
+            .iter()
+            .filter(|c| c.outcome.is_failure())
+            .map(|c| c.name.label())
+            .collect();
         assert_eq!(failed, vec!["table_set", "table public.t", "table public.u", "schema_digest"]);
     }
 
@@ -256,7 +293,10 @@ mod tests {
         let mut report = VerificationReport::default();
         report.push(CheckName::ObjectChecksum, CheckOutcome::ok("intact"));
         report.push(CheckName::Restore, CheckOutcome::Error { message: "psql failed".into() });
-        report.mark_not_run([CheckName::ObjectChecksum, CheckName::TableSet, CheckName::SchemaDigest], "the drill stopped at restore");
+        report.mark_not_run(
+            [CheckName::ObjectChecksum, CheckName::TableSet, CheckName::SchemaDigest],
+            "the drill stopped at restore",
+        );
         let failed: Vec<String> = report.failures().iter().map(|c| c.name.label()).collect();
         assert_eq!(failed, vec!["restore"], "only the check that failed is named as failed");
         let not_run: Vec<String> = report.not_run().iter().map(|c| c.name.label()).collect();

@@ -9,7 +9,7 @@ use crate::domain::runbook::{self, Runbook};
 use crate::domain::{BackupId, BackupRecord, Job, Trigger};
 use crate::ports::{Alert, Severity};
 
-use super::backup::human_bytes;
+use crate::domain::text::human_bytes;
 
 /// SNS wants subjects shorter than 100 characters, without control characters.
 pub fn subject_line(text: &str) -> String {
@@ -209,10 +209,13 @@ pub fn monitor_alert(result: &CheckResult, event: &AlertEvent, target: &str) -> 
         AlertEvent::Fired { since } | AlertEvent::Escalated { since, .. } | AlertEvent::Repeated { since } => {
             let sev = shout(severity);
             let (subject, headline) = match event {
-                AlertEvent::Escalated { from, .. } => {
-                    (format!("Backstop: {target} {sev}: {}", result.summary), format!("went from {} to {sev} on its", shout(*from)))
+                AlertEvent::Escalated { from, .. } => (
+                    format!("Backstop: {target} {sev}: {}", result.summary),
+                    format!("went from {} to {sev} on its", shout(*from)),
+                ),
+                AlertEvent::Repeated { .. } => {
+                    (format!("Backstop: {target} still {sev}: {}", result.summary), format!("still has a {sev} on its"))
                 }
-                AlertEvent::Repeated { .. } => (format!("Backstop: {target} still {sev}: {}", result.summary), format!("still has a {sev} on its")),
                 _ => (format!("Backstop: {target} {sev}: {}", result.summary), format!("has a {sev} on its")),
             };
             (
@@ -326,14 +329,22 @@ mod tests {
         let results = evaluate("orders", &[], None, at(), &MonitorThresholds::default()).checks;
         let (_, event) = next_alert("orders", None, &results[0], at(), Duration::hours(6));
         let alert = monitor_alert(&results[0], &event.unwrap(), "orders");
-        assert_eq!(alert.subject, "Backstop: orders CRITICAL: no completed backup on record (no backup records at all)");
+        assert_eq!(
+            alert.subject,
+            "Backstop: orders CRITICAL: no completed backup on record (no backup records at all)"
+        );
         assert_eq!(alert.severity, Severity::Critical);
-        assert!(alert.body.starts_with("Target \"orders\" has a CRITICAL on its backup age (check backup_age).\n\n"), "{}", alert.body);
+        assert!(
+            alert.body.starts_with("Target \"orders\" has a CRITICAL on its backup age (check backup_age).\n\n"),
+            "{}",
+            alert.body
+        );
         assert!(alert.body.contains("`backstop backup --target orders`"));
 
         let repeated = monitor_alert(&results[0], &AlertEvent::Repeated { since: at() }, "orders");
         assert!(repeated.subject.starts_with("Backstop: orders still CRITICAL: "), "{}", repeated.subject);
-        let escalated = monitor_alert(&results[0], &AlertEvent::Escalated { from: Severity::Warning, since: at() }, "orders");
+        let escalated =
+            monitor_alert(&results[0], &AlertEvent::Escalated { from: Severity::Warning, since: at() }, "orders");
         assert!(escalated.body.contains("went from WARNING to CRITICAL on its backup age"), "{}", escalated.body);
     }
 }

@@ -17,7 +17,10 @@ use crate::domain::backup::ObjectKeys;
 use crate::domain::fingerprint::DumpSummary;
 use crate::domain::manifest::{Manifest, ManifestTarget, RolesRef, MANIFEST_FORMAT};
 use crate::domain::redact::redact;
-use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, ObjectRef, RunRecord, TargetOutcome, TargetResult, Trigger};
+use crate::domain::text::human_bytes;
+use crate::domain::{
+    BackupId, BackupRecord, BackupStatus, Job, ObjectRef, RunRecord, TargetOutcome, TargetResult, Trigger,
+};
 use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::passwords::{PasswordError, PasswordResolver};
 use crate::pipeline::stream::{stream_to_upload, Progress, StreamError, StreamSettings};
@@ -77,7 +80,9 @@ enum BackupFailure {
     Catalog(#[from] CatalogError),
     #[error("the catalog (DynamoDB) failed while marking the backup completed ({write_error}) and could not be read back ({read_error})")]
     Unconfirmed { write_error: CatalogError, read_error: CatalogError },
-    #[error("the backup was stopped after {seconds} s: it would not have finished within this invocation's time limit")]
+    #[error(
+        "the backup was stopped after {seconds} s: it would not have finished within this invocation's time limit"
+    )]
     OutOfTime { seconds: u64 },
     #[error("encoding the manifest failed: {0}")]
     Manifest(#[from] serde_json::Error),
@@ -181,7 +186,13 @@ impl BackupJob {
         let clock = Instant::now();
         let checked = async {
             let password = self.deps.passwords.resolve(&target.password).await?;
-            let version = self.deps.dumper.preflight(target, &password).await.map(|facts| facts.version).map_err(BackupFailure::Preflight);
+            let version = self
+                .deps
+                .dumper
+                .preflight(&target.address(), &password)
+                .await
+                .map(|facts| facts.version)
+                .map_err(BackupFailure::Preflight);
             Ok::<_, BackupFailure>((version, password))
         }
         .await;
@@ -197,7 +208,13 @@ impl BackupJob {
             Ok((Err(failure), password)) => (TargetOutcome::Failed, redact(&format!("dry run: {failure}"), &[&password])),
             Err(failure) => (TargetOutcome::Failed, format!("dry run: {failure}")),
         };
-        TargetResult { target: target.name.clone(), outcome, backup_id: None, message, duration_ms: clock.elapsed().as_millis() as u64 }
+        TargetResult {
+            target: target.name.clone(),
+            outcome,
+            backup_id: None,
+            message,
+            duration_ms: clock.elapsed().as_millis() as u64,
+        }
     }
 
     /// One target: idempotency claim → lease → backup → release, never more than one backup per delivery.
@@ -236,12 +253,19 @@ impl BackupJob {
             }
         }
 
-        let lease = LeaseRequest { target: target.name.clone(), job: Job::Backup, owner: run_id.to_string(), now, expires_at: lease_expiry };
+        let lease = LeaseRequest {
+            target: target.name.clone(),
+            job: Job::Backup,
+            owner: run_id.to_string(),
+            now,
+            expires_at: lease_expiry,
+        };
         match self.deps.catalog.acquire_lease(&lease).await {
             Ok(LeaseOutcome::Acquired) => {}
             Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
                 self.settle(claim.as_ref(), ClaimSettlement::Released).await;
-                let message = format!("another run ({owner}) is backing up this target; its lease ends at {expires_at}");
+                let message =
+                    format!("another run ({owner}) is backing up this target; its lease ends at {expires_at}");
                 return result(TargetOutcome::SkippedLeaseHeld, None, message);
             }
             Err(e) => {
@@ -283,7 +307,8 @@ impl BackupJob {
                 result(TargetOutcome::Completed, Some(record.backup_id), message)
             }
             _ => {
-                let message = format!("backup {} failed: {}", record.backup_id, record.error.clone().unwrap_or_default());
+                let message =
+                    format!("backup {} failed: {}", record.backup_id, record.error.clone().unwrap_or_default());
                 result(TargetOutcome::Failed, Some(record.backup_id), message)
             }
         }
@@ -309,7 +334,8 @@ impl BackupJob {
         let failure = BackupFailure::Catalog(error);
         let reason = failure.to_string();
         let aftermath = "Nothing was dumped or written.";
-        self.alert(&backup_failed_alert(target, None, request.trigger, run_id, &reason, failure.hint(), aftermath)).await;
+        self.alert(&backup_failed_alert(target, None, request.trigger, run_id, &reason, failure.hint(), aftermath))
+            .await;
         self.emit_metrics(&target.name, 0.0, 0, 0, false);
         result(TargetOutcome::Failed, None, format!("the backup could not start: {reason}"))
     }
@@ -320,7 +346,8 @@ impl BackupJob {
         let clock = Instant::now();
         let backup_id = BackupId::new(started_at);
         let keys = ObjectKeys::new(&self.config.key_prefix, &target.name, &backup_id, started_at, self.config.codec);
-        let mut record = BackupRecord::in_progress(&target.name, backup_id, request.trigger, run_id, started_at, self.config.codec);
+        let mut record =
+            BackupRecord::in_progress(&target.name, backup_id, request.trigger, run_id, started_at, self.config.codec);
         self.progress.reset();
 
         let mut secrets: Vec<SecretString> = Vec::new();
@@ -366,7 +393,9 @@ impl BackupJob {
         warn!(backup_id = %record.backup_id, reason = %reason, "backup failed");
         let cleanup = match failure {
             // The record may say completed after all: its objects must stay.
-            BackupFailure::Unconfirmed { .. } => "The objects it stored were kept, because the record may say completed.".to_string(),
+            BackupFailure::Unconfirmed { .. } => {
+                "The objects it stored were kept, because the record may say completed.".to_string()
+            }
             _ => self.undo(open_upload, &keys.attempt_prefix).await,
         };
         record.status = BackupStatus::Failed;
@@ -385,9 +414,24 @@ impl BackupJob {
                 }
             }
         };
-        self.emit_metrics(&target.name, seconds, self.progress.raw_bytes.load(std::sync::atomic::Ordering::Relaxed), 0, false);
+        self.emit_metrics(
+            &target.name,
+            seconds,
+            self.progress.raw_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            false,
+        );
         let aftermath = format!("{cleanup} {recorded}");
-        self.alert(&backup_failed_alert(target, Some(&record.backup_id), request.trigger, run_id, &reason, failure.hint(), &aftermath)).await;
+        self.alert(&backup_failed_alert(
+            target,
+            Some(&record.backup_id),
+            request.trigger,
+            run_id,
+            &reason,
+            failure.hint(),
+            &aftermath,
+        ))
+        .await;
         record
     }
 
@@ -419,7 +463,10 @@ impl BackupJob {
                 Ok(()) => done.push("its multipart upload was aborted".to_string()),
                 Err(e) => {
                     warn!(error = %e, key = %upload.key(), "aborting the multipart upload failed");
-                    problems.push(format!("the upload of {} could not be aborted (the bucket's lifecycle rule removes it within a day)", upload.key()));
+                    problems.push(format!(
+                        "the upload of {} could not be aborted (the bucket's lifecycle rule removes it within a day)",
+                        upload.key()
+                    ));
                 }
             }
         }
@@ -460,19 +507,25 @@ impl BackupJob {
     ) -> Result<(), BackupFailure> {
         let password = self.deps.passwords.resolve(&target.password).await?;
         secrets.push(password.clone());
-        let facts = self.deps.dumper.preflight(target, &password).await.map_err(BackupFailure::Preflight)?;
+        let facts = self.deps.dumper.preflight(&target.address(), &password).await.map_err(BackupFailure::Preflight)?;
 
-        let roles = self.deps.dumper.dump_roles(target, &password).await.map_err(BackupFailure::Roles)?;
+        let roles = self.deps.dumper.dump_roles(&target.address(), &password).await.map_err(BackupFailure::Roles)?;
         let roles_sha = sha256_hex(&roles.sql);
         let roles_size = roles.sql.len() as u64;
         let roles_version = self.deps.store.put_object(&keys.roles, roles.sql, "application/sql").await?;
         let roles_ref = RolesRef {
-            object: ObjectRef { key: roles_version.key, version_id: roles_version.version_id, size: roles_size, sha256: roles_sha },
+            object: ObjectRef {
+                key: roles_version.key,
+                version_id: roles_version.version_id,
+                size: roles_size,
+                sha256: roles_sha,
+            },
             passwords_included: roles.passwords_included,
         };
         record.roles = Some(roles_ref.object.clone());
 
-        let mut dump = self.deps.dumper.start_dump(target, &password).await.map_err(BackupFailure::StartDump)?;
+        let mut dump =
+            self.deps.dumper.start_dump(&target.address(), &password).await.map_err(BackupFailure::StartDump)?;
         let stdout = dump.take_stdout();
         // If this fails, `dump` is dropped here and the process is killed with it.
         let upload = self.deps.store.create_multipart(&keys.dump, self.config.codec.content_type()).await?;
@@ -489,7 +542,12 @@ impl BackupJob {
         *open_upload = None;
 
         let DumpSummary { fingerprint, versions, raw_bytes } = streamed.summary;
-        let dump_ref = ObjectRef { key: dump_version.key, version_id: dump_version.version_id, size: streamed.stored_bytes, sha256: streamed.sha256 };
+        let dump_ref = ObjectRef {
+            key: dump_version.key,
+            version_id: dump_version.version_id,
+            size: streamed.stored_bytes,
+            sha256: streamed.sha256,
+        };
         record.dump = Some(dump_ref.clone());
         record.raw_bytes = raw_bytes;
         record.table_count = fingerprint.tables.len() as u64;
@@ -500,7 +558,12 @@ impl BackupJob {
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             tool: TOOL.to_string(),
-            target: ManifestTarget { name: target.name.clone(), host: target.host.clone(), port: target.port, database: target.database.clone() },
+            target: ManifestTarget {
+                name: target.name.clone(),
+                host: target.host.clone(),
+                port: target.port,
+                database: target.database.clone(),
+            },
             backup_id: record.backup_id.clone(),
             started_at: record.started_at,
             finished_at: self.deps.clock.now(),
@@ -520,7 +583,12 @@ impl BackupJob {
         let manifest_sha = sha256_hex(&body);
         let manifest_size = body.len() as u64;
         let stored = self.deps.store.put_object(&keys.manifest, body, "application/json").await?;
-        record.manifest = Some(ObjectRef { key: stored.key, version_id: stored.version_id, size: manifest_size, sha256: manifest_sha });
+        record.manifest = Some(ObjectRef {
+            key: stored.key,
+            version_id: stored.version_id,
+            size: manifest_size,
+            sha256: manifest_sha,
+        });
         Ok(())
     }
 
@@ -579,21 +647,6 @@ fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &Objec
         dump.sha256,
         restore_command(codec, &file, "NEW_DB")
     )
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::adapters::memory::*;
-use crate::config::{Config, PasswordSource, TargetConfig};
+use crate::config::PasswordSource;
 use crate::domain::Manifest;
+use crate::jobs::test_support::{target, test_config};
 use crate::metrics::RecordingMetrics;
 use crate::pipeline::codec::{decode_all, Codec};
 use crate::pipeline::parts::PartSizer;
@@ -28,22 +29,6 @@ struct World {
     job: BackupJob,
 }
 
-fn target(name: &str) -> TargetConfig {
-    TargetConfig {
-        name: name.into(),
-        host: "db.internal".into(),
-        port: 5432,
-        database: "orders".into(),
-        user: "backup".into(),
-        password: PasswordSource::Env("ORDERS_PW".into()),
-        sslmode: None,
-        sslrootcert: None,
-        checks: vec![],
-        pitr_source_instance: None,
-        retention: Default::default(),
-    }
-}
-
 fn world(dump: ScriptedDump) -> World {
     let store = MemoryStore::default();
     let catalog = MemoryCatalog::default();
@@ -51,33 +36,7 @@ fn world(dump: ScriptedDump) -> World {
     let dumper = ScriptedDumper::new(dump);
     let clock = FixedClock::at(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap());
     let metrics = Arc::new(RecordingMetrics::default());
-    let config = Config {
-        bucket: "bucket".into(),
-        table: "table".into(),
-        topic_arn: Some("arn:topic".into()),
-        kms_key_id: None,
-        key_prefix: String::new(),
-        codec: Codec::Zstd,
-        compression_level: 3,
-        notify_success: false,
-        lease: std::time::Duration::from_secs(3600),
-        pg_bin_dir: None,
-        targets: vec![target("orders"), target("billing")],
-        verify: crate::config::VerifySettings {
-            scratch: crate::config::ScratchSettings::Local { dir: None },
-            older_backup: false,
-            rto_budget: None,
-            rpo_budget: None,
-            check_timeout: std::time::Duration::from_secs(30),
-            scratch_lifetime: std::time::Duration::from_secs(3600),
-            rows: crate::domain::verification::RowCheck::Digests,
-            restore_jobs: 2,
-            physical: false,
-            lease: std::time::Duration::from_secs(120),
-        },
-        monitor: Default::default(),
-        runbook_url: String::new(),
-    };
+    let config = test_config(vec![target("orders"), target("billing")]);
     let env = [("ORDERS_PW".to_string(), PASSWORD.to_string())].into_iter().collect();
     let deps = BackupDeps {
         store: Arc::new(store.clone()),
@@ -121,7 +80,8 @@ async fn given_a_good_dump_when_backed_up_then_object_manifest_roles_and_record_
     assert_eq!(decode_all(Codec::Zstd, &stored).unwrap(), SQL);
     assert_eq!(dump.sha256, sha256_hex(&stored));
 
-    let manifest: Manifest = serde_json::from_slice(&w.store.object_bytes(&record.manifest.as_ref().unwrap().key).unwrap()).unwrap();
+    let manifest: Manifest =
+        serde_json::from_slice(&w.store.object_bytes(&record.manifest.as_ref().unwrap().key).unwrap()).unwrap();
     assert_eq!(manifest.dump, *dump);
     assert_eq!(manifest.fingerprint.table("public", "t").unwrap().rows, 3);
     assert_eq!(manifest.server_version.as_deref(), Some("15.18"));
@@ -144,7 +104,11 @@ async fn given_pg_dump_fails_mid_stream_then_nothing_is_completed_and_one_alert_
     assert_eq!(record.status, BackupStatus::Failed);
     assert!(record.error.as_ref().unwrap().contains("connection to server lost"));
     assert!(record.dump.is_none());
-    assert!(w.store.keys().iter().all(|k| !k.ends_with(".sql.zst") && !k.ends_with(".manifest.json")), "{:?}", w.store.keys());
+    assert!(
+        w.store.keys().iter().all(|k| !k.ends_with(".sql.zst") && !k.ends_with(".manifest.json")),
+        "{:?}",
+        w.store.keys()
+    );
     assert!(w.store.open_upload_keys().is_empty(), "upload aborted");
 
     let alerts = w.alerts.sent();
@@ -209,7 +173,83 @@ async fn given_the_completed_write_lands_but_its_answer_is_lost_then_the_backup_
     assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
     let record = &w.catalog.backups()[0];
     assert_eq!(record.status, BackupStatus::Completed);
-    assert!(w.store.object_bytes(&record.dump.as_ref().unwrap().key).is_some(), "the dump a completed record points at is kept");
+    assert!(
+        w.store.object_bytes(&record.dump.as_ref().unwrap().key).is_some(),
+        "the dump a completed record points at is kept"
+    );
+    assert!(w.alerts.sent().is_empty());
+}
+
+/// The completed write failed and the record cannot be read back: it may say completed, so every object stays,
+/// the run fails, and the one alert says the objects were kept and why.
+#[tokio::test]
+async fn given_a_completion_that_cannot_be_confirmed_then_the_objects_are_kept_and_the_alert_says_why() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    w.catalog.fail_updates_to(BackupStatus::Completed);
+    w.catalog.faults.fail("get_backup");
+    let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
+    assert_eq!(w.store.all_versions().len(), 3, "dump, manifest and roles kept: {:?}", w.store.all_versions());
+    assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed, "the failure is recorded over in_progress");
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].body.contains("were kept, because the record may say completed"), "{}", alerts[0].body);
+    assert!(alerts[0].body.contains("DynamoDB"), "the hint names the catalog: {}", alerts[0].body);
+}
+
+/// Cleanup that fails halfway (the upload cannot be aborted, an object cannot be deleted) is reported as
+/// incomplete, naming what was left and what removes it, instead of claiming nothing was kept.
+#[tokio::test]
+async fn given_a_cleanup_that_fails_then_the_alert_names_what_was_left() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    w.store.fail_part_uploads_from(2);
+    w.store.faults.fail("AbortMultipartUpload");
+    w.store.faults.fail("DeleteObject");
+    let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
+    assert_eq!(w.store.open_upload_keys().len(), 1, "the upload that could not be aborted is still open");
+    let left = w.store.all_versions();
+    assert_eq!(left.len(), 1, "the roles object that could not be deleted: {left:?}");
+    let body = &w.alerts.sent()[0].body;
+    assert!(body.contains("Cleaning up this attempt was incomplete"), "{body}");
+    assert!(body.contains("could not be aborted (the bucket's lifecycle rule removes it within a day)"), "{body}");
+    assert!(body.contains(&format!("{} could not be deleted", left[0].0)), "{body}");
+    assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed);
+}
+
+/// The catalog fails before anything starts (the claim, then the lease): nothing is dumped or written, the run
+/// fails with one alert each time, and a claim taken before the lease failed is released for a retry.
+#[tokio::test]
+async fn given_the_catalog_fails_before_the_start_then_nothing_is_dumped_and_the_alert_says_so() {
+    for failing in ["claim_idempotency", "acquire_lease"] {
+        let w = world(ScriptedDump::succeeding(SQL));
+        w.catalog.faults.fail(failing);
+        let run = w.job.run(&request(Some("orders"), Some("event-1"))).await.unwrap();
+        assert_eq!(run.targets[0].outcome, TargetOutcome::Failed, "{failing}");
+        assert!(run.targets[0].message.contains("could not start"), "{failing}: {}", run.targets[0].message);
+        assert_eq!(w.dumper.dumps_started.load(Ordering::SeqCst), 0, "{failing}");
+        assert!(w.catalog.backups().is_empty() && w.store.all_versions().is_empty(), "{failing}");
+        let alerts = w.alerts.sent();
+        assert_eq!(alerts.len(), 1, "{failing}");
+        assert!(
+            alerts[0].body.contains("Nothing was dumped or written") && alerts[0].body.contains("injected failure"),
+            "{}",
+            alerts[0].body
+        );
+        w.catalog.faults.heal(failing);
+        let retry = w.job.run(&request(Some("orders"), Some("event-1"))).await.unwrap();
+        assert_eq!(retry.targets[0].outcome, TargetOutcome::Completed, "{failing}: a retry of the event may run");
+    }
+}
+
+/// An alert that cannot be published does not change the outcome: the failure is still recorded and returned.
+#[tokio::test]
+async fn given_the_alert_cannot_be_published_then_the_failure_still_stands_in_record_and_result() {
+    let w = world(ScriptedDump::failing(b"", "pg_dump: error: connection refused"));
+    w.alerts.faults.fail("Publish");
+    let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
+    assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed);
     assert!(w.alerts.sent().is_empty());
 }
 
@@ -251,7 +291,13 @@ async fn given_stderr_that_echoes_the_password_then_no_record_alert_or_message_c
 async fn given_another_run_holds_the_lease_then_this_run_skips_quietly() {
     let w = world(ScriptedDump::succeeding(SQL));
     let now = w.clock.now();
-    let other = LeaseRequest { target: "orders".into(), job: Job::Backup, owner: "other-run".into(), now, expires_at: now + chrono::Duration::hours(1) };
+    let other = LeaseRequest {
+        target: "orders".into(),
+        job: Job::Backup,
+        owner: "other-run".into(),
+        now,
+        expires_at: now + chrono::Duration::hours(1),
+    };
     assert_eq!(w.catalog.acquire_lease(&other).await.unwrap(), LeaseOutcome::Acquired);
 
     let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
@@ -260,14 +306,24 @@ async fn given_another_run_holds_the_lease_then_this_run_skips_quietly() {
     assert!(run.targets[0].message.contains("other-run"));
     assert!(w.alerts.sent().is_empty());
     assert_eq!(w.dumper.dumps_started.load(Ordering::SeqCst), 0);
-    assert_eq!(w.catalog.lease_holder("orders", Job::Backup).as_deref(), Some("other-run"), "the other lease is untouched");
+    assert_eq!(
+        w.catalog.lease_holder("orders", Job::Backup).as_deref(),
+        Some("other-run"),
+        "the other lease is untouched"
+    );
 }
 
 #[tokio::test]
 async fn given_a_lease_left_by_a_crashed_run_then_it_expires_and_the_backup_runs() {
     let w = world(ScriptedDump::succeeding(SQL));
     let now = w.clock.now();
-    let crashed = LeaseRequest { target: "orders".into(), job: Job::Backup, owner: "crashed".into(), now, expires_at: now + chrono::Duration::hours(1) };
+    let crashed = LeaseRequest {
+        target: "orders".into(),
+        job: Job::Backup,
+        owner: "crashed".into(),
+        now,
+        expires_at: now + chrono::Duration::hours(1),
+    };
     w.catalog.acquire_lease(&crashed).await.unwrap();
     w.clock.advance(chrono::Duration::hours(2));
     let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
@@ -291,7 +347,13 @@ async fn given_the_same_event_twice_then_one_backup_is_made() {
 
 fn claim(w: &World, owner: &str, expires_in: chrono::Duration) -> IdempotencyClaim {
     let now = w.clock.now();
-    IdempotencyClaim { key: "event-1".into(), target: "orders".into(), owner: owner.into(), now, expires_at: now + expires_in }
+    IdempotencyClaim {
+        key: "event-1".into(),
+        target: "orders".into(),
+        owner: owner.into(),
+        now,
+        expires_at: now + expires_in,
+    }
 }
 
 /// Deterministic, where the concurrency test on the emulator may be stopped by the lease instead: a delivery
@@ -320,7 +382,11 @@ async fn given_a_claim_taken_over_then_the_old_owner_can_neither_complete_nor_re
     let expired = claim(&w, "crashed", chrono::Duration::seconds(-1));
     assert_eq!(w.catalog.claim_idempotency(&expired).await.unwrap(), ClaimOutcome::Claimed);
     let taker = claim(&w, "taker", chrono::Duration::hours(1));
-    assert_eq!(w.catalog.claim_idempotency(&taker).await.unwrap(), ClaimOutcome::Claimed, "an expired claim is taken over");
+    assert_eq!(
+        w.catalog.claim_idempotency(&taker).await.unwrap(),
+        ClaimOutcome::Claimed,
+        "an expired claim is taken over"
+    );
 
     let done = ClaimSettlement::Completed { backup_id: BackupId("b-1".into()), keep_until: w.clock.now() };
     let err = w.catalog.settle_idempotency(&expired, done).await.unwrap_err();
@@ -383,7 +449,8 @@ async fn the_lambda_handler_answers_with_the_run_or_an_error_type_lambda_can_rep
     assert_eq!(ok["targets"][0]["outcome"], "completed");
     assert_eq!(ok["idempotency_key"], "req-9", "a console event is keyed by Lambda's request id");
 
-    let bad = handle_backup_event(&w.job, &json!({"target": "orders", "dryrun": true}), "req-10", None).await.unwrap_err();
+    let bad =
+        handle_backup_event(&w.job, &json!({"target": "orders", "dryrun": true}), "req-10", None).await.unwrap_err();
     assert_eq!(bad.error_type, app::ErrorType::InvalidEvent);
     assert!(bad.message.contains("dryrun"), "{}", bad.message);
     let unknown = handle_backup_event(&w.job, &json!({"target": "nope"}), "req-11", None).await.unwrap_err();

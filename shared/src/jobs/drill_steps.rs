@@ -24,11 +24,11 @@ pub const RESTORED_DB: &str = "backstop_restored";
 async fn read_small(store: &dyn ObjectStore, object: &ObjectRef) -> Result<(Vec<u8>, ObjectHead), StoreError> {
     let mut fetched = store.get(&object.key, object.version_id.as_deref()).await?;
     let mut bytes = Vec::new();
-    fetched
-        .body
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| StoreError { operation: "GetObject", key: object.key.clone(), source: Box::new(e) })?;
+    fetched.body.read_to_end(&mut bytes).await.map_err(|e| StoreError {
+        operation: "GetObject",
+        key: object.key.clone(),
+        source: Box::new(e),
+    })?;
     Ok((bytes, fetched.head))
 }
 
@@ -39,7 +39,8 @@ async fn fetch_manifest(store: &dyn ObjectStore, backup: &BackupRecord) -> Resul
     if hex::encode(Sha256::digest(&bytes)) != object.sha256 {
         return Err(format!("the manifest {} does not have the SHA-256 its record holds", object.key));
     }
-    let manifest = serde_json::from_slice(&bytes).map_err(|e| format!("the manifest {} is not valid: {e}", object.key))?;
+    let manifest =
+        serde_json::from_slice(&bytes).map_err(|e| format!("the manifest {} is not valid: {e}", object.key))?;
     Ok((manifest, head))
 }
 
@@ -51,7 +52,11 @@ pub async fn read_manifest(store: &dyn ObjectStore, backup: &BackupRecord) -> Re
 /// Is the object encrypted as configured: SSE-KMS under the configured key, or, with no key configured, by
 /// any server-side encryption (the bucket's default)?
 fn encryption_check(head: &ObjectHead, expected_key: Option<&str>) -> CheckOutcome {
-    let found = format!("{} (key {})", head.server_side_encryption.as_deref().unwrap_or("no encryption"), head.kms_key_id.as_deref().unwrap_or("-"));
+    let found = format!(
+        "{} (key {})",
+        head.server_side_encryption.as_deref().unwrap_or("no encryption"),
+        head.kms_key_id.as_deref().unwrap_or("-")
+    );
     let kms = match expected_key {
         Some(_) => head.server_side_encryption.as_deref() == Some("aws:kms"),
         None => head.server_side_encryption.is_some(),
@@ -126,7 +131,10 @@ pub fn parallel_layout<'m>(manifest: &'m Manifest, dump: &ObjectRef) -> Result<&
     }
     let encoding = manifest.session.as_ref().map(|s| s.client_encoding.to_ascii_uppercase());
     if !matches!(encoding.as_deref(), Some("UTF8") | Some("UTF-8")) {
-        return Err(format!("the dump is in {} (the parallel restore reads UTF-8 dumps)", encoding.unwrap_or_else(|| "an unknown encoding".into())));
+        return Err(format!(
+            "the dump is in {} (the parallel restore reads UTF-8 dumps)",
+            encoding.unwrap_or_else(|| "an unknown encoding".into())
+        ));
     }
     layout.validate(dump.size, manifest.raw_bytes)?;
     Ok(layout)
@@ -142,18 +150,35 @@ pub async fn restore(
     expected_kms_key: Option<&str>,
     report: &mut VerificationReport,
 ) -> bool {
-    report.forget(|n| matches!(n, CheckName::ObjectVersion | CheckName::ObjectEncryption | CheckName::ObjectChecksum | CheckName::Roles | CheckName::Restore));
+    report.forget(|n| {
+        matches!(
+            n,
+            CheckName::ObjectVersion
+                | CheckName::ObjectEncryption
+                | CheckName::ObjectChecksum
+                | CheckName::Roles
+                | CheckName::Restore
+        )
+    });
     let (Some(dump), Some(roles)) = (&backup.dump, &backup.roles) else {
-        report.push(CheckName::Restore, CheckOutcome::Error { message: "the backup record names no dump or roles object".into() });
+        report.push(
+            CheckName::Restore,
+            CheckOutcome::Error { message: "the backup record names no dump or roles object".into() },
+        );
         return false;
     };
 
     // Overwritten since? The key's current version must still be the one the backup wrote.
     let version = match store.head(&dump.key).await {
-        Ok(head) if head.version_id == dump.version_id => CheckOutcome::ok(format!("current version is {}", dump.version_id.as_deref().unwrap_or("-"))),
+        Ok(head) if head.version_id == dump.version_id => {
+            CheckOutcome::ok(format!("current version is {}", dump.version_id.as_deref().unwrap_or("-")))
+        }
         Ok(head) => CheckOutcome::Mismatch {
             expected: format!("current version {}", dump.version_id.as_deref().unwrap_or("-")),
-            found: format!("current version {} (the key was written again after the backup)", head.version_id.as_deref().unwrap_or("-")),
+            found: format!(
+                "current version {} (the key was written again after the backup)",
+                head.version_id.as_deref().unwrap_or("-")
+            ),
         },
         Err(e) => CheckOutcome::Error { message: e.to_string() },
     };
@@ -182,7 +207,13 @@ pub async fn restore(
     let (roles_sql, roles_head) = match read_small(store.as_ref(), roles).await {
         Ok((bytes, head)) if hex::encode(Sha256::digest(&bytes)) == roles.sha256 => (bytes, head),
         Ok(_) => {
-            report.push(CheckName::Roles, CheckOutcome::Mismatch { expected: format!("sha256 {}", roles.sha256), found: "different bytes".into() });
+            report.push(
+                CheckName::Roles,
+                CheckOutcome::Mismatch {
+                    expected: format!("sha256 {}", roles.sha256),
+                    found: "different bytes".into(),
+                },
+            );
             return false;
         }
         Err(e) => {
@@ -192,7 +223,9 @@ pub async fn restore(
     };
     let roles_outcome = match restorer.restore_roles(server, &roles_sql).await {
         Ok(warnings) if warnings.is_empty() => CheckOutcome::ok("all roles created"),
-        Ok(warnings) => CheckOutcome::Warning { detail: format!("{} statement(s) refused, e.g. {}", warnings.len(), warnings[0]) },
+        Ok(warnings) => {
+            CheckOutcome::Warning { detail: format!("{} statement(s) refused, e.g. {}", warnings.len(), warnings[0]) }
+        }
         Err(e) => CheckOutcome::Error { message: e.to_string() },
     };
     let roles_failed = roles_outcome.is_failure();
@@ -202,13 +235,17 @@ pub async fn restore(
     }
 
     if let Err(e) = restorer.recreate_database(server, RESTORED_DB).await {
-        report.push(CheckName::Restore, CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") });
+        report.push(
+            CheckName::Restore,
+            CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") },
+        );
         return false;
     }
     let upgrade = upgrade_note(backup.server_version.as_deref(), restorer.server_version(server).await.ok().as_deref());
     let (restored, dump_read) = match parallel_layout(&manifest, dump) {
         Ok(layout) => {
-            let framed = FramedDump { key: &dump.key, version_id: dump.version_id.as_deref(), codec: backup.codec, layout };
+            let framed =
+                FramedDump { key: &dump.key, version_id: dump.version_id.as_deref(), codec: backup.codec, layout };
             match restorer.restore_framed(store.clone(), server, RESTORED_DB, framed).await {
                 Ok(done) => {
                     let read = match (&done.object_error, &done.object_head) {
@@ -219,7 +256,8 @@ pub async fn restore(
                     match &done.restore_error {
                         None => (rows_loaded_check(layout, &done).map(Restored::AsPlanned), read),
                         Some(why) => {
-                            let object_intact = matches!(&read, Ok((sha, size, _)) if *sha == dump.sha256 && *size == dump.size);
+                            let object_intact =
+                                matches!(&read, Ok((sha, size, _)) if *sha == dump.sha256 && *size == dump.size);
                             if object_intact {
                                 // The bytes are the ones backed up, so psql decides: the parallel path may have
                                 // met something it cannot place (or run side by side) that psql restores.
@@ -240,12 +278,18 @@ pub async fn restore(
     };
     match dump_read {
         Ok((sha, size, dump_head)) => {
-            let encryption = encryption_of(&[("dump", &dump_head), ("roles", &roles_head), ("manifest", &manifest_head)], expected_kms_key);
+            let encryption = encryption_of(
+                &[("dump", &dump_head), ("roles", &roles_head), ("manifest", &manifest_head)],
+                expected_kms_key,
+            );
             report.push(CheckName::ObjectEncryption, encryption);
             let checksum = if sha == dump.sha256 && size == dump.size {
                 CheckOutcome::ok(format!("{size} bytes, sha256 {sha}, as the record and the manifest say"))
             } else {
-                CheckOutcome::Mismatch { expected: format!("{} bytes, sha256 {}", dump.size, dump.sha256), found: format!("{size} bytes, sha256 {sha}") }
+                CheckOutcome::Mismatch {
+                    expected: format!("{} bytes, sha256 {}", dump.size, dump.sha256),
+                    found: format!("{size} bytes, sha256 {sha}"),
+                }
             };
             report.push(CheckName::ObjectChecksum, checksum);
         }
@@ -319,7 +363,10 @@ async fn fall_back_to_one_stream(
 ) -> (Result<Restored, String>, Result<(String, u64, ObjectHead), String>) {
     tracing::warn!(reason = %why, "the parallel restore stopped; restoring the dump again on one connection");
     if let Err(e) = restorer.recreate_database(server, RESTORED_DB).await {
-        return (Err(format!("the parallel restore stopped ({why}), and the database could not be made anew for psql: {e}")), first_read);
+        return (
+            Err(format!("the parallel restore stopped ({why}), and the database could not be made anew for psql: {e}")),
+            first_read,
+        );
     }
     let (restored, read) = restore_streamed(store, restorer, server, backup, dump).await;
     let restored = match restored {
@@ -341,8 +388,15 @@ fn rows_loaded_check(layout: &DumpLayout, done: &FramedRestoreReport) -> Result<
         }
     }
     let rows: u64 = done.rows_loaded.values().sum();
-    let retried = if done.retried_alone > 0 { format!("; {} statement(s) run again alone after a deadlock", done.retried_alone) } else { String::new() };
-    Ok(format!("restored into {RESTORED_DB} in parallel: {} statements, {rows} rows in {tables} tables{retried}", done.statements))
+    let retried = if done.retried_alone > 0 {
+        format!("; {} statement(s) run again alone after a deadlock", done.retried_alone)
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "restored into {RESTORED_DB} in parallel: {} statements, {rows} rows in {tables} tables{retried}",
+        done.statements
+    ))
 }
 
 /// The sequential restore (backups without a usable layout): the object streamed through SHA-256 and the
@@ -360,9 +414,15 @@ async fn restore_streamed(
     };
     let head = fetched.head.clone();
     let hashed = Arc::new(Mutex::new((Sha256::new(), 0u64)));
-    let raw = DrainOnDrop { inner: Some(HashingReader { inner: tokio_util::io::SyncIoBridge::new(fetched.body), state: hashed.clone() }) };
+    let raw = DrainOnDrop {
+        inner: Some(HashingReader { inner: tokio_util::io::SyncIoBridge::new(fetched.body), state: hashed.clone() }),
+    };
     let restored = match decoder(backup.codec, raw) {
-        Ok(sql) => restorer.restore_sql(server, RESTORED_DB, sql).await.map(|()| format!("restored into {RESTORED_DB}")).map_err(|e| e.to_string()),
+        Ok(sql) => restorer
+            .restore_sql(server, RESTORED_DB, sql)
+            .await
+            .map(|()| format!("restored into {RESTORED_DB}"))
+            .map_err(|e| e.to_string()),
         Err(e) => Err(format!("cannot start decompressing: {e}")),
     };
     let state = hashed.lock().expect("hash state lock");
@@ -375,7 +435,9 @@ fn encryption_of(objects: &[(&str, &ObjectHead)], expected_key: Option<&str>) ->
     for (name, head) in objects {
         match encryption_check(head, expected_key) {
             CheckOutcome::Ok { detail } => details.push(format!("{name}: {detail}")),
-            CheckOutcome::Mismatch { expected, found } => return CheckOutcome::Mismatch { expected, found: format!("the {name} object: {found}") },
+            CheckOutcome::Mismatch { expected, found } => {
+                return CheckOutcome::Mismatch { expected, found: format!("the {name} object: {found}") }
+            }
             other => return other,
         }
     }
@@ -398,23 +460,36 @@ pub async fn check(
     report.forget(|n| {
         matches!(
             n,
-            CheckName::TableSet | CheckName::Table { .. } | CheckName::SchemaDigest | CheckName::Sequences | CheckName::LargeObjects | CheckName::Physical | CheckName::User { .. }
+            CheckName::TableSet
+                | CheckName::Table { .. }
+                | CheckName::SchemaDigest
+                | CheckName::Sequences
+                | CheckName::LargeObjects
+                | CheckName::Physical
+                | CheckName::User { .. }
         )
     });
     let restored = if parallel_layout(manifest, &manifest.dump).is_ok() {
         restorer.read_back(server, RESTORED_DB, manifest, rows).await.map(|f| (f, rows))
     } else {
-        restorer.fingerprint(server, RESTORED_DB, &manifest.fingerprint.algorithm).await.map(|s| (s.fingerprint, RowCheck::Digests))
+        restorer
+            .fingerprint(server, RESTORED_DB, &manifest.fingerprint.algorithm)
+            .await
+            .map(|s| (s.fingerprint, RowCheck::Digests))
     };
     match restored {
         Ok((restored, rows)) => {
             let mut checks = compare_fingerprints(&manifest.fingerprint, &restored, rows);
             // Only a schema digest that differs asks which versions read the copy back (a connection and a
             // program run more): across versions, pg_dump's text may differ for the same schema.
-            let mismatch = checks.iter_mut().find(|c| c.name == CheckName::SchemaDigest && matches!(c.outcome, CheckOutcome::Mismatch { .. }));
+            let mismatch = checks
+                .iter_mut()
+                .find(|c| c.name == CheckName::SchemaDigest && matches!(c.outcome, CheckOutcome::Mismatch { .. }));
             if let Some(check) = mismatch {
                 let versions = read_back_versions(restorer, server).await;
-                if let (Some(why), CheckOutcome::Mismatch { expected, found }) = (schema_not_comparable(manifest, &versions), &check.outcome) {
+                if let (Some(why), CheckOutcome::Mismatch { expected, found }) =
+                    (schema_not_comparable(manifest, &versions), &check.outcome)
+                {
                     check.outcome = CheckOutcome::Warning {
                         detail: format!("differs ({expected} before, {found} after), as expected: {why}; tables, rows, sequences and large objects were compared"),
                     };
@@ -422,7 +497,10 @@ pub async fn check(
             }
             report.checks.extend(checks)
         }
-        Err(e) => report.push(CheckName::TableSet, CheckOutcome::Error { message: format!("cannot read the restored copy back: {e}") }),
+        Err(e) => report.push(
+            CheckName::TableSet,
+            CheckOutcome::Error { message: format!("cannot read the restored copy back: {e}") },
+        ),
     }
     if physical {
         // After the read-back: the extension amcheck needs must not show in the schema digest.
@@ -443,7 +521,10 @@ async fn read_back_versions(restorer: &dyn Restorer, server: &ScratchEndpoint) -
 
 /// Why the schema digest cannot be expected to match: it hashes pg_dump's text, which depends on pg_dump's
 /// version and the server's (how it prints definitions). `None` when both are the backup's.
-fn schema_not_comparable(manifest: &Manifest, (client_major, scratch_server): &(Option<u32>, Option<String>)) -> Option<String> {
+fn schema_not_comparable(
+    manifest: &Manifest,
+    (client_major, scratch_server): &(Option<u32>, Option<String>),
+) -> Option<String> {
     let dumped_by = major(manifest.pg_dump_version.as_deref());
     let dumped_from = major(manifest.server_version.as_deref());
     let restored_on = major(scratch_server.as_deref());
@@ -474,7 +555,11 @@ fn physical_outcome(found: &crate::ports::PhysicalCheckReport, took: std::time::
     } else {
         CheckOutcome::Mismatch {
             expected: format!("no problem in {what}"),
-            found: format!("{} problem(s), e.g. {}", found.problem_count, found.problems.iter().take(5).cloned().collect::<Vec<_>>().join("; ")),
+            found: format!(
+                "{} problem(s), e.g. {}",
+                found.problem_count,
+                found.problems.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            ),
         }
     }
 }

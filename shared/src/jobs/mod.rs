@@ -7,4 +7,6 @@ pub mod kernel;
 pub mod monitor;
 pub mod purge;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod verify;

@@ -88,7 +88,8 @@ impl MonitorJob {
 
     #[instrument(skip_all, fields(target = %target.name))]
     async fn monitor_target(&self, target: &TargetConfig, request: &MonitorRequest) -> TargetReport {
-        let mut report = TargetReport { target: target.name.clone(), health: None, error: None, alerts_sent: Vec::new() };
+        let mut report =
+            TargetReport { target: target.name.clone(), health: None, error: None, alerts_sent: Vec::new() };
         let backups = match self.deps.catalog.recent_backups(&target.name, HISTORY).await {
             Ok(backups) => backups,
             Err(e) => {
@@ -156,7 +157,10 @@ impl MonitorJob {
     async fn table_comparison(&self, backups: &[BackupRecord]) -> Option<RowCounts> {
         let mut good: Vec<&BackupRecord> = backups
             .iter()
-            .filter(|b| matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed) && b.manifest.is_some())
+            .filter(|b| {
+                matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed)
+                    && b.manifest.is_some()
+            })
             .collect();
         good.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.backup_id.cmp(&a.backup_id)));
         let [latest, previous, ..] = good.as_slice() else { return None };
@@ -168,7 +172,9 @@ impl MonitorJob {
             })?;
             Ok(manifest.fingerprint.tables.iter().map(|t| (t.qualified_name(), t.rows)).collect())
         };
-        let compared = async { Ok::<_, RowCounts>(TableComparison { latest: read(latest).await?, previous: read(previous).await? }) };
+        let compared = async {
+            Ok::<_, RowCounts>(TableComparison { latest: read(latest).await?, previous: read(previous).await? })
+        };
         Some(compared.await.map_or_else(|unreadable| unreadable, RowCounts::Compared))
     }
 
@@ -196,7 +202,9 @@ pub fn render(reports: &[TargetReport]) -> String {
     for r in reports.iter().filter(|r| plugin_code(r) == worst && worst > 0) {
         match (&r.error, &r.health) {
             (Some(e), _) => causes.push(format!("{}: {e}", r.target)),
-            (None, Some(h)) => causes.extend(h.checks.iter().filter(|c| rank(c.severity) == worst).map(|c| format!("{}: {}", r.target, c.summary))),
+            (None, Some(h)) => causes.extend(
+                h.checks.iter().filter(|c| rank(c.severity) == worst).map(|c| format!("{}: {}", r.target, c.summary)),
+            ),
             (None, None) => {}
         }
     }
@@ -204,7 +212,13 @@ pub fn render(reports: &[TargetReport]) -> String {
     let mut out = format!("BACKSTOP {} - {headline}\n", LABELS[worst as usize]);
     for r in reports {
         for c in r.health.iter().flat_map(|h| &h.checks) {
-            out.push_str(&format!("{:<20} {:<9} {:<22} {}\n", r.target, LABELS[rank(c.severity) as usize], c.check.as_str(), c.summary));
+            out.push_str(&format!(
+                "{:<20} {:<9} {:<22} {}\n",
+                r.target,
+                LABELS[rank(c.severity) as usize],
+                c.check.as_str(),
+                c.summary
+            ));
         }
     }
     out
@@ -214,3 +228,7 @@ pub fn render(reports: &[TargetReport]) -> String {
 fn rank(s: Option<Severity>) -> u8 {
     s.map_or(0, crate::domain::health::rank)
 }
+
+#[cfg(test)]
+#[path = "monitor_tests.rs"]
+mod tests;

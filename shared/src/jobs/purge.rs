@@ -22,10 +22,10 @@ use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use crate::config::{Config, TargetConfig};
+use crate::domain::backup::ObjectKeys;
 use crate::domain::drill::DrillPhase;
 use crate::domain::retention::{decide, Action, DecideContext};
 use crate::domain::runbook;
-use crate::domain::backup::ObjectKeys;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord, TargetOutcome, TargetResult, Trigger};
 use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::ports::*;
@@ -269,8 +269,21 @@ impl PurgeJob {
     }
 
     #[instrument(skip_all, fields(target = %target.name))]
-    async fn purge_target(&self, target: &TargetConfig, request: &PurgeRequest, effects: &dyn PurgeEffects, run_id: &str) -> TargetPurge {
-        let mut result = TargetPurge { target: target.name.clone(), dry_run: request.dry_run, steps: Vec::new(), refused: None, skipped: None, lease_held: false };
+    async fn purge_target(
+        &self,
+        target: &TargetConfig,
+        request: &PurgeRequest,
+        effects: &dyn PurgeEffects,
+        run_id: &str,
+    ) -> TargetPurge {
+        let mut result = TargetPurge {
+            target: target.name.clone(),
+            dry_run: request.dry_run,
+            steps: Vec::new(),
+            refused: None,
+            skipped: None,
+            lease_held: false,
+        };
         let now = self.deps.clock.now();
         let lease = LeaseRequest {
             target: target.name.clone(),
@@ -301,18 +314,40 @@ impl PurgeJob {
     }
 
     /// Reads, decides, carries out. `Err`: nothing could be decided (the catalog failed): nothing was done.
-    async fn apply_policy(&self, target: &TargetConfig, request: &PurgeRequest, effects: &dyn PurgeEffects, result: &mut TargetPurge) -> Result<(), String> {
-        let records = self.deps.catalog.recent_backups(&target.name, MAX_RECORDS).await.map_err(|e| format!("cannot read the backup records: {e}"))?;
+    async fn apply_policy(
+        &self,
+        target: &TargetConfig,
+        request: &PurgeRequest,
+        effects: &dyn PurgeEffects,
+        result: &mut TargetPurge,
+    ) -> Result<(), String> {
+        let records = self
+            .deps
+            .catalog
+            .recent_backups(&target.name, MAX_RECORDS)
+            .await
+            .map_err(|e| format!("cannot read the backup records: {e}"))?;
         if records.len() >= MAX_RECORDS {
-            return Err(format!("the target has {MAX_RECORDS} or more backup records; purge refuses to decide on a partial list"));
+            return Err(format!(
+                "the target has {MAX_RECORDS} or more backup records; purge refuses to decide on a partial list"
+            ));
         }
-        let drills = self.deps.catalog.recent_drills(&target.name, 100).await.map_err(|e| format!("cannot read the drills: {e}"))?;
-        let being_verified: BTreeSet<BackupId> = drills.into_iter().filter(|d| d.phase != DrillPhase::Done).map(|d| d.backup_id).collect();
+        let drills = self
+            .deps
+            .catalog
+            .recent_drills(&target.name, 100)
+            .await
+            .map_err(|e| format!("cannot read the drills: {e}"))?;
+        let being_verified: BTreeSet<BackupId> =
+            drills.into_iter().filter(|d| d.phase != DrillPhase::Done).map(|d| d.backup_id).collect();
         let now = self.deps.clock.now();
         let plan = decide(&records, &target.retention, now, &DecideContext { force: request.force, being_verified });
         result.refused = plan.refused.clone();
         for decision in &plan.decisions {
-            let record = records.iter().find(|r| r.backup_id == decision.backup_id).expect("decisions are about the records given");
+            let record = records
+                .iter()
+                .find(|r| r.backup_id == decision.backup_id)
+                .expect("decisions are about the records given");
             let mut step = PurgeStep {
                 backup_id: Some(decision.backup_id.clone()),
                 status: Some(decision.status),
@@ -343,43 +378,66 @@ impl PurgeJob {
 
     /// `purging` (unless already), every object version, `purged`: in that order, so a crash never leaves
     /// a record that claims objects which are gone without saying so.
-    async fn purge_backup(&self, record: &BackupRecord, effects: &dyn PurgeEffects, mark_first: bool) -> Result<usize, String> {
+    async fn purge_backup(
+        &self,
+        record: &BackupRecord,
+        effects: &dyn PurgeEffects,
+        mark_first: bool,
+    ) -> Result<usize, String> {
         if mark_first {
-            effects.mark_purging(record).await.map_err(|e| format!("could not mark the record purging (nothing deleted): {e}"))?;
+            effects
+                .mark_purging(record)
+                .await
+                .map_err(|e| format!("could not mark the record purging (nothing deleted): {e}"))?;
         }
         let deleted = self.delete_objects(record, effects).await?;
         let mut purging = record.clone();
         purging.status = BackupStatus::Purging;
-        effects
-            .mark_purged(&purging)
-            .await
-            .map_err(|e| format!("objects deleted, but the record could not be marked purged (the next run finishes it): {e}"))?;
+        effects.mark_purged(&purging).await.map_err(|e| {
+            format!("objects deleted, but the record could not be marked purged (the next run finishes it): {e}")
+        })?;
         Ok(deleted)
     }
 
     /// Deletes every version (and delete marker) under the backup's own key prefix.
     async fn delete_objects(&self, record: &BackupRecord, effects: &dyn PurgeEffects) -> Result<usize, String> {
         let prefix = attempt_prefix(record, &self.config.key_prefix);
-        let versions = self.deps.store.versions(&prefix).await.map_err(|e| format!("cannot list the objects under {prefix}: {e}"))?;
+        let versions = self
+            .deps
+            .store
+            .versions(&prefix)
+            .await
+            .map_err(|e| format!("cannot list the objects under {prefix}: {e}"))?;
         for version in &versions {
             effects.delete_version(version).await.map_err(|e| format!("deleting {} failed: {e}", version.key))?;
         }
         Ok(versions.len())
     }
 
-    async fn abort_abandoned_uploads(&self, target: &TargetConfig, effects: &dyn PurgeEffects, now: DateTime<Utc>, result: &mut TargetPurge) {
+    async fn abort_abandoned_uploads(
+        &self,
+        target: &TargetConfig,
+        effects: &dyn PurgeEffects,
+        now: DateTime<Utc>,
+        result: &mut TargetPurge,
+    ) {
         let prefix = format!("{}{}/", self.config.key_prefix, target.name);
         let uploads = match self.deps.store.open_uploads(&prefix).await {
             Ok(uploads) => uploads,
             Err(e) => {
-                result.steps.push(upload_step(None, vec![format!("cannot list open uploads under {prefix}")], Some(e.to_string())));
+                result.steps.push(upload_step(
+                    None,
+                    vec![format!("cannot list open uploads under {prefix}")],
+                    Some(e.to_string()),
+                ));
                 return;
             }
         };
         for upload in uploads {
             // No start time: it may be a running backup's; leave it to the bucket's lifecycle rule.
             let Some(initiated) = upload.initiated.filter(|t| now - *t > ABANDONED_UPLOAD_AGE) else { continue };
-            let reason = format!("multipart upload of {} started {} and never finished", upload.key, initiated.to_rfc3339());
+            let reason =
+                format!("multipart upload of {} started {} and never finished", upload.key, initiated.to_rfc3339());
             let error = effects.abort_upload(&upload).await.err();
             result.steps.push(upload_step(Some(&upload), vec![reason], error));
         }
@@ -463,10 +521,13 @@ pub fn render(results: &[TargetPurge]) -> String {
             };
             let verb = match (step.action.as_str(), r.dry_run) {
                 ("delete", true) => "would delete".to_string(),
-                ("clean_up", true) | ("finish", true) | ("abort_upload", true) => format!("would {}", step.action.replace('_', " ")),
+                ("clean_up", true) | ("finish", true) | ("abort_upload", true) => {
+                    format!("would {}", step.action.replace('_', " "))
+                }
                 (action, _) => action.replace('_', " "),
             };
-            let versions = if step.versions > 0 { format!(" [{} object version(s)]", step.versions) } else { String::new() };
+            let versions =
+                if step.versions > 0 { format!(" [{} object version(s)]", step.versions) } else { String::new() };
             out.push_str(&format!("  {verb:<16} {what}{versions}: {}\n", step.reasons.join("; ")));
             if let Some(e) = &step.error {
                 out.push_str(&format!("  {:<16} ERROR: {e}\n", ""));
@@ -484,7 +545,9 @@ pub fn attempt_prefix(record: &BackupRecord, key_prefix: &str) -> String {
         let at = o.key.rfind(&id)?;
         Some(o.key[..at + id.len()].to_string())
     });
-    recorded.unwrap_or_else(|| ObjectKeys::new(key_prefix, &record.target, &record.backup_id, record.started_at, record.codec).attempt_prefix)
+    recorded.unwrap_or_else(|| {
+        ObjectKeys::new(key_prefix, &record.target, &record.backup_id, record.started_at, record.codec).attempt_prefix
+    })
 }
 
 fn upload_step(upload: Option<&OpenUpload>, reasons: Vec<String>, error: Option<String>) -> PurgeStep {
@@ -504,7 +567,13 @@ fn purge_failed_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
         .errors()
         .iter()
         .take(20)
-        .map(|s| format!("- {}: {}", s.backup_id.as_ref().map_or("upload".to_string(), |b| b.to_string()), s.error.as_deref().unwrap_or("")))
+        .map(|s| {
+            format!(
+                "- {}: {}",
+                s.backup_id.as_ref().map_or("upload".to_string(), |b| b.to_string()),
+                s.error.as_deref().unwrap_or("")
+            )
+        })
         .collect();
     Alert {
         subject: subject_line(&format!("Backstop: purge of {} FAILED for {} step(s)", target.name, lines.len())),
@@ -562,6 +631,10 @@ fn purge_refused_alert(target: &TargetConfig, why: &str) -> Alert {
 }
 
 #[cfg(test)]
+#[path = "purge_tests.rs"]
+mod job_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::ObjectRef;
@@ -574,7 +647,16 @@ mod tests {
         let id = BackupId("20261122T020005Z-00000001".into());
         let mut record = BackupRecord::in_progress("orders", id.clone(), Trigger::Schedule, "run", at, Codec::Zstd);
         assert_eq!(attempt_prefix(&record, "prod/"), "prod/orders/2026/11/22/20261122T020005Z-00000001.");
-        record.dump = Some(ObjectRef { key: "old/orders/2026/11/22/20261122T020005Z-00000001.sql.zst".into(), version_id: None, size: 1, sha256: String::new() });
-        assert_eq!(attempt_prefix(&record, "prod/"), "old/orders/2026/11/22/20261122T020005Z-00000001.", "what the backup recorded wins");
+        record.dump = Some(ObjectRef {
+            key: "old/orders/2026/11/22/20261122T020005Z-00000001.sql.zst".into(),
+            version_id: None,
+            size: 1,
+            sha256: String::new(),
+        });
+        assert_eq!(
+            attempt_prefix(&record, "prod/"),
+            "old/orders/2026/11/22/20261122T020005Z-00000001.",
+            "what the backup recorded wins"
+        );
     }
 }

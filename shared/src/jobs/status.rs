@@ -8,7 +8,7 @@ use crate::domain::verification::CheckOutcome;
 use crate::domain::{BackupRecord, BackupStatus};
 use crate::ports::{Catalog, CatalogError};
 
-use super::backup::human_bytes;
+use crate::domain::text::human_bytes;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetStatus {
@@ -16,7 +16,12 @@ pub struct TargetStatus {
     pub backups: Vec<BackupRecord>,
 }
 
-pub async fn recent_backups(config: &Config, catalog: &dyn Catalog, target: Option<&str>, limit: usize) -> Result<Vec<TargetStatus>, CatalogError> {
+pub async fn recent_backups(
+    config: &Config,
+    catalog: &dyn Catalog,
+    target: Option<&str>,
+    limit: usize,
+) -> Result<Vec<TargetStatus>, CatalogError> {
     let mut out = Vec::new();
     for t in config.targets.iter().filter(|t| target.is_none_or(|name| t.name == name)) {
         out.push(TargetStatus { target: t.name.clone(), backups: catalog.recent_backups(&t.name, limit).await? });
@@ -46,17 +51,26 @@ SQL        {}, stored {}
         record.dump.as_ref().map(|d| human_bytes(d.size)).unwrap_or_else(|| "-".into()),
     );
     if let Some(dump) = &record.dump {
-        out.push_str(&format!("object     {} (version {})
+        out.push_str(&format!(
+            "object     {} (version {})
 sha256     {}
-", dump.key, dump.version_id.as_deref().unwrap_or("-"), dump.sha256));
+",
+            dump.key,
+            dump.version_id.as_deref().unwrap_or("-"),
+            dump.sha256
+        ));
     }
     if let Some(error) = &record.error {
-        out.push_str(&format!("error      {error}
-"));
+        out.push_str(&format!(
+            "error      {error}
+"
+        ));
     }
     let Some(drill) = drill else {
-        out.push_str("drill      none yet: `backstop verify` restores it and checks it
-");
+        out.push_str(
+            "drill      none yet: `backstop verify` restores it and checks it
+",
+        );
         return out;
     };
     let t = &drill.report.timings;
@@ -73,8 +87,10 @@ sha256     {}
         s(t.rpo_seconds)
     ));
     for warning in &drill.report.budget_warnings {
-        out.push_str(&format!("  budget   {warning}
-"));
+        out.push_str(&format!(
+            "  budget   {warning}
+"
+        ));
     }
     for c in &drill.report.checks {
         let (status, detail) = match &c.outcome {
@@ -84,23 +100,40 @@ sha256     {}
             CheckOutcome::Error { message } => ("ERROR", message.clone()),
             CheckOutcome::NotRun { reason } => ("not run", reason.clone()),
         };
-        out.push_str(&format!("  {status:<9} {:<40} {detail}
-", c.name.label()));
+        out.push_str(&format!(
+            "  {status:<9} {:<40} {detail}
+",
+            c.name.label()
+        ));
     }
     out
 }
 
 /// A plain-text table, one row per backup, newest first within each target.
 pub fn render_table(statuses: &[TargetStatus]) -> String {
-    let header = ["TARGET", "BACKUP ID", "STATUS", "STARTED (UTC)", "DURATION", "TABLES", "ROWS", "SQL", "STORED", "NOTE"];
+    let header =
+        ["TARGET", "BACKUP ID", "STATUS", "STARTED (UTC)", "DURATION", "TABLES", "ROWS", "SQL", "STORED", "NOTE"];
     let mut rows: Vec<Vec<String>> = Vec::new();
     for s in statuses {
         if s.backups.is_empty() {
-            rows.push(vec![s.target.clone(), "-".into(), "no backups yet".into(), "".into(), "".into(), "".into(), "".into(), "".into(), "".into(), "".into()]);
+            rows.push(vec![
+                s.target.clone(),
+                "-".into(),
+                "no backups yet".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+            ]);
         }
         for b in &s.backups {
             let note = match b.status {
-                BackupStatus::Failed => b.error.clone().unwrap_or_default().lines().next().unwrap_or_default().chars().take(60).collect(),
+                BackupStatus::Failed => {
+                    b.error.clone().unwrap_or_default().lines().next().unwrap_or_default().chars().take(60).collect()
+                }
                 _ => b.dump.as_ref().map(|d| d.key.clone()).unwrap_or_default(),
             };
             rows.push(vec![

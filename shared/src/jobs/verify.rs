@@ -116,7 +116,13 @@ fn lease_request(target: &str, owner: &str, now: DateTime<Utc>, lease: std::time
 }
 
 /// Renews the verify lease every quarter of its length until aborted; gives up (loudly) if another run took it.
-async fn renew_lease(catalog: Arc<dyn Catalog>, clock: Arc<dyn Clock>, target: String, owner: String, lease: std::time::Duration) {
+async fn renew_lease(
+    catalog: Arc<dyn Catalog>,
+    clock: Arc<dyn Clock>,
+    target: String,
+    owner: String,
+    lease: std::time::Duration,
+) {
     loop {
         tokio::time::sleep(lease / 4).await;
         match catalog.acquire_lease(&lease_request(&target, &owner, clock.now(), lease)).await {
@@ -147,7 +153,11 @@ impl VerifyJob {
     /// `SweepFailures` (1 or 0 a sweep): a sweep that keeps failing leaves scratch servers running, and billing,
     /// with nobody told; template.yaml's SweepFailingAlarm watches it.
     fn sweep_metric(&self, failed: bool) {
-        self.deps.metrics.emit(&emf_line(self.deps.clock.now(), &[("Job", "verify")], &[("SweepFailures", Unit::Count, if failed { 1.0 } else { 0.0 })]));
+        self.deps.metrics.emit(&emf_line(
+            self.deps.clock.now(),
+            &[("Job", "verify")],
+            &[("SweepFailures", Unit::Count, if failed { 1.0 } else { 0.0 })],
+        ));
     }
 
     pub async fn run(&self, request: &VerifyRequest) -> Result<VerifyRun, VerifyJobError> {
@@ -164,7 +174,13 @@ impl VerifyJob {
             }
         };
         if request.sweep_only {
-            return Ok(VerifyRun { done: true, drills: Vec::new(), swept, skipped: Vec::new(), lease_held: Vec::new() });
+            return Ok(VerifyRun {
+                done: true,
+                drills: Vec::new(),
+                swept,
+                skipped: Vec::new(),
+                lease_held: Vec::new(),
+            });
         }
         let run_id = uuid::Uuid::new_v4().to_string();
         let (mut drills, mut skipped, mut lease_held) = (Vec::new(), Vec::new(), Vec::new());
@@ -186,15 +202,28 @@ impl VerifyJob {
 
     #[instrument(skip_all, fields(target = %target.name))]
     /// `Ok(Err(why))`: the target was left alone on purpose.
-    async fn verify_target(&self, target: &TargetConfig, request: &VerifyRequest, run_id: &str) -> Result<Result<Vec<DrillSummary>, LeftAlone>, VerifyJobError> {
+    async fn verify_target(
+        &self,
+        target: &TargetConfig,
+        request: &VerifyRequest,
+        run_id: &str,
+    ) -> Result<Result<Vec<DrillSummary>, LeftAlone>, VerifyJobError> {
         let lease = lease_request(&target.name, run_id, self.deps.clock.now(), self.config.verify.lease);
         if let LeaseOutcome::HeldBy { owner, expires_at } = self.deps.catalog.acquire_lease(&lease).await? {
             info!(owner = %owner, "another verify run is advancing this target's drills");
-            return Ok(Err(LeftAlone::LeaseHeld(format!("another verify run ({owner}) holds this target's lease until {expires_at}"))));
+            return Ok(Err(LeftAlone::LeaseHeld(format!(
+                "another verify run ({owner}) holds this target's lease until {expires_at}"
+            ))));
         }
         // The lease is short and renewed while this run works, so a run that is killed (a Lambda timeout, a
         // SIGKILL) keeps other runs off the target's drills for at most one lease, not for hours.
-        let heartbeat = tokio::spawn(renew_lease(self.deps.catalog.clone(), self.deps.clock.clone(), target.name.clone(), run_id.to_string(), self.config.verify.lease));
+        let heartbeat = tokio::spawn(renew_lease(
+            self.deps.catalog.clone(),
+            self.deps.clock.clone(),
+            target.name.clone(),
+            run_id.to_string(),
+            self.config.verify.lease,
+        ));
         let result = self.drills_of(target, request).await;
         let result = match result {
             Ok(mut drills) => {
@@ -214,26 +243,36 @@ impl VerifyJob {
     }
 
     /// The drills to advance: unfinished ones first (resumed), else new ones on the chosen backups.
-    async fn drills_of(&self, target: &TargetConfig, request: &VerifyRequest) -> Result<Vec<DrillRecord>, VerifyJobError> {
+    async fn drills_of(
+        &self,
+        target: &TargetConfig,
+        request: &VerifyRequest,
+    ) -> Result<Vec<DrillRecord>, VerifyJobError> {
         let recent = self.deps.catalog.recent_drills(&target.name, 20).await?;
         let unfinished: Vec<DrillRecord> = recent.into_iter().filter(|d| d.phase != DrillPhase::Done).collect();
         let wanted_backup_is_running = |id: &BackupId| unfinished.iter().any(|d| &d.backup_id == id);
         let mut chosen = Vec::new();
         let mut new_drills = Vec::new();
         if let Some(id) = &request.backup_id {
-            let backup = self.deps.catalog.get_backup(&target.name, id).await?.ok_or_else(|| VerifyJobError::NotRestorable {
-                target: target.name.clone(),
-                backup_id: id.clone(),
-                reason: "no such backup".into(),
-            })?;
+            let backup =
+                self.deps.catalog.get_backup(&target.name, id).await?.ok_or_else(|| VerifyJobError::NotRestorable {
+                    target: target.name.clone(),
+                    backup_id: id.clone(),
+                    reason: "no such backup".into(),
+                })?;
             if !restorable(&backup) {
-                return Err(VerifyJobError::NotRestorable { target: target.name.clone(), backup_id: id.clone(), reason: format!("its status is {}", backup.status) });
+                return Err(VerifyJobError::NotRestorable {
+                    target: target.name.clone(),
+                    backup_id: id.clone(),
+                    reason: format!("its status is {}", backup.status),
+                });
             }
             if !wanted_backup_is_running(id) {
                 chosen.push(backup.backup_id);
             }
         } else if unfinished.is_empty() && !request.resume_only {
-            let backups: Vec<BackupRecord> = self.deps.catalog.recent_backups(&target.name, 100).await?.into_iter().filter(restorable).collect();
+            let backups: Vec<BackupRecord> =
+                self.deps.catalog.recent_backups(&target.name, 100).await?.into_iter().filter(restorable).collect();
             if let Some(latest) = backups.first() {
                 chosen.push(latest.backup_id.clone());
             }
@@ -246,7 +285,9 @@ impl VerifyJob {
             }
         }
         let mut drills = unfinished;
-        new_drills.extend(chosen.into_iter().map(|backup_id| DrillRecord::new(&target.name, backup_id, self.deps.clock.now())));
+        new_drills.extend(
+            chosen.into_iter().map(|backup_id| DrillRecord::new(&target.name, backup_id, self.deps.clock.now())),
+        );
         for drill in new_drills {
             self.deps.catalog.create_drill(&drill).await?;
             info!(drill_id = %drill.drill_id, backup_id = %drill.backup_id, "drill started");
@@ -270,7 +311,8 @@ impl VerifyJob {
                 break Pause::Later(format!("paused after {steps} step(s), in phase {}", drill.phase));
             }
             // Cleaning always runs: past the deadline it is the one phase still worth the time left.
-            if drill.phase != DrillPhase::Cleaning && request.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            if drill.phase != DrillPhase::Cleaning && request.deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+            {
                 break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
             }
             let expected = drill.phase;
@@ -303,7 +345,13 @@ impl VerifyJob {
             drill_id: drill.drill_id.clone(),
             backup_id: drill.backup_id.clone(),
             phase: drill.phase,
-            outcome: (drill.phase == DrillPhase::Done).then(|| if drill.report.passed() { BackupStatus::Verified } else { BackupStatus::VerifyFailed }),
+            outcome: (drill.phase == DrillPhase::Done).then(|| {
+                if drill.report.passed() {
+                    BackupStatus::Verified
+                } else {
+                    BackupStatus::VerifyFailed
+                }
+            }),
             failed_checks: drill.report.failures().iter().map(|c| c.name.label()).collect(),
             message,
         }
@@ -311,7 +359,12 @@ impl VerifyJob {
 
     /// Runs the drill's current phase and moves it to the next. `Ok(Some(status))`: the phase must wait (the
     /// scratch server is still being created). `Err`: the phase could not run at all; try again later.
-    async fn step(&self, target: &TargetConfig, drill: &mut DrillRecord, deadline: Option<tokio::time::Instant>) -> Result<Option<String>, String> {
+    async fn step(
+        &self,
+        target: &TargetConfig,
+        drill: &mut DrillRecord,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<String>, String> {
         if drill.point_in_time.is_some() {
             return self.step_point_in_time(target, drill).await;
         }
@@ -330,14 +383,20 @@ impl VerifyJob {
                             drill_id: drill.drill_id.clone(),
                             engine_major,
                             storage_gib: storage_for(&backup),
-                            expires_at: now + chrono::Duration::from_std(self.config.verify.scratch_lifetime).unwrap_or(chrono::Duration::hours(6)),
+                            expires_at: now
+                                + chrono::Duration::from_std(self.config.verify.scratch_lifetime)
+                                    .unwrap_or(chrono::Duration::hours(6)),
                         };
                         match self.deps.scratch.create(&spec).await {
                             Ok(handle) => {
                                 drill.scratch = Some(handle.clone());
                                 handle
                             }
-                            Err(e) => return Ok(self.fail_phase(drill, format!("provisioning the scratch server failed: {e}"))),
+                            Err(e) => {
+                                return Ok(
+                                    self.fail_phase(drill, format!("provisioning the scratch server failed: {e}"))
+                                )
+                            }
                         }
                     }
                 };
@@ -347,7 +406,9 @@ impl VerifyJob {
                         drill.phase = DrillPhase::Restoring;
                         Ok(None)
                     }
-                    Ok(ScratchState::Creating { status }) => Ok(Some(format!("scratch server {} is {status}", handle.id))),
+                    Ok(ScratchState::Creating { status }) => {
+                        Ok(Some(format!("scratch server {} is {status}", handle.id)))
+                    }
                     Err(e) => Ok(self.fail_phase(drill, format!("the scratch server failed: {e}"))),
                 }
             }
@@ -380,7 +441,10 @@ impl VerifyJob {
                         drill.phase = if restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
                     }
                     None => {
-                        let took = drill.restored_at.zip(drill.restore_started_at).map_or(0, |(end, start)| (end - start).num_seconds());
+                        let took = drill
+                            .restored_at
+                            .zip(drill.restore_started_at)
+                            .map_or(0, |(end, start)| (end - start).num_seconds());
                         self.fail_phase(
                             drill,
                             format!(
@@ -420,7 +484,11 @@ impl VerifyJob {
             DrillPhase::Cleaning => {
                 if let Some(handle) = &drill.scratch {
                     // Not done until the server is gone: a failed destroy keeps the drill here for the next run.
-                    self.deps.scratch.destroy(handle).await.map_err(|e| format!("destroying the scratch server failed: {e}"))?;
+                    self.deps
+                        .scratch
+                        .destroy(handle)
+                        .await
+                        .map_err(|e| format!("destroying the scratch server failed: {e}"))?;
                 }
                 self.finish_cleaning(target, drill).await
             }
@@ -430,10 +498,16 @@ impl VerifyJob {
 
     /// `step` for a point-in-time drill: RDS restores while the copy is provisioned, so `provisioning` leads
     /// straight to `checking`, where only a connection check and the target's own checks run.
-    async fn step_point_in_time(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<Option<String>, String> {
+    async fn step_point_in_time(
+        &self,
+        target: &TargetConfig,
+        drill: &mut DrillRecord,
+    ) -> Result<Option<String>, String> {
         let Some(source) = drill.point_in_time.as_ref().map(|p| p.source_instance.clone()) else { return Ok(None) };
         let Some(rds) = self.deps.point_in_time.clone() else {
-            let message = "point-in-time drills need RDS scratch servers (scratch = \"rds\"), and this run has local ones".to_string();
+            let message =
+                "point-in-time drills need RDS scratch servers (scratch = \"rds\"), and this run has local ones"
+                    .to_string();
             if drill.scratch.is_some() {
                 // The copy exists and only RDS can delete it: leave the drill as it is for a run that can.
                 return Err(message);
@@ -454,9 +528,14 @@ impl VerifyJob {
                                 let why = format!("RDS reports no restorable time for {source}: are its automated backups on (backup retention above 0)?");
                                 return Ok(self.fail_phase(drill, why));
                             }
-                            Err(e) => return Ok(self.fail_phase(drill, format!("cannot read {source}'s latest restorable time: {e}"))),
+                            Err(e) => {
+                                return Ok(self
+                                    .fail_phase(drill, format!("cannot read {source}'s latest restorable time: {e}")))
+                            }
                         };
-                        let expires_at = self.deps.clock.now() + chrono::Duration::from_std(self.config.verify.scratch_lifetime).unwrap_or(chrono::Duration::hours(6));
+                        let expires_at = self.deps.clock.now()
+                            + chrono::Duration::from_std(self.config.verify.scratch_lifetime)
+                                .unwrap_or(chrono::Duration::hours(6));
                         match rds.restore(&source, at, &drill.drill_id, expires_at).await {
                             Ok(handle) => {
                                 drill.scratch = Some(handle.clone());
@@ -465,7 +544,12 @@ impl VerifyJob {
                                 }
                                 handle
                             }
-                            Err(e) => return Ok(self.fail_phase(drill, format!("restoring {source} to {} failed: {e}", at.to_rfc3339()))),
+                            Err(e) => {
+                                return Ok(self.fail_phase(
+                                    drill,
+                                    format!("restoring {source} to {} failed: {e}", at.to_rfc3339()),
+                                ))
+                            }
                         }
                     }
                 };
@@ -479,7 +563,9 @@ impl VerifyJob {
                         drill.phase = DrillPhase::Checking;
                         Ok(None)
                     }
-                    Ok(ScratchState::Creating { status }) => Ok(Some(format!("point-in-time copy {} of {source} is {status}", handle.id))),
+                    Ok(ScratchState::Creating { status }) => {
+                        Ok(Some(format!("point-in-time copy {} of {source} is {status}", handle.id)))
+                    }
                     Err(message) => Ok(self.fail_phase(drill, message)),
                 }
             }
@@ -489,15 +575,23 @@ impl VerifyJob {
                 };
                 match self.point_in_time_copy(rds.as_ref(), target, &handle).await {
                     Ok(ScratchState::Ready(server)) => {
-                        drill_steps::check_live_copy(self.deps.restorer.as_ref(), &server, &target.database, &target.checks, self.config.verify.check_timeout, &mut drill.report)
-                            .await;
+                        drill_steps::check_live_copy(
+                            self.deps.restorer.as_ref(),
+                            &server,
+                            &target.database,
+                            &target.checks,
+                            self.config.verify.check_timeout,
+                            &mut drill.report,
+                        )
+                        .await;
                         drill.checked_at = Some(self.deps.clock.now());
                         drill.phase = DrillPhase::Cleaning;
                         Ok(None)
                     }
-                    Ok(ScratchState::Creating { status }) => {
-                        Ok(self.fail_phase(drill, format!("the point-in-time copy is {status} again in the middle of the drill")))
-                    }
+                    Ok(ScratchState::Creating { status }) => Ok(self.fail_phase(
+                        drill,
+                        format!("the point-in-time copy is {status} again in the middle of the drill"),
+                    )),
                     Err(message) => Ok(self.fail_phase(drill, message)),
                 }
             }
@@ -527,7 +621,12 @@ impl VerifyJob {
     }
 
     /// Polls a point-in-time copy with the target's own credentials (the copy has the source's users).
-    async fn point_in_time_copy(&self, rds: &dyn PointInTimeRestores, target: &TargetConfig, handle: &ScratchHandle) -> Result<ScratchState, String> {
+    async fn point_in_time_copy(
+        &self,
+        rds: &dyn PointInTimeRestores,
+        target: &TargetConfig,
+        handle: &ScratchHandle,
+    ) -> Result<ScratchState, String> {
         let password = self
             .deps
             .passwords
@@ -640,7 +739,8 @@ impl VerifyJob {
         let passed = drill.report.passed();
         let t = &drill.report.timings;
         let (rto, rpo) = (t.rto_seconds, t.rpo_seconds);
-        let names = ["Success", "RtoSeconds", "RpoSeconds", "RestoreSeconds", "ProvisionSeconds"].map(|n| format!("{prefix}{n}"));
+        let names = ["Success", "RtoSeconds", "RpoSeconds", "RestoreSeconds", "ProvisionSeconds"]
+            .map(|n| format!("{prefix}{n}"));
         self.deps.metrics.emit(&emf_line(
             self.deps.clock.now(),
             &[("Target", target.name.as_str())],
@@ -670,7 +770,11 @@ impl VerifyJob {
 
 /// Fills the drill's timings and budget warnings. `snapshot_time` is the moment the restored data is from: the
 /// backup's start for a dump, the restore time for a point-in-time copy; RPO is its age when the drill began.
-fn record_timings(drill: &mut DrillRecord, snapshot_time: Option<DateTime<Utc>>, settings: &crate::config::VerifySettings) {
+fn record_timings(
+    drill: &mut DrillRecord,
+    snapshot_time: Option<DateTime<Utc>>,
+    settings: &crate::config::VerifySettings,
+) {
     let seconds = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
         (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
         _ => None,
@@ -691,7 +795,10 @@ fn record_timings(drill: &mut DrillRecord, snapshot_time: Option<DateTime<Utc>>,
     }
     if let (Some(budget), Some(rpo)) = (settings.rpo_budget, rpo) {
         if rpo > budget.as_secs_f64() {
-            drill.report.budget_warnings.push(format!("RPO {rpo:.0} s ({what}) exceeds the budget of {} s", budget.as_secs()));
+            drill
+                .report
+                .budget_warnings
+                .push(format!("RPO {rpo:.0} s ({what}) exceeds the budget of {} s", budget.as_secs()));
         }
     }
 }
@@ -757,7 +864,9 @@ fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> Alert {
         .iter()
         .take(20)
         .map(|c| match &c.outcome {
-            CheckOutcome::Mismatch { expected, found } => format!("- {}: expected {expected}, found {found}", c.name.label()),
+            CheckOutcome::Mismatch { expected, found } => {
+                format!("- {}: expected {expected}, found {found}", c.name.label())
+            }
             CheckOutcome::Error { message } => format!("- {}: {message}", c.name.label()),
             _ => format!("- {}", c.name.label()),
         })

@@ -81,7 +81,11 @@ fn section_text(message: &str, message_id: Option<&str>) -> (String, Option<usiz
     }
     let id = message_id.map(|id| format!(" under message id `{}`", escape(id))).unwrap_or_default();
     // The note's own length depends on the number in it; a bound that is never smaller keeps it simple.
-    let note_for = |omitted: usize| format!("\n\n_… truncated: {omitted} more characters not shown. The whole message is in the notifier's log{id}._");
+    let note_for = |omitted: usize| {
+        format!(
+            "\n\n_… truncated: {omitted} more characters not shown. The whole message is in the notifier's log{id}._"
+        )
+    };
     let budget = SECTION_MAX - note_for(total).chars().count();
     let kept = cut_escaped(&escaped, budget);
     let omitted = total - kept.chars().count();
@@ -171,7 +175,12 @@ mod tests {
     }
 
     fn block<'a>(payload: &'a Value, kind: &str) -> &'a Value {
-        payload["blocks"].as_array().unwrap().iter().find(|b| b["type"] == kind).unwrap_or_else(|| panic!("no {kind} block"))
+        payload["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} block"))
     }
 
     #[test]
@@ -183,7 +192,8 @@ mod tests {
         assert_eq!(block(p, "header")["text"]["text"], ":rotating_light: CRITICAL: Backstop: backup of orders FAILED");
         assert_eq!(block(p, "header")["text"]["type"], "plain_text");
         assert_eq!(block(p, "section")["text"], json!({"type": "mrkdwn", "text": "pg_dump failed\nsee the runbook"}));
-        let context: Vec<&str> = block(p, "context")["elements"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
+        let context: Vec<&str> =
+            block(p, "context")["elements"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect();
         assert_eq!(
             context,
             [

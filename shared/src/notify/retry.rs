@@ -57,7 +57,9 @@ impl RetryPolicy {
             Verdict::Retry { .. } if failed_attempt >= self.max_attempts => NextStep::GiveUp,
             Verdict::Retry { retry_after: Some(wait) } if *wait > self.max_retry_after => NextStep::GiveUp,
             // Retry-After is a minimum: never come back sooner than asked.
-            Verdict::Retry { retry_after } => NextStep::Wait(self.backoff(failed_attempt, jitter).max(retry_after.unwrap_or_default())),
+            Verdict::Retry { retry_after } => {
+                NextStep::Wait(self.backoff(failed_attempt, jitter).max(retry_after.unwrap_or_default()))
+            }
         }
     }
 }
@@ -95,7 +97,9 @@ pub fn classify(outcome: &AttemptOutcome) -> Verdict {
         AttemptOutcome::Status { status: 429, retry_after } => Verdict::Retry { retry_after: *retry_after },
         AttemptOutcome::Status { status, .. } if *status >= 500 => Verdict::Retry { retry_after: None },
         AttemptOutcome::Status { .. } => Verdict::Reject,
-        AttemptOutcome::Connect | AttemptOutcome::Timeout | AttemptOutcome::Transport => Verdict::Retry { retry_after: None },
+        AttemptOutcome::Connect | AttemptOutcome::Timeout | AttemptOutcome::Transport => {
+            Verdict::Retry { retry_after: None }
+        }
     }
 }
 
@@ -150,7 +154,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_is_capped_and_jitter_stays_within_half() {
-        let policy = RetryPolicy { base_delay: Duration::from_millis(500), max_delay: Duration::from_secs(3), ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(3),
+            ..RetryPolicy::default()
+        };
         assert_eq!(policy.backoff(1, 0.999_999).as_millis(), 499);
         assert_eq!(policy.backoff(1, 0.0), Duration::from_millis(250));
         assert_eq!(policy.backoff(2, 0.0), Duration::from_millis(500));

@@ -117,7 +117,8 @@ pub fn parse_sns_event(event: &Value) -> Result<ParsedEvent, NotAnSnsEvent> {
 }
 
 fn parse_record(record: &Value) -> Result<SnsNotification, String> {
-    let raw: RawRecord = serde_json::from_value(record.clone()).map_err(|e| format!("the record is not an SNS record: {e}"))?;
+    let raw: RawRecord =
+        serde_json::from_value(record.clone()).map_err(|e| format!("the record is not an SNS record: {e}"))?;
     match raw.event_source.as_deref() {
         Some("aws:sns") => {}
         Some(other) => return Err(format!("EventSource is {other:?}, not \"aws:sns\"")),
@@ -127,7 +128,8 @@ fn parse_record(record: &Value) -> Result<SnsNotification, String> {
     let message = sns.message.ok_or("the SNS record has no `Message`")?;
     let attributes = sns.message_attributes.unwrap_or_default();
     let attribute = |name: &str| string_attribute(&attributes, name);
-    let timestamp = sns.timestamp.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+    let timestamp =
+        sns.timestamp.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
     Ok(SnsNotification {
         message_id: sns.message_id.filter(|s| !s.is_empty()),
         subject: sns.subject.filter(|s| !s.trim().is_empty()),
@@ -200,7 +202,8 @@ mod tests {
 
     #[test]
     fn the_example_event_parses() {
-        let event: Value = serde_json::from_str(include_str!("../../../functions/notifier/events/backup-failed.json")).unwrap();
+        let event: Value =
+            serde_json::from_str(include_str!("../../../functions/notifier/events/backup-failed.json")).unwrap();
         let parsed = parse_sns_event(&event).unwrap();
         assert_eq!(parsed.notifications.len(), 1);
         assert!(parsed.dropped.is_empty());

@@ -56,7 +56,9 @@ impl WebhookSource {
 
     pub fn describe(&self) -> String {
         match self {
-            WebhookSource::SecretsManager { secret_id } => format!("Secrets Manager secret {secret_id:?} ({SECRET_ID_VAR})"),
+            WebhookSource::SecretsManager { secret_id } => {
+                format!("Secrets Manager secret {secret_id:?} ({SECRET_ID_VAR})")
+            }
             WebhookSource::SsmParameter { name } => format!("SSM parameter {name:?} ({PARAMETER_VAR})"),
         }
     }
@@ -87,7 +89,8 @@ impl WebhookUrl {
     pub fn parse(stored: &SecretString) -> Result<Self, String> {
         let text = stored.expose_secret().trim();
         let url = if text.starts_with('{') {
-            let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("it looks like JSON but does not parse ({})", json_error_kind(&e)))?;
+            let json: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| format!("it looks like JSON but does not parse ({})", json_error_kind(&e)))?;
             match json.get("webhook_url") {
                 Some(serde_json::Value::String(url)) => url.trim().to_string(),
                 Some(_) => return Err("its `webhook_url` key is not a string".into()),
@@ -96,7 +99,8 @@ impl WebhookUrl {
         } else {
             text.to_string()
         };
-        let uri: hyper::Uri = url.parse().map_err(|_| "it is not a URL (expected https://hooks.slack.com/services/…)".to_string())?;
+        let uri: hyper::Uri =
+            url.parse().map_err(|_| "it is not a URL (expected https://hooks.slack.com/services/…)".to_string())?;
         let host = match (uri.scheme_str(), uri.host()) {
             (Some(_), Some(host)) => host,
             _ => return Err("it is not an absolute URL (expected https://hooks.slack.com/services/…)".into()),
@@ -157,7 +161,8 @@ impl WebhookUrlCache {
         self.url
             .get_or_try_init(|| async {
                 let stored = self.store.secret_string(self.source.id()).await?;
-                WebhookUrl::parse(&stored).map_err(|reason| WebhookUrlError::Invalid { source_name: self.source.describe(), reason })
+                WebhookUrl::parse(&stored)
+                    .map_err(|reason| WebhookUrlError::Invalid { source_name: self.source.describe(), reason })
             })
             .await
     }
@@ -181,18 +186,30 @@ mod tests {
             WebhookSource::from_env(&env(&[(SECRET_ID_VAR, "backstop/slack")])),
             Ok(WebhookSource::SecretsManager { secret_id: "backstop/slack".into() })
         );
-        assert_eq!(WebhookSource::from_env(&env(&[(PARAMETER_VAR, "/backstop/slack")])), Ok(WebhookSource::SsmParameter { name: "/backstop/slack".into() }));
+        assert_eq!(
+            WebhookSource::from_env(&env(&[(PARAMETER_VAR, "/backstop/slack")])),
+            Ok(WebhookSource::SsmParameter { name: "/backstop/slack".into() })
+        );
         let missing = WebhookSource::from_env(&env(&[(SECRET_ID_VAR, "  ")])).unwrap_err();
         assert_eq!(missing, WebhookSourceError::Missing);
-        assert!(missing.to_string().contains(SECRET_ID_VAR) && missing.to_string().contains(PARAMETER_VAR), "{missing}");
-        assert_eq!(WebhookSource::from_env(&env(&[(SECRET_ID_VAR, "a"), (PARAMETER_VAR, "b")])), Err(WebhookSourceError::Both));
+        assert!(
+            missing.to_string().contains(SECRET_ID_VAR) && missing.to_string().contains(PARAMETER_VAR),
+            "{missing}"
+        );
+        assert_eq!(
+            WebhookSource::from_env(&env(&[(SECRET_ID_VAR, "a"), (PARAMETER_VAR, "b")])),
+            Err(WebhookSourceError::Both)
+        );
     }
 
     #[test]
     fn the_url_is_read_plain_or_from_json() {
         let plain = WebhookUrl::parse(&SecretString::from(" https://hooks.slack.com/services/T0/B0/abc\n")).unwrap();
         assert_eq!(plain.expose(), "https://hooks.slack.com/services/T0/B0/abc");
-        let json = WebhookUrl::parse(&SecretString::from(r##"{"webhook_url": "https://hooks.slack.com/services/T0/B0/xyz", "channel": "#ops"}"##)).unwrap();
+        let json = WebhookUrl::parse(&SecretString::from(
+            r##"{"webhook_url": "https://hooks.slack.com/services/T0/B0/xyz", "channel": "#ops"}"##,
+        ))
+        .unwrap();
         assert_eq!(json.expose(), "https://hooks.slack.com/services/T0/B0/xyz");
         assert_eq!(format!("{json:?}"), "WebhookUrl([REDACTED])");
         assert!(WebhookUrl::parse(&SecretString::from("http://127.0.0.1:8080/hook")).is_ok());
@@ -229,14 +246,19 @@ mod tests {
     impl SecretStore for CountingStore {
         async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError> {
             self.reads.fetch_add(1, Ordering::SeqCst);
-            self.value.map(SecretString::from).ok_or_else(|| SecretError { secret_id: secret_id.into(), message: "AccessDenied".into() })
+            self.value
+                .map(SecretString::from)
+                .ok_or_else(|| SecretError { secret_id: secret_id.into(), message: "AccessDenied".into() })
         }
     }
 
     #[tokio::test]
     async fn the_url_is_read_once_and_a_failed_read_is_tried_again() {
         // GIVEN a store holding the URL WHEN the URL is asked for three times THEN the store is read once
-        let store = Arc::new(CountingStore { reads: AtomicUsize::new(0), value: Some("https://hooks.slack.com/services/T0/B0/abc") });
+        let store = Arc::new(CountingStore {
+            reads: AtomicUsize::new(0),
+            value: Some("https://hooks.slack.com/services/T0/B0/abc"),
+        });
         let cache = WebhookUrlCache::new(WebhookSource::SecretsManager { secret_id: "s".into() }, store.clone());
         for _ in 0..3 {
             cache.get().await.unwrap();

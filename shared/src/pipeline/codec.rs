@@ -5,88 +5,8 @@
 //! downloaded dump without Backstop.
 
 use std::io::{self, Write};
-use std::ops::RangeInclusive;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    #[default]
-    Zstd,
-    Gzip,
-}
-
-impl Codec {
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "zstd" | "zst" => Some(Codec::Zstd),
-            "gzip" | "gz" => Some(Codec::Gzip),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Zstd => "zstd",
-            Codec::Gzip => "gzip",
-        }
-    }
-
-    /// The object key's extension, so `aws s3 cp` + a file manager already know what it is.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Codec::Zstd => "sql.zst",
-            Codec::Gzip => "sql.gz",
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Codec::Zstd => "application/zstd",
-            Codec::Gzip => "application/gzip",
-        }
-    }
-
-    pub fn levels(self) -> RangeInclusive<i32> {
-        match self {
-            Codec::Zstd => 1..=19,
-            Codec::Gzip => 1..=9,
-        }
-    }
-
-    pub fn default_level(self) -> i32 {
-        match self {
-            // Level 2: on the benchmark corpus level 1 stores 1 % more than gzip -6 and level 2 3.5 % less, for
-            // a quarter more CPU (docs/benchmarks.md); level 3 costs another third for 1.5 % less.
-            Codec::Zstd => 2,
-            Codec::Gzip => 6,
-        }
-    }
-
-    /// The command that turns the stored object back into SQL on any machine with the stock tools.
-    pub fn decompress_command(self) -> &'static str {
-        match self {
-            Codec::Zstd => "zstd -dc",
-            Codec::Gzip => "gunzip -c",
-        }
-    }
-
-    /// Wraps `inner` in a compressor. `threads` > 1 enables zstd's multi-threaded mode (gzip is single-threaded).
-    pub fn encoder<W: Write + Send + 'static>(self, inner: W, level: i32, threads: u32) -> io::Result<Encoder<W>> {
-        Ok(match self {
-            Codec::Zstd => {
-                let mut e = zstd::stream::write::Encoder::new(inner, level)?;
-                e.include_checksum(true)?;
-                if threads > 1 {
-                    e.multithread(threads)?;
-                }
-                Encoder::Zstd(e)
-            }
-            Codec::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(inner, flate2::Compression::new(level as u32))),
-        })
-    }
-}
+pub use crate::domain::codec::Codec;
 
 /// Compresses frames one at a time, each into an independent zstd frame (with its checksum) or gzip member:
 /// concatenated, they are one ordinary `.zst` / `.gz` file; apart, each decompresses on its own.
@@ -129,6 +49,23 @@ impl FrameCompressor {
 pub enum Encoder<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
     Gzip(flate2::write::GzEncoder<W>),
+}
+
+impl<W: Write + Send + 'static> Encoder<W> {
+    /// Wraps `inner` in a compressor. `threads` > 1 enables zstd's multi-threaded mode (gzip is single-threaded).
+    pub fn new(codec: Codec, inner: W, level: i32, threads: u32) -> io::Result<Encoder<W>> {
+        Ok(match codec {
+            Codec::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(inner, level)?;
+                e.include_checksum(true)?;
+                if threads > 1 {
+                    e.multithread(threads)?;
+                }
+                Encoder::Zstd(e)
+            }
+            Codec::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(inner, flate2::Compression::new(level as u32))),
+        })
+    }
 }
 
 impl<W: Write> Encoder<W> {
@@ -193,7 +130,7 @@ mod tests {
         let data: Vec<u8> = (0..2_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
         for codec in [Codec::Zstd, Codec::Gzip] {
             for threads in [1, 2] {
-                let mut e = codec.encoder(Vec::new(), codec.default_level(), threads).unwrap();
+                let mut e = Encoder::new(codec, Vec::new(), codec.default_level(), threads).unwrap();
                 e.write_all(&data).unwrap();
                 let out = e.finish().unwrap();
                 assert!(out.len() < data.len() / 4, "{codec:?} compresses");

@@ -23,9 +23,13 @@ pub struct RawFrame {
     pub ends_table_with_rows: Option<u64>,
 }
 
-/// Where frames go: the compressors. `Err` means they stopped (the cause is reported by them).
+/// The compressors stopped taking frames (they report the cause themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkClosed;
+
+/// Where frames go: the compressors.
 pub trait FrameSink {
-    fn send(&mut self, frame: RawFrame) -> Result<(), ()>;
+    fn send(&mut self, frame: RawFrame) -> Result<(), SinkClosed>;
     /// An empty buffer for the next frame (recycled when possible).
     fn buffer(&mut self) -> Vec<u8>;
 }
@@ -109,7 +113,12 @@ impl<S: FrameSink> Framer<S> {
                     self.frame.extend_from_slice(&chunk[run..upto]);
                     run = upto;
                     self.cut_before(self.statement_start)?;
-                    self.starts = Some(SegmentKind::Copy { schema: target.schema, name: target.name, statement: target.statement, rows: 0 });
+                    self.starts = Some(SegmentKind::Copy {
+                        schema: target.schema,
+                        name: target.name,
+                        statement: target.statement,
+                        rows: 0,
+                    });
                 }
                 LineKind::CopyEnd => {
                     self.frame.extend_from_slice(&chunk[run..end]);
@@ -163,7 +172,12 @@ impl<S: FrameSink> Framer<S> {
         match kind {
             LineKind::CopyStart(target) => {
                 self.cut_before(self.statement_start)?;
-                self.starts = Some(SegmentKind::Copy { schema: target.schema, name: target.name, statement: target.statement, rows: 0 });
+                self.starts = Some(SegmentKind::Copy {
+                    schema: target.schema,
+                    name: target.name,
+                    statement: target.statement,
+                    rows: 0,
+                });
                 self.frame.extend_from_slice(line);
             }
             LineKind::CopyEnd => {
@@ -202,7 +216,7 @@ impl<S: FrameSink> Framer<S> {
         let sql = std::mem::replace(&mut self.frame, self.sink.buffer());
         let frame = RawFrame { seq: self.next_seq, sql, starts: self.starts.take(), ends_table_with_rows };
         self.next_seq += 1;
-        self.sink.send(frame).map_err(|()| FramerError::SinkStopped)
+        self.sink.send(frame).map_err(|SinkClosed| FramerError::SinkStopped)
     }
 }
 
@@ -214,7 +228,7 @@ mod tests {
     struct Collect(Vec<RawFrame>);
 
     impl FrameSink for &mut Collect {
-        fn send(&mut self, frame: RawFrame) -> Result<(), ()> {
+        fn send(&mut self, frame: RawFrame) -> Result<(), SinkClosed> {
             self.0.push(frame);
             Ok(())
         }
@@ -224,7 +238,8 @@ mod tests {
     }
 
     fn dump(rows: usize) -> String {
-        let mut d = String::from("SET a = 1;\nCREATE TABLE public.t (a int, b text);\nCOPY public.t (a, b) FROM stdin;\n");
+        let mut d =
+            String::from("SET a = 1;\nCREATE TABLE public.t (a int, b text);\nCOPY public.t (a, b) FROM stdin;\n");
         for i in 0..rows {
             d.push_str(&format!("{i}\t{}\n", "x".repeat(200)));
         }
@@ -251,9 +266,11 @@ mod tests {
             let joined: Vec<u8> = frames.iter().flat_map(|f| f.sql.clone()).collect();
             assert_eq!(joined, sql.as_bytes(), "chunk {chunk}");
             assert_eq!(summary.fingerprint.table("public", "t").unwrap().rows, 30_000);
-            let starts: Vec<String> = frames.iter().filter_map(|f| f.starts.as_ref()).map(|k| format!("{k:?}")).collect();
+            let starts: Vec<String> =
+                frames.iter().filter_map(|f| f.starts.as_ref()).map(|k| format!("{k:?}")).collect();
             assert_eq!(starts.len(), 5, "sql, t, sql, u, sql: {starts:?}");
-            let t_frames: Vec<&RawFrame> = frames.iter().skip(1).take_while(|f| f.starts.is_none() || f.seq == 1).collect();
+            let t_frames: Vec<&RawFrame> =
+                frames.iter().skip(1).take_while(|f| f.starts.is_none() || f.seq == 1).collect();
             assert!(t_frames.len() >= 3, "6 MB of rows span several frames");
             assert!(t_frames[0].sql.starts_with(b"COPY public.t (a, b) FROM stdin;\n"));
             assert!(t_frames.last().unwrap().sql.ends_with(b"\\.\n"));
@@ -285,10 +302,18 @@ mod tests {
             let (frames, summary) = frames_of(&sql, chunk);
             let joined: Vec<u8> = frames.iter().flat_map(|f| f.sql.clone()).collect();
             assert_eq!(joined, sql.as_bytes(), "chunk {chunk}");
-            let table = frames.iter().find(|f| matches!(f.starts, Some(SegmentKind::Copy { .. }))).expect("a table segment");
-            assert!(table.sql.starts_with(format!("{copy}\n").as_bytes()), "chunk {chunk}: {:?}", String::from_utf8_lossy(&table.sql));
+            let table =
+                frames.iter().find(|f| matches!(f.starts, Some(SegmentKind::Copy { .. }))).expect("a table segment");
+            assert!(
+                table.sql.starts_with(format!("{copy}\n").as_bytes()),
+                "chunk {chunk}: {:?}",
+                String::from_utf8_lossy(&table.sql)
+            );
             let Some(SegmentKind::Copy { schema, name, statement, .. }) = &table.starts else { unreachable!() };
-            assert_eq!((schema.as_str(), name.as_str(), statement.as_str()), ("evil\nschema", "COPY x (a) FROM stdin;", copy));
+            assert_eq!(
+                (schema.as_str(), name.as_str(), statement.as_str()),
+                ("evil\nschema", "COPY x (a) FROM stdin;", copy)
+            );
             assert!(frames[0].sql.ends_with(b"--\n\n"), "the comments before the COPY stay with the SQL");
             assert_eq!(summary.fingerprint.table("evil\nschema", "COPY x (a) FROM stdin;").unwrap().rows, 2);
         }
@@ -301,7 +326,7 @@ mod tests {
         let sql = format!("SET a = 1;\nCREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n{body}END\n$$;\nSELECT 1;\n-- PostgreSQL database dump complete\n");
         assert!(body.len() > FRAME_TARGET);
         let (frames, _) = frames_of(&sql, 4096);
-        let mut splitter = crate::sql::splitter::StatementSplitter::new();
+        let mut splitter = crate::domain::sql::splitter::StatementSplitter::new();
         let mut pieces = Vec::new();
         for frame in &frames {
             for line in frame.sql.split(|b| *b == b'\n').take(frame.sql.split(|b| *b == b'\n').count() - 1) {

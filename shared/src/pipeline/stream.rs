@@ -37,7 +37,7 @@ use crate::domain::fingerprint::DumpSummary;
 use crate::ports::{MultipartUpload, PartToUpload, StoreError, UploadedPart};
 
 use super::codec::{Codec, FrameCompressor};
-use super::framer::{FrameSink, Framer, FramerError, RawFrame};
+use super::framer::{FrameSink, Framer, FramerError, RawFrame, SinkClosed};
 use super::parts::{PartSizer, S3_MAX_PARTS};
 
 /// pg_dump's output is read in pieces of this size, with this many pieces queued ahead of the framer (beside
@@ -64,7 +64,13 @@ pub struct StreamSettings {
 impl StreamSettings {
     pub fn new(codec: Codec, level: i32) -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-        StreamSettings { codec, level, compressor_threads: cores.clamp(1, 4), part_sizer: PartSizer::default(), parts_in_flight: 2 }
+        StreamSettings {
+            codec,
+            level,
+            compressor_threads: cores.clamp(1, 4),
+            part_sizer: PartSizer::default(),
+            parts_in_flight: 2,
+        }
     }
 }
 
@@ -132,11 +138,18 @@ pub async fn stream_to_upload(
     let producer = tokio::task::spawn_blocking(move || produce_parts(source, settings, parts_tx, producer_progress));
     let uploaded = upload_parts(parts_rx, upload, settings.parts_in_flight, &progress).await;
 
-    let produced = producer.await.map_err(|e| StreamError::Internal(format!("the compressing thread panicked: {e}")))?;
+    let produced =
+        producer.await.map_err(|e| StreamError::Internal(format!("the compressing thread panicked: {e}")))?;
     // An upload failure makes the producer fail too (its channel closes); the upload's error is the cause.
     let parts = uploaded?;
     let produced = produced?;
-    Ok(StreamResult { summary: produced.summary, layout: produced.layout, stored_bytes: produced.stored_bytes, sha256: produced.sha256, parts })
+    Ok(StreamResult {
+        summary: produced.summary,
+        layout: produced.layout,
+        stored_bytes: produced.stored_bytes,
+        sha256: produced.sha256,
+        parts,
+    })
 }
 
 struct Produced {
@@ -198,7 +211,12 @@ fn produce_parts(
 type Chunk = (Vec<u8>, usize);
 
 /// Reads pg_dump's output into recycled buffers, ahead of the framer.
-fn read_chunks(mut source: Box<dyn Read + Send>, chunks: SyncSender<io::Result<Chunk>>, spent: Receiver<Vec<u8>>, progress: &Progress) {
+fn read_chunks(
+    mut source: Box<dyn Read + Send>,
+    chunks: SyncSender<io::Result<Chunk>>,
+    spent: Receiver<Vec<u8>>,
+    progress: &Progress,
+) {
     loop {
         let mut buffer = spent.try_recv().unwrap_or_else(|_| vec![0u8; READ_BUFFER]);
         let read = loop {
@@ -229,8 +247,8 @@ struct ToCompressors {
 }
 
 impl FrameSink for ToCompressors {
-    fn send(&mut self, frame: RawFrame) -> Result<(), ()> {
-        self.frames.send((frame.seq, Some(frame))).map_err(|_| ())
+    fn send(&mut self, frame: RawFrame) -> Result<(), SinkClosed> {
+        self.frames.send((frame.seq, Some(frame))).map_err(|_| SinkClosed)
     }
 
     fn buffer(&mut self) -> Vec<u8> {
@@ -274,7 +292,12 @@ struct Buffers {
 }
 
 /// A compressor thread: frames in, compressed frames out, in whatever order they finish.
-fn compress_frames(settings: StreamSettings, frames: Arc<Mutex<Receiver<NumberedFrame>>>, out: SyncSender<NumberedResult>, buffers: Buffers) {
+fn compress_frames(
+    settings: StreamSettings,
+    frames: Arc<Mutex<Receiver<NumberedFrame>>>,
+    out: SyncSender<NumberedResult>,
+    buffers: Buffers,
+) {
     let mut compressor = match FrameCompressor::new(settings.codec, settings.level) {
         Ok(c) => c,
         Err(e) => {
@@ -293,7 +316,12 @@ fn compress_frames(settings: StreamSettings, frames: Arc<Mutex<Receiver<Numbered
                 let compressed = compressor.compress(&frame.sql, &mut stored);
                 let raw_len = frame.sql.len() as u64;
                 let _ = buffers.spent_frames.try_send(frame.sql);
-                compressed.map(|()| Compressed::Frame { raw_len, starts: frame.starts, ends_table_with_rows: frame.ends_table_with_rows, stored })
+                compressed.map(|()| Compressed::Frame {
+                    raw_len,
+                    starts: frame.starts,
+                    ends_table_with_rows: frame.ends_table_with_rows,
+                    stored,
+                })
             }
         };
         let failed = result.is_err();
@@ -506,9 +534,14 @@ mod tests {
         let store = MemoryStore::default();
         let upload = store.create_multipart("k", "x").await.unwrap();
         let dump = big_dump();
-        let result = stream_to_upload(Box::new(std::io::Cursor::new(dump.clone())), upload.clone(), small_parts(), Arc::default())
-            .await
-            .unwrap();
+        let result = stream_to_upload(
+            Box::new(std::io::Cursor::new(dump.clone())),
+            upload.clone(),
+            small_parts(),
+            Arc::default(),
+        )
+        .await
+        .unwrap();
         assert!(result.parts.len() > 5, "{} parts", result.parts.len());
         assert_eq!(result.summary.fingerprint.table("public", "big").unwrap().rows, 20_000);
         upload.complete(result.parts.clone()).await.unwrap();
@@ -523,7 +556,9 @@ mod tests {
         let store = MemoryStore::default();
         let upload = store.create_multipart("k", "x").await.unwrap();
         let cut = DUMP[..40].to_vec();
-        let err = stream_to_upload(Box::new(std::io::Cursor::new(cut)), upload, small_parts(), Arc::default()).await.unwrap_err();
+        let err = stream_to_upload(Box::new(std::io::Cursor::new(cut)), upload, small_parts(), Arc::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, StreamError::Incomplete(_)), "{err}");
         assert!(store.object_bytes("k").is_none());
     }

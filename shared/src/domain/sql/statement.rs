@@ -51,12 +51,17 @@ pub fn is_data_statement(statement: &[u8]) -> bool {
     let text = text.trim();
     // pg_dump wraps large objects' contents in a transaction of their own.
     let transaction_control = text == "BEGIN;" || text == "COMMIT;";
-    transaction_control || DATA_PREFIXES.iter().any(|p| text.starts_with(p)) || copy_from_stdin(statement).is_some() || is_large_object_statement(text)
+    transaction_control
+        || DATA_PREFIXES.iter().any(|p| text.starts_with(p))
+        || copy_from_stdin(statement).is_some()
+        || is_large_object_statement(text)
 }
 
 /// Large objects' ownership, grants, comments and labels: dumped with their data, never with `--schema-only`.
 fn is_large_object_statement(text: &str) -> bool {
-    ["ALTER LARGE OBJECT ", "COMMENT ON LARGE OBJECT ", "SECURITY LABEL ON LARGE OBJECT "].iter().any(|p| text.starts_with(p))
+    ["ALTER LARGE OBJECT ", "COMMENT ON LARGE OBJECT ", "SECURITY LABEL ON LARGE OBJECT "]
+        .iter()
+        .any(|p| text.starts_with(p))
         || ((text.starts_with("GRANT ") || text.starts_with("REVOKE ")) && text.contains(" ON LARGE OBJECT "))
 }
 
@@ -184,14 +189,21 @@ mod tests {
         ] {
             assert!(is_data_statement(data.as_bytes()), "{data}");
         }
-        for schema in ["CREATE TABLE public.t (a int);", "GRANT SELECT ON TABLE public.t TO app;", "SELECT pg_catalog.set_config('search_path', '', false);"] {
+        for schema in [
+            "CREATE TABLE public.t (a int);",
+            "GRANT SELECT ON TABLE public.t TO app;",
+            "SELECT pg_catalog.set_config('search_path', '', false);",
+        ] {
             assert!(!is_data_statement(schema.as_bytes()), "{schema}");
         }
     }
 
     #[test]
     fn sequence_values_are_read_back_from_setval() {
-        assert_eq!(sequence_value(b"SELECT pg_catalog.setval('public.s', 42, true);"), Some(("public.s".into(), 42, true)));
+        assert_eq!(
+            sequence_value(b"SELECT pg_catalog.setval('public.s', 42, true);"),
+            Some(("public.s".into(), 42, true))
+        );
         assert_eq!(
             sequence_value(b"SELECT pg_catalog.setval('\"we''ird\".\"s, 1\"', -7, false);"),
             Some(("\"we'ird\".\"s, 1\"".into(), -7, false))
@@ -202,14 +214,26 @@ mod tests {
     fn post_data_statements_are_grouped_by_what_they_may_run_beside() {
         let index = |t: &str| PostDataKind::Index { table: t.replace('.', "\u{1f}") };
         assert_eq!(post_data_kind(b"CREATE INDEX i ON public.t USING btree (a);"), index("public.t"));
-        assert_eq!(post_data_kind(b"CREATE UNIQUE INDEX \"odd; name\" ON ONLY public.t USING btree (a);"), index("public.t"));
-        assert_eq!(post_data_kind(b"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);"), index("public.t"));
         assert_eq!(
-            post_data_kind(b"ALTER TABLE ONLY \"S\".\"T\"\n    ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES public.p(id);"),
+            post_data_kind(b"CREATE UNIQUE INDEX \"odd; name\" ON ONLY public.t USING btree (a);"),
+            index("public.t")
+        );
+        assert_eq!(
+            post_data_kind(b"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);"),
+            index("public.t")
+        );
+        assert_eq!(
+            post_data_kind(
+                b"ALTER TABLE ONLY \"S\".\"T\"\n    ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES public.p(id);"
+            ),
             PostDataKind::ForeignKey { table: "S\u{1f}T".into() }
         );
         assert_eq!(post_data_kind(b"COMMENT ON INDEX public.i IS 'x';"), PostDataKind::Annotation);
-        for barrier in ["CREATE TRIGGER tr AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION f();", "ALTER TABLE public.t OWNER TO app;", "GRANT ALL ON TABLE public.t TO app;"] {
+        for barrier in [
+            "CREATE TRIGGER tr AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION f();",
+            "ALTER TABLE public.t OWNER TO app;",
+            "GRANT ALL ON TABLE public.t TO app;",
+        ] {
             assert_eq!(post_data_kind(barrier.as_bytes()), PostDataKind::Barrier, "{barrier}");
         }
     }

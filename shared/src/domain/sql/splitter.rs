@@ -33,7 +33,9 @@ pub enum SqlError {
 enum Lex {
     Normal,
     /// `'…'`; `escapes` for `E'…'` (or every string while standard_conforming_strings is off).
-    Quote { escapes: bool },
+    Quote {
+        escapes: bool,
+    },
     DoubleQuote,
     Dollar(Vec<u8>),
     BlockComment(u32),
@@ -253,12 +255,15 @@ impl StatementSplitter {
         }
         let lower = |w: &[u8]| w.to_ascii_lowercase();
         let w = lower(word);
-        if matches!(w.as_slice(), b"create" | b"function" | b"procedure" | b"or" | b"replace") && self.identifier_count < 4 {
+        if matches!(w.as_slice(), b"create" | b"function" | b"procedure" | b"or" | b"replace")
+            && self.identifier_count < 4
+        {
             self.initials[self.identifier_count] = w[0];
         }
         self.identifier_count += 1;
         let i = self.initials;
-        let routine = i[0] == b'c' && (i[1] == b'f' || i[1] == b'p' || (i[1] == b'o' && i[2] == b'r' && (i[3] == b'f' || i[3] == b'p')));
+        let routine = i[0] == b'c'
+            && (i[1] == b'f' || i[1] == b'p' || (i[1] == b'o' && i[2] == b'r' && (i[3] == b'f' || i[3] == b'p')));
         if routine && self.paren_depth == 0 {
             match w.as_slice() {
                 b"begin" => self.begin_depth += 1,
@@ -275,7 +280,11 @@ impl StatementSplitter {
         self.begin_depth = 0;
         // psql lexes later strings by the setting the script sets (pg_dump writes it near the top).
         let text = String::from_utf8_lossy(statement).to_ascii_lowercase();
-        let words: Vec<&str> = text.trim_end_matches(';').split(|c: char| c.is_whitespace() || c == '=').filter(|w| !w.is_empty()).collect();
+        let words: Vec<&str> = text
+            .trim_end_matches(';')
+            .split(|c: char| c.is_whitespace() || c == '=')
+            .filter(|w| !w.is_empty())
+            .collect();
         if let ["set", "standard_conforming_strings", value] = words.as_slice() {
             self.standard_strings = !matches!(value.trim_matches('\''), "off" | "false" | "0");
         }
@@ -320,7 +329,16 @@ mod tests {
     #[test]
     fn plain_statements_comments_and_meta_commands() {
         let sql = "--\n-- PostgreSQL database dump\n--\n\\restrict abc\nSET a = 1; SET b = 2;\n\n-- Name: t; Type: TABLE\nCREATE TABLE t (\n    id integer\n);\n\\unrestrict abc\n";
-        assert_eq!(statements(sql), vec!["META \\restrict abc", "SET a = 1;", "SET b = 2;", "CREATE TABLE t (\n    id integer\n);", "META \\unrestrict abc"]);
+        assert_eq!(
+            statements(sql),
+            vec![
+                "META \\restrict abc",
+                "SET a = 1;",
+                "SET b = 2;",
+                "CREATE TABLE t (\n    id integer\n);",
+                "META \\unrestrict abc"
+            ]
+        );
     }
 
     #[test]
@@ -360,12 +378,24 @@ mod tests {
     #[test]
     fn without_standard_strings_every_string_takes_backslash_escapes() {
         let got = statements("SET standard_conforming_strings = off;\nSELECT 'a\\'; b';\nSET standard_conforming_strings = on;\nSELECT 'c\\'; SELECT 2;\n");
-        assert_eq!(got, vec!["SET standard_conforming_strings = off;", "SELECT 'a\\'; b';", "SET standard_conforming_strings = on;", "SELECT 'c\\';", "SELECT 2;"]);
+        assert_eq!(
+            got,
+            vec![
+                "SET standard_conforming_strings = off;",
+                "SELECT 'a\\'; b';",
+                "SET standard_conforming_strings = on;",
+                "SELECT 'c\\';",
+                "SELECT 2;"
+            ]
+        );
     }
 
     #[test]
     fn semicolons_in_parentheses_do_not_end_a_statement() {
-        assert_eq!(statements("CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2);\n"), vec!["CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2);"]);
+        assert_eq!(
+            statements("CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2);\n"),
+            vec!["CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2);"]
+        );
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! Unit tests of the monitor job on in-memory fakes: what it does when it cannot read what it judges (the
+//! catalog, a manifest, its own alert states) and when an alert cannot be published.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::adapters::memory::*;
+use crate::domain::{BackupId, BackupRecord, BackupStatus, ObjectRef, Trigger};
+use crate::jobs::test_support::{target, test_config, test_now};
+use crate::metrics::RecordingMetrics;
+use crate::pipeline::codec::Codec;
+
+struct World {
+    store: MemoryStore,
+    catalog: MemoryCatalog,
+    alerts: RecordingAlerts,
+    job: MonitorJob,
+}
+
+fn world() -> World {
+    let (store, catalog, alerts) = (MemoryStore::default(), MemoryCatalog::default(), RecordingAlerts::default());
+    let deps = MonitorDeps {
+        store: Arc::new(store.clone()),
+        catalog: Arc::new(catalog.clone()),
+        alerts: Arc::new(alerts.clone()),
+        clock: Arc::new(FixedClock::at(test_now())),
+        metrics: Arc::new(RecordingMetrics::default()),
+    };
+    World { store, catalog, alerts, job: MonitorJob::new(Arc::new(test_config(vec![target("orders")])), deps) }
+}
+
+/// A verified backup `hours_ago` hours before now whose manifest is at `manifest_key` (stored or not).
+async fn backup(w: &World, hours_ago: i64, manifest_key: &str) -> BackupRecord {
+    let at = test_now() - chrono::Duration::hours(hours_ago);
+    let mut record = BackupRecord::in_progress("orders", BackupId::new(at), Trigger::Schedule, "seed", at, Codec::Zstd);
+    record.status = BackupStatus::Completed;
+    record.finished_at = Some(at + chrono::Duration::minutes(5));
+    record.raw_bytes = 1000;
+    record.manifest = Some(ObjectRef { key: manifest_key.into(), version_id: None, size: 10, sha256: "0".repeat(64) });
+    w.catalog.create_backup(&record).await.unwrap();
+    record
+}
+
+async fn run(w: &World) -> TargetReport {
+    w.job.run(&MonitorRequest { target: None, alert: true }).await.unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn an_unreadable_catalog_is_an_error_not_a_healthy_target() {
+    let w = world();
+    w.catalog.faults.fail("recent_backups");
+    let report = run(&w).await;
+    assert!(report.error.as_deref().is_some_and(|e| e.contains("cannot read the backup records")), "{report:?}");
+    assert_eq!(report.severity(), Some(Severity::Critical));
+    assert_eq!(plugin_code(&report), 3, "UNKNOWN to a monitoring plugin");
+    let handled = crate::app::handle_monitor_event(&w.job, &serde_json::json!({})).await.unwrap_err();
+    assert_eq!(handled.error_type, crate::app::ErrorType::MonitorFailed);
+}
+
+#[tokio::test]
+async fn an_unreadable_manifest_warns_and_alerts_once() {
+    let w = world();
+    backup(&w, 30, "orders/a.manifest.json").await;
+    backup(&w, 6, "orders/b.manifest.json").await;
+    w.store.put_object("orders/a.manifest.json", Bytes::from_static(b"{}"), "application/json").await.unwrap();
+    let report = run(&w).await;
+    let tables = report.health.as_ref().unwrap().checks.iter().find(|c| c.check.as_str() == "tables_shrank").unwrap();
+    assert_eq!(tables.severity, Some(Severity::Warning), "{tables:?}");
+    assert!(tables.summary.contains("cannot be read"), "{}", tables.summary);
+    assert_eq!(
+        w.alerts.sent().iter().filter(|a| a.body.contains("cannot be read")).count(),
+        1,
+        "{:?}",
+        w.alerts.sent()
+    );
+}
+
+/// Without its alert states every bad check alerts as new, every run: a repeated page rather than a silent one.
+#[tokio::test]
+async fn unreadable_alert_states_alert_again_rather_than_stay_silent() {
+    let w = world();
+    w.catalog.faults.fail("alert_states");
+    let first = run(&w).await.alerts_sent.len();
+    let second = run(&w).await.alerts_sent.len();
+    assert!(first > 0 && second == first, "{first} then {second}");
+}
+
+/// An alert that could not be published is not recorded as sent: the next run sends it.
+#[tokio::test]
+async fn an_alert_that_could_not_be_published_is_sent_by_the_next_run() {
+    let w = world();
+    w.alerts.faults.fail("Publish");
+    assert!(run(&w).await.alerts_sent.is_empty());
+    w.alerts.faults.heal("Publish");
+    let retried = run(&w).await.alerts_sent;
+    assert!(!retried.is_empty(), "the critical checks alert now");
+    assert!(run(&w).await.alerts_sent.is_empty(), "and then hold (cooldown), as usual");
+}

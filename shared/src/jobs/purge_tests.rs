@@ -1,0 +1,161 @@
+//! Unit tests of the purge job on in-memory fakes: a backup a drill is reading survives the run that would drop
+//! it, and every way a purge is stopped (another purge's lease, an unreadable catalog, a record that cannot be
+//! marked) deletes nothing it should not and says so.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::adapters::memory::*;
+use crate::domain::drill::DrillRecord;
+use crate::domain::retention::RetentionPolicy;
+use crate::domain::{BackupId, BackupRecord, BackupStatus, ObjectRef, Trigger};
+use crate::jobs::test_support::{target, test_config, test_now};
+use crate::metrics::RecordingMetrics;
+use crate::pipeline::codec::Codec;
+
+struct World {
+    store: MemoryStore,
+    catalog: MemoryCatalog,
+    alerts: RecordingAlerts,
+    job: PurgeJob,
+}
+
+/// One target keeping the newest backup of each of the last 2 days (at least 2), deleting up to all of the rest.
+fn world() -> World {
+    let mut orders = target("orders");
+    orders.retention = RetentionPolicy {
+        daily: 2,
+        weekly: 0,
+        monthly: 0,
+        yearly: 0,
+        min_keep: 2,
+        max_delete_fraction: 1.0,
+        ..Default::default()
+    };
+    let (store, catalog, alerts) = (MemoryStore::default(), MemoryCatalog::default(), RecordingAlerts::default());
+    let deps = PurgeDeps {
+        store: Arc::new(store.clone()),
+        catalog: Arc::new(catalog.clone()),
+        alerts: Arc::new(alerts.clone()),
+        clock: Arc::new(FixedClock::at(test_now())),
+        metrics: Arc::new(RecordingMetrics::default()),
+    };
+    World { store, catalog, alerts, job: PurgeJob::new(Arc::new(test_config(vec![orders])), deps) }
+}
+
+/// A completed backup from `days_ago` days before now, its dump stored under its own key prefix.
+async fn backup(w: &World, days_ago: i64) -> BackupRecord {
+    let at = test_now() - chrono::Duration::days(days_ago);
+    let mut record = BackupRecord::in_progress("orders", BackupId::new(at), Trigger::Schedule, "seed", at, Codec::Zstd);
+    let key = format!("{}sql.zst", attempt_prefix(&record, ""));
+    let stored = w.store.put_object(&key, Bytes::from_static(b"dump"), "application/zstd").await.unwrap();
+    record.dump = Some(ObjectRef { key: stored.key, version_id: stored.version_id, size: 4, sha256: "0".repeat(64) });
+    record.status = BackupStatus::Completed;
+    record.finished_at = Some(at + chrono::Duration::minutes(5));
+    w.catalog.create_backup(&record).await.unwrap();
+    record
+}
+
+async fn purge(w: &World) -> TargetPurge {
+    let request = PurgeRequest {
+        target: None,
+        force: false,
+        dry_run: false,
+        trigger: Trigger::Schedule,
+        request_id: "req".into(),
+    };
+    w.job.run(&request).await.unwrap().remove(0)
+}
+
+fn status_of(w: &World, record: &BackupRecord) -> BackupStatus {
+    w.catalog.backups().into_iter().find(|b| b.backup_id == record.backup_id).unwrap().status
+}
+
+fn has_objects(w: &World, record: &BackupRecord) -> bool {
+    w.store.object_bytes(&record.dump.as_ref().unwrap().key).is_some()
+}
+
+#[tokio::test]
+async fn a_backup_a_drill_is_reading_survives_the_purge_that_drops_it() {
+    let w = world();
+    let (_, _, dropped, drilled) = (backup(&w, 1).await, backup(&w, 2).await, backup(&w, 3).await, backup(&w, 4).await);
+    let drill = DrillRecord::new("orders", drilled.backup_id.clone(), test_now());
+    w.catalog.create_drill(&drill).await.unwrap();
+
+    let result = purge(&w).await;
+    assert_eq!(status_of(&w, &dropped), BackupStatus::Purged);
+    assert!(!has_objects(&w, &dropped));
+    assert_eq!(status_of(&w, &drilled), BackupStatus::Completed, "{result:?}");
+    assert!(has_objects(&w, &drilled));
+    let step = result.steps.iter().find(|s| s.backup_id.as_ref() == Some(&drilled.backup_id)).unwrap();
+    assert!(step.reasons.iter().any(|r| r.contains("being verified by a restore drill")), "{step:?}");
+    assert!(w.alerts.sent().is_empty(), "a kept backup is not a problem: {:?}", w.alerts.sent());
+}
+
+#[tokio::test]
+async fn another_purge_holding_the_lease_stops_this_one_quietly() {
+    let w = world();
+    let old = backup(&w, 5).await;
+    let (_, _) = (backup(&w, 1).await, backup(&w, 2).await);
+    let now = test_now();
+    let lease = LeaseRequest {
+        target: "orders".into(),
+        job: Job::Purge,
+        owner: "other-purge".into(),
+        now,
+        expires_at: now + chrono::Duration::hours(1),
+    };
+    assert_eq!(w.catalog.acquire_lease(&lease).await.unwrap(), LeaseOutcome::Acquired);
+
+    let result = purge(&w).await;
+    assert!(result.lease_held && result.skipped.as_deref().is_some_and(|s| s.contains("other-purge")), "{result:?}");
+    assert_eq!(status_of(&w, &old), BackupStatus::Completed);
+    assert!(has_objects(&w, &old));
+    assert!(w.alerts.sent().is_empty(), "another purge at work is not alerted");
+    assert_eq!(w.catalog.lease_holder("orders", Job::Purge).as_deref(), Some("other-purge"), "its lease stays");
+}
+
+/// Without the records, the drills or the lease, nothing can be decided safely: nothing is deleted, and one
+/// alert says the purge did not run and why.
+#[tokio::test]
+async fn an_unreadable_catalog_deletes_nothing_and_alerts() {
+    for failing in ["acquire_lease", "recent_backups", "recent_drills"] {
+        let w = world();
+        let old = backup(&w, 5).await;
+        let (_, _) = (backup(&w, 1).await, backup(&w, 2).await);
+        w.catalog.faults.fail(failing);
+        let result = purge(&w).await;
+        assert!(result.skipped.is_some() && !result.lease_held, "{failing}: {result:?}");
+        assert!(result.steps.is_empty(), "{failing}: {result:?}");
+        assert_eq!(status_of(&w, &old), BackupStatus::Completed, "{failing}");
+        assert!(has_objects(&w, &old), "{failing}");
+        let alerts = w.alerts.sent();
+        assert_eq!(alerts.len(), 1, "{failing}: {alerts:?}");
+        assert!(alerts[0].body.contains("injected failure"), "{failing}: {}", alerts[0].body);
+        assert_eq!(w.catalog.lease_holder("orders", Job::Purge), None, "{failing}: the lease is released");
+    }
+}
+
+/// A record that cannot be marked `purging` keeps its objects (marking comes first, so a record never claims
+/// objects that are gone), and the step's error reaches an alert; the next run tries again.
+#[tokio::test]
+async fn a_record_that_cannot_be_marked_keeps_its_objects_and_alerts() {
+    let w = world();
+    let old = backup(&w, 5).await;
+    let (_, _) = (backup(&w, 1).await, backup(&w, 2).await);
+    w.catalog.fail_updates_to(BackupStatus::Purging);
+    let result = purge(&w).await;
+    let step = result.steps.iter().find(|s| s.backup_id.as_ref() == Some(&old.backup_id)).unwrap();
+    assert!(step.error.as_deref().is_some_and(|e| e.contains("nothing deleted")), "{step:?}");
+    assert_eq!(status_of(&w, &old), BackupStatus::Completed);
+    assert!(has_objects(&w, &old));
+    assert_eq!(w.alerts.sent().len(), 1);
+
+    // The next run, with the catalog back, finishes it.
+    w.catalog.heal_updates();
+    purge(&w).await;
+    assert_eq!(status_of(&w, &old), BackupStatus::Purged);
+    assert!(!has_objects(&w, &old));
+}
