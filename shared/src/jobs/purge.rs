@@ -31,7 +31,7 @@ use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::ports::*;
 
 use super::alerts::subject_line;
-use super::kernel::{select_targets, UnknownTarget};
+use super::kernel::{publish_or_warn, select_targets, UnknownTarget};
 
 /// An upload older than this cannot belong to a running backup (Lambda stops at 15 minutes; the CLI's
 /// longest backups take hours, not a day).
@@ -60,14 +60,82 @@ pub struct PurgeRequest {
     pub request_id: String,
 }
 
+/// What purge did (or, in a dry run, would do) to one backup or upload: retention's [`Action`] for backups, and
+/// aborting a multipart upload nobody finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepAction {
+    Keep,
+    Delete,
+    CleanUp,
+    Finish,
+    Skip,
+    AbortUpload,
+}
+
+impl StepAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepAction::Keep => "keep",
+            StepAction::Delete => "delete",
+            StepAction::CleanUp => "clean_up",
+            StepAction::Finish => "finish",
+            StepAction::Skip => "skip",
+            StepAction::AbortUpload => "abort_upload",
+        }
+    }
+}
+
+impl From<Action> for StepAction {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Keep => StepAction::Keep,
+            Action::Delete => StepAction::Delete,
+            Action::CleanUp => StepAction::CleanUp,
+            Action::Finish => StepAction::Finish,
+            Action::Skip => StepAction::Skip,
+        }
+    }
+}
+
+/// Compares with the name the JSON report uses (`step.action == "delete"`).
+impl PartialEq<&str> for StepAction {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+/// Why carrying out one step failed; the step records it and the next run retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("could not mark the record purging (nothing deleted): {0}")]
+    MarkPurging(#[source] CatalogError),
+    #[error("cannot list the objects under {prefix}: {source}")]
+    List { prefix: String, source: StoreError },
+    #[error("deleting {key} failed: {source}")]
+    Delete { key: String, source: StoreError },
+    #[error("objects deleted, but the record could not be marked purged (the next run finishes it): {0}")]
+    MarkPurged(#[source] CatalogError),
+}
+
+/// Why nothing could be decided for a target (nothing was done).
+#[derive(Debug, thiserror::Error)]
+pub enum NotDecided {
+    #[error("cannot read the backup records: {0}")]
+    Records(#[source] CatalogError),
+    #[error("the target has {MAX_RECORDS} or more backup records; purge refuses to decide on a partial list")]
+    TooManyRecords,
+    #[error("cannot read the drills: {0}")]
+    Drills(#[source] CatalogError),
+}
+
 /// What happened to one backup (or upload), for the report and the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PurgeStep {
     pub backup_id: Option<BackupId>,
     pub status: Option<BackupStatus>,
     pub started_at: Option<DateTime<Utc>>,
-    /// `keep`, `delete`, `clean_up`, `finish`, `skip`, `abort_upload`.
-    pub action: String,
+    pub action: StepAction,
     pub reasons: Vec<String>,
     /// Object versions deleted (or, in a dry run, that would be).
     pub versions: usize,
@@ -93,7 +161,7 @@ pub struct TargetPurge {
 }
 
 impl TargetPurge {
-    fn count(&self, action: &str) -> usize {
+    fn count(&self, action: StepAction) -> usize {
         self.steps.iter().filter(|s| s.action == action).count()
     }
 
@@ -114,11 +182,11 @@ impl TargetPurge {
         let verb = if self.dry_run { "would delete" } else { "deleted" };
         let mut text = format!(
             "{verb} {} backup(s), kept {}, failed-backup leftovers {}, interrupted purges finished {}, abandoned uploads {}",
-            self.count("delete"),
-            self.count("keep"),
-            self.count("clean_up"),
-            self.count("finish"),
-            self.count("abort_upload"),
+            self.count(StepAction::Delete),
+            self.count(StepAction::Keep),
+            self.count(StepAction::CleanUp),
+            self.count(StepAction::Finish),
+            self.count(StepAction::AbortUpload),
         );
         if !self.errors().is_empty() {
             text.push_str(&format!("; {} step(s) FAILED", self.errors().len()));
@@ -139,10 +207,10 @@ pub trait PurgeEffects: Send + Sync {
     async fn take_lease(&self, lease: &LeaseRequest) -> Result<LeaseOutcome, CatalogError>;
     async fn release_lease(&self, target: &str, owner: &str) -> Result<(), CatalogError>;
     /// Moves the record to `purging`, only if its stored status is still the one it was read with.
-    async fn mark_purging(&self, record: &BackupRecord) -> Result<(), String>;
-    async fn delete_version(&self, version: &StoredVersion) -> Result<(), String>;
-    async fn mark_purged(&self, record: &BackupRecord) -> Result<(), String>;
-    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), String>;
+    async fn mark_purging(&self, record: &BackupRecord) -> Result<(), CatalogError>;
+    async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError>;
+    async fn mark_purged(&self, record: &BackupRecord) -> Result<(), CatalogError>;
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError>;
     /// A target's outcome: its metrics line and, when something needs a person, its alert.
     async fn report(&self, metrics: &str, alert: Option<Alert>);
     async fn record_run(&self, run: &RunRecord);
@@ -166,32 +234,30 @@ impl PurgeEffects for LiveEffects {
         self.catalog.release_lease(target, Job::Purge, owner).await
     }
 
-    async fn mark_purging(&self, record: &BackupRecord) -> Result<(), String> {
+    async fn mark_purging(&self, record: &BackupRecord) -> Result<(), CatalogError> {
         let mut purging = record.clone();
         purging.status = BackupStatus::Purging;
-        self.catalog.update_backup(&purging, record.status).await.map_err(|e| e.to_string())
+        self.catalog.update_backup(&purging, record.status).await
     }
 
-    async fn delete_version(&self, version: &StoredVersion) -> Result<(), String> {
-        self.store.delete_version(version).await.map_err(|e| e.to_string())
+    async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
+        self.store.delete_version(version).await
     }
 
-    async fn mark_purged(&self, record: &BackupRecord) -> Result<(), String> {
+    async fn mark_purged(&self, record: &BackupRecord) -> Result<(), CatalogError> {
         let mut purged = record.clone();
         purged.status = BackupStatus::Purged;
-        self.catalog.update_backup(&purged, BackupStatus::Purging).await.map_err(|e| e.to_string())
+        self.catalog.update_backup(&purged, BackupStatus::Purging).await
     }
 
-    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), String> {
-        self.store.abort_upload(upload).await.map_err(|e| e.to_string())
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+        self.store.abort_upload(upload).await
     }
 
     async fn report(&self, metrics: &str, alert: Option<Alert>) {
         self.metrics.emit(metrics);
         if let Some(alert) = alert {
-            if let Err(e) = self.alerts.publish(&alert).await {
-                warn!(error = %e, "could not publish the purge alert");
-            }
+            publish_or_warn(self.alerts.as_ref(), &alert).await;
         }
     }
 
@@ -214,16 +280,16 @@ impl PurgeEffects for PlanOnly {
     async fn release_lease(&self, _: &str, _: &str) -> Result<(), CatalogError> {
         Ok(())
     }
-    async fn mark_purging(&self, _: &BackupRecord) -> Result<(), String> {
+    async fn mark_purging(&self, _: &BackupRecord) -> Result<(), CatalogError> {
         Ok(())
     }
-    async fn delete_version(&self, _: &StoredVersion) -> Result<(), String> {
+    async fn delete_version(&self, _: &StoredVersion) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn mark_purged(&self, _: &BackupRecord) -> Result<(), String> {
+    async fn mark_purged(&self, _: &BackupRecord) -> Result<(), CatalogError> {
         Ok(())
     }
-    async fn abort_upload(&self, _: &OpenUpload) -> Result<(), String> {
+    async fn abort_upload(&self, _: &OpenUpload) -> Result<(), StoreError> {
         Ok(())
     }
     async fn report(&self, _: &str, _: Option<Alert>) {}
@@ -305,7 +371,7 @@ impl PurgeJob {
             }
         }
         if let Err(why) = self.apply_policy(target, request, effects, &mut result).await {
-            result.skipped = Some(why);
+            result.skipped = Some(why.to_string());
         }
         if let Err(e) = effects.release_lease(&target.name, run_id).await {
             warn!(error = %e, "could not release the purge lease; it expires by itself");
@@ -320,24 +386,12 @@ impl PurgeJob {
         request: &PurgeRequest,
         effects: &dyn PurgeEffects,
         result: &mut TargetPurge,
-    ) -> Result<(), String> {
-        let records = self
-            .deps
-            .catalog
-            .recent_backups(&target.name, MAX_RECORDS)
-            .await
-            .map_err(|e| format!("cannot read the backup records: {e}"))?;
+    ) -> Result<(), NotDecided> {
+        let records = self.deps.catalog.recent_backups(&target.name, MAX_RECORDS).await.map_err(NotDecided::Records)?;
         if records.len() >= MAX_RECORDS {
-            return Err(format!(
-                "the target has {MAX_RECORDS} or more backup records; purge refuses to decide on a partial list"
-            ));
+            return Err(NotDecided::TooManyRecords);
         }
-        let drills = self
-            .deps
-            .catalog
-            .recent_drills(&target.name, 100)
-            .await
-            .map_err(|e| format!("cannot read the drills: {e}"))?;
+        let drills = self.deps.catalog.recent_drills(&target.name, 100).await.map_err(NotDecided::Drills)?;
         let being_verified: BTreeSet<BackupId> =
             drills.into_iter().filter(|d| d.phase != DrillPhase::Done).map(|d| d.backup_id).collect();
         let now = self.deps.clock.now();
@@ -352,7 +406,7 @@ impl PurgeJob {
                 backup_id: Some(decision.backup_id.clone()),
                 status: Some(decision.status),
                 started_at: Some(decision.started_at),
-                action: decision.action.as_str().into(),
+                action: decision.action.into(),
                 reasons: decision.reasons.clone(),
                 versions: 0,
                 error: None,
@@ -367,7 +421,7 @@ impl PurgeJob {
                 Ok(versions) => step.versions = versions,
                 Err(e) => {
                     warn!(backup_id = %decision.backup_id, error = %e, "purge step failed");
-                    step.error = Some(e);
+                    step.error = Some(e.to_string());
                 }
             }
             result.steps.push(step);
@@ -383,33 +437,31 @@ impl PurgeJob {
         record: &BackupRecord,
         effects: &dyn PurgeEffects,
         mark_first: bool,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, StepError> {
         if mark_first {
-            effects
-                .mark_purging(record)
-                .await
-                .map_err(|e| format!("could not mark the record purging (nothing deleted): {e}"))?;
+            effects.mark_purging(record).await.map_err(StepError::MarkPurging)?;
         }
         let deleted = self.delete_objects(record, effects).await?;
         let mut purging = record.clone();
         purging.status = BackupStatus::Purging;
-        effects.mark_purged(&purging).await.map_err(|e| {
-            format!("objects deleted, but the record could not be marked purged (the next run finishes it): {e}")
-        })?;
+        effects.mark_purged(&purging).await.map_err(StepError::MarkPurged)?;
         Ok(deleted)
     }
 
     /// Deletes every version (and delete marker) under the backup's own key prefix.
-    async fn delete_objects(&self, record: &BackupRecord, effects: &dyn PurgeEffects) -> Result<usize, String> {
+    async fn delete_objects(&self, record: &BackupRecord, effects: &dyn PurgeEffects) -> Result<usize, StepError> {
         let prefix = attempt_prefix(record, &self.config.key_prefix);
         let versions = self
             .deps
             .store
             .versions(&prefix)
             .await
-            .map_err(|e| format!("cannot list the objects under {prefix}: {e}"))?;
+            .map_err(|source| StepError::List { prefix: prefix.clone(), source })?;
         for version in &versions {
-            effects.delete_version(version).await.map_err(|e| format!("deleting {} failed: {e}", version.key))?;
+            effects
+                .delete_version(version)
+                .await
+                .map_err(|source| StepError::Delete { key: version.key.clone(), source })?;
         }
         Ok(versions.len())
     }
@@ -438,7 +490,7 @@ impl PurgeJob {
             let Some(initiated) = upload.initiated.filter(|t| now - *t > ABANDONED_UPLOAD_AGE) else { continue };
             let reason =
                 format!("multipart upload of {} started {} and never finished", upload.key, initiated.to_rfc3339());
-            let error = effects.abort_upload(&upload).await.err();
+            let error = effects.abort_upload(&upload).await.err().map(|e| e.to_string());
             result.steps.push(upload_step(Some(&upload), vec![reason], error));
         }
     }
@@ -449,8 +501,12 @@ impl PurgeJob {
             self.deps.clock.now(),
             &[("Target", target.name.as_str())],
             &[
-                ("PurgeDeletedBackups", Unit::Count, (result.count("delete") + result.count("finish")) as f64),
-                ("PurgeKeptBackups", Unit::Count, result.count("keep") as f64),
+                (
+                    "PurgeDeletedBackups",
+                    Unit::Count,
+                    (result.count(StepAction::Delete) + result.count(StepAction::Finish)) as f64,
+                ),
+                ("PurgeKeptBackups", Unit::Count, result.count(StepAction::Keep) as f64),
                 ("PurgeErrors", Unit::Count, (result.errors().len() + usize::from(result.skipped.is_some())) as f64),
             ],
         );
@@ -519,12 +575,12 @@ pub fn render(results: &[TargetPurge]) -> String {
                 (Some(id), Some(status)) => format!("{id} ({status})"),
                 _ => "upload".to_string(),
             };
-            let verb = match (step.action.as_str(), r.dry_run) {
-                ("delete", true) => "would delete".to_string(),
-                ("clean_up", true) | ("finish", true) | ("abort_upload", true) => {
-                    format!("would {}", step.action.replace('_', " "))
+            let name = step.action.as_str().replace('_', " ");
+            let verb = match (step.action, r.dry_run) {
+                (StepAction::Delete | StepAction::CleanUp | StepAction::Finish | StepAction::AbortUpload, true) => {
+                    format!("would {name}")
                 }
-                (action, _) => action.replace('_', " "),
+                _ => name,
             };
             let versions =
                 if step.versions > 0 { format!(" [{} object version(s)]", step.versions) } else { String::new() };
@@ -555,7 +611,7 @@ fn upload_step(upload: Option<&OpenUpload>, reasons: Vec<String>, error: Option<
         backup_id: None,
         status: None,
         started_at: upload.and_then(|u| u.initiated),
-        action: "abort_upload".into(),
+        action: StepAction::AbortUpload,
         reasons,
         versions: 0,
         error,
