@@ -59,12 +59,13 @@ struct Monitor {
 }
 
 impl Monitor {
-    /// Runs the monitor `hours` after `t0` and returns what SNS delivered.
+    /// Runs the monitor `hours` after `t0` and returns every alert the run published (exactly `expected`).
     async fn at(&self, t0: DateTime<Utc>, hours: i64, expected: usize) -> (TargetReport, Vec<DeliveredAlert>) {
         *self.clock.0.lock().unwrap() = t0 + Span::hours(hours);
         let report = self.job.run(&MonitorRequest { target: None, alert: true }).await.unwrap().remove(0);
-        let wait = if expected == 0 { Duration::from_secs(2) } else { Duration::from_secs(10) };
-        (report, self.aws.alerts(expected, wait).await)
+        let alerts = self.aws.alerts_until_now().await;
+        assert_eq!(alerts.len(), expected, "{hours} h after the backup: {alerts:?}");
+        (report, alerts)
     }
 }
 
@@ -146,10 +147,7 @@ async fn a_target_without_any_backup_is_critical_and_alerts() {
 
     let quiet = job.run(&MonitorRequest { target: Some(TARGET.into()), alert: false }).await.unwrap();
     assert_eq!(quiet[0].severity(), Some(Severity::Critical));
-    assert!(
-        aws.alerts(0, Duration::from_secs(2)).await.is_empty(),
-        "evaluating without alerting (backstop check) sends nothing"
-    );
+    assert!(aws.alerts_until_now().await.is_empty(), "evaluating without alerting (backstop check) sends nothing");
 }
 
 /// `backstop check` and `backstop purge --dry-run` as an operator (or Nagios) runs them.
@@ -208,9 +206,19 @@ async fn the_cli_check_speaks_monitoring_plugin_exit_codes() {
     assert!(stdout.starts_with("BACKSTOP WARNING - ledger: "), "{stdout}");
 
     verified_backup(&catalog, Utc::now() - Span::hours(30)).await;
+    let before = catalog.recent_backups(TARGET, 10).await.unwrap();
     let (code, stdout) = run(&["purge", "--dry-run"]);
     assert_eq!(code, Some(0), "{stdout}");
-    assert!(stdout.contains("dry run: nothing was changed") && stdout.contains("keep"), "{stdout}");
+    assert!(stdout.contains("dry run: nothing was changed"), "{stdout}");
+    // Each backup with what a real purge would do: keep the verified ones, clean up the failed one's leftovers.
+    for record in &before {
+        let verb = if record.status == BackupStatus::Failed { "would clean up" } else { "keep" };
+        let line = stdout.lines().find(|l| l.contains(record.backup_id.as_str())).unwrap_or_else(|| panic!("{stdout}"));
+        assert!(line.trim_start().starts_with(verb), "{} ({}): {line}", record.backup_id, record.status);
+    }
+    // And it did nothing: the records as they were, no alert.
+    assert_eq!(catalog.recent_backups(TARGET, 10).await.unwrap(), before);
+    assert!(aws.alerts_until_now().await.is_empty(), "a dry run sends nothing");
     assert_eq!(run(&["check", "--target", "nope"]).0, Some(3), "an unknown target is UNKNOWN");
 }
 

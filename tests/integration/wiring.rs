@@ -390,14 +390,11 @@ async fn rds_paths(log: &CallLog) {
     net.foreign_instance(&source, &[]).await;
     let at = PointInTimeRestores::latest_restorable_time(&scratch, &source).await.unwrap().unwrap_or_else(Utc::now);
     let copy = scratch.restore(&source, at, &net.drill("pitr"), crate::rds_scratch::in_an_hour()).await.unwrap();
-    for _ in 0..60 {
-        let state =
-            PointInTimeRestores::poll(&scratch, &copy, "app", SecretString::from("source-password")).await.unwrap();
-        if matches!(state, ScratchState::Ready(_)) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    // Polled until Ready, or the test fails: the calls of the ready path must be among those recorded.
+    crate::rds_scratch::until_ready(|| {
+        PointInTimeRestores::poll(&scratch, &copy, "app", SecretString::from("source-password"))
+    })
+    .await;
     PointInTimeRestores::destroy(&scratch, &copy).await.unwrap();
 }
 

@@ -157,6 +157,25 @@ impl AwsFixture {
         out.uploads.unwrap_or_default().into_iter().filter_map(|u| u.key).collect()
     }
 
+    /// Every alert published before this call, and only those: publishes a marker to the topic and reads until
+    /// the marker arrives (SNS delivers to the queue in order on the emulator). So "no alert" means none was
+    /// published, not that none arrived within a poll; and a delivery path that delivers nothing fails here.
+    pub async fn alerts_until_now(&self) -> Vec<DeliveredAlert> {
+        let marker = format!("backstop-test-marker-{}", uuid::Uuid::new_v4());
+        self.clients.sns.publish().topic_arn(&self.topic_arn).subject(&marker).message("marker").send().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut before = Vec::new();
+        while Instant::now() < deadline {
+            for alert in self.alerts(0, Duration::from_secs(1)).await {
+                if alert.subject == marker {
+                    return before;
+                }
+                before.push(alert);
+            }
+        }
+        panic!("the marker published to {} never reached the queue: the alert delivery path is broken", self.topic_arn);
+    }
+
     /// Alerts delivered so far: polls until `expected` arrived (or `wait` passed), then drains what else came.
     pub async fn alerts(&self, expected: usize, wait: Duration) -> Vec<DeliveredAlert> {
         let deadline = Instant::now() + wait;
