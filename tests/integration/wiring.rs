@@ -21,7 +21,7 @@ use backstop::jobs::monitor::MonitorRequest;
 use backstop::jobs::purge::{PurgeDeps, PurgeJob, PurgeRequest};
 use backstop::jobs::verify::VerifyRequest;
 use backstop::metrics::NoMetrics;
-use backstop::ports::{ObjectStore, PointInTimeRestores, ScratchDatabases, ScratchState};
+use backstop::ports::{ObjectStore, PointInTimeRestores, ScratchDatabases};
 use backstop_tests::aws::AwsFixture;
 use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
 use chrono::{Duration as Span, Utc};
