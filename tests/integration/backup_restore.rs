@@ -1,5 +1,6 @@
 //! A backup restores, with the runbook's commands and no Backstop, into a brand-new server, and the restored
-//! database yields the fingerprint recorded in the manifest.
+//! database yields the fingerprint recorded in the manifest; so does the manifest's `restore_hint`, run as
+//! written (the AWS CLI against the emulator, `sha256sum -c`, psql).
 
 use backstop::domain::{BackupStatus, TargetOutcome};
 use backstop::pipeline::codec::Codec;
@@ -57,6 +58,24 @@ async fn a_backup_restores_with_the_runbook_commands_into_a_new_server_with_the_
 
         let restored = fingerprint(&fresh.dump("restored"));
         assert_eq!(restored.fingerprint, manifest.fingerprint, "{codec:?}: the restored copy matches the manifest");
+
+        // The manifest's own restore_hint, as written, with the AWS CLI against the emulator: the version ids it
+        // names, `sha256sum -c` of both files, the roles, and the all-or-nothing restore into a new database.
+        let work = tempfile::tempdir().unwrap();
+        let aws_cli = backstop_tests::repo_root().join(".venv/bin");
+        let hint = manifest.restore_hint.replace("NEW_DB", "from_hint");
+        let ran = fresh.shell(&format!(
+            "export PATH='{}':\"$PATH\" AWS_ENDPOINT_URL='{}' AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+             AWS_DEFAULT_REGION=us-east-1 && cd '{}' && {hint}",
+            aws_cli.display(),
+            aws.endpoint,
+            work.path().display()
+        ));
+        let stdout = String::from_utf8_lossy(&ran.stdout);
+        assert!(ran.status.success(), "{codec:?}: {hint}\n{stdout}\n{}", String::from_utf8_lossy(&ran.stderr));
+        assert_eq!(stdout.matches(": OK").count(), 2, "sha256sum -c checked both files: {stdout}");
+        let from_hint = fingerprint(&fresh.dump("from_hint"));
+        assert_eq!(from_hint.fingerprint, manifest.fingerprint, "{codec:?}: the hint's restore matches the manifest");
     }
 }
 
