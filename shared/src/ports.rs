@@ -20,6 +20,45 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 // ---------------------------------------------------------------- object store
 
+/// What kind of failure a call to a service met, for decisions and hints upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsErrorKind {
+    /// Too many requests: a later try may succeed.
+    Throttled,
+    /// The caller may not (IAM, a key policy, expired credentials): a person must change a permission.
+    Denied,
+    /// The resource is not there.
+    NotFound,
+    /// A condition failed or the resource is busy: another writer got there first.
+    Conflict,
+    Other,
+}
+
+/// A failed call to a service: what kind of failure, the service's error code, and the text for people. The
+/// adapters keep it as their errors' source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text}")]
+pub struct ServiceFailure {
+    pub kind: AwsErrorKind,
+    /// The service's error code (`AccessDenied`, `ThrottlingException`, …), when it answered.
+    pub code: Option<String>,
+    pub text: String,
+}
+
+impl ServiceFailure {
+    /// The kind of the service failure somewhere in `error`'s chain of sources, if one is there.
+    pub fn kind_in(error: &(dyn std::error::Error + 'static)) -> Option<AwsErrorKind> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(failure) = e.downcast_ref::<ServiceFailure>() {
+                return Some(failure.kind);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} on s3 object {key:?} failed: {source}")]
 pub struct StoreError {

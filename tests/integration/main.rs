@@ -2,6 +2,7 @@
 //! and the Slack notifier against a local webhook stub.
 //! One binary for all of them (one link, one moto server); each test makes its own clusters and resources.
 
+mod aws_errors;
 mod backup_restore;
 mod common;
 mod concurrency;

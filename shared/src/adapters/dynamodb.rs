@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::sdk_error_text;
+use super::aws_failure;
 use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::health::AlertState;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
@@ -138,7 +138,7 @@ fn backend<E>(operation: &'static str, e: aws_sdk_dynamodb::error::SdkError<E>) 
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    CatalogError::Backend { operation, source: sdk_error_text(&e).into() }
+    CatalogError::Backend { operation, source: Box::new(aws_failure(&e)) }
 }
 
 fn target_pk(target: &str) -> String {

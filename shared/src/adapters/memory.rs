@@ -1,7 +1,7 @@
 //! In-memory adapters for unit tests: an object store, a catalog with the same conditional semantics as the
 //! DynamoDB adapter, an alert recorder, a scripted dumper and a fixed clock. Never wired in production.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,34 +22,40 @@ use crate::ports::*;
 /// Operations a fake is told to fail, by the name of the call it stands for (`"DeleteObject"`, `"GetItem"`):
 /// how a test reaches a failure path that the real service takes only on a bad day.
 #[derive(Default, Clone)]
-pub struct Faults(Arc<Mutex<BTreeSet<&'static str>>>);
+pub struct Faults(Arc<Mutex<BTreeMap<&'static str, AwsErrorKind>>>);
 
 impl Faults {
     /// Every later call of `operation` fails, until [`Faults::heal`].
     pub fn fail(&self, operation: &'static str) {
-        self.0.lock().unwrap().insert(operation);
+        self.fail_as(operation, AwsErrorKind::Other);
+    }
+
+    /// Every later call of `operation` fails with a service failure of `kind` (access denied, throttled, …).
+    pub fn fail_as(&self, operation: &'static str, kind: AwsErrorKind) {
+        self.0.lock().unwrap().insert(operation, kind);
     }
 
     pub fn heal(&self, operation: &'static str) {
         self.0.lock().unwrap().remove(operation);
     }
 
-    fn failing(&self, operation: &str) -> bool {
-        self.0.lock().unwrap().contains(operation)
+    fn failing(&self, operation: &str) -> Option<ServiceFailure> {
+        let kind = *self.0.lock().unwrap().get(operation)?;
+        Some(ServiceFailure { kind, code: None, text: "injected failure".into() })
     }
 
     fn store(&self, operation: &'static str, key: &str) -> Result<(), StoreError> {
-        if self.failing(operation) {
-            return Err(store_error(operation, key, "injected failure"));
+        match self.failing(operation) {
+            Some(failure) => Err(StoreError { operation, key: key.to_string(), source: Box::new(failure) }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn catalog(&self, operation: &'static str) -> Result<(), CatalogError> {
-        if self.failing(operation) {
-            return Err(CatalogError::Backend { operation, source: "injected failure".into() });
+        match self.failing(operation) {
+            Some(failure) => Err(CatalogError::Backend { operation, source: Box::new(failure) }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -505,8 +511,8 @@ impl RecordingAlerts {
 #[async_trait]
 impl Alerts for RecordingAlerts {
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
-        if self.faults.failing("Publish") {
-            return Err(AlertError { subject: alert.subject.clone(), source: "injected failure".into() });
+        if let Some(failure) = self.faults.failing("Publish") {
+            return Err(AlertError { subject: alert.subject.clone(), source: Box::new(failure) });
         }
         self.sent.lock().unwrap().push(alert.clone());
         Ok(())

@@ -12,7 +12,7 @@ use aws_sdk_s3::Client;
 use base64::Engine;
 use bytes::Bytes;
 
-use super::sdk_error_text;
+use super::aws_failure;
 use crate::ports::*;
 
 #[derive(Clone)]
@@ -32,7 +32,7 @@ fn store_error<E>(operation: &'static str, key: &str, e: aws_sdk_s3::error::SdkE
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    StoreError { operation, key: key.to_string(), source: sdk_error_text(&e).into() }
+    StoreError { operation, key: key.to_string(), source: Box::new(aws_failure(&e)) }
 }
 
 fn b64(bytes: &[u8]) -> String {

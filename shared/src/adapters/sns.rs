@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
 
-use super::sdk_error_text;
+use super::aws_failure;
 use crate::ports::{Alert, AlertError, Alerts};
 
 pub struct SnsAlerts {
@@ -41,7 +41,7 @@ impl Alerts for SnsAlerts {
         request
             .send()
             .await
-            .map_err(|e| AlertError { subject: alert.subject.clone(), source: sdk_error_text(&e).into() })?;
+            .map_err(|e| AlertError { subject: alert.subject.clone(), source: Box::new(aws_failure(&e)) })?;
         Ok(())
     }
 }

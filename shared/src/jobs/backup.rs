@@ -91,6 +91,16 @@ enum BackupFailure {
 impl BackupFailure {
     /// Where a person should look first, for the alert.
     fn hint(&self) -> &'static str {
+        // An AWS failure of a kind that says what to do, whichever call met it.
+        match ServiceFailure::kind_in(self) {
+            Some(AwsErrorKind::Denied) => {
+                return "AWS denied the call: check the function's role (IAM), the bucket policy and the KMS key policy for the action named above.";
+            }
+            Some(AwsErrorKind::Throttled) => {
+                return "AWS throttled the calls: a retry or the next scheduled run should succeed; if it recurs, spread the targets' schedules or raise the service quota.";
+            }
+            _ => {}
+        }
         match self {
             BackupFailure::Password(_) => "Check the target's password source (secret, variable or file) and that this function may read it.",
             BackupFailure::Preflight(DumpError::VersionMismatch(_)) => {

@@ -242,6 +242,20 @@ async fn given_the_catalog_fails_before_the_start_then_nothing_is_dumped_and_the
     }
 }
 
+/// A denied or throttled AWS call gets the hint for its kind, whichever call it was.
+#[tokio::test]
+async fn given_a_denied_or_throttled_call_then_the_alert_says_what_to_do_about_that_kind() {
+    for (kind, hint) in
+        [(AwsErrorKind::Denied, "AWS denied the call"), (AwsErrorKind::Throttled, "AWS throttled the calls")]
+    {
+        let w = world(ScriptedDump::succeeding(SQL));
+        w.catalog.faults.fail_as("acquire_lease", kind);
+        w.job.run(&request(Some("orders"), None)).await.unwrap();
+        let body = &w.alerts.sent()[0].body;
+        assert!(body.contains(hint), "{kind:?}: {body}");
+    }
+}
+
 /// An alert that cannot be published does not change the outcome: the failure is still recorded and returned.
 #[tokio::test]
 async fn given_the_alert_cannot_be_published_then_the_failure_still_stands_in_record_and_result() {
