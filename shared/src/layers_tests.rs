@@ -1,6 +1,6 @@
 //! The crate's layers point down only: domain (plain data and pure decisions) depends on nothing else in the
 //! crate; ports on the domain; the pipeline on those; jobs never on adapters or the wiring; adapters never on
-//! jobs or the wiring. Test code (a file's `#[cfg(test)]` tail, `*_tests.rs`) may reach anywhere.
+//! jobs or the wiring. Test code (a file's `#[cfg(test)]` tail, `*_tests.rs`, a job folder's `tests.rs`) may reach anywhere.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,10 +10,16 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.unwrap().path();
         if path.is_dir() {
             sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") && !path.to_string_lossy().ends_with("_tests.rs") {
+        } else if path.extension().is_some_and(|e| e == "rs") && !is_test_file(&path) {
             out.push(path);
         }
     }
+}
+
+/// A file of tests only: `*_tests.rs`, or a job folder's `tests.rs`.
+fn is_test_file(path: &Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    name.ends_with("_tests.rs") || name == "tests.rs" || name == "test_support.rs"
 }
 
 /// The top-level modules `path`'s production code names as `crate::…`.

@@ -353,7 +353,7 @@ fn a_sweep_that_keeps_failing_alarms() {
     assert_eq!((alarm["Namespace"].as_str(), alarm["MetricName"].as_str()), (Some("Backstop"), Some("SweepFailures")));
     assert!(alarm["Dimensions"].is_null(), "the roll-up across dimensions, as the job emits it");
     // The name the verify job emits (tests/integration/verify.rs sees it emitted).
-    let source = std::fs::read_to_string(backstop_tests::repo_root().join("shared/src/jobs/verify.rs")).unwrap();
+    let source = std::fs::read_to_string(backstop_tests::repo_root().join("shared/src/jobs/verify/mod.rs")).unwrap();
     assert!(source.contains("\"SweepFailures\""), "the verify job emits SweepFailures");
 }
 

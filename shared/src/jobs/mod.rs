@@ -1,8 +1,7 @@
-//! Jobs: plain async functions over the ports, one module per job. Handlers and the CLI call these.
+//! Jobs: plain async functions over the ports, one module (or folder) per job. Handlers and the CLI call these.
 
 pub mod alerts;
 pub mod backup;
-pub mod drill_steps;
 pub mod kernel;
 pub mod monitor;
 pub mod purge;

@@ -660,5 +660,4 @@ fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &Objec
 }
 
 #[cfg(test)]
-#[path = "backup_tests.rs"]
 mod tests;

@@ -687,7 +687,7 @@ fn purge_refused_alert(target: &TargetConfig, why: &str) -> Alert {
 }
 
 #[cfg(test)]
-#[path = "purge_tests.rs"]
+#[path = "tests.rs"]
 mod job_tests;
 
 #[cfg(test)]

@@ -230,5 +230,4 @@ fn rank(s: Option<Severity>) -> u8 {
 }
 
 #[cfg(test)]
-#[path = "monitor_tests.rs"]
 mod tests;

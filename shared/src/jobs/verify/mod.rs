@@ -1,0 +1,367 @@
+//! The verify job: restore drills that turn "a backup exists" into "this backup restores, exactly".
+//!
+//! Each run sweeps expired scratch servers, then, per target and under the target's verify lease, resumes the
+//! drill left unfinished or starts one on the latest restorable backup (and, if configured, one random older
+//! one), and advances it phase by phase (`domain::drill`) until it is done or the invocation's time runs out.
+//! The phase is persisted before each next step, so a drill cut off anywhere resumes; `cleaning` always runs.
+//!
+//! Targets with `pitr_source_instance` also get a point-in-time drill: RDS restores the source instance as of
+//! its latest restorable time into a scratch instance, the target's own checks run there, and the report gives
+//! the RPO the source's automated backups achieve (drill start less the latest restorable time).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::config::{Config, TargetConfig};
+use crate::domain::drill::{DrillPhase, DrillRecord};
+use crate::domain::runbook;
+use crate::domain::verification::{CheckName, CheckOutcome, CheckResult};
+use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, Trigger, VerificationSummary};
+use crate::metrics::{emf_line, MetricsSink, Unit};
+use crate::passwords::PasswordResolver;
+use crate::ports::*;
+
+use super::alerts::subject_line;
+pub mod steps;
+
+mod phases;
+mod texts;
+use super::kernel::{publish_or_warn, select_targets, UnknownTarget};
+
+#[derive(Clone)]
+pub struct VerifyDeps {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub alerts: Arc<dyn Alerts>,
+    pub scratch: Arc<dyn ScratchDatabases>,
+    pub restorer: Arc<dyn Restorer>,
+    /// Point-in-time restores of RDS sources; `None` where scratch servers are local.
+    pub point_in_time: Option<Arc<dyn PointInTimeRestores>>,
+    /// Reaches a point-in-time copy, which answers to the source's own user and password.
+    pub passwords: Arc<PasswordResolver>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn MetricsSink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRequest {
+    pub target: Option<String>,
+    /// Drill this backup instead of the latest.
+    pub backup_id: Option<BackupId>,
+    pub trigger: Trigger,
+    pub request_id: String,
+    /// Stop advancing (leaving drills resumable) at this instant: a Lambda's limit less a margin.
+    pub deadline: Option<tokio::time::Instant>,
+    /// Advance at most this many phases per drill in this invocation (`None`: as many as time allows).
+    pub max_steps: Option<usize>,
+    /// Only resume unfinished drills; start none (a caller looping until its drills are done).
+    pub resume_only: bool,
+    /// Give up on unfinished drills, saying why: each is failed and sent straight to cleaning (its scratch
+    /// server destroyed, its verdict `verify_failed`). For a caller out of patience (Step Functions' bound).
+    pub abandon: Option<String>,
+    /// Only destroy scratch servers past their expiry (the hourly sweep); touch no drill.
+    pub sweep_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyJobError {
+    #[error(transparent)]
+    UnknownTarget(#[from] UnknownTarget),
+    #[error("backup {backup_id} of {target} cannot be drilled: {reason}")]
+    NotRestorable { target: String, backup_id: BackupId, reason: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// One drill's state at the end of an invocation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillSummary {
+    pub target: String,
+    pub drill_id: String,
+    pub backup_id: BackupId,
+    pub phase: DrillPhase,
+    /// `verified` or `verify_failed` once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<BackupStatus>,
+    pub failed_checks: Vec<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyRun {
+    /// Every drill finished and no target was held by another run: Step Functions stops looping.
+    pub done: bool,
+    pub drills: Vec<DrillSummary>,
+    pub swept: Vec<String>,
+    /// Targets left alone, and why (another run holds their verify lease; nothing to drill).
+    pub skipped: Vec<String>,
+    /// Targets whose verify lease another run (perhaps a killed one, until its lease runs out) holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lease_held: Vec<String>,
+}
+
+/// Why a target was left alone.
+enum LeftAlone {
+    LeaseHeld(String),
+}
+
+pub struct VerifyJob {
+    config: Arc<Config>,
+    deps: VerifyDeps,
+}
+
+fn lease_request(target: &str, owner: &str, now: DateTime<Utc>, lease: std::time::Duration) -> LeaseRequest {
+    let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(2));
+    LeaseRequest { target: target.to_string(), job: Job::Verify, owner: owner.to_string(), now, expires_at }
+}
+
+/// Renews the verify lease every quarter of its length until aborted; gives up (loudly) if another run took it.
+async fn renew_lease(
+    catalog: Arc<dyn Catalog>,
+    clock: Arc<dyn Clock>,
+    target: String,
+    owner: String,
+    lease: std::time::Duration,
+) {
+    loop {
+        tokio::time::sleep(lease / 4).await;
+        match catalog.acquire_lease(&lease_request(&target, &owner, clock.now(), lease)).await {
+            Ok(LeaseOutcome::Acquired) => {}
+            Ok(LeaseOutcome::HeldBy { owner: other, .. }) => {
+                // Only after a renewal failed for a whole lease; phases are saved conditionally, so the two runs
+                // cannot both advance a drill, and this one's next save fails and stops it.
+                warn!(target = %target, other = %other, "lost the verify lease to another run");
+                return;
+            }
+            Err(e) => warn!(target = %target, error = %e, "could not renew the verify lease; trying again"),
+        }
+    }
+}
+
+/// Why a drill stopped advancing in this invocation.
+enum Pause {
+    Done,
+    /// Out of time or steps, or a scratch server still being created: resume later.
+    Later(String),
+}
+
+impl VerifyJob {
+    pub fn new(config: Arc<Config>, deps: VerifyDeps) -> Self {
+        VerifyJob { config, deps }
+    }
+
+    /// `SweepFailures` (1 or 0 a sweep): a sweep that keeps failing leaves scratch servers running, and billing,
+    /// with nobody told; template.yaml's SweepFailingAlarm watches it.
+    fn sweep_metric(&self, failed: bool) {
+        self.deps.metrics.emit(&emf_line(
+            self.deps.clock.now(),
+            &[("Job", "verify")],
+            &[("SweepFailures", Unit::Count, if failed { 1.0 } else { 0.0 })],
+        ));
+    }
+
+    pub async fn run(&self, request: &VerifyRequest) -> Result<VerifyRun, VerifyJobError> {
+        let targets = select_targets(&self.config, request.target.as_deref())?;
+        let swept = match self.deps.scratch.sweep_expired(self.deps.clock.now()).await {
+            Ok(handles) => {
+                self.sweep_metric(false);
+                handles.into_iter().map(|h| h.id).collect()
+            }
+            Err(e) => {
+                warn!(error = %e, "the orphan sweep failed; expired scratch servers may still be running");
+                self.sweep_metric(true);
+                Vec::new()
+            }
+        };
+        if request.sweep_only {
+            return Ok(VerifyRun {
+                done: true,
+                drills: Vec::new(),
+                swept,
+                skipped: Vec::new(),
+                lease_held: Vec::new(),
+            });
+        }
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let (mut drills, mut skipped, mut lease_held) = (Vec::new(), Vec::new(), Vec::new());
+        for target in targets {
+            match self.verify_target(target, request, &run_id).await? {
+                Ok(summaries) if summaries.is_empty() && !request.resume_only => {
+                    skipped.push(format!("{}: no completed backup to drill", target.name))
+                }
+                Ok(summaries) => drills.extend(summaries),
+                Err(LeftAlone::LeaseHeld(why)) => {
+                    skipped.push(format!("{}: {why}", target.name));
+                    lease_held.push(target.name.clone());
+                }
+            }
+        }
+        let done = drills.iter().all(|d| d.phase == DrillPhase::Done) && lease_held.is_empty();
+        Ok(VerifyRun { done, drills, swept, skipped, lease_held })
+    }
+
+    #[instrument(skip_all, fields(target = %target.name))]
+    /// `Ok(Err(why))`: the target was left alone on purpose.
+    async fn verify_target(
+        &self,
+        target: &TargetConfig,
+        request: &VerifyRequest,
+        run_id: &str,
+    ) -> Result<Result<Vec<DrillSummary>, LeftAlone>, VerifyJobError> {
+        let lease = lease_request(&target.name, run_id, self.deps.clock.now(), self.config.verify.lease);
+        if let LeaseOutcome::HeldBy { owner, expires_at } = self.deps.catalog.acquire_lease(&lease).await? {
+            info!(owner = %owner, "another verify run is advancing this target's drills");
+            return Ok(Err(LeftAlone::LeaseHeld(format!(
+                "another verify run ({owner}) holds this target's lease until {expires_at}"
+            ))));
+        }
+        // The lease is short and renewed while this run works, so a run that is killed (a Lambda timeout, a
+        // SIGKILL) keeps other runs off the target's drills for at most one lease, not for hours.
+        let heartbeat = tokio::spawn(renew_lease(
+            self.deps.catalog.clone(),
+            self.deps.clock.clone(),
+            target.name.clone(),
+            run_id.to_string(),
+            self.config.verify.lease,
+        ));
+        let result = self.drills_of(target, request).await;
+        let result = match result {
+            Ok(mut drills) => {
+                let mut summaries = Vec::new();
+                for drill in drills.iter_mut() {
+                    summaries.push(self.advance(target, drill, request).await);
+                }
+                Ok(summaries)
+            }
+            Err(e) => Err(e),
+        };
+        heartbeat.abort();
+        if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Verify, run_id).await {
+            warn!(error = %e, "could not release the verify lease; it expires by itself");
+        }
+        result.map(Ok)
+    }
+
+    /// The drills to advance: unfinished ones first (resumed), else new ones on the chosen backups.
+    async fn drills_of(
+        &self,
+        target: &TargetConfig,
+        request: &VerifyRequest,
+    ) -> Result<Vec<DrillRecord>, VerifyJobError> {
+        let recent = self.deps.catalog.recent_drills(&target.name, 20).await?;
+        let unfinished: Vec<DrillRecord> = recent.into_iter().filter(|d| d.phase != DrillPhase::Done).collect();
+        let wanted_backup_is_running = |id: &BackupId| unfinished.iter().any(|d| &d.backup_id == id);
+        let mut chosen = Vec::new();
+        let mut new_drills = Vec::new();
+        if let Some(id) = &request.backup_id {
+            let backup =
+                self.deps.catalog.get_backup(&target.name, id).await?.ok_or_else(|| VerifyJobError::NotRestorable {
+                    target: target.name.clone(),
+                    backup_id: id.clone(),
+                    reason: "no such backup".into(),
+                })?;
+            if !restorable(&backup) {
+                return Err(VerifyJobError::NotRestorable {
+                    target: target.name.clone(),
+                    backup_id: id.clone(),
+                    reason: format!("its status is {}", backup.status),
+                });
+            }
+            if !wanted_backup_is_running(id) {
+                chosen.push(backup.backup_id);
+            }
+        } else if unfinished.is_empty() && !request.resume_only {
+            let backups: Vec<BackupRecord> =
+                self.deps.catalog.recent_backups(&target.name, 100).await?.into_iter().filter(restorable).collect();
+            if let Some(latest) = backups.first() {
+                chosen.push(latest.backup_id.clone());
+            }
+            if self.config.verify.older_backup && backups.len() > 1 {
+                let older = &backups[1 + rand::random_range(0..backups.len() - 1)];
+                chosen.push(older.backup_id.clone());
+            }
+            if let Some(source) = &target.pitr_source_instance {
+                new_drills.push(DrillRecord::point_in_time(&target.name, source, self.deps.clock.now()));
+            }
+        }
+        let mut drills = unfinished;
+        new_drills.extend(
+            chosen.into_iter().map(|backup_id| DrillRecord::new(&target.name, backup_id, self.deps.clock.now())),
+        );
+        for drill in new_drills {
+            self.deps.catalog.create_drill(&drill).await?;
+            info!(drill_id = %drill.drill_id, backup_id = %drill.backup_id, "drill started");
+            drills.push(drill);
+        }
+        Ok(drills)
+    }
+
+    /// Advances one drill phase by phase, persisting each, until done or paused.
+    #[instrument(skip_all, fields(drill_id = %drill.drill_id))]
+    async fn advance(&self, target: &TargetConfig, drill: &mut DrillRecord, request: &VerifyRequest) -> DrillSummary {
+        if let Some(why) = &request.abandon {
+            self.abandon(drill, why).await;
+        }
+        let mut steps = 0;
+        let pause = loop {
+            if drill.phase == DrillPhase::Done {
+                break Pause::Done;
+            }
+            if request.max_steps.is_some_and(|max| steps >= max) {
+                break Pause::Later(format!("paused after {steps} step(s), in phase {}", drill.phase));
+            }
+            // Cleaning always runs: past the deadline it is the one phase still worth the time left.
+            if drill.phase != DrillPhase::Cleaning && request.deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+            {
+                break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
+            }
+            let expected = drill.phase;
+            let waiting = match self.step(target, drill, request.deadline).await {
+                Ok(waiting) => waiting,
+                Err(message) => {
+                    // A step that cannot even run (the catalog, the store) leaves the drill where it was.
+                    break Pause::Later(message);
+                }
+            };
+            steps += 1;
+            if let Err(e) = self.deps.catalog.update_drill(drill, expected).await {
+                break Pause::Later(format!("could not save the drill's progress: {e}"));
+            }
+            if let Some(status) = waiting {
+                break Pause::Later(status);
+            }
+        };
+        let message = match &pause {
+            Pause::Done => format!(
+                "{} ({} checks, {} failed)",
+                if drill.report.passed() { "verified" } else { "verify_failed" },
+                drill.report.checks.len(),
+                drill.report.failures().len()
+            ),
+            Pause::Later(why) => why.clone(),
+        };
+        DrillSummary {
+            target: drill.target.clone(),
+            drill_id: drill.drill_id.clone(),
+            backup_id: drill.backup_id.clone(),
+            phase: drill.phase,
+            outcome: (drill.phase == DrillPhase::Done).then(|| {
+                if drill.report.passed() {
+                    BackupStatus::Verified
+                } else {
+                    BackupStatus::VerifyFailed
+                }
+            }),
+            failed_checks: drill.report.failures().iter().map(|c| c.name.label()).collect(),
+            message,
+        }
+    }
+}
+
+/// A backup a drill can restore: it completed, whatever earlier drills said.
+fn restorable(b: &BackupRecord) -> bool {
+    matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed)
+}

@@ -1,0 +1,466 @@
+//! The drill's phases, one step at a time: provisioning the scratch server, restoring the backup (or, for a
+//! point-in-time drill, having RDS restore the source), checking the restored copy against the manifest,
+//! cleaning up; each step moves the drill to its next phase, which the caller saves before the next step.
+
+use super::*;
+
+impl VerifyJob {
+    /// Runs the drill's current phase and moves it to the next. `Ok(Some(status))`: the phase must wait (the
+    /// scratch server is still being created). `Err`: the phase could not run at all; try again later.
+    pub(super) async fn step(
+        &self,
+        target: &TargetConfig,
+        drill: &mut DrillRecord,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<String>, String> {
+        if drill.point_in_time.is_some() {
+            return self.step_point_in_time(target, drill).await;
+        }
+        let now = self.deps.clock.now();
+        match drill.phase {
+            DrillPhase::Provisioning => {
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
+                let handle = match &drill.scratch {
+                    Some(handle) => handle.clone(),
+                    None => {
+                        let engine_major = match server_major(&backup) {
+                            Ok(major) => major,
+                            Err(why) => return Ok(self.fail_phase(drill, why)),
+                        };
+                        let spec = ScratchSpec {
+                            drill_id: drill.drill_id.clone(),
+                            engine_major,
+                            storage_gib: storage_for(&backup),
+                            expires_at: now
+                                + chrono::Duration::from_std(self.config.verify.scratch_lifetime)
+                                    .unwrap_or(chrono::Duration::hours(6)),
+                        };
+                        match self.deps.scratch.create(&spec).await {
+                            Ok(handle) => {
+                                drill.scratch = Some(handle.clone());
+                                handle
+                            }
+                            Err(e) => {
+                                return Ok(
+                                    self.fail_phase(drill, format!("provisioning the scratch server failed: {e}"))
+                                )
+                            }
+                        }
+                    }
+                };
+                match self.deps.scratch.poll(&handle).await {
+                    Ok(ScratchState::Ready(_)) => {
+                        drill.provisioned_at = Some(self.deps.clock.now());
+                        drill.phase = DrillPhase::Restoring;
+                        Ok(None)
+                    }
+                    Ok(ScratchState::Creating { status }) => {
+                        Ok(Some(format!("scratch server {} is {status}", handle.id)))
+                    }
+                    Err(e) => Ok(self.fail_phase(drill, format!("the scratch server failed: {e}"))),
+                }
+            }
+            DrillPhase::Restoring => {
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
+                let Some(server) = self.endpoint(drill).await else { return Ok(None) };
+                if let Err(why) = self.client_can_restore(&backup).await {
+                    return Ok(self.fail_phase(drill, why));
+                }
+                drill.restore_started_at = Some(self.deps.clock.now());
+                let mut report = drill.report.clone();
+                let restoring = steps::restore(
+                    self.deps.store.clone(),
+                    self.deps.restorer.as_ref(),
+                    &server,
+                    &backup,
+                    self.config.kms_key_id.as_deref(),
+                    &mut report,
+                );
+                // A restore cannot pause halfway: one that would outlast the invocation is stopped (its
+                // connections drop, the server rolls back) and the drill fails, saying where to run it instead.
+                let restored = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, restoring).await.ok(),
+                    None => Some(restoring.await),
+                };
+                drill.restored_at = Some(self.deps.clock.now());
+                match restored {
+                    Some(restored) => {
+                        drill.report = report;
+                        drill.phase = if restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
+                    }
+                    None => {
+                        let took = drill
+                            .restored_at
+                            .zip(drill.restore_started_at)
+                            .map_or(0, |(end, start)| (end - start).num_seconds());
+                        self.fail_phase(
+                            drill,
+                            format!(
+                                "the restore was still running when this invocation's time ran out (after {took} s): a backup this \
+                                 large cannot be drilled within one Lambda invocation; run `backstop verify --target {}` from \
+                                 the CLI or a container (docs/operations.md#restore-drills)",
+                                target.name
+                            ),
+                        );
+                    }
+                }
+                Ok(None)
+            }
+            DrillPhase::Checking => {
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
+                let Some(server) = self.endpoint(drill).await else { return Ok(None) };
+                match steps::read_manifest(self.deps.store.as_ref(), &backup).await {
+                    Ok(manifest) => {
+                        steps::check(
+                            self.deps.restorer.as_ref(),
+                            &server,
+                            &manifest,
+                            self.config.verify.rows,
+                            self.config.verify.physical,
+                            &target.checks,
+                            self.config.verify.check_timeout,
+                            &mut drill.report,
+                        )
+                        .await
+                    }
+                    Err(message) => drill.report.push(CheckName::TableSet, CheckOutcome::Error { message }),
+                }
+                drill.checked_at = Some(self.deps.clock.now());
+                drill.phase = DrillPhase::Cleaning;
+                Ok(None)
+            }
+            DrillPhase::Cleaning => {
+                if let Some(handle) = &drill.scratch {
+                    // Not done until the server is gone: a failed destroy keeps the drill here for the next run.
+                    self.deps
+                        .scratch
+                        .destroy(handle)
+                        .await
+                        .map_err(|e| format!("destroying the scratch server failed: {e}"))?;
+                }
+                self.finish_cleaning(target, drill).await
+            }
+            DrillPhase::Done => Ok(None),
+        }
+    }
+
+    /// `step` for a point-in-time drill: RDS restores while the copy is provisioned, so `provisioning` leads
+    /// straight to `checking`, where only a connection check and the target's own checks run.
+    pub(super) async fn step_point_in_time(
+        &self,
+        target: &TargetConfig,
+        drill: &mut DrillRecord,
+    ) -> Result<Option<String>, String> {
+        let Some(source) = drill.point_in_time.as_ref().map(|p| p.source_instance.clone()) else { return Ok(None) };
+        let Some(rds) = self.deps.point_in_time.clone() else {
+            let message =
+                "point-in-time drills need RDS scratch servers (scratch = \"rds\"), and this run has local ones"
+                    .to_string();
+            if drill.scratch.is_some() {
+                // The copy exists and only RDS can delete it: leave the drill as it is for a run that can.
+                return Err(message);
+            }
+            if drill.phase != DrillPhase::Cleaning {
+                self.fail_phase(drill, message);
+            }
+            return self.finish_cleaning(target, drill).await;
+        };
+        match drill.phase {
+            DrillPhase::Provisioning | DrillPhase::Restoring => {
+                let handle = match &drill.scratch {
+                    Some(handle) => handle.clone(),
+                    None => {
+                        let at = match rds.latest_restorable_time(&source).await {
+                            Ok(Some(at)) => at,
+                            Ok(None) => {
+                                let why = format!("RDS reports no restorable time for {source}: are its automated backups on (backup retention above 0)?");
+                                return Ok(self.fail_phase(drill, why));
+                            }
+                            Err(e) => {
+                                return Ok(self
+                                    .fail_phase(drill, format!("cannot read {source}'s latest restorable time: {e}")))
+                            }
+                        };
+                        let expires_at = self.deps.clock.now()
+                            + chrono::Duration::from_std(self.config.verify.scratch_lifetime)
+                                .unwrap_or(chrono::Duration::hours(6));
+                        match rds.restore(&source, at, &drill.drill_id, expires_at).await {
+                            Ok(handle) => {
+                                drill.scratch = Some(handle.clone());
+                                if let Some(p) = drill.point_in_time.as_mut() {
+                                    p.restore_time = Some(at);
+                                }
+                                handle
+                            }
+                            Err(e) => {
+                                return Ok(self.fail_phase(
+                                    drill,
+                                    format!("restoring {source} to {} failed: {e}", at.to_rfc3339()),
+                                ))
+                            }
+                        }
+                    }
+                };
+                match self.point_in_time_copy(rds.as_ref(), target, &handle).await {
+                    Ok(ScratchState::Ready(_)) => {
+                        let now = self.deps.clock.now();
+                        // RDS's restore is the provisioning: restore and provisioning are the same span.
+                        drill.provisioned_at = Some(now);
+                        drill.restore_started_at = Some(drill.started_at);
+                        drill.restored_at = Some(now);
+                        drill.phase = DrillPhase::Checking;
+                        Ok(None)
+                    }
+                    Ok(ScratchState::Creating { status }) => {
+                        Ok(Some(format!("point-in-time copy {} of {source} is {status}", handle.id)))
+                    }
+                    Err(message) => Ok(self.fail_phase(drill, message)),
+                }
+            }
+            DrillPhase::Checking => {
+                let Some(handle) = drill.scratch.clone() else {
+                    return Ok(self.fail_phase(drill, "the point-in-time copy was never created".into()));
+                };
+                match self.point_in_time_copy(rds.as_ref(), target, &handle).await {
+                    Ok(ScratchState::Ready(server)) => {
+                        steps::check_live_copy(
+                            self.deps.restorer.as_ref(),
+                            &server,
+                            &target.database,
+                            &target.checks,
+                            self.config.verify.check_timeout,
+                            &mut drill.report,
+                        )
+                        .await;
+                        drill.checked_at = Some(self.deps.clock.now());
+                        drill.phase = DrillPhase::Cleaning;
+                        Ok(None)
+                    }
+                    Ok(ScratchState::Creating { status }) => Ok(self.fail_phase(
+                        drill,
+                        format!("the point-in-time copy is {status} again in the middle of the drill"),
+                    )),
+                    Err(message) => Ok(self.fail_phase(drill, message)),
+                }
+            }
+            DrillPhase::Cleaning => {
+                if let Some(handle) = &drill.scratch {
+                    rds.destroy(handle).await.map_err(|e| format!("deleting the point-in-time copy failed: {e}"))?;
+                }
+                self.finish_cleaning(target, drill).await
+            }
+            DrillPhase::Done => Ok(None),
+        }
+    }
+
+    /// The drill's client programs must be at least the backup's server version: psql would stop on newer
+    /// syntax and pg_dump refuses to re-read a newer server. Said before restoring, with what to deploy.
+    pub(super) async fn client_can_restore(&self, backup: &BackupRecord) -> Result<(), String> {
+        let needed = server_major(backup)?;
+        match self.deps.restorer.client_major().await {
+            Ok(client) if client >= needed => Ok(()),
+            Ok(client) => Err(format!(
+                "the drill's PostgreSQL client programs are version {client}, older than the backup's server ({needed}): \
+                 attach the PostgreSQL {needed} client layer to the verify function (PgClientLayerArn, docs/deploy.md) \
+                 or point BACKSTOP_PG_BIN_DIR at PostgreSQL {needed}'s programs"
+            )),
+            Err(e) => Err(format!("the PostgreSQL client programs cannot be used: {e} (attach the client layer or set BACKSTOP_PG_BIN_DIR)")),
+        }
+    }
+
+    /// Polls a point-in-time copy with the target's own credentials (the copy has the source's users).
+    pub(super) async fn point_in_time_copy(
+        &self,
+        rds: &dyn PointInTimeRestores,
+        target: &TargetConfig,
+        handle: &ScratchHandle,
+    ) -> Result<ScratchState, String> {
+        let password = self
+            .deps
+            .passwords
+            .resolve(&target.password)
+            .await
+            .map_err(|e| format!("cannot read {}'s password to reach the point-in-time copy: {e}", target.name))?;
+        rds.poll(handle, &target.user, password).await.map_err(|e| format!("the point-in-time copy failed: {e}"))
+    }
+
+    /// The last step of `cleaning`, once the scratch server is gone: the verdict, then `done`.
+    pub(super) async fn finish_cleaning(
+        &self,
+        target: &TargetConfig,
+        drill: &mut DrillRecord,
+    ) -> Result<Option<String>, String> {
+        drill.finished_at = Some(self.deps.clock.now());
+        self.settle(target, drill).await?;
+        drill.phase = DrillPhase::Done;
+        Ok(None)
+    }
+
+    /// Fails an unfinished drill before cleaning, and saves that, so the cleaning that follows (now or in a
+    /// later invocation) destroys its server and gives the verdict.
+    pub(super) async fn abandon(&self, drill: &mut DrillRecord, why: &str) {
+        if matches!(drill.phase, DrillPhase::Cleaning | DrillPhase::Done) {
+            return;
+        }
+        let expected = drill.phase;
+        self.fail_phase(drill, format!("the drill was abandoned in phase {expected}: {why}"));
+        if let Err(e) = self.deps.catalog.update_drill(drill, expected).await {
+            warn!(error = %e, "could not save the abandoned drill; it stays as it was");
+            drill.phase = expected;
+        }
+    }
+
+    /// A phase that failed for good: recorded as an error check, and the drill goes straight to cleaning.
+    pub(super) fn fail_phase(&self, drill: &mut DrillRecord, message: String) -> Option<String> {
+        warn!(message = %message, "drill phase failed");
+        drill.report.push(CheckName::Restore, CheckOutcome::Error { message });
+        drill.phase = DrillPhase::Cleaning;
+        None
+    }
+
+    /// The drilled backup's record. `Err`: the catalog failed (try later). A record that is gone fails the
+    /// drill for good (`Ok(None)`, and the drill is sent to cleaning) so it cannot block the target forever.
+    pub(super) async fn backup_of(&self, drill: &mut DrillRecord) -> Result<Option<BackupRecord>, String> {
+        match self.deps.catalog.get_backup(&drill.target, &drill.backup_id).await {
+            Ok(Some(b)) => Ok(Some(b)),
+            Ok(None) => {
+                if drill.phase != DrillPhase::Cleaning {
+                    self.fail_phase(drill, format!("backup {} is gone from the catalog", drill.backup_id));
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The scratch server's endpoint; when it is gone, the drill is failed and sent to cleaning.
+    pub(super) async fn endpoint(&self, drill: &mut DrillRecord) -> Option<ScratchEndpoint> {
+        let handle = drill.scratch.clone()?;
+        match self.deps.scratch.poll(&handle).await {
+            Ok(ScratchState::Ready(endpoint)) => Some(endpoint),
+            Ok(ScratchState::Creating { status }) => {
+                self.fail_phase(drill, format!("the scratch server is {status} again in the middle of the drill"));
+                None
+            }
+            Err(e) => {
+                self.fail_phase(drill, format!("the scratch server is unreachable: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The drill's verdict: timings and budgets, the backup record's status, metrics and the alert.
+    pub(super) async fn settle(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<(), String> {
+        if let Some(pitr) = drill.point_in_time.clone() {
+            // No backup record to update: the verdict is the drill's report, its metrics and its alert.
+            record_timings(drill, pitr.restore_time, &self.config.verify);
+            self.publish_verdict(target, drill, "Pitr").await;
+            return Ok(());
+        }
+        let Some(backup) = self.backup_of(drill).await? else {
+            warn!(backup_id = %drill.backup_id, "the drilled backup's record is gone; the drill ends without a verdict on it");
+            return Ok(());
+        };
+        record_timings(drill, Some(backup.started_at), &self.config.verify);
+        if drill.checked_at.is_none() {
+            steps::mark_unchecked(&mut drill.report, &target.checks, self.config.verify.physical);
+        }
+        let passed = drill.report.passed();
+        let mut updated = backup.clone();
+        updated.status = if passed { BackupStatus::Verified } else { BackupStatus::VerifyFailed };
+        updated.verification = Some(VerificationSummary {
+            drill_id: drill.drill_id.clone(),
+            finished_at: drill.finished_at.unwrap_or_else(|| self.deps.clock.now()),
+            passed,
+            failed_checks: drill.report.failures().iter().map(|c| c.name.label()).collect(),
+            rto_seconds: drill.report.timings.rto_seconds,
+            rpo_seconds: drill.report.timings.rpo_seconds,
+        });
+        if restorable(&backup) {
+            self.deps.catalog.update_backup(&updated, backup.status).await.map_err(|e| e.to_string())?;
+        } else {
+            // Purged (or failed) meanwhile: the drill's report stands, the record is not rewritten.
+            warn!(status = %backup.status, "the backup's status changed during the drill; its record is left as it is");
+        }
+        self.publish_verdict(target, drill, "Verify").await;
+        Ok(())
+    }
+}
+
+/// Fills the drill's timings and budget warnings. `snapshot_time` is the moment the restored data is from: the
+/// backup's start for a dump, the restore time for a point-in-time copy; RPO is its age when the drill began.
+pub(super) fn record_timings(
+    drill: &mut DrillRecord,
+    snapshot_time: Option<DateTime<Utc>>,
+    settings: &crate::config::VerifySettings,
+) {
+    let seconds = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
+        (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
+        _ => None,
+    };
+    let timings = &mut drill.report.timings;
+    timings.provision_seconds = seconds(Some(drill.started_at), drill.provisioned_at);
+    timings.restore_seconds = seconds(drill.restore_started_at, drill.restored_at);
+    timings.check_seconds = seconds(drill.restored_at, drill.checked_at);
+    timings.rto_seconds = seconds(drill.restore_started_at, drill.checked_at);
+    timings.rpo_seconds = seconds(snapshot_time, Some(drill.started_at));
+    let (rto, rpo) = (timings.rto_seconds, timings.rpo_seconds);
+    let what = if drill.point_in_time.is_some() { "the newest restorable point's age" } else { "the backup's age" };
+    drill.report.budget_warnings.clear();
+    if let (Some(budget), Some(rto)) = (settings.rto_budget, rto) {
+        if rto > budget.as_secs_f64() {
+            drill.report.budget_warnings.push(format!("RTO {rto:.0} s exceeds the budget of {} s", budget.as_secs()));
+        }
+    }
+    if let (Some(budget), Some(rpo)) = (settings.rpo_budget, rpo) {
+        if rpo > budget.as_secs_f64() {
+            drill
+                .report
+                .budget_warnings
+                .push(format!("RPO {rpo:.0} s ({what}) exceeds the budget of {} s", budget.as_secs()));
+        }
+    }
+}
+
+/// The major version of the server the backup was dumped from ("15.4", "16.1 (Debian 16.1-1)" → 15, 16). No
+/// guess when the record does not say: a scratch server of another version proves nothing about a restore.
+pub(super) fn server_major(b: &BackupRecord) -> Result<u32, String> {
+    let version = b.server_version.as_deref().unwrap_or_default();
+    crate::domain::backup::major_version(version).ok_or_else(|| {
+        format!(
+            "backup {} does not record which PostgreSQL version it was dumped from (server_version {version:?}), so no \
+             scratch server can be chosen for it: drill a newer backup, or take one",
+            b.backup_id
+        )
+    })
+}
+
+/// Room for the restored data and its indexes: about twice the SQL, at least 20 GiB (RDS's floor for gp3).
+pub(super) fn storage_for(b: &BackupRecord) -> u32 {
+    let gib = (b.raw_bytes.saturating_mul(2) / (1 << 30)) as u32 + 1;
+    gib.max(20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BackupId, Trigger};
+    use crate::pipeline::codec::Codec;
+
+    fn with_version(version: Option<&str>) -> BackupRecord {
+        let at = Utc::now();
+        let mut b = BackupRecord::in_progress("app", BackupId::new(at), Trigger::Cli, "test", at, Codec::Zstd);
+        b.server_version = version.map(str::to_string);
+        b
+    }
+
+    #[test]
+    fn the_scratch_server_version_is_the_backups_never_a_guess() {
+        assert_eq!(server_major(&with_version(Some("15.4"))), Ok(15));
+        assert_eq!(server_major(&with_version(Some("16.1 (Debian 16.1-1.pgdg120+1)"))), Ok(16));
+        for unknown in [None, Some(""), Some("unknown"), Some("0.1")] {
+            let error = server_major(&with_version(unknown)).unwrap_err();
+            assert!(error.contains("does not record which PostgreSQL version"), "{error}");
+        }
+    }
+}
