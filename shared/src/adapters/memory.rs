@@ -679,3 +679,211 @@ impl Clock for FixedClock {
         *self.0.lock().unwrap()
     }
 }
+
+// ---------------------------------------------------------------- scratch servers
+
+#[derive(Default)]
+struct ScratchFakeState {
+    /// drill id → (expires at, polls so far)
+    live: BTreeMap<String, (DateTime<Utc>, u32)>,
+    destroyed: Vec<String>,
+}
+
+/// Scratch servers in memory: each answers "creating" to its first `creating_polls` polls, then "ready";
+/// destroyed ones are remembered, so a test can check that nothing is left running.
+#[derive(Default, Clone)]
+pub struct MemoryScratch {
+    state: Arc<Mutex<ScratchFakeState>>,
+    pub creating_polls: Arc<AtomicU32>,
+    /// `create`, `poll`, `destroy` and `sweep_expired` fail while named here.
+    pub faults: Faults,
+}
+
+impl MemoryScratch {
+    /// The ids of the scratch servers that exist.
+    pub fn live(&self) -> Vec<String> {
+        self.state.lock().unwrap().live.keys().cloned().collect()
+    }
+
+    pub fn destroyed(&self) -> Vec<String> {
+        self.state.lock().unwrap().destroyed.clone()
+    }
+
+    fn fault(&self, operation: &'static str) -> Result<(), ScratchError> {
+        match self.faults.failing(operation) {
+            Some(failure) => Err(ScratchError::Backend { operation, message: failure.text }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn scratch_endpoint() -> ScratchEndpoint {
+    ScratchEndpoint {
+        host: "127.0.0.1".into(),
+        port: 5432,
+        user: "postgres".into(),
+        password: SecretString::from("scratch"),
+        maintenance_db: "postgres".into(),
+        sslmode: "disable".into(),
+    }
+}
+
+#[async_trait]
+impl ScratchDatabases for MemoryScratch {
+    async fn create(&self, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError> {
+        self.fault("create")?;
+        self.state.lock().unwrap().live.entry(spec.drill_id.clone()).or_insert((spec.expires_at, 0));
+        Ok(ScratchHandle { kind: "memory".into(), id: spec.drill_id.clone() })
+    }
+
+    async fn poll(&self, handle: &ScratchHandle) -> Result<ScratchState, ScratchError> {
+        self.fault("poll")?;
+        let mut state = self.state.lock().unwrap();
+        let Some((_, polls)) = state.live.get_mut(&handle.id) else {
+            return Err(ScratchError::Failed { id: handle.id.clone(), message: "no such scratch server".into() });
+        };
+        *polls += 1;
+        if *polls <= self.creating_polls.load(Ordering::SeqCst) {
+            return Ok(ScratchState::Creating { status: "creating".into() });
+        }
+        Ok(ScratchState::Ready(scratch_endpoint()))
+    }
+
+    async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError> {
+        self.fault("destroy")?;
+        let mut state = self.state.lock().unwrap();
+        if state.live.remove(&handle.id).is_some() {
+            state.destroyed.push(handle.id.clone());
+        }
+        Ok(())
+    }
+
+    async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Vec<ScratchHandle>, ScratchError> {
+        self.fault("sweep_expired")?;
+        let mut state = self.state.lock().unwrap();
+        let expired: Vec<String> =
+            state.live.iter().filter(|(_, (at, _))| *at < now).map(|(id, _)| id.clone()).collect();
+        for id in &expired {
+            state.live.remove(id);
+            state.destroyed.push(id.clone());
+        }
+        Ok(expired.into_iter().map(|id| ScratchHandle { kind: "memory".into(), id }).collect())
+    }
+}
+
+// ---------------------------------------------------------------- restorer
+
+/// A restorer that loads nothing but answers as a faithful restore would: it reads and hashes the whole dump
+/// object from the store (as the framed restore does), reports each table's rows as the layout records them,
+/// and reads back exactly the manifest's fingerprint. Any call fails while its name is in `faults`.
+#[derive(Default, Clone)]
+pub struct ScriptedRestorer {
+    pub faults: Faults,
+}
+
+impl ScriptedRestorer {
+    fn fault(&self, operation: &'static str) -> Result<(), RestoreError> {
+        match self.faults.failing(operation) {
+            Some(failure) => Err(RestoreError::Failed {
+                program: operation.into(),
+                status: "exit status: 1".into(),
+                stderr_tail: failure.text,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Restorer for ScriptedRestorer {
+    async fn client_major(&self) -> Result<u32, RestoreError> {
+        self.fault("client_major")?;
+        Ok(17)
+    }
+
+    async fn restore_roles(&self, _: &ScratchEndpoint, _: &[u8]) -> Result<Vec<String>, RestoreError> {
+        self.fault("restore_roles")?;
+        Ok(Vec::new())
+    }
+
+    async fn recreate_database(&self, _: &ScratchEndpoint, _: &str) -> Result<(), RestoreError> {
+        self.fault("recreate_database")
+    }
+
+    async fn restore_sql(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        mut sql: Box<dyn Read + Send>,
+    ) -> Result<(), RestoreError> {
+        self.fault("restore_sql")?;
+        std::io::copy(&mut sql, &mut std::io::sink())?;
+        Ok(())
+    }
+
+    async fn fingerprint(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: &str,
+    ) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError> {
+        self.fault("fingerprint")?;
+        Err(RestoreError::Failed { program: "pg_dump".into(), status: "-".into(), stderr_tail: "not scripted".into() })
+    }
+
+    async fn restore_framed(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        _: &ScratchEndpoint,
+        _: &str,
+        dump: FramedDump<'_>,
+    ) -> Result<FramedRestoreReport, RestoreError> {
+        use sha2::Digest;
+        use tokio::io::AsyncReadExt;
+        self.fault("restore_framed")?;
+        let mut report = FramedRestoreReport::default();
+        match store.get(dump.key, dump.version_id).await {
+            Ok(mut fetched) => {
+                let mut bytes = Vec::new();
+                fetched.body.read_to_end(&mut bytes).await?;
+                report.object_sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+                report.object_size = bytes.len() as u64;
+                report.object_head = Some(fetched.head);
+            }
+            Err(e) => report.object_error = Some(e.to_string()),
+        }
+        for segment in &dump.layout.segments {
+            report.statements += 1;
+            if let crate::domain::dump_layout::SegmentKind::Copy { schema, name, rows, .. } = &segment.kind {
+                report.rows_loaded.insert((schema.clone(), name.clone()), *rows);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn read_back(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        manifest: &crate::domain::Manifest,
+        _: crate::domain::verification::RowCheck,
+    ) -> Result<crate::domain::fingerprint::Fingerprint, RestoreError> {
+        self.fault("read_back")?;
+        Ok(manifest.fingerprint.clone())
+    }
+
+    async fn server_version(&self, _: &ScratchEndpoint) -> Result<String, RestoreError> {
+        self.fault("server_version")?;
+        Ok("15.18".into())
+    }
+
+    async fn physical_check(&self, _: &ScratchEndpoint, _: &str) -> Result<PhysicalCheckReport, RestoreError> {
+        self.fault("physical_check")?;
+        Ok(PhysicalCheckReport { heap_checked: true, ..Default::default() })
+    }
+
+    async fn check(&self, _: &ScratchEndpoint, _: &str, _: &str, _: std::time::Duration) -> Result<bool, RestoreError> {
+        self.fault("check")?;
+        Ok(true)
+    }
+}

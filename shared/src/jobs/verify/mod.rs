@@ -365,3 +365,6 @@ impl VerifyJob {
 fn restorable(b: &BackupRecord) -> bool {
     matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed)
 }
+
+#[cfg(test)]
+mod tests;
