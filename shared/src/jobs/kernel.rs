@@ -1,10 +1,25 @@
 //! What every job does the same way, so that each job's module holds only its own decisions: choosing the
-//! targets a request names, and publishing an alert without letting a failed publish stop the run.
+//! targets a request names, publishing an alert without letting a failed publish stop the run, and the
+//! dependencies the simpler jobs share.
+
+use std::sync::Arc;
 
 use tracing::warn;
 
 use crate::config::{Config, TargetConfig};
-use crate::ports::{Alert, Alerts};
+use crate::metrics::MetricsSink;
+use crate::ports::{Alert, Alerts, Catalog, Clock, ObjectStore};
+
+/// What a job that reads the store and the catalog, alerts and emits metrics runs on (purge and monitor; the
+/// backup and verify jobs add their own programs and servers to the same five).
+#[derive(Clone)]
+pub struct JobDeps {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub alerts: Arc<dyn Alerts>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn MetricsSink>,
+}
 
 /// A request named a target the configuration does not have (an `InvalidEvent` for the Lambda handlers, exit
 /// code 2 for the CLI).

@@ -20,7 +20,7 @@ use tracing::{instrument, warn};
 use crate::config::{Config, TargetConfig};
 use crate::domain::health::{evaluate, next_alert, RowCounts, TableComparison, TargetHealth};
 use crate::domain::{BackupRecord, BackupStatus, Manifest};
-use crate::metrics::{emf_line, MetricsSink, Unit};
+use crate::metrics::{emf_line, Unit};
 use crate::ports::*;
 
 use super::alerts::monitor_alert;
@@ -29,14 +29,7 @@ use super::kernel::{select_targets, UnknownTarget};
 /// Backups read per target: enough for the shrink median and the failure streak.
 const HISTORY: usize = 30;
 
-#[derive(Clone)]
-pub struct MonitorDeps {
-    pub store: Arc<dyn ObjectStore>,
-    pub catalog: Arc<dyn Catalog>,
-    pub alerts: Arc<dyn Alerts>,
-    pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<dyn MetricsSink>,
-}
+pub type MonitorDeps = super::kernel::JobDeps;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorRequest {

@@ -40,14 +40,7 @@ const ABANDONED_UPLOAD_AGE: chrono::Duration = chrono::Duration::hours(24);
 /// Every backup of a target is read; more than this is a runaway, refused rather than half-read.
 const MAX_RECORDS: usize = 100_000;
 
-#[derive(Clone)]
-pub struct PurgeDeps {
-    pub store: Arc<dyn ObjectStore>,
-    pub catalog: Arc<dyn Catalog>,
-    pub alerts: Arc<dyn Alerts>,
-    pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<dyn MetricsSink>,
-}
+pub type PurgeDeps = super::kernel::JobDeps;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeRequest {
