@@ -1,4 +1,5 @@
-//! Wiring: from a [`Config`] to ready jobs on AWS clients. Built once per Lambda container or CLI process.
+//! Wiring: from a [`Config`] to ready jobs on AWS clients (the clients once per Lambda container or CLI process,
+//! a job per invocation: see `serve`), and the configuration as a deployed function reads it.
 //!
 //! With `AWS_ENDPOINT_URL` set (the local emulator), S3 is addressed path-style: the emulator has no DNS for
 //! `bucket.host` names. Against AWS, nothing here differs from production.
