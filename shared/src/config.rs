@@ -152,8 +152,8 @@ pub enum ConfigError {
     Missing { name: &'static str, hint: &'static str },
     #[error("{name}={value:?} is not valid: {hint}")]
     Invalid { name: String, value: String, hint: String },
-    #[error("cannot read the configuration file {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot read the configuration file {path}: {cause}")]
+    ReadFile { path: PathBuf, cause: std::io::Error },
     #[error("the configuration file {path} is not valid: {message}")]
     ParseFile { path: PathBuf, message: String },
     #[error("{origin} is not a valid JSON array of targets: {message}")]
@@ -305,7 +305,7 @@ impl Config {
         let file = match &file_path {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::ReadFile { path: path.clone(), source })?;
+                    .map_err(|cause| ConfigError::ReadFile { path: path.clone(), cause })?;
                 toml::from_str::<FileConfig>(&text)
                     .map_err(|e| ConfigError::ParseFile { path: path.clone(), message: e.to_string() })?
             }

@@ -22,4 +22,6 @@ pub mod ports;
 pub mod telemetry;
 
 #[cfg(test)]
+mod error_style_tests;
+#[cfg(test)]
 mod layers_tests;

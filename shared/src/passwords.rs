@@ -12,8 +12,8 @@ use crate::ports::{SecretError, SecretStore};
 pub enum PasswordError {
     #[error("the password variable {0} is not set (or is empty)")]
     EnvMissing(String),
-    #[error("cannot read the password file {path}: {source}")]
-    File { path: String, source: std::io::Error },
+    #[error("cannot read the password file {path}: {cause}")]
+    File { path: String, cause: std::io::Error },
     #[error("the password file {0} is empty")]
     FileEmpty(String),
     #[error(transparent)]
@@ -51,7 +51,7 @@ impl PasswordResolver {
 
 fn read_password_file(path: &Path) -> Result<SecretString, PasswordError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| PasswordError::File { path: shown.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|cause| PasswordError::File { path: shown.clone(), cause })?;
     let password = text.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         return Err(PasswordError::FileEmpty(shown));

@@ -46,26 +46,29 @@ pub struct ServiceFailure {
 }
 
 impl ServiceFailure {
-    /// The kind of the service failure somewhere in `error`'s chain of sources, if one is there.
-    pub fn kind_in(error: &(dyn std::error::Error + 'static)) -> Option<AwsErrorKind> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(failure) = e.downcast_ref::<ServiceFailure>() {
-                return Some(failure.kind);
-            }
-            next = e.source();
-        }
-        None
+    /// The kind of failure, when `cause` is a service's (an adapter's error keeps it as its cause).
+    pub fn kind_of(cause: &BoxError) -> Option<AwsErrorKind> {
+        cause.downcast_ref::<ServiceFailure>().map(|failure| failure.kind)
     }
 }
 
+// Errors here (and in the jobs) print their cause in their own message and keep it as a plain field, not as a
+// `source()`: a reporter that walks the chain would print it twice. What a caller decides on, such as the kind
+// of a service failure, it asks for by a method (`service_kind`), not by walking the chain.
+
 #[derive(Debug, thiserror::Error)]
-#[error("{operation} on s3 object {key:?} failed: {source}")]
+#[error("{operation} on s3 object {key:?} failed: {cause}")]
 pub struct StoreError {
     pub operation: &'static str,
     pub key: String,
-    #[source]
-    pub source: BoxError,
+    pub cause: BoxError,
+}
+
+impl StoreError {
+    /// What kind of failure the store met, when S3 answered (not a broken stream, say).
+    pub fn service_kind(&self) -> Option<AwsErrorKind> {
+        ServiceFailure::kind_of(&self.cause)
+    }
 }
 
 /// A stored object version, as the store reports it after a write.
@@ -150,12 +153,8 @@ pub enum CatalogError {
     /// A conditional write found the record in another state than the writer expected.
     #[error("record {what} was not in the expected state ({expected}); another writer changed it")]
     Conflict { what: String, expected: String },
-    #[error("catalog {operation} failed: {source}")]
-    Backend {
-        operation: &'static str,
-        #[source]
-        source: BoxError,
-    },
+    #[error("catalog {operation} failed: {cause}")]
+    Backend { operation: &'static str, cause: BoxError },
     #[error("catalog record {what} cannot be read: {message}")]
     Corrupt { what: String, message: String },
 }
@@ -166,6 +165,16 @@ impl CatalogError {
         CatalogError::Conflict {
             what: format!("the idempotency claim on event {} for target {}", claim.key, claim.target),
             expected: format!("running as run {}; another run took it over after it expired", claim.owner),
+        }
+    }
+
+    /// What kind of failure the catalog met: a conditional write that lost is a conflict; DynamoDB's answers
+    /// keep their own kind.
+    pub fn service_kind(&self) -> Option<AwsErrorKind> {
+        match self {
+            CatalogError::Conflict { .. } => Some(AwsErrorKind::Conflict),
+            CatalogError::Backend { cause, .. } => ServiceFailure::kind_of(cause),
+            CatalogError::Corrupt { .. } => None,
         }
     }
 }
@@ -286,11 +295,10 @@ impl Alert {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("publishing the alert {subject:?} failed: {source}")]
+#[error("publishing the alert {subject:?} failed: {cause}")]
 pub struct AlertError {
     pub subject: String,
-    #[source]
-    pub source: BoxError,
+    pub cause: BoxError,
 }
 
 #[async_trait]
@@ -318,12 +326,8 @@ pub trait SecretStore: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("cannot start {program}: {source} (is the PostgreSQL client installed? set BACKSTOP_PG_BIN_DIR)")]
-    Spawn {
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot start {program}: {cause} (is the PostgreSQL client installed? set BACKSTOP_PG_BIN_DIR)")]
+    Spawn { program: String, cause: std::io::Error },
     #[error("{program} failed ({status}): {stderr_tail}")]
     Failed { program: String, status: String, stderr_tail: String },
     #[error("{0}")]
@@ -331,7 +335,7 @@ pub enum DumpError {
     /// The program ran but is not a usable PostgreSQL client (its version cannot be read).
     #[error("{0}")]
     ClientUnusable(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -482,15 +486,11 @@ pub trait PointInTimeRestores: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    #[error("cannot start {program}: {source}")]
-    Spawn {
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot start {program}: {cause}")]
+    Spawn { program: String, cause: std::io::Error },
     #[error("{program} failed ({status}): {stderr_tail}")]
     Failed { program: String, status: String, stderr_tail: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

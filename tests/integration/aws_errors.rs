@@ -4,7 +4,7 @@
 use backstop::adapters::dynamodb::DynamoCatalog;
 use backstop::adapters::s3::S3Store;
 use backstop::domain::BackupId;
-use backstop::ports::{AwsErrorKind, Catalog, ObjectStore, ServiceFailure};
+use backstop::ports::{AwsErrorKind, Catalog, ObjectStore};
 use backstop_tests::aws::AwsFixture;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -12,10 +12,10 @@ async fn the_adapters_classify_the_services_failures() {
     let aws = AwsFixture::new().await;
     let store = S3Store::new(aws.clients.s3.clone(), aws.bucket.clone(), None);
     let Err(missing) = store.get("no/such/key.sql.zst", None).await else { panic!("a missing key was read") };
-    assert_eq!(ServiceFailure::kind_in(&missing), Some(AwsErrorKind::NotFound), "{missing}");
+    assert_eq!(missing.service_kind(), Some(AwsErrorKind::NotFound), "{missing}");
     assert!(missing.to_string().contains("NoSuchKey"), "{missing}");
 
     let catalog = DynamoCatalog::new(aws.clients.dynamodb.clone(), format!("{}-missing", aws.table));
     let gone = catalog.get_backup("shop", &BackupId("20261122T020000Z-00000000".into())).await.unwrap_err();
-    assert_eq!(ServiceFailure::kind_in(&gone), Some(AwsErrorKind::NotFound), "{gone}");
+    assert_eq!(gone.service_kind(), Some(AwsErrorKind::NotFound), "{gone}");
 }

@@ -204,7 +204,7 @@ impl ObjectStore for FailingDeletes {
             return Err(StoreError {
                 operation: "DeleteObject",
                 key: version.key.clone(),
-                source: "injected: the purge was cut off".into(),
+                cause: "injected: the purge was cut off".into(),
             });
         }
         self.inner.delete_version(version).await

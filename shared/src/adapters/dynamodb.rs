@@ -138,7 +138,7 @@ fn backend<E>(operation: &'static str, e: aws_sdk_dynamodb::error::SdkError<E>) 
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    CatalogError::Backend { operation, source: Box::new(aws_failure(&e)) }
+    CatalogError::Backend { operation, cause: Box::new(aws_failure(&e)) }
 }
 
 fn target_pk(target: &str) -> String {

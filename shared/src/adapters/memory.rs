@@ -46,14 +46,14 @@ impl Faults {
 
     fn store(&self, operation: &'static str, key: &str) -> Result<(), StoreError> {
         match self.failing(operation) {
-            Some(failure) => Err(StoreError { operation, key: key.to_string(), source: Box::new(failure) }),
+            Some(failure) => Err(StoreError { operation, key: key.to_string(), cause: Box::new(failure) }),
             None => Ok(()),
         }
     }
 
     fn catalog(&self, operation: &'static str) -> Result<(), CatalogError> {
         match self.failing(operation) {
-            Some(failure) => Err(CatalogError::Backend { operation, source: Box::new(failure) }),
+            Some(failure) => Err(CatalogError::Backend { operation, cause: Box::new(failure) }),
             None => Ok(()),
         }
     }
@@ -121,7 +121,7 @@ impl MemoryStore {
 }
 
 fn store_error(operation: &'static str, key: &str, message: &str) -> StoreError {
-    StoreError { operation, key: key.to_string(), source: message.to_string().into() }
+    StoreError { operation, key: key.to_string(), cause: message.to_string().into() }
 }
 
 #[async_trait]
@@ -412,7 +412,7 @@ impl Catalog for MemoryCatalog {
     async fn update_backup(&self, record: &BackupRecord, expected: BackupStatus) -> Result<(), CatalogError> {
         self.faults.catalog("update_backup")?;
         if *self.fail_updates_to.lock().unwrap() == Some(record.status) {
-            return Err(CatalogError::Backend { operation: "PutItem", source: "injected failure".into() });
+            return Err(CatalogError::Backend { operation: "PutItem", cause: "injected failure".into() });
         }
         let mut s = self.state.lock().unwrap();
         let key = (record.target.clone(), record.backup_id.clone());
@@ -420,7 +420,7 @@ impl Catalog for MemoryCatalog {
             Some(current) if current.status == expected => {
                 s.backups.insert(key, record.clone());
                 if *self.lose_answers_to.lock().unwrap() == Some(record.status) {
-                    return Err(CatalogError::Backend { operation: "PutItem", source: "injected lost answer".into() });
+                    return Err(CatalogError::Backend { operation: "PutItem", cause: "injected lost answer".into() });
                 }
                 Ok(())
             }
@@ -512,7 +512,7 @@ impl RecordingAlerts {
 impl Alerts for RecordingAlerts {
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
         if let Some(failure) = self.faults.failing("Publish") {
-            return Err(AlertError { subject: alert.subject.clone(), source: Box::new(failure) });
+            return Err(AlertError { subject: alert.subject.clone(), cause: Box::new(failure) });
         }
         self.sent.lock().unwrap().push(alert.clone());
         Ok(())

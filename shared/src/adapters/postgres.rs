@@ -73,7 +73,7 @@ impl PgDumper {
     ) -> Result<Vec<u8>, DumpError> {
         let (mut cmd, _passfile) = self.command(program, target, password)?;
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let output = cmd.output().await.map_err(|source| DumpError::Spawn { program: program.into(), source })?;
+        let output = cmd.output().await.map_err(|cause| DumpError::Spawn { program: program.into(), cause })?;
         if output.status.success() {
             Ok(output.stdout)
         } else {
@@ -90,7 +90,7 @@ impl PgDumper {
             .arg("--version")
             .output()
             .await
-            .map_err(|source| DumpError::Spawn { program: "pg_dump".into(), source })?;
+            .map_err(|cause| DumpError::Spawn { program: "pg_dump".into(), cause })?;
         // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
         let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
         let version = text.split_whitespace().nth(2).unwrap_or_default().to_string();
@@ -167,7 +167,7 @@ impl Dumper for PgDumper {
             .arg(format!("--lock-wait-timeout={LOCK_WAIT_TIMEOUT_MS}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| DumpError::Spawn { program: "pg_dump".into(), source })?;
+        let mut child = cmd.spawn().map_err(|cause| DumpError::Spawn { program: "pg_dump".into(), cause })?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let stderr_tail = tokio::spawn(read_tail(stderr));
         Ok(Box::new(PgDumpRun { child, stderr_tail, _passfile: passfile, password: password.clone() }))

@@ -66,7 +66,7 @@ impl PsqlRestorer {
     ) -> Result<(bool, String, String), RestoreError> {
         let (mut cmd, _passfile) = self.command("psql", server, database)?;
         cmd.args(["-X", "-w", "-q"]).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "psql".into(), source })?;
+        let mut child = cmd.spawn().map_err(|cause| RestoreError::Spawn { program: "psql".into(), cause })?;
         let mut input = child.stdin.take().expect("stdin is piped");
         let writer = tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
@@ -107,7 +107,7 @@ impl PsqlRestorer {
         let v2 = scheme == FINGERPRINT_V2;
         let (mut cmd, _passfile) = self.command("pg_dump", server, database)?;
         cmd.args(["--format=plain", "--no-password"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "pg_dump".into(), source })?;
+        let mut child = cmd.spawn().map_err(|cause| RestoreError::Spawn { program: "pg_dump".into(), cause })?;
         let stderr = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped")));
         let stdout = child.stdout.take().expect("stdout is piped").into_owned_fd()?;
         let summary = tokio::task::spawn_blocking(move || -> Result<DumpSummary, String> {
@@ -197,7 +197,7 @@ impl Restorer for PsqlRestorer {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn { program: "psql".into(), source })?;
+        let mut child = cmd.spawn().map_err(|cause| RestoreError::Spawn { program: "psql".into(), cause })?;
         let stderr = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped")));
         let stdin = child.stdin.take().expect("stdin is piped").into_owned_fd()?;
         // Copy on a blocking thread: decompression and hashing happen inside `sql`'s reads.

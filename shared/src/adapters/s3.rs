@@ -32,7 +32,7 @@ fn store_error<E>(operation: &'static str, key: &str, e: aws_sdk_s3::error::SdkE
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    StoreError { operation, key: key.to_string(), source: Box::new(aws_failure(&e)) }
+    StoreError { operation, key: key.to_string(), cause: Box::new(aws_failure(&e)) }
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -59,7 +59,7 @@ impl ObjectStore for S3Store {
         let upload_id = out.upload_id.ok_or_else(|| StoreError {
             operation: "CreateMultipartUpload",
             key: key.to_string(),
-            source: "the response carried no upload id".into(),
+            cause: "the response carried no upload id".into(),
         })?;
         Ok(Arc::new(S3Upload {
             client: self.client.clone(),

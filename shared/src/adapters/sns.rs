@@ -41,7 +41,7 @@ impl Alerts for SnsAlerts {
         request
             .send()
             .await
-            .map_err(|e| AlertError { subject: alert.subject.clone(), source: Box::new(aws_failure(&e)) })?;
+            .map_err(|e| AlertError { subject: alert.subject.clone(), cause: Box::new(aws_failure(&e)) })?;
         Ok(())
     }
 }

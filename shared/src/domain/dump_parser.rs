@@ -49,7 +49,14 @@ pub enum DumpParseError {
     #[error("the dump ended without pg_dump's completion line: the stream was cut short")]
     MissingTrailer,
     #[error("the dump's SQL cannot be read as psql would: {0}")]
-    Sql(#[from] SqlError),
+    Sql(SqlError),
+}
+
+// `?` wraps the reader's error; the message carries it, so it is not also a `source()`.
+impl From<SqlError> for DumpParseError {
+    fn from(cause: SqlError) -> Self {
+        DumpParseError::Sql(cause)
+    }
 }
 
 /// What a line of the dump is, for whoever cuts the stream into pieces.

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod backup;
 pub mod kernel;
+pub mod manifests;
 pub mod monitor;
 pub mod purge;
 pub mod status;

@@ -38,7 +38,7 @@ pub enum SlackError {
     #[error(transparent)]
     WebhookUrl(#[from] WebhookUrlError),
     #[error("cannot set up the HTTPS client: {0}")]
-    Tls(#[source] std::io::Error),
+    Tls(std::io::Error),
     /// A 4xx (or another status that is not worth a retry): the webhook or the message is wrong.
     #[error(
         "Slack refused the message ({detail}); not retried: the webhook is revoked or misconfigured (403/404), its \

@@ -78,7 +78,7 @@ impl std::fmt::Debug for WebhookUrl {
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookUrlError {
     #[error("cannot read the Slack webhook URL: {0}")]
-    Read(#[from] SecretError),
+    Read(SecretError),
     /// `reason` never contains the value.
     #[error("the Slack webhook URL in {source_name} is not usable: {reason}")]
     Invalid { source_name: String, reason: String },
@@ -160,7 +160,7 @@ impl WebhookUrlCache {
     pub async fn get(&self) -> Result<&WebhookUrl, WebhookUrlError> {
         self.url
             .get_or_try_init(|| async {
-                let stored = self.store.secret_string(self.source.id()).await?;
+                let stored = self.store.secret_string(self.source.id()).await.map_err(WebhookUrlError::Read)?;
                 WebhookUrl::parse(&stored)
                     .map_err(|reason| WebhookUrlError::Invalid { source_name: self.source.describe(), reason })
             })

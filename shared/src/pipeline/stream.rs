@@ -104,17 +104,29 @@ pub struct StreamResult {
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     #[error("reading the dump failed: {0}")]
-    Read(#[source] io::Error),
+    Read(io::Error),
     #[error("compressing the dump failed: {0}")]
-    Compress(#[source] io::Error),
+    Compress(io::Error),
     #[error("the dump is incomplete: {0}")]
-    Incomplete(#[from] DumpParseError),
+    Incomplete(DumpParseError),
     #[error("uploading a part failed: {0}")]
-    Upload(#[from] StoreError),
+    Upload(StoreError),
     #[error("the dump outgrew S3's {S3_MAX_PARTS} parts (about 5.9 TiB at Backstop's part sizes)")]
     TooManyParts,
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Internal(String),
+}
+
+// `?` wraps these causes in their variant; the message carries the cause, so it is not also a `source()`.
+impl From<DumpParseError> for StreamError {
+    fn from(cause: DumpParseError) -> Self {
+        StreamError::Incomplete(cause)
+    }
+}
+impl From<StoreError> for StreamError {
+    fn from(cause: StoreError) -> Self {
+        StreamError::Upload(cause)
+    }
 }
 
 impl StreamError {

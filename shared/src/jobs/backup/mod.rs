@@ -59,25 +59,26 @@ pub struct BackupRequest {
     pub deadline: Option<tokio::time::Instant>,
 }
 
-/// Why one target's backup failed. Displayed (then redacted) into the record and the alert.
+/// Why one target's backup failed. Displayed (then redacted) into the record and the alert: each message
+/// carries its cause (see `ports`: causes are fields, not `source()`s).
 #[derive(Debug, thiserror::Error)]
 enum BackupFailure {
     #[error("cannot get the database password: {0}")]
-    Password(#[from] PasswordError),
+    Password(PasswordError),
     #[error("the pre-flight check failed: {0}")]
-    Preflight(#[source] DumpError),
+    Preflight(DumpError),
     #[error("dumping the roles failed: {0}")]
-    Roles(#[source] DumpError),
+    Roles(DumpError),
     #[error("starting pg_dump failed: {0}")]
-    StartDump(#[source] DumpError),
+    StartDump(DumpError),
     #[error("pg_dump failed ({status}): {stderr_tail}")]
     DumpExited { status: String, stderr_tail: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Stream(#[from] StreamError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the catalog (DynamoDB) failed: {0}")]
-    Catalog(#[from] CatalogError),
+    Catalog(CatalogError),
     #[error("the catalog (DynamoDB) failed while marking the backup completed ({write_error}) and could not be read back ({read_error})")]
     Unconfirmed { write_error: CatalogError, read_error: CatalogError },
     #[error(
@@ -85,14 +86,40 @@ enum BackupFailure {
     )]
     OutOfTime { seconds: u64 },
     #[error("encoding the manifest failed: {0}")]
-    Manifest(#[from] serde_json::Error),
+    Manifest(serde_json::Error),
+}
+
+// `?` wraps these causes in their variant (thiserror's `#[from]` would also make them `source()`s).
+impl From<PasswordError> for BackupFailure {
+    fn from(cause: PasswordError) -> Self {
+        BackupFailure::Password(cause)
+    }
+}
+impl From<CatalogError> for BackupFailure {
+    fn from(cause: CatalogError) -> Self {
+        BackupFailure::Catalog(cause)
+    }
+}
+impl From<serde_json::Error> for BackupFailure {
+    fn from(cause: serde_json::Error) -> Self {
+        BackupFailure::Manifest(cause)
+    }
 }
 
 impl BackupFailure {
+    /// The kind of the AWS failure behind this one, whichever call (S3 or DynamoDB) met it.
+    fn service_kind(&self) -> Option<AwsErrorKind> {
+        match self {
+            BackupFailure::Store(e) | BackupFailure::Stream(StreamError::Upload(e)) => e.service_kind(),
+            BackupFailure::Catalog(e) | BackupFailure::Unconfirmed { write_error: e, .. } => e.service_kind(),
+            _ => None,
+        }
+    }
+
     /// Where a person should look first, for the alert.
     fn hint(&self) -> &'static str {
         // An AWS failure of a kind that says what to do, whichever call met it.
-        match ServiceFailure::kind_in(self) {
+        match self.service_kind() {
             Some(AwsErrorKind::Denied) => {
                 return "AWS denied the call: check the function's role (IAM), the bucket policy and the KMS key policy for the action named above.";
             }

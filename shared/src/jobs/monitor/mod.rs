@@ -14,17 +14,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 use tracing::{instrument, warn};
 
 use crate::config::{Config, TargetConfig};
 use crate::domain::health::{evaluate, next_alert, RowCounts, TableComparison, TargetHealth};
-use crate::domain::{BackupRecord, BackupStatus, Manifest};
+use crate::domain::{BackupRecord, BackupStatus};
 use crate::metrics::{emf_line, Unit};
 use crate::ports::*;
 
 use super::alerts::monitor_alert;
 use super::kernel::{select_targets, UnknownTarget};
+use super::manifests::read_manifest;
 
 /// Backups read per target: enough for the shrink median and the failure streak.
 const HISTORY: usize = 30;
@@ -158,10 +158,9 @@ impl MonitorJob {
         good.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.backup_id.cmp(&a.backup_id)));
         let [latest, previous, ..] = good.as_slice() else { return None };
         let read = async |record: &BackupRecord| -> Result<BTreeMap<String, u64>, RowCounts> {
-            let manifest_ref = record.manifest.as_ref().expect("filtered on a manifest");
-            let manifest = self.read_manifest(&manifest_ref.key, manifest_ref.version_id.as_deref()).await.map_err(|error| {
+            let manifest = read_manifest(self.deps.store.as_ref(), record).await.map_err(|error| {
                 warn!(backup_id = %record.backup_id, error = %error, "cannot read the manifest; the table check warns");
-                RowCounts::Unreadable { backup_id: record.backup_id.to_string(), error }
+                RowCounts::Unreadable { backup_id: record.backup_id.to_string(), error: error.to_string() }
             })?;
             Ok(manifest.fingerprint.tables.iter().map(|t| (t.qualified_name(), t.rows)).collect())
         };
@@ -169,13 +168,6 @@ impl MonitorJob {
             Ok::<_, RowCounts>(TableComparison { latest: read(latest).await?, previous: read(previous).await? })
         };
         Some(compared.await.map_or_else(|unreadable| unreadable, RowCounts::Compared))
-    }
-
-    async fn read_manifest(&self, key: &str, version_id: Option<&str>) -> Result<Manifest, String> {
-        let mut fetched = self.deps.store.get(key, version_id).await.map_err(|e| e.to_string())?;
-        let mut bytes = Vec::new();
-        fetched.body.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("the manifest is not valid: {e}"))
     }
 }
 

@@ -102,24 +102,24 @@ impl PartialEq<&str> for StepAction {
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("could not mark the record purging (nothing deleted): {0}")]
-    MarkPurging(#[source] CatalogError),
-    #[error("cannot list the objects under {prefix}: {source}")]
-    List { prefix: String, source: StoreError },
-    #[error("deleting {key} failed: {source}")]
-    Delete { key: String, source: StoreError },
+    MarkPurging(CatalogError),
+    #[error("cannot list the objects under {prefix}: {cause}")]
+    List { prefix: String, cause: StoreError },
+    #[error("deleting {key} failed: {cause}")]
+    Delete { key: String, cause: StoreError },
     #[error("objects deleted, but the record could not be marked purged (the next run finishes it): {0}")]
-    MarkPurged(#[source] CatalogError),
+    MarkPurged(CatalogError),
 }
 
 /// Why nothing could be decided for a target (nothing was done).
 #[derive(Debug, thiserror::Error)]
 pub enum NotDecided {
     #[error("cannot read the backup records: {0}")]
-    Records(#[source] CatalogError),
+    Records(CatalogError),
     #[error("the target has {MAX_RECORDS} or more backup records; purge refuses to decide on a partial list")]
     TooManyRecords,
     #[error("cannot read the drills: {0}")]
-    Drills(#[source] CatalogError),
+    Drills(CatalogError),
 }
 
 /// What happened to one backup (or upload), for the report and the CLI.
@@ -449,12 +449,12 @@ impl PurgeJob {
             .store
             .versions(&prefix)
             .await
-            .map_err(|source| StepError::List { prefix: prefix.clone(), source })?;
+            .map_err(|cause| StepError::List { prefix: prefix.clone(), cause })?;
         for version in &versions {
             effects
                 .delete_version(version)
                 .await
-                .map_err(|source| StepError::Delete { key: version.key.clone(), source })?;
+                .map_err(|cause| StepError::Delete { key: version.key.clone(), cause })?;
         }
         Ok(versions.len())
     }

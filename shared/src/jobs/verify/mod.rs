@@ -28,6 +28,7 @@ use super::alerts::subject_line;
 pub mod steps;
 
 mod phases;
+use phases::Stepped;
 mod texts;
 use super::kernel::{publish_or_warn, select_targets, UnknownTarget};
 
@@ -319,18 +320,18 @@ impl VerifyJob {
                 break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
             }
             let expected = drill.phase;
-            let waiting = match self.step(target, drill, request.deadline).await {
-                Ok(waiting) => waiting,
-                Err(message) => {
+            let stepped = match self.step(target, drill, request.deadline).await {
+                Ok(stepped) => stepped,
+                Err(e) => {
                     // A step that cannot even run (the catalog, the store) leaves the drill where it was.
-                    break Pause::Later(message);
+                    break Pause::Later(e.to_string());
                 }
             };
             steps += 1;
             if let Err(e) = self.deps.catalog.update_drill(drill, expected).await {
                 break Pause::Later(format!("could not save the drill's progress: {e}"));
             }
-            if let Some(status) = waiting {
+            if let Stepped::Waiting(status) = stepped {
                 break Pause::Later(status);
             }
         };

@@ -4,28 +4,92 @@
 
 use super::*;
 
+/// What one step of a drill did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Stepped {
+    /// The drill moved on: to its next phase, or (a phase that failed for good) straight to cleaning.
+    Advanced,
+    /// The phase must wait, saying for what: the scratch server (or the point-in-time copy) is being created.
+    Waiting(String),
+}
+
+/// Why a step could not run at all: the drill stays in its phase, and a later step (or run) tries again.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StepError {
+    #[error("{0}")]
+    Catalog(CatalogError),
+    #[error("destroying the scratch server failed: {0}")]
+    DestroyScratch(ScratchError),
+    #[error("deleting the point-in-time copy failed: {0}")]
+    DestroyCopy(ScratchError),
+    /// The copy exists and only RDS can delete it: the drill is left as it is for a run that can.
+    #[error("point-in-time drills need RDS scratch servers (scratch = \"rds\"), and this run has local ones")]
+    NoPointInTimeRestores,
+}
+
+impl From<CatalogError> for StepError {
+    fn from(cause: CatalogError) -> Self {
+        StepError::Catalog(cause)
+    }
+}
+
+/// Why the drill's client programs cannot restore a backup.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ClientUnfit {
+    #[error(transparent)]
+    UnknownServer(#[from] UnknownServerVersion),
+    #[error(
+        "the drill's PostgreSQL client programs are version {client}, older than the backup's server ({needed}): \
+         attach the PostgreSQL {needed} client layer to the verify function (PgClientLayerArn, docs/deploy.md) \
+         or point BACKSTOP_PG_BIN_DIR at PostgreSQL {needed}'s programs"
+    )]
+    TooOld { client: u32, needed: u32 },
+    #[error("the PostgreSQL client programs cannot be used: {0} (attach the client layer or set BACKSTOP_PG_BIN_DIR)")]
+    Unusable(RestoreError),
+}
+
+/// The backup's record does not say which PostgreSQL version it was dumped from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "backup {backup_id} does not record which PostgreSQL version it was dumped from (server_version {version:?}), \
+     so no scratch server can be chosen for it: drill a newer backup, or take one"
+)]
+pub(super) struct UnknownServerVersion {
+    backup_id: BackupId,
+    version: String,
+}
+
+/// Why a point-in-time copy cannot be reached.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CopyUnreachable {
+    #[error("cannot read {target}'s password to reach the point-in-time copy: {cause}")]
+    Password { target: String, cause: crate::passwords::PasswordError },
+    #[error("the point-in-time copy failed: {0}")]
+    Copy(ScratchError),
+}
+
 impl VerifyJob {
-    /// Runs the drill's current phase and moves it to the next. `Ok(Some(status))`: the phase must wait (the
-    /// scratch server is still being created). `Err`: the phase could not run at all; try again later.
+    /// Runs the drill's current phase and moves it to the next (or says what it waits for). `Err`: the phase
+    /// could not run at all; the drill stays where it was and a later step tries again.
     pub(super) async fn step(
         &self,
         target: &TargetConfig,
         drill: &mut DrillRecord,
         deadline: Option<tokio::time::Instant>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Stepped, StepError> {
         if drill.point_in_time.is_some() {
             return self.step_point_in_time(target, drill).await;
         }
         let now = self.deps.clock.now();
         match drill.phase {
             DrillPhase::Provisioning => {
-                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(Stepped::Advanced) };
                 let handle = match &drill.scratch {
                     Some(handle) => handle.clone(),
                     None => {
                         let engine_major = match server_major(&backup) {
                             Ok(major) => major,
-                            Err(why) => return Ok(self.fail_phase(drill, why)),
+                            Err(why) => return Ok(self.fail_phase(drill, why.to_string())),
                         };
                         let spec = ScratchSpec {
                             drill_id: drill.drill_id.clone(),
@@ -52,19 +116,19 @@ impl VerifyJob {
                     Ok(ScratchState::Ready(_)) => {
                         drill.provisioned_at = Some(self.deps.clock.now());
                         drill.phase = DrillPhase::Restoring;
-                        Ok(None)
+                        Ok(Stepped::Advanced)
                     }
                     Ok(ScratchState::Creating { status }) => {
-                        Ok(Some(format!("scratch server {} is {status}", handle.id)))
+                        Ok(Stepped::Waiting(format!("scratch server {} is {status}", handle.id)))
                     }
                     Err(e) => Ok(self.fail_phase(drill, format!("the scratch server failed: {e}"))),
                 }
             }
             DrillPhase::Restoring => {
-                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
-                let Some(server) = self.endpoint(drill).await else { return Ok(None) };
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(Stepped::Advanced) };
+                let Some(server) = self.endpoint(drill).await else { return Ok(Stepped::Advanced) };
                 if let Err(why) = self.client_can_restore(&backup).await {
-                    return Ok(self.fail_phase(drill, why));
+                    return Ok(self.fail_phase(drill, why.to_string()));
                 }
                 drill.restore_started_at = Some(self.deps.clock.now());
                 let mut report = drill.report.clone();
@@ -104,12 +168,12 @@ impl VerifyJob {
                         );
                     }
                 }
-                Ok(None)
+                Ok(Stepped::Advanced)
             }
             DrillPhase::Checking => {
-                let Some(backup) = self.backup_of(drill).await? else { return Ok(None) };
-                let Some(server) = self.endpoint(drill).await else { return Ok(None) };
-                match steps::read_manifest(self.deps.store.as_ref(), &backup).await {
+                let Some(backup) = self.backup_of(drill).await? else { return Ok(Stepped::Advanced) };
+                let Some(server) = self.endpoint(drill).await else { return Ok(Stepped::Advanced) };
+                match crate::jobs::manifests::read_manifest(self.deps.store.as_ref(), &backup).await {
                     Ok(manifest) => {
                         steps::check(
                             self.deps.restorer.as_ref(),
@@ -123,24 +187,20 @@ impl VerifyJob {
                         )
                         .await
                     }
-                    Err(message) => drill.report.push(CheckName::TableSet, CheckOutcome::Error { message }),
+                    Err(e) => drill.report.push(CheckName::TableSet, CheckOutcome::Error { message: e.to_string() }),
                 }
                 drill.checked_at = Some(self.deps.clock.now());
                 drill.phase = DrillPhase::Cleaning;
-                Ok(None)
+                Ok(Stepped::Advanced)
             }
             DrillPhase::Cleaning => {
                 if let Some(handle) = &drill.scratch {
                     // Not done until the server is gone: a failed destroy keeps the drill here for the next run.
-                    self.deps
-                        .scratch
-                        .destroy(handle)
-                        .await
-                        .map_err(|e| format!("destroying the scratch server failed: {e}"))?;
+                    self.deps.scratch.destroy(handle).await.map_err(StepError::DestroyScratch)?;
                 }
                 self.finish_cleaning(target, drill).await
             }
-            DrillPhase::Done => Ok(None),
+            DrillPhase::Done => Ok(Stepped::Advanced),
         }
     }
 
@@ -150,18 +210,17 @@ impl VerifyJob {
         &self,
         target: &TargetConfig,
         drill: &mut DrillRecord,
-    ) -> Result<Option<String>, String> {
-        let Some(source) = drill.point_in_time.as_ref().map(|p| p.source_instance.clone()) else { return Ok(None) };
+    ) -> Result<Stepped, StepError> {
+        let Some(source) = drill.point_in_time.as_ref().map(|p| p.source_instance.clone()) else {
+            return Ok(Stepped::Advanced);
+        };
         let Some(rds) = self.deps.point_in_time.clone() else {
-            let message =
-                "point-in-time drills need RDS scratch servers (scratch = \"rds\"), and this run has local ones"
-                    .to_string();
             if drill.scratch.is_some() {
                 // The copy exists and only RDS can delete it: leave the drill as it is for a run that can.
-                return Err(message);
+                return Err(StepError::NoPointInTimeRestores);
             }
             if drill.phase != DrillPhase::Cleaning {
-                self.fail_phase(drill, message);
+                self.fail_phase(drill, StepError::NoPointInTimeRestores.to_string());
             }
             return self.finish_cleaning(target, drill).await;
         };
@@ -174,7 +233,7 @@ impl VerifyJob {
                             Ok(Some(at)) => at,
                             Ok(None) => {
                                 let why = format!("RDS reports no restorable time for {source}: are its automated backups on (backup retention above 0)?");
-                                return Ok(self.fail_phase(drill, why));
+                                return Ok(self.fail_phase(drill, why.to_string()));
                             }
                             Err(e) => {
                                 return Ok(self
@@ -209,12 +268,12 @@ impl VerifyJob {
                         drill.restore_started_at = Some(drill.started_at);
                         drill.restored_at = Some(now);
                         drill.phase = DrillPhase::Checking;
-                        Ok(None)
+                        Ok(Stepped::Advanced)
                     }
                     Ok(ScratchState::Creating { status }) => {
-                        Ok(Some(format!("point-in-time copy {} of {source} is {status}", handle.id)))
+                        Ok(Stepped::Waiting(format!("point-in-time copy {} of {source} is {status}", handle.id)))
                     }
-                    Err(message) => Ok(self.fail_phase(drill, message)),
+                    Err(unreachable) => Ok(self.fail_phase(drill, unreachable.to_string())),
                 }
             }
             DrillPhase::Checking => {
@@ -234,37 +293,33 @@ impl VerifyJob {
                         .await;
                         drill.checked_at = Some(self.deps.clock.now());
                         drill.phase = DrillPhase::Cleaning;
-                        Ok(None)
+                        Ok(Stepped::Advanced)
                     }
                     Ok(ScratchState::Creating { status }) => Ok(self.fail_phase(
                         drill,
                         format!("the point-in-time copy is {status} again in the middle of the drill"),
                     )),
-                    Err(message) => Ok(self.fail_phase(drill, message)),
+                    Err(unreachable) => Ok(self.fail_phase(drill, unreachable.to_string())),
                 }
             }
             DrillPhase::Cleaning => {
                 if let Some(handle) = &drill.scratch {
-                    rds.destroy(handle).await.map_err(|e| format!("deleting the point-in-time copy failed: {e}"))?;
+                    rds.destroy(handle).await.map_err(StepError::DestroyCopy)?;
                 }
                 self.finish_cleaning(target, drill).await
             }
-            DrillPhase::Done => Ok(None),
+            DrillPhase::Done => Ok(Stepped::Advanced),
         }
     }
 
     /// The drill's client programs must be at least the backup's server version: psql would stop on newer
     /// syntax and pg_dump refuses to re-read a newer server. Said before restoring, with what to deploy.
-    pub(super) async fn client_can_restore(&self, backup: &BackupRecord) -> Result<(), String> {
+    pub(super) async fn client_can_restore(&self, backup: &BackupRecord) -> Result<(), ClientUnfit> {
         let needed = server_major(backup)?;
         match self.deps.restorer.client_major().await {
             Ok(client) if client >= needed => Ok(()),
-            Ok(client) => Err(format!(
-                "the drill's PostgreSQL client programs are version {client}, older than the backup's server ({needed}): \
-                 attach the PostgreSQL {needed} client layer to the verify function (PgClientLayerArn, docs/deploy.md) \
-                 or point BACKSTOP_PG_BIN_DIR at PostgreSQL {needed}'s programs"
-            )),
-            Err(e) => Err(format!("the PostgreSQL client programs cannot be used: {e} (attach the client layer or set BACKSTOP_PG_BIN_DIR)")),
+            Ok(client) => Err(ClientUnfit::TooOld { client, needed }),
+            Err(e) => Err(ClientUnfit::Unusable(e)),
         }
     }
 
@@ -274,14 +329,14 @@ impl VerifyJob {
         rds: &dyn PointInTimeRestores,
         target: &TargetConfig,
         handle: &ScratchHandle,
-    ) -> Result<ScratchState, String> {
+    ) -> Result<ScratchState, CopyUnreachable> {
         let password = self
             .deps
             .passwords
             .resolve(&target.password)
             .await
-            .map_err(|e| format!("cannot read {}'s password to reach the point-in-time copy: {e}", target.name))?;
-        rds.poll(handle, &target.user, password).await.map_err(|e| format!("the point-in-time copy failed: {e}"))
+            .map_err(|cause| CopyUnreachable::Password { target: target.name.clone(), cause })?;
+        rds.poll(handle, &target.user, password).await.map_err(CopyUnreachable::Copy)
     }
 
     /// The last step of `cleaning`, once the scratch server is gone: the verdict, then `done`.
@@ -289,11 +344,11 @@ impl VerifyJob {
         &self,
         target: &TargetConfig,
         drill: &mut DrillRecord,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Stepped, StepError> {
         drill.finished_at = Some(self.deps.clock.now());
         self.settle(target, drill).await?;
         drill.phase = DrillPhase::Done;
-        Ok(None)
+        Ok(Stepped::Advanced)
     }
 
     /// Fails an unfinished drill before cleaning, and saves that, so the cleaning that follows (now or in a
@@ -311,16 +366,16 @@ impl VerifyJob {
     }
 
     /// A phase that failed for good: recorded as an error check, and the drill goes straight to cleaning.
-    pub(super) fn fail_phase(&self, drill: &mut DrillRecord, message: String) -> Option<String> {
+    pub(super) fn fail_phase(&self, drill: &mut DrillRecord, message: String) -> Stepped {
         warn!(message = %message, "drill phase failed");
         drill.report.push(CheckName::Restore, CheckOutcome::Error { message });
         drill.phase = DrillPhase::Cleaning;
-        None
+        Stepped::Advanced
     }
 
     /// The drilled backup's record. `Err`: the catalog failed (try later). A record that is gone fails the
     /// drill for good (`Ok(None)`, and the drill is sent to cleaning) so it cannot block the target forever.
-    pub(super) async fn backup_of(&self, drill: &mut DrillRecord) -> Result<Option<BackupRecord>, String> {
+    pub(super) async fn backup_of(&self, drill: &mut DrillRecord) -> Result<Option<BackupRecord>, CatalogError> {
         match self.deps.catalog.get_backup(&drill.target, &drill.backup_id).await {
             Ok(Some(b)) => Ok(Some(b)),
             Ok(None) => {
@@ -329,7 +384,7 @@ impl VerifyJob {
                 }
                 Ok(None)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 
@@ -350,7 +405,7 @@ impl VerifyJob {
     }
 
     /// The drill's verdict: timings and budgets, the backup record's status, metrics and the alert.
-    pub(super) async fn settle(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<(), String> {
+    pub(super) async fn settle(&self, target: &TargetConfig, drill: &mut DrillRecord) -> Result<(), CatalogError> {
         if let Some(pitr) = drill.point_in_time.clone() {
             // No backup record to update: the verdict is the drill's report, its metrics and its alert.
             record_timings(drill, pitr.restore_time, &self.config.verify);
@@ -377,7 +432,7 @@ impl VerifyJob {
             rpo_seconds: drill.report.timings.rpo_seconds,
         });
         if restorable(&backup) {
-            self.deps.catalog.update_backup(&updated, backup.status).await.map_err(|e| e.to_string())?;
+            self.deps.catalog.update_backup(&updated, backup.status).await?;
         } else {
             // Purged (or failed) meanwhile: the drill's report stands, the record is not rewritten.
             warn!(status = %backup.status, "the backup's status changed during the drill; its record is left as it is");
@@ -424,15 +479,10 @@ pub(super) fn record_timings(
 
 /// The major version of the server the backup was dumped from ("15.4", "16.1 (Debian 16.1-1)" → 15, 16). No
 /// guess when the record does not say: a scratch server of another version proves nothing about a restore.
-pub(super) fn server_major(b: &BackupRecord) -> Result<u32, String> {
+pub(super) fn server_major(b: &BackupRecord) -> Result<u32, UnknownServerVersion> {
     let version = b.server_version.as_deref().unwrap_or_default();
-    crate::domain::backup::major_version(version).ok_or_else(|| {
-        format!(
-            "backup {} does not record which PostgreSQL version it was dumped from (server_version {version:?}), so no \
-             scratch server can be chosen for it: drill a newer backup, or take one",
-            b.backup_id
-        )
-    })
+    crate::domain::backup::major_version(version)
+        .ok_or_else(|| UnknownServerVersion { backup_id: b.backup_id.clone(), version: version.to_string() })
 }
 
 /// Room for the restored data and its indexes: about twice the SQL, at least 20 GiB (RDS's floor for gp3).
@@ -459,7 +509,7 @@ mod tests {
         assert_eq!(server_major(&with_version(Some("15.4"))), Ok(15));
         assert_eq!(server_major(&with_version(Some("16.1 (Debian 16.1-1.pgdg120+1)"))), Ok(16));
         for unknown in [None, Some(""), Some("unknown"), Some("0.1")] {
-            let error = server_major(&with_version(unknown)).unwrap_err();
+            let error = server_major(&with_version(unknown)).unwrap_err().to_string();
             assert!(error.contains("does not record which PostgreSQL version"), "{error}");
         }
     }

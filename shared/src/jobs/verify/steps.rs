@@ -8,46 +8,20 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::dump_parser::FINGERPRINT_V2;
 use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome, RowCheck, VerificationReport};
 use crate::domain::{BackupRecord, Manifest, ObjectRef};
 use crate::pipeline::codec::Codec;
-use crate::ports::{FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, Restorer, ScratchEndpoint, StoreError};
+use crate::ports::{
+    FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, RestoreError, Restorer, ScratchEndpoint, StoreError,
+};
+
+use crate::jobs::manifests::{fetch_manifest, read_small};
 
 /// The database a drill restores into, on the scratch server.
 pub const RESTORED_DB: &str = "backstop_restored";
-
-/// Reads a small object whole (the manifest, the roles script), with what the store says of it.
-async fn read_small(store: &dyn ObjectStore, object: &ObjectRef) -> Result<(Vec<u8>, ObjectHead), StoreError> {
-    let mut fetched = store.get(&object.key, object.version_id.as_deref()).await?;
-    let mut bytes = Vec::new();
-    fetched.body.read_to_end(&mut bytes).await.map_err(|e| StoreError {
-        operation: "GetObject",
-        key: object.key.clone(),
-        source: Box::new(e),
-    })?;
-    Ok((bytes, fetched.head))
-}
-
-/// The manifest the backup wrote, from the exact version the record names, with its metadata.
-async fn fetch_manifest(store: &dyn ObjectStore, backup: &BackupRecord) -> Result<(Manifest, ObjectHead), String> {
-    let object = backup.manifest.as_ref().ok_or("the backup record names no manifest")?;
-    let (bytes, head) = read_small(store, object).await.map_err(|e| e.to_string())?;
-    if hex::encode(Sha256::digest(&bytes)) != object.sha256 {
-        return Err(format!("the manifest {} does not have the SHA-256 its record holds", object.key));
-    }
-    let manifest =
-        serde_json::from_slice(&bytes).map_err(|e| format!("the manifest {} is not valid: {e}", object.key))?;
-    Ok((manifest, head))
-}
-
-/// The manifest the backup wrote, from the exact version the record names.
-pub async fn read_manifest(store: &dyn ObjectStore, backup: &BackupRecord) -> Result<Manifest, String> {
-    fetch_manifest(store, backup).await.map(|(manifest, _)| manifest)
-}
 
 /// Is the object encrypted as configured: SSE-KMS under the configured key, or, with no key configured, by
 /// any server-side encryption (the bucket's default)?
@@ -122,22 +96,74 @@ fn decoder<R: Read + Send + 'static>(codec: Codec, raw: R) -> std::io::Result<Bo
     })
 }
 
+/// Why a dump is restored as one stream rather than in parallel by its layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotParallel {
+    #[error("the backup predates framed dumps")]
+    NoLayout,
+    #[error("its fingerprint scheme is {0}")]
+    FingerprintScheme(String),
+    #[error("the dump is in {0} (the parallel restore reads UTF-8 dumps)")]
+    Encoding(String),
+    #[error("{0}")]
+    InvalidLayout(String),
+}
+
 /// The layout a parallel restore can follow, or why the dump is restored as one stream: backups made before
 /// framed dumps have none, and the parallel path reads text as UTF-8 only.
-pub fn parallel_layout<'m>(manifest: &'m Manifest, dump: &ObjectRef) -> Result<&'m DumpLayout, String> {
-    let layout = manifest.layout.as_ref().ok_or("the backup predates framed dumps")?;
+pub fn parallel_layout<'m>(manifest: &'m Manifest, dump: &ObjectRef) -> Result<&'m DumpLayout, NotParallel> {
+    let layout = manifest.layout.as_ref().ok_or(NotParallel::NoLayout)?;
     if manifest.fingerprint.algorithm != FINGERPRINT_V2 {
-        return Err(format!("its fingerprint scheme is {}", manifest.fingerprint.algorithm));
+        return Err(NotParallel::FingerprintScheme(manifest.fingerprint.algorithm.clone()));
     }
     let encoding = manifest.session.as_ref().map(|s| s.client_encoding.to_ascii_uppercase());
     if !matches!(encoding.as_deref(), Some("UTF8") | Some("UTF-8")) {
-        return Err(format!(
-            "the dump is in {} (the parallel restore reads UTF-8 dumps)",
-            encoding.unwrap_or_else(|| "an unknown encoding".into())
-        ));
+        return Err(NotParallel::Encoding(encoding.unwrap_or_else(|| "an unknown encoding".into())));
     }
-    layout.validate(dump.size, manifest.raw_bytes)?;
+    layout.validate(dump.size, manifest.raw_bytes).map_err(NotParallel::InvalidLayout)?;
     Ok(layout)
+}
+
+/// What was read of the stored dump while restoring it: its SHA-256 and size as read, and its metadata.
+struct DumpRead {
+    sha256: String,
+    size: u64,
+    head: ObjectHead,
+}
+
+/// Why the stored dump was not read whole.
+#[derive(Debug, thiserror::Error)]
+enum DumpUnread {
+    #[error("the dump was not read")]
+    NotRead,
+    /// The framed restore's account of the read (the port reports it as text).
+    #[error("{0}")]
+    Reported(String),
+    #[error("the dump could not be read: {0}")]
+    Fetch(StoreError),
+    /// The restore stopped before it read the dump (its error is the restore check's).
+    #[error("the dump could not be read: {0}")]
+    RestoreStopped(String),
+}
+
+/// Why restoring the dump failed, as the drill's restore check reports it.
+#[derive(Debug, thiserror::Error)]
+enum RestoreFailure {
+    /// The parallel restore's own account of why it stopped (the port reports it as text).
+    #[error("{0}")]
+    Parallel(String),
+    #[error("{0}")]
+    Restorer(RestoreError),
+    #[error("the dump could not be fetched")]
+    Fetch,
+    #[error("cannot start decompressing: {0}")]
+    Decompress(std::io::Error),
+    #[error("the server took {loaded} rows into {table}, and the dump holds {expected}")]
+    RowsShort { table: String, loaded: u64, expected: u64 },
+    #[error("the parallel restore stopped ({why}), and the database could not be made anew for psql: {cause}")]
+    NoFreshDatabase { why: String, cause: RestoreError },
+    #[error("{psql} (and before it, the parallel restore: {why})")]
+    BothFailed { psql: Box<RestoreFailure>, why: String },
 }
 
 /// `restoring`: object checks, roles, then the dump: in parallel by its layout, or streamed whole through
@@ -188,8 +214,8 @@ pub async fn restore(
     // be the record's (the restored bytes are then checked against both).
     let (manifest, manifest_head) = match fetch_manifest(store.as_ref(), backup).await {
         Ok(found) => found,
-        Err(message) => {
-            report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message });
+        Err(e) => {
+            report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message: e.to_string() });
             return false;
         }
     };
@@ -249,26 +275,33 @@ pub async fn restore(
             match restorer.restore_framed(store.clone(), server, RESTORED_DB, framed).await {
                 Ok(done) => {
                     let read = match (&done.object_error, &done.object_head) {
-                        (None, Some(head)) => Ok((done.object_sha256.clone(), done.object_size, head.clone())),
-                        (Some(e), _) => Err(e.clone()),
-                        (None, None) => Err("the dump was not read".to_string()),
+                        (None, Some(head)) => Ok(DumpRead {
+                            sha256: done.object_sha256.clone(),
+                            size: done.object_size,
+                            head: head.clone(),
+                        }),
+                        (Some(e), _) => Err(DumpUnread::Reported(e.clone())),
+                        (None, None) => Err(DumpUnread::NotRead),
                     };
                     match &done.restore_error {
                         None => (rows_loaded_check(layout, &done).map(Restored::AsPlanned), read),
                         Some(why) => {
                             let object_intact =
-                                matches!(&read, Ok((sha, size, _)) if *sha == dump.sha256 && *size == dump.size);
+                                matches!(&read, Ok(read) if read.sha256 == dump.sha256 && read.size == dump.size);
                             if object_intact {
                                 // The bytes are the ones backed up, so psql decides: the parallel path may have
                                 // met something it cannot place (or run side by side) that psql restores.
                                 fall_back_to_one_stream(store.as_ref(), restorer, server, backup, dump, why, read).await
                             } else {
-                                (Err(why.clone()), read)
+                                (Err(RestoreFailure::Parallel(why.clone())), read)
                             }
                         }
                     }
                 }
-                Err(e) => (Err(e.to_string()), Err(format!("the dump could not be read: {e}"))),
+                Err(e) => {
+                    let unread = DumpUnread::RestoreStopped(e.to_string());
+                    (Err(RestoreFailure::Restorer(e)), Err(unread))
+                }
             }
         }
         Err(why) => {
@@ -277,7 +310,7 @@ pub async fn restore(
         }
     };
     match dump_read {
-        Ok((sha, size, dump_head)) => {
+        Ok(DumpRead { sha256: sha, size, head: dump_head }) => {
             let encryption = encryption_of(
                 &[("dump", &dump_head), ("roles", &roles_head), ("manifest", &manifest_head)],
                 expected_kms_key,
@@ -293,9 +326,9 @@ pub async fn restore(
             };
             report.push(CheckName::ObjectChecksum, checksum);
         }
-        Err(message) => {
+        Err(unread) => {
             // The bytes could not be read to the end: nothing is known of them, and nothing of the encryption.
-            let reason = format!("the dump could not be read whole: {message}");
+            let reason = format!("the dump could not be read whole: {unread}");
             report.push(CheckName::ObjectEncryption, CheckOutcome::not_run(reason.clone()));
             report.push(CheckName::ObjectChecksum, CheckOutcome::not_run(reason));
         }
@@ -316,8 +349,8 @@ pub async fn restore(
             );
             true
         }
-        Err(message) => {
-            report.push(CheckName::Restore, CheckOutcome::Error { message });
+        Err(failure) => {
+            report.push(CheckName::Restore, CheckOutcome::Error { message: failure.to_string() });
             false
         }
     }
@@ -359,32 +392,29 @@ async fn fall_back_to_one_stream(
     backup: &BackupRecord,
     dump: &ObjectRef,
     why: &str,
-    first_read: Result<(String, u64, ObjectHead), String>,
-) -> (Result<Restored, String>, Result<(String, u64, ObjectHead), String>) {
+    first_read: Result<DumpRead, DumpUnread>,
+) -> (Result<Restored, RestoreFailure>, Result<DumpRead, DumpUnread>) {
     tracing::warn!(reason = %why, "the parallel restore stopped; restoring the dump again on one connection");
-    if let Err(e) = restorer.recreate_database(server, RESTORED_DB).await {
-        return (
-            Err(format!("the parallel restore stopped ({why}), and the database could not be made anew for psql: {e}")),
-            first_read,
-        );
+    if let Err(cause) = restorer.recreate_database(server, RESTORED_DB).await {
+        return (Err(RestoreFailure::NoFreshDatabase { why: why.to_string(), cause }), first_read);
     }
     let (restored, read) = restore_streamed(store, restorer, server, backup, dump).await;
     let restored = match restored {
         Ok(_) => Ok(Restored::OneStream { why_not_parallel: why.to_string() }),
-        Err(psql) => Err(format!("{psql} (and before it, the parallel restore: {why})")),
+        Err(psql) => Err(RestoreFailure::BothFailed { psql: Box::new(psql), why: why.to_string() }),
     };
     (restored, read)
 }
 
 /// The server accepted as many rows per table as the layout says the dump holds.
-fn rows_loaded_check(layout: &DumpLayout, done: &FramedRestoreReport) -> Result<String, String> {
+fn rows_loaded_check(layout: &DumpLayout, done: &FramedRestoreReport) -> Result<String, RestoreFailure> {
     let mut tables = 0;
     for segment in &layout.segments {
         let SegmentKind::Copy { schema, name, rows, .. } = &segment.kind else { continue };
         tables += 1;
         let loaded = done.rows_loaded.get(&(schema.clone(), name.clone())).copied().unwrap_or(0);
         if loaded != *rows {
-            return Err(format!("the server took {loaded} rows into {schema}.{name}, and the dump holds {rows}"));
+            return Err(RestoreFailure::RowsShort { table: format!("{schema}.{name}"), loaded, expected: *rows });
         }
     }
     let rows: u64 = done.rows_loaded.values().sum();
@@ -407,10 +437,10 @@ async fn restore_streamed(
     server: &ScratchEndpoint,
     backup: &BackupRecord,
     dump: &ObjectRef,
-) -> (Result<String, String>, Result<(String, u64, ObjectHead), String>) {
+) -> (Result<String, RestoreFailure>, Result<DumpRead, DumpUnread>) {
     let fetched = match store.get(&dump.key, dump.version_id.as_deref()).await {
         Ok(f) => f,
-        Err(e) => return (Err("the dump could not be fetched".into()), Err(e.to_string())),
+        Err(e) => return (Err(RestoreFailure::Fetch), Err(DumpUnread::Fetch(e))),
     };
     let head = fetched.head.clone();
     let hashed = Arc::new(Mutex::new((Sha256::new(), 0u64)));
@@ -422,11 +452,11 @@ async fn restore_streamed(
             .restore_sql(server, RESTORED_DB, sql)
             .await
             .map(|()| format!("restored into {RESTORED_DB}"))
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(format!("cannot start decompressing: {e}")),
+            .map_err(RestoreFailure::Restorer),
+        Err(e) => Err(RestoreFailure::Decompress(e)),
     };
     let state = hashed.lock().expect("hash state lock");
-    (restored, Ok((hex::encode(state.0.clone().finalize()), state.1, head)))
+    (restored, Ok(DumpRead { sha256: hex::encode(state.0.clone().finalize()), size: state.1, head }))
 }
 
 /// Every object of the backup must be encrypted as configured; the first that is not is named.
