@@ -227,13 +227,21 @@ pub enum ClaimSettlement {
     Released,
 }
 
+// The catalog is one DynamoDB table, seen through narrow ports: a job (or a function of one) asks for the
+// part it uses, and a fake implements each part alone. `Catalog` is all of them, for the wiring.
+
+/// Each job's lease on a target: one run at a time per target and job.
 #[async_trait]
-pub trait Catalog: Send + Sync {
+pub trait Leases: Send + Sync {
     /// Takes the lease if it is free or expired; its holder calling again renews it (a heartbeat).
     async fn acquire_lease(&self, request: &LeaseRequest) -> Result<LeaseOutcome, CatalogError>;
     /// Releases the lease if `owner` still holds it; a lease already taken over is left alone.
     async fn release_lease(&self, target: &str, job: Job, owner: &str) -> Result<(), CatalogError>;
+}
 
+/// Idempotency claims: a delivery of an event (retried, or delivered twice) produces at most one backup.
+#[async_trait]
+pub trait Claims: Send + Sync {
     /// Claims a delivery for `claim.owner`: free, or a running claim that expired (its run crashed).
     async fn claim_idempotency(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome, CatalogError>;
     /// Marks the owner's claim done, or releases it. Only the owner's own running claim is touched: a claim
@@ -244,7 +252,11 @@ pub trait Catalog: Send + Sync {
         claim: &IdempotencyClaim,
         settlement: ClaimSettlement,
     ) -> Result<(), CatalogError>;
+}
 
+/// The backup records.
+#[async_trait]
+pub trait Backups: Send + Sync {
     /// Creates a record; fails with `Conflict` if one with the same id exists.
     async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError>;
     /// Replaces a record, only if its stored status is still `expected`.
@@ -252,20 +264,37 @@ pub trait Catalog: Send + Sync {
     async fn get_backup(&self, target: &str, backup_id: &BackupId) -> Result<Option<BackupRecord>, CatalogError>;
     /// The newest `limit` backups of a target, newest first.
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError>;
+}
 
+/// The restore drills' records.
+#[async_trait]
+pub trait Drills: Send + Sync {
     /// Creates a drill record; fails with `Conflict` if the id exists.
     async fn create_drill(&self, drill: &DrillRecord) -> Result<(), CatalogError>;
     /// Replaces a drill record, only if its stored phase is still `expected`.
     async fn update_drill(&self, drill: &DrillRecord, expected: DrillPhase) -> Result<(), CatalogError>;
     /// A target's drills, newest first.
     async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError>;
+}
 
-    /// The monitor's alert state of each of a target's checks (absent: never alerted).
-    async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError>;
-    async fn put_alert_state(&self, state: &AlertState) -> Result<(), CatalogError>;
-
+/// Each run's record (what it did, for the CLI's history and the audit trail).
+#[async_trait]
+pub trait Runs: Send + Sync {
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError>;
 }
+
+/// The monitor's alert state of each check, so an alert fires once, repeats after its cooldown and resolves.
+#[async_trait]
+pub trait AlertStates: Send + Sync {
+    /// The alert state of each of a target's checks (absent: never alerted).
+    async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError>;
+    async fn put_alert_state(&self, state: &AlertState) -> Result<(), CatalogError>;
+}
+
+/// The whole catalog: every narrow port, as the one DynamoDB adapter (and the in-memory fake) implements them.
+pub trait Catalog: Leases + Claims + Backups + Drills + Runs + AlertStates {}
+
+impl<T: Leases + Claims + Backups + Drills + Runs + AlertStates + ?Sized> Catalog for T {}
 
 // ---------------------------------------------------------------- alerts
 

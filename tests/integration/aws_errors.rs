@@ -4,7 +4,7 @@
 use backstop::adapters::dynamodb::DynamoCatalog;
 use backstop::adapters::s3::S3Store;
 use backstop::domain::BackupId;
-use backstop::ports::{AwsErrorKind, Catalog, ObjectStore};
+use backstop::ports::{AwsErrorKind, Backups, ObjectStore};
 use backstop_tests::aws::AwsFixture;
 
 #[tokio::test(flavor = "multi_thread")]

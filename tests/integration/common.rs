@@ -9,7 +9,7 @@ use backstop::domain::fingerprint::DumpSummary;
 use backstop::domain::{BackupRecord, Manifest, RunRecord, Trigger};
 use backstop::jobs::backup::{BackupJob, BackupRequest};
 use backstop::metrics::NoMetrics;
-use backstop::ports::Catalog;
+use backstop::ports::{Backups, Drills};
 use backstop_tests::aws::AwsFixture;
 
 /// The production wiring (S3, DynamoDB, SNS, pg_dump) pointed at the test's resources.

@@ -65,7 +65,7 @@ async fn the_same_event_delivered_twice_makes_one_backup() {
 async fn a_claim_taken_over_stays_the_takers() {
     use backstop::adapters::dynamodb::DynamoCatalog;
     use backstop::domain::BackupId;
-    use backstop::ports::{Catalog, CatalogError, ClaimOutcome, ClaimSettlement, IdempotencyClaim};
+    use backstop::ports::{CatalogError, ClaimOutcome, ClaimSettlement, Claims, IdempotencyClaim};
 
     let aws = AwsFixture::new().await;
     let catalog = DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());

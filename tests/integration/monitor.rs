@@ -12,7 +12,7 @@ use backstop::domain::{BackupId, BackupRecord, BackupStatus, Trigger, Verificati
 use backstop::jobs::monitor::{MonitorDeps, MonitorJob, MonitorRequest, TargetReport};
 use backstop::metrics::{NoMetrics, RecordingMetrics};
 use backstop::pipeline::codec::Codec;
-use backstop::ports::{Catalog, Severity};
+use backstop::ports::{Backups, Severity};
 use backstop_tests::aws::{AwsFixture, DeliveredAlert};
 use chrono::{DateTime, Duration as Span, Utc};
 

@@ -15,7 +15,7 @@ use backstop::domain::{BackupRecord, BackupStatus, TargetOutcome, Trigger};
 use backstop::jobs::verify::{VerifyRequest, VerifyRun};
 use backstop::metrics::NoMetrics;
 use backstop::pipeline::codec::{decode_all, Codec};
-use backstop::ports::Catalog;
+use backstop::ports::{Backups, Drills};
 use backstop_tests::aws::AwsFixture;
 use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
 

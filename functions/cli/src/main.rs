@@ -18,12 +18,14 @@ use backstop::domain::text::human_bytes;
 use backstop::domain::{BackupId, BackupStatus, Trigger};
 use backstop::jobs::backup::BackupRequest;
 use backstop::jobs::monitor::{self, MonitorRequest};
-use backstop::jobs::purge::{self, PurgeRequest};
+use backstop::jobs::purge::PurgeRequest;
 use backstop::jobs::status;
 use backstop::jobs::verify::{VerifyJobError, VerifyRequest};
 use backstop::metrics::{MetricsSink, NoMetrics, StderrEmf};
 use backstop::pipeline::stream::Progress;
 use clap::{Parser, Subcommand};
+
+mod render;
 
 #[derive(Parser)]
 #[command(name = "backstop", version, about = "PostgreSQL backups that are proven restorable")]
@@ -209,7 +211,7 @@ async fn purge(
     if json {
         println!("{}", serde_json::to_string_pretty(&results).expect("purge results serialize"));
     } else {
-        print!("{}", purge::render(&results));
+        print!("{}", render::purge_plan(&results));
     }
     if results.iter().any(|r| r.failed()) {
         ExitCode::from(1)
@@ -239,7 +241,7 @@ async fn check(
     if json {
         println!("{}", serde_json::to_string_pretty(&reports).expect("monitor reports serialize"));
     } else {
-        print!("{}", monitor::render(&reports));
+        print!("{}", render::monitor_plugin_text(&reports));
         for subject in reports.iter().flat_map(|r| &r.alerts_sent) {
             println!("alert sent: {subject}");
         }
@@ -393,7 +395,7 @@ async fn show_backup(
             let value = serde_json::json!({ "backup": record, "latest_drill": drill });
             println!("{}", serde_json::to_string_pretty(&value).expect("records serialize"));
         } else {
-            print!("{}", status::render_backup(&record, drill.as_ref()));
+            print!("{}", render::backup_in_full(&record, drill.as_ref()));
         }
         return ExitCode::SUCCESS;
     }
@@ -421,7 +423,7 @@ async fn show_status(
             ExitCode::SUCCESS
         }
         Ok(statuses) => {
-            print!("{}", status::render_table(&statuses));
+            print!("{}", render::status_table(&statuses));
             ExitCode::SUCCESS
         }
         Err(e) => {

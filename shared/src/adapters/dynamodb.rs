@@ -215,7 +215,7 @@ fn attr_to_json(attr: AttributeValue) -> Value {
 }
 
 #[async_trait]
-impl Catalog for DynamoCatalog {
+impl Leases for DynamoCatalog {
     async fn acquire_lease(&self, r: &LeaseRequest) -> Result<LeaseOutcome, CatalogError> {
         let sk = format!("LEASE#{}", r.job.as_str());
         let item: Item = [
@@ -250,7 +250,10 @@ impl Catalog for DynamoCatalog {
     async fn release_lease(&self, target: &str, job: Job, owner: &str) -> Result<(), CatalogError> {
         self.delete_if_owner(target_pk(target), format!("LEASE#{}", job.as_str()), owner).await
     }
+}
 
+#[async_trait]
+impl Claims for DynamoCatalog {
     async fn claim_idempotency(&self, c: &IdempotencyClaim) -> Result<ClaimOutcome, CatalogError> {
         let (pk, sk) = (format!("EVENT#{}", c.key), target_pk(&c.target));
         let item: Item = [
@@ -311,7 +314,10 @@ impl Catalog for DynamoCatalog {
             ClaimSettlement::Released => self.delete_if_owner(pk, sk, &c.owner).await,
         }
     }
+}
 
+#[async_trait]
+impl Backups for DynamoCatalog {
     async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError> {
         let mut item = to_item(record, target_pk(&record.target), backup_sk(&record.backup_id));
         item.insert("kind".into(), s("backup"));
@@ -349,7 +355,10 @@ impl Catalog for DynamoCatalog {
             .map(|item| from_item(item, &format!("a backup of {target}")))
             .collect()
     }
+}
 
+#[async_trait]
+impl Drills for DynamoCatalog {
     async fn create_drill(&self, drill: &DrillRecord) -> Result<(), CatalogError> {
         let mut item = to_item(drill, target_pk(&drill.target), format!("DRILL#{}", drill.drill_id));
         item.insert("kind".into(), s("drill"));
@@ -380,7 +389,10 @@ impl Catalog for DynamoCatalog {
             .map(|item| from_item(item, &format!("a drill of {target}")))
             .collect()
     }
+}
 
+#[async_trait]
+impl Runs for DynamoCatalog {
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError> {
         let mut item = to_item(
             run,
@@ -392,7 +404,10 @@ impl Catalog for DynamoCatalog {
         self.put_if(item, "attribute_not_exists(pk)", &[], vec![]).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl AlertStates for DynamoCatalog {
     async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError> {
         self.query_newest(target_pk(target), Some("ALERT#"), 100)
             .await?

@@ -1,5 +1,6 @@
-//! In-memory adapters for unit tests: an object store, a catalog with the same conditional semantics as the
-//! DynamoDB adapter, an alert recorder, a scripted dumper and a fixed clock. Never wired in production.
+//! In-memory adapters for unit tests, one for every port: an object store, a catalog with the same conditional
+//! semantics as the DynamoDB adapter, an alert recorder, secrets, a scripted dumper, a fixed clock, scratch
+//! servers, point-in-time copies and a scripted restorer; each with fault injection. Never wired in production.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -331,13 +332,18 @@ impl MemoryCatalog {
         self.state.lock().unwrap().runs.clone()
     }
 
+    /// Every drill record, in id order.
+    pub fn drills(&self) -> Vec<DrillRecord> {
+        self.state.lock().unwrap().drills.values().cloned().collect()
+    }
+
     pub fn lease_holder(&self, target: &str, job: Job) -> Option<String> {
         self.state.lock().unwrap().leases.get(&(target.to_string(), job)).map(|(o, _)| o.clone())
     }
 }
 
 #[async_trait]
-impl Catalog for MemoryCatalog {
+impl Leases for MemoryCatalog {
     async fn acquire_lease(&self, r: &LeaseRequest) -> Result<LeaseOutcome, CatalogError> {
         self.faults.catalog("acquire_lease")?;
         let mut s = self.state.lock().unwrap();
@@ -361,7 +367,10 @@ impl Catalog for MemoryCatalog {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl Claims for MemoryCatalog {
     async fn claim_idempotency(&self, c: &IdempotencyClaim) -> Result<ClaimOutcome, CatalogError> {
         self.faults.catalog("claim_idempotency")?;
         let mut s = self.state.lock().unwrap();
@@ -397,7 +406,10 @@ impl Catalog for MemoryCatalog {
             }
         }
     }
+}
 
+#[async_trait]
+impl Backups for MemoryCatalog {
     async fn create_backup(&self, record: &BackupRecord) -> Result<(), CatalogError> {
         self.faults.catalog("create_backup")?;
         let mut s = self.state.lock().unwrap();
@@ -438,7 +450,10 @@ impl Catalog for MemoryCatalog {
         let s = self.state.lock().unwrap();
         Ok(s.backups.values().rev().filter(|b| b.target == target).take(limit).cloned().collect())
     }
+}
 
+#[async_trait]
+impl Drills for MemoryCatalog {
     async fn create_drill(&self, drill: &DrillRecord) -> Result<(), CatalogError> {
         self.faults.catalog("create_drill")?;
         let mut s = self.state.lock().unwrap();
@@ -468,13 +483,19 @@ impl Catalog for MemoryCatalog {
         let s = self.state.lock().unwrap();
         Ok(s.drills.values().rev().filter(|d| d.target == target).take(limit).cloned().collect())
     }
+}
 
+#[async_trait]
+impl Runs for MemoryCatalog {
     async fn put_run(&self, run: &RunRecord) -> Result<(), CatalogError> {
         self.faults.catalog("put_run")?;
         self.state.lock().unwrap().runs.push(run.clone());
         Ok(())
     }
+}
 
+#[async_trait]
+impl AlertStates for MemoryCatalog {
     async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError> {
         self.faults.catalog("alert_states")?;
         let s = self.state.lock().unwrap();
@@ -768,6 +789,95 @@ impl ScratchDatabases for MemoryScratch {
             state.destroyed.push(id.clone());
         }
         Ok(expired.into_iter().map(|id| ScratchHandle { kind: "memory".into(), id }).collect())
+    }
+}
+
+// ---------------------------------------------------------------- point-in-time copies
+
+#[derive(Default)]
+struct PointInTimeFakeState {
+    /// drill id → (source instance, restored to, polls so far)
+    live: BTreeMap<String, (String, DateTime<Utc>, u32)>,
+    destroyed: Vec<String>,
+}
+
+/// RDS point-in-time restores in memory: the source's latest restorable time is `restorable_at` (`None`: it
+/// has no automated backups); each copy answers "creating" to its first `creating_polls` polls, then "ready";
+/// deleted copies are remembered. There is no source to harm: the fake only ever makes and deletes copies.
+#[derive(Default, Clone)]
+pub struct MemoryPointInTime {
+    state: Arc<Mutex<PointInTimeFakeState>>,
+    pub restorable_at: Arc<Mutex<Option<DateTime<Utc>>>>,
+    pub creating_polls: Arc<AtomicU32>,
+    /// `latest_restorable_time`, `restore`, `poll` and `destroy` fail while named here.
+    pub faults: Faults,
+}
+
+impl MemoryPointInTime {
+    /// The drill ids of the copies that exist, with the source and the time each was restored to.
+    pub fn live(&self) -> Vec<(String, String, DateTime<Utc>)> {
+        let state = self.state.lock().unwrap();
+        state.live.iter().map(|(id, (source, at, _))| (id.clone(), source.clone(), *at)).collect()
+    }
+
+    pub fn destroyed(&self) -> Vec<String> {
+        self.state.lock().unwrap().destroyed.clone()
+    }
+
+    fn fault(&self, operation: &'static str) -> Result<(), ScratchError> {
+        match self.faults.failing(operation) {
+            Some(failure) => Err(ScratchError::Backend { operation, message: failure.text }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl PointInTimeRestores for MemoryPointInTime {
+    async fn latest_restorable_time(&self, _source_instance: &str) -> Result<Option<DateTime<Utc>>, ScratchError> {
+        self.fault("latest_restorable_time")?;
+        Ok(*self.restorable_at.lock().unwrap())
+    }
+
+    async fn restore(
+        &self,
+        source_instance: &str,
+        at: DateTime<Utc>,
+        drill_id: &str,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<ScratchHandle, ScratchError> {
+        self.fault("restore")?;
+        let mut state = self.state.lock().unwrap();
+        state.live.entry(drill_id.to_string()).or_insert((source_instance.to_string(), at, 0));
+        Ok(ScratchHandle { kind: "memory-pitr".into(), id: drill_id.to_string() })
+    }
+
+    async fn poll(
+        &self,
+        handle: &ScratchHandle,
+        user: &str,
+        password: SecretString,
+    ) -> Result<ScratchState, ScratchError> {
+        self.fault("poll")?;
+        let mut state = self.state.lock().unwrap();
+        let Some((_, _, polls)) = state.live.get_mut(&handle.id) else {
+            return Err(ScratchError::Failed { id: handle.id.clone(), message: "no such copy".into() });
+        };
+        *polls += 1;
+        if *polls <= self.creating_polls.load(Ordering::SeqCst) {
+            return Ok(ScratchState::Creating { status: "creating".into() });
+        }
+        // The copy answers to the source's own user and password.
+        Ok(ScratchState::Ready(ScratchEndpoint { user: user.to_string(), password, ..scratch_endpoint() }))
+    }
+
+    async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError> {
+        self.fault("destroy")?;
+        let mut state = self.state.lock().unwrap();
+        if state.live.remove(&handle.id).is_some() {
+            state.destroyed.push(handle.id.clone());
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,5 @@
 //! Jobs: plain async functions over the ports, one module (or folder) per job. Handlers and the CLI call these.
 
-pub mod alerts;
 pub mod backup;
 pub mod kernel;
 pub mod manifests;

@@ -26,8 +26,9 @@ use crate::passwords::{PasswordError, PasswordResolver};
 use crate::pipeline::stream::{stream_to_upload, Progress, StreamError, StreamSettings};
 use crate::ports::*;
 
-use super::alerts::{backup_failed_alert, backup_succeeded_alert};
-use super::kernel::{publish_or_warn, select_targets, UnknownTarget};
+mod alerts;
+use super::kernel::{expiry, publish_or_warn, select_targets, HeldBy, Lease, UnknownTarget};
+use alerts::{backup_failed_alert, backup_succeeded_alert};
 
 pub const TOOL: &str = concat!("backstop ", env!("CARGO_PKG_VERSION"));
 
@@ -266,7 +267,8 @@ impl BackupJob {
             duration_ms: clock.elapsed().as_millis() as u64,
         };
         let now = self.deps.clock.now();
-        let lease_expiry = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3));
+        // The claim lasts as long as the lease: a claim whose run crashed stops blocking retries when the lease ends.
+        let lease_expiry = expiry(now, self.config.lease);
 
         let claim = request.idempotency_key.as_ref().map(|key| IdempotencyClaim {
             key: key.clone(),
@@ -290,16 +292,10 @@ impl BackupJob {
             }
         }
 
-        let lease = LeaseRequest {
-            target: target.name.clone(),
-            job: Job::Backup,
-            owner: run_id.to_string(),
-            now,
-            expires_at: lease_expiry,
-        };
-        match self.deps.catalog.acquire_lease(&lease).await {
-            Ok(LeaseOutcome::Acquired) => {}
-            Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
+        let leases: Arc<dyn Leases> = self.deps.catalog.clone();
+        let lease = match Lease::take(leases, &target.name, Job::Backup, run_id, now, self.config.lease).await {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(HeldBy { owner, expires_at })) => {
                 self.settle(claim.as_ref(), ClaimSettlement::Released).await;
                 let message =
                     format!("another run ({owner}) is backing up this target; its lease ends at {expires_at}");
@@ -309,13 +305,11 @@ impl BackupJob {
                 self.settle(claim.as_ref(), ClaimSettlement::Released).await;
                 return self.fail_before_start(target, request, run_id, e, result).await;
             }
-        }
+        };
 
         let record = self.backup_under_lease(target, request, run_id).await;
 
-        if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Backup, run_id).await {
-            warn!(error = %e, "could not release the lease; it expires by itself at {lease_expiry}");
-        }
+        lease.release().await;
         let settlement = match record.status {
             BackupStatus::Completed => ClaimSettlement::Completed {
                 backup_id: record.backup_id.clone(),

@@ -22,9 +22,10 @@ use crate::domain::{BackupRecord, BackupStatus};
 use crate::metrics::{emf_line, Unit};
 use crate::ports::*;
 
-use super::alerts::monitor_alert;
+mod alerts;
 use super::kernel::{select_targets, UnknownTarget};
 use super::manifests::read_manifest;
+use alerts::monitor_alert;
 
 /// Backups read per target: enough for the shrink median and the failure streak.
 const HISTORY: usize = 30;
@@ -176,41 +177,11 @@ pub fn plugin_code(report: &TargetReport) -> u8 {
     if report.error.is_some() {
         return 3;
     }
-    rank(report.severity())
+    plugin_rank(report.severity())
 }
 
-/// Monitoring-plugin text: one status line (the worst state and what causes it), then every check.
-pub fn render(reports: &[TargetReport]) -> String {
-    const LABELS: [&str; 4] = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
-    let worst = reports.iter().map(plugin_code).max().unwrap_or(0);
-    let mut causes = Vec::new();
-    for r in reports.iter().filter(|r| plugin_code(r) == worst && worst > 0) {
-        match (&r.error, &r.health) {
-            (Some(e), _) => causes.push(format!("{}: {e}", r.target)),
-            (None, Some(h)) => causes.extend(
-                h.checks.iter().filter(|c| rank(c.severity) == worst).map(|c| format!("{}: {}", r.target, c.summary)),
-            ),
-            (None, None) => {}
-        }
-    }
-    let headline = if causes.is_empty() { format!("{} target(s) fine", reports.len()) } else { causes.join("; ") };
-    let mut out = format!("BACKSTOP {} - {headline}\n", LABELS[worst as usize]);
-    for r in reports {
-        for c in r.health.iter().flat_map(|h| &h.checks) {
-            out.push_str(&format!(
-                "{:<20} {:<9} {:<22} {}\n",
-                r.target,
-                LABELS[rank(c.severity) as usize],
-                c.check.as_str(),
-                c.summary
-            ));
-        }
-    }
-    out
-}
-
-/// OK (and info) 0, warning 1, critical 2.
-fn rank(s: Option<Severity>) -> u8 {
+/// A check's monitoring-plugin state: OK (and info) 0, WARNING 1, CRITICAL 2.
+pub fn plugin_rank(s: Option<Severity>) -> u8 {
     s.map_or(0, crate::domain::health::rank)
 }
 

@@ -25,13 +25,13 @@ use crate::config::{Config, TargetConfig};
 use crate::domain::backup::ObjectKeys;
 use crate::domain::drill::DrillPhase;
 use crate::domain::retention::{decide, Action, DecideContext};
-use crate::domain::runbook;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord, TargetOutcome, TargetResult, Trigger};
 use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::ports::*;
 
-use super::alerts::subject_line;
-use super::kernel::{publish_or_warn, select_targets, UnknownTarget};
+mod alerts;
+use super::kernel::{lease_request, publish_or_warn, select_targets, UnknownTarget};
+use alerts::{purge_failed_alert, purge_not_run_alert, purge_refused_alert};
 
 /// An upload older than this cannot belong to a running backup (Lambda stops at 15 minutes; the CLI's
 /// longest backups take hours, not a day).
@@ -344,13 +344,7 @@ impl PurgeJob {
             lease_held: false,
         };
         let now = self.deps.clock.now();
-        let lease = LeaseRequest {
-            target: target.name.clone(),
-            job: Job::Purge,
-            owner: run_id.to_string(),
-            now,
-            expires_at: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(3)),
-        };
+        let lease = lease_request(&target.name, Job::Purge, run_id, now, self.config.lease);
         match effects.take_lease(&lease).await {
             Ok(LeaseOutcome::Acquired) => {}
             Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
@@ -554,38 +548,6 @@ impl PurgeJob {
     }
 }
 
-/// The report for a terminal: per target, one line per backup with its action and reasons, newest first.
-pub fn render(results: &[TargetPurge]) -> String {
-    let mut out = String::new();
-    for r in results {
-        let mode = if r.dry_run { " (dry run: nothing was changed)" } else { "" };
-        out.push_str(&format!("{}: {}{mode}\n", r.target, r.summary()));
-        if let Some(why) = &r.refused {
-            out.push_str(&format!("  REFUSED: {why}\n"));
-        }
-        for step in &r.steps {
-            let what = match (&step.backup_id, step.status) {
-                (Some(id), Some(status)) => format!("{id} ({status})"),
-                _ => "upload".to_string(),
-            };
-            let name = step.action.as_str().replace('_', " ");
-            let verb = match (step.action, r.dry_run) {
-                (StepAction::Delete | StepAction::CleanUp | StepAction::Finish | StepAction::AbortUpload, true) => {
-                    format!("would {name}")
-                }
-                _ => name,
-            };
-            let versions =
-                if step.versions > 0 { format!(" [{} object version(s)]", step.versions) } else { String::new() };
-            out.push_str(&format!("  {verb:<16} {what}{versions}: {}\n", step.reasons.join("; ")));
-            if let Some(e) = &step.error {
-                out.push_str(&format!("  {:<16} ERROR: {e}\n", ""));
-            }
-        }
-    }
-    out
-}
-
 /// The key prefix every object of this backup starts with (`…/<backup id>.`), from what it recorded; for a
 /// backup that recorded none (it failed early), where the backup job would have put them.
 pub fn attempt_prefix(record: &BackupRecord, key_prefix: &str) -> String {
@@ -608,74 +570,6 @@ fn upload_step(upload: Option<&OpenUpload>, reasons: Vec<String>, error: Option<
         reasons,
         versions: 0,
         error,
-    }
-}
-
-fn purge_failed_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
-    let lines: Vec<String> = result
-        .errors()
-        .iter()
-        .take(20)
-        .map(|s| {
-            format!(
-                "- {}: {}",
-                s.backup_id.as_ref().map_or("upload".to_string(), |b| b.to_string()),
-                s.error.as_deref().unwrap_or("")
-            )
-        })
-        .collect();
-    Alert {
-        subject: subject_line(&format!("Backstop: purge of {} FAILED for {} step(s)", target.name, lines.len())),
-        body: format!(
-            "The purge of target \"{name}\" could not finish {count} step(s):\n{lines}\n\n\
-             Nothing is lost by this: a backup whose purge stopped midway stays `purging` and the next purge run \
-             finishes it; kept backups were not touched. Until then, storage is not freed.\n\n\
-             What to do: read the errors (permissions on s3:DeleteObjectVersion, an Object Lock retention, throttling), \
-             fix the cause, and run `backstop purge --target {name}` (or wait for tomorrow's run).",
-            name = target.name,
-            count = lines.len(),
-            lines = lines.join("\n"),
-        ),
-        severity: Severity::Warning,
-        job: Job::Purge,
-        target: Some(target.name.clone()),
-        runbook: Some(runbook::PURGE_FAILED),
-    }
-}
-
-fn purge_not_run_alert(target: &TargetConfig, why: &str) -> Alert {
-    Alert {
-        subject: subject_line(&format!("Backstop: purge of {} could not run", target.name)),
-        body: format!(
-            "The purge of target \"{name}\" did nothing: {why}\n\n\
-             Nothing was deleted, so nothing is lost; storage is not freed until a purge runs.\n\n\
-             What to do: check the catalog table (DynamoDB) and the function's permissions on it, then run \
-             `backstop purge --target {name}`.",
-            name = target.name,
-        ),
-        severity: Severity::Warning,
-        job: Job::Purge,
-        target: Some(target.name.clone()),
-        runbook: Some(runbook::PURGE_FAILED),
-    }
-}
-
-fn purge_refused_alert(target: &TargetConfig, why: &str) -> Alert {
-    Alert {
-        subject: subject_line(&format!("Backstop: purge of {} REFUSED by its safety rail", target.name)),
-        body: format!(
-            "The purge of target \"{name}\" deleted nothing: {why}\n\n\
-             This rail stops a wrong policy or a wrong clock from deleting most backups at once. Backups keep \
-             accumulating (and costing) until it is resolved.\n\n\
-             What to do: run `backstop purge --target {name} --dry-run` and read why each backup would go. If the plan \
-             is right (a policy was just tightened), run `backstop purge --target {name} --force` once. If not, fix the \
-             retention policy or the clock.",
-            name = target.name,
-        ),
-        severity: Severity::Warning,
-        job: Job::Purge,
-        target: Some(target.name.clone()),
-        runbook: Some(runbook::PURGE_FAILED),
     }
 }
 

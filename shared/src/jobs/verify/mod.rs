@@ -24,13 +24,13 @@ use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::passwords::PasswordResolver;
 use crate::ports::*;
 
-use super::alerts::subject_line;
+use super::kernel::subject_line;
 pub mod steps;
 
 mod phases;
 use phases::Stepped;
 mod texts;
-use super::kernel::{publish_or_warn, select_targets, UnknownTarget};
+use super::kernel::{expiry, publish_or_warn, select_targets, HeldBy, Lease, UnknownTarget};
 
 #[derive(Clone)]
 pub struct VerifyDeps {
@@ -114,34 +114,6 @@ pub struct VerifyJob {
     deps: VerifyDeps,
 }
 
-fn lease_request(target: &str, owner: &str, now: DateTime<Utc>, lease: std::time::Duration) -> LeaseRequest {
-    let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(2));
-    LeaseRequest { target: target.to_string(), job: Job::Verify, owner: owner.to_string(), now, expires_at }
-}
-
-/// Renews the verify lease every quarter of its length until aborted; gives up (loudly) if another run took it.
-async fn renew_lease(
-    catalog: Arc<dyn Catalog>,
-    clock: Arc<dyn Clock>,
-    target: String,
-    owner: String,
-    lease: std::time::Duration,
-) {
-    loop {
-        tokio::time::sleep(lease / 4).await;
-        match catalog.acquire_lease(&lease_request(&target, &owner, clock.now(), lease)).await {
-            Ok(LeaseOutcome::Acquired) => {}
-            Ok(LeaseOutcome::HeldBy { owner: other, .. }) => {
-                // Only after a renewal failed for a whole lease; phases are saved conditionally, so the two runs
-                // cannot both advance a drill, and this one's next save fails and stops it.
-                warn!(target = %target, other = %other, "lost the verify lease to another run");
-                return;
-            }
-            Err(e) => warn!(target = %target, error = %e, "could not renew the verify lease; trying again"),
-        }
-    }
-}
-
 /// Why a drill stopped advancing in this invocation.
 enum Pause {
     Done,
@@ -212,24 +184,22 @@ impl VerifyJob {
         request: &VerifyRequest,
         run_id: &str,
     ) -> Result<Result<Vec<DrillSummary>, LeftAlone>, VerifyJobError> {
-        let lease = lease_request(&target.name, run_id, self.deps.clock.now(), self.config.verify.lease);
-        if let LeaseOutcome::HeldBy { owner, expires_at } = self.deps.catalog.acquire_lease(&lease).await? {
-            info!(owner = %owner, "another verify run is advancing this target's drills");
-            return Ok(Err(LeftAlone::LeaseHeld(format!(
-                "another verify run ({owner}) holds this target's lease until {expires_at}"
-            ))));
-        }
+        let leases: Arc<dyn Leases> = self.deps.catalog.clone();
+        let length = self.config.verify.lease;
+        let mut lease =
+            match Lease::take(leases, &target.name, Job::Verify, run_id, self.deps.clock.now(), length).await? {
+                Ok(lease) => lease,
+                Err(HeldBy { owner, expires_at }) => {
+                    info!(owner = %owner, "another verify run is advancing this target's drills");
+                    return Ok(Err(LeftAlone::LeaseHeld(format!(
+                        "another verify run ({owner}) holds this target's lease until {expires_at}"
+                    ))));
+                }
+            };
         // The lease is short and renewed while this run works, so a run that is killed (a Lambda timeout, a
         // SIGKILL) keeps other runs off the target's drills for at most one lease, not for hours.
-        let heartbeat = tokio::spawn(renew_lease(
-            self.deps.catalog.clone(),
-            self.deps.clock.clone(),
-            target.name.clone(),
-            run_id.to_string(),
-            self.config.verify.lease,
-        ));
-        let result = self.drills_of(target, request).await;
-        let result = match result {
+        lease.keep_renewed(self.deps.clock.clone(), length);
+        let result = match self.drills_of(target, request).await {
             Ok(mut drills) => {
                 let mut summaries = Vec::new();
                 for drill in drills.iter_mut() {
@@ -239,10 +209,7 @@ impl VerifyJob {
             }
             Err(e) => Err(e),
         };
-        heartbeat.abort();
-        if let Err(e) = self.deps.catalog.release_lease(&target.name, Job::Verify, run_id).await {
-            warn!(error = %e, "could not release the verify lease; it expires by itself");
-        }
+        lease.release().await;
         result.map(Ok)
     }
 

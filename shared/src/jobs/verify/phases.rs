@@ -95,9 +95,7 @@ impl VerifyJob {
                             drill_id: drill.drill_id.clone(),
                             engine_major,
                             storage_gib: storage_for(&backup),
-                            expires_at: now
-                                + chrono::Duration::from_std(self.config.verify.scratch_lifetime)
-                                    .unwrap_or(chrono::Duration::hours(6)),
+                            expires_at: expiry(now, self.config.verify.scratch_lifetime),
                         };
                         match self.deps.scratch.create(&spec).await {
                             Ok(handle) => {
@@ -240,9 +238,7 @@ impl VerifyJob {
                                     .fail_phase(drill, format!("cannot read {source}'s latest restorable time: {e}")))
                             }
                         };
-                        let expires_at = self.deps.clock.now()
-                            + chrono::Duration::from_std(self.config.verify.scratch_lifetime)
-                                .unwrap_or(chrono::Duration::hours(6));
+                        let expires_at = expiry(self.deps.clock.now(), self.config.verify.scratch_lifetime);
                         match rds.restore(&source, at, &drill.drill_id, expires_at).await {
                             Ok(handle) => {
                                 drill.scratch = Some(handle.clone());

@@ -1,0 +1,78 @@
+//! The purge job's alerts: a purge that could not finish some steps, one that could not run for a target, and
+//! one its fraction rail held back; each says what is safe, what is not yet done and what to do.
+
+use crate::config::TargetConfig;
+use crate::domain::runbook;
+use crate::domain::Job;
+use crate::jobs::kernel::subject_line;
+use crate::ports::{Alert, Severity};
+
+use super::TargetPurge;
+
+pub(super) fn purge_failed_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
+    let lines: Vec<String> = result
+        .errors()
+        .iter()
+        .take(20)
+        .map(|s| {
+            format!(
+                "- {}: {}",
+                s.backup_id.as_ref().map_or("upload".to_string(), |b| b.to_string()),
+                s.error.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    Alert {
+        subject: subject_line(&format!("Backstop: purge of {} FAILED for {} step(s)", target.name, lines.len())),
+        body: format!(
+            "The purge of target \"{name}\" could not finish {count} step(s):\n{lines}\n\n\
+             Nothing is lost by this: a backup whose purge stopped midway stays `purging` and the next purge run \
+             finishes it; kept backups were not touched. Until then, storage is not freed.\n\n\
+             What to do: read the errors (permissions on s3:DeleteObjectVersion, an Object Lock retention, throttling), \
+             fix the cause, and run `backstop purge --target {name}` (or wait for tomorrow's run).",
+            name = target.name,
+            count = lines.len(),
+            lines = lines.join("\n"),
+        ),
+        severity: Severity::Warning,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+        runbook: Some(runbook::PURGE_FAILED),
+    }
+}
+
+pub(super) fn purge_not_run_alert(target: &TargetConfig, why: &str) -> Alert {
+    Alert {
+        subject: subject_line(&format!("Backstop: purge of {} could not run", target.name)),
+        body: format!(
+            "The purge of target \"{name}\" did nothing: {why}\n\n\
+             Nothing was deleted, so nothing is lost; storage is not freed until a purge runs.\n\n\
+             What to do: check the catalog table (DynamoDB) and the function's permissions on it, then run \
+             `backstop purge --target {name}`.",
+            name = target.name,
+        ),
+        severity: Severity::Warning,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+        runbook: Some(runbook::PURGE_FAILED),
+    }
+}
+
+pub(super) fn purge_refused_alert(target: &TargetConfig, why: &str) -> Alert {
+    Alert {
+        subject: subject_line(&format!("Backstop: purge of {} REFUSED by its safety rail", target.name)),
+        body: format!(
+            "The purge of target \"{name}\" deleted nothing: {why}\n\n\
+             This rail stops a wrong policy or a wrong clock from deleting most backups at once. Backups keep \
+             accumulating (and costing) until it is resolved.\n\n\
+             What to do: run `backstop purge --target {name} --dry-run` and read why each backup would go. If the plan \
+             is right (a policy was just tightened), run `backstop purge --target {name} --force` once. If not, fix the \
+             retention policy or the clock.",
+            name = target.name,
+        ),
+        severity: Severity::Warning,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+        runbook: Some(runbook::PURGE_FAILED),
+    }
+}
