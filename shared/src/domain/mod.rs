@@ -23,5 +23,5 @@ pub use backup::{BackupId, BackupRecord, BackupStatus, ObjectRef, VerificationSu
 pub use database::DatabaseAddress;
 pub use fingerprint::{Fingerprint, FingerprintBuilder, TableFingerprint};
 pub use manifest::Manifest;
-pub use run::{Job, RunRecord, TargetOutcome, TargetResult, Trigger};
+pub use run::{Job, RunRecord, RunStart, TargetOutcome, TargetResult, Trigger};
 pub use severity::Severity;

@@ -103,3 +103,75 @@ pub struct RunRecord {
     pub outcome: String,
     pub targets: Vec<TargetResult>,
 }
+
+/// A run as it starts: who it is and what started it. [`RunStart::finish`] makes its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStart {
+    pub run_id: String,
+    pub job: Job,
+    pub trigger: Trigger,
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+    pub started_at: DateTime<Utc>,
+}
+
+impl RunStart {
+    /// The run's record: `failed` when any target failed, else `succeeded`. `took` is measured on a monotonic
+    /// clock (the wall clock may step, and tests fix it).
+    pub fn finish(
+        self,
+        finished_at: DateTime<Utc>,
+        took: std::time::Duration,
+        targets: Vec<TargetResult>,
+    ) -> RunRecord {
+        let failed = targets.iter().any(|t| t.outcome.is_failure());
+        RunRecord {
+            run_id: self.run_id,
+            job: self.job,
+            trigger: self.trigger,
+            request_id: self.request_id,
+            idempotency_key: self.idempotency_key,
+            started_at: self.started_at,
+            finished_at,
+            duration_ms: took.as_millis() as u64,
+            outcome: if failed { "failed" } else { "succeeded" }.into(),
+            targets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_run_failed_when_any_target_failed_and_skips_are_not_failures() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 4, 15, 0).unwrap();
+        let start = RunStart {
+            run_id: "run-1".into(),
+            job: Job::Backup,
+            trigger: Trigger::Schedule,
+            request_id: "req".into(),
+            idempotency_key: Some("event-1".into()),
+            started_at: at,
+        };
+        let result = |outcome| TargetResult {
+            target: "shop".into(),
+            outcome,
+            backup_id: None,
+            message: String::new(),
+            duration_ms: 0,
+        };
+        let took = std::time::Duration::from_millis(1500);
+        let quiet = start.clone().finish(
+            at,
+            took,
+            vec![result(TargetOutcome::SkippedLeaseHeld), result(TargetOutcome::Completed)],
+        );
+        assert_eq!((quiet.outcome.as_str(), quiet.duration_ms), ("succeeded", 1500));
+        assert_eq!(quiet.idempotency_key.as_deref(), Some("event-1"));
+        let failed = start.finish(at, took, vec![result(TargetOutcome::Completed), result(TargetOutcome::Failed)]);
+        assert_eq!(failed.outcome, "failed");
+    }
+}

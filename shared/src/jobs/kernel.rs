@@ -1,6 +1,6 @@
 //! What every job does the same way, so that each job's module holds only its own decisions: choosing the
 //! targets a request names, a lease on a target (taken, kept renewed, released), expiry arithmetic, an alert's
-//! subject line, publishing an alert without letting a failed publish stop the run, and the dependencies the
+//! subject line, publishing an alert or recording a run without letting a failure stop the run, and the dependencies the
 //! simpler jobs share. Each job's alert texts are in its own folder (`alerts.rs`, `texts.rs` for verify).
 
 use std::sync::Arc;
@@ -11,9 +11,11 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::config::{Config, TargetConfig};
-use crate::domain::Job;
+use crate::domain::{Job, RunRecord};
 use crate::metrics::MetricsSink;
-use crate::ports::{Alert, Alerts, Catalog, CatalogError, Clock, LeaseOutcome, LeaseRequest, Leases, ObjectStore};
+use crate::ports::{
+    Alert, Alerts, Catalog, CatalogError, Clock, LeaseOutcome, LeaseRequest, Leases, ObjectStore, Runs,
+};
 
 /// What a job that reads the store and the catalog, alerts and emits metrics runs on (purge and monitor; the
 /// backup and verify jobs add their own programs and servers to the same five).
@@ -54,6 +56,14 @@ pub fn subject_line(text: &str) -> String {
         clean
     } else {
         format!("{}…", clean.chars().take(MAX - 1).collect::<String>())
+    }
+}
+
+/// Records a finished run. A failure is logged: what the run did is recorded elsewhere (its backups, its
+/// alerts); a lost run record is worth a warning, not a failure.
+pub async fn record_run_or_warn(runs: &dyn Runs, run: &RunRecord) {
+    if let Err(e) = runs.put_run(run).await {
+        warn!(error = %e, run_id = %run.run_id, job = run.job.as_str(), "could not record the run");
     }
 }
 

@@ -19,7 +19,7 @@ use crate::domain::manifest::{Manifest, ManifestTarget, RolesRef, MANIFEST_FORMA
 use crate::domain::redact::redact;
 use crate::domain::text::human_bytes;
 use crate::domain::{
-    BackupId, BackupRecord, BackupStatus, Job, ObjectRef, RunRecord, TargetOutcome, TargetResult, Trigger,
+    BackupId, BackupRecord, BackupStatus, Job, ObjectRef, RunRecord, RunStart, TargetOutcome, TargetResult, Trigger,
 };
 use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::passwords::{PasswordError, PasswordResolver};
@@ -27,7 +27,7 @@ use crate::pipeline::stream::{stream_to_upload, Progress, StreamError, StreamSet
 use crate::ports::*;
 
 mod alerts;
-use super::kernel::{expiry, publish_or_warn, select_targets, HeldBy, Lease, UnknownTarget};
+use super::kernel::{expiry, publish_or_warn, record_run_or_warn, select_targets, HeldBy, Lease, UnknownTarget};
 use alerts::{backup_failed_alert, backup_succeeded_alert};
 
 pub const TOOL: &str = concat!("backstop ", env!("CARGO_PKG_VERSION"));
@@ -196,24 +196,17 @@ impl BackupJob {
             info!(target = %result.target, outcome = result.outcome.as_str(), detail = %result.message, "target done");
             results.push(result);
         }
-        let failed = results.iter().any(|r| r.outcome.is_failure());
-        let run = RunRecord {
+        let start = RunStart {
             run_id,
             job: Job::Backup,
             trigger: request.trigger,
             request_id: request.request_id.clone(),
             idempotency_key: request.idempotency_key.clone(),
             started_at,
-            finished_at: self.deps.clock.now(),
-            duration_ms: clock.elapsed().as_millis() as u64,
-            outcome: if failed { "failed" } else { "succeeded" }.into(),
-            targets: results,
         };
+        let run = start.finish(self.deps.clock.now(), clock.elapsed(), results);
         if !request.dry_run {
-            if let Err(e) = self.deps.catalog.put_run(&run).await {
-                // The backups themselves are recorded; a lost run record is worth a warning, not a failure.
-                warn!(error = %e, "could not record the run");
-            }
+            record_run_or_warn(self.deps.catalog.as_ref(), &run).await;
         }
         Ok(run)
     }

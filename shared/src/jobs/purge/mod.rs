@@ -25,12 +25,14 @@ use crate::config::{Config, TargetConfig};
 use crate::domain::backup::ObjectKeys;
 use crate::domain::drill::DrillPhase;
 use crate::domain::retention::{decide, Action, DecideContext};
-use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord, TargetOutcome, TargetResult, Trigger};
+use crate::domain::{
+    BackupId, BackupRecord, BackupStatus, Job, RunRecord, RunStart, TargetOutcome, TargetResult, Trigger,
+};
 use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::ports::*;
 
 mod alerts;
-use super::kernel::{lease_request, publish_or_warn, select_targets, UnknownTarget};
+use super::kernel::{lease_request, publish_or_warn, record_run_or_warn, select_targets, UnknownTarget};
 use alerts::{purge_failed_alert, purge_not_run_alert, purge_refused_alert};
 
 /// An upload older than this cannot belong to a running backup (Lambda stops at 15 minutes; the CLI's
@@ -255,9 +257,7 @@ impl PurgeEffects for LiveEffects {
     }
 
     async fn record_run(&self, run: &RunRecord) {
-        if let Err(e) = self.catalog.put_run(run).await {
-            warn!(error = %e, "could not record the purge run");
-        }
+        record_run_or_warn(self.catalog.as_ref(), run).await;
     }
 }
 
@@ -532,18 +532,16 @@ impl PurgeJob {
                 duration_ms: took.as_millis() as u64,
             })
             .collect();
-        let run = RunRecord {
+        let start = RunStart {
             run_id: run_id.to_string(),
             job: Job::Purge,
             trigger: request.trigger,
             request_id: request.request_id.clone(),
             idempotency_key: None,
             started_at,
-            finished_at,
-            duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
-            outcome: if targets.iter().any(|t| t.outcome.is_failure()) { "failed" } else { "succeeded" }.into(),
-            targets,
         };
+        let took = (finished_at - started_at).to_std().unwrap_or_default();
+        let run = start.finish(finished_at, took, targets);
         effects.record_run(&run).await;
     }
 }
