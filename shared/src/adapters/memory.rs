@@ -58,6 +58,13 @@ impl Faults {
             None => Ok(()),
         }
     }
+
+    fn scratch(&self, operation: &'static str) -> Result<(), ScratchError> {
+        match self.failing(operation) {
+            Some(failure) => Err(ScratchError::Backend { operation, message: failure.text }),
+            None => Ok(()),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- object store
@@ -729,13 +736,6 @@ impl MemoryScratch {
     pub fn destroyed(&self) -> Vec<String> {
         self.state.lock().unwrap().destroyed.clone()
     }
-
-    fn fault(&self, operation: &'static str) -> Result<(), ScratchError> {
-        match self.faults.failing(operation) {
-            Some(failure) => Err(ScratchError::Backend { operation, message: failure.text }),
-            None => Ok(()),
-        }
-    }
 }
 
 fn scratch_endpoint() -> ScratchEndpoint {
@@ -752,13 +752,13 @@ fn scratch_endpoint() -> ScratchEndpoint {
 #[async_trait]
 impl ScratchDatabases for MemoryScratch {
     async fn create(&self, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError> {
-        self.fault("create")?;
+        self.faults.scratch("create")?;
         self.state.lock().unwrap().live.entry(spec.drill_id.clone()).or_insert((spec.expires_at, 0));
         Ok(ScratchHandle { kind: "memory".into(), id: spec.drill_id.clone() })
     }
 
     async fn poll(&self, handle: &ScratchHandle) -> Result<ScratchState, ScratchError> {
-        self.fault("poll")?;
+        self.faults.scratch("poll")?;
         let mut state = self.state.lock().unwrap();
         let Some((_, polls)) = state.live.get_mut(&handle.id) else {
             return Err(ScratchError::Failed { id: handle.id.clone(), message: "no such scratch server".into() });
@@ -771,7 +771,7 @@ impl ScratchDatabases for MemoryScratch {
     }
 
     async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError> {
-        self.fault("destroy")?;
+        self.faults.scratch("destroy")?;
         let mut state = self.state.lock().unwrap();
         if state.live.remove(&handle.id).is_some() {
             state.destroyed.push(handle.id.clone());
@@ -780,7 +780,7 @@ impl ScratchDatabases for MemoryScratch {
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Vec<ScratchHandle>, ScratchError> {
-        self.fault("sweep_expired")?;
+        self.faults.scratch("sweep_expired")?;
         let mut state = self.state.lock().unwrap();
         let expired: Vec<String> =
             state.live.iter().filter(|(_, (at, _))| *at < now).map(|(id, _)| id.clone()).collect();
@@ -823,19 +823,12 @@ impl MemoryPointInTime {
     pub fn destroyed(&self) -> Vec<String> {
         self.state.lock().unwrap().destroyed.clone()
     }
-
-    fn fault(&self, operation: &'static str) -> Result<(), ScratchError> {
-        match self.faults.failing(operation) {
-            Some(failure) => Err(ScratchError::Backend { operation, message: failure.text }),
-            None => Ok(()),
-        }
-    }
 }
 
 #[async_trait]
 impl PointInTimeRestores for MemoryPointInTime {
     async fn latest_restorable_time(&self, _source_instance: &str) -> Result<Option<DateTime<Utc>>, ScratchError> {
-        self.fault("latest_restorable_time")?;
+        self.faults.scratch("latest_restorable_time")?;
         Ok(*self.restorable_at.lock().unwrap())
     }
 
@@ -846,7 +839,7 @@ impl PointInTimeRestores for MemoryPointInTime {
         drill_id: &str,
         _expires_at: DateTime<Utc>,
     ) -> Result<ScratchHandle, ScratchError> {
-        self.fault("restore")?;
+        self.faults.scratch("restore")?;
         let mut state = self.state.lock().unwrap();
         state.live.entry(drill_id.to_string()).or_insert((source_instance.to_string(), at, 0));
         Ok(ScratchHandle { kind: "memory-pitr".into(), id: drill_id.to_string() })
@@ -858,7 +851,7 @@ impl PointInTimeRestores for MemoryPointInTime {
         user: &str,
         password: SecretString,
     ) -> Result<ScratchState, ScratchError> {
-        self.fault("poll")?;
+        self.faults.scratch("poll")?;
         let mut state = self.state.lock().unwrap();
         let Some((_, _, polls)) = state.live.get_mut(&handle.id) else {
             return Err(ScratchError::Failed { id: handle.id.clone(), message: "no such copy".into() });
@@ -872,7 +865,7 @@ impl PointInTimeRestores for MemoryPointInTime {
     }
 
     async fn destroy(&self, handle: &ScratchHandle) -> Result<(), ScratchError> {
-        self.fault("destroy")?;
+        self.faults.scratch("destroy")?;
         let mut state = self.state.lock().unwrap();
         if state.live.remove(&handle.id).is_some() {
             state.destroyed.push(handle.id.clone());
