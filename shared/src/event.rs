@@ -1,14 +1,131 @@
-//! Parsing a backup invocation's event: an EventBridge scheduled event, an EventBridge Scheduler input, or a
-//! console test event such as `{"target": "orders", "dry_run": false}`.
+//! Parsing a backup invocation's event: an EventBridge scheduled event, an EventBridge Scheduler input, a
+//! console test event such as `{"target": "orders", "dry_run": false}`, or one of the backup state machine's
+//! two steps around the per-target runs (`"action": "list_targets"` and `"action": "fail_stopped"`).
 //!
 //! Unknown fields and wrong types are refused with a message that names the field; nothing is guessed.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::valid_target_name;
 use crate::domain::Trigger;
 use crate::jobs::backup::BackupRequest;
+
+/// What a backup invocation asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackupInvocation {
+    /// Back up every target, or the one named.
+    Run(BackupRequest),
+    /// The state machine's first step: one unit of work per target (every target, or those named), each
+    /// carrying the execution's trigger and idempotency key.
+    ListTargets(TargetList),
+    /// The state machine's failure path for a run that died (its invocation timed out or crashed).
+    FailStopped(StoppedRunEvent),
+}
+
+/// The targets a fan-out runs, as the state machine's execution input names them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetList {
+    /// Only these targets (a manual execution); every target when absent.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// A run that died, as the state machine's Catch reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoppedRunEvent {
+    pub target: String,
+    /// Step Functions' error name (`States.Timeout`, `Lambda.Unknown`, …).
+    pub error: String,
+    /// Its cause, as Step Functions reports it.
+    pub cause: Option<String>,
+    /// When the execution started: a run that recorded nothing since then died before it began.
+    pub since: DateTime<Utc>,
+    /// What started the execution (the unit's trigger).
+    pub trigger: Trigger,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListTargetsEvent {
+    #[allow(dead_code)] // matched on before parsing
+    action: String,
+    /// The execution's input, as it was started.
+    #[serde(default)]
+    input: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailStoppedEvent {
+    #[allow(dead_code)] // matched on before parsing
+    action: String,
+    target: String,
+    /// What the state machine's Catch put in the state's input.
+    error: CaughtError,
+    /// Parsed here rather than by serde, whose message would not name the field.
+    since: String,
+    #[serde(default)]
+    trigger: Option<Trigger>,
+}
+
+/// Step Functions' error output: its name and cause.
+#[derive(Debug, Deserialize)]
+struct CaughtError {
+    #[serde(rename = "Error")]
+    error: String,
+    #[serde(rename = "Cause", default)]
+    cause: Option<String>,
+}
+
+/// Turns any backup invocation's event into what it asks for.
+pub fn parse_backup_invocation(event: &Value, request_id: &str) -> Result<BackupInvocation, EventError> {
+    match event.get("action").and_then(Value::as_str) {
+        None if event.get("action").is_none() => parse_backup_event(event, request_id).map(BackupInvocation::Run),
+        Some("list_targets") => {
+            let parsed: ListTargetsEvent =
+                serde_json::from_value(event.clone()).map_err(|e| EventError(format!("list_targets: {e}")))?;
+            let input = match parsed.input {
+                None | Some(Value::Null) => Value::Object(Default::default()),
+                Some(input) => input,
+            };
+            let list: TargetList =
+                serde_json::from_value(input).map_err(|e| EventError(format!("the execution's input: {e}")))?;
+            for name in list.targets.iter().flatten() {
+                if !valid_target_name(name) {
+                    return Err(EventError(format!("targets: {name:?} is not a target name")));
+                }
+            }
+            if list.trigger == Some(Trigger::Cli) {
+                return Err(EventError("trigger: `cli` is for the command line; use `console` or `schedule`".into()));
+            }
+            Ok(BackupInvocation::ListTargets(list))
+        }
+        Some("fail_stopped") => {
+            let parsed: FailStoppedEvent =
+                serde_json::from_value(event.clone()).map_err(|e| EventError(format!("fail_stopped: {e}")))?;
+            let FailStoppedEvent { target, error: CaughtError { error, cause }, since, trigger, .. } = parsed;
+            if !valid_target_name(&target) {
+                return Err(EventError(format!("target: {target:?} is not a target name")));
+            }
+            let since = DateTime::parse_from_rfc3339(&since)
+                .map_err(|e| EventError(format!("since: {since:?} is not an RFC 3339 time ({e})")))?
+                .with_timezone(&Utc);
+            let trigger = trigger.unwrap_or(Trigger::Console);
+            Ok(BackupInvocation::FailStopped(StoppedRunEvent { target, error, cause, since, trigger }))
+        }
+        _ => Err(EventError(format!(
+            "action: {} is not one of list_targets, fail_stopped (leave it out to back up)",
+            event["action"]
+        ))),
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("the event is not valid: {0}. Send {{}} for every target, or {{\"target\": \"NAME\", \"dry_run\": false}}")]
@@ -135,6 +252,48 @@ mod tests {
             (json!({"detail-type": "Scheduled Event", "id": "x", "detail": {"targte": "a"}}), "targte"),
         ] {
             let err = parse_backup_event(&event, "r").unwrap_err().to_string();
+            assert!(err.contains(field), "{event}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_state_machines_steps_are_told_apart_by_their_action() {
+        let list = parse_backup_invocation(
+            &json!({"action": "list_targets", "input": {"trigger": "schedule", "idempotency_key": "tick"}}),
+            "r",
+        )
+        .unwrap();
+        let expected =
+            TargetList { targets: None, trigger: Some(Trigger::Schedule), idempotency_key: Some("tick".into()) };
+        assert_eq!(list, BackupInvocation::ListTargets(expected));
+        let stopped = parse_backup_invocation(
+            &json!({"action": "fail_stopped", "target": "orders", "trigger": "schedule", "since": "2026-12-03T04:15:00Z",
+                    "error": {"Error": "States.Timeout", "Cause": "timed out"}}),
+            "r",
+        )
+        .unwrap();
+        let BackupInvocation::FailStopped(stopped) = stopped else { panic!("{stopped:?}") };
+        assert_eq!((stopped.target.as_str(), stopped.error.as_str()), ("orders", "States.Timeout"));
+        assert_eq!((stopped.cause.as_deref(), stopped.trigger), (Some("timed out"), Trigger::Schedule));
+        // Without an action, the events of old.
+        assert!(matches!(parse_backup_invocation(&json!({"target": "orders"}), "r"), Ok(BackupInvocation::Run(_))));
+    }
+
+    #[test]
+    fn the_state_machines_events_are_refused_by_name_when_wrong() {
+        for (event, field) in [
+            (json!({"action": "backup"}), "action"),
+            (json!({"action": 3}), "action"),
+            (json!({"action": "list_targets", "input": {"target": "orders"}}), "target"),
+            (json!({"action": "list_targets", "input": {"targets": ["../x"]}}), "targets"),
+            (json!({"action": "list_targets", "input": {"trigger": "cli"}}), "trigger"),
+            (json!({"action": "fail_stopped", "target": "orders", "since": "2026-12-03T04:15:00Z"}), "error"),
+            (
+                json!({"action": "fail_stopped", "target": "orders", "error": {"Error": "x"}, "since": "yesterday"}),
+                "since",
+            ),
+        ] {
+            let err = parse_backup_invocation(&event, "r").unwrap_err().to_string();
             assert!(err.contains(field), "{event}: {err}");
         }
     }

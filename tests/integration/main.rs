@@ -15,6 +15,7 @@ mod monitor;
 mod purge;
 mod rds_scratch;
 mod slack;
+mod state_machines;
 mod template_rules;
 mod verify;
 mod versions;

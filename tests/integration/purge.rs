@@ -118,7 +118,7 @@ impl Fixture {
 
     /// Every version and delete marker under this backup's keys.
     async fn versions_of(&self, record: &BackupRecord) -> Vec<String> {
-        let prefix = backstop::jobs::purge::attempt_prefix(record, "");
+        let prefix = backstop::domain::backup::attempt_prefix(record, "");
         self.aws.versions().await.into_iter().filter(|v| v.starts_with(&prefix)).collect()
     }
 }
@@ -266,7 +266,7 @@ async fn a_purge_cut_off_after_marking_or_after_deleting_is_finished_by_the_next
     let mut purging = deleted_unmarked.clone();
     purging.status = BackupStatus::Purging;
     f.catalog.update_backup(&purging, BackupStatus::Completed).await.unwrap();
-    for version in f.store.versions(&backstop::jobs::purge::attempt_prefix(&deleted_unmarked, "")).await.unwrap() {
+    for version in f.store.versions(&backstop::domain::backup::attempt_prefix(&deleted_unmarked, "")).await.unwrap() {
         f.store.delete_version(&version).await.unwrap();
     }
 

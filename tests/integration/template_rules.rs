@@ -308,7 +308,7 @@ fn every_function_and_the_state_machine_log_to_a_group_with_a_retention() {
             _ => {}
         }
     }
-    assert_eq!(owners, 6, "five functions and the drill state machine");
+    assert_eq!(owners, 7, "five functions, the backup state machine and the drill state machine");
 }
 
 #[test]

@@ -244,25 +244,31 @@ fn check_function(template: &Value, job: Job, log: &CallLog) {
 #[test]
 fn every_job_runs_on_its_schedule() {
     let template = template();
-    for (job, default) in
-        [(Job::Backup, "cron(15 4 * * ? *)"), (Job::Purge, "cron(45 5 * * ? *)"), (Job::Monitor, "rate(1 hour)")]
-    {
+    for (job, default) in [(Job::Purge, "cron(45 5 * * ? *)"), (Job::Monitor, "rate(1 hour)")] {
         let (name, function) = function_of(&template, job);
         assert_eq!(schedules(&template, function), [default], "{name}'s schedule");
     }
+    // The one state machine that invokes a function.
+    let machine_of = |function: &str| {
+        let resources = template["Resources"].as_mapping().unwrap();
+        let driving: Vec<&Value> = resources
+            .values()
+            .filter(|r| r["Type"].as_str() == Some("AWS::Serverless::StateMachine"))
+            .filter(|m| format!("{:?}", m["Properties"]["Policies"]).contains(&format!("\"{function}\"")))
+            .collect();
+        assert_eq!(driving.len(), 1, "one state machine invokes {function}");
+        driving[0]
+    };
+
+    // Backup: no schedule of its own; the state machine that runs it once per target has it.
+    let (backup, function) = function_of(&template, Job::Backup);
+    assert_eq!(schedules(&template, function), Vec::<String>::new(), "{backup} runs through its state machine");
+    assert_eq!(schedules(&template, machine_of(backup)), ["cron(15 4 * * ? *)"], "daily backups");
 
     // Verify: the sweep on the function itself, drills through the state machine that loops it.
     let (verify, function) = function_of(&template, Job::Verify);
     assert_eq!(schedules(&template, function), ["rate(1 hour)"], "{verify}'s sweep");
-    let resources = template["Resources"].as_mapping().unwrap();
-    let machines: Vec<&Value> =
-        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Serverless::StateMachine")).collect();
-    let driving: Vec<&&Value> = machines
-        .iter()
-        .filter(|m| format!("{:?}", m["Properties"]["Policies"]).contains(&format!("\"{verify}\"")))
-        .collect();
-    assert_eq!(driving.len(), 1, "one state machine invokes {verify}");
-    assert_eq!(schedules(&template, driving[0]), ["cron(0 6 ? * SUN *)"], "weekly drills");
+    assert_eq!(schedules(&template, machine_of(verify)), ["cron(0 6 ? * SUN *)"], "weekly drills");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -306,9 +312,14 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
     assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
     // A redelivered schedule tick: answered from the first run's claim.
     backup.run(&request("app", Some("tick-1"))).await.unwrap();
+    // A run killed mid-backup left its record in progress and an upload open: the next run fails it and
+    // removes what it wrote.
+    let abandoned = leave_an_abandoned_backup(&aws, &config, "app").await;
     // A second backup, so the monitor compares two manifests.
     let second = backup.run(&request("app", Some("tick-2"))).await.unwrap();
     assert_eq!(second.targets[0].outcome, TargetOutcome::Completed, "{}", second.targets[0].message);
+    let failed = records(&aws, "app").await.into_iter().find(|b| b.backup_id == abandoned).expect("its record");
+    assert_eq!(failed.status, BackupStatus::Failed, "{failed:?}");
     read_targets_as_deployed(&aws, &backup_log).await;
     check_function(&template, Job::Backup, &backup_log);
 
@@ -354,6 +365,32 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
 
 /// What a deployed function does before its job runs: read its targets from the SSM parameter the template
 /// names (`BACKSTOP_TARGETS_PARAMETER`), on the job's own clients.
+/// What a backup killed mid-stream leaves (on the fixture's own clients, not the job's): its record in progress
+/// and an open upload with a part in it; its lease has lapsed.
+async fn leave_an_abandoned_backup(
+    aws: &AwsFixture,
+    config: &backstop::config::Config,
+    target: &str,
+) -> backstop::domain::BackupId {
+    use backstop::adapters::{dynamodb::DynamoCatalog, s3::S3Store};
+    use backstop::domain::backup::ObjectKeys;
+    use backstop::domain::{BackupId, BackupRecord};
+    use backstop::ports::{Backups, PartToUpload};
+    use sha2::Digest;
+    let started_at = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let id = BackupId::new(started_at);
+    let record =
+        BackupRecord::in_progress(target, id.clone(), Trigger::Schedule, "killed-run", started_at, config.codec);
+    DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone()).create_backup(&record).await.unwrap();
+    let keys = ObjectKeys::new(&config.key_prefix, target, &id, started_at, config.codec);
+    let store = S3Store::new(aws.clients.s3.clone(), aws.bucket.clone(), Some(aws.kms_key_arn.clone()));
+    let upload = store.create_multipart(&keys.dump, config.codec.content_type()).await.unwrap();
+    let body = bytes::Bytes::from(vec![7u8; 1024]);
+    let sha256 = sha2::Sha256::digest(&body).into();
+    upload.upload_part(PartToUpload { number: 1, body, sha256 }).await.unwrap();
+    id
+}
+
 async fn read_targets_as_deployed(aws: &AwsFixture, log: &CallLog) {
     let name = format!("/backstop/{}/targets", aws.table);
     let targets =

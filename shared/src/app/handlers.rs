@@ -6,8 +6,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::ConfigError;
-use crate::event::parse_backup_event;
-use crate::jobs::backup::BackupJob;
+use crate::domain::Trigger;
+use crate::event::{parse_backup_invocation, BackupInvocation, StoppedRunEvent, TargetList};
+use crate::jobs::backup::{BackupJob, StoppedRunError};
+use crate::jobs::kernel::UnknownTarget;
 use crate::jobs::monitor::{MonitorJob, MonitorRequest};
 use crate::jobs::purge::{PurgeJob, PurgeRequest};
 use crate::jobs::verify::{VerifyJob, VerifyJobError, VerifyRequest};
@@ -30,7 +32,8 @@ pub enum ErrorType {
     MonitorFailed,
     /// The verify job could not reach its catalog; a new invocation resumes where this one stopped.
     Retryable,
-    /// `abandon` met a verify lease another (perhaps killed) invocation still holds; it lapses by itself.
+    /// `abandon` (verify) or `fail_stopped` (backup) met a lease another (perhaps killed) invocation still
+    /// holds; it lapses by itself.
     LeaseHeld,
     /// The Slack webhook refused the message: fix its configuration.
     SlackRejected,
@@ -102,8 +105,12 @@ pub async fn handle_backup_event(
     request_id: &str,
     time_left: Option<Duration>,
 ) -> Result<Value, HandlerError> {
-    let mut request = parse_backup_event(event, request_id)
-        .map_err(|e| HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() })?;
+    let invalid = |message: String| HandlerError { error_type: ErrorType::InvalidEvent, message };
+    let mut request = match parse_backup_invocation(event, request_id).map_err(|e| invalid(e.to_string()))? {
+        BackupInvocation::Run(request) => request,
+        BackupInvocation::ListTargets(list) => return list_targets(job, &list).map_err(|e| invalid(e.to_string())),
+        BackupInvocation::FailStopped(stopped) => return fail_stopped(job, &stopped).await,
+    };
     request.deadline = time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN));
     let run = job
         .run(&request)
@@ -119,6 +126,51 @@ pub async fn handle_backup_event(
             message: format!("{} of {} targets failed: {}", failed.len(), run.targets.len(), failed.join("; ")),
         })
     }
+}
+
+/// The backup state machine's first step: one unit of work per target (every configured target, or those the
+/// execution names, each checked), each the event its per-target run sends back to this function.
+fn list_targets(job: &BackupJob, list: &TargetList) -> Result<Value, UnknownTarget> {
+    let mut units = Vec::new();
+    for target in job.fan_out(list.targets.as_deref())? {
+        let mut unit = serde_json::json!({ "target": target, "trigger": list.trigger.unwrap_or(Trigger::Console) });
+        if let Some(key) = &list.idempotency_key {
+            // The same key for every target: a claim is per event *and* target.
+            unit["idempotency_key"] = Value::String(key.clone());
+        }
+        units.push(unit);
+    }
+    Ok(serde_json::json!({ "targets": units }))
+}
+
+/// The backup state machine's failure path for a run that died: fails what it left, or says it left nothing.
+/// `LeaseHeld` while the dead run's lease has not lapsed (the state machine retries).
+async fn fail_stopped(job: &BackupJob, stopped: &StoppedRunEvent) -> Result<Value, HandlerError> {
+    let why = match &stopped.cause {
+        Some(cause) if !cause.is_empty() => format!("{}: {}", stopped.error, first_line(cause)),
+        _ => stopped.error.clone(),
+    };
+    match job.fail_stopped_run(&stopped.target, &why, stopped.since, stopped.trigger).await {
+        Ok(Ok(done)) => Ok(serde_json::to_value(&done).expect("serializes")),
+        Ok(Err(held)) => Err(HandlerError {
+            error_type: ErrorType::LeaseHeld,
+            message: format!(
+                "the backup lease of {} is held by run {} until {}: the stopped run's lease lapses by then",
+                stopped.target, held.owner, held.expires_at
+            ),
+        }),
+        Err(StoppedRunError::UnknownTarget(e)) => {
+            Err(HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() })
+        }
+        Err(e @ StoppedRunError::Catalog(_)) => {
+            Err(HandlerError { error_type: ErrorType::Retryable, message: e.to_string() })
+        }
+    }
+}
+
+/// The first line of a cause, at most 300 characters (Step Functions' causes can be whole stack traces).
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().chars().take(300).collect()
 }
 
 /// The verify function's handler: `{}` (every target), `{"target": "NAME"}`, or with `"backup_id"`; a loop

@@ -184,6 +184,19 @@ impl ObjectKeys {
     }
 }
 
+/// The key prefix every object of this backup starts with (`…/<backup id>.`), from what it recorded; for a
+/// backup that recorded none (it failed early), where the backup job would have put them.
+pub fn attempt_prefix(record: &BackupRecord, key_prefix: &str) -> String {
+    let id = format!("{}.", record.backup_id);
+    let recorded = [&record.dump, &record.manifest, &record.roles].into_iter().flatten().find_map(|o| {
+        let at = o.key.rfind(&id)?;
+        Some(o.key[..at + id.len()].to_string())
+    });
+    recorded.unwrap_or_else(|| {
+        ObjectKeys::new(key_prefix, &record.target, &record.backup_id, record.started_at, record.codec).attempt_prefix
+    })
+}
+
 /// The major version in a PostgreSQL version string ("15.4", "16.1 (Debian 16.1-1)", "9.6.24" → 15, 16, 9).
 pub fn major_version(version: &str) -> Option<u32> {
     version.trim().split(['.', ' ']).next().and_then(|m| m.parse().ok()).filter(|m: &u32| *m >= 9)
@@ -193,6 +206,25 @@ pub fn major_version(version: &str) -> Option<u32> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn the_attempt_prefix_comes_from_the_recorded_keys_or_the_key_layout() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 5).unwrap();
+        let id = BackupId("20261122T020005Z-00000001".into());
+        let mut record = BackupRecord::in_progress("orders", id.clone(), Trigger::Schedule, "run", at, Codec::Zstd);
+        assert_eq!(attempt_prefix(&record, "prod/"), "prod/orders/2026/11/22/20261122T020005Z-00000001.");
+        record.dump = Some(ObjectRef {
+            key: "old/orders/2026/11/22/20261122T020005Z-00000001.sql.zst".into(),
+            version_id: None,
+            size: 1,
+            sha256: String::new(),
+        });
+        assert_eq!(
+            attempt_prefix(&record, "prod/"),
+            "old/orders/2026/11/22/20261122T020005Z-00000001.",
+            "what the backup recorded wins"
+        );
+    }
 
     #[test]
     fn keys_group_by_target_and_date() {

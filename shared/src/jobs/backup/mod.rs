@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use crate::config::{Config, TargetConfig};
-use crate::domain::backup::ObjectKeys;
+use crate::domain::backup::{attempt_prefix, ObjectKeys};
 use crate::domain::fingerprint::DumpSummary;
 use crate::domain::manifest::{Manifest, ManifestTarget, RolesRef, MANIFEST_FORMAT};
 use crate::domain::redact::redact;
@@ -31,6 +33,42 @@ use super::kernel::{expiry, publish_or_warn, record_run_or_warn, select_targets,
 use alerts::{backup_failed_alert, backup_succeeded_alert};
 
 pub const TOOL: &str = concat!("backstop ", env!("CARGO_PKG_VERSION"));
+
+/// How many of a target's newest records a run looks through for backups a stopped run left `in_progress`.
+/// Each run fails those it finds, so only the newest few can be; a catalog write that kept failing would leave
+/// older ones, which the monitor shows.
+const ABANDONED_LOOKBACK: usize = 20;
+
+/// Where to look when a run stopped without finishing, for its alert.
+const STOPPED_HINT: &str =
+    "Find why the run stopped: the function's log (\"Task timed out\", \"Runtime exited\" or an \
+                            out-of-memory report), the task's stopped reason, or who stopped the process. A database \
+                            that outgrew one Lambda invocation needs the CLI in a container (docs/operations.md).";
+
+/// What the failure path of a run that died found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoppedRun {
+    pub target: String,
+    /// Backups it left in progress, now failed (each alerted).
+    pub failed: Vec<BackupId>,
+    /// It died before it recorded a backup (alerted as such).
+    pub nothing_recorded: bool,
+}
+
+/// Why the failure path of a run that died could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum StoppedRunError {
+    #[error(transparent)]
+    UnknownTarget(#[from] UnknownTarget),
+    #[error("the catalog (DynamoDB) failed: {0}")]
+    Catalog(CatalogError),
+}
+
+impl From<CatalogError> for StoppedRunError {
+    fn from(cause: CatalogError) -> Self {
+        StoppedRunError::Catalog(cause)
+    }
+}
 
 /// Everything the job talks to.
 #[derive(Clone)]
@@ -286,7 +324,7 @@ impl BackupJob {
         }
 
         let leases: Arc<dyn Leases> = self.deps.catalog.clone();
-        let lease = match Lease::take(leases, &target.name, Job::Backup, run_id, now, self.config.lease).await {
+        let mut lease = match Lease::take(leases, &target.name, Job::Backup, run_id, now, self.config.lease).await {
             Ok(Ok(lease)) => lease,
             Ok(Err(HeldBy { owner, expires_at })) => {
                 self.settle(claim.as_ref(), ClaimSettlement::Released).await;
@@ -300,6 +338,10 @@ impl BackupJob {
             }
         };
 
+        // Renewed while the backup runs, so a live run always holds it: a run that finds the lease free may
+        // take what another left `in_progress` as abandoned, and a killed run frees the target within one lease.
+        lease.keep_renewed(self.deps.clock.clone(), self.config.lease);
+        self.fail_abandoned_attempts(target, run_id).await;
         let record = self.backup_under_lease(target, request, run_id).await;
 
         lease.release().await;
@@ -478,6 +520,179 @@ impl BackupJob {
         }
     }
 
+    /// The targets a fan-out runs one unit of work per: every configured one, in the configuration's order, or
+    /// those `named` (each must be configured).
+    pub fn fan_out(&self, named: Option<&[String]>) -> Result<Vec<String>, UnknownTarget> {
+        match named {
+            None => Ok(self.config.targets.iter().map(|t| t.name.clone()).collect()),
+            Some(names) => {
+                names.iter().map(|name| select_targets(&self.config, Some(name)).map(|t| t[0].name.clone())).collect()
+            }
+        }
+    }
+
+    /// The failure path of a run that died (the backup state machine caught its invocation's timeout or crash;
+    /// `why` is what Step Functions said): under the target's lease, fails what the run left in progress,
+    /// removes what it wrote and alerts, as the target's next run would, only sooner. A run that recorded
+    /// nothing since `since` died before it began, and is alerted as such; one that finished (its answer was
+    /// lost) is left alone. `Ok(Err(held))`: the dead run's lease has not lapsed yet (it does within one
+    /// lease): try again later.
+    pub async fn fail_stopped_run(
+        &self,
+        target: &str,
+        why: &str,
+        since: DateTime<Utc>,
+        trigger: Trigger,
+    ) -> Result<Result<StoppedRun, HeldBy>, StoppedRunError> {
+        let target = select_targets(&self.config, Some(target))?[0];
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let leases: Arc<dyn Leases> = self.deps.catalog.clone();
+        let now = self.deps.clock.now();
+        let lease = match Lease::take(leases, &target.name, Job::Backup, &run_id, now, self.config.lease).await? {
+            Ok(lease) => lease,
+            Err(held) => return Ok(Err(held)),
+        };
+        let failed = self.fail_abandoned_attempts(target, &run_id).await;
+        let recent = if failed.is_empty() {
+            self.deps.catalog.recent_backups(&target.name, ABANDONED_LOOKBACK).await.map(Some)
+        } else {
+            Ok(None)
+        };
+        lease.release().await;
+        let nothing_recorded = match recent? {
+            Some(records) => !records.iter().any(|r| r.started_at >= since),
+            None => false,
+        };
+        if nothing_recorded {
+            let reason = format!("the backup run stopped before it recorded a backup ({why})");
+            let aftermath = "It stopped before it created its record, so it wrote nothing.";
+            self.alert(&backup_failed_alert(target, None, trigger, &run_id, &reason, STOPPED_HINT, aftermath)).await;
+            self.emit_metrics(&target.name, 0.0, 0, 0, false);
+        }
+        Ok(Ok(StoppedRun { target: target.name.clone(), failed, nothing_recorded }))
+    }
+
+    /// Fails what a stopped run left `in_progress` for this target: a Lambda timeout or out-of-memory kill, a
+    /// stopped task, a killed process. This run holds the target's lease, which a live run keeps renewed, so no
+    /// run is still making them. Each record is marked `failed` (conditionally: of two runs that find it, one
+    /// wins and does the rest), what its run wrote is removed (open uploads aborted, every object version under
+    /// its keys deleted), and one alert says so.
+    /// Returns the records this run failed.
+    async fn fail_abandoned_attempts(&self, target: &TargetConfig, run_id: &str) -> Vec<BackupId> {
+        let mut failed = Vec::new();
+        let records = match self.deps.catalog.recent_backups(&target.name, ABANDONED_LOOKBACK).await {
+            Ok(records) => records,
+            Err(e) => {
+                warn!(error = %e, "cannot look for backups a stopped run left in progress; the next run looks again");
+                return failed;
+            }
+        };
+        let abandoned = records.into_iter().filter(|r| r.status == BackupStatus::InProgress && r.run_id != run_id);
+        for mut record in abandoned {
+            let reason = format!(
+                "the run that started this backup ({}, at {}) stopped without finishing it: it was killed, timed out, ran \
+                 out of memory or was stopped (found by run {run_id}, which holds the target's lease now)",
+                record.run_id,
+                record.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            record.status = BackupStatus::Failed;
+            record.error = Some(reason.clone());
+            record.finished_at = Some(self.deps.clock.now());
+            match self.deps.catalog.update_backup(&record, BackupStatus::InProgress).await {
+                Ok(()) => {}
+                // Another run marked it first, and cleans up and alerts.
+                Err(CatalogError::Conflict { .. }) => continue,
+                Err(e) => {
+                    warn!(error = %e, backup_id = %record.backup_id, "cannot mark an abandoned backup failed; the next run tries again");
+                    continue;
+                }
+            }
+            let prefix = attempt_prefix(&record, &self.config.key_prefix);
+            let cleanup = self.discard_abandoned(&target.name, &prefix).await;
+            warn!(backup_id = %record.backup_id, stopped_run = %record.run_id, cleanup = %cleanup, "failed a backup its run abandoned");
+            self.emit_metrics(&target.name, 0.0, 0, 0, false);
+            let aftermath = format!("{cleanup} The backup record is marked failed.");
+            self.alert(&backup_failed_alert(
+                target,
+                Some(&record.backup_id),
+                record.trigger,
+                &record.run_id,
+                &reason,
+                STOPPED_HINT,
+                &aftermath,
+            ))
+            .await;
+            failed.push(record.backup_id);
+        }
+        failed
+    }
+
+    /// Removes what an abandoned attempt wrote: its multipart uploads (found by listing: the run that opened
+    /// them is gone) and every object version under its keys. Says what it did, for the alert.
+    async fn discard_abandoned(&self, target: &str, attempt_prefix: &str) -> String {
+        let (mut aborted, mut problems) = (0, Vec::new());
+        // Listed under the target's folder (S3 lists uploads by prefix), then narrowed to this attempt's keys.
+        let target_prefix = format!("{}{target}/", self.config.key_prefix);
+        match self.deps.store.open_uploads(&target_prefix).await {
+            Ok(uploads) => {
+                for upload in uploads.iter().filter(|u| u.key.starts_with(attempt_prefix)) {
+                    match self.deps.store.abort_upload(upload).await {
+                        Ok(()) => aborted += 1,
+                        Err(e) => problems.push(format!(
+                            "the upload of {} could not be aborted ({e}); the bucket's lifecycle rule removes it within a day",
+                            upload.key
+                        )),
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("its open uploads could not be listed ({e})")),
+        }
+        let removed = self.delete_attempt_versions(attempt_prefix).await;
+        let mut done = Vec::new();
+        if aborted > 0 {
+            done.push(format!("{aborted} multipart upload(s) it left open were aborted"));
+        }
+        match removed {
+            Ok(0) => {}
+            Ok(deleted) => done.push(format!("the {deleted} object version(s) it had written were deleted")),
+            Err(more) => problems.extend(more),
+        }
+        match (problems.is_empty(), done.is_empty()) {
+            (true, true) => "Nothing of that attempt had been written.".to_string(),
+            (true, false) => format!("Nothing of that attempt was kept: {}.", done.join(" and ")),
+            (false, _) => format!(
+                "Cleaning up that attempt was incomplete: {} (the next purge deletes what a failed backup left).",
+                problems.join("; ")
+            ),
+        }
+    }
+
+    /// Deletes every object version under `attempt_prefix`: how many, or what could not be deleted.
+    async fn delete_attempt_versions(&self, attempt_prefix: &str) -> Result<usize, Vec<String>> {
+        let versions = self
+            .deps
+            .store
+            .versions(attempt_prefix)
+            .await
+            .map_err(|e| vec![format!("its objects ({attempt_prefix}*) could not be listed: {e}")])?;
+        let mut problems = Vec::new();
+        let mut deleted = 0;
+        for version in &versions {
+            match self.deps.store.delete_version(version).await {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    warn!(error = %e, key = %version.key, "deleting an object of a failed backup failed");
+                    problems.push(format!("{} could not be deleted", version.key));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(deleted)
+        } else {
+            Err(problems)
+        }
+    }
+
     /// Undoes a failed attempt: aborts its open upload and deletes every object version under its keys, so
     /// nothing under its id can be taken for a backup. Says what it did, for the alert.
     async fn undo(&self, open_upload: Option<Arc<dyn MultipartUpload>>, attempt_prefix: &str) -> String {
@@ -495,23 +710,10 @@ impl BackupJob {
             }
         }
         // Listed rather than remembered: a write cut off by the deadline may have landed unseen.
-        match self.deps.store.versions(attempt_prefix).await {
-            Ok(versions) => {
-                let mut deleted = 0;
-                for version in &versions {
-                    match self.deps.store.delete_version(version).await {
-                        Ok(()) => deleted += 1,
-                        Err(e) => {
-                            warn!(error = %e, key = %version.key, "deleting an object of the failed backup failed");
-                            problems.push(format!("{} could not be deleted", version.key));
-                        }
-                    }
-                }
-                if deleted > 0 {
-                    done.push(format!("the {deleted} object version(s) it had written were deleted"));
-                }
-            }
-            Err(e) => problems.push(format!("its objects ({attempt_prefix}*) could not be listed: {e}")),
+        match self.delete_attempt_versions(attempt_prefix).await {
+            Ok(0) => {}
+            Ok(deleted) => done.push(format!("the {deleted} object version(s) it had written were deleted")),
+            Err(more) => problems.extend(more),
         }
         match (problems.is_empty(), done.is_empty()) {
             (true, true) => "Nothing of this attempt had been written.".to_string(),

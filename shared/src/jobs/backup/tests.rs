@@ -475,3 +475,114 @@ async fn the_lambda_handler_answers_with_the_run_or_an_error_type_lambda_can_rep
     assert_eq!(failed.error_type, app::ErrorType::BackupFailed);
     assert!(failed.message.contains("boom"), "{}", failed.message);
 }
+
+/// What a run killed mid-backup leaves behind (a Lambda timeout, an out-of-memory kill, `kill -9`): its record
+/// `in_progress`, its lease for another hour, its roles file, and an open upload holding a part.
+async fn leave_a_killed_run(w: &World) -> BackupRecord {
+    let started_at = w.clock.now();
+    let id = BackupId::new(started_at);
+    let record =
+        BackupRecord::in_progress("orders", id.clone(), Trigger::Schedule, "killed-run", started_at, Codec::Zstd);
+    w.catalog.create_backup(&record).await.unwrap();
+    let keys = ObjectKeys::new("", "orders", &id, started_at, Codec::Zstd);
+    w.store.put_object(&keys.roles, Bytes::from_static(b"CREATE ROLE app;"), "application/sql").await.unwrap();
+    let upload = w.store.create_multipart(&keys.dump, "application/zstd").await.unwrap();
+    let body = Bytes::from_static(b"the first part");
+    let sha256 = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&body)).into();
+    upload.upload_part(PartToUpload { number: 1, body, sha256 }).await.unwrap();
+    let lease = LeaseRequest {
+        target: "orders".into(),
+        job: Job::Backup,
+        owner: "killed-run".into(),
+        now: started_at,
+        expires_at: started_at + chrono::Duration::hours(1),
+    };
+    w.catalog.acquire_lease(&lease).await.unwrap();
+    record
+}
+
+fn record_of(w: &World, id: &BackupId) -> BackupRecord {
+    w.catalog.backups().into_iter().find(|b| b.backup_id == *id).expect("the record")
+}
+
+#[tokio::test]
+async fn given_a_run_killed_mid_backup_then_the_next_fails_its_record_removes_what_it_wrote_and_alerts_once() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    let killed = leave_a_killed_run(&w).await;
+    let prefix = ObjectKeys::new("", "orders", &killed.backup_id, killed.started_at, Codec::Zstd).attempt_prefix;
+    w.clock.advance(chrono::Duration::hours(2));
+
+    let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "the new backup is made: {:?}", run.targets[0]);
+    let failed = record_of(&w, &killed.backup_id);
+    assert_eq!(failed.status, BackupStatus::Failed);
+    let error = failed.error.clone().unwrap();
+    assert!(error.contains("killed-run") && error.contains("stopped without finishing"), "{error}");
+    assert_eq!(failed.finished_at, Some(w.clock.now()));
+    assert!(w.store.keys().iter().all(|k| !k.starts_with(&prefix)), "its objects are gone: {:?}", w.store.keys());
+    assert!(w.store.open_upload_keys().is_empty(), "its upload is aborted: {:?}", w.store.open_upload_keys());
+
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1, "one alert, for the abandoned backup: {alerts:?}");
+    assert!(alerts[0].subject.contains("FAILED"), "{}", alerts[0].subject);
+    let body = &alerts[0].body;
+    assert!(body.contains(&killed.backup_id.to_string()) && body.contains("Run: killed-run"), "{body}");
+    assert!(body.contains("1 multipart upload(s) it left open were aborted"), "{body}");
+    assert!(body.contains("the 1 object version(s) it had written were deleted"), "{body}");
+    assert!(body.contains("out-of-memory"), "the hint says where to look: {body}");
+    let metrics = w.metrics.0.lock().unwrap().clone();
+    assert!(metrics.iter().any(|m| m.contains("\"BackupSuccess\":0.0")), "{metrics:?}");
+
+    // The next run finds nothing more to fail, and says nothing more about it.
+    w.clock.advance(chrono::Duration::hours(1));
+    let again = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(again.targets[0].outcome, TargetOutcome::Completed);
+    assert_eq!(w.alerts.sent().len(), 1, "{:?}", w.alerts.sent());
+}
+
+#[tokio::test]
+async fn given_a_run_that_still_holds_its_lease_then_its_backup_in_progress_is_left_alone() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    let running = leave_a_killed_run(&w).await;
+    w.clock.advance(chrono::Duration::minutes(30));
+    let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::SkippedLeaseHeld);
+    assert_eq!(record_of(&w, &running.backup_id).status, BackupStatus::InProgress);
+    assert_eq!(w.store.open_upload_keys().len(), 1, "its upload is untouched");
+    assert_eq!(w.store.all_versions().len(), 1, "its roles file is untouched");
+    assert!(w.alerts.sent().is_empty());
+}
+
+#[tokio::test]
+async fn given_an_abandoned_backup_whose_objects_cannot_be_removed_then_it_is_still_failed_and_the_alert_says_what_is_left(
+) {
+    let w = world(ScriptedDump::succeeding(SQL));
+    let killed = leave_a_killed_run(&w).await;
+    w.clock.advance(chrono::Duration::hours(2));
+    w.store.faults.fail("ListMultipartUploads");
+    w.store.faults.fail("DeleteObject");
+    let run = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "the new backup needs neither call");
+    assert_eq!(record_of(&w, &killed.backup_id).status, BackupStatus::Failed);
+    let alerts = w.alerts.sent();
+    let abandoned = alerts.iter().find(|a| a.body.contains("Run: killed-run")).expect("the abandoned backup's alert");
+    assert!(abandoned.body.contains("Cleaning up that attempt was incomplete"), "{}", abandoned.body);
+    assert!(abandoned.body.contains("its open uploads could not be listed"), "{}", abandoned.body);
+    assert!(abandoned.body.contains("the next purge deletes what a failed backup left"), "{}", abandoned.body);
+}
+
+#[tokio::test]
+async fn given_the_catalog_cannot_mark_an_abandoned_backup_then_it_stays_for_the_next_run_and_nothing_is_deleted() {
+    let w = world(ScriptedDump::succeeding(SQL));
+    let killed = leave_a_killed_run(&w).await;
+    w.clock.advance(chrono::Duration::hours(2));
+    w.catalog.fail_updates_to(BackupStatus::Failed);
+    let _ = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(record_of(&w, &killed.backup_id).status, BackupStatus::InProgress);
+    assert_eq!(w.store.open_upload_keys().len(), 1, "nothing removed before the record says failed");
+    w.catalog.heal_updates();
+    w.clock.advance(chrono::Duration::hours(1));
+    let _ = w.job.run(&request(Some("orders"), None)).await.unwrap();
+    assert_eq!(record_of(&w, &killed.backup_id).status, BackupStatus::Failed);
+    assert!(w.store.open_upload_keys().is_empty());
+}

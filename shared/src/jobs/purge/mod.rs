@@ -22,7 +22,7 @@ use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use crate::config::{Config, TargetConfig};
-use crate::domain::backup::ObjectKeys;
+use crate::domain::backup::attempt_prefix;
 use crate::domain::drill::DrillPhase;
 use crate::domain::retention::{decide, Action, DecideContext};
 use crate::domain::{
@@ -546,19 +546,6 @@ impl PurgeJob {
     }
 }
 
-/// The key prefix every object of this backup starts with (`…/<backup id>.`), from what it recorded; for a
-/// backup that recorded none (it failed early), where the backup job would have put them.
-pub fn attempt_prefix(record: &BackupRecord, key_prefix: &str) -> String {
-    let id = format!("{}.", record.backup_id);
-    let recorded = [&record.dump, &record.manifest, &record.roles].into_iter().flatten().find_map(|o| {
-        let at = o.key.rfind(&id)?;
-        Some(o.key[..at + id.len()].to_string())
-    });
-    recorded.unwrap_or_else(|| {
-        ObjectKeys::new(key_prefix, &record.target, &record.backup_id, record.started_at, record.codec).attempt_prefix
-    })
-}
-
 fn upload_step(upload: Option<&OpenUpload>, reasons: Vec<String>, error: Option<String>) -> PurgeStep {
     PurgeStep {
         backup_id: None,
@@ -574,30 +561,3 @@ fn upload_step(upload: Option<&OpenUpload>, reasons: Vec<String>, error: Option<
 #[cfg(test)]
 #[path = "tests.rs"]
 mod job_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ObjectRef;
-    use crate::pipeline::codec::Codec;
-    use chrono::TimeZone;
-
-    #[test]
-    fn the_attempt_prefix_comes_from_the_recorded_keys_or_the_key_layout() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 5).unwrap();
-        let id = BackupId("20261122T020005Z-00000001".into());
-        let mut record = BackupRecord::in_progress("orders", id.clone(), Trigger::Schedule, "run", at, Codec::Zstd);
-        assert_eq!(attempt_prefix(&record, "prod/"), "prod/orders/2026/11/22/20261122T020005Z-00000001.");
-        record.dump = Some(ObjectRef {
-            key: "old/orders/2026/11/22/20261122T020005Z-00000001.sql.zst".into(),
-            version_id: None,
-            size: 1,
-            sha256: String::new(),
-        });
-        assert_eq!(
-            attempt_prefix(&record, "prod/"),
-            "old/orders/2026/11/22/20261122T020005Z-00000001.",
-            "what the backup recorded wins"
-        );
-    }
-}

@@ -1,0 +1,242 @@
+//! The backup state machine, walked state by state against the function it invokes: each Task's `Parameters`
+//! are evaluated as Step Functions would (the JSONPath subset the definition uses: `$`, `$.a.b`, `$.a[0].b`,
+//! `$$.Execution.StartTime`, `States.StringToJson`), the payload goes to the real backup handler (the
+//! production job on in-memory fakes: a scripted pg_dump, S3 and DynamoDB in memory), and its answer goes
+//! through the state's `ResultSelector` to the next state. So every payload the machine sends is one the
+//! function accepts, every field it reads from an answer is one the function gives, and the fan-out runs one
+//! backup per target, each failure its own. (moto cannot execute a state machine that invokes Lambda.)
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use backstop::adapters::memory::*;
+use backstop::app::{handle_backup_event, ErrorType};
+use backstop::config::Config;
+use backstop::domain::BackupStatus;
+use backstop::jobs::backup::{BackupDeps, BackupJob};
+use backstop::metrics::NoMetrics;
+use backstop::passwords::PasswordResolver;
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+
+const SQL: &[u8] = b"--\n-- Dumped from database version 15.18\n-- Dumped by pg_dump version 15.18\n\
+CREATE TABLE public.t (id int);\nCOPY public.t (id) FROM stdin;\n1\n\\.\n\n--\n-- PostgreSQL database dump complete\n--\n\n";
+
+fn template() -> serde_norway::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The definition as JSON, with the template's `DefinitionSubstitutions` made: the function's ARN stands for
+/// itself, the concurrency is the parameter's default.
+fn backup_definition() -> Value {
+    let template = template();
+    let machine = &template["Resources"]["BackupStateMachine"]["Properties"];
+    let substitutions = &machine["DefinitionSubstitutions"];
+    assert_eq!(
+        format!("{:?}", substitutions["BackupFunctionArn"]),
+        format!("{:?}", serde_norway::from_str::<serde_norway::Value>("!GetAtt BackupFunction.Arn").unwrap()),
+        "the machine invokes the backup function"
+    );
+    assert!(format!("{:?}", machine["Policies"]).contains("\"BackupFunction\""), "and may invoke it");
+    let concurrency = template["Parameters"]["BackupConcurrency"]["Default"].as_u64().unwrap();
+    let text = serde_json::to_string(&machine["Definition"]).unwrap();
+    let text = text
+        .replace("${BackupFunctionArn}", "backup-function")
+        .replace("${BackupConcurrency}", &concurrency.to_string())
+        .replace("${Partition}", "aws");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A JSONPath of the subset the definition uses, against the state's input and the context object.
+fn path(expression: &str, input: &Value, context: &Value) -> Value {
+    let (mut at, rest) = match expression.strip_prefix("$$") {
+        Some(rest) => (context.clone(), rest),
+        None => (input.clone(), expression.strip_prefix('$').expect("a path")),
+    };
+    for part in rest.split('.').filter(|p| !p.is_empty()) {
+        let (name, index) = match part.split_once('[') {
+            Some((name, index)) => (name, Some(index.trim_end_matches(']').parse::<usize>().unwrap())),
+            None => (part, None),
+        };
+        at = at.get(name).cloned().unwrap_or_else(|| panic!("{expression}: no {name} in {at}"));
+        if let Some(i) = index {
+            at = at[i].clone();
+        }
+    }
+    at
+}
+
+/// `Parameters` or `ResultSelector` evaluated: `key.$` fields are paths (or `States.StringToJson`).
+fn evaluate(template: &Value, input: &Value, context: &Value) -> Value {
+    match template {
+        Value::Object(fields) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in fields {
+                match key.strip_suffix(".$") {
+                    Some(key) => {
+                        let expression = value.as_str().unwrap();
+                        let evaluated = match expression.strip_prefix("States.StringToJson('") {
+                            Some(text) => serde_json::from_str(text.trim_end_matches("')")).unwrap(),
+                            None => path(expression, input, context),
+                        };
+                        out.insert(key.to_string(), evaluated);
+                    }
+                    None => {
+                        out.insert(key.clone(), evaluate(value, input, context));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+/// A state's `Parameters.Payload` (or `Payload.$`) for `input`: what Lambda receives.
+fn payload(state: &Value, input: &Value, context: &Value) -> Value {
+    assert_eq!(state["Resource"], "arn:aws:states:::lambda:invoke", "{state}");
+    assert_eq!(state["Parameters"]["FunctionName"], "backup-function", "{state}");
+    let parameters = evaluate(&state["Parameters"], input, context);
+    parameters["Payload"].clone()
+}
+
+struct Fakes {
+    catalog: MemoryCatalog,
+    alerts: RecordingAlerts,
+    dumper: ScriptedDumper,
+    job: BackupJob,
+}
+
+/// The production backup job on in-memory fakes, with three targets.
+fn fakes() -> Fakes {
+    let targets = json!(["orders", "billing", "audit"].map(|name| json!({
+        "name": name, "host": "db.internal", "database": name, "user": "backstop", "password": {"env": "PW"}
+    })));
+    let env: BTreeMap<String, String> = [
+        ("BACKSTOP_BUCKET", "bucket".to_string()),
+        ("BACKSTOP_TABLE", "table".to_string()),
+        ("BACKSTOP_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:alerts".to_string()),
+        ("BACKSTOP_TARGETS", targets.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let config = Config::load(&env, None).unwrap();
+    let (catalog, alerts) = (MemoryCatalog::default(), RecordingAlerts::default());
+    let dumper = ScriptedDumper::new(ScriptedDump::succeeding(SQL));
+    let passwords = [("PW".to_string(), "secret".to_string())].into_iter().collect();
+    let deps = BackupDeps {
+        store: Arc::new(MemoryStore::default()),
+        catalog: Arc::new(catalog.clone()),
+        alerts: Arc::new(alerts.clone()),
+        dumper: Arc::new(dumper.clone()),
+        passwords: Arc::new(PasswordResolver::new(Arc::new(MemorySecrets::default()), passwords)),
+        clock: Arc::new(FixedClock::at(Utc.with_ymd_and_hms(2026, 12, 3, 4, 15, 0).unwrap())),
+        metrics: Arc::new(NoMetrics),
+    };
+    Fakes { catalog, alerts, dumper, job: BackupJob::new(Arc::new(config), deps) }
+}
+
+fn states(definition: &Value) -> &serde_json::Map<String, Value> {
+    definition["States"].as_object().unwrap()
+}
+
+/// The items the Map runs, from the first state, for an execution `input`.
+async fn list(f: &Fakes, definition: &Value, input: &Value, context: &Value) -> Result<Value, ErrorType> {
+    assert_eq!(definition["StartAt"], "ListTargets");
+    let state = &states(definition)["ListTargets"];
+    let answer =
+        handle_backup_event(&f.job, &payload(state, input, context), "list", None).await.map_err(|e| e.error_type)?;
+    Ok(evaluate(&state["ResultSelector"], &json!({ "Payload": answer }), context))
+}
+
+#[tokio::test]
+async fn the_backup_state_machine_backs_up_each_target_in_its_own_invocation_with_the_executions_key() {
+    let definition = backup_definition();
+    let f = fakes();
+    let context = json!({ "Execution": { "StartTime": "2026-12-03T04:15:00Z" } });
+    let input = json!({ "trigger": "schedule", "idempotency_key": "tick-1" });
+    let listed = list(&f, &definition, &input, &context).await.unwrap();
+    assert_eq!(listed["concurrency"], json!(4), "the Map's concurrency is a number: {listed}");
+
+    let map = &states(&definition)["BackUpEachTarget"];
+    assert_eq!(map["Type"], "Map");
+    assert_eq!(map["MaxConcurrencyPath"], "$.concurrency");
+    let items = path(map["ItemsPath"].as_str().unwrap(), &listed, &context);
+    let items = items.as_array().unwrap();
+    assert_eq!(items.len(), 3, "one item per target: {items:?}");
+    let processor = &map["ItemProcessor"];
+    let back_up = &processor["States"][processor["StartAt"].as_str().unwrap()];
+    for item in items {
+        let event = payload(back_up, item, &context);
+        let answer = handle_backup_event(&f.job, &event, "run", None).await.expect("the backup succeeds");
+        let result = evaluate(&back_up["ResultSelector"], &json!({ "Payload": answer }), &context);
+        assert_eq!(result, json!({ "target": item["target"], "outcome": "completed" }));
+    }
+    let records = f.catalog.backups();
+    assert_eq!(records.len(), 3, "three backups, one each");
+    assert!(records.iter().all(|r| r.status == BackupStatus::Completed && r.trigger.as_str() == "schedule"));
+
+    // A redelivered tick (the same execution key): every target's run is a duplicate; nothing is dumped again.
+    let dumps = f.dumper.dumps_started.load(std::sync::atomic::Ordering::SeqCst);
+    for item in items {
+        let answer = handle_backup_event(&f.job, &payload(back_up, item, &context), "again", None).await.unwrap();
+        assert_eq!(answer["targets"][0]["outcome"], "skipped_duplicate", "{answer}");
+    }
+    assert_eq!(f.dumper.dumps_started.load(std::sync::atomic::Ordering::SeqCst), dumps);
+}
+
+#[tokio::test]
+async fn a_manual_execution_names_its_targets_and_an_unknown_one_is_refused() {
+    let definition = backup_definition();
+    let f = fakes();
+    let context = json!({ "Execution": { "StartTime": "2026-12-03T09:00:00Z" } });
+    let listed = list(&f, &definition, &json!({ "targets": ["billing"] }), &context).await.unwrap();
+    assert_eq!(listed["targets"], json!([{ "target": "billing", "trigger": "console" }]));
+    let listed = list(&f, &definition, &json!({}), &context).await.unwrap();
+    assert_eq!(listed["targets"].as_array().unwrap().len(), 3, "no names: every target");
+    assert_eq!(list(&f, &definition, &json!({ "targets": ["nope"] }), &context).await, Err(ErrorType::InvalidEvent));
+    assert_eq!(list(&f, &definition, &json!({ "target": "orders" }), &context).await, Err(ErrorType::InvalidEvent));
+}
+
+#[tokio::test]
+async fn a_target_whose_invocation_dies_is_failed_by_its_own_branch_and_the_execution_says_so() {
+    let definition = backup_definition();
+    let f = fakes();
+    let context = json!({ "Execution": { "StartTime": "2026-12-03T04:15:00Z" } });
+    let processor = &states(&definition)["BackUpEachTarget"]["ItemProcessor"];
+    let back_up = &processor["States"]["BackUp"];
+
+    // Only a death goes to FailStopped; a failure the function recorded and alerted ends the branch.
+    let catches = back_up["Catch"].as_array().unwrap();
+    assert_eq!(catches[0]["Next"], "TargetFailed");
+    assert!(catches[0]["ErrorEquals"].as_array().unwrap().contains(&json!(ErrorType::BackupFailed.as_str())));
+    assert_eq!(
+        (catches.last().unwrap()["ErrorEquals"].clone(), catches.last().unwrap()["Next"].clone()),
+        (json!(["States.ALL"]), json!("FailStopped"))
+    );
+
+    // The invocation for `audit` timed out before it recorded anything: the Catch puts Step Functions' error
+    // beside the item, and FailStopped sends it to the function.
+    let caught = json!({
+        "target": "audit", "trigger": "schedule", "idempotency_key": "tick-1",
+        "error": { "Error": "States.Timeout", "Cause": "The task timed out after 960 seconds" }
+    });
+    let fail_stopped = &processor["States"]["FailStopped"];
+    let event = payload(fail_stopped, &caught, &context);
+    let answer = handle_backup_event(&f.job, &event, "fail", None).await.expect("the failure path runs");
+    assert_eq!(answer["nothing_recorded"], json!(true), "{answer}");
+    let alerts = f.alerts.sent();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].subject.contains("audit") && alerts[0].body.contains("States.Timeout"), "{}", alerts[0].body);
+    assert_eq!(fail_stopped["Retry"][0]["ErrorEquals"], json!([ErrorType::LeaseHeld.as_str()]));
+
+    // The branch ends with the target failed, and the execution fails when any branch did.
+    let after = evaluate(&processor["States"]["TargetFailed"]["Parameters"], &caught, &context);
+    assert_eq!(after, json!({ "target": "audit", "outcome": "failed" }));
+    let any_failed = &states(&definition)["AnyFailed"];
+    assert_eq!(any_failed["QueryLanguage"], "JSONata");
+    assert_eq!(any_failed["Choices"][0]["Condition"], "{% 'failed' in $states.input.results.outcome %}");
+    assert_eq!(states(&definition)[any_failed["Choices"][0]["Next"].as_str().unwrap()]["Type"], "Fail");
+}
