@@ -72,6 +72,11 @@ QUEUE = f"{NAME}-alerts-inbox"
 KMS_ALIAS = f"alias/{NAME}"
 REGION = "us-east-1"
 SAMPLE_DB = "sample"
+# The cycle backs up three targets, each its own unit of work: the seeded sample, a second small database,
+# and one that fails on purpose (its database was "retired": dropped, while its target stayed configured), so
+# the cycle shows a failing target alerting on its own while the others are backed up and verified.
+SECOND_DB = "inventory"
+FAILING_TARGET = "retired"
 
 # Longest unix socket path PostgreSQL accepts is 107 bytes (incl. ".s.PGSQL.NNNNN").
 MAX_SOCKET_DIR_LEN = 107 - len("/.s.PGSQL.65535")
@@ -344,8 +349,15 @@ GRANT pg_read_all_data TO backstop;
 CREATE DATABASE {SAMPLE_DB} OWNER app_owner;
 REVOKE CONNECT ON DATABASE {SAMPLE_DB} FROM PUBLIC;
 GRANT CONNECT ON DATABASE {SAMPLE_DB} TO backstop, app_owner, app_reader;
+CREATE DATABASE {SECOND_DB} OWNER app_owner;
 """)
     psql(bindir, port, pg_password, SAMPLE_DB, file=SEED_SQL)
+    psql(bindir, port, pg_password, SECOND_DB, sql="""
+SET ROLE app_owner;
+CREATE TABLE stock (sku text PRIMARY KEY, on_hand integer NOT NULL CHECK (on_hand >= 0), updated_at timestamptz NOT NULL);
+INSERT INTO stock SELECT 'SKU-' || lpad(i::text, 5, '0'), i % 97, timestamptz '2026-11-01' + i * interval '1 minute'
+  FROM generate_series(1, 2000) AS i;
+""")
 
 
 def stop_postgres(state: dict) -> None:
@@ -505,15 +517,23 @@ def write_config(state: dict) -> None:
         f"topic_arn = {toml_str(state['topic_arn'])}\n"
         f"kms_key_id = {toml_str(state['kms_key_arn'])}\n"
         f"pg_bin_dir = {toml_str(state['pg_bin_dir'])}\n"
-        "\n"
-        "[[targets]]\n"
-        f"name = {toml_str(SAMPLE_DB)}\n"
-        f"host = {toml_str('127.0.0.1')}\n"
-        f"port = {state['pg_port']}\n"
-        f"database = {toml_str(SAMPLE_DB)}\n"
-        f"user = {toml_str('backstop')}\n"
-        f"password = {{ file = {toml_str(str(pw_file))} }}\n"
     )
+    for name, database, note in (
+        (SAMPLE_DB, SAMPLE_DB, ""),
+        (SECOND_DB, SECOND_DB, ""),
+        (FAILING_TARGET, FAILING_TARGET,
+         "# Fails on purpose: this database does not exist (it was dropped; the target stayed configured).\n"),
+    ):
+        toml += (
+            f"\n{note}"
+            "[[targets]]\n"
+            f"name = {toml_str(name)}\n"
+            f"host = {toml_str('127.0.0.1')}\n"
+            f"port = {state['pg_port']}\n"
+            f"database = {toml_str(database)}\n"
+            f"user = {toml_str('backstop')}\n"
+            f"password = {{ file = {toml_str(str(pw_file))} }}\n"
+        )
     (LOCAL / "backstop.toml").write_text(toml)
     q = shlex.quote
     env = (
@@ -535,7 +555,9 @@ def summary(state: dict) -> str:
         f"PostgreSQL  127.0.0.1:{state['pg_port']}  (pid {state.get('pg_pid')}, data {state['pg_data']}, "
         f"log {LOCAL / 'pg.log'})",
         f"            superuser postgres, password in {SECRETS / 'postgres-password'}",
-        f"            database {SAMPLE_DB!r}, backup user backstop, password in {SECRETS / 'backstop-password'}",
+        f"            databases {SAMPLE_DB!r} and {SECOND_DB!r}, backup user backstop, password in "
+        f"{SECRETS / 'backstop-password'}",
+        f"            targets {SAMPLE_DB}, {SECOND_DB} and {FAILING_TARGET} (fails on purpose: no such database)",
         f"moto        {state['aws_endpoint']}  (pid {state.get('moto_pid')}, log {MOTO_LOG})",
         f"S3 bucket   {BUCKET}  (versioned, SSE-KMS {KMS_ALIAS})",
         f"KMS key     {state['kms_key_arn']}",

@@ -2,10 +2,14 @@
 newest manifest's summary, and the alerts waiting in the SQS inbox subscribed to the alert topic.
 
 Run by infra/local-cycle.sh with the environment from .local/env.
+
+With `--expect TARGET=STATUS ...` it checks instead that each target's newest backup, in the output of
+`backstop status --json` on standard input, has that status, and exits 1 naming each one that has not.
 """
 
 import json
 import os
+import sys
 
 import boto3
 
@@ -45,12 +49,30 @@ def main():
     queue = state.get("queue_url")
     if queue:
         sqs = client("sqs")
-        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        messages = []
+        while True:  # SQS hands out at most 10 at a time
+            batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            if not batch:
+                break
+            messages += batch
         print(f"\nAlert inbox: {len(messages)} new message(s) (failures alert; success notices are off by default)")
         for msg in messages:
             body = json.loads(msg["Body"])
             print(f"  {body.get('Subject')}")
 
 
+def expect(wanted: list[str]) -> int:
+    newest = {entry["target"]: (entry["backups"] or [{}])[0].get("status", "no backup") for entry in json.load(sys.stdin)}
+    wrong = 0
+    for pair in wanted:
+        target, status = pair.split("=", 1)
+        found = newest.get(target, "not configured")
+        print(f"  {target:<12} newest backup {found:<10} expected {status:<10} {'ok' if found == status else 'WRONG'}")
+        wrong += found != status
+    return 1 if wrong else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--expect"]:
+        sys.exit(expect(sys.argv[2:]))
     main()
