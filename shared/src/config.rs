@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::domain::health::MonitorThresholds;
 use crate::domain::retention::RetentionPolicy;
+use crate::domain::runner::RunnerSetting;
 use crate::domain::Job;
 use crate::pipeline::codec::Codec;
 
@@ -36,6 +37,9 @@ pub struct Config {
     pub verify: VerifySettings,
     /// When the monitor calls a target's backups too old or odd.
     pub monitor: MonitorThresholds,
+    /// Whether the stack deployed the Fargate runner (an image and its task definitions): without it a unit
+    /// `auto` would send to Fargate runs on Lambda, with a warning among its reasons.
+    pub fargate: bool,
     /// Where the repository's docs are published (e.g. `https://github.com/ORG/backstop/blob/main/`): alerts'
     /// runbook links become addresses under it. Empty: they stay repository paths.
     pub runbook_url: String,
@@ -113,6 +117,14 @@ pub struct TargetConfig {
     /// Which backups purge keeps (default: 30 daily, 12 monthly, at least 3).
     #[serde(default)]
     pub retention: RetentionPolicy,
+    /// Where the state machines run this target's units: `auto` (default; decided from its recent runs and
+    /// `size_gb`, see `domain::runner`), `lambda` or `fargate`.
+    #[serde(default)]
+    pub runner: RunnerSetting,
+    /// The database's size in GB of plain SQL, roughly its `pg_database_size`; lets `auto` send a large
+    /// database to Fargate before its first run.
+    #[serde(default)]
+    pub size_gb: Option<f64>,
 }
 
 impl TargetConfig {
@@ -185,6 +197,7 @@ struct FileConfig {
     codec: Option<String>,
     compression_level: Option<i32>,
     notify_success: Option<bool>,
+    fargate: Option<bool>,
     lease_seconds: Option<u64>,
     pg_bin_dir: Option<PathBuf>,
     #[serde(default)]
@@ -239,6 +252,7 @@ pub const VARIABLES: &[Variable] = &[
     var("BACKSTOP_CODEC", &[Job::Backup], false),
     var("BACKSTOP_COMPRESSION_LEVEL", &[Job::Backup], false),
     var("BACKSTOP_NOTIFY_SUCCESS", &[Job::Backup, Job::Verify], false),
+    var("BACKSTOP_FARGATE", &[Job::Backup], false),
     var("BACKSTOP_LEASE_SECONDS", &[Job::Backup, Job::Purge], false),
     var("BACKSTOP_PG_BIN_DIR", &[Job::Backup, Job::Verify], true),
     var("BACKSTOP_MONITOR", &[Job::Monitor], false),
@@ -346,6 +360,10 @@ impl Config {
             Some(v) => parse_bool("BACKSTOP_NOTIFY_SUCCESS", &v)?,
             None => file.notify_success.unwrap_or(false),
         };
+        let fargate = match var("BACKSTOP_FARGATE") {
+            Some(v) => parse_bool("BACKSTOP_FARGATE", &v)?,
+            None => file.fargate.unwrap_or(false),
+        };
         let lease_seconds = match var("BACKSTOP_LEASE_SECONDS") {
             Some(v) => parse_number::<u64>("BACKSTOP_LEASE_SECONDS", &v)?,
             None => file.lease_seconds.unwrap_or(3 * 3600),
@@ -429,6 +447,7 @@ impl Config {
             codec,
             compression_level,
             notify_success,
+            fargate,
             lease: Duration::from_secs(lease_seconds),
             pg_bin_dir: var("BACKSTOP_PG_BIN_DIR").map(PathBuf::from).or(file.pg_bin_dir),
             targets,
@@ -584,6 +603,9 @@ fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
         }
         if t.host.trim().is_empty() || t.database.trim().is_empty() || t.user.trim().is_empty() {
             return fail(format!("target {:?} needs a host, a database and a user", t.name));
+        }
+        if let Some(size) = t.size_gb.filter(|gb| !(gb.is_finite() && *gb > 0.0)) {
+            return fail(format!("target {:?}: size_gb = {size} is not a positive number of gigabytes", t.name));
         }
         if let Err(why) = t.retention.validate() {
             return fail(format!("target {:?}: retention: {why}", t.name));

@@ -31,6 +31,8 @@ fn target() -> TargetConfig {
         checks: vec![],
         pitr_source_instance: None,
         retention: Default::default(),
+        runner: Default::default(),
+        size_gb: None,
     }
 }
 

@@ -44,6 +44,8 @@ fn target() -> TargetConfig {
             min_keep: 2,
             ..RetentionPolicy::default()
         },
+        runner: Default::default(),
+        size_gb: None,
     }
 }
 

@@ -525,6 +525,8 @@ async fn point_in_time_drill(
         checks: vec![UserCheck { name: "has orders".into(), sql: "SELECT count(*) > 0 FROM orders".into() }],
         pitr_source_instance: Some(source.clone()),
         retention: Default::default(),
+        runner: Default::default(),
+        size_gb: None,
     };
     let mut config = net.aws.config(vec![target]);
     let settings = net.settings();

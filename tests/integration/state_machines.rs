@@ -44,6 +44,10 @@ fn backup_definition() -> Value {
     let text = text
         .replace("${BackupFunctionArn}", "backup-function")
         .replace("${BackupConcurrency}", &concurrency.to_string())
+        .replace("${BackupClusterArn}", "backup-cluster")
+        .replace("${BackupTaskDefinitionArn}", "backup-task")
+        .replace("${SubnetIds}", "subnet-a,subnet-b")
+        .replace("${SecurityGroupIds}", "sg-1")
         .replace("${Partition}", "aws");
     serde_json::from_str(&text).unwrap()
 }
@@ -76,10 +80,7 @@ fn evaluate(template: &Value, input: &Value, context: &Value) -> Value {
                 match key.strip_suffix(".$") {
                     Some(key) => {
                         let expression = value.as_str().unwrap();
-                        let evaluated = match expression.strip_prefix("States.StringToJson('") {
-                            Some(text) => serde_json::from_str(text.trim_end_matches("')")).unwrap(),
-                            None => path(expression, input, context),
-                        };
+                        let evaluated = intrinsic(expression, input, context);
                         out.insert(key.to_string(), evaluated);
                     }
                     None => {
@@ -89,7 +90,33 @@ fn evaluate(template: &Value, input: &Value, context: &Value) -> Value {
             }
             Value::Object(out)
         }
+        Value::Array(items) => items.iter().map(|item| evaluate(item, input, context)).collect(),
         other => other.clone(),
+    }
+}
+
+/// A `.$` field's expression: a path, or one of the intrinsic functions the definition uses
+/// (`States.StringToJson('…')`, `States.StringSplit('…', ',')`, `States.Array(…)` of literals and paths).
+fn intrinsic(expression: &str, input: &Value, context: &Value) -> Value {
+    let arguments = |call: &str| -> Vec<String> {
+        let inner = expression.strip_prefix(call).unwrap().strip_suffix(')').unwrap();
+        inner.split(", ").map(str::to_string).collect()
+    };
+    let argument = |text: &str| match text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+        Some(literal) => Value::String(literal.to_string()),
+        None => path(text, input, context),
+    };
+    if expression.starts_with("States.StringToJson(") {
+        let text = arguments("States.StringToJson(")[0].clone();
+        serde_json::from_str(argument(&text).as_str().unwrap()).unwrap()
+    } else if expression.starts_with("States.StringSplit(") {
+        let parts = arguments("States.StringSplit(");
+        let (text, separator) = (argument(&parts[0]), argument(&parts[1]));
+        text.as_str().unwrap().split(separator.as_str().unwrap()).map(|p| json!(p)).collect()
+    } else if expression.starts_with("States.Array(") {
+        arguments("States.Array(").iter().map(|a| argument(a)).collect()
+    } else {
+        path(expression, input, context)
     }
 }
 
@@ -108,16 +135,27 @@ struct Fakes {
     job: BackupJob,
 }
 
-/// The production backup job on in-memory fakes, with three targets.
+/// The production backup job on in-memory fakes, with three targets (without the Fargate runner).
 fn fakes() -> Fakes {
-    let targets = json!(["orders", "billing", "audit"].map(|name| json!({
-        "name": name, "host": "db.internal", "database": name, "user": "backstop", "password": {"env": "PW"}
-    })));
+    fakes_with(false, json!({}))
+}
+
+/// With the Fargate runner deployed or not, and `archive` (a fourth target) configured as `archive_settings`.
+fn fakes_with(fargate: bool, archive_settings: Value) -> Fakes {
+    let mut targets: Vec<Value> = ["orders", "billing", "audit"]
+        .map(|name| json!({ "name": name, "host": "db.internal", "database": name, "user": "backstop", "password": {"env": "PW"} }))
+        .to_vec();
+    if archive_settings.as_object().is_some_and(|o| !o.is_empty()) {
+        let mut archive = json!({ "name": "archive", "host": "db.internal", "database": "archive", "user": "backstop", "password": {"env": "PW"} });
+        archive.as_object_mut().unwrap().extend(archive_settings.as_object().unwrap().clone());
+        targets.push(archive);
+    }
     let env: BTreeMap<String, String> = [
         ("BACKSTOP_BUCKET", "bucket".to_string()),
         ("BACKSTOP_TABLE", "table".to_string()),
         ("BACKSTOP_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:alerts".to_string()),
-        ("BACKSTOP_TARGETS", targets.to_string()),
+        ("BACKSTOP_TARGETS", Value::Array(targets).to_string()),
+        ("BACKSTOP_FARGATE", fargate.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -167,7 +205,10 @@ async fn the_backup_state_machine_backs_up_each_target_in_its_own_invocation_wit
     let items = items.as_array().unwrap();
     assert_eq!(items.len(), 3, "one item per target: {items:?}");
     let processor = &map["ItemProcessor"];
-    let back_up = &processor["States"][processor["StartAt"].as_str().unwrap()];
+    // Each is a Lambda unit (nothing says otherwise yet): the first state chooses the function.
+    let choose = &processor["States"][processor["StartAt"].as_str().unwrap()];
+    assert!(items.iter().all(|item| item["runner"] == "lambda"), "{items:?}");
+    let back_up = &processor["States"][choose["Default"].as_str().unwrap()];
     for item in items {
         let event = payload(back_up, item, &context);
         let answer = handle_backup_event(&f.job, &event, "run", None).await.expect("the backup succeeds");
@@ -193,7 +234,15 @@ async fn a_manual_execution_names_its_targets_and_an_unknown_one_is_refused() {
     let f = fakes();
     let context = json!({ "Execution": { "StartTime": "2026-12-03T09:00:00Z" } });
     let listed = list(&f, &definition, &json!({ "targets": ["billing"] }), &context).await.unwrap();
-    assert_eq!(listed["targets"], json!([{ "target": "billing", "trigger": "console" }]));
+    let unit = &listed["targets"][0];
+    assert_eq!(listed["targets"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (&unit["target"], &unit["trigger"], &unit["runner"]),
+        (&json!("billing"), &json!("console"), &json!("lambda"))
+    );
+    // No key in the input: one for the execution, so a retried unit is still the same delivery.
+    assert!(unit["idempotency_key"].as_str().unwrap().starts_with("execution-"), "{unit}");
+    assert!(unit["runner_reasons"][0].as_str().unwrap().contains("no finished backup to measure"), "{unit}");
     let listed = list(&f, &definition, &json!({}), &context).await.unwrap();
     assert_eq!(listed["targets"].as_array().unwrap().len(), 3, "no names: every target");
     assert_eq!(list(&f, &definition, &json!({ "targets": ["nope"] }), &context).await, Err(ErrorType::InvalidEvent));
@@ -239,4 +288,89 @@ async fn a_target_whose_invocation_dies_is_failed_by_its_own_branch_and_the_exec
     assert_eq!(any_failed["QueryLanguage"], "JSONata");
     assert_eq!(any_failed["Choices"][0]["Condition"], "{% 'failed' in $states.input.results.outcome %}");
     assert_eq!(states(&definition)[any_failed["Choices"][0]["Next"].as_str().unwrap()]["Type"], "Fail");
+}
+
+#[tokio::test]
+async fn a_target_too_large_for_lambda_runs_as_the_fargate_task_and_a_killed_task_is_failed_and_alerted() {
+    let definition = backup_definition();
+    let template = template();
+    let f = fakes_with(true, json!({ "size_gb": 500 }));
+    let context = json!({ "Execution": { "StartTime": "2026-12-03T04:15:00Z" } });
+    let input = json!({ "trigger": "schedule", "idempotency_key": "tick-9" });
+    let listed = list(&f, &definition, &input, &context).await.unwrap();
+    let items = listed["targets"].as_array().unwrap();
+    let runner_of = |name: &str| items.iter().find(|i| i["target"] == name).unwrap()["runner"].clone();
+    assert_eq!((runner_of("orders"), runner_of("archive")), (json!("lambda"), json!("fargate")), "{items:?}");
+    let archive = items.iter().find(|i| i["target"] == "archive").unwrap();
+    assert!(archive["runner_reasons"].to_string().contains("more than 50%"), "{archive}");
+
+    // The Choice sends it to the task; the others to the function.
+    let processor = &states(&definition)["BackUpEachTarget"]["ItemProcessor"];
+    let choose = &processor["States"][processor["StartAt"].as_str().unwrap()];
+    let next = |item: &Value| {
+        let choice = &choose["Choices"][0];
+        let chosen = path(choice["Variable"].as_str().unwrap(), item, &context) == choice["StringEquals"];
+        if chosen {
+            choice["Next"].clone()
+        } else {
+            choose["Default"].clone()
+        }
+    };
+    assert_eq!(next(archive), json!("BackUpOnFargate"));
+    assert_eq!(next(&items[0]), json!("BackUp"));
+
+    // The task it runs: the template's cluster and task definition, the functions' network, and the CLI's
+    // backup command for this target with the execution's trigger and key.
+    let task = &processor["States"]["BackUpOnFargate"];
+    assert_eq!(task["Resource"], "arn:aws:states:::ecs:runTask.sync");
+    let parameters = evaluate(&task["Parameters"], archive, &context);
+    assert_eq!(
+        (&parameters["Cluster"], &parameters["TaskDefinition"]),
+        (&json!("backup-cluster"), &json!("backup-task"))
+    );
+    assert_eq!(parameters["LaunchType"], "FARGATE");
+    let network = &parameters["NetworkConfiguration"]["AwsvpcConfiguration"];
+    assert_eq!((&network["Subnets"], &network["SecurityGroups"]), (&json!(["subnet-a", "subnet-b"]), &json!(["sg-1"])));
+    let overrides = &parameters["Overrides"]["ContainerOverrides"][0];
+    let containers = &template["Resources"]["BackupTaskDefinition"]["Properties"]["ContainerDefinitions"];
+    assert_eq!(overrides["Name"].as_str(), containers[0]["Name"].as_str(), "the override names the task's container");
+    assert_eq!(
+        overrides["Command"],
+        json!(["backup", "--target", "archive", "--trigger", "schedule", "--idempotency-key", "tick-9", "--emf"])
+    );
+
+    // The task was stopped (out of memory) before it recorded anything: the Catch sends ECS's description of
+    // the task to FailStopped, which alerts once, saying why it stopped.
+    let catches = task["Catch"].as_array().unwrap();
+    assert_eq!(
+        (catches[0]["ErrorEquals"].clone(), catches[0]["Next"].clone()),
+        (json!(["States.ALL"]), json!("FailStopped"))
+    );
+    let described = json!({
+        "StoppedReason": "OutOfMemoryError: Container killed due to memory usage",
+        "Containers": [{ "Name": "backstop", "ExitCode": 137, "Reason": "OutOfMemoryError" }],
+    });
+    let mut caught = archive.clone();
+    caught["error"] = json!({ "Error": "States.TaskFailed", "Cause": described.to_string() });
+    let event = payload(&processor["States"]["FailStopped"], &caught, &context);
+    let answer = handle_backup_event(&f.job, &event, "fail", None).await.expect("the failure path runs");
+    assert_eq!(answer["nothing_recorded"], json!(true), "{answer}");
+    let alerts = f.alerts.sent();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].body.contains("the task stopped: OutOfMemoryError: Container killed due to memory usage; its program exited with code 137"),
+        "{}",
+        alerts[0].body
+    );
+}
+
+#[tokio::test]
+async fn without_the_fargate_runner_a_large_target_runs_on_lambda_and_says_why() {
+    let definition = backup_definition();
+    let f = fakes_with(false, json!({ "size_gb": 500 }));
+    let context = json!({ "Execution": { "StartTime": "2026-12-03T04:15:00Z" } });
+    let listed = list(&f, &definition, &json!({ "targets": ["archive"] }), &context).await.unwrap();
+    let unit = &listed["targets"][0];
+    assert_eq!(unit["runner"], "lambda", "{unit}");
+    assert!(unit["runner_reasons"].to_string().contains("the Fargate runner is not deployed"), "{unit}");
 }

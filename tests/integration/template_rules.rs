@@ -432,7 +432,14 @@ fn targets_reach_the_functions_through_a_parameter_not_their_environment() {
         readers += 1;
         // The statement that lets it read names the same parameter, and nothing else.
         let policies = format!("{:?}", resource["Properties"]["Policies"]);
-        let statement = resource["Properties"]["Policies"][0]["Statement"]
+        // Inline, or a managed policy the function names by !Ref.
+        let policy = match &resource["Properties"]["Policies"][0] {
+            Value::Tagged(managed) => {
+                &template["Resources"][managed.value.as_str().unwrap()]["Properties"]["PolicyDocument"]
+            }
+            inline => inline,
+        };
+        let statement = policy["Statement"]
             .as_sequence()
             .unwrap()
             .iter()
@@ -545,4 +552,14 @@ fn the_deploy_guide_describes_every_parameter_of_both_stacks() {
             assert!(documented.contains(name), "docs/deploy.md does not describe {path}'s parameter {name}");
         }
     }
+}
+
+/// The runner decision counts on one Lambda invocation giving a backup its 900 s less the cleanup margin; a
+/// longer or shorter timeout in the template would make it send targets to the wrong runner.
+#[test]
+fn the_runner_decisions_lambda_budget_is_the_backup_functions_timeout_less_its_cleanup_margin() {
+    let template = template();
+    let timeout = template["Resources"]["BackupFunction"]["Properties"]["Timeout"].as_u64().unwrap();
+    let margin = backstop::app::CLEANUP_MARGIN.as_secs();
+    assert_eq!((timeout - margin) as f64, backstop::jobs::backup::LAMBDA_BUDGET_SECONDS);
 }

@@ -195,9 +195,31 @@ fn environment(template: &Value, function: &Value) -> BTreeSet<String> {
     global.keys().chain(own.keys()).map(|k| k.as_str().unwrap().to_string()).collect()
 }
 
-fn allowed_actions(function: &Value) -> BTreeSet<String> {
+/// The policy documents a function (`Policies`: documents, or `!Ref` to a managed policy) or an IAM role
+/// (`Policies` with a `PolicyDocument` each, and `ManagedPolicyArns`) holds.
+fn policy_documents<'a>(template: &'a Value, holder: &'a Value) -> Vec<&'a Value> {
+    let managed = |reference: &'a Value| -> &'a Value {
+        let Value::Tagged(tagged) = reference else { panic!("a managed policy that is not a !Ref: {reference:?}") };
+        let resource = &template["Resources"][tagged.value.as_str().unwrap()];
+        assert_eq!(resource["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"), "{reference:?}");
+        &resource["Properties"]["PolicyDocument"]
+    };
+    let properties = &holder["Properties"];
+    let mut documents = Vec::new();
+    for policy in properties["Policies"].as_sequence().into_iter().flatten() {
+        match policy {
+            Value::Tagged(_) => documents.push(managed(policy)),
+            _ if policy.get("PolicyDocument").is_some() => documents.push(&policy["PolicyDocument"]),
+            _ => documents.push(policy),
+        }
+    }
+    documents.extend(properties["ManagedPolicyArns"].as_sequence().into_iter().flatten().map(managed));
+    documents
+}
+
+fn allowed_actions(template: &Value, holder: &Value) -> BTreeSet<String> {
     let mut actions = BTreeSet::new();
-    for policy in function["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+    for policy in policy_documents(template, holder) {
         for statement in policy["Statement"].as_sequence().into_iter().flatten().flat_map(untagged) {
             assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{statement:?}");
             match &statement["Action"] {
@@ -232,7 +254,54 @@ fn check_function(template: &Value, job: Job, log: &CallLog) {
         );
     }
 
-    let allowed = allowed_actions(function);
+    check_policy(template, name, function, job, log);
+}
+
+/// The task definition that runs `job`'s program on Fargate: its variables and its task role, as a function's.
+fn check_task(template: &Value, job: Job, log: &CallLog) {
+    let resources = template["Resources"].as_mapping().unwrap();
+    let family = format!("${{AWS::StackName}}-{}", job.as_str());
+    let (name, task) = resources
+        .iter()
+        .find(|(_, r)| {
+            r["Type"].as_str() == Some("AWS::ECS::TaskDefinition")
+                && matches!(&r["Properties"]["Family"], Value::Tagged(t) if t.value.as_str() == Some(family.as_str()))
+        })
+        .unwrap_or_else(|| panic!("template.yaml has no task definition of family {family}"));
+    let name = name.as_str().unwrap();
+    let container = &task["Properties"]["ContainerDefinitions"][0];
+    let set: BTreeSet<String> = container["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|pair| pair["Name"].as_str().unwrap().to_string())
+        .collect();
+    for variable in &set {
+        let known = VARIABLES.iter().find(|v| v.name == variable);
+        assert!(
+            known.is_some_and(|v| v.jobs.contains(&job)),
+            "{name} sets {variable}, which the {job:?} job does not read"
+        );
+    }
+    for required in VARIABLES.iter().filter(|v| v.required_in_lambda && v.jobs.contains(&job)) {
+        assert!(
+            set.contains(required.name),
+            "{name} does not set {}, which the {job:?} job needs deployed",
+            required.name
+        );
+    }
+    let role_name = match &task["Properties"]["TaskRoleArn"] {
+        Value::Tagged(t) if t.tag == "GetAtt" => t.value.as_str().unwrap().trim_end_matches(".Arn").to_string(),
+        other => panic!("{name}'s TaskRoleArn is not the !GetAtt of a role in the template: {other:?}"),
+    };
+    let role = &template["Resources"][role_name.as_str()];
+    assert_eq!(role["Type"].as_str(), Some("AWS::IAM::Role"), "{role_name}");
+    check_policy(template, &role_name, role, job, log);
+}
+
+/// The actions `holder`'s policies allow are exactly those `log` saw the job call, and those `implied` says why.
+fn check_policy(template: &Value, name: &str, holder: &Value, job: Job, log: &CallLog) {
+    let allowed = allowed_actions(template, holder);
     let needed = log.actions();
     let missing: Vec<_> = needed.difference(&allowed).collect();
     assert!(missing.is_empty(), "{name}'s policy lacks {missing:?} (calls seen: {:?})", log.0.lock().unwrap());
@@ -322,6 +391,8 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
     assert_eq!(failed.status, BackupStatus::Failed, "{failed:?}");
     read_targets_as_deployed(&aws, &backup_log).await;
     check_function(&template, Job::Backup, &backup_log);
+    // The Fargate task runs the same job with the same program: held to the same calls.
+    check_task(&template, Job::Backup, &backup_log);
 
     // Verify: a local drill of that backup, then the RDS adapters the deployed function drills with.
     let verify_log = CallLog::default();
@@ -580,7 +651,9 @@ fn every_error_the_template_matches_is_one_a_handler_raises() {
     assert!(names.len() >= 10, "{names:?}");
     let ours: Vec<&str> = app::ErrorType::ALL.iter().map(|t| t.as_str()).collect();
     for name in &names {
-        let builtin = name.starts_with("States.") || name.starts_with("Lambda.");
+        // ECS.*: RunTask's own exceptions; AmazonECS.Unknown: a task .sync could not place (documented by Step
+        // Functions for its ECS integration).
+        let builtin = ["States.", "Lambda.", "ECS.", "AmazonECS."].iter().any(|prefix| name.starts_with(prefix));
         assert!(
             builtin || ours.contains(&name.as_str()),
             "template.yaml matches {name:?}, which no handler raises (app::ErrorType: {ours:?})"

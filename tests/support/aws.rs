@@ -136,6 +136,7 @@ impl AwsFixture {
             },
             monitor: Default::default(),
             runbook_url: String::new(),
+            fargate: false,
         }
     }
 

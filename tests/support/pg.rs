@@ -220,6 +220,8 @@ impl PgCluster {
             checks: vec![],
             pitr_source_instance: None,
             retention: Default::default(),
+            runner: Default::default(),
+            size_gb: None,
         }
     }
 

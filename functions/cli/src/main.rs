@@ -52,6 +52,10 @@ enum Command {
         /// Runs sharing this key make at most one backup per target (for wrappers that retry).
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// What started the run, as its records say: `cli`, or `schedule`/`console` when the backup state
+        /// machine runs this command as its Fargate task.
+        #[arg(long, default_value = "cli", value_parser = ["cli", "schedule", "console"])]
+        trigger: String,
         /// Print the run record as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -124,8 +128,13 @@ async fn main() -> ExitCode {
     };
     let metrics: Arc<dyn MetricsSink> = if cli.emf { Arc::new(StderrEmf) } else { Arc::new(NoMetrics) };
     match cli.command {
-        Command::Backup { target, dry_run, idempotency_key, json } => {
-            backup(config, &clients, metrics, target, dry_run, idempotency_key, json).await
+        Command::Backup { target, dry_run, idempotency_key, trigger, json } => {
+            let trigger = match trigger.as_str() {
+                "schedule" => Trigger::Schedule,
+                "console" => Trigger::Console,
+                _ => Trigger::Cli,
+            };
+            backup(config, &clients, metrics, BackupArgs { target, dry_run, idempotency_key, trigger, json }).await
         }
         Command::Verify { target, backup, json } => verify(config, &clients, metrics, target, backup, json).await,
         Command::Purge { target, dry_run, force, json } => {
@@ -139,20 +148,26 @@ async fn main() -> ExitCode {
     }
 }
 
+struct BackupArgs {
+    target: Option<String>,
+    dry_run: bool,
+    idempotency_key: Option<String>,
+    trigger: Trigger,
+    json: bool,
+}
+
 async fn backup(
     config: Arc<Config>,
     clients: &AwsClients,
     metrics: Arc<dyn MetricsSink>,
-    target: Option<String>,
-    dry_run: bool,
-    idempotency_key: Option<String>,
-    json: bool,
+    args: BackupArgs,
 ) -> ExitCode {
+    let BackupArgs { target, dry_run, idempotency_key, trigger, json } = args;
     let job = app::backup_job(config, clients, metrics);
     let request = BackupRequest {
         target,
         dry_run,
-        trigger: Trigger::Cli,
+        trigger,
         request_id: format!("cli-{}", std::process::id()),
         idempotency_key,
         deadline: None,
@@ -429,6 +444,41 @@ async fn show_status(
         Err(e) => {
             eprintln!("backstop: cannot read the catalog: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backup state machine runs this program as its Fargate task, with a command it builds from the unit
+    /// (`States.Array` of literals and paths): that command must be one this CLI accepts, meaning what the
+    /// machine means by it.
+    #[test]
+    fn the_fargate_tasks_command_is_a_backup_of_the_units_target_with_its_trigger_and_key() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+        let template: serde_norway::Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let machine = &template["Resources"]["BackupStateMachine"]["Properties"]["Definition"];
+        let task = &machine["States"]["BackUpEachTarget"]["ItemProcessor"]["States"]["BackUpOnFargate"];
+        let command = task["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"].as_str().unwrap();
+        let arguments = command.strip_prefix("States.Array(").and_then(|c| c.strip_suffix(')')).unwrap();
+        let unit = serde_json::json!({ "target": "archive", "trigger": "schedule", "idempotency_key": "tick-9" });
+        let argv: Vec<String> = std::iter::once("backstop".to_string())
+            .chain(arguments.split(", ").map(|a| match a.strip_prefix('\'').and_then(|a| a.strip_suffix('\'')) {
+                Some(literal) => literal.to_string(),
+                None => unit[a.strip_prefix("$.").unwrap()].as_str().unwrap().to_string(),
+            }))
+            .collect();
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        assert!(cli.emf, "metrics reach CloudWatch from the task's log");
+        match cli.command {
+            Command::Backup { target, dry_run, idempotency_key, trigger, json } => {
+                assert_eq!(target.as_deref(), Some("archive"));
+                assert_eq!((trigger.as_str(), idempotency_key.as_deref()), ("schedule", Some("tick-9")));
+                assert!(!dry_run && !json);
+            }
+            _ => panic!("{argv:?} is not a backup"),
         }
     }
 }

@@ -8,8 +8,7 @@ use serde_json::Value;
 use crate::config::ConfigError;
 use crate::domain::Trigger;
 use crate::event::{parse_backup_invocation, BackupInvocation, StoppedRunEvent, TargetList};
-use crate::jobs::backup::{BackupJob, StoppedRunError};
-use crate::jobs::kernel::UnknownTarget;
+use crate::jobs::backup::{BackupJob, FanOutError, StoppedRunError};
 use crate::jobs::monitor::{MonitorJob, MonitorRequest};
 use crate::jobs::purge::{PurgeJob, PurgeRequest};
 use crate::jobs::verify::{VerifyJob, VerifyJobError, VerifyRequest};
@@ -108,7 +107,7 @@ pub async fn handle_backup_event(
     let invalid = |message: String| HandlerError { error_type: ErrorType::InvalidEvent, message };
     let mut request = match parse_backup_invocation(event, request_id).map_err(|e| invalid(e.to_string()))? {
         BackupInvocation::Run(request) => request,
-        BackupInvocation::ListTargets(list) => return list_targets(job, &list).map_err(|e| invalid(e.to_string())),
+        BackupInvocation::ListTargets(list) => return list_targets(job, &list).await,
         BackupInvocation::FailStopped(stopped) => return fail_stopped(job, &stopped).await,
     };
     request.deadline = time_left.map(|left| tokio::time::Instant::now() + left.saturating_sub(CLEANUP_MARGIN));
@@ -130,24 +129,34 @@ pub async fn handle_backup_event(
 
 /// The backup state machine's first step: one unit of work per target (every configured target, or those the
 /// execution names, each checked), each the event its per-target run sends back to this function.
-fn list_targets(job: &BackupJob, list: &TargetList) -> Result<Value, UnknownTarget> {
-    let mut units = Vec::new();
-    for target in job.fan_out(list.targets.as_deref())? {
-        let mut unit = serde_json::json!({ "target": target, "trigger": list.trigger.unwrap_or(Trigger::Console) });
-        if let Some(key) = &list.idempotency_key {
+async fn list_targets(job: &BackupJob, list: &TargetList) -> Result<Value, HandlerError> {
+    let units = job.fan_out(list.targets.as_deref()).await.map_err(|e| match e {
+        FanOutError::UnknownTarget(e) => HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() },
+        e @ FanOutError::History { .. } => HandlerError { error_type: ErrorType::Retryable, message: e.to_string() },
+    })?;
+    // An execution started without a key gets one here, once: a redriven execution keeps this state's output,
+    // so its retried units still share it.
+    let key = list.idempotency_key.clone().unwrap_or_else(|| format!("execution-{}", uuid::Uuid::new_v4()));
+    let mut out = Vec::new();
+    for unit in units {
+        tracing::info!(target = %unit.target, runner = ?unit.runner.runner, reasons = ?unit.runner.reasons, "planned a unit");
+        out.push(serde_json::json!({
+            "target": unit.target,
+            "trigger": list.trigger.unwrap_or(Trigger::Console),
             // The same key for every target: a claim is per event *and* target.
-            unit["idempotency_key"] = Value::String(key.clone());
-        }
-        units.push(unit);
+            "idempotency_key": key,
+            "runner": unit.runner.runner,
+            "runner_reasons": unit.runner.reasons,
+        }));
     }
-    Ok(serde_json::json!({ "targets": units }))
+    Ok(serde_json::json!({ "targets": out }))
 }
 
 /// The backup state machine's failure path for a run that died: fails what it left, or says it left nothing.
 /// `LeaseHeld` while the dead run's lease has not lapsed (the state machine retries).
 async fn fail_stopped(job: &BackupJob, stopped: &StoppedRunEvent) -> Result<Value, HandlerError> {
     let why = match &stopped.cause {
-        Some(cause) if !cause.is_empty() => format!("{}: {}", stopped.error, first_line(cause)),
+        Some(cause) if !cause.is_empty() => format!("{}: {}", stopped.error, describe_cause(cause)),
         _ => stopped.error.clone(),
     };
     match job.fail_stopped_run(&stopped.target, &why, stopped.since, stopped.trigger).await {
@@ -168,9 +177,24 @@ async fn fail_stopped(job: &BackupJob, stopped: &StoppedRunEvent) -> Result<Valu
     }
 }
 
-/// The first line of a cause, at most 300 characters (Step Functions' causes can be whole stack traces).
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().chars().take(300).collect()
+/// What a caught error's cause says, briefly. A Fargate task's is the task as ECS describes it (JSON): its
+/// stopped reason and its container's exit code and reason. Any other: the first line, at most 300 characters
+/// (Step Functions' causes can be whole stack traces).
+fn describe_cause(cause: &str) -> String {
+    if let Ok(task) = serde_json::from_str::<Value>(cause) {
+        if let Some(stopped) = task.get("StoppedReason").and_then(Value::as_str) {
+            let container = &task["Containers"][0];
+            let mut said = format!("the task stopped: {stopped}");
+            if let Some(code) = container.get("ExitCode").and_then(Value::as_i64) {
+                said.push_str(&format!("; its program exited with code {code}"));
+            }
+            if let Some(reason) = container.get("Reason").and_then(Value::as_str) {
+                said.push_str(&format!(" ({reason})"));
+            }
+            return said.chars().take(300).collect();
+        }
+    }
+    cause.lines().next().unwrap_or_default().chars().take(300).collect()
 }
 
 /// The verify function's handler: `{}` (every target), `{"target": "NAME"}`, or with `"backup_id"`; a loop

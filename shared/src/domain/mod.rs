@@ -14,6 +14,7 @@ pub mod redact;
 pub mod retention;
 pub mod run;
 pub mod runbook;
+pub mod runner;
 pub mod severity;
 pub mod sql;
 pub mod text;

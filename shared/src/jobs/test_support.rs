@@ -19,6 +19,8 @@ pub fn target(name: &str) -> TargetConfig {
         checks: vec![],
         pitr_source_instance: None,
         retention: Default::default(),
+        runner: Default::default(),
+        size_gb: None,
     }
 }
 
@@ -50,6 +52,7 @@ pub fn test_config(targets: Vec<TargetConfig>) -> Config {
         },
         monitor: Default::default(),
         runbook_url: String::new(),
+        fargate: false,
     }
 }
 

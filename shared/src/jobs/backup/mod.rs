@@ -19,6 +19,7 @@ use crate::domain::backup::{attempt_prefix, ObjectKeys};
 use crate::domain::fingerprint::DumpSummary;
 use crate::domain::manifest::{Manifest, ManifestTarget, RolesRef, MANIFEST_FORMAT};
 use crate::domain::redact::redact;
+use crate::domain::runner::{self, Evidence, Runner, RunnerDecision, Work};
 use crate::domain::text::human_bytes;
 use crate::domain::{
     BackupId, BackupRecord, BackupStatus, Job, ObjectRef, RunRecord, RunStart, TargetOutcome, TargetResult, Trigger,
@@ -43,7 +44,29 @@ const ABANDONED_LOOKBACK: usize = 20;
 const STOPPED_HINT: &str =
     "Find why the run stopped: the function's log (\"Task timed out\", \"Runtime exited\" or an \
                             out-of-memory report), the task's stopped reason, or who stopped the process. A database \
-                            that outgrew one Lambda invocation needs the CLI in a container (docs/operations.md).";
+                            that outgrew one Lambda invocation runs on Fargate (docs/operations.md#stopped-at-the-time-limit).";
+
+/// What one Lambda invocation gives a backup: the function's 900 s timeout less the 30 s it keeps to clean up
+/// (`app::CLEANUP_MARGIN`; a template test holds the function's timeout to this).
+pub const LAMBDA_BUDGET_SECONDS: f64 = 870.0;
+
+/// One unit of a backup fan-out: a target and where it runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedUnit {
+    pub target: String,
+    pub runner: RunnerDecision,
+}
+
+/// Why a fan-out could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum FanOutError {
+    #[error(transparent)]
+    UnknownTarget(#[from] UnknownTarget),
+    #[error(
+        "the recent backups of {target} could not be read from the catalog (DynamoDB), to choose its runner: {cause}"
+    )]
+    History { target: String, cause: CatalogError },
+}
 
 /// What the failure path of a run that died found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -187,7 +210,7 @@ impl BackupFailure {
             BackupFailure::Stream(_) => "The dump stream broke before pg_dump finished; check the server's log and the function's memory and timeout.",
             BackupFailure::Catalog(_) | BackupFailure::Unconfirmed { .. } => "Check the DynamoDB table and the function's permissions on it.",
             BackupFailure::OutOfTime { .. } => {
-                "This database outgrew one Lambda invocation: give it its own schedule, or run `backstop backup --target NAME` in a container (docs/operations.md)."
+                "This database outgrew one Lambda invocation: its next backups run on Fargate (runner = \"auto\", with the stack's BackupImageTag set), or set its runner to \"fargate\" (docs/operations.md#stopped-at-the-time-limit)."
             }
             BackupFailure::Manifest(_) => "This is a bug in Backstop; please report it with the log.",
         }
@@ -520,15 +543,39 @@ impl BackupJob {
         }
     }
 
-    /// The targets a fan-out runs one unit of work per: every configured one, in the configuration's order, or
-    /// those `named` (each must be configured).
-    pub fn fan_out(&self, named: Option<&[String]>) -> Result<Vec<String>, UnknownTarget> {
-        match named {
-            None => Ok(self.config.targets.iter().map(|t| t.name.clone()).collect()),
-            Some(names) => {
-                names.iter().map(|name| select_targets(&self.config, Some(name)).map(|t| t[0].name.clone())).collect()
+    /// The units a fan-out runs, one per target (every configured one, in the configuration's order, or those
+    /// `named`, each of which must be configured), each with where it runs and why: [`runner::decide`] on the
+    /// target's recent backups. Without the Fargate runner deployed, a unit that would go there runs on Lambda,
+    /// and its reasons say so.
+    pub async fn fan_out(&self, named: Option<&[String]>) -> Result<Vec<PlannedUnit>, FanOutError> {
+        let targets: Vec<&TargetConfig> = match named {
+            None => self.config.targets.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| select_targets(&self.config, Some(name)).map(|t| t[0]))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut units = Vec::with_capacity(targets.len());
+        for target in targets {
+            let records = self
+                .deps
+                .catalog
+                .recent_backups(&target.name, runner::RUNS_WEIGHED + ABANDONED_LOOKBACK)
+                .await
+                .map_err(|cause| FanOutError::History { target: target.name.clone(), cause })?;
+            let evidence = Evidence::of_backups(&records, target.size_gb);
+            let mut decision = runner::decide(Work::Backup, target.runner, &evidence, LAMBDA_BUDGET_SECONDS);
+            if decision.runner == Runner::Fargate && !self.config.fargate {
+                decision.runner = Runner::Lambda;
+                decision.reasons.push(
+                    "but the Fargate runner is not deployed (the stack's BackupImageTag is empty), so it runs on \
+                     Lambda: push the image and set BackupImageTag (docs/deploy.md#the-fargate-runner)"
+                        .to_string(),
+                );
             }
+            units.push(PlannedUnit { target: target.name.clone(), runner: decision });
         }
+        Ok(units)
     }
 
     /// The failure path of a run that died (the backup state machine caught its invocation's timeout or crash;

@@ -282,7 +282,7 @@ async fn given_a_deadline_then_a_backup_too_slow_for_it_is_stopped_and_failed_cl
     assert_eq!(w.catalog.backups()[0].status, BackupStatus::Failed);
     let alerts = w.alerts.sent();
     assert_eq!(alerts.len(), 1);
-    assert!(alerts[0].body.contains("container"), "{}", alerts[0].body);
+    assert!(alerts[0].body.contains("its next backups run on Fargate"), "{}", alerts[0].body);
 }
 
 #[tokio::test]
