@@ -8,9 +8,11 @@
 #   4. checkov (framework cloudformation) on them: no failed check; every waiver is a
 #      `checkov:skip=CHECK:justification` comment beside its resource, and one without a justification fails;
 #   5. `sam build` of every function and the PostgreSQL client layer, after one `cargo lambda build` of the
-#      five binaries (the same command, profile, target and features SAM runs per function, but one cargo
-#      invocation links them in parallel; SAM's builds then find them fresh); then each function's
-#      .aws-sam/build/<Fn>/bootstrap and the layer's bin/pg_dump must be ELF aarch64 executables.
+#      five binaries and the CLI (the same command, profile, target and features SAM runs per function, but one
+#      cargo invocation links them in parallel; SAM's builds then find them fresh); then each function's
+#      .aws-sam/build/<Fn>/bootstrap and the layer's bin/pg_dump must be ELF aarch64 executables; then the
+#      client layer's test under qemu (infra/pg-layer/test.sh) and the container image's (infra/image/test.sh:
+#      built FROM scratch with buildah, its backstop backing up and drilling a real server under qemu).
 # Prints the time of each step. infra/test.sh runs it after the cargo tests (BACKSTOP_SKIP_DEPLOY_CHECKS=1
 # skips it there). Options: --no-build (steps 1-4 only).
 set -euo pipefail
@@ -134,8 +136,9 @@ fi
 # --- 5. build ------------------------------------------------------------------
 [ -f infra/pg-layer/Makefile ] || die "infra/pg-layer/Makefile is missing: template.yaml's PgClientLayer builds with it"
 
-step "cargo lambda build --release --arm64 (all five binaries, one invocation)"
-bins=()
+step "cargo lambda build --release --arm64 (the five functions and the CLI, one invocation)"
+# The CLI is the Fargate task's program (infra/image); linked here with the functions, from the same build.
+bins=(--bin backstop)
 for f in "${FUNCTIONS[@]}"; do bins+=(--bin "${f#*:}"); done
 cargo lambda build --release --arm64 --locked "${bins[@]}" || die "cargo lambda build"
 passed
@@ -165,6 +168,12 @@ done
 # libraries loaded (build.sh reuses an up-to-date build in infra/pg-layer/dist, and its package cache).
 step "client layer under qemu (infra/pg-layer/test.sh)"
 infra/pg-layer/test.sh || die "the client layer's test failed (above)"
+passed
+
+# The Fargate runner's image, built offline FROM scratch, and its backstop under qemu backing up a real server
+# and drilling the backup (infra/image/test.sh).
+step "container image: build, and backup and drill under qemu (infra/image/test.sh)"
+infra/image/test.sh || die "the container image's test failed (above)"
 passed
 
 finish_step

@@ -35,9 +35,8 @@ PROGRAMS=(pg_dump pg_dumpall pg_restore psql)
 PROGRAM_RPATH='$ORIGIN/../backstop-pg/lib'
 # shellcheck disable=SC2016
 LIBRARY_RPATH='$ORIGIN'
-# ELF, 64-bit, little-endian, ET_EXEC/ET_DYN, EM_AARCH64 (as Debian's qemu-user-static registers it).
-BINFMT_MAGIC='\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
-BINFMT_MASK='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
+# shellcheck source=../lib/binfmt.sh
+. "$LAYER_DIR/../lib/binfmt.sh"
 
 log() { echo "pg-layer test: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -93,19 +92,12 @@ chmod 755 "$TMP"
 ROOT="$TMP/root"
 PGDATA_DIR="$TMP/pgdata"
 SERVER_STARTED=0
-BINFMT_ENTRY=""
-BINFMT_MOUNTED=0
 cleanup() {
     local rc=$?
     if [ "$SERVER_STARTED" -eq 1 ]; then
         runuser -u postgres -- "$SERVER_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
     fi
-    if [ -n "$BINFMT_ENTRY" ] && [ -e "/proc/sys/fs/binfmt_misc/$BINFMT_ENTRY" ]; then
-        echo -1 >"/proc/sys/fs/binfmt_misc/$BINFMT_ENTRY" || true
-    fi
-    if [ "$BINFMT_MOUNTED" -eq 1 ]; then
-        umount /proc/sys/fs/binfmt_misc || true
-    fi
+    binfmt_aarch64_cleanup
     if [ "$KEEP" -eq 1 ]; then
         log "kept $TMP"
     else
@@ -409,43 +401,13 @@ else
 fi
 
 # --- pg_dumpall --roles-only (execs pg_dump -V: needs binfmt_misc under qemu-user) -----------
-BINFMT_WHY=""
-binfmt_setup() { # run in this shell (not $(...)): cleanup needs BINFMT_ENTRY/BINFMT_MOUNTED
-    local bm=/proc/sys/fs/binfmt_misc e have=0
+binfmt_setup() {
     if [ "${BACKSTOP_PG_LAYER_TEST_NO_BINFMT:-0}" = 1 ]; then
         BINFMT_WHY="BACKSTOP_PG_LAYER_TEST_NO_BINFMT=1"
         return 1
     fi
-    if [ ! -e "$bm/register" ]; then
-        if ! mount -t binfmt_misc binfmt_misc "$bm" 2>/dev/null; then
-            BINFMT_WHY="cannot mount binfmt_misc on $bm"
-            return 1
-        fi
-        BINFMT_MOUNTED=1
-    fi
-    if [ "$(cat "$bm/status" 2>/dev/null)" != enabled ]; then
-        BINFMT_WHY="binfmt_misc is disabled"
-        return 1
-    fi
-    for e in "$bm"/*; do
-        case "$(basename "$e")" in register | status) continue ;; esac
-        if grep -qx enabled "$e" && grep -q '^magic 7f454c460201010000000000000000000200b700' "$e"; then
-            have=1
-        fi
-    done
-    if [ "$have" -eq 0 ]; then
-        BINFMT_ENTRY="backstop-aarch64-$$"
-        if ! printf ':%s:M::%s:%s:%s:F\n' "$BINFMT_ENTRY" "$BINFMT_MAGIC" "$BINFMT_MASK" "$QEMU" >"$bm/register" 2>/dev/null; then
-            BINFMT_ENTRY=""
-            BINFMT_WHY="cannot register an aarch64 handler in binfmt_misc"
-            return 1
-        fi
-    fi
-    # The kernel must now run an arm64 program directly (QEMU_LD_PREFIX finds the loader).
-    if ! env QEMU_LD_PREFIX="$ROOT" "$OPT/bin/pg_dump" --version >/dev/null 2>&1; then
-        BINFMT_WHY="the kernel does not run arm64 programs through qemu even with binfmt_misc"
-        return 1
-    fi
+    # The kernel must then run an arm64 program directly (QEMU_LD_PREFIX finds the loader).
+    binfmt_aarch64_register "$QEMU" env QEMU_LD_PREFIX="$ROOT" "$OPT/bin/pg_dump" --version
 }
 if binfmt_setup; then
     if arm pg_dumpall --roles-only --no-password -l src >"$TMP/roles.sql" 2>"$TMP/pg_dumpall.err" &&

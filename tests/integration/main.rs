@@ -11,6 +11,7 @@ mod fail_closed;
 mod fidelity;
 mod fingerprint_v2;
 mod hostile;
+mod image;
 mod monitor;
 mod purge;
 mod rds_scratch;
