@@ -54,6 +54,9 @@ check_status=0
 "$BACKSTOP" check --alert || check_status=$?
 echo "(exit code $check_status)"
 
+section "backstop runners   (where the backup state machine would run each target's next backup, and why)"
+"$BACKSTOP" runners
+
 section "backstop status"
 "$BACKSTOP" status
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test.sh — test the backstop container image for real, on an x86 host, under qemu-user.
 #
-#   infra/image/test.sh [--image FILE] [--keep]
+#   infra/image/test.sh [--image FILE | --binary PATH] [--keep]
 #
-# Builds the image with build.sh (or takes --image, an OCI archive), and then:
+# Builds the image with build.sh (--binary: with that arm64 backstop instead of building one), or takes
+# --image, an OCI archive; and then:
 #   * checks its configuration with skopeo: arm64, linux, entrypoint /usr/local/bin/backstop, user nobody;
 #   * unpacks its root filesystem from the archive (the layers as they would be pushed) into a temporary
 #     directory, and checks that backstop and the client programs are AArch64 programs that start with the
@@ -31,10 +32,12 @@ PASSED=0
 passed() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
 
 IMAGE=""
+BUILD_ARGS=()
 KEEP=0
 while (($# > 0)); do
     case "$1" in
         --image) IMAGE=${2:?--image needs a file}; shift 2 ;;
+        --binary) BUILD_ARGS+=(--binary "${2:?--binary needs a path}"); shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1" ;;
@@ -52,7 +55,7 @@ SERVER_BIN=/usr/lib/postgresql/15/bin
 [ -x "$SERVER_BIN/initdb" ] || die "PostgreSQL 15's server programs are missing ($SERVER_BIN): infra/test.sh installs them"
 
 if [ -z "$IMAGE" ]; then
-    IMAGE=$("$IMAGE_DIR/build.sh" | tail -1)
+    IMAGE=$("$IMAGE_DIR/build.sh" "${BUILD_ARGS[@]}" | tail -1)
 fi
 [ -f "$IMAGE" ] || die "no image at $IMAGE"
 

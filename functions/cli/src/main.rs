@@ -16,7 +16,7 @@ use backstop::config::{process_env, Config};
 use backstop::domain::drill::DrillPhase;
 use backstop::domain::text::human_bytes;
 use backstop::domain::{BackupId, BackupStatus, Trigger};
-use backstop::jobs::backup::BackupRequest;
+use backstop::jobs::backup::{BackupRequest, FanOutError};
 use backstop::jobs::monitor::{self, MonitorRequest};
 use backstop::jobs::purge::PurgeRequest;
 use backstop::jobs::status;
@@ -96,6 +96,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Where the backup state machine would run each target's next backup (Lambda or Fargate), and why.
+    Runners {
+        #[arg(long)]
+        target: Option<String>,
+        /// Print the decisions as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recent backups of each target, or one backup's record and latest drill report.
     Status {
         #[arg(long)]
@@ -141,6 +149,7 @@ async fn main() -> ExitCode {
             purge(config, &clients, metrics, target, dry_run, force, json).await
         }
         Command::Check { target, alert, json } => check(config, &clients, metrics, target, alert, json).await,
+        Command::Runners { target, json } => show_runners(config, &clients, target, json).await,
         Command::Status { target, backup: Some(backup), json, .. } => {
             show_backup(&config, &clients, target, &backup, json).await
         }
@@ -416,6 +425,29 @@ async fn show_backup(
     }
     eprintln!("backstop: no backup {backup} in the catalog");
     ExitCode::from(1)
+}
+
+async fn show_runners(config: Arc<Config>, clients: &AwsClients, target: Option<String>, json: bool) -> ExitCode {
+    let job = app::backup_job(config, clients, Arc::new(NoMetrics));
+    let named = target.map(|t| vec![t]);
+    match job.fan_out(named.as_deref()).await {
+        Ok(units) if json => {
+            println!("{}", serde_json::to_string_pretty(&units).expect("decisions serialize"));
+            ExitCode::SUCCESS
+        }
+        Ok(units) => {
+            print!("{}", render::runner_plan(&units));
+            ExitCode::SUCCESS
+        }
+        Err(e @ FanOutError::UnknownTarget(_)) => {
+            eprintln!("backstop: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("backstop: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn show_status(

@@ -1,10 +1,12 @@
 //! What the `backstop` command prints for people: the status table and one backup in full, the purge plan,
-//! and the monitoring-plugin text. The jobs return data; only the terminal needs these shapes.
+//! where each target's backups run, and the monitoring-plugin text. The jobs return data; only the terminal needs these shapes.
 
 use backstop::domain::drill::DrillRecord;
+use backstop::domain::runner::Runner;
 use backstop::domain::text::human_bytes;
 use backstop::domain::verification::CheckOutcome;
 use backstop::domain::{BackupRecord, BackupStatus};
+use backstop::jobs::backup::PlannedUnit;
 use backstop::jobs::monitor::{plugin_code, plugin_rank as rank, TargetReport};
 use backstop::jobs::purge::{StepAction, TargetPurge};
 use backstop::jobs::status::TargetStatus;
@@ -178,6 +180,27 @@ pub fn purge_plan(results: &[TargetPurge]) -> String {
 }
 
 /// Monitoring-plugin text: one status line (the worst state and what causes it), then every check.
+/// Where the backup state machine would run each target's next backup: one line per target, then its reasons.
+pub fn runner_plan(units: &[PlannedUnit]) -> String {
+    let mut out = String::new();
+    for unit in units {
+        let runner = match unit.runner.runner {
+            Runner::Lambda => "lambda",
+            Runner::Fargate => "fargate",
+        };
+        let estimate = match unit.runner.estimate_seconds {
+            Some(seconds) if seconds < 10.0 => format!("estimated {seconds:.1} s"),
+            Some(seconds) => format!("estimated {seconds:.0} s"),
+            None => "no estimate".to_string(),
+        };
+        out.push_str(&format!("{:<20} {runner:<8} {estimate}\n", unit.target));
+        for reason in &unit.runner.reasons {
+            out.push_str(&format!("    {reason}\n"));
+        }
+    }
+    out
+}
+
 pub fn monitor_plugin_text(reports: &[TargetReport]) -> String {
     const LABELS: [&str; 4] = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
     let worst = reports.iter().map(plugin_code).max().unwrap_or(0);
@@ -209,6 +232,43 @@ pub fn monitor_plugin_text(reports: &[TargetReport]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_runner_plan_names_each_target_its_runner_its_estimate_and_every_reason() {
+        use backstop::domain::runner::{decide, Evidence, PastRun, RunnerSetting, Work};
+        let unit = |target: &str, evidence: Evidence| super::PlannedUnit {
+            target: target.into(),
+            runner: decide(Work::Backup, RunnerSetting::Auto, &evidence, 870.0),
+        };
+        let small = Evidence {
+            recent: vec![PastRun { seconds: 12.0, raw_bytes: 600_000_000, finished: true }],
+            configured_bytes: None,
+        };
+        let large = Evidence { recent: vec![], configured_bytes: Some(500_000_000_000) };
+        let text =
+            super::runner_plan(&[unit("orders", small), unit("archive", large), unit("new", Evidence::default())]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("orders") && lines[0].contains(" lambda ") && lines[0].ends_with("estimated 12 s"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with(
+                "    estimated 12 s (600 MB of SQL, from the newest run, at 50 MB/s, that of the last finished backup;"
+            ) && lines[2].contains("within 50%"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("archive")
+                && lines[3].contains(" fargate ")
+                && lines[3].ends_with("estimated 10000 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("new                  lambda   no estimate\n    no finished backup to measure"),
+            "{text}"
+        );
+    }
+
     use super::*;
     use backstop::domain::BackupId;
     use backstop::jobs::purge::PurgeStep;

@@ -222,32 +222,37 @@ fn estimate(work: Work, recent: &[PastRun], configured_bytes: Option<u64>) -> Op
     let size_source = if configured_bytes.is_some_and(|c| c >= newest_bytes) { "size_gb" } else { "the newest run" };
     let slowest = measured.iter().map(|run| run.raw_bytes as f64 / run.seconds).min_by(f64::total_cmp);
     let longest = finished.iter().map(|run| run.seconds).max_by(f64::total_cmp);
+    let (noun, n) = (work.noun(), finished.len());
+    let slowest_of = if n == 1 {
+        format!("that of the last finished {noun}")
+    } else {
+        format!("the slowest of the last {n} finished {noun}s")
+    };
+    let longest_of = if n == 1 {
+        format!("the last finished {noun}'s time")
+    } else {
+        format!("the longest of the last {n} finished {noun}s")
+    };
     match (slowest, longest) {
         (Some(rate), Some(longest)) => {
             let projected = bytes as f64 / rate;
-            Some((
-                projected.max(longest),
-                format!(
-                    "({} of SQL, from {size_source}, at {}/s, the slowest of the last {} finished {}s; the longest \
-                     took {})",
-                    mb(bytes),
-                    mb(rate as u64),
-                    finished.len(),
-                    work.noun(),
-                    duration(longest)
-                ),
-            ))
+            let how = format!(
+                "({} of SQL, from {size_source}, at {}/s, {slowest_of}; the longest took {})",
+                size(bytes as f64),
+                size(rate),
+                duration(longest)
+            );
+            Some((projected.max(longest), how))
         }
-        (None, Some(longest)) if bytes == 0 => {
-            Some((longest, format!("(the longest of the last {} finished {}s)", finished.len(), work.noun())))
-        }
+        // Finished runs without a throughput to measure (no bytes recorded, or too quick for the clock).
+        (None, Some(longest)) if configured_bytes.unwrap_or(0) == 0 => Some((longest, format!("({longest_of})"))),
         (_, longest) => configured_bytes.filter(|b| *b > 0).map(|b| {
             let rate = work.assumed_bytes_per_second();
             let seconds = (b.max(bytes) as f64 / rate).max(longest.unwrap_or(0.0));
             let how = format!(
                 "({} from size_gb at an assumed {}/s; no finished {} to measure)",
-                mb(b),
-                mb(rate as u64),
+                size(b as f64),
+                size(rate),
                 work.noun()
             );
             (seconds, how)
@@ -255,12 +260,20 @@ fn estimate(work: Work, recent: &[PastRun], configured_bytes: Option<u64>) -> Op
     }
 }
 
-fn mb(bytes: u64) -> String {
-    format!("{:.0} MB", bytes as f64 / 1e6)
+/// Bytes in decimal units, as sizes of databases are usually said.
+fn size(bytes: f64) -> String {
+    match bytes {
+        b if b < 1e6 => format!("{:.0} kB", b / 1e3),
+        b if b < 1e7 => format!("{:.1} MB", b / 1e6),
+        b if b < 1e9 => format!("{:.0} MB", b / 1e6),
+        b => format!("{:.1} GB", b / 1e9),
+    }
 }
 
 fn duration(seconds: f64) -> String {
-    if seconds < 120.0 {
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 120.0 {
         format!("{seconds:.0} s")
     } else if seconds < 7200.0 {
         format!("{:.0} min", seconds / 60.0)
@@ -305,7 +318,7 @@ mod tests {
                 None,
                 Fargate,
                 Some(500.0),
-                "the slowest of the last 2",
+                "the slowest of the last 2 finished backups",
             ),
             // Grown: 30 GB configured, measured 100 MB/s: 300 s.
             (
@@ -356,7 +369,7 @@ mod tests {
                 None,
                 Fargate,
                 Some(500.0),
-                "longest",
+                "the last finished backup's time",
             ),
             // Drills: 25 MB/s assumed; 5 GB is 200 s, 20 GB is 800 s.
             ("drill, size only, small", Work::Drill, vec![], Some(5.0), Lambda, Some(200.0), "assumed 25 MB/s"),
@@ -368,7 +381,7 @@ mod tests {
                 None,
                 Fargate,
                 Some(600.0),
-                "finished restores",
+                "that of the last finished restore;",
             ),
         ];
         for (case, work, recent, size_gb, runner, estimate, reason) in cases {
