@@ -41,10 +41,9 @@ pub const TOOL: &str = concat!("backstop ", env!("CARGO_PKG_VERSION"));
 const ABANDONED_LOOKBACK: usize = 20;
 
 /// Where to look when a run stopped without finishing, for its alert.
-const STOPPED_HINT: &str =
-    "Find why the run stopped: the function's log (\"Task timed out\", \"Runtime exited\" or an \
-                            out-of-memory report), the task's stopped reason, or who stopped the process. A database \
-                            that outgrew one Lambda invocation runs on Fargate (docs/operations.md#stopped-at-the-time-limit).";
+const STOPPED_HINT: &str = "Find why the run stopped: the function's log (\"Task timed out\", \"Runtime exited\" or \
+     an out-of-memory report), the task's stopped reason, or who stopped the process. A database that outgrew one \
+     Lambda invocation runs on Fargate (docs/operations.md#stopped-at-the-time-limit).";
 
 /// What one Lambda invocation gives a backup: the function's 900 s timeout less the 30 s it keeps to clean up
 /// (`app::CLEANUP_MARGIN`; a template test holds the function's timeout to this).
