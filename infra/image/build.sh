@@ -15,7 +15,7 @@
 # then committed with buildah (vfs storage in a temporary directory, chroot isolation) into an OCI archive
 # (default infra/image/dist/backstop-arm64.oci.tar) whose entrypoint is backstop, user nobody. skopeo checks the
 # result and copies it to ECR at deploy time (docs/deploy.md#the-fargate-runner). The same inputs give the same
-# image, digest included (every timestamp is the epoch). Installs buildah, skopeo and patchelf with apt-get when
+# image, digest included (every timestamp is the epoch): the same binary and layer, the same digest. Installs buildah, skopeo and patchelf with apt-get when
 # missing (root). Prints the image's digest and size.
 set -euo pipefail
 
