@@ -14,9 +14,9 @@
 #   /tmp                         mode 1777 (the task mounts a scratch volume there; the root is read-only)
 # then committed with buildah (vfs storage in a temporary directory, chroot isolation) into an OCI archive
 # (default infra/image/dist/backstop-arm64.oci.tar) whose entrypoint is backstop, user nobody. skopeo checks the
-# result and copies it to ECR at deploy time (docs/deploy.md#the-fargate-runner). The same inputs give the same
-# image, digest included (every timestamp is the epoch): the same binary and layer, the same digest. Installs buildah, skopeo and patchelf with apt-get when
-# missing (root). Prints the image's digest and size.
+# result and copies it to ECR at deploy time (docs/deploy.md#the-fargate-runner). Every timestamp is the epoch,
+# so the same binary and layer give the same image, digest included. Installs buildah, skopeo and patchelf with
+# apt-get when missing (root). Prints the image's digest and size.
 set -euo pipefail
 
 IMAGE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
