@@ -598,17 +598,17 @@ impl BackupJob {
             Ok(lease) => lease,
             Err(held) => return Ok(Err(held)),
         };
-        let failed = self.fail_abandoned_attempts(target, &run_id).await;
-        let recent = if failed.is_empty() {
-            self.deps.catalog.recent_backups(&target.name, ABANDONED_LOOKBACK).await.map(Some)
-        } else {
-            Ok(None)
+        // One read serves both questions: what the dead run left, and whether it recorded anything at all.
+        let records = match self.deps.catalog.recent_backups(&target.name, ABANDONED_LOOKBACK).await {
+            Ok(records) => records,
+            Err(e) => {
+                lease.release().await;
+                return Err(e.into());
+            }
         };
+        let failed = self.fail_abandoned_in(target, &run_id, &records).await;
         lease.release().await;
-        let nothing_recorded = match recent? {
-            Some(records) => !records.iter().any(|r| r.started_at >= since),
-            None => false,
-        };
+        let nothing_recorded = failed.is_empty() && !records.iter().any(|r| r.started_at >= since);
         if nothing_recorded {
             let reason = format!("the backup run stopped before it recorded a backup ({why})");
             let aftermath = "It stopped before it created its record, so it wrote nothing.";
@@ -625,16 +625,21 @@ impl BackupJob {
     /// its keys deleted), and one alert says so.
     /// Returns the records this run failed.
     async fn fail_abandoned_attempts(&self, target: &TargetConfig, run_id: &str) -> Vec<BackupId> {
-        let mut failed = Vec::new();
-        let records = match self.deps.catalog.recent_backups(&target.name, ABANDONED_LOOKBACK).await {
-            Ok(records) => records,
+        match self.deps.catalog.recent_backups(&target.name, ABANDONED_LOOKBACK).await {
+            Ok(records) => self.fail_abandoned_in(target, run_id, &records).await,
             Err(e) => {
                 warn!(error = %e, "cannot look for backups a stopped run left in progress; the next run looks again");
-                return failed;
+                Vec::new()
             }
-        };
-        let abandoned = records.into_iter().filter(|r| r.status == BackupStatus::InProgress && r.run_id != run_id);
-        for mut record in abandoned {
+        }
+    }
+
+    /// [`Self::fail_abandoned_attempts`] on records already read.
+    async fn fail_abandoned_in(&self, target: &TargetConfig, run_id: &str, records: &[BackupRecord]) -> Vec<BackupId> {
+        let mut failed = Vec::new();
+        let abandoned = records.iter().filter(|r| r.status == BackupStatus::InProgress && r.run_id != run_id);
+        for record in abandoned {
+            let mut record = record.clone();
             let reason = format!(
                 "the run that started this backup ({}, at {}) stopped without finishing it: it was killed, timed out, ran \
                  out of memory or was stopped (found by run {run_id}, which holds the target's lease now)",
@@ -693,49 +698,35 @@ impl BackupJob {
             }
             Err(e) => problems.push(format!("its open uploads could not be listed ({e})")),
         }
-        let removed = self.delete_attempt_versions(attempt_prefix).await;
         let mut done = Vec::new();
         if aborted > 0 {
             done.push(format!("{aborted} multipart upload(s) it left open were aborted"));
         }
-        match removed {
-            Ok(0) => {}
-            Ok(deleted) => done.push(format!("the {deleted} object version(s) it had written were deleted")),
-            Err(more) => problems.extend(more),
-        }
-        match (problems.is_empty(), done.is_empty()) {
-            (true, true) => "Nothing of that attempt had been written.".to_string(),
-            (true, false) => format!("Nothing of that attempt was kept: {}.", done.join(" and ")),
-            (false, _) => format!(
-                "Cleaning up that attempt was incomplete: {} (the next purge deletes what a failed backup left).",
-                problems.join("; ")
-            ),
-        }
+        self.delete_attempt_versions(attempt_prefix, &mut done, &mut problems).await;
+        cleanup_summary("that attempt", &done, &problems, " (the next purge deletes what a failed backup left)")
     }
 
-    /// Deletes every object version under `attempt_prefix`: how many, or what could not be deleted.
-    async fn delete_attempt_versions(&self, attempt_prefix: &str) -> Result<usize, Vec<String>> {
-        let versions = self
-            .deps
-            .store
-            .versions(attempt_prefix)
-            .await
-            .map_err(|e| vec![format!("its objects ({attempt_prefix}*) could not be listed: {e}")])?;
-        let mut problems = Vec::new();
-        let mut deleted = 0;
+    /// Deletes every object version under `attempt_prefix`, adding what it deleted to `done` and what it could
+    /// not to `problems`. Listed rather than remembered: a write cut off by a deadline may have landed unseen.
+    async fn delete_attempt_versions(&self, attempt_prefix: &str, done: &mut Vec<String>, problems: &mut Vec<String>) {
+        let versions = match self.deps.store.versions(attempt_prefix).await {
+            Ok(versions) => versions,
+            Err(e) => return problems.push(format!("its objects ({attempt_prefix}*) could not be listed: {e}")),
+        };
+        let (mut deleted, mut undeletable) = (0, Vec::new());
         for version in &versions {
             match self.deps.store.delete_version(version).await {
                 Ok(()) => deleted += 1,
                 Err(e) => {
                     warn!(error = %e, key = %version.key, "deleting an object of a failed backup failed");
-                    problems.push(format!("{} could not be deleted", version.key));
+                    undeletable.push(format!("{} could not be deleted", version.key));
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(deleted)
-        } else {
-            Err(problems)
+        if !undeletable.is_empty() {
+            problems.extend(undeletable);
+        } else if deleted > 0 {
+            done.push(format!("the {deleted} object version(s) it had written were deleted"));
         }
     }
 
@@ -755,17 +746,8 @@ impl BackupJob {
                 }
             }
         }
-        // Listed rather than remembered: a write cut off by the deadline may have landed unseen.
-        match self.delete_attempt_versions(attempt_prefix).await {
-            Ok(0) => {}
-            Ok(deleted) => done.push(format!("the {deleted} object version(s) it had written were deleted")),
-            Err(more) => problems.extend(more),
-        }
-        match (problems.is_empty(), done.is_empty()) {
-            (true, true) => "Nothing of this attempt had been written.".to_string(),
-            (true, false) => format!("Nothing of this attempt was kept: {}.", done.join(" and ")),
-            (false, _) => format!("Cleaning up this attempt was incomplete: {}.", problems.join("; ")),
-        }
+        self.delete_attempt_versions(attempt_prefix, &mut done, &mut problems).await;
+        cleanup_summary("this attempt", &done, &problems, "")
     }
 
     /// The work proper. The upload it opens is left in `open_upload` until completed, for the caller to abort.
@@ -919,6 +901,16 @@ fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &Objec
         dump.sha256,
         restore_command(codec, &file, "NEW_DB")
     )
+}
+
+/// What cleaning up an attempt did, for its alert: `attempt` names it ("this attempt"), `after_incomplete`
+/// follows the list of what could not be removed.
+fn cleanup_summary(attempt: &str, done: &[String], problems: &[String], after_incomplete: &str) -> String {
+    match (problems.is_empty(), done.is_empty()) {
+        (true, true) => format!("Nothing of {attempt} had been written."),
+        (true, false) => format!("Nothing of {attempt} was kept: {}.", done.join(" and ")),
+        (false, _) => format!("Cleaning up {attempt} was incomplete: {}{after_incomplete}.", problems.join("; ")),
+    }
 }
 
 #[cfg(test)]
