@@ -1,16 +1,57 @@
 //! Helpers shared by the integration tests: building the real job, reading back what it stored.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 
 use backstop::app;
-use backstop::config::Config;
+use backstop::config::{Config, PasswordSource, TargetConfig};
 use backstop::domain::fingerprint::DumpSummary;
 use backstop::domain::{BackupRecord, Manifest, RunRecord, Trigger};
 use backstop::jobs::backup::{BackupJob, BackupRequest};
 use backstop::metrics::NoMetrics;
 use backstop::ports::{Backups, Drills};
 use backstop_tests::aws::AwsFixture;
+
+/// Writes a configuration file for the `backstop` program at `path`: the fixture's bucket, table, topic and key,
+/// `pg_bin_dir`, the top-level settings in `extra` (TOML lines), and `target` (its password in a file).
+pub fn write_cli_config(path: &Path, aws: &AwsFixture, target: &TargetConfig, pg_bin_dir: &Path, extra: &str) {
+    let PasswordSource::File(password_file) = &target.password else {
+        panic!("the CLI's test targets keep their password in a file: {:?}", target.password)
+    };
+    let text = format!(
+        "bucket = \"{}\"\ntable = \"{}\"\ntopic_arn = \"{}\"\nkms_key_id = \"{}\"\npg_bin_dir = \"{}\"\n{extra}\n\
+         [[targets]]\nname = \"{}\"\nhost = \"{}\"\nport = {}\ndatabase = \"{}\"\nuser = \"{}\"\n\
+         sslmode = \"disable\"\npassword = {{ file = \"{}\" }}\n",
+        aws.bucket,
+        aws.table,
+        aws.topic_arn,
+        aws.kms_key_arn,
+        pg_bin_dir.display(),
+        target.name,
+        target.host,
+        target.port,
+        target.database,
+        target.user,
+        password_file.display(),
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// `program` (the `backstop` CLI, or the image's) as an operator runs it: nothing inherited but `PATH`, AWS at
+/// the fixture's emulator, the configuration in `config`.
+pub fn cli_command(program: &Path, aws: &AwsFixture, config: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("BACKSTOP_CONFIG", config);
+    command
+}
 
 /// The production wiring (S3, DynamoDB, SNS, pg_dump) pointed at the test's resources.
 pub fn job(aws: &AwsFixture, config: Config) -> BackupJob {

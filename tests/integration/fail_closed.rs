@@ -30,13 +30,18 @@ fn pid_recording_bin_dir(dir: &std::path::Path, pid_file: &std::path::Path) -> s
     bin
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_dump_killed_mid_stream_leaves_no_completed_object_no_open_upload_and_one_alert() {
+/// A server with database `big`: about 100 MB of SQL, long enough to be cut off in the middle of the stream.
+fn big_source() -> PgCluster {
     let source = PgCluster::start();
     source.psql("postgres", "CREATE DATABASE big");
-    // ~100 MB of SQL: long enough to be killed in the middle of the stream.
     source.psql("big", "CREATE TABLE t AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 7) AS v FROM generate_series(1, 400000) g");
     source.create_backup_role();
+    source
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dump_killed_mid_stream_leaves_no_completed_object_no_open_upload_and_one_alert() {
+    let source = big_source();
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pg_dump.pid");
@@ -87,10 +92,7 @@ async fn pg_dump_killed_mid_stream_leaves_no_completed_object_no_open_upload_and
 /// lapsed, fails that record saying why, removes what it wrote, alerts once, and makes its own backup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_dies_mid_stream_is_failed_cleaned_up_and_alerted_by_the_next_run() {
-    let source = PgCluster::start();
-    source.psql("postgres", "CREATE DATABASE big");
-    source.psql("big", "CREATE TABLE t AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 7) AS v FROM generate_series(1, 400000) g");
-    source.create_backup_role();
+    let source = big_source();
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let config = aws.config(vec![source.target("big", "big", BACKSTOP_PASSWORD, dir.path())]);
@@ -150,37 +152,12 @@ async fn a_wrong_password_fails_loudly_and_the_password_appears_nowhere() {
     let dir = tempfile::tempdir().unwrap();
     let target = source.target("app", "app", WRONG, dir.path());
     let config_file = dir.path().join("backstop.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "bucket = \"{}\"\ntable = \"{}\"\ntopic_arn = \"{}\"\nkms_key_id = \"{}\"\npg_bin_dir = \"{}\"\n\n\
-             [[targets]]\nname = \"app\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"app\"\nuser = \"backstop\"\n\
-             sslmode = \"disable\"\npassword = {{ file = \"{}\" }}\n",
-            aws.bucket,
-            aws.table,
-            aws.topic_arn,
-            aws.kms_key_arn,
-            bin_dir().display(),
-            source.port,
-            match &target.password {
-                backstop::config::PasswordSource::File(p) => p.display().to_string(),
-                _ => unreachable!(),
-            }
-        ),
-    )
-    .unwrap();
+    write_cli_config(&config_file, &aws, &target, &bin_dir(), "");
 
     // The real CLI, as an operator runs it: its output is checked too.
     let cli = cli_binary();
-    let out = Command::new(&cli)
+    let out = cli_command(&cli, &aws, &config_file)
         .args(["backup", "--target", "app"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", &aws.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("BACKSTOP_CONFIG", &config_file)
         .env("RUST_LOG", "debug")
         .output()
         .unwrap();

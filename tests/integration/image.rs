@@ -5,7 +5,7 @@
 //! `BACKSTOP_IMAGE_ROOTFS`; the ordinary test run skips it (ignored), having no image to test.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use backstop::adapters::dynamodb::DynamoCatalog;
 use backstop::domain::BackupStatus;
@@ -14,20 +14,15 @@ use backstop_tests::aws::AwsFixture;
 use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD};
 use serde_json::Value;
 
+use crate::common::{cli_command, write_cli_config};
+
 /// The image's `backstop` with `args`, as the task runs it: the configuration and AWS from the environment.
 fn backstop(rootfs: &Path, config: &Path, aws: &AwsFixture, args: &[&str]) -> Output {
-    Command::new(rootfs.join("usr/local/bin/backstop"))
+    cli_command(&rootfs.join("usr/local/bin/backstop"), aws, config)
         .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
         // Where qemu-user finds the image's loader and libraries (absolute paths inside the image).
         .env("QEMU_LD_PREFIX", rootfs)
         .env("SSL_CERT_FILE", rootfs.join("etc/ssl/certs/ca-certificates.crt"))
-        .env("BACKSTOP_CONFIG", config)
-        .env("AWS_ENDPOINT_URL", &aws.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
         .output()
         .expect("the image's backstop starts (is binfmt_misc registered for aarch64?)")
 }
@@ -60,30 +55,11 @@ async fn the_images_backstop_backs_up_a_real_server_and_drills_the_backup() {
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let target = source.target("app", "app", BACKSTOP_PASSWORD, dir.path());
-    let password_file = match &target.password {
-        backstop::config::PasswordSource::File(path) => path.clone(),
-        other => panic!("{other:?}"),
-    };
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
     let config = dir.path().join("backstop.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "bucket = {bucket:?}\ntable = {table:?}\ntopic_arn = {topic:?}\nkms_key_id = {key:?}\n\
-             pg_bin_dir = {bin:?}\nscratch = \"local\"\nscratch_dir = {scratch:?}\n\n\
-             [[targets]]\nname = \"app\"\nhost = \"127.0.0.1\"\nport = {port}\ndatabase = \"app\"\n\
-             user = \"backstop\"\nsslmode = \"disable\"\npassword = {{ file = {password:?} }}\n",
-            bucket = aws.bucket,
-            table = aws.table,
-            topic = aws.topic_arn,
-            key = aws.kms_key_arn,
-            bin = rootfs.join("opt/bin"),
-            port = target.port,
-            password = password_file,
-        ),
-    )
-    .unwrap();
+    let local_scratch = format!("scratch = \"local\"\nscratch_dir = \"{}\"\n", scratch.display());
+    write_cli_config(&config, &aws, &target, &rootfs.join("opt/bin"), &local_scratch);
 
     // The command the state machine gives the task.
     let backup = backstop(

@@ -368,37 +368,16 @@ async fn a_verify_killed_mid_restore_resumes_after_its_lease_and_cleans_up() {
     })
     .await;
     let target = &d.config.targets[0];
-    let backstop::config::PasswordSource::File(password_file) = &target.password else { unreachable!() };
     let config_file = d.scratch_dir.path().with_extension("toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "bucket = \"{}\"\ntable = \"{}\"\ntopic_arn = \"{}\"\nkms_key_id = \"{}\"\npg_bin_dir = \"{}\"\n\
-             scratch = \"local\"\nscratch_dir = \"{}\"\nverify_lease_seconds = 20\n\n\
-             [[targets]]\nname = \"app\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"app\"\nuser = \"backstop\"\n\
-             sslmode = \"disable\"\npassword = {{ file = \"{}\" }}\n",
-            d.aws.bucket,
-            d.aws.table,
-            d.aws.topic_arn,
-            d.aws.kms_key_arn,
-            backstop_tests::pg::bin_dir().display(),
-            d.scratch_dir.path().display(),
-            target.port,
-            password_file.display(),
-        ),
-    )
-    .unwrap();
+    let scratch = format!(
+        "scratch = \"local\"\nscratch_dir = \"{}\"\nverify_lease_seconds = 20\n",
+        d.scratch_dir.path().display()
+    );
+    write_cli_config(&config_file, &d.aws, target, &backstop_tests::pg::bin_dir(), &scratch);
     let cli = || {
-        let mut command = std::process::Command::new(cli_binary());
+        let mut command = cli_command(&cli_binary(), &d.aws, &config_file);
         command
             .args(["verify", "--target", "app"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_ENDPOINT_URL", &d.aws.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("BACKSTOP_CONFIG", &config_file)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         command

@@ -238,8 +238,13 @@ fn allowed_actions(template: &Value, holder: &Value) -> BTreeSet<String> {
 fn check_function(template: &Value, job: Job, log: &CallLog) {
     let (name, function) = function_of(template, job);
 
-    let set = environment(template, function);
-    for variable in &set {
+    check_variables(name, job, &environment(template, function));
+    check_policy(template, name, function, job, log);
+}
+
+/// `name` (a function or a task definition) sets only variables `job` reads, and every one it needs deployed.
+fn check_variables(name: &str, job: Job, set: &BTreeSet<String>) {
+    for variable in set {
         let known = VARIABLES.iter().find(|v| v.name == variable);
         assert!(
             known.is_some_and(|v| v.jobs.contains(&job)),
@@ -249,12 +254,10 @@ fn check_function(template: &Value, job: Job, log: &CallLog) {
     for required in VARIABLES.iter().filter(|v| v.required_in_lambda && v.jobs.contains(&job)) {
         assert!(
             set.contains(required.name),
-            "{name} does not set {}, which a deployed {job:?} function needs",
+            "{name} does not set {}, which the {job:?} job needs deployed",
             required.name
         );
     }
-
-    check_policy(template, name, function, job, log);
 }
 
 /// The task definition that runs `job`'s program on Fargate: its variables and its task role, as a function's.
@@ -276,20 +279,7 @@ fn check_task(template: &Value, job: Job, log: &CallLog) {
         .iter()
         .map(|pair| pair["Name"].as_str().unwrap().to_string())
         .collect();
-    for variable in &set {
-        let known = VARIABLES.iter().find(|v| v.name == variable);
-        assert!(
-            known.is_some_and(|v| v.jobs.contains(&job)),
-            "{name} sets {variable}, which the {job:?} job does not read"
-        );
-    }
-    for required in VARIABLES.iter().filter(|v| v.required_in_lambda && v.jobs.contains(&job)) {
-        assert!(
-            set.contains(required.name),
-            "{name} does not set {}, which the {job:?} job needs deployed",
-            required.name
-        );
-    }
+    check_variables(name, job, &set);
     let role_name = match &task["Properties"]["TaskRoleArn"] {
         Value::Tagged(t) if t.tag == "GetAtt" => t.value.as_str().unwrap().trim_end_matches(".Arn").to_string(),
         other => panic!("{name}'s TaskRoleArn is not the !GetAtt of a role in the template: {other:?}"),
