@@ -4,8 +4,8 @@
 # throwaway scratch cluster, applies the retention policy (dry run first), checks every target as the hourly
 # monitor does, and shows what happened: the runs, `backstop status`, the drill's report, the purge plan, the
 # monitor's verdict, the objects in the bucket, the manifest, and the alert inbox.
-# Three targets, each its own unit of work with its own records and alerts: `sample` and `inventory` are backed
-# up and verified; `retired` fails on purpose (its database does not exist), alerts, and stops neither of the
+# Three targets, each its own unit of work with its own records and alerts: `sample` and `fleet.inventory` (a
+# database the server target `fleet` discovers) are backed up and verified; `retired` fails on purpose (its database does not exist), alerts, and stops neither of the
 # others. The commands that run it exit non-zero, as they should; the cycle shows their exit codes and fails
 # only when a target ends otherwise than so (checked at the end).
 # The stack stays up afterwards so you can look around; `infra/local-stack.sh down` removes it.
@@ -68,4 +68,4 @@ section "What is in the bucket"
 .venv/bin/python infra/show_local.py
 
 section "Each target ended as it should"
-"$BACKSTOP" status --json --limit 1 | .venv/bin/python infra/show_local.py --expect sample=verified inventory=verified retired=failed
+"$BACKSTOP" status --json --limit 1 | .venv/bin/python infra/show_local.py --expect sample=verified fleet.inventory=verified retired=failed

@@ -72,10 +72,14 @@ QUEUE = f"{NAME}-alerts-inbox"
 KMS_ALIAS = f"alias/{NAME}"
 REGION = "us-east-1"
 SAMPLE_DB = "sample"
-# The cycle backs up three targets, each its own unit of work: the seeded sample, a second small database,
-# and one that fails on purpose (its database was "retired": dropped, while its target stayed configured), so
-# the cycle shows a failing target alerting on its own while the others are backed up and verified.
+# The cycle backs up three targets, each its own unit of work: the seeded sample, a second small database found
+# by discovery (the server target `fleet` stands for every database named `inv*`, so its unit is
+# `fleet.inventory`), and one that fails on purpose (its database was "retired": dropped, while its target
+# stayed configured), so the cycle shows a failing target alerting on its own while the others are backed up
+# and verified.
 SECOND_DB = "inventory"
+SERVER_TARGET = "fleet"
+SERVER_PATTERN = "inv*"
 FAILING_TARGET = "retired"
 
 # Longest unix socket path PostgreSQL accepts is 107 bytes (incl. ".s.PGSQL.NNNNN").
@@ -518,11 +522,13 @@ def write_config(state: dict) -> None:
         f"kms_key_id = {toml_str(state['kms_key_arn'])}\n"
         f"pg_bin_dir = {toml_str(state['pg_bin_dir'])}\n"
     )
-    for name, database, note in (
-        (SAMPLE_DB, SAMPLE_DB, ""),
-        (SECOND_DB, SECOND_DB, ""),
+    for name, database, note, patterns in (
+        (SAMPLE_DB, SAMPLE_DB, "", None),
+        (SERVER_TARGET, "postgres",
+         f"# A server target: every database matching {SERVER_PATTERN!r}, found at each backup run, is a target of\n"
+         f"# its own named {SERVER_TARGET}.<database> (here {SERVER_TARGET}.{SECOND_DB}).\n", [SERVER_PATTERN]),
         (FAILING_TARGET, FAILING_TARGET,
-         "# Fails on purpose: this database does not exist (it was dropped; the target stayed configured).\n"),
+         "# Fails on purpose: this database does not exist (it was dropped; the target stayed configured).\n", None),
     ):
         toml += (
             f"\n{note}"
@@ -534,6 +540,8 @@ def write_config(state: dict) -> None:
             f"user = {toml_str('backstop')}\n"
             f"password = {{ file = {toml_str(str(pw_file))} }}\n"
         )
+        if patterns:
+            toml += f"databases = [{', '.join(toml_str(p) for p in patterns)}]\n"
     (LOCAL / "backstop.toml").write_text(toml)
     q = shlex.quote
     env = (
@@ -557,7 +565,8 @@ def summary(state: dict) -> str:
         f"            superuser postgres, password in {SECRETS / 'postgres-password'}",
         f"            databases {SAMPLE_DB!r} and {SECOND_DB!r}, backup user backstop, password in "
         f"{SECRETS / 'backstop-password'}",
-        f"            targets {SAMPLE_DB}, {SECOND_DB} and {FAILING_TARGET} (fails on purpose: no such database)",
+        f"            targets {SAMPLE_DB}, {SERVER_TARGET} (the server's {SERVER_PATTERN!r} databases: "
+        f"{SERVER_TARGET}.{SECOND_DB}) and {FAILING_TARGET} (fails on purpose: no such database)",
         f"moto        {state['aws_endpoint']}  (pid {state.get('moto_pid')}, log {MOTO_LOG})",
         f"S3 bucket   {BUCKET}  (versioned, SSE-KMS {KMS_ALIAS})",
         f"KMS key     {state['kms_key_arn']}",

@@ -67,7 +67,7 @@ def expect(wanted: list[str]) -> int:
     for pair in wanted:
         target, status = pair.split("=", 1)
         found = newest.get(target, "not configured")
-        print(f"  {target:<12} newest backup {found:<10} expected {status:<10} {'ok' if found == status else 'WRONG'}")
+        print(f"  {target:<16} newest backup {found:<10} expected {status:<10} {'ok' if found == status else 'WRONG'}")
         wrong += found != status
     return 1 if wrong else 0
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::domain::discovery::valid_target_name;
+use crate::domain::discovery::{unit_name, DatabaseSelection, ServerInventory};
 use crate::domain::health::MonitorThresholds;
 use crate::domain::retention::RetentionPolicy;
 use crate::domain::runner::RunnerSetting;
@@ -43,6 +45,12 @@ pub struct Config {
     /// Where the repository's docs are published (e.g. `https://github.com/ORG/backstop/blob/main/`): alerts'
     /// runbook links become addresses under it. Empty: they stay repository paths.
     pub runbook_url: String,
+    /// Targets that stand for a whole server (`databases` patterns): each database on it is a target of its own
+    /// once discovered (see `domain::discovery`); [`Config::with_inventories`] adds them to `targets`.
+    pub servers: Vec<TargetConfig>,
+    /// Databases discovered earlier that their server no longer has (or that no pattern selects any more): purge
+    /// keeps applying retention to their backups; nothing else runs on them unless a request names one.
+    pub gone: Vec<TargetConfig>,
 }
 
 /// How restore drills run.
@@ -97,7 +105,16 @@ pub struct TargetConfig {
     pub host: String,
     #[serde(default = "default_port")]
     pub port: u16,
+    /// The database to back up; with `databases`, the one discovery connects to (default `postgres`).
+    #[serde(default)]
     pub database: String,
+    /// Makes the target a whole server: every database whose name matches one of these glob patterns (`*`, `?`),
+    /// found at each backup run, becomes a target of its own named `<name>.<database>`.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// With `databases`: names matching one of these are left out.
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
     pub user: String,
     pub password: PasswordSource,
     /// libpq `sslmode`; `prefer` when unset (RDS deployments should say `require` or `verify-full`).
@@ -128,6 +145,34 @@ pub struct TargetConfig {
 }
 
 impl TargetConfig {
+    /// Whether this target is one of a server target's databases (its name is `<server>.<database>`, which a
+    /// configured name cannot be).
+    pub fn is_discovered(&self) -> bool {
+        self.name.contains(crate::domain::discovery::UNIT_SEPARATOR)
+    }
+
+    /// Whether this target stands for a server's databases rather than one database.
+    pub fn is_server(&self) -> bool {
+        !self.databases.is_empty()
+    }
+
+    /// Which of its server's databases a server target stands for.
+    pub fn selection(&self) -> DatabaseSelection {
+        DatabaseSelection { include: self.databases.clone(), exclude: self.exclude_databases.clone() }
+    }
+
+    /// The target a server target's `database` becomes: everything the server target says (address,
+    /// credentials, checks, retention, runner), for that one database, under its unit name.
+    pub fn for_database(&self, unit_name: String, database: &str) -> TargetConfig {
+        TargetConfig {
+            name: unit_name,
+            database: database.to_string(),
+            databases: Vec::new(),
+            exclude_databases: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// Where the target's database is, for the programs that connect to it.
     pub fn address(&self) -> crate::domain::DatabaseAddress {
         crate::domain::DatabaseAddress {
@@ -387,6 +432,15 @@ impl Config {
             None => file.targets,
         };
         validate_targets(&targets)?;
+        let (servers, targets): (Vec<TargetConfig>, Vec<TargetConfig>) = targets
+            .into_iter()
+            .map(|mut t| {
+                if t.is_server() && t.database.trim().is_empty() {
+                    t.database = "postgres".into();
+                }
+                t
+            })
+            .partition(TargetConfig::is_server);
         let monitor = match var("BACKSTOP_MONITOR") {
             Some(json) => serde_json::from_str::<MonitorThresholds>(&json).map_err(|e| ConfigError::Invalid {
                 name: "BACKSTOP_MONITOR".into(),
@@ -400,9 +454,10 @@ impl Config {
             value: e.value.clone(),
             hint: e.reason.to_string(),
         })?;
-        if let (ScratchSettings::Local { .. }, Some((index, t))) =
-            (&verify.scratch, targets.iter().enumerate().find(|(_, t)| t.pitr_source_instance.is_some()))
-        {
+        if let (ScratchSettings::Local { .. }, Some((index, t))) = (
+            &verify.scratch,
+            targets.iter().chain(&servers).enumerate().find(|(_, t)| t.pitr_source_instance.is_some()),
+        ) {
             return Err(ConfigError::Target {
                 index,
                 message: format!(
@@ -451,15 +506,39 @@ impl Config {
             lease: Duration::from_secs(lease_seconds),
             pg_bin_dir: var("BACKSTOP_PG_BIN_DIR").map(PathBuf::from).or(file.pg_bin_dir),
             targets,
+            servers,
+            gone: Vec::new(),
         })
     }
 
+    /// A target by name: a configured one, a discovered database, or one gone from its server.
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
-        self.targets.iter().find(|t| t.name == name)
+        self.targets.iter().chain(&self.gone).find(|t| t.name == name)
     }
 
+    /// The names of the targets runs act on (configured and discovered, not gone ones).
     pub fn target_names(&self) -> Vec<&str> {
         self.targets.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    /// The configuration with every server target's databases, as the catalog's `inventories` list them, added
+    /// to `targets` (those present at the last discovery) or `gone` (the others), each server's in name order
+    /// after the configured targets. A server never discovered adds nothing yet.
+    pub fn with_inventories(mut self, inventories: &[ServerInventory]) -> Config {
+        for server in &self.servers {
+            let Some(inventory) = inventories.iter().find(|i| i.server == server.name) else { continue };
+            for database in inventory.present() {
+                if let Some(name) = unit_name(&server.name, &database.name) {
+                    self.targets.push(server.for_database(name, &database.name));
+                }
+            }
+            for database in inventory.gone() {
+                if let Some(name) = unit_name(&server.name, &database.name) {
+                    self.gone.push(server.for_database(name, &database.name));
+                }
+            }
+        }
+        self
     }
 }
 
@@ -580,11 +659,6 @@ fn verify_settings(env: &Env, file: &FileConfig) -> Result<VerifySettings, Confi
     })
 }
 
-/// Target names become S3 key segments and DynamoDB keys: keep them short and plain.
-pub fn valid_target_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
     if targets.is_empty() {
         return Err(ConfigError::NoTargets);
@@ -601,8 +675,34 @@ fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
         if !seen.insert(&t.name) {
             return fail(format!("name {:?} is used by two targets; names must be unique", t.name));
         }
-        if t.host.trim().is_empty() || t.database.trim().is_empty() || t.user.trim().is_empty() {
-            return fail(format!("target {:?} needs a host, a database and a user", t.name));
+        if t.host.trim().is_empty() || t.user.trim().is_empty() {
+            return fail(format!("target {:?} needs a host and a user", t.name));
+        }
+        if !t.is_server() && t.database.trim().is_empty() {
+            return fail(format!(
+                "target {:?} needs a database, or `databases` patterns to back up every matching database on its server",
+                t.name
+            ));
+        }
+        if !t.is_server() && !t.exclude_databases.is_empty() {
+            return fail(format!(
+                "target {:?} sets exclude_databases without databases: add `\"databases\": [\"*\"]` to back up the server's \
+                 other databases, or remove it",
+                t.name
+            ));
+        }
+        if let Some(pattern) = t.databases.iter().chain(&t.exclude_databases).find(|p| p.trim().is_empty()) {
+            return fail(format!(
+                "target {:?}: database pattern {pattern:?} is empty; use `*` for every database",
+                t.name
+            ));
+        }
+        if t.is_server() && t.pitr_source_instance.is_some() {
+            return fail(format!(
+                "target {:?}: pitr_source_instance drills a single database's instance; configure that database as a \
+                 target of its own to drill it point-in-time",
+                t.name
+            ));
         }
         if let Some(size) = t.size_gb.filter(|gb| !(gb.is_finite() && *gb > 0.0)) {
             return fail(format!("target {:?}: size_gb = {size} is not a positive number of gigabytes", t.name));
@@ -695,6 +795,59 @@ mod tests {
 
     const TARGETS: &str =
         r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"ORDERS_PW"}}]"#;
+
+    fn load_targets(targets: &str) -> Result<Config, ConfigError> {
+        Config::load(&env(&[("BACKSTOP_BUCKET", "b"), ("BACKSTOP_TABLE", "t"), ("BACKSTOP_TARGETS", targets)]), None)
+    }
+
+    #[test]
+    fn a_server_target_stands_apart_until_its_inventory_names_its_databases() {
+        let targets = r#"[{"name":"orders","host":"db","database":"orders","user":"backup","password":{"env":"PW"}},
+            {"name":"prod","host":"db2","user":"backup","password":{"env":"PW"},"databases":["*"],"exclude_databases":["tmp*"]}]"#;
+        let c = load_targets(targets).unwrap();
+        assert_eq!(c.target_names(), ["orders"]);
+        assert_eq!(c.servers[0].database, "postgres", "discovery connects to `postgres` unless told");
+        let t = |d: u32| chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, d, 0, 0, 0).unwrap();
+        let (first, _) = crate::domain::discovery::merge_inventory(
+            "prod",
+            None,
+            &["b".into(), "a".into()],
+            &c.servers[0].selection(),
+            t(1),
+        );
+        let (second, _) = crate::domain::discovery::merge_inventory(
+            "prod",
+            Some(&first),
+            &["a".into()],
+            &c.servers[0].selection(),
+            t(2),
+        );
+        let c = c.with_inventories(&[second]);
+        assert_eq!(c.target_names(), ["orders", "prod.a"]);
+        let a = c.target("prod.a").unwrap();
+        assert_eq!((a.host.as_str(), a.database.as_str(), a.databases.len()), ("db2", "a", 0));
+        assert_eq!(c.gone[0].name, "prod.b");
+        assert!(a.is_discovered() && !c.target("orders").unwrap().is_discovered());
+    }
+
+    #[test]
+    fn a_server_targets_mistakes_are_named() {
+        let base = r#""name":"prod","host":"db","user":"u","password":{"env":"PW"}"#;
+        let cases = [
+            (format!("[{{{base}}}]"), "needs a database, or `databases` patterns"),
+            (
+                format!(r#"[{{{base},"database":"d","exclude_databases":["x"]}}]"#),
+                "exclude_databases without databases",
+            ),
+            (format!(r#"[{{{base},"databases":["*",""]}}]"#), "is empty; use `*`"),
+            (format!(r#"[{{{base},"databases":["*"],"pitr_source_instance":"i"}}]"#), "target of its own"),
+            (format!(r#"[{{{base},"databases":"*"}}]"#), "invalid type"),
+        ];
+        for (targets, expected) in cases {
+            let err = load_targets(&targets).unwrap_err().to_string();
+            assert!(err.contains(expected), "{targets}: {err}");
+        }
+    }
 
     #[test]
     fn a_point_in_time_drill_needs_rds_scratch_servers() {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::valid_target_name;
+use crate::domain::discovery::valid_unit_name;
 use crate::domain::Trigger;
 use crate::jobs::backup::BackupRequest;
 
@@ -98,7 +98,7 @@ pub fn parse_backup_invocation(event: &Value, request_id: &str) -> Result<Backup
             let list: TargetList =
                 serde_json::from_value(input).map_err(|e| EventError(format!("the execution's input: {e}")))?;
             for name in list.targets.iter().flatten() {
-                if !valid_target_name(name) {
+                if !valid_unit_name(name) {
                     return Err(EventError(format!("targets: {name:?} is not a target name")));
                 }
             }
@@ -111,7 +111,7 @@ pub fn parse_backup_invocation(event: &Value, request_id: &str) -> Result<Backup
             let parsed: FailStoppedEvent =
                 serde_json::from_value(event.clone()).map_err(|e| EventError(format!("fail_stopped: {e}")))?;
             let FailStoppedEvent { target, error: CaughtError { error, cause }, since, trigger, .. } = parsed;
-            if !valid_target_name(&target) {
+            if !valid_unit_name(&target) {
                 return Err(EventError(format!("target: {target:?} is not a target name")));
             }
             let since = DateTime::parse_from_rfc3339(&since)
@@ -191,8 +191,8 @@ pub fn parse_backup_event(event: &Value, request_id: &str) -> Result<BackupReque
         }
     };
     if let Some(target) = &request.target {
-        if !valid_target_name(target) {
-            return Err(EventError(format!("target: {target:?} is not a target name (letters, digits, `-`, `_`)")));
+        if !valid_unit_name(target) {
+            return Err(EventError(format!("target: {target:?} is not a target name (letters, digits, `-`, `_`; `<server>.<database>` for a database of a server target)")));
         }
     }
     Ok(request)

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+use crate::domain::discovery::ServerInventory;
 use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::health::AlertState;
 use crate::domain::runbook::Runbook;
@@ -291,10 +292,21 @@ pub trait AlertStates: Send + Sync {
     async fn put_alert_state(&self, state: &AlertState) -> Result<(), CatalogError>;
 }
 
-/// The whole catalog: every narrow port, as the one DynamoDB adapter (and the in-memory fake) implements them.
-pub trait Catalog: Leases + Claims + Backups + Drills + Runs + AlertStates {}
+/// What each server target's discovery last found (`domain::discovery`): written by the backup fan-out, read by
+/// every job to know the databases a server target stands for.
+#[async_trait]
+pub trait Inventories: Send + Sync {
+    /// Every server's inventory (one read serves a whole run).
+    async fn inventories(&self) -> Result<Vec<ServerInventory>, CatalogError>;
+    /// Stores a server's inventory unless a newer one (by `discovered_at`) is stored already: of two fan-outs
+    /// racing, the later read of the server wins. `Ok(false)`: a newer one was kept.
+    async fn put_inventory(&self, inventory: &ServerInventory) -> Result<bool, CatalogError>;
+}
 
-impl<T: Leases + Claims + Backups + Drills + Runs + AlertStates + ?Sized> Catalog for T {}
+/// The whole catalog: every narrow port, as the one DynamoDB adapter (and the in-memory fake) implements them.
+pub trait Catalog: Leases + Claims + Backups + Drills + Runs + AlertStates + Inventories {}
+
+impl<T: Leases + Claims + Backups + Drills + Runs + AlertStates + Inventories + ?Sized> Catalog for T {}
 
 // ---------------------------------------------------------------- alerts
 
@@ -406,6 +418,10 @@ pub trait Dumper: Send + Sync {
     /// Checks that the client can dump the server (pg_dump refuses newer servers) and reads [`ServerFacts`].
     async fn preflight(&self, target: &DatabaseAddress, password: &SecretString) -> Result<ServerFacts, DumpError>;
     async fn dump_roles(&self, target: &DatabaseAddress, password: &SecretString) -> Result<RolesDump, DumpError>;
+    /// The names of the server's databases that accept connections (templates left out), connecting to
+    /// `target.database`: what a server target's discovery selects from.
+    async fn list_databases(&self, target: &DatabaseAddress, password: &SecretString)
+        -> Result<Vec<String>, DumpError>;
     async fn start_dump(
         &self,
         target: &DatabaseAddress,

@@ -15,6 +15,7 @@ mod image;
 mod monitor;
 mod purge;
 mod rds_scratch;
+mod servers;
 mod slack;
 mod state_machines;
 mod template_rules;

@@ -33,6 +33,8 @@ fn target() -> TargetConfig {
         retention: Default::default(),
         runner: Default::default(),
         size_gb: None,
+        databases: Vec::new(),
+        exclude_databases: Vec::new(),
     }
 }
 

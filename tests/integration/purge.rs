@@ -46,6 +46,8 @@ fn target() -> TargetConfig {
         },
         runner: Default::default(),
         size_gb: None,
+        databases: Vec::new(),
+        exclude_databases: Vec::new(),
     }
 }
 

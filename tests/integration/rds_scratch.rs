@@ -527,6 +527,8 @@ async fn point_in_time_drill(
         retention: Default::default(),
         runner: Default::default(),
         size_gb: None,
+        databases: Vec::new(),
+        exclude_databases: Vec::new(),
     };
     let mut config = net.aws.config(vec![target]);
     let settings = net.settings();

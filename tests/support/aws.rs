@@ -137,6 +137,8 @@ impl AwsFixture {
             monitor: Default::default(),
             runbook_url: String::new(),
             fargate: false,
+            servers: Vec::new(),
+            gone: Vec::new(),
         }
     }
 

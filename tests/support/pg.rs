@@ -222,6 +222,8 @@ impl PgCluster {
             retention: Default::default(),
             runner: Default::default(),
             size_gb: None,
+            databases: Vec::new(),
+            exclude_databases: Vec::new(),
         }
     }
 

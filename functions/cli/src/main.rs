@@ -17,6 +17,7 @@ use backstop::domain::drill::DrillPhase;
 use backstop::domain::text::human_bytes;
 use backstop::domain::{BackupId, BackupStatus, Trigger};
 use backstop::jobs::backup::{BackupRequest, FanOutError};
+use backstop::jobs::kernel::select_targets;
 use backstop::jobs::monitor::{self, MonitorRequest};
 use backstop::jobs::purge::PurgeRequest;
 use backstop::jobs::status;
@@ -128,10 +129,18 @@ async fn main() -> ExitCode {
     // With BACKSTOP_TARGETS_PARAMETER the targets are those the deployed functions read from SSM.
     let parameters = SsmParameters::new(clients.ssm.clone());
     let config = match app::load_config(&process_env(), cli.config.as_deref(), &parameters).await {
-        Ok(c) => Arc::new(c),
+        Ok(c) => c,
         Err(e) => {
             eprintln!("backstop: configuration error: {e}\n(see docs/configuration.md)");
             return ExitCode::from(2);
+        }
+    };
+    // Server targets stand for the databases their last discovery found (a backup run discovers again).
+    let config = match app::with_discovered_on(config, &clients).await {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("backstop: cannot read the server targets' inventories from the catalog: {e}");
+            return ExitCode::from(1);
         }
     };
     let metrics: Arc<dyn MetricsSink> = if cli.emf { Arc::new(StderrEmf) } else { Arc::new(NoMetrics) };
@@ -430,7 +439,8 @@ async fn show_backup(
 async fn show_runners(config: Arc<Config>, clients: &AwsClients, target: Option<String>, json: bool) -> ExitCode {
     let job = app::backup_job(config, clients, Arc::new(NoMetrics));
     let named = target.map(|t| vec![t]);
-    match job.fan_out(named.as_deref()).await {
+    // The plan as the last discovery left it: showing it writes nothing and alerts nobody.
+    match job.plan(named.as_deref()).await {
         Ok(units) if json => {
             println!("{}", serde_json::to_string_pretty(&units).expect("decisions serialize"));
             ExitCode::SUCCESS
@@ -458,8 +468,8 @@ async fn show_status(
     json: bool,
 ) -> ExitCode {
     if let Some(name) = &target {
-        if config.target(name).is_none() {
-            eprintln!("backstop: unknown target {name:?}; configured targets: {}", config.target_names().join(", "));
+        if let Err(e) = select_targets(config, Some(name)) {
+            eprintln!("backstop: {e}");
             return ExitCode::from(2);
         }
     }

@@ -8,6 +8,7 @@
 //! | run record | `RUN#<job>` | `<started at, RFC 3339>#<run id>` |
 //! | restore drill | `TARGET#<target>` | `DRILL#<drill id>` (ids sort by time) |
 //! | monitor alert state | `TARGET#<target>` | `ALERT#<check>` |
+//! | server inventory | `INVENTORY` | `SERVER#<server target>` |
 //!
 //! Every state change is a conditional write; a failed condition becomes [`CatalogError::Conflict`] or, for
 //! leases and claims, an answer ("held by …"). Records are stored attribute by attribute (readable in the
@@ -25,6 +26,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::aws_failure;
+use crate::domain::discovery::ServerInventory;
 use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::health::AlertState;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, RunRecord};
@@ -428,6 +430,29 @@ impl AlertStates for DynamoCatalog {
             .await
             .map_err(|e| backend("PutItem", e))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Inventories for DynamoCatalog {
+    async fn inventories(&self) -> Result<Vec<ServerInventory>, CatalogError> {
+        // One partition holds every server's item: a run reads them all with one Query (an item holds a few
+        // thousand databases' names within DynamoDB's 400 KB).
+        self.query_newest("INVENTORY".into(), Some("SERVER#"), 10_000)
+            .await?
+            .into_iter()
+            .map(|item| from_item(item, "a server inventory"))
+            .collect()
+    }
+
+    async fn put_inventory(&self, inventory: &ServerInventory) -> Result<bool, CatalogError> {
+        let mut item = to_item(inventory, "INVENTORY".into(), format!("SERVER#{}", inventory.server));
+        item.insert("kind".into(), s("inventory"));
+        // The RFC 3339 text does not compare as time when fractions differ in length: the condition uses millis.
+        let millis = inventory.discovered_at.timestamp_millis();
+        item.insert("discovered_ms".into(), n(millis));
+        self.put_if(item, "attribute_not_exists(pk) OR discovered_ms <= :millis", &[], vec![(":millis", n(millis))])
+            .await
     }
 }
 

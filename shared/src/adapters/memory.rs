@@ -12,6 +12,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+use crate::domain::discovery::ServerInventory;
 use crate::domain::drill::{DrillPhase, DrillRecord};
 use crate::domain::health::AlertState;
 use crate::domain::DatabaseAddress;
@@ -297,6 +298,7 @@ struct CatalogState {
     drills: BTreeMap<(String, String), DrillRecord>,
     runs: Vec<RunRecord>,
     alert_states: BTreeMap<(String, String), AlertState>,
+    inventories: BTreeMap<String, ServerInventory>,
 }
 
 #[derive(Clone)]
@@ -520,6 +522,25 @@ impl AlertStates for MemoryCatalog {
     }
 }
 
+#[async_trait]
+impl Inventories for MemoryCatalog {
+    async fn inventories(&self) -> Result<Vec<ServerInventory>, CatalogError> {
+        self.faults.catalog("inventories")?;
+        Ok(self.state.lock().unwrap().inventories.values().cloned().collect())
+    }
+
+    async fn put_inventory(&self, inventory: &ServerInventory) -> Result<bool, CatalogError> {
+        self.faults.catalog("put_inventory")?;
+        let mut state = self.state.lock().unwrap();
+        if state.inventories.get(&inventory.server).is_some_and(|stored| stored.discovered_at > inventory.discovered_at)
+        {
+            return Ok(false);
+        }
+        state.inventories.insert(inventory.server.clone(), inventory.clone());
+        Ok(true)
+    }
+}
+
 // ---------------------------------------------------------------- alerts
 
 /// Records every alert instead of sending it.
@@ -600,15 +621,23 @@ pub struct ScriptedDumper {
     pub roles_sql: Bytes,
     pub preflight_error: Arc<Mutex<Option<String>>>,
     pub dumps_started: Arc<AtomicU32>,
+    /// What `list_databases` answers: the server's databases, or the error it fails with.
+    pub databases: Arc<Mutex<Result<Vec<String>, String>>>,
 }
 
 impl ScriptedDumper {
+    /// The server's databases, as `list_databases` answers from now on.
+    pub fn set_databases(&self, names: &[&str]) {
+        *self.databases.lock().unwrap() = Ok(names.iter().map(|n| n.to_string()).collect());
+    }
+
     pub fn new(dump: ScriptedDump) -> Self {
         ScriptedDumper {
             dump: Arc::new(Mutex::new(dump)),
             roles_sql: Bytes::from_static(b"CREATE ROLE app_owner;\n"),
             preflight_error: Arc::default(),
             dumps_started: Arc::default(),
+            databases: Arc::new(Mutex::new(Ok(Vec::new()))),
         }
     }
 }
@@ -628,6 +657,14 @@ impl Dumper for ScriptedDumper {
 
     async fn dump_roles(&self, _: &DatabaseAddress, _: &SecretString) -> Result<RolesDump, DumpError> {
         Ok(RolesDump { sql: self.roles_sql.clone(), passwords_included: true })
+    }
+
+    async fn list_databases(&self, _: &DatabaseAddress, _: &SecretString) -> Result<Vec<String>, DumpError> {
+        self.databases.lock().unwrap().clone().map_err(|message| DumpError::Failed {
+            program: "psql".into(),
+            status: "exit status 2".into(),
+            stderr_tail: message,
+        })
     }
 
     async fn start_dump(&self, _: &DatabaseAddress, _: &SecretString) -> Result<Box<dyn RunningDump>, DumpError> {

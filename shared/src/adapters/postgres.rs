@@ -139,6 +139,22 @@ impl Dumper for PgDumper {
         Ok(ServerFacts { version: version.to_string(), session })
     }
 
+    async fn list_databases(
+        &self,
+        target: &DatabaseAddress,
+        password: &SecretString,
+    ) -> Result<Vec<String>, DumpError> {
+        // Names may hold any character but NUL: one name per NUL-terminated record.
+        let query = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname";
+        let args = ["-X", "-w", "-A", "-t", "-0", "-v", "ON_ERROR_STOP=1", "-c", query];
+        let out = self.run_to_end("psql", &args, target, password).await?;
+        Ok(out
+            .split(|b| *b == 0)
+            .map(|name| String::from_utf8_lossy(name).trim_end_matches('\n').to_string())
+            .filter(|name| !name.is_empty())
+            .collect())
+    }
+
     async fn dump_roles(&self, target: &DatabaseAddress, password: &SecretString) -> Result<RolesDump, DumpError> {
         let base = ["--roles-only", "--no-password", "-l", target.database.as_str()];
         match self.run_to_end("pg_dumpall", &base, target, password).await {

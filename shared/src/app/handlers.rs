@@ -132,7 +132,9 @@ pub async fn handle_backup_event(
 async fn list_targets(job: &BackupJob, list: &TargetList) -> Result<Value, HandlerError> {
     let units = job.fan_out(list.targets.as_deref()).await.map_err(|e| match e {
         FanOutError::UnknownTarget(e) => HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() },
-        e @ FanOutError::History { .. } => HandlerError { error_type: ErrorType::Retryable, message: e.to_string() },
+        e @ (FanOutError::History { .. } | FanOutError::Inventories(_)) => {
+            HandlerError { error_type: ErrorType::Retryable, message: e.to_string() }
+        }
     })?;
     // An execution started without a key gets one here, once: a redriven execution keeps this state's output,
     // so its retried units still share it.

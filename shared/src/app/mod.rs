@@ -36,7 +36,9 @@ use crate::notify::retry::RetryPolicy;
 use crate::notify::webhook_url::{WebhookSource, WebhookSourceError, WebhookUrlCache};
 use crate::notify::SlackError;
 use crate::passwords::PasswordResolver;
-use crate::ports::{Alerts, PointInTimeRestores, ScratchDatabases, SecretStore, SystemClock};
+use crate::ports::{
+    Alerts, CatalogError, Inventories, PointInTimeRestores, ScratchDatabases, SecretStore, SystemClock,
+};
 
 /// The AWS clients every job shares.
 #[derive(Clone)]
@@ -128,6 +130,21 @@ pub async fn load_config(
         None => None,
     };
     Config::load_with_targets(env, config_file, fetched)
+}
+
+/// The configuration with its server targets' databases, as the catalog's inventories list them (one Query);
+/// a configuration without server targets comes back as it was, without a read.
+pub async fn with_discovered(config: Config, inventories: &dyn Inventories) -> Result<Config, CatalogError> {
+    if config.servers.is_empty() {
+        return Ok(config);
+    }
+    Ok(config.with_inventories(&inventories.inventories().await?))
+}
+
+/// [`with_discovered`] on the deployment's DynamoDB table.
+pub async fn with_discovered_on(config: Config, clients: &AwsClients) -> Result<Config, CatalogError> {
+    let catalog = DynamoCatalog::new(clients.dynamodb.clone(), config.table.clone());
+    with_discovered(config, &catalog).await
 }
 
 /// Builds the backup job's dependencies on AWS and PostgreSQL's programs.

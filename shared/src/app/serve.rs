@@ -1,6 +1,7 @@
 //! A job's Lambda function, whole, so that each `functions/*/src/main.rs` is a few lines: telemetry, the AWS
 //! clients once per container, and per invocation the configuration (its targets re-read from Parameter Store,
-//! so an edited parameter applies from the next run), the job built on it, and the job's handler. A failure
+//! so an edited parameter applies from the next run, and its server targets' databases from the catalog), the
+//! job built on it, and the job's handler. A failure
 //! becomes Lambda's error with its [`ErrorType`](super::ErrorType).
 
 use std::future::Future;
@@ -10,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
-use super::handlers::HandlerError;
-use super::{config_from_env, AwsClients};
+use super::handlers::{ErrorType, HandlerError};
+use super::{config_from_env, with_discovered_on, AwsClients};
 use crate::config::Config;
 use crate::metrics::{MetricsSink, StdoutEmf};
 
@@ -38,6 +39,12 @@ where
         let (clients, build, handle) = (&clients, &build, &handle);
         async move {
             let config = config_from_env(clients).await.map_err(|e| diagnostic(e.into()))?;
+            let config = with_discovered_on(config, clients).await.map_err(|e| {
+                diagnostic(HandlerError {
+                    error_type: ErrorType::Retryable,
+                    message: format!("the server targets' inventories could not be read from the catalog: {e}"),
+                })
+            })?;
             let job = build(Arc::new(config), clients, Arc::new(StdoutEmf));
             let invocation = Invocation {
                 // Lambda's deadline is in milliseconds since the epoch.

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod codec;
 pub mod database;
+pub mod discovery;
 pub mod drill;
 pub mod dump_layout;
 pub mod dump_parser;

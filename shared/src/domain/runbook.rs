@@ -24,9 +24,10 @@ pub const VERIFICATION_TOO_OLD: Runbook = Runbook { doc: OPERATIONS, anchor: "ve
 pub const BACKUPS_KEEP_FAILING: Runbook = Runbook { doc: OPERATIONS, anchor: "backups-keep-failing" };
 pub const DUMP_SHRANK: Runbook = Runbook { doc: OPERATIONS, anchor: "the-dump-shrank" };
 pub const TABLE_LOST_ROWS: Runbook = Runbook { doc: OPERATIONS, anchor: "a-table-lost-rows" };
+pub const SERVER_DATABASES: Runbook = Runbook { doc: OPERATIONS, anchor: "a-servers-databases-changed" };
 
 /// Every section an alert can link to (the test checks each against the document).
-pub const ALL: [Runbook; 8] = [
+pub const ALL: [Runbook; 9] = [
     BACKUP_FAILED,
     PURGE_FAILED,
     DRILL_FAILED,
@@ -35,6 +36,7 @@ pub const ALL: [Runbook; 8] = [
     BACKUPS_KEEP_FAILING,
     DUMP_SHRANK,
     TABLE_LOST_ROWS,
+    SERVER_DATABASES,
 ];
 
 impl Runbook {

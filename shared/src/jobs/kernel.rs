@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::config::{Config, TargetConfig};
+use crate::domain::discovery::UNIT_SEPARATOR;
 use crate::domain::{Job, RunRecord};
 use crate::metrics::MetricsSink;
 use crate::ports::{
@@ -37,15 +38,30 @@ pub struct UnknownTarget {
     pub known: String,
 }
 
-/// Every configured target, in the configuration's order, or the one `requested` names.
+/// Every target runs act on (configured ones in the configuration's order, then each server's databases), or
+/// those `requested` names: one target, a database of a server target (`<server>.<database>`, as its last
+/// discovery found it), or a server target's name for all of its databases.
 pub fn select_targets<'a>(config: &'a Config, requested: Option<&str>) -> Result<Vec<&'a TargetConfig>, UnknownTarget> {
-    match requested {
-        None => Ok(config.targets.iter().collect()),
-        Some(name) => config
-            .target(name)
-            .map(|target| vec![target])
-            .ok_or_else(|| UnknownTarget { name: name.to_string(), known: config.target_names().join(", ") }),
+    let Some(name) = requested else { return Ok(config.targets.iter().collect()) };
+    if let Some(target) = config.target(name) {
+        return Ok(vec![target]);
     }
+    if config.servers.iter().any(|s| s.name == name) {
+        let prefix = format!("{name}{UNIT_SEPARATOR}");
+        return Ok(config.targets.iter().filter(|t| t.name.starts_with(&prefix)).collect());
+    }
+    Err(unknown_target(config, name))
+}
+
+/// The error for a name no target has, listing the names that would do.
+pub fn unknown_target(config: &Config, name: &str) -> UnknownTarget {
+    let mut known: Vec<&str> = config.target_names();
+    known.extend(config.servers.iter().map(|s| s.name.as_str()));
+    let mut listed = known.join(", ");
+    if name.contains(UNIT_SEPARATOR) {
+        listed.push_str(" (a database added to a server target is known from the next backup run's discovery)");
+    }
+    UnknownTarget { name: name.to_string(), known: listed }
 }
 
 /// SNS wants subjects shorter than 100 characters, without control characters.

@@ -21,6 +21,8 @@ pub fn target(name: &str) -> TargetConfig {
         retention: Default::default(),
         runner: Default::default(),
         size_gb: None,
+        databases: Vec::new(),
+        exclude_databases: Vec::new(),
     }
 }
 
@@ -53,6 +55,8 @@ pub fn test_config(targets: Vec<TargetConfig>) -> Config {
         monitor: Default::default(),
         runbook_url: String::new(),
         fargate: false,
+        servers: Vec::new(),
+        gone: Vec::new(),
     }
 }
 

@@ -30,8 +30,10 @@ use crate::pipeline::stream::{stream_to_upload, Progress, StreamError, StreamSet
 use crate::ports::*;
 
 mod alerts;
+mod discover;
 use super::kernel::{expiry, publish_or_warn, record_run_or_warn, select_targets, HeldBy, Lease, UnknownTarget};
 use alerts::{backup_failed_alert, backup_succeeded_alert};
+pub use discover::ServerDiscovery;
 
 pub const TOOL: &str = concat!("backstop ", env!("CARGO_PKG_VERSION"));
 
@@ -65,6 +67,34 @@ pub enum FanOutError {
         "the recent backups of {target} could not be read from the catalog (DynamoDB), to choose its runner: {cause}"
     )]
     History { target: String, cause: CatalogError },
+    #[error("the server targets' inventories could not be read from the catalog (DynamoDB), to discover their databases: {0}")]
+    Inventories(CatalogError),
+}
+
+/// The targets a request resolved to, with the server targets among them discovered.
+struct Resolved {
+    targets: Vec<TargetConfig>,
+    /// Servers whose databases could not be listed, and why (each alerted already).
+    failed_servers: Vec<(String, String)>,
+}
+
+/// Whether resolving a request's targets discovers its server targets now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discovery {
+    /// Discover, store the inventories and alert on what changed (a real run).
+    Recorded,
+    /// Discover, but store nothing and alert nobody (a dry run).
+    Quiet,
+    /// The servers' databases as the last discovery left them (a plan that is only shown).
+    None,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ResolveError {
+    #[error(transparent)]
+    Unknown(#[from] UnknownTarget),
+    #[error(transparent)]
+    Inventories(CatalogError),
 }
 
 /// What the failure path of a run that died found and did.
@@ -240,14 +270,41 @@ impl BackupJob {
         self.progress.clone()
     }
 
-    /// Runs the request over its targets, one after the other, and records the run.
+    /// Runs the request over its targets, one after the other, and records the run. Without a target, or with
+    /// a server target's name, the server's databases are discovered first (a server whose list cannot be read
+    /// is a failed result of its own).
     pub async fn run(&self, request: &BackupRequest) -> Result<RunRecord, UnknownTarget> {
-        let targets = select_targets(&self.config, request.target.as_deref())?;
+        let named = request.target.clone().map(|name| vec![name]);
         let run_id = uuid::Uuid::new_v4().to_string();
         let started_at = self.deps.clock.now();
         let clock = Instant::now();
-        let mut results = Vec::with_capacity(targets.len());
-        for target in targets {
+        let discovery = if request.dry_run { Discovery::Quiet } else { Discovery::Recorded };
+        let (targets, mut results): (Vec<TargetConfig>, Vec<TargetResult>) =
+            match self.resolve(named.as_deref(), discovery).await {
+                Ok(resolved) => {
+                    let failed = resolved.failed_servers.into_iter().map(|(server, why)| TargetResult {
+                        target: server,
+                        outcome: TargetOutcome::Failed,
+                        backup_id: None,
+                        message: format!("cannot list the server's databases: {why}"),
+                        duration_ms: 0,
+                    });
+                    (resolved.targets, failed.collect())
+                }
+                Err(ResolveError::Unknown(e)) => return Err(e),
+                Err(ResolveError::Inventories(e)) => {
+                    let message = format!("cannot read the server targets' inventories from the catalog: {e}");
+                    let failed = self.config.servers.iter().map(|s| TargetResult {
+                        target: s.name.clone(),
+                        outcome: TargetOutcome::Failed,
+                        backup_id: None,
+                        message: message.clone(),
+                        duration_ms: 0,
+                    });
+                    (self.config.targets.iter().filter(|t| !t.is_discovered()).cloned().collect(), failed.collect())
+                }
+            };
+        for target in &targets {
             let result = if request.dry_run {
                 self.preflight_target(target).await
             } else {
@@ -542,20 +599,64 @@ impl BackupJob {
         }
     }
 
+    /// The targets `named` names (`None`: every configured target, then every server target's databases), with
+    /// each server target among them discovered now (unless `Discovery::None`): a new database is backed up by
+    /// the run that finds it. A database of a server named alone (`<server>.<database>`, a unit of a fan-out)
+    /// is taken from the inventory the configuration was loaded with: units never discover.
+    async fn resolve(&self, named: Option<&[String]>, discovery: Discovery) -> Result<Resolved, ResolveError> {
+        let discover = discovery != Discovery::None;
+        let servers: Vec<&TargetConfig> = match named {
+            _ if !discover => Vec::new(),
+            None => self.config.servers.iter().collect(),
+            Some(names) => self.config.servers.iter().filter(|s| names.contains(&s.name)).collect(),
+        };
+        let discovered =
+            self.discover(&servers, discovery == Discovery::Recorded).await.map_err(ResolveError::Inventories)?;
+        let failed_servers =
+            discovered.iter().filter_map(|d| d.failure.clone().map(|why| (d.server.clone(), why))).collect();
+        let of_server = |name: &str| discovered.iter().find(|d| d.server == name).map(|d| d.targets.clone());
+        let targets = match named {
+            None if discovery == Discovery::None => self.config.targets.clone(),
+            None => {
+                let configured = self.config.targets.iter().filter(|t| !t.is_discovered()).cloned();
+                configured.chain(discovered.iter().flat_map(|d| d.targets.clone())).collect()
+            }
+            Some(names) => {
+                let mut targets = Vec::new();
+                for name in names {
+                    match of_server(name) {
+                        Some(found) => targets.extend(found),
+                        None => targets.extend(select_targets(&self.config, Some(name))?.into_iter().cloned()),
+                    }
+                }
+                targets
+            }
+        };
+        Ok(Resolved { targets, failed_servers })
+    }
+
     /// The units a fan-out runs, one per target (every configured one, in the configuration's order, or those
     /// `named`, each of which must be configured), each with where it runs and why: [`runner::decide`] on the
     /// target's recent backups. Without the Fargate runner deployed, a unit that would go there runs on Lambda,
     /// and its reasons say so.
     pub async fn fan_out(&self, named: Option<&[String]>) -> Result<Vec<PlannedUnit>, FanOutError> {
-        let targets: Vec<&TargetConfig> = match named {
-            None => self.config.targets.iter().collect(),
-            Some(names) => names
-                .iter()
-                .map(|name| select_targets(&self.config, Some(name)).map(|t| t[0]))
-                .collect::<Result<_, _>>()?,
+        self.planned(named, Discovery::Recorded).await
+    }
+
+    /// The units [`Self::fan_out`] would run, with server targets' databases as their last discovery found them:
+    /// reads the catalog, writes nothing, alerts nobody (`backstop runners`).
+    pub async fn plan(&self, named: Option<&[String]>) -> Result<Vec<PlannedUnit>, FanOutError> {
+        self.planned(named, Discovery::None).await
+    }
+
+    async fn planned(&self, named: Option<&[String]>, discovery: Discovery) -> Result<Vec<PlannedUnit>, FanOutError> {
+        let targets = match self.resolve(named, discovery).await {
+            Ok(resolved) => resolved.targets,
+            Err(ResolveError::Unknown(e)) => return Err(e.into()),
+            Err(ResolveError::Inventories(e)) => return Err(FanOutError::Inventories(e)),
         };
         let mut units = Vec::with_capacity(targets.len());
-        for target in targets {
+        for target in &targets {
             let records = self
                 .deps
                 .catalog

@@ -27,16 +27,20 @@ struct World {
     clock: FixedClock,
     metrics: Arc<RecordingMetrics>,
     job: BackupJob,
+    deps: BackupDeps,
 }
 
 fn world(dump: ScriptedDump) -> World {
+    world_with(dump, test_config(vec![target("orders"), target("billing")]))
+}
+
+fn world_with(dump: ScriptedDump, config: Config) -> World {
     let store = MemoryStore::default();
     let catalog = MemoryCatalog::default();
     let alerts = RecordingAlerts::default();
     let dumper = ScriptedDumper::new(dump);
     let clock = FixedClock::at(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap());
     let metrics = Arc::new(RecordingMetrics::default());
-    let config = test_config(vec![target("orders"), target("billing")]);
     let env = [("ORDERS_PW".to_string(), PASSWORD.to_string())].into_iter().collect();
     let deps = BackupDeps {
         store: Arc::new(store.clone()),
@@ -49,8 +53,8 @@ fn world(dump: ScriptedDump) -> World {
     };
     let mut settings = StreamSettings::new(Codec::Zstd, 3);
     settings.part_sizer = PartSizer { initial: 64, parts_per_doubling: 4 };
-    let job = BackupJob::new(Arc::new(config), deps).with_stream_settings(settings);
-    World { store, catalog, alerts, dumper, clock, metrics, job }
+    let job = BackupJob::new(Arc::new(config), deps.clone()).with_stream_settings(settings);
+    World { store, catalog, alerts, dumper, clock, metrics, job, deps }
 }
 
 fn request(target: Option<&str>, key: Option<&str>) -> BackupRequest {
@@ -585,4 +589,152 @@ async fn given_the_catalog_cannot_mark_an_abandoned_backup_then_it_stays_for_the
     let _ = w.job.run(&request(Some("orders"), None)).await.unwrap();
     assert_eq!(record_of(&w, &killed.backup_id).status, BackupStatus::Failed);
     assert!(w.store.open_upload_keys().is_empty());
+}
+
+// ---------------------------------------------------------------- server targets
+
+/// `orders`, and the server target `prod`: every database but `*_scratch`, discovered through `postgres`.
+fn server_world(databases: &[&str]) -> World {
+    let mut server = target("prod");
+    server.database = "postgres".into();
+    server.databases = vec!["*".into()];
+    server.exclude_databases = vec!["*_scratch".into()];
+    let mut config = test_config(vec![target("orders")]);
+    config.servers = vec![server];
+    let w = world_with(ScriptedDump::succeeding(SQL), config);
+    w.dumper.set_databases(databases);
+    w
+}
+
+/// The job as the next invocation builds it: the configuration with the catalog's inventories.
+async fn next_invocation(w: &World) -> BackupJob {
+    let config = (*w.job.config).clone().with_inventories(&w.catalog.inventories().await.unwrap());
+    BackupJob::new(Arc::new(config), w.deps.clone())
+}
+
+fn unit_names(units: &[PlannedUnit]) -> Vec<&str> {
+    units.iter().map(|u| u.target.as_str()).collect()
+}
+
+#[tokio::test]
+async fn given_a_server_target_its_databases_are_discovered_and_each_is_a_unit_after_the_configured_targets() {
+    let w = server_world(&["postgres", "billing", "app", "tmp_scratch"]);
+    let units = w.job.fan_out(None).await.unwrap();
+    assert_eq!(unit_names(&units), ["orders", "prod.app", "prod.billing", "prod.postgres"]);
+    assert!(w.alerts.sent().is_empty(), "new databases need nobody: {:?}", w.alerts.sent());
+    let inventory = &w.catalog.inventories().await.unwrap()[0];
+    assert_eq!(inventory.present().count(), 3);
+    // A unit runs in an invocation of its own, which knows the database from the inventory.
+    let job = next_invocation(&w).await;
+    let run = job.run(&request(Some("prod.billing"), Some("execution-1"))).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    let record = &w.catalog.backups()[0];
+    assert_eq!(record.target, "prod.billing");
+    assert!(record.dump.as_ref().unwrap().key.starts_with("prod.billing/"));
+    // Naming the server runs the fan-out over its databases only.
+    let units = job.fan_out(Some(&["prod".to_string()])).await.unwrap();
+    assert_eq!(unit_names(&units), ["prod.app", "prod.billing", "prod.postgres"]);
+}
+
+#[tokio::test]
+async fn given_databases_added_and_dropped_then_the_new_are_units_and_the_dropped_alert_once_and_stay_for_purge() {
+    let w = server_world(&["a", "b"]);
+    w.job.fan_out(None).await.unwrap();
+    w.clock.advance(chrono::Duration::days(1));
+    w.dumper.set_databases(&["a", "c"]);
+    let units = w.job.fan_out(None).await.unwrap();
+    assert_eq!(unit_names(&units), ["orders", "prod.a", "prod.c"]);
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].severity, Severity::Warning);
+    assert!(alerts[0].body.contains("\"b\"") && alerts[0].body.contains("no longer backed up"), "{}", alerts[0].body);
+    w.clock.advance(chrono::Duration::days(1));
+    w.job.fan_out(None).await.unwrap();
+    assert_eq!(w.alerts.sent().len(), 1, "a database gone already is not alerted again");
+    let job = next_invocation(&w).await;
+    assert_eq!(job.config.target_names(), ["orders", "prod.a", "prod.c"]);
+    assert_eq!(job.config.gone.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["prod.b"]);
+    assert_eq!(job.config.target("prod.b").unwrap().database, "b", "a request may still name it");
+}
+
+#[tokio::test]
+async fn given_a_database_whose_name_cannot_be_a_key_then_every_run_alerts_and_the_others_are_backed_up() {
+    let w = server_world(&["a", "My Database"]);
+    let units = w.job.fan_out(None).await.unwrap();
+    assert_eq!(unit_names(&units), ["orders", "prod.a"]);
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].severity, Severity::Critical);
+    assert!(
+        alerts[0].body.contains("\"My Database\"") && alerts[0].body.contains("NOT backed up"),
+        "{}",
+        alerts[0].body
+    );
+    w.job.fan_out(None).await.unwrap();
+    assert_eq!(w.alerts.sent().len(), 2, "not backed up is said at every run");
+}
+
+#[tokio::test]
+async fn given_patterns_that_select_nothing_then_the_run_says_so() {
+    let w = server_world(&["x_scratch"]);
+    let units = w.job.fan_out(None).await.unwrap();
+    assert_eq!(unit_names(&units), ["orders"]);
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].body.contains("nothing of this server is backed up"), "{}", alerts[0].body);
+}
+
+#[tokio::test]
+async fn given_a_server_that_cannot_be_listed_then_it_alerts_and_its_known_databases_are_still_backed_up() {
+    let w = server_world(&["a", "b"]);
+    w.job.fan_out(None).await.unwrap();
+    *w.dumper.databases.lock().unwrap() =
+        Err(format!("psql: error: connection to server failed: password authentication failed ({PASSWORD})"));
+    let units = w.job.fan_out(None).await.unwrap();
+    assert_eq!(unit_names(&units), ["orders", "prod.a", "prod.b"]);
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].severity, Severity::Critical);
+    assert!(
+        alerts[0].body.contains("known from the last discovery are backed up as usual: a, b"),
+        "{}",
+        alerts[0].body
+    );
+    assert!(!alerts[0].body.contains(PASSWORD), "the password is redacted: {}", alerts[0].body);
+    // A run over every target records the server's failure as a result of its own.
+    let run = w.job.run(&request(None, None)).await.unwrap();
+    let server = run.targets.iter().find(|t| t.target == "prod").expect("the server's result");
+    assert_eq!(server.outcome, TargetOutcome::Failed);
+    assert_eq!(run.targets.len(), 4, "orders, prod.a, prod.b and the server: {:?}", run.targets);
+}
+
+#[tokio::test]
+async fn given_the_inventories_cannot_be_read_then_the_fan_out_is_retried_rather_than_guessed() {
+    let w = server_world(&["a"]);
+    w.catalog.faults.fail("inventories");
+    assert!(matches!(w.job.fan_out(None).await, Err(FanOutError::Inventories(_))));
+    // The plan shown by `backstop runners` discovers nothing and writes nothing.
+    w.catalog.faults.heal("inventories");
+    assert_eq!(unit_names(&w.job.plan(None).await.unwrap()), ["orders"]);
+    assert!(w.catalog.inventories().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn given_a_unit_the_inventory_does_not_know_then_the_error_says_discovery_will() {
+    let w = server_world(&["a"]);
+    let err = w.job.run(&request(Some("prod.new"), None)).await.unwrap_err();
+    assert!(err.known.contains("orders") && err.known.contains("prod"), "{err}");
+    assert!(err.to_string().contains("next backup run's discovery"), "{err}");
+}
+
+#[tokio::test]
+async fn given_a_dry_run_then_discovery_lists_the_servers_databases_but_stores_nothing_and_alerts_nobody() {
+    let w = server_world(&["a", "My Database"]);
+    let mut dry = request(None, None);
+    dry.dry_run = true;
+    let run = w.job.run(&dry).await.unwrap();
+    let names: Vec<&str> = run.targets.iter().map(|t| t.target.as_str()).collect();
+    assert_eq!(names, ["orders", "prod.a"]);
+    assert!(w.alerts.sent().is_empty(), "{:?}", w.alerts.sent());
+    assert!(w.catalog.inventories().await.unwrap().is_empty());
 }

@@ -300,7 +300,11 @@ impl PurgeJob {
     }
 
     pub async fn run(&self, request: &PurgeRequest) -> Result<Vec<TargetPurge>, UnknownTarget> {
-        let targets = select_targets(&self.config, request.target.as_deref())?;
+        let mut targets = select_targets(&self.config, request.target.as_deref())?;
+        if request.target.is_none() {
+            // Databases gone from their server keep their backups under retention, like any target's.
+            targets.extend(&self.config.gone);
+        }
         let effects: Arc<dyn PurgeEffects> = if request.dry_run {
             Arc::new(PlanOnly)
         } else {
