@@ -297,7 +297,7 @@ pub const VARIABLES: &[Variable] = &[
     var("BACKSTOP_CODEC", &[Job::Backup], false),
     var("BACKSTOP_COMPRESSION_LEVEL", &[Job::Backup], false),
     var("BACKSTOP_NOTIFY_SUCCESS", &[Job::Backup, Job::Verify], false),
-    var("BACKSTOP_FARGATE", &[Job::Backup], false),
+    var("BACKSTOP_FARGATE", &[Job::Backup, Job::Verify], false),
     var("BACKSTOP_LEASE_SECONDS", &[Job::Backup, Job::Purge], false),
     var("BACKSTOP_PG_BIN_DIR", &[Job::Backup, Job::Verify], true),
     var("BACKSTOP_MONITOR", &[Job::Monitor], false),

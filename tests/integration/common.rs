@@ -114,6 +114,7 @@ pub async fn drill(aws: &AwsFixture, config: &Config, target: &str) -> backstop:
         resume_only: false,
         abandon: None,
         sweep_only: false,
+        exclude: Vec::new(),
     };
     let run = app::verify_job(Arc::new(config.clone()), &aws.clients, Arc::new(NoMetrics)).run(&request).await.unwrap();
     assert!(run.done, "the drill of {target} ran to its end: {run:?}");

@@ -568,6 +568,7 @@ async fn point_in_time_drill(
             resume_only: pass > 0,
             abandon: None,
             sweep_only: false,
+            exclude: Vec::new(),
         };
         let run = job.run(&request).await.unwrap();
         let done = run.done;

@@ -4,16 +4,18 @@
 //! production job on in-memory fakes: a scripted pg_dump, S3 and DynamoDB in memory), and its answer goes
 //! through the state's `ResultSelector` to the next state. So every payload the machine sends is one the
 //! function accepts, every field it reads from an answer is one the function gives, and the fan-out runs one
-//! backup per target, each failure its own. (moto cannot execute a state machine that invokes Lambda.)
+//! backup per target, each failure its own. The verify machine likewise: its plan, the Lambda loop's payloads
+//! and the Fargate drills' commands and abandons. (moto cannot execute a state machine that invokes Lambda.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use backstop::adapters::memory::*;
-use backstop::app::{handle_backup_event, ErrorType};
+use backstop::app::{handle_backup_event, handle_verify_event, ErrorType};
 use backstop::config::Config;
 use backstop::domain::BackupStatus;
 use backstop::jobs::backup::{BackupDeps, BackupJob};
+use backstop::jobs::verify::{VerifyDeps, VerifyJob};
 use backstop::metrics::NoMetrics;
 use backstop::passwords::PasswordResolver;
 use chrono::{TimeZone, Utc};
@@ -46,6 +48,24 @@ fn backup_definition() -> Value {
         .replace("${BackupConcurrency}", &concurrency.to_string())
         .replace("${BackupClusterArn}", "backup-cluster")
         .replace("${BackupTaskDefinitionArn}", "backup-task")
+        .replace("${SubnetIds}", "subnet-a,subnet-b")
+        .replace("${SecurityGroupIds}", "sg-1")
+        .replace("${Partition}", "aws");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The verify machine's definition, with its substitutions made as [`backup_definition`] does.
+fn verify_definition() -> Value {
+    let template = template();
+    let machine = &template["Resources"]["VerifyStateMachine"]["Properties"];
+    assert!(format!("{:?}", machine["Policies"]).contains("\"VerifyFunction\""), "the machine may invoke it");
+    let concurrency = template["Parameters"]["DrillConcurrency"]["Default"].as_u64().unwrap();
+    let text = serde_json::to_string(&machine["Definition"]).unwrap();
+    let text = text
+        .replace("${VerifyFunctionArn}", "verify-function")
+        .replace("${DrillConcurrency}", &concurrency.to_string())
+        .replace("${BackupClusterArn}", "backup-cluster")
+        .replace("${VerifyTaskDefinitionArn}", "verify-task")
         .replace("${SubnetIds}", "subnet-a,subnet-b")
         .replace("${SecurityGroupIds}", "sg-1")
         .replace("${Partition}", "aws");
@@ -123,7 +143,8 @@ fn intrinsic(expression: &str, input: &Value, context: &Value) -> Value {
 /// A state's `Parameters.Payload` (or `Payload.$`) for `input`: what Lambda receives.
 fn payload(state: &Value, input: &Value, context: &Value) -> Value {
     assert_eq!(state["Resource"], "arn:aws:states:::lambda:invoke", "{state}");
-    assert_eq!(state["Parameters"]["FunctionName"], "backup-function", "{state}");
+    let function = state["Parameters"]["FunctionName"].as_str().unwrap();
+    assert!(["backup-function", "verify-function"].contains(&function), "{state}");
     let parameters = evaluate(&state["Parameters"], input, context);
     parameters["Payload"].clone()
 }
@@ -133,6 +154,8 @@ struct Fakes {
     alerts: RecordingAlerts,
     dumper: ScriptedDumper,
     job: BackupJob,
+    config: Arc<Config>,
+    deps: BackupDeps,
 }
 
 /// The production backup job on in-memory fakes, with three targets (without the Fargate runner).
@@ -173,7 +196,8 @@ fn fakes_with(fargate: bool, archive_settings: Value) -> Fakes {
         clock: Arc::new(FixedClock::at(Utc.with_ymd_and_hms(2026, 12, 3, 4, 15, 0).unwrap())),
         metrics: Arc::new(NoMetrics),
     };
-    Fakes { catalog, alerts, dumper, job: BackupJob::new(Arc::new(config), deps) }
+    let config = Arc::new(config);
+    Fakes { catalog, alerts, dumper, job: BackupJob::new(config.clone(), deps.clone()), config, deps }
 }
 
 fn states(definition: &Value) -> &serde_json::Map<String, Value> {
@@ -373,4 +397,86 @@ async fn without_the_fargate_runner_a_large_target_runs_on_lambda_and_says_why()
     let unit = &listed["targets"][0];
     assert_eq!(unit["runner"], "lambda", "{unit}");
     assert!(unit["runner_reasons"].to_string().contains("the Fargate runner is not deployed"), "{unit}");
+}
+
+/// The verify job on the same fakes as `f`'s backups, scratch servers and restores in memory.
+fn verify_job(f: &Fakes) -> VerifyJob {
+    let deps = VerifyDeps {
+        store: f.deps.store.clone(),
+        catalog: f.deps.catalog.clone(),
+        alerts: f.deps.alerts.clone(),
+        scratch: Arc::new(MemoryScratch::default()),
+        restorer: Arc::new(ScriptedRestorer::default()),
+        point_in_time: None,
+        passwords: f.deps.passwords.clone(),
+        clock: f.deps.clock.clone(),
+        metrics: Arc::new(NoMetrics),
+    };
+    VerifyJob::new(f.config.clone(), deps)
+}
+
+#[tokio::test]
+async fn the_verify_state_machine_plans_loops_the_lambda_drills_and_gives_each_fargate_drill_its_command() {
+    let definition = verify_definition();
+    let f = fakes_with(true, json!({ "runner": "fargate" }));
+    let backups = backstop::jobs::backup::BackupRequest {
+        target: None,
+        dry_run: false,
+        trigger: backstop::domain::Trigger::Schedule,
+        request_id: "backups".into(),
+        idempotency_key: None,
+        deadline: None,
+    };
+    assert_eq!(f.job.run(&backups).await.unwrap().outcome, "succeeded");
+    let verify = verify_job(&f);
+    let context = json!({ "Execution": { "StartTime": "2026-12-06T06:00:00Z" } });
+
+    // PlanDrills: its answer, through the ResultSelector, lands at $.plan of the execution's input.
+    assert_eq!(definition["StartAt"], "PlanDrills");
+    let plan_state = &states(&definition)["PlanDrills"];
+    let mut state = json!({ "trigger": "schedule" });
+    let answer = handle_verify_event(&verify, &payload(plan_state, &state, &context), "plan", None).await.unwrap();
+    assert_eq!(plan_state["ResultPath"], "$.plan");
+    state["plan"] = evaluate(&plan_state["ResultSelector"], &json!({ "Payload": answer }), &context);
+    assert_eq!(state["plan"]["concurrency"], json!(2), "{state}");
+
+    let branches = states(&definition)["Drills"]["Branches"].as_array().unwrap();
+    // The Lambda loop: StartDrills, then ResumeDrills until done, each payload from the plan.
+    let lambda = &branches[0]["States"];
+    let mut step = "StartDrills";
+    for _ in 0..20 {
+        let task = &lambda[step];
+        let answer = handle_verify_event(&verify, &payload(task, &state, &context), step, None).await.unwrap();
+        let result = evaluate(&task["ResultSelector"], &json!({ "Payload": answer }), &context);
+        if result["done"] == true {
+            break;
+        }
+        step = "ResumeDrills";
+    }
+    let drilled: std::collections::BTreeSet<String> = f.catalog.drills().into_iter().map(|d| d.target).collect();
+    assert_eq!(drilled.into_iter().collect::<Vec<_>>(), ["audit", "billing", "orders"], "archive is Fargate's");
+    // Abandon's payload is one the function takes, and leaves the Fargate target alone too.
+    let abandon = payload(&lambda["Abandon"], &state, &context);
+    assert_eq!(abandon["exclude"], json!(["archive"]));
+    handle_verify_event(&verify, &abandon, "abandon", None).await.unwrap();
+
+    // The Fargate side: one item per Fargate target, its task's command the plan's, its abandon the function's.
+    let map = &branches[1]["States"]["DrillEachOnFargate"];
+    let items = path(map["ItemsPath"].as_str().unwrap(), &state, &context);
+    assert_eq!(path(map["MaxConcurrencyPath"].as_str().unwrap(), &state, &context), json!(2));
+    let items = items.as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    let processor = &map["ItemProcessor"]["States"];
+    let task = evaluate(&processor["DrillOnFargate"]["Parameters"], &items[0], &context);
+    assert_eq!(task["TaskDefinition"], "verify-task");
+    assert_eq!(task["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"], json!(["subnet-a", "subnet-b"]));
+    assert_eq!(
+        task["Overrides"]["ContainerOverrides"][0]["Command"],
+        json!(["verify", "--target", "archive", "--trigger", "schedule", "--emf"])
+    );
+    let abandon = payload(&processor["AbandonFargateDrill"], &items[0], &context);
+    let answer = handle_verify_event(&verify, &abandon, "abandon-archive", None).await.unwrap();
+    assert_eq!(answer["done"], true, "nothing of archive's was left unfinished: {answer}");
+    let failed = evaluate(&processor["FargateDrillFailed"]["Parameters"], &items[0], &context);
+    assert_eq!(failed, json!({ "target": "archive", "failed": "FargateDrillFailed" }));
 }

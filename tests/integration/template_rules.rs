@@ -327,14 +327,28 @@ fn replication_failures_alarm_and_object_lock_with_replication_is_refused() {
     assert!(refused.contains("ObjectLockDays") && refused.contains("ReplicaBucketArn"), "{refused}");
 }
 
+/// The verify state machine's parts: its definition, the Lambda loop's states, and the states of one Fargate drill.
+fn verify_machine(template: &Value) -> (&Value, &Value, &Value) {
+    let definition = &template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"];
+    let branches = definition["States"]["Drills"]["Branches"].as_sequence().expect("Drills is a Parallel state");
+    let lambda_loop = &branches[0]["States"];
+    let fargate = &branches[1]["States"]["DrillEachOnFargate"]["ItemProcessor"]["States"];
+    (definition, lambda_loop, fargate)
+}
+
 #[test]
 fn drill_tasks_time_out_and_retry_crashed_invocations() {
     let template = template();
-    let states =
-        template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"]["States"].as_mapping().unwrap();
-    let mut tasks = 0;
-    for (name, state) in states.iter().filter(|(_, s)| s["Type"].as_str() == Some("Task")) {
-        tasks += 1;
+    let (definition, lambda_loop, fargate) = verify_machine(&template);
+    let invocations: Vec<(String, &Value)> = [lambda_loop, fargate]
+        .iter()
+        .flat_map(|states| states.as_mapping().unwrap().iter())
+        .filter(|(_, s)| {
+            s["Type"].as_str() == Some("Task") && s["Resource"].as_str().unwrap().contains("lambda:invoke")
+        })
+        .map(|(name, state)| (name.as_str().unwrap().to_string(), state))
+        .collect();
+    for (name, state) in &invocations {
         let timeout = state["TimeoutSeconds"].as_u64().unwrap_or_else(|| panic!("{name:?} has no TimeoutSeconds: a hung invocation would hold the execution until its own timeout, with no Catch"));
         assert!((901..=1200).contains(&timeout), "{name:?}: {timeout} s, just past the function's 900 s");
         let retries = format!("{:?}", state["Retry"]);
@@ -343,7 +357,22 @@ fn drill_tasks_time_out_and_retry_crashed_invocations() {
             "{name:?} abandons the drills at a crash: {retries}"
         );
     }
-    assert_eq!(tasks, 3, "StartDrills, ResumeDrills, Abandon");
+    let names: Vec<&str> = invocations.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names.len(), 4, "StartDrills, ResumeDrills, Abandon and AbandonFargateDrill: {names:?}");
+    // The plan only reads the catalog: a short bound, and retried while the catalog cannot be read.
+    let plan = &definition["States"]["PlanDrills"];
+    assert!(plan["TimeoutSeconds"].as_u64().unwrap() <= 300);
+    assert!(format!("{:?}", plan["Retry"]).contains("Retryable"));
+    // Every way out of a Fargate drill that failed goes through the function's abandon.
+    let task = &fargate["DrillOnFargate"];
+    assert_eq!(task["Catch"][0]["Next"].as_str(), Some("AbandonFargateDrill"));
+    assert!(format!("{:?}", fargate["AbandonFargateDrill"]["Retry"]).contains("LeaseHeld"));
+    // No branch ends in a Fail: one side failing must not cancel the other's drills mid-restore.
+    for states in [lambda_loop, fargate] {
+        for (name, state) in states.as_mapping().unwrap() {
+            assert_ne!(state["Type"].as_str(), Some("Fail"), "{name:?} would cancel the other branch");
+        }
+    }
 }
 
 #[test]
@@ -378,8 +407,7 @@ fn hung_task_seconds(task: &Value) -> u64 {
 #[test]
 fn the_drill_loop_is_bounded_by_elapsed_time_and_leaves_room_to_abandon() {
     let template = template();
-    let definition = &template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"];
-    let states = &definition["States"];
+    let (definition, states, fargate) = verify_machine(&template);
     let text = format!("{definition:?}");
     assert!(
         !text.contains("polls") && !text.contains("MathAdd"),
@@ -409,6 +437,23 @@ fn the_drill_loop_is_bounded_by_elapsed_time_and_leaves_room_to_abandon() {
         + states["Abandon"]["TimeoutSeconds"].as_u64().unwrap();
     let execution = definition["TimeoutSeconds"].as_u64().unwrap();
     assert!(worst <= execution, "giving up at {} s leaves Abandon no room: {worst} s > {execution} s", bound_ms / 1000);
+    // A Fargate drill gets the loop's bound, then its abandon: it waits out the stopped task's verify lease
+    // (LeaseHeld, a minute apart) and may hang and be retried. All of it before the execution's timeout.
+    let task = fargate["DrillOnFargate"]["TimeoutSeconds"].as_u64().unwrap();
+    assert_eq!(task, bound_ms / 1000, "a Fargate drill is bounded as the Lambda loop is");
+    let abandon = &fargate["AbandonFargateDrill"];
+    let lease_waits = abandon["Retry"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| format!("{:?}", r["ErrorEquals"]).contains("LeaseHeld"))
+        .map(|r| r["IntervalSeconds"].as_u64().unwrap() * r["MaxAttempts"].as_u64().unwrap())
+        .unwrap();
+    let worst = task + lease_waits + hung_task_seconds(abandon);
+    assert!(
+        worst <= execution,
+        "a Fargate drill stopped at {task} s leaves its abandon no room: {worst} s > {execution} s"
+    );
     // And the execution ends within the scratch lifetime (6 h by default), past which the sweep deletes instances.
     assert!(execution <= 6 * 3600, "{execution}");
 }

@@ -64,6 +64,7 @@ fn verify_request(backup: Option<&BackupRecord>, max_steps: Option<usize>) -> Ve
         resume_only: false,
         abandon: None,
         sweep_only: false,
+        exclude: Vec::new(),
     }
 }
 

@@ -396,14 +396,21 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
         resume_only: false,
         abandon: None,
         sweep_only: false,
+        exclude: Vec::new(),
     };
     let drill =
         app::verify_job(config.clone(), &verify_log.clients(&aws), Arc::new(NoMetrics)).run(&request).await.unwrap();
     assert!(drill.done, "{drill:?}");
     assert!(records(&aws, "app").await.iter().any(|b| b.status == BackupStatus::Verified));
+    // The verify state machine's plan: where each target's next drill runs.
+    let units =
+        app::verify_job(config.clone(), &verify_log.clients(&aws), Arc::new(NoMetrics)).plan(None).await.unwrap();
+    assert_eq!(units.len(), 2, "{units:?}");
     rds_paths(&verify_log).await;
     read_targets_as_deployed(&aws, &verify_log).await;
     check_function(&template, Job::Verify, &verify_log);
+    // The Fargate drill task runs the same job with the same program: held to the same calls.
+    check_task(&template, Job::Verify, &verify_log);
 
     // Monitor: the ages of that backup and its drill.
     let monitor_log = CallLog::default();

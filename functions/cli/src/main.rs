@@ -68,6 +68,10 @@ enum Command {
         /// Drill this backup (default: the latest of each target). Needs --target.
         #[arg(long, requires = "target")]
         backup: Option<String>,
+        /// What started the run, as its drill records say: `cli`, or `schedule`/`console` when the verify state
+        /// machine runs this command as a Fargate task.
+        #[arg(long, default_value = "cli", value_parser = ["cli", "schedule", "console"])]
+        trigger: String,
         /// Print the drills as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -146,14 +150,13 @@ async fn main() -> ExitCode {
     let metrics: Arc<dyn MetricsSink> = if cli.emf { Arc::new(StderrEmf) } else { Arc::new(NoMetrics) };
     match cli.command {
         Command::Backup { target, dry_run, idempotency_key, trigger, json } => {
-            let trigger = match trigger.as_str() {
-                "schedule" => Trigger::Schedule,
-                "console" => Trigger::Console,
-                _ => Trigger::Cli,
-            };
+            let trigger = parse_trigger(&trigger);
             backup(config, &clients, metrics, BackupArgs { target, dry_run, idempotency_key, trigger, json }).await
         }
-        Command::Verify { target, backup, json } => verify(config, &clients, metrics, target, backup, json).await,
+        Command::Verify { target, backup, trigger, json } => {
+            verify(config, &clients, metrics, VerifyArgs { target, backup, trigger: parse_trigger(&trigger), json })
+                .await
+        }
         Command::Purge { target, dry_run, force, json } => {
             purge(config, &clients, metrics, target, dry_run, force, json).await
         }
@@ -163,6 +166,15 @@ async fn main() -> ExitCode {
             show_backup(&config, &clients, target, &backup, json).await
         }
         Command::Status { target, limit, json, .. } => show_status(&config, &clients, target, limit, json).await,
+    }
+}
+
+/// `--trigger`, which clap has limited to these three.
+fn parse_trigger(trigger: &str) -> Trigger {
+    match trigger {
+        "schedule" => Trigger::Schedule,
+        "console" => Trigger::Console,
+        _ => Trigger::Cli,
     }
 }
 
@@ -303,26 +315,33 @@ async fn show_progress(progress: Arc<Progress>) {
     }
 }
 
+struct VerifyArgs {
+    target: Option<String>,
+    backup: Option<String>,
+    trigger: Trigger,
+    json: bool,
+}
+
 /// Runs the verify job until every drill is done, waiting while scratch servers are being created.
 async fn verify(
     config: Arc<Config>,
     clients: &AwsClients,
     metrics: Arc<dyn MetricsSink>,
-    target: Option<String>,
-    backup: Option<String>,
-    json: bool,
+    args: VerifyArgs,
 ) -> ExitCode {
+    let VerifyArgs { target, backup, trigger, json } = args;
     let job = app::verify_job(config, clients, metrics);
     let mut request = VerifyRequest {
         target,
         backup_id: backup.map(BackupId),
-        trigger: Trigger::Cli,
+        trigger,
         request_id: format!("cli-{}", std::process::id()),
         deadline: None,
         max_steps: None,
         resume_only: false,
         abandon: None,
         sweep_only: false,
+        exclude: Vec::new(),
     };
     // An RDS instance takes minutes to create; a drill that makes no progress for an hour is given up on.
     const PASSES: usize = 360;
@@ -521,6 +540,48 @@ mod tests {
                 assert!(!dry_run && !json);
             }
             _ => panic!("{argv:?} is not a backup"),
+        }
+    }
+
+    /// The verify state machine runs this program as a Fargate drill with the command the verify function's
+    /// plan gives each unit (`app::handle_verify_event`, action `plan`), passed through as it is: the task's
+    /// override must take it from the unit, and the CLI must accept it.
+    #[test]
+    fn the_fargate_drills_command_comes_from_the_plan_and_is_a_verify_of_the_units_target() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+        let template: serde_norway::Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let machine = &template["Resources"]["VerifyStateMachine"]["Properties"]["Definition"];
+        let fargate = &machine["States"]["Drills"]["Branches"][1];
+        let task = &fargate["States"]["DrillEachOnFargate"]["ItemProcessor"]["States"]["DrillOnFargate"];
+        let command = &task["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"];
+        assert_eq!(command.as_str(), Some("$.command"), "the unit's command, as the plan made it");
+        for (argv, backup) in [
+            (vec!["verify", "--target", "fleet.orders", "--trigger", "schedule", "--emf"], None),
+            (
+                vec![
+                    "verify",
+                    "--target",
+                    "archive",
+                    "--trigger",
+                    "console",
+                    "--backup",
+                    "20261203T010000Z-ab",
+                    "--emf",
+                ],
+                Some("20261203T010000Z-ab"),
+            ),
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("backstop").chain(argv.iter().copied()))
+                .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert!(cli.emf);
+            match cli.command {
+                Command::Verify { target, backup: b, trigger, json } => {
+                    assert_eq!((target.as_deref(), b.as_deref()), (Some(argv[2]), backup));
+                    assert_eq!(trigger, argv[4]);
+                    assert!(!json);
+                }
+                _ => panic!("{argv:?} is not a verify"),
+            }
         }
     }
 }

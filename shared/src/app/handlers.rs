@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::ConfigError;
+use crate::domain::discovery::valid_unit_name;
+use crate::domain::runner::Runner;
 use crate::domain::Trigger;
 use crate::event::{parse_backup_invocation, BackupInvocation, StoppedRunEvent, TargetList};
 use crate::jobs::backup::{BackupJob, FanOutError, StoppedRunError};
@@ -202,7 +204,9 @@ fn describe_cause(cause: &str) -> String {
 /// The verify function's handler: `{}` (every target), `{"target": "NAME"}`, or with `"backup_id"`; a loop
 /// that invokes it again until `done` sends `"resume_only": true` after the first call (and, when it runs out
 /// of patience, `"abandon": "why"` to fail and clean up what is unfinished), so drills that already
-/// finished are not started again. Fails (for Step Functions' Catch) when the request itself is wrong.
+/// finished are not started again; `"exclude"` names targets the call leaves alone (drilled on Fargate). The
+/// state machine's first call is `{"action": "plan", "input": <its input>}` ([`plan_drills`]). Fails (for Step
+/// Functions' Catch) when the request itself is wrong.
 pub async fn handle_verify_event(
     job: &VerifyJob,
     event: &Value,
@@ -225,20 +229,75 @@ pub async fn handle_verify_event(
         /// `schedule` (the state machine's scheduled start) or `console` (the default: a person).
         #[serde(default)]
         trigger: Option<String>,
+        /// `plan`: where each target's drill runs, and the payloads of the state machine's steps; nothing runs.
+        #[serde(default)]
+        action: Option<String>,
+        /// Targets whose drills run elsewhere (on Fargate): left alone by this invocation.
+        #[serde(default)]
+        exclude: Vec<String>,
+        /// With `action: plan`: the execution's input (`target`, `backup_id`, `trigger`, all optional).
+        #[serde(default)]
+        input: Option<Value>,
+    }
+    /// The verify state machine's input, as its first step passes it on.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ExecutionInput {
+        #[serde(default)]
+        target: Option<String>,
+        #[serde(default)]
+        backup_id: Option<String>,
+        #[serde(default)]
+        trigger: Option<String>,
     }
     let invalid = |message: String| HandlerError { error_type: ErrorType::InvalidEvent, message };
     let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
     let parsed: VerifyEvent = serde_json::from_value(event).map_err(|e| {
         invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\", \"backup_id\": \"ID\"}}"))
     })?;
+    let trigger_of = |trigger: Option<&str>| match trigger {
+        None | Some("console") => Ok(Trigger::Console),
+        Some("schedule") => Ok(Trigger::Schedule),
+        Some(other) => Err(invalid(format!("trigger {other:?} is not `schedule` or `console`"))),
+    };
+    if let Some(name) = parsed.exclude.iter().find(|name| !valid_unit_name(name)) {
+        return Err(invalid(format!("exclude: {name:?} is not a target name")));
+    }
+    match parsed.action.as_deref() {
+        None if parsed.input.is_none() => {}
+        None => return Err(invalid("input goes with action plan only".into())),
+        Some("plan") => {
+            let loop_fields = parsed.target.is_some()
+                || parsed.backup_id.is_some()
+                || parsed.trigger.is_some()
+                || parsed.resume_only
+                || parsed.abandon.is_some()
+                || parsed.sweep_only
+                || !parsed.exclude.is_empty();
+            if loop_fields {
+                return Err(invalid("action plan takes the execution's input in `input`, and nothing else".into()));
+            }
+            let input = match parsed.input {
+                None | Some(Value::Null) => Value::Object(Default::default()),
+                Some(input) => input,
+            };
+            let input: ExecutionInput = serde_json::from_value(input).map_err(|e| {
+                invalid(format!(
+                    "the execution's input is not valid: {e}. Start it with {{}} or {{\"target\": \"NAME\"}}"
+                ))
+            })?;
+            if input.backup_id.is_some() && input.target.is_none() {
+                return Err(invalid("backup_id needs target: backup ids are per target".into()));
+            }
+            let trigger = trigger_of(input.trigger.as_deref())?;
+            return plan_drills(job, input.target, input.backup_id, trigger).await;
+        }
+        Some(other) => return Err(invalid(format!("action {other:?} is not `plan` (leave it out to run drills)"))),
+    }
     if parsed.backup_id.is_some() && parsed.target.is_none() {
         return Err(invalid("backup_id needs target: backup ids are per target".into()));
     }
-    let trigger = match parsed.trigger.as_deref() {
-        None | Some("console") => crate::domain::Trigger::Console,
-        Some("schedule") => crate::domain::Trigger::Schedule,
-        Some(other) => return Err(invalid(format!("trigger {other:?} is not `schedule` or `console`"))),
-    };
+    let trigger = trigger_of(parsed.trigger.as_deref())?;
     let abandoning = parsed.abandon.is_some();
     let request = VerifyRequest {
         target: parsed.target,
@@ -250,6 +309,7 @@ pub async fn handle_verify_event(
         resume_only: parsed.resume_only,
         abandon: parsed.abandon,
         sweep_only: parsed.sweep_only,
+        exclude: parsed.exclude,
     };
     let run = job.run(&request).await.map_err(|e| match e {
         VerifyJobError::Catalog(_) => HandlerError { error_type: ErrorType::Retryable, message: e.to_string() },
@@ -267,6 +327,54 @@ pub async fn handle_verify_event(
         });
     }
     Ok(serde_json::to_value(&run).expect("runs serialize"))
+}
+
+/// The verify state machine's first step: where each target's drill runs (`VerifyJob::plan`), and the payloads
+/// of the steps that follow, so the machine holds no logic of its own: `start`, `resume` and `abandon` for the
+/// Lambda loop (each excluding the Fargate targets, whose drills that loop must not touch), and per Fargate
+/// unit the command of its task (`backstop verify --target T …`, the same program as everywhere).
+async fn plan_drills(
+    job: &VerifyJob,
+    target: Option<String>,
+    backup_id: Option<String>,
+    trigger: Trigger,
+) -> Result<Value, HandlerError> {
+    let units = job.plan(target.as_deref()).await.map_err(|e| match e {
+        VerifyJobError::Catalog(_) => HandlerError { error_type: ErrorType::Retryable, message: e.to_string() },
+        _ => HandlerError { error_type: ErrorType::InvalidEvent, message: e.to_string() },
+    })?;
+    let (fargate, lambda): (Vec<_>, Vec<_>) = units.into_iter().partition(|unit| unit.runner.runner == Runner::Fargate);
+    let excluded: Vec<&str> = fargate.iter().map(|unit| unit.target.as_str()).collect();
+    let tasks: Vec<Value> = fargate
+        .iter()
+        .map(|unit| {
+            tracing::info!(target = %unit.target, reasons = ?unit.runner.reasons, "the drill runs on Fargate");
+            let mut command = vec!["verify", "--target", &unit.target, "--trigger", trigger.as_str()];
+            if let Some(id) = &backup_id {
+                command.extend(["--backup", id]);
+            }
+            command.push("--emf");
+            serde_json::json!({ "target": unit.target, "command": command, "runner_reasons": unit.runner.reasons })
+        })
+        .collect();
+    let mut start = serde_json::json!({ "trigger": trigger.as_str(), "exclude": excluded });
+    if let Some(target) = &target {
+        start["target"] = target.clone().into();
+    }
+    if let Some(id) = &backup_id {
+        start["backup_id"] = id.clone().into();
+    }
+    Ok(serde_json::json!({
+        "lambda": lambda.iter().map(|unit| &unit.target).collect::<Vec<_>>(),
+        "fargate": tasks,
+        "start": start,
+        "resume": { "resume_only": true, "exclude": excluded },
+        "abandon": {
+            "resume_only": true,
+            "exclude": excluded,
+            "abandon": "the verify state machine gave up (an error, or its time bound); see its execution history",
+        },
+    }))
 }
 
 /// The notifier function's handler: answers what was delivered and dropped; fails once when a message did not

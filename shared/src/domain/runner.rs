@@ -24,6 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::backup::{BackupRecord, BackupStatus};
+use super::drill::{DrillPhase, DrillRecord};
 
 /// Of the Lambda budget, how much `auto` lets the estimate use before it chooses Fargate.
 pub const LAMBDA_SHARE: f64 = 0.5;
@@ -128,6 +129,50 @@ impl Evidence {
                 };
                 let seconds = (record.finished_at? - record.started_at).num_milliseconds().max(0) as f64 / 1000.0;
                 Some(PastRun { seconds, raw_bytes: record.raw_bytes, finished })
+            })
+            .take(RUNS_WEIGHED)
+            .collect();
+        Evidence { recent, configured_bytes: size_gb.map(|gb| (gb * 1e9) as u64) }
+    }
+}
+
+impl RunnerDecision {
+    /// The decision where the stack has no Fargate runner (no image deployed): a unit for Fargate runs on
+    /// Lambda, and its reasons say so and how to deploy the runner.
+    pub fn without_fargate(mut self) -> RunnerDecision {
+        if self.runner == Runner::Fargate {
+            self.runner = Runner::Lambda;
+            self.reasons.push(
+                "but the Fargate runner is not deployed (the stack's BackupImageTag is empty), so it runs on \
+                 Lambda: push the image and set BackupImageTag (docs/deploy.md#the-fargate-runner)"
+                    .to_string(),
+            );
+        }
+        self
+    }
+}
+
+impl Evidence {
+    /// A target's drills, newest first, as evidence for where its next drill runs: the restore is the one step
+    /// of a drill that cannot be split across Lambda invocations, so each drill that restored counts with its
+    /// restore's time and the SQL bytes of the backup it restored (from `backups`; 0 when that record is gone),
+    /// and one whose restore began and never ended (it failed, or was killed and abandoned) counts as unfinished,
+    /// for the time from the restore's start to the drill's end. Point-in-time drills (RDS restores its own
+    /// instance, whatever the runner) and drills that never reached the restore say nothing.
+    pub fn of_drills(drills: &[DrillRecord], backups: &[BackupRecord], size_gb: Option<f64>) -> Evidence {
+        let recent = drills
+            .iter()
+            .filter(|drill| drill.point_in_time.is_none() && drill.phase == DrillPhase::Done)
+            .filter_map(|drill| {
+                let started = drill.restore_started_at?;
+                let (ended, finished) = match (drill.restored_at, drill.finished_at) {
+                    (Some(restored), _) => (restored, true),
+                    (None, Some(finished)) => (finished, false),
+                    (None, None) => return None,
+                };
+                let seconds = (ended - started).num_milliseconds().max(0) as f64 / 1000.0;
+                let raw_bytes = backups.iter().find(|b| b.backup_id == drill.backup_id).map_or(0, |b| b.raw_bytes);
+                Some(PastRun { seconds, raw_bytes, finished })
             })
             .take(RUNS_WEIGHED)
             .collect();
@@ -397,6 +442,48 @@ mod tests {
                 decision.reasons
             );
         }
+    }
+
+    #[test]
+    fn a_targets_drills_are_evidence_by_their_restores() {
+        use crate::domain::backup::{BackupId, BackupRecord};
+        use crate::domain::codec::Codec;
+        use crate::domain::drill::{DrillRecord, PointInTimeDrill};
+        use crate::domain::Trigger;
+        let at = |minute: i64| chrono::DateTime::from_timestamp(1_764_000_000 + minute * 60, 0).unwrap();
+        let mut backup =
+            BackupRecord::in_progress("t", BackupId::new(at(0)), Trigger::Schedule, "r", at(0), Codec::Zstd);
+        backup.raw_bytes = 10_000_000_000;
+        let drill = |restore: Option<(i64, Option<i64>)>, finished: Option<i64>| {
+            let mut d = DrillRecord::new("t", backup.backup_id.clone(), at(0));
+            d.phase = if finished.is_some() { DrillPhase::Done } else { DrillPhase::Restoring };
+            if let Some((start, end)) = restore {
+                d.restore_started_at = Some(at(start));
+                d.restored_at = end.map(at);
+            }
+            d.finished_at = finished.map(at);
+            d
+        };
+        let mut point_in_time = drill(Some((0, Some(30))), Some(40));
+        point_in_time.point_in_time = Some(PointInTimeDrill { source_instance: "db".into(), restore_time: None });
+        let drills = [
+            drill(Some((1, None)), None),       // still restoring: says nothing yet
+            drill(Some((2, None)), Some(18)),   // killed at the limit, then abandoned
+            drill(Some((2, Some(7))), Some(9)), // restored 10 GB in 5 minutes
+            drill(None, Some(3)),               // failed before its restore (the object's checksum)
+            point_in_time,
+        ];
+        let evidence = Evidence::of_drills(&drills, std::slice::from_ref(&backup), None);
+        assert_eq!(
+            evidence.recent,
+            [
+                PastRun { seconds: 960.0, raw_bytes: 10_000_000_000, finished: false },
+                PastRun { seconds: 300.0, raw_bytes: 10_000_000_000, finished: true },
+            ]
+        );
+        let decision = decide(Work::Drill, RunnerSetting::Auto, &evidence, 870.0);
+        assert_eq!(decision.runner, Runner::Fargate, "{:?}", decision.reasons);
+        assert!(decision.reasons[0].contains("a recent restore did not finish"), "{:?}", decision.reasons);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::domain::backup::{attempt_prefix, ObjectKeys};
 use crate::domain::fingerprint::DumpSummary;
 use crate::domain::manifest::{Manifest, ManifestTarget, RolesRef, MANIFEST_FORMAT};
 use crate::domain::redact::redact;
-use crate::domain::runner::{self, Evidence, Runner, RunnerDecision, Work};
+use crate::domain::runner::{self, Evidence, RunnerDecision, Work};
 use crate::domain::text::human_bytes;
 use crate::domain::{
     BackupId, BackupRecord, BackupStatus, Job, ObjectRef, RunRecord, RunStart, TargetOutcome, TargetResult, Trigger,
@@ -664,15 +664,8 @@ impl BackupJob {
                 .await
                 .map_err(|cause| FanOutError::History { target: target.name.clone(), cause })?;
             let evidence = Evidence::of_backups(&records, target.size_gb);
-            let mut decision = runner::decide(Work::Backup, target.runner, &evidence, LAMBDA_BUDGET_SECONDS);
-            if decision.runner == Runner::Fargate && !self.config.fargate {
-                decision.runner = Runner::Lambda;
-                decision.reasons.push(
-                    "but the Fargate runner is not deployed (the stack's BackupImageTag is empty), so it runs on \
-                     Lambda: push the image and set BackupImageTag (docs/deploy.md#the-fargate-runner)"
-                        .to_string(),
-                );
-            }
+            let decision = runner::decide(Work::Backup, target.runner, &evidence, LAMBDA_BUDGET_SECONDS);
+            let decision = if self.config.fargate { decision } else { decision.without_fargate() };
             units.push(PlannedUnit { target: target.name.clone(), runner: decision });
         }
         Ok(units)

@@ -30,7 +30,9 @@ pub mod steps;
 mod phases;
 use phases::Stepped;
 mod texts;
+use super::backup::{PlannedUnit, LAMBDA_BUDGET_SECONDS};
 use super::kernel::{expiry, publish_or_warn, select_targets, HeldBy, Lease, UnknownTarget};
+use crate::domain::runner::{self, Evidence, Work};
 
 #[derive(Clone)]
 pub struct VerifyDeps {
@@ -65,6 +67,9 @@ pub struct VerifyRequest {
     pub abandon: Option<String>,
     /// Only destroy scratch servers past their expiry (the hourly sweep); touch no drill.
     pub sweep_only: bool,
+    /// Targets this run leaves alone: their drills run elsewhere (on Fargate, each in a task of its own, while
+    /// the state machine's Lambda loop advances the others; [`VerifyJob::plan`] says which).
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,8 +141,25 @@ impl VerifyJob {
         ));
     }
 
+    /// Where each target's next drill runs, and why: [`runner::decide`] on the restores of its recent drills
+    /// (the restore is the one step a Lambda invocation cannot split). Without the Fargate runner deployed, a
+    /// drill that would go there runs on Lambda, and its reasons say so.
+    pub async fn plan(&self, target: Option<&str>) -> Result<Vec<PlannedUnit>, VerifyJobError> {
+        let mut units = Vec::new();
+        for target in select_targets(&self.config, target)? {
+            let drills = self.deps.catalog.recent_drills(&target.name, 20).await?;
+            let backups = self.deps.catalog.recent_backups(&target.name, 100).await?;
+            let evidence = Evidence::of_drills(&drills, &backups, target.size_gb);
+            let decision = runner::decide(Work::Drill, target.runner, &evidence, LAMBDA_BUDGET_SECONDS);
+            let decision = if self.config.fargate { decision } else { decision.without_fargate() };
+            units.push(PlannedUnit { target: target.name.clone(), runner: decision });
+        }
+        Ok(units)
+    }
+
     pub async fn run(&self, request: &VerifyRequest) -> Result<VerifyRun, VerifyJobError> {
-        let targets = select_targets(&self.config, request.target.as_deref())?;
+        let mut targets = select_targets(&self.config, request.target.as_deref())?;
+        targets.retain(|t| !request.exclude.contains(&t.name));
         let swept = match self.deps.scratch.sweep_expired(self.deps.clock.now()).await {
             Ok(handles) => {
                 self.sweep_metric(false);

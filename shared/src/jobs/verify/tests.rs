@@ -33,9 +33,16 @@ async fn world() -> World {
 
 /// As [`world`]; with `pitr_source`, the target also gets point-in-time drills of that RDS instance.
 async fn world_with(pitr_source: Option<&str>) -> World {
+    world_configured(pitr_source, |_| {}).await
+}
+
+/// As [`world_with`], the configuration changed by `configure` first (every target gets a backup).
+async fn world_configured(pitr_source: Option<&str>, configure: impl FnOnce(&mut Config)) -> World {
     let mut orders = target("orders");
     orders.pitr_source_instance = pitr_source.map(str::to_string);
-    let config = Arc::new(test_config(vec![orders]));
+    let mut config = test_config(vec![orders]);
+    configure(&mut config);
+    let config = Arc::new(config);
     let pitr = MemoryPointInTime::default();
     *pitr.restorable_at.lock().unwrap() = Some(test_now() - chrono::Duration::minutes(5));
     let (store, catalog, alerts) = (MemoryStore::default(), MemoryCatalog::default(), RecordingAlerts::default());
@@ -64,7 +71,9 @@ async fn world_with(pitr_source: Option<&str>) -> World {
         deadline: None,
     };
     let run = backup.run(&request).await.unwrap();
-    assert_eq!(run.targets[0].outcome, crate::domain::TargetOutcome::Completed, "{}", run.targets[0].message);
+    for t in &run.targets {
+        assert_eq!(t.outcome, crate::domain::TargetOutcome::Completed, "{}", t.message);
+    }
     let job = VerifyJob::new(
         config,
         VerifyDeps {
@@ -93,6 +102,7 @@ fn request(max_steps: Option<usize>, resume_only: bool) -> VerifyRequest {
         resume_only,
         abandon: None,
         sweep_only: false,
+        exclude: Vec::new(),
     }
 }
 
@@ -238,4 +248,90 @@ async fn a_point_in_time_copy_that_cannot_be_deleted_keeps_the_drill_open_until_
     let drill = until_all_done(&w).await;
     assert!(drill.report.passed(), "{:?}", drill.report.checks);
     assert!(w.pitr.live().is_empty());
+}
+
+// ---------------------------------------------------------------- the state machine's plan
+
+/// `orders` drills on Lambda; `archive` (runner "fargate") in a Fargate task.
+async fn fargate_world() -> World {
+    world_configured(None, |config| {
+        let mut archive = target("archive");
+        archive.runner = crate::domain::runner::RunnerSetting::Fargate;
+        config.targets.push(archive);
+        config.fargate = true;
+    })
+    .await
+}
+
+async fn handle(w: &World, event: serde_json::Value) -> serde_json::Value {
+    crate::app::handle_verify_event(&w.job, &event, "req", None).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_plan_sends_each_drill_to_its_runner_and_the_lambda_loop_leaves_the_fargate_ones_alone() {
+    let w = fargate_world().await;
+    let plan = handle(&w, serde_json::json!({ "action": "plan", "input": { "trigger": "schedule" } })).await;
+    assert_eq!(plan["fargate"][0]["target"], "archive");
+    assert_eq!(
+        plan["fargate"][0]["command"],
+        serde_json::json!(["verify", "--target", "archive", "--trigger", "schedule", "--emf"])
+    );
+    assert!(plan["fargate"][0]["runner_reasons"][0].as_str().unwrap().contains("fargate"), "{plan}");
+    assert_eq!(plan["start"], serde_json::json!({ "trigger": "schedule", "exclude": ["archive"] }));
+    // The loop as the state machine runs it: each payload the plan gave goes back to the function as it is.
+    let started = handle(&w, plan["start"].clone()).await;
+    let drilled: Vec<&str> =
+        started["drills"].as_array().unwrap().iter().map(|d| d["target"].as_str().unwrap()).collect();
+    assert_eq!(drilled, ["orders"], "{started}");
+    let mut answer = started;
+    while answer["done"] != true {
+        answer = handle(&w, plan["resume"].clone()).await;
+    }
+    assert!(w.catalog.drills().iter().all(|d| d.target == "orders"), "archive's drill is the task's to run");
+    // A Fargate drill that dies leaves its drill to the function's abandon, for that target alone.
+    let left = DrillRecord::new(
+        "archive",
+        w.catalog.backups().iter().find(|b| b.target == "archive").unwrap().backup_id.clone(),
+        test_now(),
+    );
+    w.catalog.create_drill(&left).await.unwrap();
+    let abandon = serde_json::json!({ "target": "archive", "resume_only": true, "abandon": "the task stopped" });
+    let abandoned = handle(&w, abandon).await;
+    assert_eq!(abandoned["done"], true, "{abandoned}");
+    let archive = w.catalog.drills().into_iter().find(|d| d.target == "archive").unwrap();
+    assert_eq!(archive.phase, DrillPhase::Done);
+    assert!(w.alerts.sent().iter().any(|a| a.target.as_deref() == Some("archive")), "the abandoned drill alerts");
+}
+
+#[tokio::test]
+async fn without_the_fargate_runner_every_drill_is_planned_on_lambda_and_a_named_backup_reaches_the_task() {
+    let w = fargate_world().await;
+    let archive = w.catalog.backups().into_iter().find(|b| b.target == "archive").unwrap().backup_id;
+    let input = serde_json::json!({ "target": "archive", "backup_id": archive.as_str() });
+    let plan = handle(&w, serde_json::json!({ "action": "plan", "input": input })).await;
+    let command = plan["fargate"][0]["command"].as_array().unwrap();
+    assert!(command.windows(2).any(|pair| pair[0] == "--backup" && pair[1] == archive.as_str()), "{plan}");
+    assert_eq!(plan["fargate"][0]["command"][4], "console", "a start by hand is a console run");
+
+    let w = world_configured(None, |config| {
+        config.targets[0].runner = crate::domain::runner::RunnerSetting::Fargate;
+    })
+    .await;
+    let plan = handle(&w, serde_json::json!({ "action": "plan", "input": {} })).await;
+    assert_eq!(plan["fargate"], serde_json::json!([]));
+    assert_eq!(plan["start"]["exclude"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_plan_with_loop_fields_or_an_unknown_action_is_refused() {
+    let w = world().await;
+    for event in [
+        serde_json::json!({ "action": "plan", "resume_only": true }),
+        serde_json::json!({ "action": "drill" }),
+        serde_json::json!({ "exclude": ["no spaces"] }),
+        serde_json::json!({ "action": "plan", "input": { "target": "nope" } }),
+    ] {
+        let err = crate::app::handle_verify_event(&w.job, &event, "req", None).await.unwrap_err();
+        assert_eq!(err.error_type, crate::app::ErrorType::InvalidEvent, "{event}: {}", err.message);
+    }
 }
