@@ -623,6 +623,8 @@ pub struct ScriptedDumper {
     pub dumps_started: Arc<AtomicU32>,
     /// What `list_databases` answers: the server's databases, or the error it fails with.
     pub databases: Arc<Mutex<Result<Vec<String>, String>>>,
+    /// `list_databases` never answers while set (a server that accepted the connection and hangs).
+    pub list_hangs: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ScriptedDumper {
@@ -638,6 +640,7 @@ impl ScriptedDumper {
             preflight_error: Arc::default(),
             dumps_started: Arc::default(),
             databases: Arc::new(Mutex::new(Ok(Vec::new()))),
+            list_hangs: Arc::default(),
         }
     }
 }
@@ -660,6 +663,9 @@ impl Dumper for ScriptedDumper {
     }
 
     async fn list_databases(&self, _: &DatabaseAddress, _: &SecretString) -> Result<Vec<String>, DumpError> {
+        if self.list_hangs.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.databases.lock().unwrap().clone().map_err(|message| DumpError::Failed {
             program: "psql".into(),
             status: "exit status 2".into(),

@@ -5,6 +5,9 @@
 //! A server whose list cannot be read is not skipped silently: it alerts, and its databases known from the last
 //! discovery are backed up as usual (each failing loudly on its own if the server is down).
 
+use std::time::Duration;
+
+use futures_util::future::join_all;
 use tracing::{info, warn};
 
 use super::BackupJob;
@@ -15,6 +18,10 @@ use crate::domain::runbook;
 use crate::domain::Job;
 use crate::jobs::kernel::subject_line;
 use crate::ports::{Alert, CatalogError, Severity};
+
+/// How long one server's list may take: a server that accepts connections and then hangs must not hold the
+/// fan-out (the state machine's ListTargets step has 120 s for every target).
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What discovering one server gave.
 #[derive(Debug, Clone)]
@@ -28,7 +35,7 @@ pub struct ServerDiscovery {
 }
 
 impl BackupJob {
-    /// Discovers each of `servers` (server targets of the configuration), one after the other; `record: false`
+    /// Discovers each of `servers` (server targets of the configuration), side by side; `record: false`
     /// (a dry run) stores no inventory and alerts nobody. A failed read of the catalog's inventories is an
     /// error: without them a discovery cannot tell a new database from a known one, or a dropped one from one
     /// never seen.
@@ -41,12 +48,11 @@ impl BackupJob {
             return Ok(Vec::new());
         }
         let inventories = self.deps.catalog.inventories().await?;
-        let mut found = Vec::with_capacity(servers.len());
-        for server in servers {
+        let discoveries = servers.iter().map(|server| {
             let previous = inventories.iter().find(|i| i.server == server.name);
-            found.push(self.discover_server(server, previous, record).await);
-        }
-        Ok(found)
+            self.discover_server(server, previous, record)
+        });
+        Ok(join_all(discoveries).await)
     }
 
     async fn discover_server(
@@ -57,11 +63,13 @@ impl BackupJob {
     ) -> ServerDiscovery {
         let listed = async {
             let password = self.deps.passwords.resolve(&server.password).await.map_err(|e| e.to_string())?;
-            self.deps
-                .dumper
-                .list_databases(&server.address(), &password)
+            match tokio::time::timeout(DISCOVERY_TIMEOUT, self.deps.dumper.list_databases(&server.address(), &password))
                 .await
-                .map_err(|e| redact(&e.to_string(), &[&password]))
+            {
+                Ok(listed) => listed.map_err(|e| redact(&e.to_string(), &[&password])),
+                // Dropping the call kills its psql (kill_on_drop).
+                Err(_) => Err(format!("the server did not answer the list within {} s", DISCOVERY_TIMEOUT.as_secs())),
+            }
         }
         .await;
         let listed = match listed {

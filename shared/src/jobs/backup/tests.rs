@@ -738,3 +738,15 @@ async fn given_a_dry_run_then_discovery_lists_the_servers_databases_but_stores_n
     assert!(w.alerts.sent().is_empty(), "{:?}", w.alerts.sent());
     assert!(w.catalog.inventories().await.unwrap().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn given_a_server_that_hangs_then_its_discovery_gives_up_and_the_rest_of_the_fan_out_goes_on() {
+    let w = server_world(&["a"]);
+    w.job.fan_out(None).await.unwrap();
+    w.dumper.list_hangs.store(true, Ordering::SeqCst);
+    let units = w.job.fan_out(None).await.unwrap();
+    assert_eq!(unit_names(&units), ["orders", "prod.a"], "the known database is still attempted");
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].body.contains("did not answer the list within 30 s"), "{}", alerts[0].body);
+}
