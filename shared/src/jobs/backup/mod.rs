@@ -293,15 +293,21 @@ impl BackupJob {
                 }
                 Err(ResolveError::Unknown(e)) => return Err(e),
                 Err(ResolveError::Inventories(e)) => {
+                    // The servers asked for fail; the other targets asked for are backed up as usual.
                     let message = format!("cannot read the server targets' inventories from the catalog: {e}");
-                    let failed = self.config.servers.iter().map(|s| TargetResult {
+                    let asked = |name: &str| named.as_ref().is_none_or(|names| names.iter().any(|n| n == name));
+                    let failed = self.config.servers.iter().filter(|s| asked(&s.name)).map(|s| TargetResult {
                         target: s.name.clone(),
                         outcome: TargetOutcome::Failed,
                         backup_id: None,
                         message: message.clone(),
                         duration_ms: 0,
                     });
-                    (self.config.targets.iter().filter(|t| !t.is_discovered()).cloned().collect(), failed.collect())
+                    let others = match &named {
+                        None => self.config.targets.iter().filter(|t| !t.is_discovered()).cloned().collect(),
+                        Some(names) => names.iter().filter_map(|n| self.config.target(n)).cloned().collect(),
+                    };
+                    (others, failed.collect())
                 }
             };
         for target in &targets {
@@ -635,8 +641,9 @@ impl BackupJob {
         Ok(Resolved { targets, failed_servers })
     }
 
-    /// The units a fan-out runs, one per target (every configured one, in the configuration's order, or those
-    /// `named`, each of which must be configured), each with where it runs and why: [`runner::decide`] on the
+    /// The units a fan-out runs, one per target (every configured one, in the configuration's order, then every
+    /// server target's databases as discovered now; or those `named`, each a configured target, a server target
+    /// for all its databases, or one of them), each with where it runs and why: [`runner::decide`] on the
     /// target's recent backups. Without the Fargate runner deployed, a unit that would go there runs on Lambda,
     /// and its reasons say so.
     pub async fn fan_out(&self, named: Option<&[String]>) -> Result<Vec<PlannedUnit>, FanOutError> {
