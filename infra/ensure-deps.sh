@@ -3,7 +3,8 @@
 #   * PostgreSQL server binaries (apt: postgresql postgresql-contrib) when none are
 #     found under /usr/lib/postgresql/*/bin, plus the zstd and gzip CLIs;
 #   * a project-local virtualenv <repo>/.venv with the pins in
-#     infra/requirements-dev.txt (moto[server], boto3).
+#     infra/requirements-dev.txt (moto[server], boto3);
+#   * with --test: Debian's chromium (and a font), for the report's browser test (tests/integration/report.rs).
 # Fast (well under a second) when everything is already present: pip runs only
 # when the stamp file .venv/.backstop-deps differs from requirements-dev.txt.
 set -euo pipefail
@@ -49,6 +50,9 @@ fi
 command -v zstd >/dev/null 2>&1 || pkgs+=(zstd)
 command -v gzip >/dev/null 2>&1 || pkgs+=(gzip)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3 python3-venv)
+if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
+    pkgs+=(chromium fonts-liberation)
+fi
 if ((${#pkgs[@]} > 0)); then
     apt_install "${pkgs[@]}"
 fi

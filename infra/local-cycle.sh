@@ -67,5 +67,9 @@ section "backstop status --backup $latest   (the record and its drill report)"
 section "What is in the bucket"
 .venv/bin/python infra/show_local.py
 
+section "backstop report   (one HTML page: status cards, charts, history, drill logs, retention, manual actions)"
+"$BACKSTOP" report --out .local/report.html
+echo "open it: file://$REPO_DIR/.local/report.html   (the monitor's copy in the bucket: backstop report --url)"
+
 section "Each target ended as it should"
 "$BACKSTOP" status --json --limit 1 | .venv/bin/python infra/show_local.py --expect sample=verified fleet.inventory=verified retired=failed

@@ -4,7 +4,8 @@ newest manifest's summary, and the alerts waiting in the SQS inbox subscribed to
 Run by infra/local-cycle.sh with the environment from .local/env.
 
 With `--expect TARGET=STATUS ...` it checks instead that each target's newest backup, in the output of
-`backstop status --json` on standard input, has that status, and exits 1 naming each one that has not.
+`backstop status --json` on standard input, has that status, and that each verified one has its drill's
+evidence document in the bucket, agreeing with the record; it exits 1 naming each one that has not.
 """
 
 import json
@@ -25,10 +26,17 @@ def main():
     bucket = "backstop-local"
     versions = s3.list_object_versions(Bucket=bucket).get("Versions", [])
     print(f"s3://{bucket}/  ({len(versions)} object versions; the newest backup's objects:)")
-    newest_id = max((v["Key"].rsplit("/", 1)[-1].split(".")[0] for v in versions), default="")
+    # Backups' keys are <target>/<yyyy>/<mm>/<dd>/<backup id>.<what>; reports/ holds the monitor's page.
+    backup_keys = [v["Key"] for v in versions if not v["Key"].startswith("reports/")]
+    newest_id = max((k.rsplit("/", 1)[-1].split(".")[0] for k in backup_keys), default="")
     for v in sorted((v for v in versions if newest_id and newest_id in v["Key"]), key=lambda v: v["Key"]):
         head = s3.head_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
         print(f"  {v['Key']:<70} {v['Size']:>10} B  version {v['VersionId'][:8]}…  {head.get('ServerSideEncryption', 'none')}")
+    evidence = [v for v in versions if v["Key"].endswith(".evidence.json")]
+    print(f"  drill evidence documents: {len(evidence)} in all (each beside the backup it proves)")
+    pages = [v for v in versions if v["Key"] == "reports/index.html"]
+    if pages:
+        print(f"  reports/index.html: {pages[0]['Size']} B, rewritten by each monitor run (backstop report --url)")
     uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     print(f"  open multipart uploads: {len(uploads)}")
 
@@ -61,14 +69,37 @@ def main():
             print(f"  {body.get('Subject')}")
 
 
+def evidence_problem(backup: dict) -> str:
+    """What is wrong with the evidence of a verified backup's drill ("" when it is there and agrees)."""
+    verification = backup.get("verification") or {}
+    drill_id = verification.get("drill_id")
+    if not drill_id:
+        return "the record names no drill"
+    prefix = backup["dump"]["key"].rsplit(".", 2)[0]  # <...>/<backup id>.sql.zst -> <...>/<backup id>
+    key = f"{prefix}.drill-{drill_id}.evidence.json"
+    try:
+        doc = json.loads(client("s3").get_object(Bucket="backstop-local", Key=key)["Body"].read())
+    except Exception as e:  # noqa: BLE001 - any failure to read it is the finding
+        return f"no evidence at {key} ({e})"
+    for field, recorded in (("backup_id", backup["backup_id"]), ("drill_id", drill_id),
+                            ("passed", verification.get("passed")), ("rto_seconds", verification.get("rto_seconds"))):
+        if doc.get(field) != recorded:
+            return f"{key}: {field} is {doc.get(field)!r}, the record says {recorded!r}"
+    return ""
+
+
 def expect(wanted: list[str]) -> int:
-    newest = {entry["target"]: (entry["backups"] or [{}])[0].get("status", "no backup") for entry in json.load(sys.stdin)}
+    newest = {entry["target"]: (entry["backups"] or [{}])[0] for entry in json.load(sys.stdin)}
     wrong = 0
     for pair in wanted:
         target, status = pair.split("=", 1)
-        found = newest.get(target, "not configured")
-        print(f"  {target:<16} newest backup {found:<10} expected {status:<10} {'ok' if found == status else 'WRONG'}")
-        wrong += found != status
+        backup = newest.get(target, {})
+        found = backup.get("status", "no backup") if target in newest else "not configured"
+        problem = evidence_problem(backup) if found == "verified" else ""
+        verdict = "ok" if found == status and not problem else "WRONG"
+        evidence = "evidence ok" if found == "verified" and not problem else problem
+        print(f"  {target:<16} newest backup {found:<10} expected {status:<10} {verdict}  {evidence}".rstrip())
+        wrong += verdict != "ok"
     return 1 if wrong else 0
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh — run every test: installs what is missing (PostgreSQL server, zstd, moto in .venv, PostgreSQL 17
-# from Debian's packages for the version matrix), checks the layout (cargo fmt --check), builds once,
+# from Debian's packages for the version matrix, Chromium for the report's browser test), checks the layout (cargo fmt --check), builds once,
 # then runs the unit tests and the integration tests (real PostgreSQL clusters + moto, all on 127.0.0.1),
 # then clippy (-D warnings, every target),
 # then the benchmark's smoke run (infra/bench/run.py --smoke: the small corpus, every case once, timings
@@ -13,7 +13,7 @@ set -euo pipefail
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_DIR"
 
-infra/ensure-deps.sh
+infra/ensure-deps.sh --test
 # PostgreSQL 17 beside Debian's 15, for the version matrix (tests/integration/versions.rs): Debian's own
 # packages, verified and cached; well under a second once built.
 BACKSTOP_PG17_BIN_DIR=$(infra/pg-server/fetch.sh | tail -n 1)

@@ -15,6 +15,7 @@ mod image;
 mod monitor;
 mod purge;
 mod rds_scratch;
+mod report;
 mod servers;
 mod slack;
 mod state_machines;

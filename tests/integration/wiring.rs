@@ -424,6 +424,10 @@ async fn every_function_may_make_the_calls_its_job_makes_and_no_others() {
         .await
         .iter()
         .any(|a| a.message.contains("never-backed-up")));
+    // The hourly report page, written by the same function.
+    let monitor = app::monitor_job(config.clone(), &monitor_log.clients(&aws), Arc::new(NoMetrics));
+    let key = monitor.refresh_report(reports).await.unwrap();
+    assert!(String::from_utf8(aws.object(&key).await).unwrap().contains("never-backed-up"));
     read_targets_as_deployed(&aws, &monitor_log).await;
     check_function(&template, Job::Monitor, &monitor_log);
 

@@ -20,6 +20,7 @@ use backstop::jobs::backup::{BackupRequest, FanOutError};
 use backstop::jobs::kernel::select_targets;
 use backstop::jobs::monitor::{self, MonitorRequest};
 use backstop::jobs::purge::PurgeRequest;
+use backstop::jobs::report;
 use backstop::jobs::status;
 use backstop::jobs::verify::{VerifyJobError, VerifyRequest};
 use backstop::metrics::{MetricsSink, NoMetrics, StderrEmf};
@@ -101,6 +102,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One self-contained HTML page of every target's health, backups, drills and retention (opens offline);
+    /// with --json, the restore-drill evidence per target (of one month with --month).
+    Report {
+        #[arg(long)]
+        target: Option<String>,
+        /// Where to write the page.
+        #[arg(long, default_value = "backstop-report.html")]
+        out: std::path::PathBuf,
+        /// Print the drills' evidence and compliance as JSON on stdout instead of writing the page.
+        #[arg(long)]
+        json: bool,
+        /// With --json: only drills that started in this month (YYYY-MM, UTC).
+        #[arg(long, requires = "json")]
+        month: Option<String>,
+        /// Print a link to the deployed page (the monitor rewrites it hourly) that works for an hour, instead.
+        #[arg(long, conflicts_with_all = ["json", "target"])]
+        url: bool,
+    },
     /// Where the backup state machine would run each target's next backup (Lambda or Fargate), and why.
     Runners {
         #[arg(long)]
@@ -162,6 +181,10 @@ async fn main() -> ExitCode {
         }
         Command::Check { target, alert, json } => check(config, &clients, metrics, target, alert, json).await,
         Command::Runners { target, json } => show_runners(config, &clients, target, json).await,
+        Command::Report { url: true, .. } => report_url(&config, &clients).await,
+        Command::Report { target, out, json, month, url: false } => {
+            report(config, &clients, ReportArgs { target, out, json, month }).await
+        }
         Command::Status { target, backup: Some(backup), json, .. } => {
             show_backup(&config, &clients, target, &backup, json).await
         }
@@ -274,6 +297,7 @@ async fn check(
     alert: bool,
     json: bool,
 ) -> ExitCode {
+    let whole = target.is_none();
     let job = app::monitor_job(config, clients, metrics);
     let reports = match job.run(&MonitorRequest { target, alert }).await {
         Ok(reports) => reports,
@@ -282,6 +306,12 @@ async fn check(
             return ExitCode::from(3);
         }
     };
+    // As the monitor function does: a run that alerts (cron's) also rewrites the deployed report page.
+    if alert && whole {
+        if let Err(e) = job.refresh_report(reports.clone()).await {
+            eprintln!("backstop: could not refresh the report page: {e}");
+        }
+    }
     let code = reports.iter().map(monitor::plugin_code).max().unwrap_or(0);
     if json {
         println!("{}", serde_json::to_string_pretty(&reports).expect("monitor reports serialize"));
@@ -453,6 +483,93 @@ async fn show_backup(
     }
     eprintln!("backstop: no backup {backup} in the catalog");
     ExitCode::from(1)
+}
+
+/// A presigned GET of the deployed page, valid for an hour: nothing in the bucket is public, and whoever holds the
+/// link can read the page (only) until it expires. Checks the page is there first.
+async fn report_url(config: &Config, clients: &AwsClients) -> ExitCode {
+    let key = report::page_key(&config.key_prefix);
+    if let Err(e) = clients.s3.head_object().bucket(&config.bucket).key(&key).send().await {
+        let e = backstop::adapters::aws_failure(&e);
+        eprintln!(
+            "backstop: s3://{}/{key} cannot be read ({e}): the monitor function writes it at each run; run it once \
+             (its console test event {{}}) or wait for the hour",
+            config.bucket
+        );
+        return ExitCode::from(1);
+    }
+    let expiry = match aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600)) {
+        Ok(expiry) => expiry,
+        Err(e) => {
+            eprintln!("backstop: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match clients.s3.get_object().bucket(&config.bucket).key(&key).presigned(expiry).await {
+        Ok(request) => {
+            println!("{}", request.uri());
+            eprintln!("(valid for one hour; anyone with the link can read the page until then)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "backstop: cannot sign a link to s3://{}/{key}: {}",
+                config.bucket,
+                backstop::adapters::aws_failure(&e)
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+struct ReportArgs {
+    target: Option<String>,
+    out: std::path::PathBuf,
+    json: bool,
+    month: Option<String>,
+}
+
+/// `backstop report`: reads the catalog (and, for the health checks, the two newest manifests), writes nothing
+/// but the page.
+async fn report(config: Arc<Config>, clients: &AwsClients, args: ReportArgs) -> ExitCode {
+    let ReportArgs { target, out, json, month } = args;
+    let monitor = app::monitor_job(config.clone(), clients, Arc::new(NoMetrics));
+    let health = match monitor.run(&MonitorRequest { target: target.clone(), alert: false }).await {
+        Ok(health) => health,
+        Err(e) => {
+            eprintln!("backstop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let deps = app::backup_deps(&config, clients, Arc::new(NoMetrics));
+    let now = deps.clock.now();
+    let data = match report::gather(&config, deps.catalog.as_ref(), health, target.as_deref(), now).await {
+        Ok(data) => data,
+        Err(e) => {
+            eprintln!("backstop: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        return match report::month_summary(&data, month.as_deref()) {
+            Ok(summary) => {
+                let value = serde_json::json!({ "generated_at": now, "month": month, "targets": summary });
+                println!("{}", serde_json::to_string_pretty(&value).expect("summaries serialize"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("backstop: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let page = report::html::render(&data);
+    if let Err(e) = std::fs::write(&out, &page) {
+        eprintln!("backstop: cannot write the report to {}: {e}", out.display());
+        return ExitCode::from(1);
+    }
+    println!("{} ({}, {} target(s))", out.display(), human_bytes(page.len() as u64), data.targets.len());
+    ExitCode::SUCCESS
 }
 
 async fn show_runners(config: Arc<Config>, clients: &AwsClients, target: Option<String>, json: bool) -> ExitCode {

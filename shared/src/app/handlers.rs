@@ -447,8 +447,17 @@ pub async fn handle_monitor_event(job: &MonitorJob, event: &Value) -> Result<Val
     let invalid = |message: String| HandlerError { error_type: ErrorType::InvalidEvent, message };
     let parsed: MonitorEvent = parse_manual_event(event)
         .map_err(|e| invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\"}}")))?;
+    let whole = parsed.target.is_none();
     let reports =
         job.run(&MonitorRequest { target: parsed.target, alert: true }).await.map_err(|e| invalid(e.to_string()))?;
+    if whole {
+        // The hourly page of every target. A failure is logged and leaves the previous page, whose date says how
+        // old it is; the monitor's own checks and alerts above are what must not wait for it.
+        match job.refresh_report(reports.clone()).await {
+            Ok(key) => tracing::info!(key = %key, "report page refreshed"),
+            Err(e) => tracing::error!(error = %e, "could not refresh the report page"),
+        }
+    }
     let unknown: Vec<String> =
         reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.target))).collect();
     if unknown.is_empty() {

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod drill;
 pub mod dump_layout;
 pub mod dump_parser;
+pub mod evidence;
 pub mod fingerprint;
 pub mod health;
 pub mod manifest;

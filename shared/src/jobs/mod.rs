@@ -5,6 +5,7 @@ pub mod kernel;
 pub mod manifests;
 pub mod monitor;
 pub mod purge;
+pub mod report;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -25,6 +25,7 @@ use crate::ports::*;
 mod alerts;
 use super::kernel::{select_targets, UnknownTarget};
 use super::manifests::read_manifest;
+use super::report;
 use alerts::monitor_alert;
 
 /// Backups read per target: enough for the shrink median and the failure streak.
@@ -144,6 +145,24 @@ impl MonitorJob {
             }
         }
         sent
+    }
+
+    /// Rewrites the report page of every target (`jobs::report`) at [`report::page_key`] in the bucket
+    /// (encrypted like the backups; nothing public: `backstop report --url` gives a short-lived link), from
+    /// `reports`, this run's evaluation. Returns the key written.
+    pub async fn refresh_report(&self, reports: Vec<TargetReport>) -> Result<String, String> {
+        let now = self.deps.clock.now();
+        let data = report::gather(&self.config, self.deps.catalog.as_ref(), reports, None, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = report::page_key(&self.config.key_prefix);
+        let page = bytes::Bytes::from(report::html::render(&data));
+        self.deps
+            .store
+            .put_object(&key, page, "text/html; charset=utf-8")
+            .await
+            .map_err(|e| format!("cannot write {key}: {e}"))?;
+        Ok(key)
     }
 
     /// Row counts per table of the two newest completed backups, from their manifests; `None` when there are

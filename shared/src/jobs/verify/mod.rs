@@ -16,7 +16,11 @@ use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use crate::config::{Config, TargetConfig};
+use bytes::Bytes;
+
+use crate::domain::backup::attempt_prefix;
 use crate::domain::drill::{DrillPhase, DrillRecord};
+use crate::domain::evidence::{evidence_key, DrillEvidenceDocument};
 use crate::domain::runbook;
 use crate::domain::verification::{CheckName, CheckOutcome, CheckResult};
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Job, Trigger, VerificationSummary};

@@ -429,12 +429,31 @@ impl VerifyJob {
         });
         if restorable(&backup) {
             self.deps.catalog.update_backup(&updated, backup.status).await?;
+            self.write_evidence(drill, &updated).await;
         } else {
             // Purged (or failed) meanwhile: the drill's report stands, the record is not rewritten.
             warn!(status = %backup.status, "the backup's status changed during the drill; its record is left as it is");
         }
         self.publish_verdict(target, drill, "Verify").await;
         Ok(())
+    }
+
+    /// The drill's evidence document, beside the backup (encrypted like it, deleted with it by purge). A write
+    /// that fails is said in the drill's report and the log: the verdict stands, the audit trail has a gap.
+    async fn write_evidence(&self, drill: &mut DrillRecord, backup: &BackupRecord) {
+        let budget = |b: Option<std::time::Duration>| b.map(|b| b.as_secs_f64());
+        let document = DrillEvidenceDocument::of(
+            drill,
+            backup,
+            budget(self.config.verify.rto_budget),
+            budget(self.config.verify.rpo_budget),
+        );
+        let key = evidence_key(&attempt_prefix(backup, &self.config.key_prefix), &drill.drill_id);
+        let body = Bytes::from(serde_json::to_vec_pretty(&document).expect("evidence serializes"));
+        if let Err(e) = self.deps.store.put_object(&key, body, "application/json").await {
+            warn!(key = %key, error = %e, "could not write the drill's evidence document");
+            drill.report.budget_warnings.push(format!("the evidence document {key} could not be written: {e}"));
+        }
     }
 }
 

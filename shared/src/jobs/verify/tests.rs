@@ -18,6 +18,7 @@ const SQL: &[u8] = b"--\n-- Dumped from database version 15.18\n-- Dumped by pg_
 CREATE TABLE public.t (id int);\nCOPY public.t (id) FROM stdin;\n1\n2\n3\n\\.\n\n--\n-- PostgreSQL database dump complete\n--\n\n";
 
 struct World {
+    store: MemoryStore,
     catalog: MemoryCatalog,
     alerts: RecordingAlerts,
     scratch: MemoryScratch,
@@ -88,7 +89,7 @@ async fn world_configured(pitr_source: Option<&str>, configure: impl FnOnce(&mut
             metrics: Arc::new(RecordingMetrics::default()),
         },
     );
-    World { catalog, alerts, scratch, restorer, pitr, job }
+    World { store, catalog, alerts, scratch, restorer, pitr, job }
 }
 
 fn request(max_steps: Option<usize>, resume_only: bool) -> VerifyRequest {
@@ -334,4 +335,41 @@ async fn a_plan_with_loop_fields_or_an_unknown_action_is_refused() {
         let err = crate::app::handle_verify_event(&w.job, &event, "req", None).await.unwrap_err();
         assert_eq!(err.error_type, crate::app::ErrorType::InvalidEvent, "{event}: {}", err.message);
     }
+}
+
+#[tokio::test]
+async fn every_finished_drill_leaves_its_evidence_beside_the_backup_matching_its_record() {
+    let w = world_configured(None, |config| {
+        config.verify.rto_budget = Some(std::time::Duration::from_secs(3600));
+    })
+    .await;
+    let (_, summary) = until_done(&w, None).await;
+    let drill = w.catalog.drills().into_iter().find(|d| d.drill_id == summary.drill_id).unwrap();
+    let backup = &w.catalog.backups()[0];
+    let key = w.store.keys().into_iter().find(|k| k.ends_with(".evidence.json")).expect("an evidence document");
+    assert!(key.starts_with(&crate::domain::backup::attempt_prefix(backup, "")), "beside the backup: {key}");
+    let evidence: crate::domain::evidence::DrillEvidenceDocument =
+        serde_json::from_slice(&w.store.object_bytes(&key).unwrap()).unwrap();
+    assert_eq!((evidence.drill_id.as_str(), &evidence.backup_id), (drill.drill_id.as_str(), &drill.backup_id));
+    assert_eq!(evidence.checks, drill.report.checks);
+    assert_eq!(
+        (evidence.rto_seconds, evidence.rpo_seconds),
+        (drill.report.timings.rto_seconds, drill.report.timings.rpo_seconds)
+    );
+    assert!(
+        evidence.passed && evidence.rto_compliant == Some(true) && evidence.rpo_compliant.is_none(),
+        "{evidence:?}"
+    );
+    assert_eq!(evidence.dump, backup.dump);
+    assert_eq!(evidence.server_version, backup.server_version);
+}
+
+#[tokio::test]
+async fn evidence_that_cannot_be_written_is_said_and_the_verdict_stands() {
+    let w = world().await;
+    w.store.fail_puts_ending_with(".evidence.json");
+    let (_, summary) = until_done(&w, None).await;
+    assert_eq!(summary.outcome, Some(BackupStatus::Verified));
+    let drill = w.catalog.drills().into_iter().find(|d| d.drill_id == summary.drill_id).unwrap();
+    assert!(drill.report.budget_warnings.iter().any(|w| w.contains("evidence document")), "{:?}", drill.report);
 }
