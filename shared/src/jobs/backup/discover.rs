@@ -86,7 +86,7 @@ impl BackupJob {
         let now = self.deps.clock.now();
         let (inventory, changes) = merge_inventory(&server.name, previous, &listed, &server.selection(), now);
         let present: Vec<&str> = inventory.present().map(|d| d.name.as_str()).collect();
-        let targets = targets_of(server, present.iter().copied());
+        let mut targets = targets_of(server, present.iter().copied());
         if !record {
             return ServerDiscovery { server: server.name.clone(), targets, failure: None };
         }
@@ -96,7 +96,10 @@ impl BackupJob {
                 info!(server = %server.name, "a newer discovery of the server is stored; this run's list is used for it alone")
             }
             Err(e) => {
-                warn!(server = %server.name, error = %e, "could not store the server's inventory; the next run stores it")
+                // A unit runs in an invocation of its own, which finds its database in the stored inventory: a
+                // database this list added but could not store would fail there. It waits for the next run.
+                warn!(server = %server.name, error = %e, added = ?changes.added, "could not store the server's inventory; databases new in it wait for the next run");
+                targets.retain(|t| !changes.added.contains(&t.database));
             }
         }
         if !changes.added.is_empty() {

@@ -750,3 +750,16 @@ async fn given_a_server_that_hangs_then_its_discovery_gives_up_and_the_rest_of_t
     assert_eq!(alerts.len(), 1);
     assert!(alerts[0].body.contains("did not answer the list within 30 s"), "{}", alerts[0].body);
 }
+
+#[tokio::test]
+async fn given_the_inventory_cannot_be_stored_then_a_new_database_waits_for_the_next_run() {
+    let w = server_world(&["a"]);
+    w.job.fan_out(None).await.unwrap();
+    w.clock.advance(chrono::Duration::days(1));
+    w.dumper.set_databases(&["a", "b"]);
+    w.catalog.faults.fail("put_inventory");
+    // Its unit's own invocation would not find it in the stored inventory.
+    assert_eq!(unit_names(&w.job.fan_out(None).await.unwrap()), ["orders", "prod.a"]);
+    w.catalog.faults.heal("put_inventory");
+    assert_eq!(unit_names(&w.job.fan_out(None).await.unwrap()), ["orders", "prod.a", "prod.b"]);
+}

@@ -186,7 +186,8 @@ fn charts(out: &mut String, t: &TargetSection, data: &ReportData) {
                 label: "plain SQL".into(),
                 class: "raw",
                 points: oldest_first()
-                    .filter(|b| restorable(b.status) || b.status == BackupStatus::VerifyFailed)
+                    // Every backup that was dumped, purged ones too: their sizes are still measurements.
+                    .filter(|b| !matches!(b.status, BackupStatus::Failed | BackupStatus::InProgress))
                     .map(|b| (b.started_at, b.raw_bytes as f64))
                     .collect(),
             },
@@ -288,24 +289,24 @@ fn drills(out: &mut String, t: &TargetSection, data: &ReportData) {
             Some(false) => "MISSED",
             None => "no budget",
         };
-        let t = &d.report.timings;
+        let timings = &d.report.timings;
         let _ = write!(
             out,
             "<details><summary>{} UTC — drill {} of backup {} — {verdict} — RTO {} ({}), RPO {} ({})</summary>",
             d.started_at.format("%Y-%m-%d %H:%M"),
             escape(&d.drill_id),
             escape(d.backup_id.as_str()),
-            t.rto_seconds.map_or("-".into(), seconds_text),
+            timings.rto_seconds.map_or("-".into(), seconds_text),
             compliance(evidence.rto_compliant),
-            t.rpo_seconds.map_or("-".into(), seconds_text),
+            timings.rpo_seconds.map_or("-".into(), seconds_text),
             compliance(evidence.rpo_compliant),
         );
         let _ = write!(
             out,
             "<p class=\"meta\">Provisioning {}, restore {}, checks {}.</p>",
-            t.provision_seconds.map_or("-".into(), seconds_text),
-            t.restore_seconds.map_or("-".into(), seconds_text),
-            t.check_seconds.map_or("-".into(), seconds_text)
+            timings.provision_seconds.map_or("-".into(), seconds_text),
+            timings.restore_seconds.map_or("-".into(), seconds_text),
+            timings.check_seconds.map_or("-".into(), seconds_text)
         );
         for warning in &d.report.budget_warnings {
             let _ = write!(out, "<p class=\"warn\">{}</p>", escape(warning));
