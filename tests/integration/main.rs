@@ -16,6 +16,7 @@ mod monitor;
 mod purge;
 mod rds_scratch;
 mod report;
+mod restore;
 mod servers;
 mod slack;
 mod state_machines;

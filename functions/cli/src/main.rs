@@ -27,7 +27,11 @@ use backstop::metrics::{MetricsSink, NoMetrics, StderrEmf};
 use backstop::pipeline::stream::Progress;
 use clap::{Parser, Subcommand};
 
+mod connection;
 mod render;
+mod restore;
+
+use restore::restore;
 
 #[derive(Parser)]
 #[command(name = "backstop", version, about = "PostgreSQL backups that are proven restorable")]
@@ -128,6 +132,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Restore a backup into a server you name: the newest verified one (or --backup, or --before), proven
+    /// intact before any row is written, restored in parallel as a drill does, then checked against the backup.
+    Restore(RestoreArgs),
     /// Recent backups of each target, or one backup's record and latest drill report.
     Status {
         #[arg(long)]
@@ -142,6 +149,49 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The target whose backup to restore (a server target's database as SERVER.DATABASE).
+    #[arg(long)]
+    target: String,
+    /// This backup (default: the newest verified one).
+    #[arg(long, conflicts_with = "before")]
+    backup: Option<String>,
+    /// The newest backup that started before this time (RFC 3339, e.g. 2026-12-03T09:00:00Z).
+    #[arg(long)]
+    before: Option<String>,
+    /// Where to restore: postgresql://USER@HOST[:PORT][/DATABASE][?sslmode=MODE], without a password.
+    #[arg(long, required_unless_present = "to_file", value_name = "CONNECTION")]
+    into: Option<String>,
+    /// The database to restore into (default: the one --into names, else the backup's own database's name).
+    #[arg(long)]
+    database: Option<String>,
+    /// The environment variable holding the destination's password.
+    #[arg(long, value_name = "VARIABLE", default_value = "PGPASSWORD")]
+    password_env: String,
+    /// A file holding the destination's password (readable by its owner only).
+    #[arg(long, conflicts_with = "password_secret")]
+    password_file: Option<PathBuf>,
+    /// A Secrets Manager secret whose JSON has a `password` key.
+    #[arg(long)]
+    password_secret: Option<String>,
+    /// Do not run the backup's roles script: every role it names must exist already.
+    #[arg(long)]
+    no_roles: bool,
+    /// Drop and recreate the database when it holds something (asks first on a terminal).
+    #[arg(long)]
+    clean: bool,
+    /// Allow restoring into the very database the backup was taken from.
+    #[arg(long)]
+    allow_source: bool,
+    /// Write the backup's plain SQL to this file ('-': standard output) instead of restoring it.
+    #[arg(long, conflicts_with_all = ["into", "database", "no_roles", "clean", "allow_source"], value_name = "PATH")]
+    to_file: Option<PathBuf>,
+    /// Print what was done as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[tokio::main]
@@ -185,6 +235,7 @@ async fn main() -> ExitCode {
         Command::Report { target, out, json, month, url: false } => {
             report(config, &clients, ReportArgs { target, out, json, month }).await
         }
+        Command::Restore(args) => restore(config, &clients, metrics, args).await,
         Command::Status { target, backup: Some(backup), json, .. } => {
             show_backup(&config, &clients, target, &backup, json).await
         }

@@ -1,14 +1,15 @@
 //! What the `backstop` command prints for people: the status table and one backup in full, the purge plan,
-//! where each target's backups run, and the monitoring-plugin text. The jobs return data; only the terminal needs these shapes.
+//! where each target's backups run, what a restore did, and the monitoring-plugin text. The jobs return data; only the terminal needs these shapes.
 
 use backstop::domain::drill::DrillRecord;
 use backstop::domain::runner::Runner;
 use backstop::domain::text::human_bytes;
-use backstop::domain::verification::CheckOutcome;
+use backstop::domain::verification::{CheckOutcome, VerificationReport};
 use backstop::domain::{BackupRecord, BackupStatus};
 use backstop::jobs::backup::PlannedUnit;
 use backstop::jobs::monitor::{plugin_code, plugin_rank as rank, TargetReport};
 use backstop::jobs::purge::{StepAction, TargetPurge};
+use backstop::jobs::restore::RestoreOutcome;
 use backstop::jobs::status::TargetStatus;
 
 /// A plain-text table, one row per backup, newest first within each target.
@@ -130,7 +131,14 @@ sha256     {}
 "
         ));
     }
-    for c in &drill.report.checks {
+    out.push_str(&check_lines(&drill.report));
+    out
+}
+
+/// One line per check of a report: its status, its name, what it found.
+pub fn check_lines(report: &VerificationReport) -> String {
+    let mut out = String::new();
+    for c in &report.checks {
         let (status, detail) = match &c.outcome {
             CheckOutcome::Ok { detail } => ("ok", detail.clone()),
             CheckOutcome::Warning { detail } => ("warning", detail.clone()),
@@ -144,6 +152,37 @@ sha256     {}
             c.name.label()
         ));
     }
+    out
+}
+
+/// What `backstop restore` did, for a terminal.
+pub fn restore_outcome(outcome: &RestoreOutcome) -> String {
+    let mut out = format!(
+        "backup     {} of {} ({}, started {})
+restored   into {} on {}:{}
+took       {:.1} s proving the object, {:.1} s restoring, {:.1} s checking; {} read from the store
+",
+        outcome.backup_id,
+        outcome.target,
+        outcome.backup_status,
+        outcome.backup_started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        outcome.database,
+        outcome.host,
+        outcome.port,
+        outcome.object_check_seconds,
+        outcome.restore_seconds,
+        outcome.check_seconds,
+        human_bytes(outcome.object_bytes),
+    );
+    for note in &outcome.notes {
+        out.push_str(&format!("note       {note}\n"));
+    }
+    out.push_str(&check_lines(&outcome.report));
+    out.push_str(if outcome.passed {
+        "verdict    restored, and every check above passed\n"
+    } else {
+        "verdict    NOT PROVEN: see the checks above\n"
+    });
     out
 }
 

@@ -30,6 +30,7 @@ use crate::config::{process_env, targets_parameter, Config, ConfigError, Env, Sc
 use crate::jobs::backup::{BackupDeps, BackupJob};
 use crate::jobs::monitor::{MonitorDeps, MonitorJob};
 use crate::jobs::purge::{PurgeDeps, PurgeJob};
+use crate::jobs::restore::{RestoreDeps, RestoreJob};
 use crate::jobs::verify::{VerifyDeps, VerifyJob};
 use crate::metrics::MetricsSink;
 use crate::notify::retry::RetryPolicy;
@@ -196,6 +197,17 @@ pub fn verify_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn Me
         metrics,
     };
     VerifyJob::new(config, deps)
+}
+
+/// `backstop restore` on AWS: the store and catalog of the deployment, the drill's restorer.
+pub fn restore_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn MetricsSink>) -> RestoreJob {
+    let backup = backup_deps(&config, clients, metrics);
+    let deps = RestoreDeps {
+        store: backup.store,
+        catalog: backup.catalog,
+        restorer: Arc::new(PsqlRestorer::new(config.pg_bin_dir.clone(), config.verify.restore_jobs)),
+    };
+    RestoreJob::new(config, deps)
 }
 
 /// The monitor job on AWS.

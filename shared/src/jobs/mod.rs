@@ -6,6 +6,7 @@ pub mod manifests;
 pub mod monitor;
 pub mod purge;
 pub mod report;
+pub mod restore;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod test_support;

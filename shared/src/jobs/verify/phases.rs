@@ -130,10 +130,11 @@ impl VerifyJob {
                 }
                 drill.restore_started_at = Some(self.deps.clock.now());
                 let mut report = drill.report.clone();
+                let destination = steps::Destination::scratch(&server);
                 let restoring = steps::restore(
                     self.deps.store.clone(),
                     self.deps.restorer.as_ref(),
-                    &server,
+                    &destination,
                     &backup,
                     self.config.kms_key_id.as_deref(),
                     &mut report,
@@ -176,6 +177,7 @@ impl VerifyJob {
                         steps::check(
                             self.deps.restorer.as_ref(),
                             &server,
+                            steps::RESTORED_DB,
                             &manifest,
                             self.config.verify.rows,
                             self.config.verify.physical,

@@ -23,9 +23,28 @@ use crate::jobs::manifests::{fetch_manifest, read_small};
 /// The database a drill restores into, on the scratch server.
 pub const RESTORED_DB: &str = "backstop_restored";
 
+/// Where a restore goes, and what it may do there: a drill owns its scratch server; `backstop restore` writes
+/// into an operator's server, where it makes roles and drops a database only when told to.
+pub struct Destination<'a> {
+    pub server: &'a ScratchEndpoint,
+    pub database: &'a str,
+    /// Run the backup's roles script first (otherwise the server's own roles are used, checked beforehand).
+    pub create_roles: bool,
+    /// Drop and create the database before the restore, and again before a one-stream fallback. When false the
+    /// database exists, empty, and a parallel restore that stops leaves its rows there (and fails).
+    pub remake: bool,
+}
+
+impl<'a> Destination<'a> {
+    /// A drill's: the scratch server's `backstop_restored`, made anew, roles from the backup.
+    pub fn scratch(server: &'a ScratchEndpoint) -> Self {
+        Destination { server, database: RESTORED_DB, create_roles: true, remake: true }
+    }
+}
+
 /// Is the object encrypted as configured: SSE-KMS under the configured key, or, with no key configured, by
 /// any server-side encryption (the bucket's default)?
-fn encryption_check(head: &ObjectHead, expected_key: Option<&str>) -> CheckOutcome {
+pub(crate) fn encryption_check(head: &ObjectHead, expected_key: Option<&str>) -> CheckOutcome {
     let found = format!(
         "{} (key {})",
         head.server_side_encryption.as_deref().unwrap_or("no encryption"),
@@ -89,7 +108,7 @@ impl<R: Read> Drop for DrainOnDrop<R> {
     }
 }
 
-fn decoder<R: Read + Send + 'static>(codec: Codec, raw: R) -> std::io::Result<Box<dyn Read + Send>> {
+pub(crate) fn decoder<R: Read + Send + 'static>(codec: Codec, raw: R) -> std::io::Result<Box<dyn Read + Send>> {
     Ok(match codec {
         Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
@@ -171,7 +190,7 @@ enum RestoreFailure {
 pub async fn restore(
     store: Arc<dyn ObjectStore>,
     restorer: &dyn Restorer,
-    server: &ScratchEndpoint,
+    destination: &Destination<'_>,
     backup: &BackupRecord,
     expected_kms_key: Option<&str>,
     report: &mut VerificationReport,
@@ -186,6 +205,7 @@ pub async fn restore(
                 | CheckName::Restore
         )
     });
+    let Destination { server, database, .. } = *destination;
     let (Some(dump), Some(roles)) = (&backup.dump, &backup.roles) else {
         report.push(
             CheckName::Restore,
@@ -247,12 +267,16 @@ pub async fn restore(
             return false;
         }
     };
-    let roles_outcome = match restorer.restore_roles(server, &roles_sql).await {
-        Ok(warnings) if warnings.is_empty() => CheckOutcome::ok("all roles created"),
-        Ok(warnings) => {
-            CheckOutcome::Warning { detail: format!("{} statement(s) refused, e.g. {}", warnings.len(), warnings[0]) }
+    let roles_outcome = if !destination.create_roles {
+        CheckOutcome::ok("the roles script was not run: the server's own roles are used")
+    } else {
+        match restorer.restore_roles(server, &roles_sql).await {
+            Ok(warnings) if warnings.is_empty() => CheckOutcome::ok("all roles created"),
+            Ok(warnings) => CheckOutcome::Warning {
+                detail: format!("{} statement(s) refused, e.g. {}", warnings.len(), warnings[0]),
+            },
+            Err(e) => CheckOutcome::Error { message: e.to_string() },
         }
-        Err(e) => CheckOutcome::Error { message: e.to_string() },
     };
     let roles_failed = roles_outcome.is_failure();
     report.push(CheckName::Roles, roles_outcome);
@@ -260,19 +284,21 @@ pub async fn restore(
         return false;
     }
 
-    if let Err(e) = restorer.recreate_database(server, RESTORED_DB).await {
-        report.push(
-            CheckName::Restore,
-            CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") },
-        );
-        return false;
+    if destination.remake {
+        if let Err(e) = restorer.recreate_database(server, database).await {
+            report.push(
+                CheckName::Restore,
+                CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") },
+            );
+            return false;
+        }
     }
     let upgrade = upgrade_note(backup.server_version.as_deref(), restorer.server_version(server).await.ok().as_deref());
     let (restored, dump_read) = match parallel_layout(&manifest, dump) {
         Ok(layout) => {
             let framed =
                 FramedDump { key: &dump.key, version_id: dump.version_id.as_deref(), codec: backup.codec, layout };
-            match restorer.restore_framed(store.clone(), server, RESTORED_DB, framed).await {
+            match restorer.restore_framed(store.clone(), server, database, framed).await {
                 Ok(done) => {
                     let read = match (&done.object_error, &done.object_head) {
                         (None, Some(head)) => Ok(DumpRead {
@@ -284,14 +310,21 @@ pub async fn restore(
                         (None, None) => Err(DumpUnread::NotRead),
                     };
                     match &done.restore_error {
-                        None => (rows_loaded_check(layout, &done).map(Restored::AsPlanned), read),
+                        None => (rows_loaded_check(database, layout, &done).map(Restored::AsPlanned), read),
                         Some(why) => {
                             let object_intact =
                                 matches!(&read, Ok(read) if read.sha256 == dump.sha256 && read.size == dump.size);
-                            if object_intact {
+                            if object_intact && destination.remake {
                                 // The bytes are the ones backed up, so psql decides: the parallel path may have
                                 // met something it cannot place (or run side by side) that psql restores.
-                                fall_back_to_one_stream(store.as_ref(), restorer, server, backup, dump, why, read).await
+                                fall_back_to_one_stream(store.as_ref(), restorer, destination, backup, dump, why, read)
+                                    .await
+                            } else if object_intact {
+                                // The database was the operator's, empty: it is not dropped to start again.
+                                let why = format!(
+                                    "{why}; what was loaded so far is still in {database} (drop it, or restore again with --clean)"
+                                );
+                                (Err(RestoreFailure::Parallel(why)), read)
                             } else {
                                 (Err(RestoreFailure::Parallel(why.clone())), read)
                             }
@@ -305,7 +338,7 @@ pub async fn restore(
             }
         }
         Err(why) => {
-            let (restored, read) = restore_streamed(store.as_ref(), restorer, server, backup, dump).await;
+            let (restored, read) = restore_streamed(store.as_ref(), restorer, server, database, backup, dump).await;
             (restored.map(|detail| Restored::AsPlanned(format!("{detail} (as one stream: {why})"))), read)
         }
     };
@@ -343,7 +376,7 @@ pub async fn restore(
                 CheckName::Restore,
                 CheckOutcome::Warning {
                     detail: format!(
-                        "restored into {RESTORED_DB} on one connection by psql, because the parallel restore stopped: {why_not_parallel}{upgrade}"
+                        "restored into {database} on one connection by psql, because the parallel restore stopped: {why_not_parallel}{upgrade}"
                     ),
                 },
             );
@@ -388,17 +421,18 @@ enum Restored {
 async fn fall_back_to_one_stream(
     store: &dyn ObjectStore,
     restorer: &dyn Restorer,
-    server: &ScratchEndpoint,
+    destination: &Destination<'_>,
     backup: &BackupRecord,
     dump: &ObjectRef,
     why: &str,
     first_read: Result<DumpRead, DumpUnread>,
 ) -> (Result<Restored, RestoreFailure>, Result<DumpRead, DumpUnread>) {
     tracing::warn!(reason = %why, "the parallel restore stopped; restoring the dump again on one connection");
-    if let Err(cause) = restorer.recreate_database(server, RESTORED_DB).await {
+    let Destination { server, database, .. } = *destination;
+    if let Err(cause) = restorer.recreate_database(server, database).await {
         return (Err(RestoreFailure::NoFreshDatabase { why: why.to_string(), cause }), first_read);
     }
-    let (restored, read) = restore_streamed(store, restorer, server, backup, dump).await;
+    let (restored, read) = restore_streamed(store, restorer, server, database, backup, dump).await;
     let restored = match restored {
         Ok(_) => Ok(Restored::OneStream { why_not_parallel: why.to_string() }),
         Err(psql) => Err(RestoreFailure::BothFailed { psql: Box::new(psql), why: why.to_string() }),
@@ -407,7 +441,11 @@ async fn fall_back_to_one_stream(
 }
 
 /// The server accepted as many rows per table as the layout says the dump holds.
-fn rows_loaded_check(layout: &DumpLayout, done: &FramedRestoreReport) -> Result<String, RestoreFailure> {
+fn rows_loaded_check(
+    database: &str,
+    layout: &DumpLayout,
+    done: &FramedRestoreReport,
+) -> Result<String, RestoreFailure> {
     let mut tables = 0;
     for segment in &layout.segments {
         let SegmentKind::Copy { schema, name, rows, .. } = &segment.kind else { continue };
@@ -424,7 +462,7 @@ fn rows_loaded_check(layout: &DumpLayout, done: &FramedRestoreReport) -> Result<
         String::new()
     };
     Ok(format!(
-        "restored into {RESTORED_DB} in parallel: {} statements, {rows} rows in {tables} tables{retried}",
+        "restored into {database} in parallel: {} statements, {rows} rows in {tables} tables{retried}",
         done.statements
     ))
 }
@@ -435,6 +473,7 @@ async fn restore_streamed(
     store: &dyn ObjectStore,
     restorer: &dyn Restorer,
     server: &ScratchEndpoint,
+    database: &str,
     backup: &BackupRecord,
     dump: &ObjectRef,
 ) -> (Result<String, RestoreFailure>, Result<DumpRead, DumpUnread>) {
@@ -449,9 +488,9 @@ async fn restore_streamed(
     };
     let restored = match decoder(backup.codec, raw) {
         Ok(sql) => restorer
-            .restore_sql(server, RESTORED_DB, sql)
+            .restore_sql(server, database, sql)
             .await
-            .map(|()| format!("restored into {RESTORED_DB}"))
+            .map(|()| format!("restored into {database}"))
             .map_err(RestoreFailure::Restorer),
         Err(e) => Err(RestoreFailure::Decompress(e)),
     };
@@ -480,6 +519,7 @@ fn encryption_of(objects: &[(&str, &ObjectHead)], expected_key: Option<&str>) ->
 pub async fn check(
     restorer: &dyn Restorer,
     server: &ScratchEndpoint,
+    database: &str,
     manifest: &Manifest,
     rows: RowCheck,
     physical: bool,
@@ -500,10 +540,10 @@ pub async fn check(
         )
     });
     let restored = if parallel_layout(manifest, &manifest.dump).is_ok() {
-        restorer.read_back(server, RESTORED_DB, manifest, rows).await.map(|f| (f, rows))
+        restorer.read_back(server, database, manifest, rows).await.map(|f| (f, rows))
     } else {
         restorer
-            .fingerprint(server, RESTORED_DB, &manifest.fingerprint.algorithm)
+            .fingerprint(server, database, &manifest.fingerprint.algorithm)
             .await
             .map(|s| (s.fingerprint, RowCheck::Digests))
     };
@@ -535,13 +575,13 @@ pub async fn check(
     if physical {
         // After the read-back: the extension amcheck needs must not show in the schema digest.
         let started = std::time::Instant::now();
-        let outcome = match restorer.physical_check(server, RESTORED_DB).await {
+        let outcome = match restorer.physical_check(server, database).await {
             Ok(found) => physical_outcome(&found, started.elapsed()),
             Err(e) => CheckOutcome::Error { message: e.to_string() },
         };
         report.push(CheckName::Physical, outcome);
     }
-    run_user_checks(restorer, server, RESTORED_DB, user_checks, timeout, report).await;
+    run_user_checks(restorer, server, database, user_checks, timeout, report).await;
 }
 
 /// The client programs' major and the scratch server's version, which read the restored copy back.

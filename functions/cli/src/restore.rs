@@ -1,0 +1,203 @@
+//! `backstop restore`: the command around `jobs::restore`: the destination and its password, the question
+//! `--clean` asks on a terminal, the phases on stderr (a spinner on a terminal), the outcome as text or JSON,
+//! and `--to-file`.
+//!
+//! Exit codes as everywhere: 0 restored and every check passed, 1 the restore or a check failed (or the store,
+//! the catalog or the destination could not be reached), 2 refused (nothing was written).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use backstop::app::{self, AwsClients};
+use backstop::config::{Config, PasswordSource};
+use backstop::domain::BackupId;
+use backstop::jobs::restore::{Pick, RestoreRefused, RestoreRequest};
+use backstop::metrics::MetricsSink;
+use backstop::ports::ScratchEndpoint;
+
+use crate::{connection, render, RestoreArgs};
+
+pub async fn restore(
+    config: Arc<Config>,
+    clients: &AwsClients,
+    metrics: Arc<dyn MetricsSink>,
+    args: RestoreArgs,
+) -> ExitCode {
+    let pick = match (&args.backup, &args.before) {
+        (Some(id), _) => Pick::Named(BackupId(id.clone())),
+        (None, Some(time)) => match chrono::DateTime::parse_from_rfc3339(time) {
+            Ok(time) => Pick::Before(time.with_timezone(&chrono::Utc)),
+            Err(e) => {
+                return refused(&format!("--before {time:?} is not an RFC 3339 time ({e}); e.g. 2026-12-03T09:00:00Z"))
+            }
+        },
+        (None, None) => Pick::NewestVerified,
+    };
+    let passwords = app::backup_deps(&config, clients, metrics.clone()).passwords;
+    let job = app::restore_job(config.clone(), clients, metrics);
+    let target = match job.target(&args.target) {
+        Ok(t) => t.clone(),
+        Err(e) => return refused(&e.to_string()),
+    };
+
+    if let Some(path) = &args.to_file {
+        return write_sql(&job, &target.name, &pick, path).await;
+    }
+
+    let into = match connection::parse(args.into.as_deref().unwrap_or_default()) {
+        Ok(c) => c,
+        Err(e) => return refused(&e),
+    };
+    let source = match (&args.password_file, &args.password_secret) {
+        (Some(file), _) => PasswordSource::File(file.clone()),
+        (None, Some(secret)) => PasswordSource::SecretId(secret.clone()),
+        (None, None) => PasswordSource::Env(args.password_env.clone()),
+    };
+    let password = match passwords.resolve(&source).await {
+        Ok(p) => p,
+        Err(e) => {
+            return refused(&format!(
+                "no password for {}@{}: {e} (give it with --password-env, --password-file or --password-secret)",
+                into.user, into.host
+            ))
+        }
+    };
+    // Without a database named, the restore takes the backup's own database's name (on another server).
+    let database = match args.database.clone().or(into.database.clone()) {
+        Some(d) => d,
+        None => target.database.clone(),
+    };
+    if args.clean && !confirm_clean(&database, &into.host) {
+        return refused("not confirmed; nothing was changed");
+    }
+    let server = ScratchEndpoint {
+        host: into.host.clone(),
+        port: into.port,
+        user: into.user.clone(),
+        password,
+        // Questions about the destination database are asked from another one, which always exists.
+        maintenance_db: if database == "postgres" { "template1".into() } else { "postgres".into() },
+        sslmode: into.sslmode.clone(),
+    };
+    let request = RestoreRequest {
+        target: target.name.clone(),
+        pick,
+        server,
+        database,
+        create_roles: !args.no_roles,
+        clean: args.clean,
+        allow_source: args.allow_source,
+    };
+    // On a terminal a spinner shows the phase and the time it has taken so far; elsewhere, a line per phase.
+    let started = std::time::Instant::now();
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
+    let progress = |phase: &str| match &spinner {
+        Some(bar) => bar.set_message(phase.to_string()),
+        None => eprintln!("[{:>6.1} s] {phase}", started.elapsed().as_secs_f64()),
+    };
+    let result = job.run(&request, &progress).await;
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(outcome) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&outcome).expect("the outcome serializes"));
+            } else {
+                print!("{}", render::restore_outcome(&outcome));
+            }
+            if outcome.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            let code = match e {
+                RestoreRefused::ObjectDamaged(_)
+                | RestoreRefused::Unreachable { .. }
+                | RestoreRefused::Catalog { .. } => 1,
+                _ => 2,
+            };
+            eprintln!("backstop: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn refused(why: &str) -> ExitCode {
+    eprintln!("backstop: {why}");
+    ExitCode::from(2)
+}
+
+/// On a terminal, `--clean` asks for the database's name before anything is dropped; a script said it already.
+fn confirm_clean(database: &str, host: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return true;
+    }
+    eprint!(
+        "--clean drops {database} on {host} if it holds anything (ending its sessions), and restores into it \
+         anew. Type its name to go on: "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == database
+}
+
+/// `--to-file`: the plain SQL, proven intact first, written beside the path and renamed into place when whole
+/// (a file that exists is not overwritten; `-` is standard output).
+async fn write_sql(job: &backstop::jobs::restore::RestoreJob, target: &str, pick: &Pick, path: &Path) -> ExitCode {
+    let backup = match job.choose(target, pick).await {
+        Ok(b) => b,
+        Err(e) => return refused(&e.to_string()),
+    };
+    eprintln!("writing the SQL of backup {} of {target}", backup.backup_id);
+    if path == Path::new("-") {
+        return match job.write_sql(&backup, Box::new(std::io::stdout())).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("backstop: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if path.exists() {
+        return refused(&format!("{} exists; remove it or choose another path", path.display()));
+    }
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let file = {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&partial) {
+            Ok(f) => f,
+            Err(e) => return refused(&format!("cannot create {}: {e}", partial.display())),
+        }
+    };
+    match job.write_sql(&backup, Box::new(std::io::BufWriter::new(file))).await {
+        Ok(bytes) => match std::fs::rename(&partial, path) {
+            Ok(()) => {
+                eprintln!("wrote {} of SQL to {}", backstop::domain::text::human_bytes(bytes), path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                eprintln!("backstop: cannot move {} into place: {e}", partial.display());
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            eprintln!("backstop: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

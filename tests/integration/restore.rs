@@ -1,0 +1,208 @@
+//! `backstop restore`, run as an operator runs it (the CLI against a real server and the emulator): a whole
+//! restore equals its source; each refusal (a database that holds something, the backup's own source, roles
+//! the server lacks, an object whose bytes are not the recorded ones) changes nothing; `--clean` replaces;
+//! `--to-file` writes the dump's SQL.
+
+use std::path::Path;
+use std::process::Output;
+
+use backstop::config::ScratchSettings;
+use backstop::domain::{BackupStatus, TargetOutcome};
+use backstop::ports::Backups;
+use backstop_tests::aws::AwsFixture;
+use backstop_tests::pg::{PgCluster, BACKSTOP_PASSWORD, SUPERUSER_PASSWORD};
+
+use crate::common::*;
+
+struct Restores {
+    aws: AwsFixture,
+    source: PgCluster,
+    config_file: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Restores {
+    /// `backstop restore --target shop …` with the destination's password in PGPASSWORD.
+    fn run(&self, args: &[&str]) -> (Output, String) {
+        let out = cli_command(&cli_binary(), &self.aws, &self.config_file)
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .args(["restore", "--target", "shop"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out, text)
+    }
+}
+
+fn into(cluster: &PgCluster, database: &str) -> String {
+    format!("postgresql://postgres@127.0.0.1:{}/{database}?sslmode=disable", cluster.port)
+}
+
+/// The sample database backed up and drilled (so it is the newest verified backup).
+async fn verified_backup() -> Restores {
+    let source = PgCluster::start();
+    source.seed_sample("shop");
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let target = source.target("shop", "shop", BACKSTOP_PASSWORD, dir.path());
+    let mut config = aws.config(vec![target.clone()]);
+    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
+    let run = job(&aws, config.clone()).run(&request("shop", None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    let drilled = drill(&aws, &config, "shop").await;
+    assert_eq!(drilled.outcome, Some(BackupStatus::Verified), "{drilled:?}");
+    let config_file = dir.path().join("backstop.toml");
+    write_cli_config(&config_file, &aws, &target, &backstop_tests::pg::bin_dir(), "");
+    Restores { aws, source, config_file, dir }
+}
+
+fn databases(cluster: &PgCluster) -> String {
+    cluster.psql("postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
+}
+
+fn assert_same(source: &PgCluster, restored: &PgCluster, database: &str) {
+    for part in ["--schema-only", "--data-only"] {
+        let (mut a, mut b) =
+            (comparable(&source.dump_with("shop", &[part])), comparable(&restored.dump_with(database, &[part])));
+        if part == "--data-only" {
+            // A parallel restore loads a table's chunks side by side: the same rows, in another physical order.
+            let sorted = |text: &str| {
+                let mut lines: Vec<&str> = text.lines().collect();
+                lines.sort_unstable();
+                lines.join("\n")
+            };
+            (a, b) = (sorted(&a), sorted(&b));
+        }
+        if a != b {
+            let at = a.lines().zip(b.lines()).position(|(x, y)| x != y).unwrap_or(0);
+            panic!(
+                "{part} dumps of the source and the restored copy differ at line {}:\n  source:   {:?}\n  restored: {:?}",
+                at + 1,
+                a.lines().nth(at),
+                b.lines().nth(at)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_restore_equals_its_source_and_every_refusal_changes_nothing() {
+    let r = verified_backup().await;
+    let fresh = PgCluster::start();
+
+    let (out, text) = r.run(&["--into", &into(&fresh, "shop_copy"), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["passed"], true, "{text}");
+    let checks = outcome["report"]["checks"].as_array().unwrap();
+    assert!(checks.len() > 9, "the drill's checks ran on the copy: {checks:?}");
+    assert_same(&r.source, &fresh, "shop_copy");
+
+    // A database that holds something is refused, and left as it was.
+    fresh.psql("shop_copy", "DELETE FROM sales.refunds");
+    let before = comparable(&fresh.dump("shop_copy"));
+    let (out, text) = r.run(&["--into", &into(&fresh, "shop_copy")]);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("is not empty") && text.contains("--clean"), "{text}");
+    assert_eq!(comparable(&fresh.dump("shop_copy")), before, "the refused restore changed the database");
+
+    // --clean (no terminal to ask on) drops it and restores anew.
+    fresh.psql("shop_copy", "DELETE FROM sales.order_items WHERE quantity % 2 = 0");
+    let (out, text) = r.run(&["--into", &into(&fresh, "shop_copy"), "--clean"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("dropped and recreated (--clean)"), "{text}");
+    assert_same(&r.source, &fresh, "shop_copy");
+
+    // Never into the backup's own database by accident, by whatever name the host is given.
+    let source_before = comparable(&r.source.dump("shop"));
+    let source_by_alias = format!("postgresql://postgres@localhost:{}/shop?sslmode=disable", r.source.port);
+    let (out, text) = r.run(&["--into", &source_by_alias, "--clean"]);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("the database backup") && text.contains("--allow-source"), "{text}");
+    assert_eq!(comparable(&r.source.dump("shop")), source_before);
+
+    // Roles the server lacks, with --no-roles: named, and nothing made.
+    let bare = PgCluster::start();
+    let databases_before = databases(&bare);
+    let (out, text) = r.run(&["--into", &into(&bare, "shop"), "--no-roles"]);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("app_owner") && text.contains("app_reader"), "{text}");
+    assert_eq!(databases(&bare), databases_before);
+    assert_eq!(bare.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'app_owner'").trim(), "0");
+
+    // Once they exist, --no-roles restores with the server's own roles (the database name is the backup's).
+    bare.psql("postgres", "CREATE ROLE app_owner NOLOGIN; CREATE ROLE app_reader NOLOGIN; CREATE ROLE backstop LOGIN");
+    let (out, text) =
+        r.run(&["--into", &format!("postgresql://postgres@127.0.0.1:{}?sslmode=disable", bare.port), "--no-roles"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("into shop on 127.0.0.1"), "{text}");
+    assert_same(&r.source, &bare, "shop");
+
+    // A password in the connection is refused before anything, and not repeated.
+    let (out, text) = r.run(&["--into", &format!("postgresql://postgres:hunter2@127.0.0.1:{}/x", fresh.port)]);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_whose_bytes_are_not_the_recorded_ones_is_refused_before_any_row_is_written() {
+    let r = verified_backup().await;
+    let catalog = backstop::adapters::dynamodb::DynamoCatalog::new(r.aws.clients.dynamodb.clone(), r.aws.table.clone());
+    let mut record = catalog.recent_backups("shop", 1).await.unwrap().remove(0);
+    let dump = record.dump.clone().unwrap();
+
+    // Rot: the record now names a version of the key whose bytes differ in one place.
+    let mut bytes = r.aws.object(&dump.key).await;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    let put = r
+        .aws
+        .clients
+        .s3
+        .put_object()
+        .bucket(&r.aws.bucket)
+        .key(&dump.key)
+        .body(bytes.into())
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&r.aws.kms_key_arn)
+        .send()
+        .await
+        .unwrap();
+    record.dump.as_mut().unwrap().version_id = put.version_id().map(str::to_string);
+    catalog.update_backup(&record, record.status).await.unwrap();
+
+    let fresh = PgCluster::start();
+    let databases_before = databases(&fresh);
+    let (out, text) = r.run(&["--into", &into(&fresh, "shop_copy")]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("not intact") && text.contains("SHA-256"), "{text}");
+    assert_eq!(databases(&fresh), databases_before, "a database was made for a damaged backup");
+    assert_eq!(fresh.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'app_owner'").trim(), "0");
+
+    // --to-file refuses it too, and leaves no file behind.
+    let file = r.dir.path().join("shop.sql");
+    let (out, text) = r.run(&["--to-file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(!file.exists() && !Path::new(&format!("{}.partial", file.display())).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_file_writes_the_dumps_sql_and_does_not_overwrite() {
+    let r = verified_backup().await;
+    let file = r.dir.path().join("shop.sql");
+    let (out, text) = r.run(&["--to-file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let record = records(&r.aws, "shop").await.remove(0);
+    let sql = std::fs::read(&file).unwrap();
+    assert_eq!(sql.len() as u64, record.raw_bytes);
+    assert_eq!(fingerprint(&sql).fingerprint, manifest(&r.aws, &record).await.fingerprint);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "the SQL holds the data: readable by its owner only");
+
+    let (out, text) = r.run(&["--to-file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("exists"), "{text}");
+}
