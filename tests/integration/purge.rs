@@ -219,6 +219,15 @@ impl ObjectStore for FailingDeletes {
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError> {
         self.inner.get(key, version_id).await
     }
+    async fn get_range(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        start: u64,
+        len: u64,
+    ) -> Result<FetchedObject, StoreError> {
+        self.inner.get_range(key, version_id, start, len).await
+    }
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
         self.inner.open_uploads(prefix).await
     }

@@ -24,8 +24,8 @@ use backstop::jobs::verify::{VerifyDeps, VerifyJob, VerifyRequest, VerifyRun};
 use backstop::metrics::NoMetrics;
 use backstop::passwords::PasswordResolver;
 use backstop::ports::{
-    RestoreError, Restorer, ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec, ScratchState,
-    SystemClock,
+    ObjectStore, RestoreError, Restorer, ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandle, ScratchSpec,
+    ScratchState, SystemClock,
 };
 use backstop_tests::aws::AwsFixture;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -482,6 +482,16 @@ impl Restorer for RecordingRestorer {
         _: &str,
     ) -> Result<backstop::ports::PhysicalCheckReport, RestoreError> {
         panic!("a point-in-time drill has no physical check")
+    }
+    async fn restore_tables(
+        &self,
+        _: Arc<dyn ObjectStore>,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: backstop::ports::TableLoad<'_>,
+        _: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<backstop::ports::TableLoadReport, RestoreError> {
+        panic!("a point-in-time drill restores no tables")
     }
     async fn read_back(
         &self,

@@ -206,3 +206,179 @@ async fn to_file_writes_the_dumps_sql_and_does_not_overwrite() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("exists"), "{text}");
 }
+
+/// `SELECT` of a table's rows in key order, folded to one line: equal rows, equal text.
+fn rows_of(cluster: &PgCluster, table: &str) -> String {
+    cluster.psql(
+        "shop",
+        &format!(
+            "SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) FROM {table} t"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_table_restores_beside_the_live_one_and_refusals_change_nothing() {
+    let r = verified_backup().await;
+    let original = rows_of(&r.source, "sales.orders");
+    // The accident: someone deleted orders (and, by the cascade, their items).
+    r.source.psql("shop", "DELETE FROM sales.orders WHERE id % 3 = 0");
+    let damaged = rows_of(&r.source, "sales.orders");
+    assert_ne!(original, damaged);
+
+    let live = into(&r.source, "shop");
+    let (out, text) = r.run(&["--into", &live, "--table", "sales.orders", "--as", "sales.orders_restored", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["passed"], true, "{text}");
+    assert_eq!(outcome["tables"][0]["restored"], "sales.orders_restored");
+    assert_eq!(outcome["tables"][0]["digest_matches"], true);
+    assert_eq!(rows_of(&r.source, "sales.orders_restored"), original, "the copy holds the rows before the accident");
+    assert_eq!(rows_of(&r.source, "sales.orders"), damaged, "the live table is left alone");
+    let left_out = outcome["left_out"].to_string();
+    assert!(left_out.contains("orders_customer_id_fkey") && left_out.contains("sales.customers"), "{left_out}");
+    // What it owns came with it, under names of its own: its indexes, key and sequence (at the backup's value).
+    let owned = r.source.psql(
+        "shop",
+        "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relname LIKE 'orders_restored%'",
+    );
+    assert_eq!(
+        owned.trim(),
+        "orders_restored,orders_restored_customer_id_idx,orders_restored_order_number_seq,\
+         orders_restored_pending_ordered_at_idx,orders_restored_pkey"
+    );
+    assert_eq!(
+        r.source.psql("shop", "SELECT last_value FROM sales.orders_restored_order_number_seq").trim(),
+        r.source.psql("shop", "SELECT last_value FROM sales.order_number_seq").trim()
+    );
+
+    // Again: the name is taken now, so nothing happens.
+    let before = comparable(&r.source.dump("shop"));
+    let (out, text) = r.run(&["--into", &live, "--table", "sales.orders", "--as", "sales.orders_restored"]);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("already exist") && text.contains("--as"), "{text}");
+    // Under its own name into the backup's own database: refused without --allow-source.
+    let (out, text) = r.run(&["--into", &live, "--table", "sales.orders"]);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("--allow-source"), "{text}");
+    // A pattern that matches nothing says what the backup has.
+    let (out, text) = r.run(&["--into", &live, "--table", "sales.nope*", "--as", "sales.x"]);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("no table of the backup matches") && text.contains("sales."), "{text}");
+    assert_eq!(comparable(&r.source.dump("shop")), before, "a refused table restore changed the database");
+
+    // Into a server without the backup's roles: the owner change fails, the transaction rolls back whole.
+    let bare = PgCluster::start();
+    bare.psql("postgres", "CREATE DATABASE shop");
+    let (out, text) = r.run(&["--into", &into(&bare, "shop"), "--table", "sales.orders"]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("rolled back") && text.contains("app_owner"), "{text}");
+    assert_eq!(bare.psql("shop", "SELECT count(*) FROM pg_class WHERE relname LIKE 'orders%'").trim(), "0");
+    // With the roles there, several tables by pattern: their keys to each other kept, the schema made.
+    bare.psql("postgres", "CREATE ROLE app_owner NOLOGIN; CREATE ROLE app_reader NOLOGIN; CREATE ROLE backstop LOGIN");
+    let (out, text) = r.run(&["--into", &into(&bare, "shop"), "--table", "sales.order*", "--table", "sales.customers"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("created    schema sales"), "{text}");
+    assert_eq!(rows_of(&bare, "sales.orders"), original);
+    let keys =
+        bare.psql("shop", "SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f'");
+    assert_eq!(keys.trim(), "order_items_order_id_fkey,orders_customer_id_fkey", "keys among the three are kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_table_of_a_multi_gigabyte_corpus_reads_a_small_fraction_of_the_object() {
+    // About 2 GiB of SQL (BACKSTOP_TEST_CORPUS_MB to change it): the sample database beside one big table of
+    // 100 KB values, each 10 KB of hex no two alike and 90 KB that compress to nothing: a stored object of
+    // about 100 MB, made in seconds.
+    let megabytes: u64 = std::env::var("BACKSTOP_TEST_CORPUS_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
+    let source = PgCluster::start();
+    source.seed_sample("shop");
+    source.psql(
+        "shop",
+        &format!(
+            "CREATE SCHEMA bulk; CREATE TABLE bulk.pages (id int PRIMARY KEY, body text); \
+             INSERT INTO bulk.pages SELECT g, (SELECT string_agg(md5(g || ':' || i), '') FROM generate_series(1, 320) i) \
+             || repeat('x', 92160) FROM generate_series(1, {}) g; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA bulk TO backstop",
+            megabytes * 1024 * 1024 / (320 * 32 + 92160)
+        ),
+    );
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = source.target("shop", "shop", BACKSTOP_PASSWORD, dir.path());
+    let config = aws.config(vec![target.clone()]);
+    let run = job(&aws, config).run(&request("shop", None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    let record = records(&aws, "shop").await.remove(0);
+    assert!(record.raw_bytes >= megabytes * 1024 * 1024, "the corpus holds {} bytes of SQL", record.raw_bytes);
+    let config_file = dir.path().join("backstop.toml");
+    write_cli_config(&config_file, &aws, &target, &backstop_tests::pg::bin_dir(), "");
+    let r = Restores { aws, source, config_file, dir };
+
+    let fresh = PgCluster::start();
+    fresh.psql("postgres", "CREATE ROLE app_owner NOLOGIN; CREATE ROLE app_reader NOLOGIN; CREATE ROLE backstop LOGIN");
+    let backup = ["--backup", record.backup_id.0.as_str()];
+    let (out, text) =
+        r.run(&[&backup[..], &["--into", &into(&fresh, "shop"), "--table", "sales.orders", "--json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (read, size) = (outcome["stored_bytes_read"].as_u64().unwrap(), outcome["object_size"].as_u64().unwrap());
+    let fraction = read as f64 / size as f64;
+    eprintln!(
+        "one table of {:.2} GB of SQL: read {read} of {size} stored bytes ({:.3} %)",
+        record.raw_bytes as f64 / 1e9,
+        100.0 * fraction
+    );
+    assert!(fraction < 0.02, "a table restore read {read} of {size} bytes");
+    assert_eq!(rows_of(&fresh, "sales.orders"), rows_of(&r.source, "sales.orders"));
+
+    // --to-file of the same table: its SQL only, checked against the backup on the way.
+    let file = r.dir.path().join("orders.sql");
+    let (out, text) = r.run(&[&backup[..], &["--table", "sales.orders", "--to-file", file.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let sql = std::fs::read_to_string(&file).unwrap();
+    assert!(sql.contains("CREATE TABLE sales.orders (") && sql.contains("COPY sales.orders ("), "{text}");
+    assert!(!sql.contains("bulk.pages") && !sql.contains("CREATE TABLE sales.customers"));
+    assert!((sql.len() as u64) < record.raw_bytes / 100, "{} bytes written", sql.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_of_the_hostile_database_restores_alone_under_a_new_name() {
+    let source = PgCluster::start();
+    source.seed_hostile("shop");
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = source.target("shop", "shop", BACKSTOP_PASSWORD, dir.path());
+    let run = job(&aws, aws.config(vec![target.clone()])).run(&request("shop", None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    let record = records(&aws, "shop").await.remove(0);
+    let config_file = dir.path().join("backstop.toml");
+    write_cli_config(&config_file, &aws, &target, &backstop_tests::pg::bin_dir(), "");
+    let r = Restores { aws, source, config_file, dir };
+
+    // Each table, named exactly (quoted), restored beside itself in the live database.
+    let tables = manifest(&r.aws, &record).await.fingerprint.tables;
+    assert!(tables.len() >= 11);
+    for (i, t) in tables.iter().enumerate() {
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let pattern = format!("{}.{}", quote(&t.schema), quote(&t.name));
+        let copy = format!("public.zz_copy_{i}");
+        let (out, text) = r.run(&[
+            "--backup",
+            &record.backup_id.0,
+            "--into",
+            &into(&r.source, "shop"),
+            "--table",
+            &pattern,
+            "--as",
+            &copy,
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{pattern}: {text}");
+        let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(outcome["tables"][0]["rows"], t.rows, "{pattern}: {text}");
+        assert_eq!(outcome["tables"][0]["digest_matches"], true, "{pattern}: {text}");
+        let count = r.source.psql("shop", &format!("SELECT count(*) FROM {copy}"));
+        assert_eq!(count.trim(), t.rows.to_string(), "{pattern}");
+    }
+}

@@ -186,6 +186,13 @@ struct RestoreArgs {
     /// Allow restoring into the very database the backup was taken from.
     #[arg(long)]
     allow_source: bool,
+    /// Restore only the tables this names (SCHEMA.TABLE; * and ? match; repeatable), read from their own bytes
+    /// of the stored object, with what they own; in one transaction, checked before it commits.
+    #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["clean", "no_roles"])]
+    tables: Vec<String>,
+    /// Restore the one table --table names under this name, beside the live one (SCHEMA.NEW_NAME).
+    #[arg(long = "as", value_name = "SCHEMA.NEW_NAME", requires = "tables")]
+    rename: Option<String>,
     /// Write the backup's plain SQL to this file ('-': standard output) instead of restoring it.
     #[arg(long, conflicts_with_all = ["into", "database", "no_roles", "clean", "allow_source"], value_name = "PATH")]
     to_file: Option<PathBuf>,

@@ -9,7 +9,7 @@ use backstop::domain::{BackupRecord, BackupStatus};
 use backstop::jobs::backup::PlannedUnit;
 use backstop::jobs::monitor::{plugin_code, plugin_rank as rank, TargetReport};
 use backstop::jobs::purge::{StepAction, TargetPurge};
-use backstop::jobs::restore::RestoreOutcome;
+use backstop::jobs::restore::{RestoreOutcome, TableRestoreOutcome};
 use backstop::jobs::status::TargetStatus;
 
 /// A plain-text table, one row per backup, newest first within each target.
@@ -182,6 +182,66 @@ took       {:.1} s proving the object, {:.1} s restoring, {:.1} s checking; {} r
         "verdict    restored, and every check above passed\n"
     } else {
         "verdict    NOT PROVEN: see the checks above\n"
+    });
+    out
+}
+
+/// A table restore: each table with its rows and digest against the backup's, what was left out, and how
+/// little of the object was read.
+pub fn table_restore_outcome(outcome: &TableRestoreOutcome) -> String {
+    let share = if outcome.object_size == 0 {
+        0.0
+    } else {
+        100.0 * outcome.stored_bytes_read as f64 / outcome.object_size as f64
+    };
+    let mut out = format!(
+        "backup     {} of {} ({})
+restored   into {} on {}:{}, in one transaction
+read       {} of the {} object ({share:.2} %), in {:.1} s
+",
+        outcome.backup_id,
+        outcome.target,
+        outcome.backup_status,
+        outcome.database,
+        outcome.host,
+        outcome.port,
+        human_bytes(outcome.stored_bytes_read),
+        human_bytes(outcome.object_size),
+        outcome.seconds,
+    );
+    for t in &outcome.tables {
+        let name = if t.source == t.restored { t.source.clone() } else { format!("{} as {}", t.source, t.restored) };
+        let verdict = if t.rows == t.expected_rows && t.digest_matches { "ok" } else { "MISMATCH" };
+        out.push_str(&format!(
+            "table      {name}: {} of {} rows, digest {} {verdict}\n",
+            t.rows,
+            t.expected_rows,
+            if t.digest_matches { "equal" } else { "different" }
+        ));
+    }
+    for s in &outcome.sequences {
+        let verdict = if s.value_matches { "the backup's value" } else { "MISMATCH" };
+        out.push_str(&format!("sequence   {}: {verdict}\n", s.name));
+    }
+    for schema in &outcome.created_schemas {
+        out.push_str(&format!("created    schema {schema}\n"));
+    }
+    for statement in &outcome.left_out {
+        out.push_str(&format!("left out   {statement}\n"));
+    }
+    if !outcome.uses.is_empty() {
+        out.push_str(&format!(
+            "uses       {} (not restored: the destination must have them)\n",
+            outcome.uses.join(", ")
+        ));
+    }
+    for note in &outcome.notes {
+        out.push_str(&format!("note       {note}\n"));
+    }
+    out.push_str(if outcome.passed {
+        "verdict    restored, and every table reads back as the backup holds it\n"
+    } else {
+        "verdict    NOT RESTORED: the transaction was rolled back\n"
     });
     out
 }

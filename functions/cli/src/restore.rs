@@ -13,7 +13,8 @@ use std::sync::Arc;
 use backstop::app::{self, AwsClients};
 use backstop::config::{Config, PasswordSource};
 use backstop::domain::BackupId;
-use backstop::jobs::restore::{Pick, RestoreRefused, RestoreRequest};
+use backstop::jobs::restore::table_plan::{parse_new_name, TablePattern};
+use backstop::jobs::restore::{Pick, RestoreRefused, RestoreRequest, TableChoice};
 use backstop::metrics::MetricsSink;
 use backstop::ports::ScratchEndpoint;
 
@@ -35,6 +36,10 @@ pub async fn restore(
         },
         (None, None) => Pick::NewestVerified,
     };
+    let tables = match table_choice(&args) {
+        Ok(t) => t,
+        Err(e) => return refused(&e),
+    };
     let passwords = app::backup_deps(&config, clients, metrics.clone()).passwords;
     let job = app::restore_job(config.clone(), clients, metrics);
     let target = match job.target(&args.target) {
@@ -43,7 +48,7 @@ pub async fn restore(
     };
 
     if let Some(path) = &args.to_file {
-        return write_sql(&job, &target.name, &pick, path).await;
+        return write_sql(&job, &target.name, &pick, tables.as_ref(), path).await;
     }
 
     let into = match connection::parse(args.into.as_deref().unwrap_or_default()) {
@@ -90,7 +95,8 @@ pub async fn restore(
         clean: args.clean,
         allow_source: args.allow_source,
     };
-    // On a terminal a spinner shows the phase and the time it has taken so far; elsewhere, a line per phase.
+    // On a terminal a spinner shows the phase and the time it has taken so far (a bar of the bytes read while
+    // tables load); elsewhere, a line per phase.
     let started = std::time::Instant::now();
     let spinner = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -102,6 +108,41 @@ pub async fn restore(
         Some(bar) => bar.set_message(phase.to_string()),
         None => eprintln!("[{:>6.1} s] {phase}", started.elapsed().as_secs_f64()),
     };
+    if let Some(choice) = tables {
+        let bytes = |done: u64, total: u64| {
+            if let Some(bar) = &spinner {
+                if bar.length() != Some(total) {
+                    bar.set_length(total);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{spinner} [{elapsed}] {msg} [{wide_bar}] {bytes}/{total_bytes} ({bytes_per_sec})",
+                        )
+                        .expect("valid template"),
+                    );
+                }
+                bar.set_position(done);
+            }
+        };
+        let result = job.run_tables(&request, &choice, &progress, &bytes).await;
+        if let Some(bar) = spinner {
+            bar.finish_and_clear();
+        }
+        return match result {
+            Ok(outcome) => {
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&outcome).expect("the outcome serializes"));
+                } else {
+                    print!("{}", render::table_restore_outcome(&outcome));
+                }
+                if outcome.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => failed(e),
+        };
+    }
     let result = job.run(&request, &progress).await;
     if let Some(bar) = spinner {
         bar.finish_and_clear();
@@ -119,17 +160,35 @@ pub async fn restore(
                 ExitCode::from(1)
             }
         }
-        Err(e) => {
-            let code = match e {
-                RestoreRefused::ObjectDamaged(_)
-                | RestoreRefused::Unreachable { .. }
-                | RestoreRefused::Catalog { .. } => 1,
-                _ => 2,
-            };
-            eprintln!("backstop: {e}");
-            ExitCode::from(code)
-        }
+        Err(e) => failed(e),
     }
+}
+
+/// Exit 1 when the store, the catalog, the object or the destination failed; 2 when the restore was refused.
+fn failed(e: RestoreRefused) -> ExitCode {
+    let code = match e {
+        RestoreRefused::ObjectDamaged(_)
+        | RestoreRefused::Unreachable { .. }
+        | RestoreRefused::Catalog { .. }
+        | RestoreRefused::TableRestoreFailed(_) => 1,
+        _ => 2,
+    };
+    eprintln!("backstop: {e}");
+    ExitCode::from(code)
+}
+
+/// `--table` patterns and `--as`, or why they cannot be used; `None` for a whole restore.
+fn table_choice(args: &RestoreArgs) -> Result<Option<TableChoice>, String> {
+    if args.tables.is_empty() {
+        return Ok(None);
+    }
+    let patterns = args
+        .tables
+        .iter()
+        .map(|t| TablePattern::parse(t).map_err(|e| format!("--table {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rename = args.rename.as_deref().map(parse_new_name).transpose()?;
+    Ok(Some(TableChoice { patterns, rename }))
 }
 
 fn refused(why: &str) -> ExitCode {
@@ -153,12 +212,21 @@ fn confirm_clean(database: &str, host: &str) -> bool {
 
 /// `--to-file`: the plain SQL, proven intact first, written beside the path and renamed into place when whole
 /// (a file that exists is not overwritten; `-` is standard output).
-async fn write_sql(job: &backstop::jobs::restore::RestoreJob, target: &str, pick: &Pick, path: &Path) -> ExitCode {
+async fn write_sql(
+    job: &backstop::jobs::restore::RestoreJob,
+    target: &str,
+    pick: &Pick,
+    tables: Option<&TableChoice>,
+    path: &Path,
+) -> ExitCode {
     let backup = match job.choose(target, pick).await {
         Ok(b) => b,
         Err(e) => return refused(&e.to_string()),
     };
     eprintln!("writing the SQL of backup {} of {target}", backup.backup_id);
+    if let Some(choice) = tables {
+        return write_tables_sql(job, &backup, choice, path).await;
+    }
     if path == Path::new("-") {
         return match job.write_sql(&backup, Box::new(std::io::stdout())).await {
             Ok(_) => ExitCode::SUCCESS,
@@ -198,6 +266,63 @@ async fn write_sql(job: &backstop::jobs::restore::RestoreJob, target: &str, pick
             let _ = std::fs::remove_file(&partial);
             eprintln!("backstop: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `--to-file` with `--table`: the chosen tables' SQL from ranged reads, each table's rows checked against the
+/// backup's fingerprint on the way; written beside the path and moved into place when whole and checked.
+async fn write_tables_sql(
+    job: &backstop::jobs::restore::RestoreJob,
+    backup: &backstop::domain::BackupRecord,
+    choice: &TableChoice,
+    path: &Path,
+) -> ExitCode {
+    let report = |(written, read): (u64, u64), to: &str| {
+        eprintln!(
+            "wrote {} of SQL to {to}, reading {} of the {} object",
+            backstop::domain::text::human_bytes(written),
+            backstop::domain::text::human_bytes(read),
+            backstop::domain::text::human_bytes(backup.dump.as_ref().map_or(0, |d| d.size)),
+        )
+    };
+    if path == Path::new("-") {
+        let mut out = std::io::stdout();
+        return match job.write_tables_sql(backup, choice, &mut out).await {
+            Ok(counts) => {
+                report(counts, "standard output");
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(e),
+        };
+    }
+    if path.exists() {
+        return refused(&format!("{} exists; remove it or choose another path", path.display()));
+    }
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(&partial) {
+        Ok(f) => std::io::BufWriter::new(f),
+        Err(e) => return refused(&format!("cannot create {}: {e}", partial.display())),
+    };
+    let result = job.write_tables_sql(backup, choice, &mut file).await;
+    drop(file);
+    match result.map(|counts| (counts, std::fs::rename(&partial, path))) {
+        Ok((counts, Ok(()))) => {
+            report(counts, &path.display().to_string());
+            ExitCode::SUCCESS
+        }
+        Ok((_, Err(e))) => {
+            let _ = std::fs::remove_file(&partial);
+            eprintln!("backstop: cannot move {} into place: {e}", partial.display());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            failed(e)
         }
     }
 }

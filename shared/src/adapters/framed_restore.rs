@@ -50,7 +50,7 @@ pub fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn excerpt(statement: &[u8]) -> String {
+pub(crate) fn excerpt(statement: &[u8]) -> String {
     let text = String::from_utf8_lossy(statement);
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 160 {
@@ -588,7 +588,7 @@ async fn load_chunk(
 
 /// Decompresses a chunk of rows and hands them on in pieces, without the first chunk's `COPY` line (checked
 /// against the layout) and the last chunk's `\.` line (checked too).
-fn decode_rows(
+pub(crate) fn decode_rows(
     codec: Codec,
     raw: impl Read + Send + 'static,
     header: Option<String>,

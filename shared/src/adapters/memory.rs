@@ -197,6 +197,25 @@ impl ObjectStore for MemoryStore {
         Ok(FetchedObject { head, body: Box::new(std::io::Cursor::new(body.clone())) })
     }
 
+    async fn get_range(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        start: u64,
+        len: u64,
+    ) -> Result<FetchedObject, StoreError> {
+        let mut whole = self.get(key, version_id).await?;
+        let mut body = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut whole.body, &mut body).await.expect("memory reads do not fail");
+        let end = start.checked_add(len).filter(|end| *end <= body.len() as u64 && len > 0);
+        let Some(end) = end else {
+            return Err(store_error("GetObject", key, "the range is outside the object"));
+        };
+        whole.head.size = len;
+        let range = body[start as usize..end as usize].to_vec();
+        Ok(FetchedObject { head: whole.head, body: Box::new(std::io::Cursor::new(range)) })
+    }
+
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
         self.faults.store("ListMultipartUploads", prefix)?;
         let state = self.state.lock().unwrap();
@@ -1005,6 +1024,22 @@ impl Restorer for ScriptedRestorer {
             }
         }
         Ok(report)
+    }
+
+    async fn restore_tables(
+        &self,
+        _: Arc<dyn ObjectStore>,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: crate::ports::TableLoad<'_>,
+        _: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<crate::ports::TableLoadReport, RestoreError> {
+        self.fault("restore_tables")?;
+        Err(RestoreError::Failed {
+            program: "scripted".into(),
+            status: "error".into(),
+            stderr_tail: "the scripted restorer restores no tables; the integration tests do, on real servers".into(),
+        })
     }
 
     async fn read_back(

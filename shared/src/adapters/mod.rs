@@ -18,6 +18,7 @@ pub mod secrets;
 pub mod slack;
 pub mod sns;
 pub mod ssm;
+pub mod table_restore;
 
 // Every AWS SDK crate re-exports the same smithy error types; S3's names serve for all of them.
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};

@@ -24,6 +24,7 @@ use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
 use crate::ports::{
     FramedDump, FramedRestoreReport, ObjectStore, PhysicalCheckReport, RestoreError, Restorer, ScratchEndpoint,
+    TableLoad, TableLoadReport,
 };
 
 const READ_BUFFER: usize = 1024 * 1024;
@@ -245,6 +246,17 @@ impl Restorer for PsqlRestorer {
         dump: FramedDump<'_>,
     ) -> Result<FramedRestoreReport, RestoreError> {
         FramedRestorer { jobs: self.jobs }.restore(store, server, database, dump).await
+    }
+
+    async fn restore_tables(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        server: &ScratchEndpoint,
+        database: &str,
+        load: TableLoad<'_>,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<TableLoadReport, RestoreError> {
+        super::table_restore::restore_tables(store, server, database, load, progress).await
     }
 
     async fn read_back(

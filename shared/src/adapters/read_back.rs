@@ -96,7 +96,7 @@ pub async fn read_back(
 }
 
 /// pg_dump's own session settings for a dump, and those it inherits from the source.
-fn session_settings(session: &DumpSession) -> String {
+pub(crate) fn session_settings(session: &DumpSession) -> String {
     format!(
         "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SELECT pg_catalog.set_config('search_path', '', false); \
          SET TimeZone = {}; SET bytea_output = {}; SET client_encoding = {}; SET statement_timeout = 0; SET row_security = off",
@@ -140,7 +140,7 @@ async fn count_rows(
 }
 
 /// Reads the table's rows as pg_dump wrote them and folds them as the backup did (`domain::dump_parser`).
-async fn digest_rows(
+pub(crate) async fn digest_rows(
     client: &tokio_postgres::Client,
     schema: &str,
     name: &str,

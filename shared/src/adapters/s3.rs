@@ -196,6 +196,47 @@ impl ObjectStore for S3Store {
         Ok(FetchedObject { head, body: Box::new(out.body.into_async_read()) })
     }
 
+    async fn get_range(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        start: u64,
+        len: u64,
+    ) -> Result<FetchedObject, StoreError> {
+        if len == 0 {
+            return Err(StoreError {
+                operation: "GetObject",
+                key: key.into(),
+                cause: "an empty range was asked for".into(),
+            });
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .range(format!("bytes={start}-{}", start + len - 1))
+            .send()
+            .await
+            .map_err(|e| store_error("GetObject", key, e))?;
+        let size = out.content_length.unwrap_or(0).max(0) as u64;
+        if size != len {
+            return Err(StoreError {
+                operation: "GetObject",
+                key: key.into(),
+                cause: format!("asked for {len} bytes from {start}, got {size}").into(),
+            });
+        }
+        let head = ObjectHead {
+            version_id: out.version_id,
+            size,
+            server_side_encryption: out.server_side_encryption.map(|s| s.as_str().to_string()),
+            kms_key_id: out.ssekms_key_id,
+        };
+        Ok(FetchedObject { head, body: Box::new(out.body.into_async_read()) })
+    }
+
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
         self.client
             .delete_object()

@@ -2,3 +2,4 @@
 
 pub mod splitter;
 pub mod statement;
+pub mod tokens;

@@ -24,7 +24,7 @@ pub enum DatabaseState {
 }
 
 /// A string as an SQL literal (standard_conforming_strings is on in every supported version).
-fn literal(text: &str) -> String {
+pub(super) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 

@@ -7,6 +7,10 @@
 //! [`pick_backup`] is the pure choice of backup (newest verified, one named, newest before a time).
 
 mod destination;
+pub mod table_plan;
+#[cfg(test)]
+mod table_plan_tests;
+mod tables;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +31,7 @@ use crate::jobs::verify::steps::{self, encryption_check, Destination};
 use crate::ports::{Catalog, ObjectStore, Restorer, ScratchEndpoint};
 
 pub use destination::{role_names, DatabaseState};
+pub use tables::{RestoredTable, TableChoice, TableRestoreOutcome};
 
 /// How many of a target's newest backups are looked through for one to restore.
 const BACKUPS_LOOKED_AT: usize = 1000;
@@ -109,6 +114,16 @@ pub enum RestoreRefused {
     MissingRoles { host: String, port: u16, missing: String },
     #[error("the stored backup is not intact, so nothing was restored: {0}")]
     ObjectDamaged(String),
+    #[error("{0}")]
+    Tables(String),
+    #[error(
+        "{tables} already exist in {database} on {host}:{port}; restore beside them under another name (--as \
+         SCHEMA.NEW_NAME), or drop them first"
+    )]
+    TablesExist { host: String, port: u16, database: String, tables: String },
+    /// The table restore ran and stopped; its transaction was rolled back, so nothing of it was kept.
+    #[error("the table restore stopped and was rolled back (nothing was kept): {0}")]
+    TableRestoreFailed(String),
     #[error("cannot reach the destination {host}:{port}: {cause}")]
     Unreachable { host: String, port: u16, cause: String },
 }
