@@ -88,6 +88,9 @@ CASES = [
     Case("pg_restore_j2", "restore", "pg_restore -j2 (directory format)", reference=True),
     Case("psql_gunzip", "restore", "gunzip -c | psql -1"),
     *[Case(f"verify_{v}", "restore", f"backstop verify (BACKSTOP_VERIFY_CHECKS={v})") for v in VERIFY_CHECKS],
+    Case("runbook_zstd_psql", "restore", "runbook: download + zstd -dc | psql -1"),
+    Case("restore_whole", "restore", "backstop restore (whole database, checked)"),
+    Case("restore_table", "restore", "backstop restore --table (the largest table)"),
 ]
 CASE_BY_ID = {c.id: c for c in CASES}
 
@@ -429,7 +432,7 @@ class Bench:
         return any(c.id in ids for c in self.cases)
 
     def uses_cli(self) -> bool:
-        return any(c.id.startswith(("backstop_", "verify_")) for c in self.cases)
+        return any(c.id.startswith(("backstop_", "verify_", "restore_", "runbook_")) for c in self.cases)
 
     def setup(self) -> dict:
         setup = {}
@@ -471,8 +474,14 @@ class Bench:
         t0 = time.monotonic()
         subprocess.run([self.stack.bin("pg_dump")], env=self.dump_env, check=True, stdout=subprocess.DEVNULL)
         setup["warmup_pg_dump_seconds"] = round(time.monotonic() - t0, 2)
-        if any(c.id.startswith("verify_") for c in self.cases) and not any(c.id.startswith("backstop_") for c in self.cases):
+        if any(c.id.startswith(("verify_", "restore_", "runbook_")) for c in self.cases) and \
+                not any(c.id.startswith("backstop_") for c in self.cases):
             self.backstop_backup("zstd", None)
+        if self.needs("restore_table"):
+            # The worst single table: the largest (tables of the app and audit schemas, by size on disk).
+            sizes = corpus.table_sizes(self.stack, self.db) if not self.args.database else []
+            self.largest_table = max(sizes, key=lambda t: int(t[2]))[0] if sizes else None
+            setup["restore_table"] = self.largest_table
         return setup
 
     def write_config(self) -> None:
@@ -593,6 +602,65 @@ class Bench:
             extra["checks"] = len(drill["report"].get("checks", []))
         return mm, extra
 
+    def zstd_backup_id(self) -> str:
+        zstd = [b for b in self.backups if b["codec"] == "zstd"] or self.backups
+        if not zstd:
+            raise CaseFailed("no backstop backup made in this run to restore")
+        return zstd[-1]["backup_id"]
+
+    def backstop_restore(self, table: str | None) -> tuple[Measured, dict, dict]:
+        """`backstop restore` of this run's zstd backup into the restore cluster's empty bench_restore."""
+        backup_id = self.zstd_backup_id()
+        into = f"postgresql://postgres@127.0.0.1:{self.restore.port}/bench_restore?sslmode=disable"
+        argv = [self.cli, "restore", "--target", self.target, "--backup", backup_id, "--into", into, "--json"]
+        if table:
+            argv += ["--table", table]
+        out_path = self.tmp / "restore-out.json"
+        with open(out_path, "wb") as out:
+            mm = self.m([Stage("backstop", argv)], env=self.cli_env(PGPASSWORD=self.restore.password), stdout=out)
+        try:
+            outcome = json.loads(out_path.read_text())
+        except ValueError as e:
+            raise CaseFailed(f"backstop restore printed no outcome: {e}") from None
+        if not outcome.get("passed"):
+            raise CaseFailed(f"backstop restore did not pass: {json.dumps(outcome)[:2000]}")
+        extra: dict = {"backup_id": backup_id}
+        phases: dict = {}
+        if table:
+            extra.update(table=table, stored_bytes_read=outcome["stored_bytes_read"], object_size=outcome["object_size"],
+                         rows=[t["rows"] for t in outcome["tables"]])
+        else:
+            phases = {"prove the object (read whole, SHA-256)": outcome["object_check_seconds"],
+                      "restore (parallel, by the layout)": outcome["restore_seconds"],
+                      "check (rows, digests, schema)": outcome["check_seconds"]}
+        return mm, extra, phases
+
+    def runbook_restore(self) -> tuple[Measured, dict, dict]:
+        """The runbook's stock path on this run's zstd backup: download the object, then zstd -dc | psql -1."""
+        backup_id = self.zstd_backup_id()
+        r = subprocess.run([self.cli, "status", "--target", self.target, "--json", "--limit", "100"],
+                           env=self.cli_env(), capture_output=True, text=True)
+        try:
+            record = next(b for b in json.loads(r.stdout)[0]["backups"] if b["backup_id"] == backup_id)
+            key, version = record["dump"]["key"], record["dump"].get("version_id") or "-"
+        except (ValueError, KeyError, IndexError, TypeError, StopIteration) as e:
+            raise CaseFailed(f"no record of backup {backup_id}: {e}") from None
+        local = self.tmp / "runbook-dump.sql.zst"
+        a = self.m([Stage("download_file", [str(VENV_PY), str(BENCH / "s3util.py"), "download", self.backstop_bucket,
+                                            key, version, str(local)])], env=self.stack.aws_env)
+        self.restore.fresh("bench_restore")
+        try:
+            b = self.m([Stage("zstd -dc", ["zstd", "-dc", "-q", str(local)]),
+                        Stage("psql -1", [self.stack.bin("psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1",
+                                          "-d", "bench_restore", "-o", "/dev/null"])],
+                       env=self.restore.env)
+        finally:
+            self.restore.drop("bench_restore")
+            local.unlink(missing_ok=True)
+        phases = {"download": a.seconds, "zstd -dc | psql -1": b.seconds}
+        return Measured(a.seconds + b.seconds, a.stages + b.stages, a.machine_cpu_seconds + b.machine_cpu_seconds), \
+            {"backup_id": backup_id}, phases
+
     def run_case(self, case: Case, run: int) -> float | None:
         res = self.results[case.id]
         phases: dict[str, float] = {}
@@ -634,6 +702,19 @@ class Bench:
             elif case.id.startswith("verify_"):
                 mm, extra = self.verify(case.id[len("verify_"):])
                 phases = extra.pop("phases", {})
+            elif case.id in ("restore_whole", "restore_table"):
+                table = None
+                if case.id == "restore_table":
+                    table = self.largest_table
+                    if not table:
+                        raise CaseFailed("no table to restore (the corpus has none in app or audit)")
+                self.restore.fresh("bench_restore")  # empty: backstop restore uses it as it is
+                try:
+                    mm, extra, phases = self.backstop_restore(table)
+                finally:
+                    self.restore.drop("bench_restore")
+            elif case.id == "runbook_zstd_psql":
+                mm, extra, phases = self.runbook_restore()
             else:
                 raise CaseFailed(f"unknown case {case.id}")
             procs = mm.procs()
@@ -740,6 +821,11 @@ class Bench:
                 for k, v in res["phase_median_seconds"].items():
                     pr = res["phase_ratio_to_reference"].get(k)
                     lines.append(f"{'  ' + k:58} {v:9.2f} {(f'{pr:.2f}' if pr else '-'):>6}")
+                read = [e for e in res["extra"] if e.get("stored_bytes_read")]
+                if read:
+                    e = read[-1]
+                    lines.append(f"  {e['table']}: read {e['stored_bytes_read']:,} of {e['object_size']:,} stored bytes "
+                                 f"({100 * e['stored_bytes_read'] / e['object_size']:.1f} %)")
             if side == "restore" and self.verify_env_known is False and any(c.id.startswith("verify_") for c in cases):
                 lines.append("* this CLI does not read BACKSTOP_VERIFY_CHECKS yet: the verify variants run the same checks")
         lines.append("own MB: the process's own peak (sampled); maxrss MB: wait4's ru_maxrss, the largest of it and "

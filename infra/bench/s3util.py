@@ -3,6 +3,7 @@ what every process it spawns starts from) and so an upload can be measured as a 
 
     s3util.py setup BUCKET                          create the bench bucket (idempotent)
     s3util.py upload BUCKET KEY FILE KMS_KEY_ID     print "ready", wait for a line on stdin, upload_file, print seconds
+    s3util.py download BUCKET KEY VERSION FILE      download_file of one version (VERSION '-': the current one)
     s3util.py cleanup BUCKET [--prefix P] [--delete-bucket] [--table T --target NAME]
                                                     delete every version under P (and the bucket); delete the
                                                     catalog items of target NAME and the run records naming only it
@@ -40,6 +41,12 @@ def upload(bucket: str, key: str, path: str, kms_key_id: str) -> None:
     t0 = time.monotonic()
     s3.upload_file(path, bucket, key, ExtraArgs=extra)  # boto3's default TransferConfig (8 MiB parts, 10 threads)
     print(f"{time.monotonic() - t0:.6f}", flush=True)
+
+
+def download(bucket: str, key: str, version: str, path: str) -> None:
+    # What an operator following the runbook does (`aws s3api get-object --version-id …`): one transfer to a file.
+    extra = {"VersionId": version} if version != "-" else {}
+    client("s3").download_file(bucket, key, path, ExtraArgs=extra)
 
 
 def cleanup(argv: list[str]) -> None:
@@ -93,6 +100,8 @@ def main() -> int:
         setup(args[0])
     elif cmd == "upload":
         upload(*args)
+    elif cmd == "download":
+        download(*args)
     elif cmd == "cleanup":
         cleanup(args)
     else:

@@ -92,9 +92,19 @@ fn assert_same(source: &PgCluster, restored: &PgCluster, database: &str) {
 async fn a_whole_restore_equals_its_source_and_every_refusal_changes_nothing() {
     let r = verified_backup().await;
     let fresh = PgCluster::start();
+    // A role the backup also has, set up differently here: the restore must not alter it.
+    fresh.psql("postgres", "CREATE ROLE app_reader LOGIN CONNECTION LIMIT 7");
 
     let (out, text) = r.run(&["--into", &into(&fresh, "shop_copy"), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        fresh
+            .psql("postgres", "SELECT rolcanlogin || ' ' || rolconnlimit FROM pg_roles WHERE rolname = 'app_reader'")
+            .trim(),
+        "true 7",
+        "an existing role was altered by the backup's roles script"
+    );
+    assert_eq!(fresh.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'app_owner'").trim(), "1");
     let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(outcome["passed"], true, "{text}");
     let checks = outcome["report"]["checks"].as_array().unwrap();

@@ -40,8 +40,7 @@ pub async fn restore(
         Ok(t) => t,
         Err(e) => return refused(&e),
     };
-    let passwords = app::backup_deps(&config, clients, metrics.clone()).passwords;
-    let job = app::restore_job(config.clone(), clients, metrics);
+    let job = app::restore_job(config, clients, metrics);
     let target = match job.target(&args.target) {
         Ok(t) => t.clone(),
         Err(e) => return refused(&e.to_string()),
@@ -60,7 +59,7 @@ pub async fn restore(
         (None, Some(secret)) => PasswordSource::SecretId(secret.clone()),
         (None, None) => PasswordSource::Env(args.password_env.clone()),
     };
-    let password = match passwords.resolve(&source).await {
+    let password = match job.passwords().resolve(&source).await {
         Ok(p) => p,
         Err(e) => {
             return refused(&format!(

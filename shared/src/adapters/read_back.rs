@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use xxhash_rust::xxh3::xxh3_128;
 
 use super::framed_restore::quoted;
 use super::pg_wire::{connect, describe};
@@ -18,15 +17,13 @@ use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::dump_parser::SequenceValue;
 use crate::domain::fingerprint::{Fingerprint, TableFingerprint};
 use crate::domain::manifest::DumpSession;
+use crate::domain::row_digest::RowDigest;
+use crate::domain::sql::quote_literal as literal;
 use crate::domain::verification::RowCheck;
 use crate::ports::{RestoreError, ScratchEndpoint};
 
 fn failed(what: impl Into<String>) -> RestoreError {
     RestoreError::Failed { program: "read back".into(), status: "error".into(), stderr_tail: what.into() }
-}
-
-fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// The restored copy's tables, sequences and large objects. Its `schema_digest` is left empty (the caller
@@ -154,29 +151,12 @@ pub(crate) async fn digest_rows(
     let stream =
         client.copy_out(&copy).await.map_err(|e| failed(format!("{} reading {schema}.{name}", describe(&e))))?;
     futures_util::pin_mut!(stream);
-    let (mut rows, mut digest) = (0u64, 0u128);
-    let mut partial: Vec<u8> = Vec::new();
+    let mut fold = RowDigest::default();
     while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|e| failed(format!("{} reading {schema}.{name}", describe(&e))))?;
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', &piece) {
-            let line: &[u8] = if partial.is_empty() {
-                &piece[start..end]
-            } else {
-                partial.extend_from_slice(&piece[start..end]);
-                &partial
-            };
-            rows += 1;
-            digest = digest.wrapping_add(xxh3_128(line));
-            partial.clear();
-            start = end + 1;
-        }
-        partial.extend_from_slice(&piece[start..]);
+        fold.feed(&piece.map_err(|e| failed(format!("{} reading {schema}.{name}", describe(&e))))?);
     }
-    if !partial.is_empty() {
-        return Err(failed(format!("the rows of {schema}.{name} ended inside a line")));
-    }
-    Ok(TableFingerprint { schema: schema.into(), name: name.into(), rows, digest: format!("{digest:032x}") })
+    let (rows, digest) = fold.finish().map_err(|e| failed(format!("{e} ({schema}.{name})")))?;
+    Ok(TableFingerprint { schema: schema.into(), name: name.into(), rows, digest })
 }
 
 /// The value and `is_called` of each sequence the backup set, read from the copy (absent: not found).

@@ -206,6 +206,7 @@ pub fn restore_job(config: Arc<Config>, clients: &AwsClients, metrics: Arc<dyn M
         store: backup.store,
         catalog: backup.catalog,
         restorer: Arc::new(PsqlRestorer::new(config.pg_bin_dir.clone(), config.verify.restore_jobs)),
+        passwords: backup.passwords,
     };
     RestoreJob::new(config, deps)
 }

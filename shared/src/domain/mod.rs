@@ -14,6 +14,7 @@ pub mod health;
 pub mod manifest;
 pub mod redact;
 pub mod retention;
+pub mod row_digest;
 pub mod run;
 pub mod runbook;
 pub mod runner;

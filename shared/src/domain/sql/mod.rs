@@ -3,3 +3,8 @@
 pub mod splitter;
 pub mod statement;
 pub mod tokens;
+
+/// A string as an SQL literal (standard_conforming_strings is on in every supported version).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

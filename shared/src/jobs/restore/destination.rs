@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::config::TargetConfig;
+use crate::domain::sql::quote_literal as literal;
 use crate::domain::Manifest;
 use crate::ports::{Restorer, ScratchEndpoint};
 
@@ -21,11 +22,6 @@ pub enum DatabaseState {
     Empty,
     /// Exists and holds something: what, in words.
     Holds(String),
-}
-
-/// A string as an SQL literal (standard_conforming_strings is on in every supported version).
-pub(super) fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 async fn ask(restorer: &dyn Restorer, server: &ScratchEndpoint, database: &str, sql: &str) -> Result<bool, String> {
@@ -79,6 +75,42 @@ pub fn role_names(script: &str) -> Vec<String> {
         .filter_map(|rest| rest.trim_end().strip_suffix(';'))
         .map(unquote_identifier)
         .collect()
+}
+
+/// The statements of a roles script (`pg_dumpall --roles-only`) about the roles in `new` only: their
+/// `CREATE ROLE`, `ALTER ROLE` (attributes, password, settings), comments and labels, and the memberships
+/// granted to them. Nothing in it alters a role of the server that is not in `new`.
+pub fn roles_script_for(script: &str, new: &[String]) -> String {
+    use crate::domain::sql::splitter::{split_all, Piece};
+    use crate::domain::sql::tokens::tokens;
+    let Ok(pieces) = split_all(script.as_bytes()) else {
+        // A script psql could not split is not one to run piecemeal: nothing of it runs.
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    for piece in pieces {
+        let Piece::Statement(statement) = piece else { continue };
+        let text = String::from_utf8_lossy(&statement).into_owned();
+        let toks = tokens(&text);
+        let word = |i: usize| toks.get(i).map(|t| t.text.to_ascii_uppercase()).unwrap_or_default();
+        let ident = |i: usize| toks.get(i).and_then(|t| t.ident());
+        let subject = match (word(0).as_str(), word(1).as_str()) {
+            ("SET", _) => {
+                kept.push(text);
+                continue;
+            }
+            ("CREATE" | "ALTER", "ROLE" | "USER") => ident(2),
+            ("COMMENT", "ON") if word(2) == "ROLE" => ident(3),
+            ("SECURITY", "LABEL") => toks.iter().position(|t| t.is_word("ROLE")).and_then(|i| ident(i + 1)),
+            // GRANT role TO member: the member is the role it changes.
+            ("GRANT", _) => toks.iter().position(|t| t.is_word("TO")).and_then(|i| ident(i + 1)),
+            _ => None,
+        };
+        if subject.is_some_and(|s| new.contains(&s)) {
+            kept.push(text);
+        }
+    }
+    kept.join("\n") + "\n"
 }
 
 /// `name` or `"Quoted ""Name"""` as the name itself.

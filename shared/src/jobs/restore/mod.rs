@@ -30,7 +30,7 @@ use crate::jobs::manifests::{fetch_manifest, read_small};
 use crate::jobs::verify::steps::{self, encryption_check, Destination};
 use crate::ports::{Catalog, ObjectStore, Restorer, ScratchEndpoint};
 
-pub use destination::{role_names, DatabaseState};
+pub use destination::{role_names, roles_script_for, DatabaseState};
 pub use tables::{RestoredTable, TableChoice, TableRestoreOutcome};
 
 /// How many of a target's newest backups are looked through for one to restore.
@@ -40,6 +40,8 @@ pub struct RestoreDeps {
     pub store: Arc<dyn ObjectStore>,
     pub catalog: Arc<dyn Catalog>,
     pub restorer: Arc<dyn Restorer>,
+    /// Resolves the destination's password from the sources a target's may come from.
+    pub passwords: Arc<crate::passwords::PasswordResolver>,
 }
 
 /// Which backup to restore.
@@ -138,6 +140,11 @@ impl RestoreJob {
         RestoreJob { config, deps }
     }
 
+    /// The resolver for the destination's password (Secrets Manager, environment, 0600 file).
+    pub fn passwords(&self) -> &crate::passwords::PasswordResolver {
+        &self.deps.passwords
+    }
+
     /// The target named (a server target's database as `server.database`).
     pub fn target(&self, name: &str) -> Result<&TargetConfig, RestoreRefused> {
         self.config.target(name).ok_or_else(|| RestoreRefused::UnknownTarget(unknown_target(&self.config, name)))
@@ -204,7 +211,9 @@ impl RestoreJob {
             }
             notes.push(format!("{} is dropped and recreated (--clean); it held {what}", request.database));
         }
-        if !request.create_roles {
+        // The roles the backup's server had that this one lacks: made by the restore (only they: the roles
+        // that exist keep their passwords, attributes and memberships), or, with --no-roles, a refusal.
+        let missing = {
             let roles = backup
                 .roles
                 .as_ref()
@@ -219,14 +228,21 @@ impl RestoreJob {
                 )));
             }
             let names = role_names(&String::from_utf8_lossy(&script));
-            let missing = destination::missing_roles(restorer, server, &names).await.map_err(unreachable)?;
-            if !missing.is_empty() {
-                return Err(RestoreRefused::MissingRoles {
-                    host: server.host.clone(),
-                    port: server.port,
-                    missing: missing.join(", "),
-                });
-            }
+            destination::missing_roles(restorer, server, &names).await.map_err(unreachable)?
+        };
+        if !request.create_roles && !missing.is_empty() {
+            return Err(RestoreRefused::MissingRoles {
+                host: server.host.clone(),
+                port: server.port,
+                missing: missing.join(", "),
+            });
+        }
+        if request.create_roles {
+            notes.push(if missing.is_empty() {
+                "every role of the backup's server exists here: no role was created or changed".to_string()
+            } else {
+                format!("roles created: {}; the roles that existed were left as they are", missing.join(", "))
+            });
         }
 
         // Last of the refusals, as it reads the whole object: proven before anything is written.
@@ -239,8 +255,13 @@ impl RestoreJob {
         // A database that is missing or dropped (--clean) is made by the restore; an empty one is used as it is,
         // with what its owner set on it.
         let remake = !matches!(state, DatabaseState::Empty);
-        let destination =
-            Destination { server, database: &request.database, create_roles: request.create_roles, remake };
+        let destination = Destination {
+            server,
+            database: &request.database,
+            create_roles: request.create_roles && !missing.is_empty(),
+            only_roles: Some(&missing),
+            remake,
+        };
         progress(&format!("restoring into {} on {}:{}", request.database, server.host, server.port));
         let started = Instant::now();
         let mut report = VerificationReport::default();

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::fingerprint::quote_ident;
+use crate::domain::sql::quote_literal;
 use crate::domain::sql::statement::sequence_value;
 use crate::domain::sql::tokens::{parse_qualified, qualified_names, tokens, Kind, Token};
 
@@ -400,7 +401,7 @@ fn rewrite(statement: &str, facts: &Facts, renames: &BTreeMap<Relation, Relation
         let Some(new) = renames.get(&r.relation) else { continue };
         let edit = match r.site {
             Site::Qualified(i) => (toks[i].start, toks[i + 2].end(), display(new)),
-            Site::Literal(i) => (toks[i].start, toks[i].end(), format!("'{}'", display(new).replace('\'', "''"))),
+            Site::Literal(i) => (toks[i].start, toks[i].end(), quote_literal(&display(new))),
             Site::Bare(i) => (toks[i].start, toks[i].end(), quote_ident(&new.1)),
         };
         edits.push(edit);
@@ -544,5 +545,7 @@ pub fn plan(parts: &[DumpPart], patterns: &[TablePattern], rename: Option<&Relat
             }
         }
     }
+    out.uses.sort();
+    out.uses.dedup();
     Ok(out)
 }

@@ -11,11 +11,13 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
-use super::destination::{self, literal, DatabaseState};
+use super::destination::{self, DatabaseState};
 use super::table_plan::{display, plan, statements, DumpPart, Relation, Step, TablePattern, TablePlan};
 use super::{RestoreJob, RestoreRefused, RestoreRequest};
 use crate::domain::dump_layout::{ChunkRange, DumpLayout, SegmentKind};
 use crate::domain::dump_parser::SequenceValue;
+use crate::domain::row_digest::RowDigest;
+use crate::domain::sql::quote_literal as literal;
 use crate::domain::{BackupId, BackupRecord, BackupStatus, Manifest, ObjectRef};
 use crate::jobs::manifests::fetch_manifest;
 use crate::jobs::verify::steps::{encryption_check, parallel_layout};
@@ -126,9 +128,11 @@ impl RestoreJob {
 
         let restorer = self.deps.restorer.as_ref();
         let timeout = self.config.verify.check_timeout;
+        let mut created = String::new();
         match destination::database_state(restorer, server, &request.database).await.map_err(unreachable)? {
             DatabaseState::Missing => {
                 restorer.recreate_database(server, &request.database).await.map_err(|e| unreachable(e.to_string()))?;
+                created = format!(" (database {} was created for it, and is left empty)", request.database);
                 notes.push(format!("database {} did not exist and was created", request.database));
             }
             DatabaseState::Empty | DatabaseState::Holds(_) => {}
@@ -180,7 +184,7 @@ impl RestoreJob {
         let report = restorer
             .restore_tables(self.deps.store.clone(), server, &request.database, load, bytes)
             .await
-            .map_err(|e| RestoreRefused::TableRestoreFailed(e.to_string()))?;
+            .map_err(|e| RestoreRefused::TableRestoreFailed(format!("{e}{created}")))?;
         let tables = checks
             .iter()
             .map(|check| {
@@ -260,7 +264,7 @@ impl RestoreJob {
                         .fingerprint
                         .table(&table.0, &table.1)
                         .ok_or_else(|| damaged(format!("the backup's fingerprint has no table {}", display(table))))?;
-                    let mut fold = RowFold::default();
+                    let mut fold = RowDigest::default();
                     let chunks: Vec<&ChunkRange> = ranges.iter().filter(|r| r.segment == *segment).collect();
                     for (i, chunk) in chunks.iter().enumerate() {
                         let stored =
@@ -469,38 +473,4 @@ fn table_load<'d>(
         sequences,
         session: manifest.session.clone().unwrap_or_default(),
     })
-}
-
-/// Counts and digests rows as the backup did (`domain::dump_parser`): each line's xxh3-128, summed.
-#[derive(Default)]
-struct RowFold {
-    rows: u64,
-    digest: u128,
-    partial: Vec<u8>,
-}
-
-impl RowFold {
-    fn feed(&mut self, bytes: &[u8]) {
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', bytes) {
-            let line: &[u8] = if self.partial.is_empty() {
-                &bytes[start..end]
-            } else {
-                self.partial.extend_from_slice(&bytes[start..end]);
-                &self.partial
-            };
-            self.rows += 1;
-            self.digest = self.digest.wrapping_add(xxhash_rust::xxh3::xxh3_128(line));
-            self.partial.clear();
-            start = end + 1;
-        }
-        self.partial.extend_from_slice(&bytes[start..]);
-    }
-
-    fn finish(self) -> Result<(u64, String), String> {
-        if !self.partial.is_empty() {
-            return Err("the rows ended inside a line".into());
-        }
-        Ok((self.rows, format!("{:032x}", self.digest)))
-    }
 }

@@ -85,3 +85,24 @@ fn the_roles_of_a_roles_script_are_read_with_their_quoting() {
                   -- CREATE ROLE commented;\n";
     assert_eq!(role_names(script), ["app", "Report \"Team\""]);
 }
+
+#[test]
+fn only_the_roles_the_server_lacks_are_made_and_no_other_is_altered() {
+    let script = "\\restrict abc\nSET client_encoding = 'UTF8';\nCREATE ROLE \"Odd \"\"One\"\"\";\n\
+        ALTER ROLE \"Odd \"\"One\"\"\" WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';\n\
+        CREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:y';\n\
+        CREATE ROLE reader;\nALTER ROLE reader WITH NOLOGIN;\nCOMMENT ON ROLE reader IS 'reads; ALTER ROLE postgres';\n\
+        ALTER ROLE reader SET search_path TO 'app';\nGRANT reader TO \"Odd \"\"One\"\"\" GRANTED BY postgres;\n\
+        GRANT postgres TO reader GRANTED BY postgres;\n\\unrestrict abc\n";
+    let kept = super::roles_script_for(script, &["Odd \"One\"".to_string()]);
+    assert_eq!(
+        kept,
+        "SET client_encoding = 'UTF8';\nCREATE ROLE \"Odd \"\"One\"\"\";\n\
+         ALTER ROLE \"Odd \"\"One\"\"\" WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';\n\
+         GRANT reader TO \"Odd \"\"One\"\"\" GRANTED BY postgres;\n"
+    );
+    let all = super::roles_script_for(script, &["reader".to_string()]);
+    assert!(all.contains("COMMENT ON ROLE reader") && all.contains("GRANT postgres TO reader"), "{all}");
+    assert!(!all.contains("ALTER ROLE postgres WITH") && !all.contains("CREATE ROLE postgres"), "{all}");
+    assert_eq!(super::roles_script_for(script, &[]), "SET client_encoding = 'UTF8';\n");
+}

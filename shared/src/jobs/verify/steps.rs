@@ -30,6 +30,10 @@ pub struct Destination<'a> {
     pub database: &'a str,
     /// Run the backup's roles script first (otherwise the server's own roles are used, checked beforehand).
     pub create_roles: bool,
+    /// Run only the roles script's statements about these roles (those the server lacks), so an operator's
+    /// existing roles keep their passwords, attributes and memberships. `None`: the whole script (a drill's
+    /// scratch server has only its own superuser).
+    pub only_roles: Option<&'a [String]>,
     /// Drop and create the database before the restore, and again before a one-stream fallback. When false the
     /// database exists, empty, and a parallel restore that stops leaves its rows there (and fails).
     pub remake: bool,
@@ -38,7 +42,7 @@ pub struct Destination<'a> {
 impl<'a> Destination<'a> {
     /// A drill's: the scratch server's `backstop_restored`, made anew, roles from the backup.
     pub fn scratch(server: &'a ScratchEndpoint) -> Self {
-        Destination { server, database: RESTORED_DB, create_roles: true, remake: true }
+        Destination { server, database: RESTORED_DB, create_roles: true, only_roles: None, remake: true }
     }
 }
 
@@ -270,7 +274,11 @@ pub async fn restore(
     let roles_outcome = if !destination.create_roles {
         CheckOutcome::ok("the roles script was not run: the server's own roles are used")
     } else {
-        match restorer.restore_roles(server, &roles_sql).await {
+        let script = match destination.only_roles {
+            Some(new) => crate::jobs::restore::roles_script_for(&String::from_utf8_lossy(&roles_sql), new).into_bytes(),
+            None => roles_sql.clone(),
+        };
+        match restorer.restore_roles(server, &script).await {
             Ok(warnings) if warnings.is_empty() => CheckOutcome::ok("all roles created"),
             Ok(warnings) => CheckOutcome::Warning {
                 detail: format!("{} statement(s) refused, e.g. {}", warnings.len(), warnings[0]),
