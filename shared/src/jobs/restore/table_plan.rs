@@ -517,9 +517,20 @@ pub fn plan(parts: &[DumpPart], patterns: &[TablePattern], rename: Option<&Relat
                     if !named.iter().any(|r| included.contains(*r)) {
                         continue;
                     }
-                    let outside: BTreeSet<String> =
-                        named.iter().filter(|r| !included.contains(**r)).map(|r| display(r)).collect();
+                    // Relations outside, by the table each belongs to (a constraint's or index's table).
+                    let outside: BTreeSet<String> = named
+                        .iter()
+                        .filter(|r| !included.contains(**r))
+                        .map(|r| display(owner.get(*r).cloned().flatten().as_ref().unwrap_or(r)))
+                        .collect();
                     let defines_chosen = f.creates_table.as_ref().is_some_and(|t| chosen.contains(t));
+                    // What a statement makes for a table left out (that table's foreign key to a chosen one)
+                    // is that table's business: skipped without a word.
+                    let makes_for_other =
+                        f.creates.iter().any(|(_, table)| table.as_ref().is_some_and(|t| !included.contains(t)));
+                    if makes_for_other {
+                        continue;
+                    }
                     if !outside.is_empty() && !defines_chosen {
                         out.left_out.push(format!(
                             "{} (it names {}, not restored)",
