@@ -19,6 +19,10 @@ RSS figures:
   time, so the figure does not start from the runner's own size; otherwise from os.wait4 directly (then floored
   at the runner's RSS, recorded in the JSON).
 
+Around every case the runner probes the machine while its stack sits idle (1 s before and after; it waits up to
+60 s for quiet first): when something else keeps more than 0.25 core busy, that run's figures are refused (kept
+in the JSON under "refused", left out of the medians) and the table says so, with the probed range.
+
 Restores into a dedicated throwaway cluster started for the run with the settings of Backstop's local scratch
 clusters (shared/src/adapters/local_scratch.rs), a fresh database each time; `backstop verify` makes its own
 scratch cluster and drills a backup made by `backstop backup` in this run. Prints a table and writes everything
@@ -88,7 +92,7 @@ CASES = [
     Case("pg_restore_j2", "restore", "pg_restore -j2 (directory format)", reference=True),
     Case("psql_gunzip", "restore", "gunzip -c | psql -1"),
     *[Case(f"verify_{v}", "restore", f"backstop verify (BACKSTOP_VERIFY_CHECKS={v})") for v in VERIFY_CHECKS],
-    Case("runbook_zstd_psql", "restore", "runbook: download + zstd -dc | psql -1"),
+    Case("runbook_zstd_psql", "restore", "runbook: download + zstd -dc | psql -1 + count(*)"),
     Case("restore_whole", "restore", "backstop restore (whole database, checked)"),
     Case("restore_table", "restore", "backstop restore --table (the largest table)"),
 ]
@@ -178,6 +182,20 @@ class Sampler(threading.Thread):
                     if key in st:
                         s.own_peak_kb = max(s.own_peak_kb, int(st[key].split()[0]))
             self.stop.wait(SAMPLE_INTERVAL)
+
+
+# Another process at work: the machine's busy cores while the stack sits idle between cases. Above the limit, a
+# case's figures are refused (kept in the JSON, left out of the medians) rather than reported.
+FOREIGN_LOAD_LIMIT = 0.25
+IDLE_PROBE_SECONDS = 1.0
+QUIET_WAIT_SECONDS = 60.0
+
+
+def idle_load(seconds: float) -> float:
+    """Cores the machine kept busy over `seconds` while this runner and its stack did nothing."""
+    b0, t0 = machine_busy_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return (machine_busy_seconds() - b0) / (time.monotonic() - t0)
 
 
 def machine_busy_seconds() -> float:
@@ -414,7 +432,7 @@ class Bench:
         self.cli = str(Path(args.cli).resolve()) if args.cli else str(REPO / "target" / "release" / "backstop")
         self.cases = [CASE_BY_ID[c] for c in args.only] if args.only else list(CASES)
         self.results = {c.id: {"label": c.label, "side": c.side, "reference": c.reference, "seconds": [],
-                               "phases": {}, "own_peak_kb": [], "maxrss_kb": [], "cpu_seconds": [], "machine_cpu_seconds": [], "procs": [], "errors": [], "extra": []}
+                               "phases": {}, "own_peak_kb": [], "maxrss_kb": [], "cpu_seconds": [], "machine_cpu_seconds": [], "procs": [], "errors": [], "extra": [], "refused": []}
                         for c in self.cases}
         self.restore: RestoreCluster | None = None
         self.backups: list[dict] = []  # backstop backups made in this run: {"codec", "backup_id"}
@@ -636,7 +654,8 @@ class Bench:
         return mm, extra, phases
 
     def runbook_restore(self) -> tuple[Measured, dict, dict]:
-        """The runbook's stock path on this run's zstd backup: download the object, then zstd -dc | psql -1."""
+        """The runbook's stock path on this run's zstd backup, as an operator would script it: download the object,
+        zstd -dc | psql -1 into a fresh database, then count(*) of every table."""
         backup_id = self.zstd_backup_id()
         r = subprocess.run([self.cli, "status", "--target", self.target, "--json", "--limit", "100"],
                            env=self.cli_env(), capture_output=True, text=True)
@@ -654,15 +673,36 @@ class Bench:
                         Stage("psql -1", [self.stack.bin("psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1",
                                           "-d", "bench_restore", "-o", "/dev/null"])],
                        env=self.restore.env)
+            counts = self.tmp / "count-every-table.sql"
+            counts.write_text("SELECT format('SELECT %L AS tbl, count(*) FROM ONLY %I.%I', schemaname || '.' || tablename, "
+                              "schemaname, tablename) FROM pg_tables "
+                              "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \\gexec\n")
+            with open(counts, "rb") as script:
+                c = self.m([Stage("psql count(*)", [self.stack.bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                                    "-d", "bench_restore", "-o", "/dev/null"])],
+                           env=self.restore.env, stdin=script)
         finally:
             self.restore.drop("bench_restore")
             local.unlink(missing_ok=True)
-        phases = {"download": a.seconds, "zstd -dc | psql -1": b.seconds}
-        return Measured(a.seconds + b.seconds, a.stages + b.stages, a.machine_cpu_seconds + b.machine_cpu_seconds), \
-            {"backup_id": backup_id}, phases
+        phases = {"download": a.seconds, "zstd -dc | psql -1": b.seconds, "count(*) of every table": c.seconds}
+        parts = (a, b, c)
+        return Measured(sum(p.seconds for p in parts), [s for p in parts for s in p.stages],
+                        sum(p.machine_cpu_seconds for p in parts)), {"backup_id": backup_id}, phases
+
+    def quiet_before(self) -> float:
+        """Waits (up to QUIET_WAIT_SECONDS, not in smoke runs) for the machine to be idle; returns its load."""
+        probe = 0.3 if self.args.smoke else IDLE_PROBE_SECONDS
+        deadline = time.monotonic() + (0 if self.args.smoke else QUIET_WAIT_SECONDS)
+        load = idle_load(probe)
+        while load > FOREIGN_LOAD_LIMIT and time.monotonic() < deadline:
+            say(f"  the machine is busy without us ({load:.2f} cores): waiting for it to be quiet")
+            time.sleep(5)
+            load = idle_load(probe)
+        return load
 
     def run_case(self, case: Case, run: int) -> float | None:
         res = self.results[case.id]
+        load_before = self.quiet_before()
         phases: dict[str, float] = {}
         extra: dict = {}
         procs: list[dict] = []
@@ -726,6 +766,14 @@ class Bench:
             res["errors"].append({"run": run, "error": f"{type(e).__name__}: {e}"})
             say(f"  {case.id}: FAILED: {type(e).__name__}: {e}")
             return None
+        load_after = idle_load(0.3 if self.args.smoke else IDLE_PROBE_SECONDS)
+        if max(load_before, load_after) > FOREIGN_LOAD_LIMIT:
+            res["refused"].append({"run": run, "seconds": round(mm.seconds, 4), "idle_load_before": round(load_before, 3),
+                                   "idle_load_after": round(load_after, 3)})
+            say(f"  {case.id}: {mm.seconds:.2f} s REFUSED: another process kept {max(load_before, load_after):.2f} "
+                f"cores busy around it (limit {FOREIGN_LOAD_LIMIT})")
+            return None
+        res.setdefault("idle_load", []).append([round(load_before, 3), round(load_after, 3)])
         res["seconds"].append(round(mm.seconds, 4))
         res["own_peak_kb"].append(mm.own_peak_kb())
         res["maxrss_kb"].append(mm.maxrss_kb())
@@ -746,7 +794,9 @@ class Bench:
             done = []
             for c in order:
                 seconds = self.run_case(c, r + 1)
-                done.append(f"{c.id} {seconds:.2f}s" if seconds is not None else f"{c.id} FAILED")
+                refused = any(x["run"] == r + 1 for x in self.results[c.id]["refused"])
+                done.append(f"{c.id} {seconds:.2f}s" if seconds is not None else
+                            f"{c.id} {'REFUSED' if refused else 'FAILED'}")
             say(f"run {r + 1}/{self.args.runs}: " + ", ".join(done))
 
     # --- results ------------------------------------------------------------------------------------------------
@@ -811,7 +861,7 @@ class Bench:
                 if c.id.startswith("verify_") and self.verify_env_known is False:
                     label += " *"
                 if "median_seconds" not in res:
-                    lines.append(f"{label:58} {'FAILED':>9}")
+                    lines.append(f"{label:58} {'REFUSED' if res['refused'] else 'FAILED':>9}")
                     continue
                 ratio = f"{res['ratio_to_reference']:.2f}" if res["ratio_to_reference"] else "-"
                 lines.append(f"{label:58} {res['median_seconds']:9.2f} {ratio:>6} "
@@ -828,6 +878,14 @@ class Bench:
                                  f"({100 * e['stored_bytes_read'] / e['object_size']:.1f} %)")
             if side == "restore" and self.verify_env_known is False and any(c.id.startswith("verify_") for c in cases):
                 lines.append("* this CLI does not read BACKSTOP_VERIFY_CHECKS yet: the verify variants run the same checks")
+        refused = {c.id: len(self.results[c.id]["refused"]) for c in self.cases if self.results[c.id]["refused"]}
+        loads = [x for c in self.cases for pair in self.results[c.id].get("idle_load", []) for x in pair]
+        if loads:
+            lines.append(f"machine load without us, probed around every case: {min(loads):.2f}..{max(loads):.2f} cores "
+                         f"(a case is refused above {FOREIGN_LOAD_LIMIT})")
+        if refused:
+            lines.append("REFUSED runs (another process ate the CPU; left out of the medians): " +
+                         ", ".join(f"{k} x{v}" for k, v in refused.items()))
         lines.append("own MB: the process's own peak (sampled); maxrss MB: wait4's ru_maxrss, the largest of it and "
                      "the children it waited for")
         lines.append(f"CPU s: user + system of the case's processes and their children; machine: CPU seconds every "

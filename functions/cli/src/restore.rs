@@ -127,18 +127,11 @@ pub async fn restore(
             bar.finish_and_clear();
         }
         return match result {
-            Ok(outcome) => {
-                if args.json {
-                    println!("{}", serde_json::to_string_pretty(&outcome).expect("the outcome serializes"));
-                } else {
-                    print!("{}", render::table_restore_outcome(&outcome));
-                }
-                if outcome.passed {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
+            Ok(outcome) => print_outcome(
+                args.json.then(|| serde_json::to_string_pretty(&outcome).expect("the outcome serializes")),
+                render::table_restore_outcome(&outcome),
+                outcome.passed,
+            ),
             Err(e) => failed(e),
         };
     }
@@ -147,19 +140,25 @@ pub async fn restore(
         bar.finish_and_clear();
     }
     match result {
-        Ok(outcome) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&outcome).expect("the outcome serializes"));
-            } else {
-                print!("{}", render::restore_outcome(&outcome));
-            }
-            if outcome.passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+        Ok(outcome) => print_outcome(
+            args.json.then(|| serde_json::to_string_pretty(&outcome).expect("the outcome serializes")),
+            render::restore_outcome(&outcome),
+            outcome.passed,
+        ),
         Err(e) => failed(e),
+    }
+}
+
+/// The outcome as JSON (when asked for) or as text; exit 0 only when it passed.
+fn print_outcome(json: Option<String>, text: String, passed: bool) -> ExitCode {
+    match json {
+        Some(json) => println!("{json}"),
+        None => print!("{text}"),
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -169,7 +168,8 @@ fn failed(e: RestoreRefused) -> ExitCode {
         RestoreRefused::ObjectDamaged(_)
         | RestoreRefused::Unreachable { .. }
         | RestoreRefused::Catalog { .. }
-        | RestoreRefused::TableRestoreFailed(_) => 1,
+        | RestoreRefused::TableRestoreFailed(_)
+        | RestoreRefused::WriteFailed(_) => 1,
         _ => 2,
     };
     eprintln!("backstop: {e}");

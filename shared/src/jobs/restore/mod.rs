@@ -126,6 +126,9 @@ pub enum RestoreRefused {
     /// The table restore ran and stopped; its transaction was rolled back, so nothing of it was kept.
     #[error("the table restore stopped and was rolled back (nothing was kept): {0}")]
     TableRestoreFailed(String),
+    /// `--to-file` could not write (the file is removed by the caller).
+    #[error("writing the SQL stopped: {0}")]
+    WriteFailed(String),
     #[error("cannot reach the destination {host}:{port}: {cause}")]
     Unreachable { host: String, port: u16, cause: String },
 }

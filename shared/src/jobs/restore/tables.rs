@@ -247,7 +247,7 @@ impl RestoreJob {
         let plan = plan(&outline.parts, &choice.patterns, choice.rename.as_ref()).map_err(RestoreRefused::Tables)?;
         let ranges = layout.chunk_ranges();
         let damaged = RestoreRefused::ObjectDamaged;
-        let io = |e: std::io::Error| RestoreRefused::TableRestoreFailed(format!("writing the SQL: {e}"));
+        let io = |e: std::io::Error| RestoreRefused::WriteFailed(e.to_string());
         let (mut written, mut read) = (0u64, outline.stored_bytes_read);
         let mut emit = |text: &[u8], out: &mut (dyn std::io::Write + Send)| -> Result<(), RestoreRefused> {
             out.write_all(text).map_err(io)?;
