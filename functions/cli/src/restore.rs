@@ -235,34 +235,23 @@ async fn write_sql(
             }
         };
     }
-    if path.exists() {
-        return refused(&format!("{} exists; remove it or choose another path", path.display()));
-    }
-    let partial = PathBuf::from(format!("{}.partial", path.display()));
-    let file = {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(&partial) {
-            Ok(f) => f,
-            Err(e) => return refused(&format!("cannot create {}: {e}", partial.display())),
-        }
+    let (partial, file) = match PartialFile::create(path) {
+        Ok(created) => created,
+        Err(why) => return refused(&why),
     };
     match job.write_sql(&backup, Box::new(std::io::BufWriter::new(file))).await {
-        Ok(bytes) => match std::fs::rename(&partial, path) {
+        Ok(bytes) => match partial.keep() {
             Ok(()) => {
                 eprintln!("wrote {} of SQL to {}", backstop::domain::text::human_bytes(bytes), path.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                let _ = std::fs::remove_file(&partial);
-                eprintln!("backstop: cannot move {} into place: {e}", partial.display());
+            Err(why) => {
+                eprintln!("backstop: {why}");
                 ExitCode::from(1)
             }
         },
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
+            partial.discard();
             eprintln!("backstop: {e}");
             ExitCode::from(1)
         }
@@ -295,33 +284,62 @@ async fn write_tables_sql(
             Err(e) => failed(e),
         };
     }
-    if path.exists() {
-        return refused(&format!("{} exists; remove it or choose another path", path.display()));
-    }
-    let partial = PathBuf::from(format!("{}.partial", path.display()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = match options.open(&partial) {
-        Ok(f) => std::io::BufWriter::new(f),
-        Err(e) => return refused(&format!("cannot create {}: {e}", partial.display())),
+    let (partial, file) = match PartialFile::create(path) {
+        Ok(created) => created,
+        Err(why) => return refused(&why),
     };
+    let mut file = std::io::BufWriter::new(file);
     let result = job.write_tables_sql(backup, choice, &mut file).await;
     drop(file);
-    match result.map(|counts| (counts, std::fs::rename(&partial, path))) {
-        Ok((counts, Ok(()))) => {
-            report(counts, &path.display().to_string());
-            ExitCode::SUCCESS
-        }
-        Ok((_, Err(e))) => {
-            let _ = std::fs::remove_file(&partial);
-            eprintln!("backstop: cannot move {} into place: {e}", partial.display());
-            ExitCode::from(1)
-        }
+    match result {
+        Ok(counts) => match partial.keep() {
+            Ok(()) => {
+                report(counts, &path.display().to_string());
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("backstop: {why}");
+                ExitCode::from(1)
+            }
+        },
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
+            partial.discard();
             failed(e)
         }
+    }
+}
+
+/// `PATH.partial` beside `PATH`: created new and readable by its owner only (the SQL holds the data), never
+/// over an existing `PATH`, and moved into place only when whole.
+struct PartialFile {
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+impl PartialFile {
+    fn create(path: &Path) -> Result<(Self, std::fs::File), String> {
+        if path.exists() {
+            return Err(format!("{} exists; remove it or choose another path", path.display()));
+        }
+        let partial = PathBuf::from(format!("{}.partial", path.display()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+        Ok((PartialFile { partial, path: path.to_path_buf() }, file))
+    }
+
+    /// Moves the whole file into place (removing it when it cannot be moved).
+    fn keep(self) -> Result<(), String> {
+        std::fs::rename(&self.partial, &self.path).map_err(|e| {
+            self.discard();
+            format!("cannot move {} into place: {e}", self.partial.display())
+        })
+    }
+
+    /// Removes what was written: the file is not whole.
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.partial);
     }
 }
