@@ -118,6 +118,21 @@ pub trait ObjectStore: Send + Sync {
         start: u64,
         len: u64,
     ) -> Result<FetchedObject, StoreError>;
+    /// The `len` bytes of one version from `start`, read whole; an error names what was asked when fewer came.
+    async fn read_range(&self, key: &str, version_id: Option<&str>, start: u64, len: u64) -> Result<Vec<u8>, String> {
+        use tokio::io::AsyncReadExt;
+        let mut fetched = self.get_range(key, version_id, start, len).await.map_err(|e| e.to_string())?;
+        let mut bytes = Vec::with_capacity(len as usize);
+        fetched
+            .body
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| format!("reading {len} bytes of {key} at {start}: {e}"))?;
+        if bytes.len() as u64 != len {
+            return Err(format!("asked {key} for {len} bytes at {start}, read {}", bytes.len()));
+        }
+        Ok(bytes)
+    }
     /// Multipart uploads under `prefix` that were started and never completed nor aborted.
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError>;
     /// Aborts one, freeing the parts it stored (which S3 bills for, and lists nowhere else).

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 
 use super::framed_restore::{decode_rows, excerpt, quoted};
@@ -137,19 +136,7 @@ async fn load_rows(
         .map_err(|e| failed(format!("{} in: {}", describe(&e), excerpt(restored_statement.as_bytes()))))?;
     futures_util::pin_mut!(sink);
     for (i, &(offset, len)) in ranges.iter().enumerate() {
-        let mut fetched = store
-            .get_range(load.key, load.version_id, offset, len)
-            .await
-            .map_err(|e| failed(format!("reading {len} bytes at {offset}: {e}")))?;
-        let mut stored = Vec::with_capacity(len as usize);
-        fetched
-            .body
-            .read_to_end(&mut stored)
-            .await
-            .map_err(|e| failed(format!("reading {len} bytes at {offset}: {e}")))?;
-        if stored.len() as u64 != len {
-            return Err(failed(format!("asked for {len} bytes at {offset}, read {}", stored.len())));
-        }
+        let stored = store.read_range(load.key, load.version_id, offset, len).await.map_err(failed)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
         let header = (i == 0).then(|| statement.to_string());
         let last = i + 1 == ranges.len();

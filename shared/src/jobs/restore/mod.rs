@@ -363,15 +363,7 @@ impl RestoreJob {
     ) -> Result<u64, String> {
         let dump = backup.dump.as_ref().ok_or("the backup record names no dump")?;
         let store = self.deps.store.as_ref();
-        let head = store.head(&dump.key).await.map_err(|e| e.to_string())?;
-        if head.version_id != dump.version_id {
-            return Err(format!(
-                "{} was written again after the backup (its current version is {}, the backup's {})",
-                dump.key,
-                head.version_id.as_deref().unwrap_or("-"),
-                dump.version_id.as_deref().unwrap_or("-")
-            ));
-        }
+        current_head(store, dump).await?;
         if manifest.dump.sha256 != dump.sha256 || manifest.dump.size != dump.size {
             return Err("the manifest's size and SHA-256 of the dump are not the record's".into());
         }
@@ -403,6 +395,24 @@ impl RestoreJob {
         }
         Ok(size)
     }
+}
+
+/// The dump's metadata, when its current version is still the backup's: a key written again since is refused
+/// by both restores rather than worked around.
+async fn current_head(
+    store: &dyn ObjectStore,
+    dump: &crate::domain::ObjectRef,
+) -> Result<crate::ports::ObjectHead, String> {
+    let head = store.head(&dump.key).await.map_err(|e| e.to_string())?;
+    if head.version_id != dump.version_id {
+        return Err(format!(
+            "{} was written again after the backup (its current version is {}, the backup's {})",
+            dump.key,
+            head.version_id.as_deref().unwrap_or("-"),
+            dump.version_id.as_deref().unwrap_or("-")
+        ));
+    }
+    Ok(head)
 }
 
 /// The backup `pick` chooses from `backups` (newest first), or why none.

@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 
 use super::destination::{self, DatabaseState};
 use super::table_plan::{display, plan, statements, DumpPart, Relation, Step, TablePattern, TablePlan};
-use super::{RestoreJob, RestoreRefused, RestoreRequest};
+use super::{current_head, RestoreJob, RestoreRefused, RestoreRequest};
 use crate::domain::dump_layout::{ChunkRange, DumpLayout, SegmentKind};
 use crate::domain::dump_parser::SequenceValue;
 use crate::domain::row_digest::RowDigest;
@@ -325,15 +324,7 @@ impl RestoreJob {
                 backup.backup_id
             ))
         })?;
-        let head = self.deps.store.head(&dump.key).await.map_err(|e| RestoreRefused::ObjectDamaged(e.to_string()))?;
-        if head.version_id != dump.version_id {
-            return Err(RestoreRefused::ObjectDamaged(format!(
-                "{} was written again after the backup (its current version is {}, the backup's {})",
-                dump.key,
-                head.version_id.as_deref().unwrap_or("-"),
-                dump.version_id.as_deref().unwrap_or("-")
-            )));
-        }
+        let head = current_head(self.deps.store.as_ref(), &dump).await.map_err(RestoreRefused::ObjectDamaged)?;
         if head.size != dump.size || manifest.dump.sha256 != dump.sha256 {
             return Err(RestoreRefused::ObjectDamaged(format!(
                 "{} holds {} bytes, the backup recorded {} (or the manifest's SHA-256 is not the record's)",
@@ -349,18 +340,7 @@ impl RestoreJob {
     }
 
     async fn read_range(&self, dump: &ObjectRef, start: u64, len: u64) -> Result<Vec<u8>, String> {
-        let mut fetched = self
-            .deps
-            .store
-            .get_range(&dump.key, dump.version_id.as_deref(), start, len)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut bytes = Vec::with_capacity(len as usize);
-        fetched.body.read_to_end(&mut bytes).await.map_err(|e| format!("reading {}: {e}", dump.key))?;
-        if bytes.len() as u64 != len {
-            return Err(format!("asked {} for {len} bytes at {start}, read {}", dump.key, bytes.len()));
-        }
-        Ok(bytes)
+        self.deps.store.read_range(&dump.key, dump.version_id.as_deref(), start, len).await
     }
 
     /// Reads every SQL chunk (neighbours in one GET) and names the tables' rows between them.
