@@ -220,22 +220,25 @@ impl<S: FrameSink> Framer<S> {
     }
 }
 
+/// A sink that keeps every frame, for tests that look at how a dump is cut.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Collect(pub Vec<RawFrame>);
+
+#[cfg(test)]
+impl FrameSink for &mut Collect {
+    fn send(&mut self, frame: RawFrame) -> Result<(), SinkClosed> {
+        self.0.push(frame);
+        Ok(())
+    }
+    fn buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Default)]
-    struct Collect(Vec<RawFrame>);
-
-    impl FrameSink for &mut Collect {
-        fn send(&mut self, frame: RawFrame) -> Result<(), SinkClosed> {
-            self.0.push(frame);
-            Ok(())
-        }
-        fn buffer(&mut self) -> Vec<u8> {
-            Vec::new()
-        }
-    }
 
     fn dump(rows: usize) -> String {
         let mut d =

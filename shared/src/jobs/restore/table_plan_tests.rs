@@ -9,18 +9,8 @@ const DUMP: &str = include_str!("fixtures/tables.sql");
 /// A dump cut as the backup's framer cuts it: segments of SQL, and one table's rows each.
 pub(super) fn parts_of(dump: &[u8]) -> Vec<DumpPart> {
     use crate::domain::dump_layout::SegmentKind;
-    use crate::pipeline::framer::{FrameSink, Framer, RawFrame, SinkClosed};
-    struct Collect(Vec<RawFrame>);
-    impl FrameSink for &mut Collect {
-        fn send(&mut self, frame: RawFrame) -> Result<(), SinkClosed> {
-            self.0.push(frame);
-            Ok(())
-        }
-        fn buffer(&mut self) -> Vec<u8> {
-            Vec::new()
-        }
-    }
-    let mut frames = Collect(Vec::new());
+    use crate::pipeline::framer::{Collect, Framer};
+    let mut frames = Collect::default();
     let mut framer = Framer::new(&mut frames);
     framer.feed(dump).unwrap();
     framer.finish().unwrap();
