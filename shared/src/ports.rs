@@ -629,6 +629,9 @@ pub struct FramedRestoreReport {
     pub statements: usize,
     /// Foreign keys the server failed for a deadlock with another, run again alone.
     pub retried_alone: usize,
+    /// Index and constraint builds handed to the loading connections as their table's rows came in, rather
+    /// than after the last row.
+    pub built_during_load: usize,
     /// The whole object as read by the hashing stream: its SHA-256 (hex), size and metadata.
     pub object_sha256: String,
     pub object_size: u64,

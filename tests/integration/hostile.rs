@@ -83,6 +83,11 @@ async fn hostile_identifiers_back_up_with_a_correct_fingerprint_and_restore_to_i
         report.checks.iter().find(|c| c.name.label() == label).map(|c| format!("{:?}", c.outcome)).unwrap_or_default()
     };
     assert!(outcome("restore").contains("in parallel"), "names with newlines need no fallback: {}", outcome("restore"));
+    assert!(
+        outcome("restore").contains("builds started as their tables' rows came in"),
+        "the dump's tail, read ahead, names these tables too: {}",
+        outcome("restore")
+    );
     assert!(outcome("physical (amcheck)").contains("no problem"), "{}", outcome("physical (amcheck)"));
     for (schema, name, _) in &expected {
         let label = format!("table {schema}.{name}");

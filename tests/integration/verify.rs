@@ -206,6 +206,11 @@ async fn a_good_backup_verifies_and_the_report_lists_every_table() {
         "a framed backup restores over several connections: {}",
         detail("restore")
     );
+    assert!(
+        detail("restore").contains("builds started as their tables' rows came in"),
+        "each table's keys and indexes build once its rows are in, not after the last row: {}",
+        detail("restore")
+    );
     assert!(detail("table sales.order_items").contains("digest equal"), "{}", detail("table sales.order_items"));
     let t = &stored.report.timings;
     assert!(t.rto_seconds.unwrap() > 0.0 && t.rpo_seconds.unwrap() >= 0.0 && t.restore_seconds.is_some());

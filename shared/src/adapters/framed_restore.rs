@@ -9,6 +9,9 @@
 //! 3. the SQL after the rows runs in order, except that indexes and constraints build side by side (one
 //!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
 //!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
+//!    A table's own index and constraint builds do not wait for the last row of the dump: read ahead from the
+//!    dump's tail, they run on the loading connections as soon as that table's rows are in
+//!    (`early_indexes`, pg_restore's scheduling).
 //!
 //! Each connection first takes the session settings the dump sets (`SET …`, `set_config`), as psql would
 //! have had them. Statements are split as psql splits them (`sql::splitter`). Any error stops the restore: a
@@ -29,6 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 
+use super::early_indexes::{read_ahead, split_early, IndexScheduler, PostDataAhead};
 use super::pg_wire::{connect, describe, is_deadlock};
 use crate::domain::dump_layout::SegmentKind;
 use crate::domain::sql::splitter::{Piece, StatementSplitter};
@@ -100,7 +104,7 @@ async fn apply(client: &Client, session: &Session) -> Result<(), RestoreError> {
 
 /// Splits SQL into statements, carrying the split across chunks; psql meta-commands pg_dump writes
 /// (`\restrict`, `\unrestrict`: psql's own safeguards) are dropped, any other is refused.
-fn statements_of(splitter: &mut StatementSplitter, sql: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
+pub(super) fn statements_of(splitter: &mut StatementSplitter, sql: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
     let mut pieces = Vec::new();
     let mut out = Vec::new();
     for line in sql.split_inclusive(|b| *b == b'\n') {
@@ -233,11 +237,12 @@ impl FramedRestorer {
         database: &str,
         dump: FramedDump<'_>,
     ) -> Result<FramedRestoreReport, RestoreError> {
+        let ahead = read_ahead(store.as_ref(), &dump).await;
         let fetched = store.get(dump.key, dump.version_id).await.map_err(|e| failed(e.to_string()))?;
         let head = fetched.head.clone();
         let mut stream = HashedStream { body: fetched.body, hasher: Sha256::new(), size: 0, error: None };
         let mut report = FramedRestoreReport::default();
-        let restored = self.restore_stream(&mut stream, server, database, &dump, &mut report).await;
+        let restored = self.restore_stream(&mut stream, server, database, &dump, ahead, &mut report).await;
         stream.drain().await;
         // The object is read whole either way, so its checks say whether the bytes were right even when the
         // restore stopped early.
@@ -255,15 +260,27 @@ impl FramedRestorer {
         server: &ScratchEndpoint,
         database: &str,
         dump: &FramedDump<'_>,
+        ahead: Option<PostDataAhead>,
         report: &mut FramedRestoreReport,
     ) -> Result<(), RestoreError> {
         let layout = dump.layout;
         let last_copy = layout.segments.iter().rposition(|s| matches!(s.kind, SegmentKind::Copy { .. }));
+        // With the tail read ahead, its index builds are handed to the loading connections table by table,
+        // and its bytes, when the in-order read reaches them, are only compared with what was read ahead.
+        let (early, mut after, tail_ahead) = match ahead {
+            Some(PostDataAhead { first_segment, stored, statements }) => {
+                report.statements += statements.len();
+                let (early, later) = split_early(layout, statements);
+                (early, later, Some((first_segment, stored)))
+            }
+            None => (BTreeMap::new(), Vec::new(), None),
+        };
+        let scheduler = Arc::new(IndexScheduler::new(layout, early));
+        let mut tail_streamed = bytes::BytesMut::new();
         let main = connect(server, database).await?;
         main.batch_execute("BEGIN").await.map_err(|e| failed(describe(&e)))?;
         let mut session = Session::default();
         let mut schema_open = true;
-        let mut after = Vec::new();
         let (work_tx, work_rx) = tokio::sync::mpsc::channel::<(CopyWork, Bytes)>(self.jobs.max(1));
         let mut work_tx = Some(work_tx);
         let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
@@ -280,6 +297,9 @@ impl FramedRestorer {
                 }
                 let stored = stream.read_exact(chunk.stored()).await.map_err(failed)?;
                 match &segment.kind {
+                    SegmentKind::Sql if tail_ahead.as_ref().is_some_and(|(first, _)| i >= *first) => {
+                        tail_streamed.extend_from_slice(&stored);
+                    }
                     SegmentKind::Sql => {
                         let statements = statements_of(&mut splitter, &decode_sql(dump.codec, stored).await?)?;
                         report.statements += statements.len();
@@ -304,8 +324,13 @@ impl FramedRestorer {
                                 .map(|r| r.get::<_, bool>(0))
                                 .unwrap_or(false);
                             for _ in 0..self.jobs.max(1) {
-                                let (rx, rows, first_error, session) =
-                                    (work_rx.clone(), rows.clone(), first_error.clone(), session.clone());
+                                let (rx, rows, first_error, session, scheduler) = (
+                                    work_rx.clone(),
+                                    rows.clone(),
+                                    first_error.clone(),
+                                    session.clone(),
+                                    scheduler.clone(),
+                                );
                                 let (server, database, codec) = (server.clone(), database.to_string(), dump.codec);
                                 workers.spawn(async move {
                                     if let Err(e) = load_rows(
@@ -316,6 +341,7 @@ impl FramedRestorer {
                                         &session,
                                         minimal_wal,
                                         &rows,
+                                        &scheduler,
                                         &first_error,
                                     )
                                     .await
@@ -326,6 +352,7 @@ impl FramedRestorer {
                             }
                         }
                         let work = CopyWork {
+                            segment: i,
                             schema: schema.clone(),
                             name: name.clone(),
                             statement: statement.clone(),
@@ -355,6 +382,20 @@ impl FramedRestorer {
         if schema_open {
             main.batch_execute("COMMIT").await.map_err(|e| failed(describe(&e)))?;
         }
+        if let Some((_, read_ahead)) = &tail_ahead {
+            if tail_streamed.as_ref() != read_ahead.as_ref() {
+                return Err(failed(format!(
+                    "the dump's last {} bytes differ between the read ahead and the read in order (the object \
+                     changed or a read was corrupted): the restore is not trusted",
+                    read_ahead.len()
+                )));
+            }
+        }
+        report.built_during_load = scheduler.handed_out.load(std::sync::atomic::Ordering::Relaxed);
+        // Builds whose table's rows never all came in (none, unless the restore is failing) keep their place.
+        let mut leftover = scheduler.leftover();
+        leftover.append(&mut after);
+        let after = leftover;
         report.rows_loaded = std::mem::take(&mut *rows.lock().expect("rows lock"));
         let weights: BTreeMap<String, u64> = layout
             .segments
@@ -490,6 +531,8 @@ impl Batch {
 /// One chunk of one table's rows.
 #[derive(Debug, Clone)]
 struct CopyWork {
+    /// The table's segment in the layout.
+    segment: usize,
     schema: String,
     name: String,
     statement: String,
@@ -500,15 +543,15 @@ struct CopyWork {
 }
 
 /// Decompresses a chunk of SQL (small: the schema, or the comments between tables).
-async fn decode_sql(codec: Codec, stored: Bytes) -> Result<Vec<u8>, RestoreError> {
+pub(super) async fn decode_sql(codec: Codec, stored: Bytes) -> Result<Vec<u8>, RestoreError> {
     tokio::task::spawn_blocking(move || crate::pipeline::codec::decode_all(codec, &stored))
         .await
         .map_err(|e| failed(e.to_string()))?
         .map_err(|e| failed(format!("a chunk of the dump does not decompress: {e}")))
 }
 
-/// A loading connection: takes the next chunk as the stream hands it out, until the rows are over or another
-/// connection failed.
+/// A loading connection: runs a table's index builds as soon as they are ready, otherwise takes the next chunk
+/// as the stream hands it out, until the rows are over (and no build is ready) or another connection failed.
 #[allow(clippy::too_many_arguments)]
 async fn load_rows(
     work: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(CopyWork, Bytes)>>>,
@@ -518,18 +561,39 @@ async fn load_rows(
     session: &Session,
     minimal_wal: bool,
     rows: &Mutex<BTreeMap<(String, String), u64>>,
+    scheduler: &IndexScheduler,
     first_error: &FirstError,
 ) -> Result<(), RestoreError> {
     let client = connect(server, database).await?;
     apply(&client, session).await?;
+    let mut rows_over = false;
     loop {
-        let next = work.lock().await.recv().await;
-        let Some((item, stored)) = next else { return Ok(()) };
+        if first_error.is_set() {
+            return Ok(());
+        }
+        if let Some(statements) = scheduler.next_ready() {
+            // One table's builds, in dump order, on this connection alone (as the post-data batches do).
+            run_in_order(&client, &statements).await?;
+            continue;
+        }
+        if rows_over {
+            return Ok(());
+        }
+        let next = tokio::select! {
+            // A build became ready while this connection waited for rows: run it first.
+            _ = scheduler.ready_signal.notified() => continue,
+            next = async { work.lock().await.recv().await } => next,
+        };
+        let Some((item, stored)) = next else {
+            rows_over = true;
+            continue;
+        };
         if first_error.is_set() {
             return Ok(());
         }
         let count = load_chunk(&client, codec, &item, stored, minimal_wal).await?;
         *rows.lock().expect("rows lock").entry((item.schema.clone(), item.name.clone())).or_default() += count;
+        scheduler.chunk_loaded(item.segment);
     }
 }
 

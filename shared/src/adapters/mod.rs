@@ -2,6 +2,7 @@
 //! instances), for PostgreSQL's client programs, for Slack's incoming webhooks, and in memory for unit tests.
 
 pub mod dynamodb;
+mod early_indexes;
 pub mod framed_restore;
 pub mod local_scratch;
 // The in-memory fakes, for tests only: the library's own, and (feature `test-support`) the integration tests'.

@@ -469,8 +469,13 @@ fn rows_loaded_check(
     } else {
         String::new()
     };
+    let early = if done.built_during_load > 0 {
+        format!("; {} index and constraint builds started as their tables' rows came in", done.built_during_load)
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "restored into {database} in parallel: {} statements, {rows} rows in {tables} tables{retried}",
+        "restored into {database} in parallel: {} statements, {rows} rows in {tables} tables{early}{retried}",
         done.statements
     ))
 }

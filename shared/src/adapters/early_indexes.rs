@@ -1,0 +1,297 @@
+//! pg_restore's scheduling for a framed restore: a table's indexes and constraints build as soon as that
+//! table's rows are in, while other tables still load, instead of after the last row.
+//!
+//! The object is read once, in order, and the index definitions come after every row. So before that read,
+//! the dump's tail (the SQL after the last table's rows, small beside the rows) is read ahead with one ranged
+//! GET and split into statements. Of those, the leading run of index and constraint builds (`CREATE INDEX`,
+//! `ALTER TABLE ONLY … ADD CONSTRAINT` with a primary key, unique, exclusion or check constraint: statements
+//! that need nothing but their own table and its rows) is taken out and handed to the loading connections, one
+//! table's statements together, when that table's last chunk of rows has loaded. The run starts after the
+//! data section's last statements, which touch no table (sequences set, large objects written), and ends at
+//! the first other statement (a foreign key, a trigger, a setting, a grant): that and everything after it,
+//! and whatever the run does not take, runs after the rows, in order, as before.
+//!
+//! The in-order read still covers the tail: its bytes must equal those read ahead, or the restore fails, so
+//! what ran early is exactly what the hashed object holds.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use super::framed_restore::{decode_sql, statements_of};
+use crate::domain::dump_layout::{DumpLayout, SegmentKind};
+use crate::domain::sql::splitter::StatementSplitter;
+use crate::domain::sql::statement::{post_data_kind, PostDataKind};
+use crate::ports::{FramedDump, ObjectStore};
+
+/// Statements of the dump, each as it is written there.
+type Statements = Vec<Vec<u8>>;
+
+/// Tails larger than this (stored) are not read ahead: their statements are read in order as before. A schema
+/// with tens of thousands of indexes stays well under it; the cap keeps the read-ahead's memory bounded.
+pub(super) const MAX_AHEAD: u64 = 16 << 20;
+
+/// The dump's tail, read ahead of the in-order read.
+pub(super) struct PostDataAhead {
+    /// The first segment after the last table's rows: the tail is it and every segment after it.
+    pub first_segment: usize,
+    /// The tail's stored bytes, to compare with what the in-order read finds there.
+    pub stored: Bytes,
+    /// The tail's statements, in dump order.
+    pub statements: Statements,
+}
+
+/// Reads the dump's tail with one ranged GET. `None` when there is nothing to gain (no rows, no tail), the tail
+/// is over [`MAX_AHEAD`], or the read or its decoding failed: the in-order read then reads the tail as before,
+/// and reports any fault in it where it always has.
+pub(super) async fn read_ahead(store: &dyn ObjectStore, dump: &FramedDump<'_>) -> Option<PostDataAhead> {
+    let layout = dump.layout;
+    let last_copy = layout.segments.iter().rposition(|s| matches!(s.kind, SegmentKind::Copy { .. }))?;
+    let first_segment = last_copy + 1;
+    let start = layout.chunk_ranges().into_iter().find(|c| c.segment == first_segment)?.stored_offset;
+    let len = layout.stored_bytes() - start;
+    if len > MAX_AHEAD {
+        tracing::info!(tail_bytes = len, "the dump's tail is too large to read ahead; indexes build after the rows");
+        return None;
+    }
+    let stored = match store.read_range(dump.key, dump.version_id, start, len).await {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the dump's tail ahead; indexes build after the rows");
+            return None;
+        }
+    };
+    let mut statements = Vec::new();
+    let mut offset = 0usize;
+    for segment in &layout.segments[first_segment..] {
+        let mut splitter = StatementSplitter::new();
+        for chunk in &segment.chunks {
+            let piece = stored.slice(offset..offset + chunk.stored() as usize);
+            offset += chunk.stored() as usize;
+            let sql = decode_sql(dump.codec, piece).await.ok()?;
+            statements.extend(statements_of(&mut splitter, &sql).ok()?);
+        }
+        splitter.finish().ok()?;
+    }
+    Some(PostDataAhead { first_segment, stored, statements })
+}
+
+/// The tail's statements split: those that build as soon as their table's rows are in, by the table's
+/// segment in the layout, and the rest, in dump order, for after the rows.
+pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (BTreeMap<usize, Statements>, Statements) {
+    // Tables whose rows are one segment with chunks in it: "its rows are in" is then a count of chunks.
+    let mut segment_of = BTreeMap::<String, Option<usize>>::new();
+    for (i, s) in layout.segments.iter().enumerate() {
+        if let SegmentKind::Copy { schema, name, .. } = &s.kind {
+            let seen = segment_of.entry(format!("{schema}\u{1f}{name}")).or_insert(Some(i));
+            if *seen != Some(i) || s.chunks.is_empty() {
+                *seen = None;
+            }
+        }
+    }
+    let mut early = BTreeMap::<usize, Statements>::new();
+    let mut later = Vec::new();
+    let mut leading = true;
+    for statement in statements {
+        let kind = post_data_kind(&statement);
+        leading &=
+            matches!(kind, PostDataKind::Index { .. } | PostDataKind::Annotation) || touches_no_table(&statement);
+        let segment = match &kind {
+            PostDataKind::Index { table } if leading && touches_only_its_table(&statement) => {
+                segment_of.get(table).copied().flatten()
+            }
+            _ => None,
+        };
+        match segment {
+            Some(segment) => early.entry(segment).or_default().push(statement),
+            // Comments on indexes stay in order after the rows, when every index they may name exists.
+            None => later.push(statement),
+        }
+    }
+    (early, later)
+}
+
+/// What pg_dump writes at the end of the data section, after the rows and before the first index: a
+/// sequence's value, a large object's contents (in their own transaction). No index build depends on them.
+fn touches_no_table(statement: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(statement);
+    let text = text.trim();
+    [
+        "SELECT pg_catalog.setval(",
+        "SELECT pg_catalog.lo_open(",
+        "SELECT pg_catalog.lowrite(",
+        "SELECT pg_catalog.lo_close(",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
+        || text == "BEGIN;"
+        || text == "COMMIT;"
+}
+
+/// An index, or a constraint added to the table alone (`ONLY`): a constraint without `ONLY` would also be
+/// added to the table's inheritance children, which may still be loading.
+fn touches_only_its_table(statement: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(statement);
+    let text = text.trim_start();
+    ["CREATE INDEX ", "CREATE UNIQUE INDEX ", "ALTER TABLE ONLY "].iter().any(|p| text.starts_with(p))
+}
+
+/// Hands out each table's early statements once all its chunks of rows have loaded.
+#[derive(Default)]
+pub(super) struct IndexScheduler {
+    /// Per segment: chunks still to load, and the statements that wait for them.
+    waiting: Mutex<BTreeMap<usize, (usize, Statements)>>,
+    ready: Mutex<VecDeque<Statements>>,
+    /// Wakes a connection waiting for rows when a table's statements become ready.
+    pub ready_signal: tokio::sync::Notify,
+    /// Statements handed out (and so run while rows still loaded, or just after).
+    pub handed_out: AtomicUsize,
+}
+
+impl IndexScheduler {
+    pub fn new(layout: &DumpLayout, early: BTreeMap<usize, Statements>) -> Self {
+        let waiting = early.into_iter().map(|(segment, s)| (segment, (layout.segments[segment].chunks.len(), s)));
+        IndexScheduler { waiting: Mutex::new(waiting.collect()), ..Default::default() }
+    }
+
+    /// One chunk of `segment`'s rows has loaded: when it was the last, that table's statements are ready.
+    pub fn chunk_loaded(&self, segment: usize) {
+        let mut waiting = self.waiting.lock().expect("scheduler lock");
+        let Some((left, _)) = waiting.get_mut(&segment) else { return };
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            let (_, statements) = waiting.remove(&segment).expect("present");
+            self.ready.lock().expect("scheduler lock").push_back(statements);
+            self.ready_signal.notify_one();
+        }
+    }
+
+    /// The next table's statements to run, if one is ready.
+    pub fn next_ready(&self) -> Option<Statements> {
+        let next = self.ready.lock().expect("scheduler lock").pop_front();
+        if let Some(statements) = &next {
+            self.handed_out.fetch_add(statements.len(), Ordering::Relaxed);
+        }
+        next
+    }
+
+    /// What was never handed out (the restore stopped before those tables' rows were in): it runs after
+    /// the rows, ahead of the rest of the tail, where it came from.
+    pub fn leftover(&self) -> Statements {
+        let ready = std::mem::take(&mut *self.ready.lock().expect("scheduler lock"));
+        let waiting = std::mem::take(&mut *self.waiting.lock().expect("scheduler lock"));
+        ready.into_iter().flatten().chain(waiting.into_values().flat_map(|(_, s)| s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::dump_layout::{Chunk, Segment};
+
+    fn copy(schema: &str, name: &str, chunks: usize) -> Segment {
+        Segment {
+            kind: SegmentKind::Copy {
+                schema: schema.into(),
+                name: name.into(),
+                statement: format!("COPY {schema}.{name} (a) FROM stdin;"),
+                rows: 1,
+            },
+            chunks: vec![Chunk(10, 20); chunks],
+        }
+    }
+
+    fn sql() -> Segment {
+        Segment { kind: SegmentKind::Sql, chunks: vec![Chunk(10, 20)] }
+    }
+
+    fn texts(statements: &[Vec<u8>]) -> Vec<String> {
+        statements.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+    }
+
+    #[test]
+    fn the_leading_index_builds_go_early_by_table_and_the_rest_keeps_its_order() {
+        let layout = DumpLayout {
+            format: 1,
+            segments: vec![sql(), copy("app", "orders", 3), copy("app", "lines", 1), copy("app", "empty", 0), sql()],
+        };
+        let tail = [
+            "SELECT pg_catalog.setval('app.orders_id_seq', 20, true);",
+            "BEGIN;",
+            "SELECT pg_catalog.lo_open('16385', 131072);",
+            "SELECT pg_catalog.lowrite(0, '\\x00');",
+            "SELECT pg_catalog.lo_close(0);",
+            "COMMIT;",
+            "ALTER TABLE ONLY app.orders ADD CONSTRAINT orders_pkey PRIMARY KEY (id);",
+            "ALTER TABLE ONLY app.lines ADD CONSTRAINT lines_pkey PRIMARY KEY (id);",
+            "ALTER TABLE app.parent ADD CONSTRAINT parent_check CHECK (a > 0);",
+            "CREATE INDEX orders_at ON app.orders USING btree (at);",
+            "CREATE INDEX empty_a ON app.empty USING btree (a);",
+            "CREATE INDEX parted_a ON ONLY app.parted USING btree (a);",
+            "COMMENT ON INDEX app.orders_at IS 'by time';",
+            "ALTER TABLE ONLY app.lines ADD CONSTRAINT lines_order_fkey FOREIGN KEY (o) REFERENCES app.orders(id);",
+            "CREATE INDEX lines_o ON app.lines USING btree (o);",
+        ];
+        let (early, later) = split_early(&layout, tail.iter().map(|s| s.as_bytes().to_vec()).collect());
+        assert_eq!(early.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(texts(&early[&1]), vec![tail[6], tail[9]]);
+        assert_eq!(texts(&early[&2]), vec![tail[7]]);
+        // The data section's last statements, and builds without ONLY (children may be loading), with no rows
+        // segment (a partitioned parent, a table with no chunks), comments, and everything from the first
+        // foreign key on: after the rows, in order.
+        let (data, rest) = tail.split_at(6);
+        let expected: Vec<&str> =
+            data.iter().chain([rest[2], rest[4], rest[5], rest[6], rest[7], rest[8]].iter()).copied().collect();
+        assert_eq!(texts(&later), expected);
+    }
+
+    #[test]
+    fn a_tables_statements_are_ready_after_its_last_chunk_and_never_twice() {
+        let layout = DumpLayout { format: 1, segments: vec![sql(), copy("a", "t", 2), copy("a", "u", 1)] };
+        let early = BTreeMap::from([(1, vec![b"CREATE INDEX i ON a.t (x);".to_vec()]), (2, vec![b"u".to_vec()])]);
+        let scheduler = IndexScheduler::new(&layout, early);
+        scheduler.chunk_loaded(1);
+        assert!(scheduler.next_ready().is_none(), "one of two chunks is in");
+        scheduler.chunk_loaded(1);
+        assert_eq!(texts(&scheduler.next_ready().unwrap()), vec!["CREATE INDEX i ON a.t (x);"]);
+        scheduler.chunk_loaded(1);
+        assert!(scheduler.next_ready().is_none());
+        assert_eq!(scheduler.handed_out.load(Ordering::Relaxed), 1);
+        // A table whose rows never all came: its statements are left over, for after the rows.
+        assert_eq!(texts(&scheduler.leftover()), vec!["u"]);
+        assert!(scheduler.leftover().is_empty());
+    }
+
+    #[test]
+    fn a_setting_ends_the_run_so_no_build_runs_without_it() {
+        let layout = DumpLayout { format: 1, segments: vec![sql(), copy("a", "t", 1), sql()] };
+        let tail = ["SET default_tablespace = fast;", "CREATE INDEX i ON a.t USING btree (x);"];
+        let (early, later) = split_early(&layout, tail.iter().map(|s| s.as_bytes().to_vec()).collect());
+        assert!(early.is_empty());
+        assert_eq!(texts(&later), tail.to_vec());
+    }
+
+    #[test]
+    fn the_tail_of_a_real_dump_builds_its_tables_keys_and_indexes_early() {
+        // pg_dump 15's own output: sequences set, then keys, comments, indexes, partition attachments, foreign
+        // keys, grants.
+        let dump = include_str!("../jobs/restore/fixtures/tables.sql");
+        let at = dump.find("SELECT pg_catalog.setval").expect("the fixture sets sequences");
+        let mut splitter = StatementSplitter::new();
+        let statements = statements_of(&mut splitter, &dump.as_bytes()[at..]).unwrap();
+        let tables = ["customers", "events_2026", "items", "orders", "tickets"];
+        let layout = DumpLayout { format: 1, segments: tables.iter().map(|t| copy("app", t, 1)).collect() };
+        let (early, later) = split_early(&layout, statements);
+        let early: Vec<String> = early.values().flatten().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        for name in ["customers_pkey", "orders_pkey", "tickets_pkey", "\"Orders Note\"", "events_2026_at_idx"] {
+            assert!(early.iter().any(|s| s.contains(name)), "{name} builds early: {early:#?}");
+        }
+        let later = texts(&later);
+        for after in ["ON ONLY app.events", "ATTACH PARTITION", "FOREIGN KEY", "GRANT ", "COMMENT ON INDEX"] {
+            assert!(later.iter().any(|s| s.contains(after)), "{after} waits for every row: {later:#?}");
+            assert!(!early.iter().any(|s| s.contains(after)), "{after} is not built early");
+        }
+    }
+}
