@@ -1,6 +1,6 @@
 """Deterministic benchmark corpus for Backstop: a realistic mix of tables, types and indexes, made server-side.
 
-    .venv/bin/python infra/bench/corpus.py [--size small|medium|large] [--seed N] [--database NAME]
+    .venv/bin/python infra/bench/corpus.py [--size small|medium|large|xlarge] [--seed N] [--database NAME]
                                            [--force] [--stats] [--check-determinism]
 
 Creates (or, when its marker is current, leaves alone) the database `bench_<size>` in the local stack's cluster
@@ -19,7 +19,7 @@ Every value comes from generate_series and hashint8extended(…, seed) (text fro
 pseudo-words in Zipf-like frequencies), so the same seed on the same PostgreSQL major version gives
 byte-identical pg_dump output apart from pg_dump's random `\\restrict` token (--check-determinism proves it).
 The plain SQL compresses 3.1-3.3x with gzip -6 and zstd -1, like real data; sizes as pg_dump measures them:
-small 33 MB (built in ~10 s), medium 253 MB (~40 s), large 1.0 GB (~2 min).
+small 33 MB (built in ~10 s), medium 253 MB (~40 s), large 1.0 GB (~2 min), xlarge 4 GB (the scale curve's top).
 
 The database's comment is a JSON marker (corpus version, seed, size, a hash of the generating SQL, and the SQL
 size measured after the build); a database whose marker differs is dropped and rebuilt. Objects are owned by
@@ -40,7 +40,7 @@ from common import BACKUP_ROLE, OWNER_ROLE, READER_ROLE, Stack, ensure_stack, sa
 CORPUS_VERSION = 1
 DEFAULT_SEED = 20260101
 # Scale factors: rows of the big tables are multiplied by these (the 240 small tables do not scale).
-SIZES = {"small": 0.03, "medium": 0.25, "large": 1.0}
+SIZES = {"small": 0.03, "medium": 0.25, "large": 1.0, "xlarge": 4.0}
 # Rows of the big tables at scale 1.0 (about 1 GB of plain SQL).
 BASE_ROWS = {
     "customers": 424_000,
