@@ -43,13 +43,15 @@ MEMORY_TARGETS = [(64, "#1f77b4", "backup ≤ 64 MiB"), (128, "#2ca02c", "drill 
 
 
 def load(paths: list[Path]) -> list[dict]:
-    points = []
+    """One point per corpus size. Several files of one size merge, later files' cases over earlier ones' (e.g.
+    the drill from one run, the backup from another): each case keeps the ratio of its own run."""
+    points: dict[str, dict] = {}
     for path in paths:
         if not path.exists():
             raise SystemExit(f"{path} does not exist: run with --run first (or name results with --results)")
         result = json.loads(path.read_text())
         cases = result["cases"]
-        points.append({
+        point = {
             "size": result.get("size") or result.get("database"),
             "sql_gb": result["corpus"]["sql_bytes"] / 1e9,
             "runs": result["runs"],
@@ -60,8 +62,15 @@ def load(paths: list[Path]) -> list[dict]:
                          for c, v in cases.items()},
             "refused": {c: len(v.get("refused", [])) for c, v in cases.items() if v.get("refused")},
             "speeds": [x for v in cases.values() for pair in v.get("cpu_speed_mb_s", []) for x in pair],
-        })
-    return sorted(points, key=lambda p: p["sql_gb"])
+        }
+        merged = points.setdefault(point["size"], point)
+        if merged is not point:
+            for field in ("seconds", "ratio", "peak_mib"):
+                merged[field].update({c: v for c, v in point[field].items() if v is not None})
+            merged["refused"].update(point["refused"])
+            merged["speeds"] += point["speeds"]
+            merged["file"] += ", " + point["file"]
+    return sorted(points.values(), key=lambda p: p["sql_gb"])
 
 
 def table(points: list[dict]) -> str:
@@ -88,7 +97,7 @@ def table(points: list[dict]) -> str:
     refused = [f"{p['size']}: " + ", ".join(f"{c} x{n}" for c, n in p["refused"].items()) for p in points if p["refused"]]
     if refused:
         lines.append("")
-        lines.append("Refused runs (another process ate the CPU): " + "; ".join(refused))
+        lines.append("Refused runs (another process or the host ate the CPU): " + "; ".join(refused))
     return "\n".join(lines)
 
 
@@ -153,7 +162,7 @@ def svg(points: list[dict]) -> str:
     peaks = [p["peak_mib"].get(c) for p in points for c, _, _ in MEMORY if p["peak_mib"].get(c)]
     # The gzip pipeline's ratio (4–5) would flatten the others: the panel stops at 2.5 and says so.
     ratio_top = min(2.5, max([1.6, *ratios]) * 1.1)
-    width, height = 980, 420
+    width, height = 980, 440
     left = Panel(70, 40, 380, 260, xs, ratio_top, "time ÷ the plain tool's, same run", "ratio")
     right = Panel(580, 40, 380, 260, xs, max([140.0, *peaks]) * 1.1, "Backstop's own peak memory", "MiB")
     for y, colour in RATIO_TARGETS:
@@ -171,12 +180,14 @@ def svg(points: list[dict]) -> str:
         right.series([(p["sql_gb"], p["peak_mib"][case]) for p in points if p["peak_mib"].get(case)], colour)
     legend = []
     for i, (_, label, colour) in enumerate(RATIOS):
-        y = 345 + 18 * (i % 2)
+        y = 362 + 18 * (i % 2)
         x = 70 + 440 * (i // 2)
         legend.append(f'<line x1="{x}" y1="{y - 4}" x2="{x + 24}" y2="{y - 4}" stroke="{colour}" stroke-width="2"/>'
                       f'<text x="{x + 30}" y="{y}">{label}</text>')
-    legend.append('<text x="70" y="400" fill="#555">dashed: the targets (backup 1.10, drill with counts 1.00, with '
-                  'digests 1.50; memory 64 and 128 MiB); values above the ratio panel are written at its top</text>')
+    legend.append('<text x="70" y="410" fill="#555">dashed: the targets (backup 1.10, drill with counts 1.00, with '
+                  'digests 1.50; memory 64 and 128 MiB);</text>')
+    legend.append('<text x="70" y="426" fill="#555">a ratio above the panel is written at its top; a point is '
+                  'missing where its run had no same-run reference</text>')
     body = "\n".join(left.parts + right.parts + legend)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">\n'

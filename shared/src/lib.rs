@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod event;
 pub mod jobs;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod passwords;

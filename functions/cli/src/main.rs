@@ -203,6 +203,7 @@ struct RestoreArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    backstop::memory::return_large_blocks_when_freed();
     backstop::telemetry::init("warn");
     let cli = Cli::parse();
     let clients = AwsClients::from_env().await;

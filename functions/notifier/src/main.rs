@@ -7,6 +7,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    backstop::memory::return_large_blocks_when_freed();
     telemetry::init("info");
     // Only which webhook to use is checked here; its URL is read on the first alert and kept.
     let slack = app::notifier_from_env().await?;

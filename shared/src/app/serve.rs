@@ -33,6 +33,7 @@ where
     Handle: Fn(Job, Invocation) -> Answer,
     Answer: Future<Output = Result<Value, HandlerError>>,
 {
+    crate::memory::return_large_blocks_when_freed();
     crate::telemetry::init("info");
     let clients = AwsClients::from_env().await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
