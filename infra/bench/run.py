@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -204,28 +205,39 @@ def idle_load(seconds: float) -> float:
 
 
 SPEED_PROBE_BYTES = 32 << 20
-_SPEED_PROBE_DATA = bytes(range(256)) * (SPEED_PROBE_BYTES // 256)
+
+
+@functools.cache
+def speed_probe_data() -> bytes:
+    # Made on first use, not at import: the runner's own size floors maxrss where GNU time is missing.
+    return bytes(range(256)) * (SPEED_PROBE_BYTES // 256)
 
 
 def cpu_speed() -> float:
     """MB/s of SHA-256 on one core: a fixed piece of work, timed. On a shared host the same work takes longer
     when the host's other guests slow this one's cores, which no load probe inside the machine can see."""
+    data = speed_probe_data()
     t0 = time.perf_counter()
-    hashlib.sha256(_SPEED_PROBE_DATA).digest()
+    hashlib.sha256(data).digest()
     return SPEED_PROBE_BYTES / 1e6 / (time.perf_counter() - t0)
+
+
+def cpu_seconds_since_boot() -> list[float]:
+    """/proc/stat's first line: every core's seconds in user, nice, system, idle, iowait, irq, softirq, steal…"""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return [int(f) / os.sysconf("SC_CLK_TCK") for f in fields]
 
 
 def machine_steal_seconds() -> float:
     """CPU seconds the hypervisor gave to other guests while this machine wanted them (/proc/stat steal)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    return int(fields[7]) / os.sysconf("SC_CLK_TCK") if len(fields) > 7 else 0.0
+    times = cpu_seconds_since_boot()
+    return times[7] if len(times) > 7 else 0.0
 
 
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy since boot (user, nice, system, irq, softirq), every core."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq = cpu_seconds_since_boot()[:7]
+    return user + nice + system + irq + softirq
 
 
 @dataclass
@@ -794,13 +806,15 @@ class Bench:
         load_after = idle_load(0.3 if self.args.smoke else IDLE_PROBE_SECONDS)
         res.setdefault("cpu_speed_mb_s", []).append([round(speed_before), round(cpu_speed())])
         res.setdefault("steal_seconds", []).append(round(steal, 2))
+        foreign = max(load_before, load_after)
         stolen = steal / mm.seconds if mm.seconds > 0 else 0.0
-        if max(load_before, load_after) > FOREIGN_LOAD_LIMIT or stolen > STEAL_LIMIT:
+        if foreign > FOREIGN_LOAD_LIMIT or stolen > STEAL_LIMIT:
             res["refused"].append({"run": run, "seconds": round(mm.seconds, 4), "idle_load_before": round(load_before, 3),
                                    "idle_load_after": round(load_after, 3), "steal_seconds": round(steal, 2)})
-            why = (f"another process kept {max(load_before, load_after):.2f} cores busy around it (limit "
-                   f"{FOREIGN_LOAD_LIMIT})" if max(load_before, load_after) > FOREIGN_LOAD_LIMIT else
-                   f"the host took {steal:.2f} s of CPU from the machine during it ({stolen:.2f} cores, limit {STEAL_LIMIT})")
+            if foreign > FOREIGN_LOAD_LIMIT:
+                why = f"another process kept {foreign:.2f} cores busy around it (limit {FOREIGN_LOAD_LIMIT})"
+            else:
+                why = f"the host took {steal:.2f} s of CPU from the machine during it ({stolen:.2f} cores, limit {STEAL_LIMIT})"
             say(f"  {case.id}: {mm.seconds:.2f} s REFUSED: {why}")
             return None
         res.setdefault("idle_load", []).append([round(load_before, 3), round(load_after, 3)])

@@ -25,7 +25,7 @@ from common import BENCH, LOCAL, REPO, say
 
 CASES = "pg_dump,gzip6_upload,backstop_zstd,pg_restore_j2,verify_counts,verify_digests"
 
-# (case, what it is divided by, label, colour) for the ratio panel; the memory panel takes Backstop's cases.
+# (case, label, colour): the ratio panel's lines (each case over its run's reference), and the memory panel's.
 RATIOS = [
     ("backstop_zstd", "backup ÷ pg_dump", "#1f77b4"),
     ("gzip6_upload", "pg_dump | gzip -6 + upload ÷ pg_dump", "#7f7f7f"),
