@@ -300,6 +300,9 @@ pub trait Drills: Send + Sync {
     async fn update_drill(&self, drill: &DrillRecord, expected: DrillPhase) -> Result<(), CatalogError>;
     /// A target's drills, newest first.
     async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError>;
+    /// Of a target's newest `among_latest` drills, those not done, newest first. Only they are read back: a
+    /// finished drill carries its whole report, which a run looking for drills to resume does not need.
+    async fn unfinished_drills(&self, target: &str, among_latest: usize) -> Result<Vec<DrillRecord>, CatalogError>;
 }
 
 /// Each run's record (what it did, for the CLI's history and the audit trail).

@@ -97,3 +97,44 @@ async fn a_claim_taken_over_stays_the_takers() {
     let later = catalog.claim_idempotency(&claim("fourth", chrono::Duration::hours(1))).await.unwrap();
     assert_eq!(later, ClaimOutcome::AlreadyDone { backup_id: BackupId("b-2".into()) });
 }
+
+/// A verify run looks for drills to resume among a target's 20 newest: DynamoDB reads those 20 and sends back
+/// only the unfinished (a Query's `Limit` counts items read, before its filter), newest first; an unfinished
+/// drill older than the 20 newest, or another target's, is not among them.
+#[tokio::test(flavor = "multi_thread")]
+async fn unfinished_drills_are_the_unfinished_among_the_newest() {
+    use backstop::adapters::dynamodb::DynamoCatalog;
+    use backstop::domain::drill::{DrillPhase, DrillRecord};
+    use backstop::domain::BackupId;
+    use backstop::ports::Drills;
+
+    let aws = AwsFixture::new().await;
+    let catalog = DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+    let start = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let mut drill = DrillRecord::new("shop", BackupId(format!("b-{i}")), start + chrono::Duration::seconds(i));
+        drill.phase = match i {
+            0 => DrillPhase::Restoring,
+            23 => DrillPhase::Checking,
+            _ => DrillPhase::Done,
+        };
+        catalog.create_drill(&drill).await.unwrap();
+        ids.push(drill.drill_id);
+    }
+    let other = DrillRecord::new("other", BackupId("b-x".into()), start);
+    catalog.create_drill(&other).await.unwrap();
+
+    let unfinished = |among| {
+        let catalog = &catalog;
+        async move {
+            catalog.unfinished_drills("shop", among).await.unwrap().into_iter().map(|d| d.drill_id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(unfinished(20).await, vec![ids[23].clone()], "the oldest unfinished drill is not among the 20 newest");
+    assert_eq!(unfinished(25).await, vec![ids[23].clone(), ids[0].clone()]);
+    assert_eq!(unfinished(1).await, Vec::<String>::new(), "the newest drill is done");
+    let resumed = catalog.unfinished_drills("shop", 100).await.unwrap();
+    assert_eq!(resumed[0].phase, DrillPhase::Checking, "the records come back whole");
+    assert_eq!(resumed[0].backup_id, BackupId("b-23".into()));
+}

@@ -105,18 +105,27 @@ impl DynamoCatalog {
     }
 
     /// The newest `limit` items of a partition, page after page: one Query page stops at 1 MB, and purge must
-    /// see every backup of a target.
-    async fn query_newest(&self, pk: String, sk_prefix: Option<&str>, limit: usize) -> Result<Vec<Item>, CatalogError> {
+    /// see every backup of a target. With `except`, the same `limit` newest items are read, and those whose
+    /// attribute has the value given are left out by DynamoDB (a Query's `Limit` counts the items read, before
+    /// its filter), so they never cross the wire.
+    async fn query_newest(
+        &self,
+        pk: String,
+        sk_prefix: Option<&str>,
+        limit: usize,
+        except: Option<Except>,
+    ) -> Result<Vec<Item>, CatalogError> {
         let mut items = Vec::new();
+        let mut read = 0;
         let mut start_key = None;
-        while items.len() < limit {
+        while read < limit {
             let mut request = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
                 .scan_index_forward(false)
-                .limit((limit - items.len()).clamp(1, 1000) as i32)
+                .limit((limit - read).clamp(1, 1000) as i32)
                 .consistent_read(true)
                 .set_exclusive_start_key(start_key);
             request = match sk_prefix {
@@ -125,8 +134,17 @@ impl DynamoCatalog {
                     .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string())),
                 None => request.key_condition_expression("pk = :pk"),
             };
+            if let Some(except) = &except {
+                request = request
+                    .filter_expression("#except <> :except")
+                    .expression_attribute_names("#except", except.attribute)
+                    .expression_attribute_values(":except", AttributeValue::S(except.value.to_string()));
+            }
             let out = request.send().await.map_err(|e| backend("Query", e))?;
-            items.extend(out.items.unwrap_or_default());
+            let page = out.items.unwrap_or_default();
+            // Without a filter every item read is returned; with one, the count read is ScannedCount.
+            read += if except.is_some() { usize::try_from(out.scanned_count).unwrap_or(0) } else { page.len() };
+            items.extend(page);
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start_key = Some(key),
                 _ => break,
@@ -134,6 +152,12 @@ impl DynamoCatalog {
         }
         Ok(items)
     }
+}
+
+/// Items a Query leaves out: those whose string `attribute` is `value`.
+struct Except {
+    attribute: &'static str,
+    value: &'static str,
 }
 
 fn backend<E>(operation: &'static str, e: aws_sdk_dynamodb::error::SdkError<E>) -> CatalogError
@@ -351,7 +375,7 @@ impl Backups for DynamoCatalog {
     }
 
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError> {
-        self.query_newest(target_pk(target), Some("BACKUP#"), limit)
+        self.query_newest(target_pk(target), Some("BACKUP#"), limit, None)
             .await?
             .into_iter()
             .map(|item| from_item(item, &format!("a backup of {target}")))
@@ -385,7 +409,16 @@ impl Drills for DynamoCatalog {
     }
 
     async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError> {
-        self.query_newest(target_pk(target), Some("DRILL#"), limit)
+        self.query_newest(target_pk(target), Some("DRILL#"), limit, None)
+            .await?
+            .into_iter()
+            .map(|item| from_item(item, &format!("a drill of {target}")))
+            .collect()
+    }
+
+    async fn unfinished_drills(&self, target: &str, among_latest: usize) -> Result<Vec<DrillRecord>, CatalogError> {
+        let done = Except { attribute: "phase", value: DrillPhase::Done.as_str() };
+        self.query_newest(target_pk(target), Some("DRILL#"), among_latest, Some(done))
             .await?
             .into_iter()
             .map(|item| from_item(item, &format!("a drill of {target}")))
@@ -411,7 +444,7 @@ impl Runs for DynamoCatalog {
 #[async_trait]
 impl AlertStates for DynamoCatalog {
     async fn alert_states(&self, target: &str) -> Result<Vec<AlertState>, CatalogError> {
-        self.query_newest(target_pk(target), Some("ALERT#"), 100)
+        self.query_newest(target_pk(target), Some("ALERT#"), 100, None)
             .await?
             .into_iter()
             .map(|item| from_item(item, &format!("an alert state of {target}")))
@@ -438,7 +471,7 @@ impl Inventories for DynamoCatalog {
     async fn inventories(&self) -> Result<Vec<ServerInventory>, CatalogError> {
         // One partition holds every server's item: a run reads them all with one Query (an item holds a few
         // thousand databases' names within DynamoDB's 400 KB).
-        self.query_newest("INVENTORY".into(), Some("SERVER#"), 10_000)
+        self.query_newest("INVENTORY".into(), Some("SERVER#"), 10_000, None)
             .await?
             .into_iter()
             .map(|item| from_item(item, "a server inventory"))

@@ -511,6 +511,13 @@ impl Drills for MemoryCatalog {
         let s = self.state.lock().unwrap();
         Ok(s.drills.values().rev().filter(|d| d.target == target).take(limit).cloned().collect())
     }
+
+    async fn unfinished_drills(&self, target: &str, among_latest: usize) -> Result<Vec<DrillRecord>, CatalogError> {
+        self.faults.catalog("unfinished_drills")?;
+        let s = self.state.lock().unwrap();
+        let latest = s.drills.values().rev().filter(|d| d.target == target).take(among_latest);
+        Ok(latest.filter(|d| d.phase != DrillPhase::Done).cloned().collect())
+    }
 }
 
 #[async_trait]

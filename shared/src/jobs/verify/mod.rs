@@ -245,8 +245,7 @@ impl VerifyJob {
         target: &TargetConfig,
         request: &VerifyRequest,
     ) -> Result<Vec<DrillRecord>, VerifyJobError> {
-        let recent = self.deps.catalog.recent_drills(&target.name, 20).await?;
-        let unfinished: Vec<DrillRecord> = recent.into_iter().filter(|d| d.phase != DrillPhase::Done).collect();
+        let unfinished = self.deps.catalog.unfinished_drills(&target.name, 20).await?;
         let wanted_backup_is_running = |id: &BackupId| unfinished.iter().any(|d| &d.backup_id == id);
         let mut chosen = Vec::new();
         let mut new_drills = Vec::new();
