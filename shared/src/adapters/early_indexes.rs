@@ -138,16 +138,35 @@ fn touches_only_its_table(statement: &[u8]) -> bool {
     ["CREATE INDEX ", "CREATE UNIQUE INDEX ", "ALTER TABLE ONLY "].iter().any(|p| text.starts_with(p))
 }
 
-/// Hands out each table's early statements once all its chunks of rows have loaded.
+/// Hands out each table's early statements once all its chunks of rows have loaded, as pg_restore does: its
+/// constraints (`ALTER TABLE … ADD CONSTRAINT`, which locks the table against everything) together and alone,
+/// then each of its `CREATE INDEX` on its own, side by side on any free connections (an index build only
+/// keeps the rows from changing, so builds on one table do not wait for each other). A build whose table is
+/// busy with a conflicting one stays queued: no connection sits waiting on a lock while rows could load.
 #[derive(Default)]
 pub(super) struct IndexScheduler {
     /// Per segment: chunks still to load, and the statements that wait for them.
     waiting: Mutex<BTreeMap<usize, (usize, Statements)>>,
-    ready: Mutex<VecDeque<Statements>>,
-    /// Wakes a connection waiting for rows when a table's statements become ready.
+    queue: Mutex<Queue>,
+    /// Wakes connections waiting for rows or for a table to be free when builds become ready or finish.
     pub ready_signal: tokio::sync::Notify,
     /// Statements handed out (and so run while rows still loaded, or just after).
     pub handed_out: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<Build>,
+    /// Per segment: the builds running on it, and whether the one running holds the table alone.
+    running: BTreeMap<usize, (usize, bool)>,
+}
+
+/// Statements of one table to run together on one connection.
+pub(super) struct Build {
+    pub segment: usize,
+    pub statements: Statements,
+    /// A constraint: nothing else may run on the table meanwhile.
+    pub alone: bool,
 }
 
 impl IndexScheduler {
@@ -156,34 +175,75 @@ impl IndexScheduler {
         IndexScheduler { waiting: Mutex::new(waiting.collect()), ..Default::default() }
     }
 
-    /// One chunk of `segment`'s rows has loaded: when it was the last, that table's statements are ready.
+    /// One chunk of `segment`'s rows has loaded: when it was the last, that table's builds are ready.
     pub fn chunk_loaded(&self, segment: usize) {
         let mut waiting = self.waiting.lock().expect("scheduler lock");
         let Some((left, _)) = waiting.get_mut(&segment) else { return };
         *left = left.saturating_sub(1);
         if *left == 0 {
             let (_, statements) = waiting.remove(&segment).expect("present");
-            self.ready.lock().expect("scheduler lock").push_back(statements);
-            self.ready_signal.notify_one();
+            let (indexes, constraints): (Statements, Statements) =
+                statements.into_iter().partition(|s| is_index_build(s));
+            let mut queue = self.queue.lock().expect("scheduler lock");
+            if !constraints.is_empty() {
+                queue.ready.push_back(Build { segment, statements: constraints, alone: true });
+            }
+            for index in indexes {
+                queue.ready.push_back(Build { segment, statements: vec![index], alone: false });
+            }
+            drop(queue);
+            self.ready_signal.notify_waiters();
         }
     }
 
-    /// The next table's statements to run, if one is ready.
-    pub fn next_ready(&self) -> Option<Statements> {
-        let next = self.ready.lock().expect("scheduler lock").pop_front();
-        if let Some(statements) = &next {
-            self.handed_out.fetch_add(statements.len(), Ordering::Relaxed);
+    /// The first ready build whose table is free for it, marked running: the caller reports it with
+    /// [`IndexScheduler::finished`].
+    pub fn next_ready(&self) -> Option<Build> {
+        let mut queue = self.queue.lock().expect("scheduler lock");
+        let Queue { ready, running } = &mut *queue;
+        let position = ready.iter().position(|build| match running.get(&build.segment) {
+            None => true,
+            Some((_, held_alone)) => !build.alone && !held_alone,
+        })?;
+        let build = ready.remove(position).expect("found");
+        let entry = running.entry(build.segment).or_default();
+        *entry = (entry.0 + 1, build.alone);
+        self.handed_out.fetch_add(build.statements.len(), Ordering::Relaxed);
+        Some(build)
+    }
+
+    /// A build handed out has run (or failed): its table is free for the builds that waited for it.
+    pub fn finished(&self, build: &Build) {
+        let mut queue = self.queue.lock().expect("scheduler lock");
+        if let Some((count, _)) = queue.running.get_mut(&build.segment) {
+            *count -= 1;
+            if *count == 0 {
+                queue.running.remove(&build.segment);
+            }
         }
-        next
+        drop(queue);
+        self.ready_signal.notify_waiters();
+    }
+
+    /// Whether builds are ready that wait only for their table to be free.
+    pub fn builds_queued(&self) -> bool {
+        !self.queue.lock().expect("scheduler lock").ready.is_empty()
     }
 
     /// What was never handed out (the restore stopped before those tables' rows were in): it runs after
     /// the rows, ahead of the rest of the tail, where it came from.
     pub fn leftover(&self) -> Statements {
-        let ready = std::mem::take(&mut *self.ready.lock().expect("scheduler lock"));
+        let ready = std::mem::take(&mut self.queue.lock().expect("scheduler lock").ready);
         let waiting = std::mem::take(&mut *self.waiting.lock().expect("scheduler lock"));
-        ready.into_iter().flatten().chain(waiting.into_values().flat_map(|(_, s)| s)).collect()
+        ready.into_iter().flat_map(|b| b.statements).chain(waiting.into_values().flat_map(|(_, s)| s)).collect()
     }
+}
+
+/// `CREATE [UNIQUE] INDEX`: takes a lock that other index builds on the table share.
+fn is_index_build(statement: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(statement);
+    let text = text.trim_start();
+    text.starts_with("CREATE INDEX ") || text.starts_with("CREATE UNIQUE INDEX ")
 }
 
 #[cfg(test)]
@@ -255,13 +315,47 @@ mod tests {
         scheduler.chunk_loaded(1);
         assert!(scheduler.next_ready().is_none(), "one of two chunks is in");
         scheduler.chunk_loaded(1);
-        assert_eq!(texts(&scheduler.next_ready().unwrap()), vec!["CREATE INDEX i ON a.t (x);"]);
+        let build = scheduler.next_ready().unwrap();
+        assert_eq!(texts(&build.statements), vec!["CREATE INDEX i ON a.t (x);"]);
+        scheduler.finished(&build);
         scheduler.chunk_loaded(1);
         assert!(scheduler.next_ready().is_none());
         assert_eq!(scheduler.handed_out.load(Ordering::Relaxed), 1);
         // A table whose rows never all came: its statements are left over, for after the rows.
         assert_eq!(texts(&scheduler.leftover()), vec!["u"]);
         assert!(scheduler.leftover().is_empty());
+    }
+
+    #[test]
+    fn a_tables_constraints_run_alone_then_its_indexes_side_by_side() {
+        let layout = DumpLayout { format: 1, segments: vec![sql(), copy("a", "t", 1), copy("a", "u", 1)] };
+        let t = [
+            "ALTER TABLE ONLY a.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
+            "CREATE INDEX t_x ON a.t USING btree (x);",
+            "ALTER TABLE ONLY a.t ADD CONSTRAINT t_y_key UNIQUE (y);",
+            "CREATE UNIQUE INDEX t_z ON a.t USING btree (z);",
+        ];
+        let u = ["CREATE INDEX u_x ON a.u USING btree (x);"];
+        let bytes = |s: &[&str]| s.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        let scheduler = IndexScheduler::new(&layout, BTreeMap::from([(1, bytes(&t)), (2, bytes(&u))]));
+        scheduler.chunk_loaded(1);
+        scheduler.chunk_loaded(2);
+        // t's constraints, in dump order, together: nothing else of t may run beside them, u's index may.
+        let constraints = scheduler.next_ready().unwrap();
+        assert!(constraints.alone);
+        assert_eq!(texts(&constraints.statements), vec![t[0], t[2]]);
+        let other_table = scheduler.next_ready().unwrap();
+        assert_eq!(texts(&other_table.statements), u.to_vec());
+        assert!(scheduler.next_ready().is_none(), "t's indexes wait for its constraints");
+        assert!(scheduler.builds_queued());
+        scheduler.finished(&constraints);
+        // Then t's index builds, each on its own, side by side.
+        let first = scheduler.next_ready().unwrap();
+        let second = scheduler.next_ready().unwrap();
+        assert_eq!((texts(&first.statements), texts(&second.statements)), (vec![t[1].into()], vec![t[3].into()]));
+        assert!(!first.alone && !second.alone);
+        assert!(!scheduler.builds_queued());
+        assert_eq!(scheduler.handed_out.load(Ordering::Relaxed), 5);
     }
 
     #[test]

@@ -571,17 +571,26 @@ async fn load_rows(
         if first_error.is_set() {
             return Ok(());
         }
-        if let Some(statements) = scheduler.next_ready() {
-            // One table's builds, in dump order, on this connection alone (as the post-data batches do).
-            run_in_order(&client, &statements).await?;
+        // Made before looking, so a build that becomes ready or finishes meanwhile still wakes this connection.
+        let woken = scheduler.ready_signal.notified();
+        if let Some(build) = scheduler.next_ready() {
+            // A table's constraints (in dump order) or one of its index builds (`early_indexes`).
+            let ran = run_in_order(&client, &build.statements).await;
+            scheduler.finished(&build);
+            ran?;
             continue;
         }
         if rows_over {
+            if scheduler.builds_queued() {
+                // Builds wait for their table, busy on another connection: run them once it is free.
+                woken.await;
+                continue;
+            }
             return Ok(());
         }
         let next = tokio::select! {
-            // A build became ready while this connection waited for rows: run it first.
-            _ = scheduler.ready_signal.notified() => continue,
+            // A build became ready (or its table free) while this connection waited for rows: run it first.
+            _ = woken => continue,
             next = async { work.lock().await.recv().await } => next,
         };
         let Some((item, stored)) = next else {
