@@ -133,9 +133,7 @@ fn touches_no_table(statement: &[u8]) -> bool {
 /// An index, or a constraint added to the table alone (`ONLY`): a constraint without `ONLY` would also be
 /// added to the table's inheritance children, which may still be loading.
 fn touches_only_its_table(statement: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(statement);
-    let text = text.trim_start();
-    ["CREATE INDEX ", "CREATE UNIQUE INDEX ", "ALTER TABLE ONLY "].iter().any(|p| text.starts_with(p))
+    is_index_build(statement) || String::from_utf8_lossy(statement).trim_start().starts_with("ALTER TABLE ONLY ")
 }
 
 /// Hands out each table's early statements once all its chunks of rows have loaded, as pg_restore does: its
