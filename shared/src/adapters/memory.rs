@@ -646,6 +646,8 @@ pub struct ScriptedDumper {
     pub dump: Arc<Mutex<ScriptedDump>>,
     pub roles_sql: Bytes,
     pub preflight_error: Arc<Mutex<Option<String>>>,
+    /// `dump_roles` fails with this message while set.
+    pub roles_error: Arc<Mutex<Option<String>>>,
     pub dumps_started: Arc<AtomicU32>,
     /// What `list_databases` answers: the server's databases, or the error it fails with.
     pub databases: Arc<Mutex<Result<Vec<String>, String>>>,
@@ -664,6 +666,7 @@ impl ScriptedDumper {
             dump: Arc::new(Mutex::new(dump)),
             roles_sql: Bytes::from_static(b"CREATE ROLE app_owner;\n"),
             preflight_error: Arc::default(),
+            roles_error: Arc::default(),
             dumps_started: Arc::default(),
             databases: Arc::new(Mutex::new(Ok(Vec::new()))),
             list_hangs: Arc::default(),
@@ -685,6 +688,13 @@ impl Dumper for ScriptedDumper {
     }
 
     async fn dump_roles(&self, _: &DatabaseAddress, _: &SecretString) -> Result<RolesDump, DumpError> {
+        if let Some(message) = self.roles_error.lock().unwrap().clone() {
+            return Err(DumpError::Failed {
+                program: "pg_dumpall".into(),
+                status: "exit status 1".into(),
+                stderr_tail: message,
+            });
+        }
         Ok(RolesDump { sql: self.roles_sql.clone(), passwords_included: true })
     }
 

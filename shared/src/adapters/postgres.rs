@@ -112,9 +112,11 @@ impl Dumper for PgDumper {
             "SELECT concat_ws(chr(31), current_setting('server_version_num'), current_setting('server_version'), \
                      current_setting('TimeZone'), current_setting('bytea_output'), pg_encoding_to_char(encoding)) \
                      FROM pg_database WHERE datname = current_database()";
-        let out = self
-            .run_to_end("psql", &["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], target, password)
-            .await?;
+        // pg_dump's own version is asked meanwhile: two client programs' start-up, one after the other, was most of
+        // the pre-flight's time.
+        let args = ["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query];
+        let (out, client) = tokio::join!(self.run_to_end("psql", &args, target, password), self.client_major_version());
+        let out = out?;
         let text = String::from_utf8_lossy(&out).trim().to_string();
         let fields: Vec<&str> = text.split('\u{1f}').collect();
         let [num, version, time_zone, bytea_output, encoding] = fields.as_slice() else {
@@ -123,7 +125,7 @@ impl Dumper for PgDumper {
             )));
         };
         let server_major = num.parse::<u32>().map(|n| n / 10_000).unwrap_or(0);
-        let (client_major, client_version) = self.client_major_version().await?;
+        let (client_major, client_version) = client?;
         if server_major > client_major {
             return Err(DumpError::VersionMismatch(format!(
                 "the server runs PostgreSQL {version} but pg_dump is {client_version}, and pg_dump cannot dump a newer \

@@ -86,6 +86,12 @@ pub struct BackupRecord {
     pub started_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// When pg_dump started and when it exited: the backup's time splits into what came before (pre-flight,
+    /// records), the dump itself, and what came after (the upload's completion, the manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_finished_at: Option<DateTime<Utc>>,
     pub codec: Codec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dump: Option<ObjectRef>,
@@ -143,6 +149,8 @@ impl BackupRecord {
             run_id: run_id.to_string(),
             started_at,
             finished_at: None,
+            dump_started_at: None,
+            dump_finished_at: None,
             codec,
             dump: None,
             manifest: None,

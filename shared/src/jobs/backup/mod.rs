@@ -864,35 +864,30 @@ impl BackupJob {
         secrets.push(password.clone());
         let facts = self.deps.dumper.preflight(&target.address(), &password).await.map_err(BackupFailure::Preflight)?;
 
-        let roles = self.deps.dumper.dump_roles(&target.address(), &password).await.map_err(BackupFailure::Roles)?;
-        let roles_sha = sha256_hex(&roles.sql);
-        let roles_size = roles.sql.len() as u64;
-        let roles_version = self.deps.store.put_object(&keys.roles, roles.sql, "application/sql").await?;
-        let roles_ref = RolesRef {
-            object: ObjectRef {
-                key: roles_version.key,
-                version_id: roles_version.version_id,
-                size: roles_size,
-                sha256: roles_sha,
-            },
-            passwords_included: roles.passwords_included,
-        };
-        record.roles = Some(roles_ref.object.clone());
-
+        record.dump_started_at = Some(self.deps.clock.now());
         let mut dump =
             self.deps.dumper.start_dump(&target.address(), &password).await.map_err(BackupFailure::StartDump)?;
         let stdout = dump.take_stdout();
-        // If this fails, `dump` is dropped here and the process is killed with it.
-        let upload = self.deps.store.create_multipart(&keys.dump, self.config.codec.content_type()).await?;
-        *open_upload = Some(upload.clone());
-        let streamed = stream_to_upload(stdout, upload.clone(), self.settings, self.progress.clone()).await;
-        let exit = dump.wait().await;
-        let streamed = match (streamed, exit.success) {
-            (Ok(streamed), true) => streamed,
-            // pg_dump's own message is the cause; a broken stream is only its symptom.
-            (_, false) => return Err(BackupFailure::DumpExited { status: exit.status, stderr_tail: exit.stderr_tail }),
-            (Err(e), true) => return Err(BackupFailure::Stream(e)),
+        let streaming = async {
+            // If this fails, `dump` is dropped with this future and the process is killed with it.
+            let upload = self.deps.store.create_multipart(&keys.dump, self.config.codec.content_type()).await?;
+            *open_upload = Some(upload.clone());
+            let streamed = stream_to_upload(stdout, upload.clone(), self.settings, self.progress.clone()).await;
+            let exit = dump.wait().await;
+            let exited_at = self.deps.clock.now();
+            match (streamed, exit.success) {
+                (Ok(streamed), true) => Ok((upload, streamed, exited_at)),
+                // pg_dump's own message is the cause; a broken stream is only its symptom.
+                (_, false) => Err(BackupFailure::DumpExited { status: exit.status, stderr_tail: exit.stderr_tail }),
+                (Err(e), true) => Err(BackupFailure::Stream(e)),
+            }
         };
+        // The roles are another object: they are dumped and stored while pg_dump runs, not before it (that held
+        // the dump back by a client program, a connection and an upload).
+        let (roles_ref, (upload, streamed, exited_at)) =
+            both_or_neither(self.dump_and_store_roles(target, &password, keys), streaming).await?;
+        record.dump_finished_at = Some(exited_at);
+        record.roles = Some(roles_ref.object.clone());
         let dump_version = upload.complete(streamed.parts.clone()).await?;
         *open_upload = None;
 
@@ -947,6 +942,23 @@ impl BackupJob {
         Ok(())
     }
 
+    /// `pg_dumpall --roles-only` into the attempt's roles object.
+    async fn dump_and_store_roles(
+        &self,
+        target: &TargetConfig,
+        password: &SecretString,
+        keys: &ObjectKeys,
+    ) -> Result<RolesRef, BackupFailure> {
+        let roles = self.deps.dumper.dump_roles(&target.address(), password).await.map_err(BackupFailure::Roles)?;
+        let sha256 = sha256_hex(&roles.sql);
+        let size = roles.sql.len() as u64;
+        let stored = self.deps.store.put_object(&keys.roles, roles.sql, "application/sql").await?;
+        Ok(RolesRef {
+            object: ObjectRef { key: stored.key, version_id: stored.version_id, size, sha256 },
+            passwords_included: roles.passwords_included,
+        })
+    }
+
     async fn alert(&self, alert: &Alert) {
         publish_or_warn(self.deps.alerts.as_ref(), alert).await;
     }
@@ -963,6 +975,33 @@ impl BackupJob {
             ],
         );
         self.deps.metrics.emit(&line);
+    }
+}
+
+/// Runs a short piece of work beside a long one and returns both results, or the first failure. The long one is
+/// dropped as soon as the short one fails (a dropped dump's process is killed); the short one always runs to its
+/// end, so nothing it stores lands after the caller has cleaned up the attempt. When both fail, the long one's
+/// error is the one returned: pg_dump's own message says more than a symptom beside it.
+async fn both_or_neither<S, L, E>(
+    short: impl std::future::Future<Output = Result<S, E>>,
+    long: impl std::future::Future<Output = Result<L, E>>,
+) -> Result<(S, L), E> {
+    tokio::pin!(short, long);
+    let mut short_done = None;
+    loop {
+        tokio::select! {
+            done = &mut short, if short_done.is_none() => short_done = Some(done?),
+            done = &mut long => {
+                let short = match short_done {
+                    Some(s) => Ok(s),
+                    None => short.await,
+                };
+                return match (short, done) {
+                    (Ok(s), Ok(l)) => Ok((s, l)),
+                    (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+                };
+            }
+        }
     }
 }
 
@@ -1016,3 +1055,45 @@ fn cleanup_summary(attempt: &str, done: &[String], problems: &[String], after_in
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod both_or_neither_tests {
+    use super::both_or_neither;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_long_one_is_dropped_when_the_short_one_fails() {
+        let short = async { Err::<(), _>("short failed") };
+        let long = std::future::pending::<Result<(), &str>>();
+        let done = tokio::time::timeout(Duration::from_secs(5), both_or_neither(short, long)).await;
+        assert_eq!(done.expect("not waiting for the long one"), Err("short failed"));
+    }
+
+    #[tokio::test]
+    async fn the_short_one_runs_to_its_end_when_the_long_one_fails_first() {
+        let short_finished = AtomicBool::new(false);
+        let short = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            short_finished.store(true, Ordering::SeqCst);
+            Err::<(), _>("short failed too")
+        };
+        let long = async { Err::<(), _>("long failed") };
+        assert_eq!(both_or_neither(short, long).await, Err("long failed"), "the long one's error is the cause");
+        assert!(short_finished.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn both_results_come_back_whichever_ends_first() {
+        let slow_short = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, ()>(1)
+        };
+        assert_eq!(both_or_neither(slow_short, async { Ok(2) }).await, Ok((1, 2)));
+        let slow_long = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, ()>(2)
+        };
+        assert_eq!(both_or_neither(async { Ok(1) }, slow_long).await, Ok((1, 2)));
+    }
+}

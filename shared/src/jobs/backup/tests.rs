@@ -90,6 +90,9 @@ async fn given_a_good_dump_when_backed_up_then_object_manifest_roles_and_record_
     assert_eq!(manifest.fingerprint.table("public", "t").unwrap().rows, 3);
     assert_eq!(manifest.server_version.as_deref(), Some("15.18"));
     assert!(w.store.object_bytes(&record.roles.as_ref().unwrap().key).is_some());
+    let (dump_started, dump_finished) = (record.dump_started_at.unwrap(), record.dump_finished_at.unwrap());
+    assert!(record.started_at <= dump_started && dump_started <= dump_finished);
+    assert!(dump_finished <= record.finished_at.unwrap());
 
     assert!(w.alerts.sent().is_empty(), "no alert on success unless configured");
     assert_eq!(w.catalog.lease_holder("orders", Job::Backup), None, "lease released");
@@ -287,6 +290,29 @@ async fn given_a_deadline_then_a_backup_too_slow_for_it_is_stopped_and_failed_cl
     let alerts = w.alerts.sent();
     assert_eq!(alerts.len(), 1);
     assert!(alerts[0].body.contains("its next backups run on Fargate"), "{}", alerts[0].body);
+}
+
+/// The roles are dumped while pg_dump runs: when they fail, the dump is stopped there (not left to run to its
+/// end), its upload aborted, and the failure names the roles.
+#[tokio::test]
+async fn given_the_roles_dump_fails_while_pg_dump_runs_then_the_dump_is_stopped_and_nothing_is_kept() {
+    let mut dump = ScriptedDump::succeeding(SQL);
+    dump.stall = true; // a dump that only ends when it is killed
+    let w = world(dump);
+    *w.dumper.roles_error.lock().unwrap() = Some("pg_dumpall: error: permission denied for table pg_authid".into());
+    let run = tokio::time::timeout(std::time::Duration::from_secs(20), w.job.run(&request(Some("orders"), None)))
+        .await
+        .expect("a failed roles dump stops the running dump")
+        .unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Failed);
+    assert!(run.targets[0].message.contains("dumping the roles failed"), "{}", run.targets[0].message);
+    assert!(run.targets[0].message.contains("permission denied"), "{}", run.targets[0].message);
+    assert_eq!(w.dumper.dumps_started.load(Ordering::SeqCst), 1, "pg_dump was running meanwhile");
+    assert!(w.store.open_upload_keys().is_empty(), "upload aborted");
+    assert_eq!(w.store.all_versions(), vec![], "nothing kept");
+    let record = &w.catalog.backups()[0];
+    assert_eq!(record.status, BackupStatus::Failed);
+    assert!(record.roles.is_none() && record.dump.is_none());
 }
 
 #[tokio::test]
