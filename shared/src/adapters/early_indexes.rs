@@ -11,10 +11,15 @@
 //! the first other statement (a foreign key, a trigger, a setting, a grant): that and everything after it,
 //! and whatever the run does not take, runs after the rows, in order, as before.
 //!
+//! Foreign keys go early too when they safely can: one whose two tables are loaded tables whose every build
+//! was taken early (so the key it references exists once those have run), with no setting before it in the
+//! tail, runs as soon as both tables' rows are in and their builds have run, holding both tables alone (it
+//! locks both against writes and index builds), instead of after the last table's rows and indexes.
+//!
 //! The in-order read still covers the tail: its bytes must equal those read ahead, or the restore fails, so
 //! what ran early is exactly what the hashed object holds.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -23,7 +28,7 @@ use bytes::Bytes;
 use super::framed_restore::{decode_sql, statements_of};
 use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::sql::splitter::StatementSplitter;
-use crate::domain::sql::statement::{post_data_kind, PostDataKind};
+use crate::domain::sql::statement::{foreign_key_tables, post_data_kind, PostDataKind};
 use crate::ports::{FramedDump, ObjectStore};
 
 /// Statements of the dump, each as it is written there.
@@ -78,9 +83,18 @@ pub(super) async fn read_ahead(store: &dyn ObjectStore, dump: &FramedDump<'_>) -
     Some(PostDataAhead { first_segment, stored, statements })
 }
 
-/// The tail's statements split: those that build as soon as their table's rows are in, by the table's
-/// segment in the layout, and the rest, in dump order, for after the rows.
-pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (BTreeMap<usize, Statements>, Statements) {
+/// What the tail's statements let run while rows still load.
+#[derive(Default)]
+pub(super) struct EarlyWork {
+    /// By the table's segment in the layout: its index and constraint builds, in dump order.
+    pub builds: BTreeMap<usize, Statements>,
+    /// Foreign keys, each with the segments of the tables it locks (its own, and the one it references).
+    pub foreign_keys: Vec<(Vec<usize>, Vec<u8>)>,
+}
+
+/// The tail's statements split: those that build as soon as their tables' rows are in, and the rest, in dump
+/// order, for after the rows.
+pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (EarlyWork, Statements) {
     // Tables whose rows are one segment with chunks in it: "its rows are in" is then a count of chunks.
     let mut segment_of = BTreeMap::<String, Option<usize>>::new();
     for (i, s) in layout.segments.iter().enumerate() {
@@ -91,26 +105,61 @@ pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (BTree
             }
         }
     }
-    let mut early = BTreeMap::<usize, Statements>::new();
+    let segment = |table: &str| segment_of.get(table).copied().flatten();
+    let mut early = EarlyWork::default();
     let mut later = Vec::new();
     let mut leading = true;
     for statement in statements {
         let kind = post_data_kind(&statement);
         leading &=
             matches!(kind, PostDataKind::Index { .. } | PostDataKind::Annotation) || touches_no_table(&statement);
-        let segment = match &kind {
-            PostDataKind::Index { table } if leading && touches_only_its_table(&statement) => {
-                segment_of.get(table).copied().flatten()
-            }
+        let at = match &kind {
+            PostDataKind::Index { table } if leading && touches_only_its_table(&statement) => segment(table),
             _ => None,
         };
-        match segment {
-            Some(segment) => early.entry(segment).or_default().push(statement),
+        match at {
+            Some(at) => early.builds.entry(at).or_default().push(statement),
             // Comments on indexes stay in order after the rows, when every index they may name exists.
             None => later.push(statement),
         }
     }
-    (early, later)
+    // A table with a build left for after the rows may lack the key a foreign key references, or be locked
+    // by that build: foreign keys on it wait for the rows too.
+    let unsettled: BTreeSet<String> = later
+        .iter()
+        .filter_map(|s| match post_data_kind(s) {
+            PostDataKind::Index { table } => Some(table),
+            _ => None,
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(later.len());
+    let mut setting_seen = false;
+    for statement in later {
+        setting_seen |= changes_the_session(&statement);
+        let tables = match foreign_key_tables(&statement) {
+            Some((table, referenced))
+                if !setting_seen && !unsettled.contains(&table) && !unsettled.contains(&referenced) =>
+            {
+                segment(&table).zip(segment(&referenced))
+            }
+            _ => None,
+        };
+        match tables {
+            Some((own, other)) => {
+                let segments = if own == other { vec![own] } else { vec![own, other] };
+                early.foreign_keys.push((segments, statement));
+            }
+            None => kept.push(statement),
+        }
+    }
+    (early, kept)
+}
+
+/// A setting the statements after it run under (`SET default_tablespace`, `set_config`).
+fn changes_the_session(statement: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(statement);
+    let text = text.trim_start();
+    text.starts_with("SET ") || text.starts_with("RESET ") || text.starts_with("SELECT pg_catalog.set_config(")
 }
 
 /// What pg_dump writes at the end of the data section, after the rows and before the first index: a
@@ -139,8 +188,9 @@ fn touches_only_its_table(statement: &[u8]) -> bool {
 /// Hands out each table's early statements once all its chunks of rows have loaded, as pg_restore does: its
 /// constraints (`ALTER TABLE … ADD CONSTRAINT`, which locks the table against everything) together and alone,
 /// then each of its `CREATE INDEX` on its own, side by side on any free connections (an index build only
-/// keeps the rows from changing, so builds on one table do not wait for each other). A build whose table is
-/// busy with a conflicting one stays queued: no connection sits waiting on a lock while rows could load.
+/// keeps the rows from changing, so builds on one table do not wait for each other); and each foreign key
+/// once both its tables' rows are in and their builds have run, alone on both. A build whose table is busy
+/// with a conflicting one stays queued: no connection sits waiting on a lock while rows could load.
 #[derive(Default)]
 pub(super) struct IndexScheduler {
     /// Per segment: chunks still to load, and the statements that wait for them.
@@ -157,20 +207,51 @@ struct Queue {
     ready: VecDeque<Build>,
     /// Per segment: the builds running on it, and whether the one running holds the table alone.
     running: BTreeMap<usize, (usize, bool)>,
+    /// Per segment whose rows are all in: its builds not finished yet.
+    unfinished: BTreeMap<usize, usize>,
+    /// Segments whose rows are all in and whose builds have all run.
+    settled: BTreeSet<usize>,
+    /// Foreign keys waiting for their tables to settle.
+    foreign_keys: Vec<(Vec<usize>, Vec<u8>)>,
 }
 
-/// Statements of one table to run together on one connection.
+impl Queue {
+    fn settle(&mut self, segment: usize) {
+        self.settled.insert(segment);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.foreign_keys)
+            .into_iter()
+            .partition(|(segments, _)| segments.iter().all(|s| self.settled.contains(s)));
+        self.foreign_keys = waiting;
+        for (segments, statement) in ready {
+            self.ready.push_back(Build { segments, statements: vec![statement], alone: true, foreign_key: true });
+        }
+    }
+}
+
+/// Statements to run together on one connection.
 pub(super) struct Build {
-    pub segment: usize,
+    /// The tables' segments it locks: one, or a foreign key's two.
+    pub segments: Vec<usize>,
     pub statements: Statements,
-    /// A constraint: nothing else may run on the table meanwhile.
+    /// A constraint: nothing else may run on its tables meanwhile.
     pub alone: bool,
+    /// A foreign key, which no other build waits for.
+    foreign_key: bool,
 }
 
 impl IndexScheduler {
-    pub fn new(layout: &DumpLayout, early: BTreeMap<usize, Statements>) -> Self {
-        let waiting = early.into_iter().map(|(segment, s)| (segment, (layout.segments[segment].chunks.len(), s)));
-        IndexScheduler { waiting: Mutex::new(waiting.collect()), ..Default::default() }
+    pub fn new(layout: &DumpLayout, early: EarlyWork) -> Self {
+        let mut waiting: BTreeMap<usize, (usize, Statements)> = early
+            .builds
+            .into_iter()
+            .map(|(segment, s)| (segment, (layout.segments[segment].chunks.len(), s)))
+            .collect();
+        // A foreign key's tables are followed even when they have no build of their own.
+        for segment in early.foreign_keys.iter().flat_map(|(segments, _)| segments) {
+            waiting.entry(*segment).or_insert_with(|| (layout.segments[*segment].chunks.len(), Vec::new()));
+        }
+        let queue = Queue { foreign_keys: early.foreign_keys, ..Default::default() };
+        IndexScheduler { waiting: Mutex::new(waiting), queue: Mutex::new(queue), ..Default::default() }
     }
 
     /// One chunk of `segment`'s rows has loaded: when it was the last, that table's builds are ready.
@@ -183,57 +264,104 @@ impl IndexScheduler {
             let (indexes, constraints): (Statements, Statements) =
                 statements.into_iter().partition(|s| is_index_build(s));
             let mut queue = self.queue.lock().expect("scheduler lock");
+            let builds = usize::from(!constraints.is_empty()) + indexes.len();
             if !constraints.is_empty() {
-                queue.ready.push_back(Build { segment, statements: constraints, alone: true });
+                queue.ready.push_back(Build {
+                    segments: vec![segment],
+                    statements: constraints,
+                    alone: true,
+                    foreign_key: false,
+                });
             }
             for index in indexes {
-                queue.ready.push_back(Build { segment, statements: vec![index], alone: false });
+                queue.ready.push_back(Build {
+                    segments: vec![segment],
+                    statements: vec![index],
+                    alone: false,
+                    foreign_key: false,
+                });
+            }
+            match builds {
+                0 => queue.settle(segment),
+                n => {
+                    queue.unfinished.insert(segment, n);
+                }
             }
             drop(queue);
             self.ready_signal.notify_waiters();
         }
     }
 
-    /// The first ready build whose table is free for it, marked running: the caller reports it with
+    /// The first ready build whose tables are free for it, marked running: the caller reports it with
     /// [`IndexScheduler::finished`].
     pub fn next_ready(&self) -> Option<Build> {
         let mut queue = self.queue.lock().expect("scheduler lock");
-        let Queue { ready, running } = &mut *queue;
-        let position = ready.iter().position(|build| match running.get(&build.segment) {
-            None => true,
-            Some((_, held_alone)) => !build.alone && !held_alone,
+        let Queue { ready, running, .. } = &mut *queue;
+        let position = ready.iter().position(|build| {
+            build.segments.iter().all(|segment| match running.get(segment) {
+                None => true,
+                Some((_, held_alone)) => !build.alone && !held_alone,
+            })
         })?;
         let build = ready.remove(position).expect("found");
-        let entry = running.entry(build.segment).or_default();
-        *entry = (entry.0 + 1, build.alone);
+        for segment in &build.segments {
+            let entry = running.entry(*segment).or_default();
+            *entry = (entry.0 + 1, build.alone);
+        }
         self.handed_out.fetch_add(build.statements.len(), Ordering::Relaxed);
         Some(build)
     }
 
-    /// A build handed out has run (or failed): its table is free for the builds that waited for it.
+    /// A build handed out has run (or failed): its tables are free for the builds that waited for them, and
+    /// foreign keys that waited for its table's builds may be ready.
     pub fn finished(&self, build: &Build) {
         let mut queue = self.queue.lock().expect("scheduler lock");
-        if let Some((count, _)) = queue.running.get_mut(&build.segment) {
-            *count -= 1;
-            if *count == 0 {
-                queue.running.remove(&build.segment);
+        for segment in &build.segments {
+            if let Some((count, _)) = queue.running.get_mut(segment) {
+                *count -= 1;
+                if *count == 0 {
+                    queue.running.remove(segment);
+                }
+            }
+        }
+        if !build.foreign_key {
+            let segment = build.segments[0];
+            if let Some(left) = queue.unfinished.get_mut(&segment) {
+                *left -= 1;
+                if *left == 0 {
+                    queue.unfinished.remove(&segment);
+                    queue.settle(segment);
+                }
             }
         }
         drop(queue);
         self.ready_signal.notify_waiters();
     }
 
-    /// Whether builds are ready that wait only for their table to be free.
-    pub fn builds_queued(&self) -> bool {
-        !self.queue.lock().expect("scheduler lock").ready.is_empty()
+    /// Whether builds are ready that wait only for their table to be free, or foreign keys may still become
+    /// ready when the builds running now finish: a connection with no rows left waits for them.
+    pub fn builds_pending(&self) -> bool {
+        let queue = self.queue.lock().expect("scheduler lock");
+        !queue.ready.is_empty() || (!queue.running.is_empty() && !queue.foreign_keys.is_empty())
     }
 
     /// What was never handed out (the restore stopped before those tables' rows were in): it runs after
-    /// the rows, ahead of the rest of the tail, where it came from.
+    /// the rows, ahead of the rest of the tail, where it came from: index and constraint builds first, then
+    /// foreign keys (which may reference their keys).
     pub fn leftover(&self) -> Statements {
-        let ready = std::mem::take(&mut self.queue.lock().expect("scheduler lock").ready);
+        let (ready, foreign_keys) = {
+            let mut queue = self.queue.lock().expect("scheduler lock");
+            (std::mem::take(&mut queue.ready), std::mem::take(&mut queue.foreign_keys))
+        };
         let waiting = std::mem::take(&mut *self.waiting.lock().expect("scheduler lock"));
-        ready.into_iter().flat_map(|b| b.statements).chain(waiting.into_values().flat_map(|(_, s)| s)).collect()
+        let (ready_keys, ready_builds): (Vec<Build>, Vec<Build>) = ready.into_iter().partition(|b| b.foreign_key);
+        ready_builds
+            .into_iter()
+            .flat_map(|b| b.statements)
+            .chain(waiting.into_values().flat_map(|(_, s)| s))
+            .chain(ready_keys.into_iter().flat_map(|b| b.statements))
+            .chain(foreign_keys.into_iter().map(|(_, s)| s))
+            .collect()
     }
 }
 
@@ -293,9 +421,11 @@ mod tests {
             "CREATE INDEX lines_o ON app.lines USING btree (o);",
         ];
         let (early, later) = split_early(&layout, tail.iter().map(|s| s.as_bytes().to_vec()).collect());
-        assert_eq!(early.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(texts(&early[&1]), vec![tail[6], tail[9]]);
-        assert_eq!(texts(&early[&2]), vec![tail[7]]);
+        assert_eq!(early.builds.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(texts(&early.builds[&1]), vec![tail[6], tail[9]]);
+        assert_eq!(texts(&early.builds[&2]), vec![tail[7]]);
+        // app.lines has a build after the rows (lines_o): its foreign key waits for the rows too.
+        assert!(early.foreign_keys.is_empty());
         // The data section's last statements, and builds without ONLY (children may be loading), with no rows
         // segment (a partitioned parent, a table with no chunks), comments, and everything from the first
         // foreign key on: after the rows, in order.
@@ -309,7 +439,7 @@ mod tests {
     fn a_tables_statements_are_ready_after_its_last_chunk_and_never_twice() {
         let layout = DumpLayout { format: 1, segments: vec![sql(), copy("a", "t", 2), copy("a", "u", 1)] };
         let early = BTreeMap::from([(1, vec![b"CREATE INDEX i ON a.t (x);".to_vec()]), (2, vec![b"u".to_vec()])]);
-        let scheduler = IndexScheduler::new(&layout, early);
+        let scheduler = IndexScheduler::new(&layout, EarlyWork { builds: early, foreign_keys: Vec::new() });
         scheduler.chunk_loaded(1);
         assert!(scheduler.next_ready().is_none(), "one of two chunks is in");
         scheduler.chunk_loaded(1);
@@ -335,7 +465,8 @@ mod tests {
         ];
         let u = ["CREATE INDEX u_x ON a.u USING btree (x);"];
         let bytes = |s: &[&str]| s.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
-        let scheduler = IndexScheduler::new(&layout, BTreeMap::from([(1, bytes(&t)), (2, bytes(&u))]));
+        let builds = BTreeMap::from([(1, bytes(&t)), (2, bytes(&u))]);
+        let scheduler = IndexScheduler::new(&layout, EarlyWork { builds, foreign_keys: Vec::new() });
         scheduler.chunk_loaded(1);
         scheduler.chunk_loaded(2);
         // t's constraints, in dump order, together: nothing else of t may run beside them, u's index may.
@@ -345,14 +476,14 @@ mod tests {
         let other_table = scheduler.next_ready().unwrap();
         assert_eq!(texts(&other_table.statements), u.to_vec());
         assert!(scheduler.next_ready().is_none(), "t's indexes wait for its constraints");
-        assert!(scheduler.builds_queued());
+        assert!(scheduler.builds_pending());
         scheduler.finished(&constraints);
         // Then t's index builds, each on its own, side by side.
         let first = scheduler.next_ready().unwrap();
         let second = scheduler.next_ready().unwrap();
         assert_eq!((texts(&first.statements), texts(&second.statements)), (vec![t[1].into()], vec![t[3].into()]));
         assert!(!first.alone && !second.alone);
-        assert!(!scheduler.builds_queued());
+        assert!(!scheduler.builds_pending());
         assert_eq!(scheduler.handed_out.load(Ordering::Relaxed), 5);
     }
 
@@ -361,7 +492,7 @@ mod tests {
         let layout = DumpLayout { format: 1, segments: vec![sql(), copy("a", "t", 1), sql()] };
         let tail = ["SET default_tablespace = fast;", "CREATE INDEX i ON a.t USING btree (x);"];
         let (early, later) = split_early(&layout, tail.iter().map(|s| s.as_bytes().to_vec()).collect());
-        assert!(early.is_empty());
+        assert!(early.builds.is_empty() && early.foreign_keys.is_empty());
         assert_eq!(texts(&later), tail.to_vec());
     }
 
@@ -376,14 +507,113 @@ mod tests {
         let tables = ["customers", "events_2026", "items", "orders", "tickets"];
         let layout = DumpLayout { format: 1, segments: tables.iter().map(|t| copy("app", t, 1)).collect() };
         let (early, later) = split_early(&layout, statements);
-        let early: Vec<String> = early.values().flatten().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        let keys: Vec<(Vec<usize>, String)> =
+            early.foreign_keys.iter().map(|(at, s)| (at.clone(), String::from_utf8_lossy(s).into_owned())).collect();
+        let builds: Vec<String> = texts(&early.builds.into_values().flatten().collect::<Vec<_>>());
         for name in ["customers_pkey", "orders_pkey", "tickets_pkey", "\"Orders Note\"", "events_2026_at_idx"] {
-            assert!(early.iter().any(|s| s.contains(name)), "{name} builds early: {early:#?}");
+            assert!(builds.iter().any(|s| s.contains(name)), "{name} builds early: {builds:#?}");
         }
+        // Both foreign keys join loaded tables whose builds all go early: they run once both tables are in.
+        assert_eq!(keys.len(), 2, "{keys:#?}");
+        assert!(keys[0].1.contains("items_order_id_fkey") && keys[0].0 == vec![2, 3], "items → orders: {keys:#?}");
+        assert!(keys[1].1.contains("orders_customer_id_fkey") && keys[1].0 == vec![3, 0], "orders → customers");
         let later = texts(&later);
-        for after in ["ON ONLY app.events", "ATTACH PARTITION", "FOREIGN KEY", "GRANT ", "COMMENT ON INDEX"] {
+        for after in ["ON ONLY app.events", "ATTACH PARTITION", "CREATE TRIGGER", "GRANT ", "COMMENT ON INDEX"] {
             assert!(later.iter().any(|s| s.contains(after)), "{after} waits for every row: {later:#?}");
-            assert!(!early.iter().any(|s| s.contains(after)), "{after} is not built early");
+            assert!(!builds.iter().any(|s| s.contains(after)), "{after} is not built early");
         }
+        assert!(!later.iter().any(|s| s.contains("FOREIGN KEY")));
+    }
+
+    #[test]
+    fn foreign_keys_go_early_only_between_loaded_tables_whose_builds_all_went_early() {
+        let layout = DumpLayout {
+            format: 1,
+            segments: vec![
+                sql(),
+                copy("app", "orders", 2),
+                copy("app", "lines", 1),
+                copy("we\"ird", "T 1", 1),
+                copy("we\"ird", "P", 1),
+                copy("app", "late", 1),
+                sql(),
+            ],
+        };
+        let tail = [
+            "ALTER TABLE ONLY app.orders ADD CONSTRAINT orders_pkey PRIMARY KEY (id);",
+            "ALTER TABLE ONLY \"we\"\"ird\".\"P\" ADD CONSTRAINT p_pkey PRIMARY KEY (id, \"x y\");",
+            "ALTER TABLE app.late ADD CONSTRAINT late_pkey PRIMARY KEY (id);",
+            "CREATE TRIGGER t BEFORE INSERT ON app.lines FOR EACH ROW EXECUTE FUNCTION app.f();",
+            // 4: taken, past the trigger (a foreign key's check fires no trigger).
+            "ALTER TABLE ONLY app.lines\n    ADD CONSTRAINT lines_order_fkey FOREIGN KEY (o) REFERENCES app.orders(id);",
+            // 5: quoted names, several columns, an action after them; 6: one table referencing itself.
+            "ALTER TABLE ONLY \"we\"\"ird\".\"T 1\" ADD CONSTRAINT \"fk, x\" FOREIGN KEY (\"a)b\", c) REFERENCES \"we\"\"ird\".\"P\"(id, \"x y\") ON DELETE CASCADE;",
+            "ALTER TABLE ONLY app.orders ADD CONSTRAINT orders_parent_fkey FOREIGN KEY (parent) REFERENCES app.orders(id);",
+            // Kept: late's key builds after the rows (no ONLY), a partitioned parent has no rows, no ONLY.
+            "ALTER TABLE ONLY app.lines ADD CONSTRAINT lines_late_fkey FOREIGN KEY (l) REFERENCES app.late(id);",
+            "ALTER TABLE ONLY app.lines ADD CONSTRAINT lines_parted_fkey FOREIGN KEY (p) REFERENCES app.parted(id);",
+            "ALTER TABLE app.orders ADD CONSTRAINT orders_x_fkey FOREIGN KEY (x) REFERENCES app.lines(id);",
+            // Kept: after a setting.
+            "SET default_tablespace = fast;",
+            "ALTER TABLE ONLY app.orders ADD CONSTRAINT orders_y_fkey FOREIGN KEY (y) REFERENCES app.lines(id);",
+        ];
+        let (early, later) = split_early(&layout, tail.iter().map(|s| s.as_bytes().to_vec()).collect());
+        let keys: Vec<(Vec<usize>, String)> =
+            early.foreign_keys.iter().map(|(at, s)| (at.clone(), String::from_utf8_lossy(s).into_owned())).collect();
+        assert_eq!(
+            keys,
+            vec![(vec![2, 1], tail[4].to_string()), (vec![3, 4], tail[5].to_string()), (vec![1], tail[6].to_string())]
+        );
+        assert_eq!(texts(&later), [&tail[2..4], &tail[7..]].concat());
+    }
+
+    #[test]
+    fn a_foreign_key_runs_once_both_tables_are_in_and_built_holding_both_alone() {
+        let layout =
+            DumpLayout { format: 1, segments: vec![sql(), copy("a", "p", 1), copy("a", "c", 2), copy("a", "x", 1)] };
+        let p_key = b"ALTER TABLE ONLY a.p ADD CONSTRAINT p_pkey PRIMARY KEY (id);".to_vec();
+        let p_index = b"CREATE INDEX p_v ON a.p USING btree (v);".to_vec();
+        let x_index = b"CREATE INDEX x_v ON a.x USING btree (v);".to_vec();
+        let fk = b"ALTER TABLE ONLY a.c ADD CONSTRAINT c_p_fkey FOREIGN KEY (p) REFERENCES a.p(id);".to_vec();
+        let early = EarlyWork {
+            builds: BTreeMap::from([(1, vec![p_key.clone(), p_index.clone()]), (3, vec![x_index.clone()])]),
+            foreign_keys: vec![(vec![2, 1], fk.clone())],
+        };
+        let scheduler = IndexScheduler::new(&layout, early);
+        scheduler.chunk_loaded(1);
+        let key = scheduler.next_ready().unwrap();
+        assert_eq!(key.statements, vec![p_key]);
+        scheduler.finished(&key);
+        let index = scheduler.next_ready().unwrap();
+        assert_eq!(index.statements, vec![p_index]);
+        scheduler.chunk_loaded(2);
+        scheduler.chunk_loaded(2);
+        assert!(scheduler.next_ready().is_none(), "p's index still builds: the key waits");
+        assert!(scheduler.builds_pending(), "a connection without rows waits for the key");
+        scheduler.finished(&index);
+        let key = scheduler.next_ready().unwrap();
+        assert_eq!((key.statements.clone(), key.segments.clone(), key.alone), (vec![fk], vec![2, 1], true));
+        // Another table's build runs beside it; nothing else may take p or c meanwhile.
+        scheduler.chunk_loaded(3);
+        let other = scheduler.next_ready().unwrap();
+        assert_eq!(other.statements, vec![x_index]);
+        scheduler.finished(&other);
+        scheduler.finished(&key);
+        assert!(!scheduler.builds_pending() && scheduler.next_ready().is_none() && scheduler.leftover().is_empty());
+    }
+
+    #[test]
+    fn foreign_keys_whose_tables_never_settled_are_left_over_after_the_builds() {
+        let layout = DumpLayout { format: 1, segments: vec![sql(), copy("a", "p", 1), copy("a", "c", 1)] };
+        let p_key = b"ALTER TABLE ONLY a.p ADD CONSTRAINT p_pkey PRIMARY KEY (id);".to_vec();
+        let fk = b"ALTER TABLE ONLY a.c ADD CONSTRAINT c_p_fkey FOREIGN KEY (p) REFERENCES a.p(id);".to_vec();
+        let early = EarlyWork {
+            builds: BTreeMap::from([(1, vec![p_key.clone()])]),
+            foreign_keys: vec![(vec![2, 1], fk.clone())],
+        };
+        let scheduler = IndexScheduler::new(&layout, early);
+        scheduler.chunk_loaded(2);
+        assert!(!scheduler.builds_pending(), "nothing runs, so nothing can become ready: no connection waits");
+        assert_eq!(scheduler.leftover(), vec![p_key, fk]);
     }
 }

@@ -10,8 +10,8 @@
 //!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
 //!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
 //!    A table's own index and constraint builds do not wait for the last row of the dump: read ahead from the
-//!    dump's tail, they run on the loading connections as soon as that table's rows are in
-//!    (`early_indexes`, pg_restore's scheduling).
+//!    dump's tail, they run on the loading connections as soon as that table's rows are in, and a foreign key
+//!    as soon as both its tables' rows and builds are (`early_indexes`, pg_restore's scheduling).
 //!
 //! Each connection first takes the session settings the dump sets (`SET …`, `set_config`), as psql would
 //! have had them. Statements are split as psql splits them (`sql::splitter`). Any error stops the restore: a
@@ -273,7 +273,7 @@ impl FramedRestorer {
                 let (early, later) = split_early(layout, statements);
                 (early, later, Some((first_segment, stored)))
             }
-            None => (BTreeMap::new(), Vec::new(), None),
+            None => (Default::default(), Vec::new(), None),
         };
         let scheduler = Arc::new(IndexScheduler::new(layout, early));
         let mut tail_streamed = bytes::BytesMut::new();
@@ -574,15 +574,16 @@ async fn load_rows(
         // Made before looking, so a build that becomes ready or finishes meanwhile still wakes this connection.
         let woken = scheduler.ready_signal.notified();
         if let Some(build) = scheduler.next_ready() {
-            // A table's constraints (in dump order) or one of its index builds (`early_indexes`).
+            // A table's constraints (in dump order), one of its index builds, or a foreign key (`early_indexes`).
             let ran = run_in_order(&client, &build.statements).await;
             scheduler.finished(&build);
             ran?;
             continue;
         }
         if rows_over {
-            if scheduler.builds_queued() {
-                // Builds wait for their table, busy on another connection: run them once it is free.
+            if scheduler.builds_pending() {
+                // Builds wait for their table, busy on another connection, or foreign keys for builds running
+                // there: run them once they can.
                 woken.await;
                 continue;
             }

@@ -127,6 +127,29 @@ pub fn post_data_kind(statement: &[u8]) -> PostDataKind {
     PostDataKind::Barrier
 }
 
+/// A foreign key pg_dump adds to one table alone (`ALTER TABLE ONLY t ADD CONSTRAINT c FOREIGN KEY (cols)
+/// REFERENCES s.r(cols)…`): its table and the table it references, as [`PostDataKind`] names tables. `None` for
+/// anything else, a foreign key without `ONLY` (it recurses into partitions or children) included.
+pub fn foreign_key_tables(statement: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(statement).ok()?.trim();
+    let rest = text.strip_prefix("ALTER TABLE ONLY ")?;
+    let ((schema, name), after) = parse_qualified(rest)?;
+    let (_, definition) = parse_ident(after.trim_start().strip_prefix("ADD CONSTRAINT ")?)?;
+    let mut columns = definition.trim_start().strip_prefix("FOREIGN KEY (")?;
+    loop {
+        let (_, after) = parse_ident(columns)?;
+        match after.strip_prefix(", ") {
+            Some(next) => columns = next,
+            None => {
+                columns = after.strip_prefix(')')?;
+                break;
+            }
+        }
+    }
+    let referenced = qualified_name(columns.strip_prefix(" REFERENCES ")?)?;
+    Some((format!("{schema}\u{1f}{name}"), referenced))
+}
+
 /// `schema.table` at the start of `text`, as one key (`"My Schema".t` and `"My Schema"."t"` are the same).
 fn qualified_name(text: &str) -> Option<String> {
     let ((schema, name), _) = parse_qualified(text)?;
@@ -235,6 +258,32 @@ mod tests {
             "GRANT ALL ON TABLE public.t TO app;",
         ] {
             assert_eq!(post_data_kind(barrier.as_bytes()), PostDataKind::Barrier, "{barrier}");
+        }
+    }
+
+    #[test]
+    fn a_foreign_key_names_its_table_and_the_one_it_references() {
+        let key = |s: &str| s.replace('.', "\u{1f}");
+        assert_eq!(
+            foreign_key_tables(
+                b"ALTER TABLE ONLY app.lines\n    ADD CONSTRAINT f FOREIGN KEY (o) REFERENCES app.orders(id);"
+            ),
+            Some((key("app.lines"), key("app.orders")))
+        );
+        assert_eq!(
+            foreign_key_tables(
+                "ALTER TABLE ONLY \"a.b\".\"T\"\" 1\" ADD CONSTRAINT \"x, y\" FOREIGN KEY (\"a)b\", c) REFERENCES \"R\".r(\"x\", y) ON DELETE CASCADE;"
+                    .as_bytes()
+            ),
+            Some(("a.b\u{1f}T\" 1".to_string(), "R\u{1f}r".to_string()))
+        );
+        for other in [
+            "ALTER TABLE app.lines ADD CONSTRAINT f FOREIGN KEY (o) REFERENCES app.orders(id);",
+            "ALTER TABLE ONLY app.lines ADD CONSTRAINT k PRIMARY KEY (id);",
+            "ALTER TABLE ONLY app.lines ADD CONSTRAINT f FOREIGN KEY (o) REFERENCES orders(id);",
+            "CREATE INDEX i ON app.lines USING btree (o);",
+        ] {
+            assert_eq!(foreign_key_tables(other.as_bytes()), None, "{other}");
         }
     }
 }
