@@ -312,9 +312,10 @@ impl IndexScheduler {
         Some(build)
     }
 
-    /// A build handed out has run (or failed): its tables are free for the builds that waited for them, and
-    /// foreign keys that waited for its table's builds may be ready.
-    pub fn finished(&self, build: &Build) {
+    /// A build handed out has run, or failed: its tables are free for the builds that waited for them. When
+    /// it ran, foreign keys that waited for its table's builds may be ready; a failed one never lets them run
+    /// (the key they reference may be what failed), so the restore's error is the build's own.
+    pub fn finished(&self, build: &Build, succeeded: bool) {
         let mut queue = self.queue.lock().expect("scheduler lock");
         for segment in &build.segments {
             if let Some((count, _)) = queue.running.get_mut(segment) {
@@ -324,7 +325,7 @@ impl IndexScheduler {
                 }
             }
         }
-        if !build.foreign_key {
+        if succeeded && !build.foreign_key {
             let segment = build.segments[0];
             if let Some(left) = queue.unfinished.get_mut(&segment) {
                 *left -= 1;
@@ -445,7 +446,7 @@ mod tests {
         scheduler.chunk_loaded(1);
         let build = scheduler.next_ready().unwrap();
         assert_eq!(texts(&build.statements), vec!["CREATE INDEX i ON a.t (x);"]);
-        scheduler.finished(&build);
+        scheduler.finished(&build, true);
         scheduler.chunk_loaded(1);
         assert!(scheduler.next_ready().is_none());
         assert_eq!(scheduler.handed_out.load(Ordering::Relaxed), 1);
@@ -477,7 +478,7 @@ mod tests {
         assert_eq!(texts(&other_table.statements), u.to_vec());
         assert!(scheduler.next_ready().is_none(), "t's indexes wait for its constraints");
         assert!(scheduler.builds_pending());
-        scheduler.finished(&constraints);
+        scheduler.finished(&constraints, true);
         // Then t's index builds, each on its own, side by side.
         let first = scheduler.next_ready().unwrap();
         let second = scheduler.next_ready().unwrap();
@@ -583,23 +584,39 @@ mod tests {
         scheduler.chunk_loaded(1);
         let key = scheduler.next_ready().unwrap();
         assert_eq!(key.statements, vec![p_key]);
-        scheduler.finished(&key);
+        scheduler.finished(&key, true);
         let index = scheduler.next_ready().unwrap();
         assert_eq!(index.statements, vec![p_index]);
         scheduler.chunk_loaded(2);
         scheduler.chunk_loaded(2);
         assert!(scheduler.next_ready().is_none(), "p's index still builds: the key waits");
         assert!(scheduler.builds_pending(), "a connection without rows waits for the key");
-        scheduler.finished(&index);
+        scheduler.finished(&index, true);
         let key = scheduler.next_ready().unwrap();
         assert_eq!((key.statements.clone(), key.segments.clone(), key.alone), (vec![fk], vec![2, 1], true));
         // Another table's build runs beside it; nothing else may take p or c meanwhile.
         scheduler.chunk_loaded(3);
         let other = scheduler.next_ready().unwrap();
         assert_eq!(other.statements, vec![x_index]);
-        scheduler.finished(&other);
-        scheduler.finished(&key);
+        scheduler.finished(&other, true);
+        scheduler.finished(&key, true);
         assert!(!scheduler.builds_pending() && scheduler.next_ready().is_none() && scheduler.leftover().is_empty());
+    }
+
+    #[test]
+    fn a_failed_build_keeps_the_foreign_keys_on_its_table_from_running() {
+        let layout = DumpLayout { format: 1, segments: vec![sql(), copy("a", "p", 1), copy("a", "c", 1)] };
+        let p_key = b"ALTER TABLE ONLY a.p ADD CONSTRAINT p_pkey PRIMARY KEY (id);".to_vec();
+        let fk = b"ALTER TABLE ONLY a.c ADD CONSTRAINT c_p_fkey FOREIGN KEY (p) REFERENCES a.p(id);".to_vec();
+        let early =
+            EarlyWork { builds: BTreeMap::from([(1, vec![p_key])]), foreign_keys: vec![(vec![2, 1], fk.clone())] };
+        let scheduler = IndexScheduler::new(&layout, early);
+        scheduler.chunk_loaded(1);
+        scheduler.chunk_loaded(2);
+        let key = scheduler.next_ready().unwrap();
+        scheduler.finished(&key, false);
+        assert!(scheduler.next_ready().is_none() && !scheduler.builds_pending());
+        assert_eq!(scheduler.leftover(), vec![fk]);
     }
 
     #[test]

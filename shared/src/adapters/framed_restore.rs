@@ -576,7 +576,7 @@ async fn load_rows(
         if let Some(build) = scheduler.next_ready() {
             // A table's constraints (in dump order), one of its index builds, or a foreign key (`early_indexes`).
             let ran = run_in_order(&client, &build.statements).await;
-            scheduler.finished(&build);
+            scheduler.finished(&build, ran.is_ok());
             ran?;
             continue;
         }

@@ -224,22 +224,33 @@ fn backend(operation: &'static str, message: String) -> ScratchError {
 }
 
 /// The uid/gid to run the server as: none (ours) unless we are root, then `postgres`'s.
+///
+/// Looked up once per process with the reentrant `getpwnam_r`: `getpwnam` answers in a buffer shared by every
+/// thread, and the template copy's threads asked at once, so one of them could read another's half-written
+/// answer and give a file to the wrong owner (seen as the server's "could not open file …: Permission denied").
 fn server_identity() -> Result<Option<(u32, u32)>, ScratchError> {
+    static IDENTITY: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
+    if let Some(identity) = IDENTITY.get() {
+        return Ok(*identity);
+    }
     let name = CString::new("postgres").expect("no NUL");
-    // SAFETY: getpwnam returns null or a pointer to a static record, read at once.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
+    // SAFETY: a zeroed passwd is a valid out-parameter; getpwnam_r fills it, its strings in `buffer`.
+    let mut record: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and the buffer's length is the one passed.
+    let status = unsafe { libc::getpwnam_r(name.as_ptr(), &mut record, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if status != 0 || found.is_null() {
         return Err(backend(
             "initdb",
             "running as root, and there is no `postgres` user to run a scratch server as".into(),
         ));
     }
-    // SAFETY: checked non-null above.
-    Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }))
+    Ok(*IDENTITY.get_or_init(|| Some((record.pw_uid, record.pw_gid))))
 }
 
 fn chown_to_server(p: &Path) -> Result<(), ScratchError> {
