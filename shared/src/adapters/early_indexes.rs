@@ -108,6 +108,9 @@ pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (Early
     let segment = |table: &str| segment_of.get(table).copied().flatten();
     let mut early = EarlyWork::default();
     let mut later = Vec::new();
+    // A table with a build left for after the rows may lack the key a foreign key references, or be locked
+    // by that build: foreign keys on it wait for the rows too.
+    let mut unsettled = BTreeSet::<String>::new();
     let mut leading = true;
     for statement in statements {
         let kind = post_data_kind(&statement);
@@ -117,21 +120,16 @@ pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (Early
             PostDataKind::Index { table } if leading && touches_only_its_table(&statement) => segment(table),
             _ => None,
         };
-        match at {
-            Some(at) => early.builds.entry(at).or_default().push(statement),
+        match (at, kind) {
+            (Some(at), _) => early.builds.entry(at).or_default().push(statement),
+            (None, PostDataKind::Index { table }) => {
+                unsettled.insert(table);
+                later.push(statement);
+            }
             // Comments on indexes stay in order after the rows, when every index they may name exists.
-            None => later.push(statement),
+            (None, _) => later.push(statement),
         }
     }
-    // A table with a build left for after the rows may lack the key a foreign key references, or be locked
-    // by that build: foreign keys on it wait for the rows too.
-    let unsettled: BTreeSet<String> = later
-        .iter()
-        .filter_map(|s| match post_data_kind(s) {
-            PostDataKind::Index { table } => Some(table),
-            _ => None,
-        })
-        .collect();
     let mut kept = Vec::with_capacity(later.len());
     let mut setting_seen = false;
     for statement in later {
@@ -264,24 +262,16 @@ impl IndexScheduler {
             let (indexes, constraints): (Statements, Statements) =
                 statements.into_iter().partition(|s| is_index_build(s));
             let mut queue = self.queue.lock().expect("scheduler lock");
-            let builds = usize::from(!constraints.is_empty()) + indexes.len();
-            if !constraints.is_empty() {
-                queue.ready.push_back(Build {
-                    segments: vec![segment],
-                    statements: constraints,
-                    alone: true,
-                    foreign_key: false,
-                });
-            }
-            for index in indexes {
-                queue.ready.push_back(Build {
-                    segments: vec![segment],
-                    statements: vec![index],
-                    alone: false,
-                    foreign_key: false,
-                });
-            }
-            match builds {
+            let table_build =
+                |statements, alone| Build { segments: vec![segment], statements, alone, foreign_key: false };
+            let builds: Vec<Build> = (!constraints.is_empty())
+                .then(|| table_build(constraints, true))
+                .into_iter()
+                .chain(indexes.into_iter().map(|index| table_build(vec![index], false)))
+                .collect();
+            let count = builds.len();
+            queue.ready.extend(builds);
+            match count {
                 0 => queue.settle(segment),
                 n => {
                     queue.unfinished.insert(segment, n);
