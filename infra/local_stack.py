@@ -402,11 +402,13 @@ def wait_dead(pid: int, seconds: float) -> bool:
 # ---------------------------------------------------------------------------
 
 def start_moto(state: dict, port: int) -> None:
-    exe = VENV_BIN / "moto_server"
-    if not exe.exists():
-        raise StackError(f"{exe} not found; run infra/ensure-deps.sh")
+    # moto's server with DynamoDB's conditional writes made atomic, as on DynamoDB (see infra/moto_server.py).
+    python = VENV_BIN / "python"
+    if not python.exists():
+        raise StackError(f"{python} not found; run infra/ensure-deps.sh")
+    server = INFRA / "moto_server.py"
     with open(MOTO_LOG, "ab") as logf:
-        proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        proc = subprocess.Popen([str(python), str(server), "-H", "127.0.0.1", "-p", str(port)],
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                 cwd=LOCAL, start_new_session=True)
     MOTO_PID_FILE.write_text(f"{proc.pid}\n")

@@ -19,15 +19,19 @@ pub fn endpoint() -> &'static str {
 }
 
 fn start() -> Moto {
-    let server = repo_root().join(".venv/bin/moto_server");
+    // moto's server behind infra/moto_server.py, which makes DynamoDB's conditional writes atomic as they are
+    // on DynamoDB (the leases and claims the tests race rely on it).
+    let python = repo_root().join(".venv/bin/python");
+    let server = repo_root().join("infra/moto_server.py");
     assert!(
-        server.exists(),
+        python.exists(),
         "{} is missing: run infra/ensure-deps.sh (the README's test command does)",
-        server.display()
+        python.display()
     );
     let port = free_port();
     let log = std::env::temp_dir().join(format!("backstop-test-moto-{port}.log"));
-    let start = format!("'{}' -H 127.0.0.1 -p {port} >'{}' 2>&1", server.display(), log.display());
+    let start =
+        format!("'{}' '{}' -H 127.0.0.1 -p {port} >'{}' 2>&1", python.display(), server.display(), log.display());
     let process = Command::new("sh")
         .arg("-c")
         .arg(watchdog_script(&start))
