@@ -109,14 +109,7 @@ pub fn post_data_kind(statement: &[u8]) -> PostDataKind {
             return qualified_name(on).map_or(PostDataKind::Barrier, |table| PostDataKind::Index { table });
         }
     }
-    if let Some(rest) = text.strip_prefix("ALTER TABLE ") {
-        let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
-        let Some(table) = qualified_name(rest) else { return PostDataKind::Barrier };
-        let Some((_, after)) = parse_qualified(rest) else { return PostDataKind::Barrier };
-        let after = after.trim_start();
-        let Some(constraint) = after.strip_prefix("ADD CONSTRAINT ") else { return PostDataKind::Barrier };
-        let Some((_, definition)) = parse_ident(constraint) else { return PostDataKind::Barrier };
-        let definition = definition.trim_start();
+    if let Some(AddedConstraint { table, definition, .. }) = added_constraint(text) {
         if definition.starts_with("FOREIGN KEY") {
             return PostDataKind::ForeignKey { table };
         }
@@ -127,15 +120,36 @@ pub fn post_data_kind(statement: &[u8]) -> PostDataKind {
     PostDataKind::Barrier
 }
 
+/// `ALTER TABLE [ONLY] schema.table ADD CONSTRAINT name definition`, as pg_dump writes a constraint.
+struct AddedConstraint<'a> {
+    /// Whether `ONLY` is there: without it the constraint recurses into partitions or children.
+    only: bool,
+    /// The table, as one key (see [`qualified_name`]).
+    table: String,
+    /// What follows the constraint's name: `FOREIGN KEY (…) REFERENCES …`, `PRIMARY KEY (…)`, ….
+    definition: &'a str,
+}
+
+fn added_constraint(text: &str) -> Option<AddedConstraint<'_>> {
+    let rest = text.strip_prefix("ALTER TABLE ")?;
+    let (only, rest) = match rest.strip_prefix("ONLY ") {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
+    let ((schema, name), after) = parse_qualified(rest)?;
+    let (_, definition) = parse_ident(after.trim_start().strip_prefix("ADD CONSTRAINT ")?)?;
+    Some(AddedConstraint { only, table: table_key(&schema, &name), definition: definition.trim_start() })
+}
+
 /// A foreign key pg_dump adds to one table alone (`ALTER TABLE ONLY t ADD CONSTRAINT c FOREIGN KEY (cols)
 /// REFERENCES s.r(cols)…`): its table and the table it references, as [`PostDataKind`] names tables. `None` for
 /// anything else, a foreign key without `ONLY` (it recurses into partitions or children) included.
 pub fn foreign_key_tables(statement: &[u8]) -> Option<(String, String)> {
-    let text = std::str::from_utf8(statement).ok()?.trim();
-    let rest = text.strip_prefix("ALTER TABLE ONLY ")?;
-    let ((schema, name), after) = parse_qualified(rest)?;
-    let (_, definition) = parse_ident(after.trim_start().strip_prefix("ADD CONSTRAINT ")?)?;
-    let mut columns = definition.trim_start().strip_prefix("FOREIGN KEY (")?;
+    let added = added_constraint(std::str::from_utf8(statement).ok()?.trim())?;
+    if !added.only {
+        return None;
+    }
+    let mut columns = added.definition.strip_prefix("FOREIGN KEY (")?;
     loop {
         let (_, after) = parse_ident(columns)?;
         match after.strip_prefix(", ") {
@@ -147,13 +161,18 @@ pub fn foreign_key_tables(statement: &[u8]) -> Option<(String, String)> {
         }
     }
     let referenced = qualified_name(columns.strip_prefix(" REFERENCES ")?)?;
-    Some((format!("{schema}\u{1f}{name}"), referenced))
+    Some((added.table, referenced))
 }
 
 /// `schema.table` at the start of `text`, as one key (`"My Schema".t` and `"My Schema"."t"` are the same).
 fn qualified_name(text: &str) -> Option<String> {
     let ((schema, name), _) = parse_qualified(text)?;
-    Some(format!("{schema}\u{1f}{name}"))
+    Some(table_key(&schema, &name))
+}
+
+/// A table as one key: its schema and name apart by a unit separator (U+001F).
+fn table_key(schema: &str, name: &str) -> String {
+    format!("{schema}\u{1f}{name}")
 }
 
 fn parse_qualified(text: &str) -> Option<((String, String), &str)> {
