@@ -124,7 +124,7 @@ pub fn post_data_kind(statement: &[u8]) -> PostDataKind {
 struct AddedConstraint<'a> {
     /// Whether `ONLY` is there: without it the constraint recurses into partitions or children.
     only: bool,
-    /// The table, as one key (see [`qualified_name`]).
+    /// The table, as one key (see [`table_key`]).
     table: String,
     /// What follows the constraint's name: `FOREIGN KEY (…) REFERENCES …`, `PRIMARY KEY (…)`, ….
     definition: &'a str,
