@@ -572,6 +572,31 @@ pub struct FramedDump<'a> {
     pub version_id: Option<&'a str>,
     pub codec: crate::domain::codec::Codec,
     pub layout: &'a crate::domain::dump_layout::DumpLayout,
+    /// Read each table back as soon as its rows and builds are in, while the rest of the restore runs, for
+    /// the check that follows (`None`: the restore only restores).
+    pub read_early: Option<EarlyReadBack<'a>>,
+}
+
+/// How to read tables back during a framed restore: the rows check the drill will make, and the session the
+/// dump's rows were written under (`DumpSession`), which the reads take on so equal data reads as equal text.
+#[derive(Clone, Copy)]
+pub struct EarlyReadBack<'a> {
+    pub rows: crate::domain::verification::RowCheck,
+    pub session: &'a crate::domain::manifest::DumpSession,
+}
+
+/// A read-back a framed restore started (`EarlyReadBack`): each table is read as soon as its rows and builds
+/// are in and nothing left to run in the restore could write to it, while the rest of the restore runs
+/// (`adapters::read_back`). The check that follows in the same run hands it to the same restorer's
+/// `read_back`, which reads the other tables beside it, then the sequences, the large objects and the schema:
+/// nothing is verified before all of it has run on the whole copy. Dropping it stops it.
+pub trait ReadBackUnderway: std::fmt::Debug + Send + Sync {
+    /// The rows check it reads tables for.
+    fn rows(&self) -> crate::domain::verification::RowCheck;
+    /// Tables it has read so far.
+    fn tables_read(&self) -> usize;
+    /// For the restorer that started it, to take it back.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// Some tables of a framed dump, restored in one transaction (`backstop restore --table`): fetched by ranged
@@ -643,6 +668,8 @@ pub struct FramedRestoreReport {
     pub object_error: Option<String>,
     /// Why the restore stopped, if it did: the object was still read to its end and hashed.
     pub restore_error: Option<String>,
+    /// The read-back started while the restore ran, when it was asked for and the restore finished whole.
+    pub read_early: Option<Arc<dyn ReadBackUnderway>>,
 }
 
 /// What `amcheck` found in a restored copy.
@@ -703,13 +730,15 @@ pub trait Restorer: Send + Sync {
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<TableLoadReport, RestoreError>;
     /// Reads the restored copy back for a fingerprint-v2 comparison: its tables (rows, and digests unless
-    /// `rows` says counts), sequences, large objects, and the schema digest of its schema-only dump.
+    /// `rows` says counts), sequences, large objects, and the schema digest of its schema-only dump. A
+    /// read-back the restore started (`early`, for the same `rows`) is taken over: what it read is kept.
     async fn read_back(
         &self,
         server: &ScratchEndpoint,
         database: &str,
         manifest: &crate::domain::Manifest,
         rows: crate::domain::verification::RowCheck,
+        early: Option<Arc<dyn ReadBackUnderway>>,
     ) -> Result<crate::domain::fingerprint::Fingerprint, RestoreError>;
     /// The scratch server's version, as `SHOW server_version` gives it (e.g. `17.12 (Debian 17.12-0+deb13u1)`).
     async fn server_version(&self, server: &ScratchEndpoint) -> Result<String, RestoreError>;

@@ -7,7 +7,9 @@
 //! - the runbook's restore is all or nothing, even for a dump whose large objects carry pg_dump's own
 //!   `BEGIN`/`COMMIT`: a restore that fails after them leaves no database behind, where plain
 //!   `psql --single-transaction` leaves one half-restored; the drill fails the same dump, naming psql's error,
-//!   and says which checks it could not run instead of calling them failed.
+//!   and says which checks it could not run instead of calling them failed;
+//! - a read-back the restore starts early, taken over by the check, finds exactly what a read-back after the
+//!   restore finds, and one dropped untaken leaves no connection behind.
 
 use backstop::config::{Config, ScratchSettings};
 use backstop::domain::verification::{CheckName, CheckOutcome};
@@ -255,4 +257,142 @@ async fn the_physical_check_finds_an_index_that_does_not_match_its_table() {
         "the problem names the index: {:?}",
         broken.problems
     );
+}
+
+/// The scratch endpoint of a test cluster, as its superuser.
+fn superuser_endpoint(cluster: &PgCluster) -> backstop::ports::ScratchEndpoint {
+    backstop::ports::ScratchEndpoint {
+        host: "127.0.0.1".into(),
+        port: cluster.port,
+        user: "postgres".into(),
+        password: secrecy::SecretString::from(backstop_tests::pg::SUPERUSER_PASSWORD),
+        maintenance_db: "postgres".into(),
+        sslmode: "disable".into(),
+    }
+}
+
+/// The drill reads tables back while the restore still runs (`adapters::read_back::ReadBack`); the check takes
+/// that read-back over and reads the rest beside it. Whatever the early reader took, for digests or counts,
+/// the fingerprint is the one a read-back after the restore makes; a read-back for counts is not used for
+/// digests; and one dropped without a check stops, leaving no connection on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_back_started_during_the_restore_finds_what_one_after_it_finds() {
+    use backstop::adapters::read_back::{read_back, ReadBack, TableToRead};
+    use backstop::domain::dump_layout::{Chunk, DumpLayout, Segment, SegmentKind};
+    use backstop::domain::fingerprint::{Fingerprint, TableFingerprint};
+    use backstop::domain::manifest::DumpSession;
+    use backstop::domain::verification::RowCheck;
+    use backstop::ports::ReadBackUnderway;
+    use std::sync::Arc;
+
+    let cluster = PgCluster::start();
+    cluster.psql("postgres", "CREATE DATABASE early");
+    cluster.psql(
+        "early",
+        "CREATE TABLE public.big (a integer, b text, c timestamptz); \
+         INSERT INTO public.big SELECT g, md5(g::text), '2026-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 50000) g; \
+         CREATE SCHEMA \"we\"\"ird\"; CREATE TABLE \"we\"\"ird\".\"T 1\" (\"x)y\" text); INSERT INTO \"we\"\"ird\".\"T 1\" VALUES ('a\tb'), (NULL), ('\\'); \
+         CREATE TABLE public.small (d date); INSERT INTO public.small SELECT '2026-01-01'::date + g FROM generate_series(1, 300) g;",
+    );
+    let endpoint = superuser_endpoint(&cluster);
+    let table = |schema: &str, name: &str, statement: &str, bytes: u64| TableToRead {
+        schema: schema.into(),
+        name: name.into(),
+        statement: statement.into(),
+        bytes,
+    };
+    let tables = [
+        table("public", "big", "COPY public.big (a, b, c) FROM stdin;", 3_000_000),
+        table("we\"ird", "T 1", "COPY \"we\"\"ird\".\"T 1\" (\"x)y\") FROM stdin;", 20),
+        table("public", "small", "COPY public.small (d) FROM stdin;", 3_300),
+    ];
+    let layout = DumpLayout {
+        format: 1,
+        segments: tables
+            .iter()
+            .map(|t| Segment {
+                kind: SegmentKind::Copy {
+                    schema: t.schema.clone(),
+                    name: t.name.clone(),
+                    statement: t.statement.clone(),
+                    rows: 0,
+                },
+                chunks: vec![Chunk(1, t.bytes)],
+            })
+            .collect(),
+    };
+    let expected = Fingerprint {
+        algorithm: backstop::domain::dump_parser::FINGERPRINT_V2.into(),
+        schema_digest: String::new(),
+        tables: tables
+            .iter()
+            .map(|t| TableFingerprint {
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+                rows: 0,
+                digest: String::new(),
+            })
+            .collect(),
+        sequences: Vec::new(),
+        large_objects: 0,
+    };
+    let session = DumpSession::default();
+    let read = |rows, early: Option<Arc<ReadBack>>| {
+        let (endpoint, layout, expected, session) = (&endpoint, &layout, &expected, &session);
+        async move { read_back(endpoint, "early", layout, expected, session, rows, 2, early.as_deref()).await.unwrap() }
+    };
+    let until_read = |early: &Arc<ReadBack>, count: usize| {
+        let early = early.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while early.tables_read() < count {
+                assert!(std::time::Instant::now() < deadline, "the early reader read {} tables", early.tables_read());
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    for rows in [RowCheck::Digests, RowCheck::Counts] {
+        let after = read(rows, None).await;
+        assert_eq!(after.tables.len(), 3, "{after:?}");
+        assert_eq!(after.tables.iter().find(|t| t.name == "big").map(|t| t.rows), Some(50_000));
+        // The early reader takes two tables (one offered twice) before the check takes over.
+        let early = ReadBack::start_early(&endpoint, "early", &session, rows);
+        early.offer(tables[0].clone());
+        early.offer(tables[1].clone());
+        early.offer(tables[0].clone());
+        until_read(&early, 2).await;
+        assert_eq!(read(rows, Some(early)).await, after, "{rows:?}: read early and taken over");
+        // Taken over at once: the check and the early reader share what is left.
+        let early = ReadBack::start_early(&endpoint, "early", &session, rows);
+        early.offer(tables[0].clone());
+        assert_eq!(read(rows, Some(early)).await, after, "{rows:?}: taken over while reading");
+    }
+
+    let digests = read(RowCheck::Digests, None).await;
+    let counting = ReadBack::start_early(&endpoint, "early", &session, RowCheck::Counts);
+    counting.offer(tables[0].clone());
+    until_read(&counting, 1).await;
+    assert_eq!(read(RowCheck::Digests, Some(counting)).await, digests, "counts read early are not digests");
+
+    let dropped = ReadBack::start_early(&endpoint, "early", &session, RowCheck::Digests);
+    until_connected(&cluster, 1).await;
+    drop(dropped);
+    until_connected(&cluster, 0).await;
+}
+
+/// Waits (up to 30 s) until the test cluster has exactly `count` of Backstop's connections to `early`.
+async fn until_connected(cluster: &PgCluster, count: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = cluster.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'early' AND application_name = 'backstop-verify'",
+        );
+        if now.trim() == count.to_string() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} connections, not {count}", now.trim());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

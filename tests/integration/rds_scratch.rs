@@ -499,6 +499,7 @@ impl Restorer for RecordingRestorer {
         _: &str,
         _: &backstop::domain::Manifest,
         _: backstop::domain::verification::RowCheck,
+        _: Option<Arc<dyn backstop::ports::ReadBackUnderway>>,
     ) -> Result<backstop::domain::fingerprint::Fingerprint, RestoreError> {
         panic!("a point-in-time drill has no fingerprint to compare")
     }

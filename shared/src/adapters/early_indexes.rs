@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -200,6 +200,9 @@ pub(super) struct IndexScheduler {
     pub handed_out: AtomicUsize,
 }
 
+/// What hears a table's segment settle (an early read-back, `framed_restore`).
+pub(super) type Announce = Arc<dyn Fn(usize) + Send + Sync>;
+
 #[derive(Default)]
 struct Queue {
     ready: VecDeque<Build>,
@@ -211,11 +214,16 @@ struct Queue {
     settled: BTreeSet<usize>,
     /// Foreign keys waiting for their tables to settle.
     foreign_keys: Vec<(Vec<usize>, Vec<u8>)>,
+    /// Hears each segment as it settles (`IndexScheduler::announce_settled`).
+    announce: Option<Announce>,
 }
 
 impl Queue {
     fn settle(&mut self, segment: usize) {
         self.settled.insert(segment);
+        if let Some(announce) = &self.announce {
+            announce(segment);
+        }
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.foreign_keys)
             .into_iter()
             .partition(|(segments, _)| segments.iter().all(|s| self.settled.contains(s)));
@@ -244,12 +252,31 @@ impl IndexScheduler {
             .into_iter()
             .map(|(segment, s)| (segment, (layout.segments[segment].chunks.len(), s)))
             .collect();
-        // A foreign key's tables are followed even when they have no build of their own.
-        for segment in early.foreign_keys.iter().flat_map(|(segments, _)| segments) {
-            waiting.entry(*segment).or_insert_with(|| (layout.segments[*segment].chunks.len(), Vec::new()));
+        // Every table with rows is followed, with builds or not: when its rows are in and its builds have run
+        // it settles, which a foreign key on it and an early read of it wait for.
+        for (segment, s) in layout.segments.iter().enumerate() {
+            if matches!(s.kind, SegmentKind::Copy { .. }) && !s.chunks.is_empty() {
+                waiting.entry(segment).or_insert_with(|| (s.chunks.len(), Vec::new()));
+            }
         }
         let queue = Queue { foreign_keys: early.foreign_keys, ..Default::default() };
         IndexScheduler { waiting: Mutex::new(waiting), queue: Mutex::new(queue), ..Default::default() }
+    }
+
+    /// From now on, `to` hears each table's segment once its rows are all in and its early builds have run
+    /// (and every one that already has), under the scheduler's lock; [`IndexScheduler::stop_announcing`]
+    /// ends it.
+    pub fn announce_settled(&self, to: Announce) {
+        let mut queue = self.queue.lock().expect("scheduler lock");
+        for segment in &queue.settled {
+            to(*segment);
+        }
+        queue.announce = Some(to);
+    }
+
+    /// Closes what [`IndexScheduler::announce_settled`] opened: its listener hears no more.
+    pub fn stop_announcing(&self) {
+        self.queue.lock().expect("scheduler lock").announce = None;
     }
 
     /// One chunk of `segment`'s rows has loaded: when it was the last, that table's builds are ready.

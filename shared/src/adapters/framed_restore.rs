@@ -34,11 +34,12 @@ use tokio_postgres::Client;
 
 use super::early_indexes::{read_ahead, split_early, IndexScheduler, PostDataAhead};
 use super::pg_wire::{connect, describe, is_deadlock};
-use crate::domain::dump_layout::SegmentKind;
+use super::read_back::{tables_in, ReadBack, TableToRead};
+use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::sql::splitter::{Piece, StatementSplitter};
-use crate::domain::sql::statement::{post_data_kind, PostDataKind};
+use crate::domain::sql::statement::{may_bring_code_that_writes, post_data_kind, PostDataKind};
 use crate::pipeline::codec::Codec;
-use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, RestoreError, ScratchEndpoint};
+use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, ReadBackUnderway, RestoreError, ScratchEndpoint};
 
 /// Decompressed bytes per COPY message.
 const COPY_PIECE: usize = 256 * 1024;
@@ -237,16 +238,20 @@ impl FramedRestorer {
         database: &str,
         dump: FramedDump<'_>,
     ) -> Result<FramedRestoreReport, RestoreError> {
-        let ahead = read_ahead(store.as_ref(), &dump).await;
-        let fetched = store.get(dump.key, dump.version_id).await.map_err(|e| failed(e.to_string()))?;
+        // The tail's ranged read and the object's own read start together: neither waits for the other.
+        let (ahead, fetched) = tokio::join!(read_ahead(store.as_ref(), &dump), store.get(dump.key, dump.version_id));
+        let fetched = fetched.map_err(|e| failed(e.to_string()))?;
         let head = fetched.head.clone();
         let mut stream = HashedStream { body: fetched.body, hasher: Sha256::new(), size: 0, error: None };
         let mut report = FramedRestoreReport::default();
         let restored = self.restore_stream(&mut stream, server, database, &dump, ahead, &mut report).await;
         stream.drain().await;
         // The object is read whole either way, so its checks say whether the bytes were right even when the
-        // restore stopped early.
-        report.restore_error = restored.err().map(|e| e.to_string());
+        // restore stopped early. A read-back started during a restore that failed is dropped, which stops it.
+        match restored {
+            Ok(early) => report.read_early = early.map(|e| e as Arc<dyn ReadBackUnderway>),
+            Err(e) => report.restore_error = Some(e.to_string()),
+        }
         report.object_sha256 = hex::encode(std::mem::take(&mut stream.hasher).finalize());
         report.object_size = stream.size;
         report.object_head = Some(head);
@@ -262,9 +267,16 @@ impl FramedRestorer {
         dump: &FramedDump<'_>,
         ahead: Option<PostDataAhead>,
         report: &mut FramedRestoreReport,
-    ) -> Result<(), RestoreError> {
+    ) -> Result<Option<Arc<ReadBack>>, RestoreError> {
         let layout = dump.layout;
         let last_copy = layout.segments.iter().rposition(|s| matches!(s.kind, SegmentKind::Copy { .. }));
+        // Tables are read back early only when asked to and when no statement of the dump brings code that a
+        // later statement could run to write rows (`may_bring_code_that_writes`): the tail must be read ahead
+        // to know, and the statements before the rows are looked at as they run.
+        let mut read_early = dump
+            .read_early
+            .filter(|_| ahead.as_ref().is_some_and(|a| !a.statements.iter().any(|s| may_bring_code_that_writes(s))));
+        let mut early_reader: Option<Arc<ReadBack>> = None;
         // With the tail read ahead, its index builds are handed to the loading connections table by table,
         // and its bytes, when the in-order read reaches them, are only compared with what was read ahead.
         let (early, mut after, tail_ahead) = match ahead {
@@ -311,6 +323,12 @@ impl FramedRestorer {
                             for statement in &statements {
                                 session.note(statement);
                             }
+                            if statements.iter().any(|s| may_bring_code_that_writes(s)) {
+                                // What was read early may be written yet: the check reads every table.
+                                read_early = None;
+                                scheduler.stop_announcing();
+                                early_reader = None;
+                            }
                             run_in_order(&main, &statements).await?;
                         }
                     }
@@ -323,6 +341,19 @@ impl FramedRestorer {
                                 .await
                                 .map(|r| r.get::<_, bool>(0))
                                 .unwrap_or(false);
+                            if let Some(how) = &read_early {
+                                // The schema is committed: the reader sees every table, and reads each as it
+                                // settles (rows in, early builds run).
+                                let reader = ReadBack::start_early(server, database, how.session, how.rows);
+                                let tables = tables_read_whole(layout);
+                                let offered = reader.clone();
+                                scheduler.announce_settled(Arc::new(move |segment| {
+                                    if let Some(table) = tables.get(&segment) {
+                                        offered.offer(table.clone());
+                                    }
+                                }));
+                                early_reader = Some(reader);
+                            }
                             for _ in 0..self.jobs.max(1) {
                                 let (rx, rows, first_error, session, scheduler) = (
                                     work_rx.clone(),
@@ -408,7 +439,8 @@ impl FramedRestorer {
             })
             .collect();
         report.retried_alone = self.post_data(&main, server, database, &mut session, after, &weights).await?;
-        Ok(())
+        scheduler.stop_announcing();
+        Ok(early_reader)
     }
 
     /// Runs the statements after the rows: batches of indexes (and of foreign keys) side by side, the rest
@@ -526,6 +558,18 @@ impl Batch {
         self.kind = Some(kind);
         self.groups.entry(table).or_default().push(statement);
     }
+}
+
+/// By segment, the tables an early read-back may take when that segment settles: those whose rows are all
+/// in that one segment (a table in several would be read before its last rows).
+fn tables_read_whole(layout: &DumpLayout) -> BTreeMap<usize, TableToRead> {
+    let tables = tables_in(layout);
+    let segments = layout.segments.iter().enumerate().filter(|(_, s)| matches!(s.kind, SegmentKind::Copy { .. }));
+    let mut seen = BTreeMap::<(String, String), usize>::new();
+    for table in &tables {
+        *seen.entry((table.schema.clone(), table.name.clone())).or_default() += 1;
+    }
+    segments.map(|(i, _)| i).zip(tables).filter(|(_, t)| seen[&(t.schema.clone(), t.name.clone())] == 1).collect()
 }
 
 /// One chunk of one table's rows.

@@ -1065,6 +1065,7 @@ impl Restorer for ScriptedRestorer {
         _: &str,
         manifest: &crate::domain::Manifest,
         _: crate::domain::verification::RowCheck,
+        _: Option<Arc<dyn crate::ports::ReadBackUnderway>>,
     ) -> Result<crate::domain::fingerprint::Fingerprint, RestoreError> {
         self.fault("read_back")?;
         Ok(manifest.fingerprint.clone())

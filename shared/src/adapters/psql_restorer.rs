@@ -23,8 +23,8 @@ use crate::domain::redact::redact;
 use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
 use crate::ports::{
-    FramedDump, FramedRestoreReport, ObjectStore, PhysicalCheckReport, RestoreError, Restorer, ScratchEndpoint,
-    TableLoad, TableLoadReport,
+    FramedDump, FramedRestoreReport, ObjectStore, PhysicalCheckReport, ReadBackUnderway, RestoreError, Restorer,
+    ScratchEndpoint, TableLoad, TableLoadReport,
 };
 
 const READ_BUFFER: usize = 1024 * 1024;
@@ -265,6 +265,7 @@ impl Restorer for PsqlRestorer {
         database: &str,
         manifest: &Manifest,
         rows: RowCheck,
+        early: Option<Arc<dyn ReadBackUnderway>>,
     ) -> Result<Fingerprint, RestoreError> {
         let (Some(layout), Some(session)) = (&manifest.layout, &manifest.session) else {
             return Err(RestoreError::Failed {
@@ -273,8 +274,18 @@ impl Restorer for PsqlRestorer {
                 stderr_tail: "the manifest has no layout to read back by".into(),
             });
         };
-        let tables =
-            super::read_back::read_back(server, database, layout, &manifest.fingerprint, session, rows, self.jobs);
+        // Only a read-back this restorer started (`framed_restore`) can be taken over.
+        let early = early.as_deref().and_then(|e| e.as_any().downcast_ref::<super::read_back::ReadBack>());
+        let tables = super::read_back::read_back(
+            server,
+            database,
+            layout,
+            &manifest.fingerprint,
+            session,
+            rows,
+            self.jobs,
+            early,
+        );
         let schema = self.dump_summary(server, database, FINGERPRINT_V2, &["--schema-only"]);
         let (tables, schema) = tokio::join!(tables, schema);
         let mut restored = tables?;

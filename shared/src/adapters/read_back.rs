@@ -20,14 +20,177 @@ use crate::domain::manifest::DumpSession;
 use crate::domain::row_digest::RowDigest;
 use crate::domain::sql::quote_literal as literal;
 use crate::domain::verification::RowCheck;
-use crate::ports::{RestoreError, ScratchEndpoint};
+use crate::ports::{ReadBackUnderway, RestoreError, ScratchEndpoint};
 
 fn failed(what: impl Into<String>) -> RestoreError {
     RestoreError::Failed { program: "read back".into(), status: "error".into(), stderr_tail: what.into() }
 }
 
+/// A table to read back: its name, pg_dump's `COPY` statement for it (whose column list is read back), and
+/// the bytes of its rows in the dump (bigger tables go first).
+#[derive(Debug, Clone)]
+pub struct TableToRead {
+    pub schema: String,
+    pub name: String,
+    pub statement: String,
+    pub bytes: u64,
+}
+
+/// Tables waiting to be read, and what the readers found: shared by every connection reading, the one a
+/// restore starts early (`ReadBack::start_early`) and those the check adds.
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes idle readers when a table is queued, the queue closes, or a reader failed.
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<TableToRead>,
+    /// No table will be queued any more: an idle reader stops.
+    closed: bool,
+    /// Tables queued, being read or read: the check does not queue them again.
+    taken: BTreeSet<(String, String)>,
+    found: Vec<TableFingerprint>,
+    /// The first error: every reader stops at its next table.
+    error: Option<RestoreError>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("read-back state lock")
+    }
+
+    /// Reads queued tables on `client` until the queue is closed and empty, or a reader failed (its error is
+    /// kept for the check). Until the queue closes, `wanted` says which tables this reader may read; the
+    /// others are given back (untaken) for the check to judge.
+    async fn read_queued(
+        &self,
+        client: &tokio_postgres::Client,
+        rows: RowCheck,
+        wanted: impl Fn(&TableToRead) -> bool,
+    ) {
+        loop {
+            // Made before looking, so a table queued meanwhile still wakes this reader.
+            let woken = self.wake.notified();
+            let next = {
+                let mut state = self.lock();
+                if state.error.is_some() {
+                    return;
+                }
+                match state.queue.pop_front() {
+                    // Once the check has queued every table it found, whatever is queued is to be read.
+                    Some(table) if !state.closed && !wanted(&table) => {
+                        state.taken.remove(&(table.schema.clone(), table.name.clone()));
+                        continue;
+                    }
+                    Some(table) => Some(table),
+                    None if state.closed => return,
+                    None => None,
+                }
+            };
+            let Some(table) = next else {
+                woken.await;
+                continue;
+            };
+            let read = match rows {
+                RowCheck::Counts => count_rows(client, &table.schema, &table.name).await,
+                RowCheck::Digests => digest_rows(client, &table.schema, &table.name, &table.statement).await,
+            };
+            match read {
+                Ok(found) => self.lock().found.push(found),
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    fn fail(&self, error: RestoreError) {
+        self.lock().error.get_or_insert(error);
+        self.wake.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_waiters();
+    }
+}
+
+/// A read-back a framed restore started: one connection reads each table the restore hands it
+/// ([`ReadBack::offer`]) while the restore goes on, and [`read_back`] takes it over for the check.
+#[derive(Debug)]
+pub struct ReadBack {
+    shared: Arc<Shared>,
+    rows: RowCheck,
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl ReadBack {
+    /// Starts the early reader on a connection of its own, under the dump's session settings. Call it once
+    /// the schema is committed: the tables it may read are those the copy has then (`user_tables`).
+    pub fn start_early(server: &ScratchEndpoint, database: &str, session: &DumpSession, rows: RowCheck) -> Arc<Self> {
+        let shared = Arc::new(Shared::default());
+        let (server, database, settings, reading) =
+            (server.clone(), database.to_string(), session_settings(session), shared.clone());
+        let reader = tokio::spawn(async move {
+            let started = async {
+                let client = connect(&server, &database).await?;
+                client
+                    .batch_execute(&settings)
+                    .await
+                    .map_err(|e| failed(format!("cannot set the dump's session settings: {}", describe(&e))))?;
+                let present = user_tables(&client).await?;
+                reading.read_queued(&client, rows, |t| present.contains(&(t.schema.clone(), t.name.clone()))).await;
+                Ok(())
+            };
+            if let Err(e) = started.await {
+                reading.fail(e);
+            }
+        });
+        Arc::new(ReadBack { shared, rows, reader: Mutex::new(Some(reader)) })
+    }
+
+    /// Queues a table whose rows and builds are all in, for the early reader.
+    pub fn offer(&self, table: TableToRead) {
+        {
+            let mut state = self.shared.lock();
+            if state.closed || !state.taken.insert((table.schema.clone(), table.name.clone())) {
+                return;
+            }
+            state.queue.push_back(table);
+        }
+        self.shared.wake.notify_waiters();
+    }
+}
+
+impl ReadBackUnderway for ReadBack {
+    fn rows(&self) -> RowCheck {
+        self.rows
+    }
+    fn tables_read(&self) -> usize {
+        self.shared.lock().found.len()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for ReadBack {
+    fn drop(&mut self) {
+        // Not taken over by a check (the restore failed, or the drill moves on without one): stop reading.
+        self.shared.close();
+        if let Some(reader) = self.reader.lock().expect("reader lock").take() {
+            reader.abort();
+        }
+    }
+}
+
 /// The restored copy's tables, sequences and large objects. Its `schema_digest` is left empty (the caller
-/// fills it from a schema-only dump); with [`RowCheck::Counts`] the table digests are empty.
+/// fills it from a schema-only dump); with [`RowCheck::Counts`] the table digests are empty. `early`, a
+/// read-back the restore started for the same `rows`, goes on beside this one's readers, and what it read is
+/// kept: each table it took was read after its rows and builds were in, with nothing left in the restore
+/// that could write to it (`framed_restore`).
+#[allow(clippy::too_many_arguments)]
 pub async fn read_back(
     server: &ScratchEndpoint,
     database: &str,
@@ -36,46 +199,55 @@ pub async fn read_back(
     session: &DumpSession,
     rows: RowCheck,
     jobs: usize,
+    early: Option<&ReadBack>,
 ) -> Result<Fingerprint, RestoreError> {
     let main = connect(server, database).await?;
     let present = user_tables(&main).await?;
-    // What to read: each table the copy has, with the dump's own column list (generated columns are not in it).
-    let mut tables: Vec<(String, String, String, u64)> = layout
-        .segments
-        .iter()
-        .filter_map(|s| match &s.kind {
-            SegmentKind::Copy { schema, name, statement, .. } if present.contains(&(schema.clone(), name.clone())) => {
-                Some((schema.clone(), name.clone(), statement.clone(), s.chunks.iter().map(|c| c.raw()).sum()))
+    let early = early.filter(|e| e.rows == rows);
+    let shared = early.map_or_else(|| Arc::new(Shared::default()), |e| e.shared.clone());
+    let early_reader = early.and_then(|e| e.reader.lock().expect("reader lock").take());
+    // What to read: each table the copy has, with the dump's own column list (generated columns are not in
+    // it), that the early reader has not taken.
+    let mut tables: Vec<TableToRead> =
+        tables_in(layout).into_iter().filter(|t| present.contains(&(t.schema.clone(), t.name.clone()))).collect();
+    tables.sort_by_key(|t| std::cmp::Reverse(t.bytes));
+    {
+        let mut state = shared.lock();
+        for table in tables {
+            if state.taken.insert((table.schema.clone(), table.name.clone())) {
+                state.queue.push_back(table);
             }
-            _ => None,
-        })
-        .collect();
-    tables.sort_by_key(|t| std::cmp::Reverse(t.3));
-    let queue = Arc::new(Mutex::new(VecDeque::from(tables)));
-    let results = Arc::new(Mutex::new(Vec::new()));
+        }
+        state.closed = true;
+    }
+    shared.wake.notify_waiters();
     let settings = session_settings(session);
     let workers = (0..jobs.max(1)).map(|_| {
-        let (queue, results, settings) = (queue.clone(), results.clone(), settings.clone());
+        let (shared, settings) = (shared.clone(), settings.clone());
         async move {
             let client = connect(server, database).await?;
             client
                 .batch_execute(&settings)
                 .await
                 .map_err(|e| failed(format!("cannot set the dump's session settings: {}", describe(&e))))?;
-            loop {
-                let Some((schema, name, statement, _)) = queue.lock().expect("read-back queue lock").pop_front() else {
-                    return Ok::<(), RestoreError>(());
-                };
-                let table = match rows {
-                    RowCheck::Counts => count_rows(&client, &schema, &name).await?,
-                    RowCheck::Digests => digest_rows(&client, &schema, &name, &statement).await?,
-                };
-                results.lock().expect("read-back results lock").push(table);
-            }
+            shared.read_queued(&client, rows, |_| true).await;
+            Ok::<(), RestoreError>(())
         }
     });
     futures_util::future::try_join_all(workers).await?;
-    let mut found: Vec<TableFingerprint> = std::mem::take(&mut *results.lock().expect("read-back results lock"));
+    if let Some(reader) = early_reader {
+        // It finishes the table it is on, then finds the queue empty and closed.
+        reader.await.map_err(|e| failed(format!("the early reader stopped: {e}")))?;
+    }
+    let (mut found, error) = {
+        let mut state = shared.lock();
+        (std::mem::take(&mut state.found), state.error.take())
+    };
+    if let Some(e) = error {
+        return Err(e);
+    }
+    // A table read early that the copy no longer has is not the copy's: the table-set check names it.
+    found.retain(|t| present.contains(&(t.schema.clone(), t.name.clone())));
     // Tables the copy has and the backup does not: listed with no rows, so the table-set check names them.
     let known: BTreeSet<(String, String)> =
         expected.tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect();
@@ -90,6 +262,23 @@ pub async fn read_back(
         sequences: sequences(&main, &expected.sequences).await?,
         large_objects: large_objects(&main).await?,
     })
+}
+
+/// The tables whose rows the dump holds, one entry per `COPY` block.
+pub(crate) fn tables_in(layout: &DumpLayout) -> Vec<TableToRead> {
+    layout
+        .segments
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SegmentKind::Copy { schema, name, statement, .. } => Some(TableToRead {
+                schema: schema.clone(),
+                name: name.clone(),
+                statement: statement.clone(),
+                bytes: s.chunks.iter().map(|c| c.raw()).sum(),
+            }),
+            SegmentKind::Sql => None,
+        })
+        .collect()
 }
 
 /// pg_dump's own session settings for a dump, and those it inherits from the source.

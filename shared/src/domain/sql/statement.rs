@@ -120,6 +120,87 @@ pub fn post_data_kind(statement: &[u8]) -> PostDataKind {
     PostDataKind::Barrier
 }
 
+/// Whether a statement of a dump brings in code that a later statement of the restore could run and that
+/// could write rows into a table already loaded: a volatile function (a `CHECK` constraint or a domain runs
+/// one for every row loaded after it, `REFRESH MATERIALIZED VIEW` runs its view's, an event trigger its own
+/// on the DDL after it), a function in C (nothing holds it to its volatility), or any extension but plpgsql
+/// (`dblink_exec` writes). Not flagged: a trigger function, which runs only on rows written while its trigger
+/// exists (pg_dump creates triggers after every row); a function declared `IMMUTABLE` or `STABLE` in any
+/// other language, which PostgreSQL runs read-only; a procedure, which only a function could call. A table
+/// may be read back before the restore ends only when no statement of its dump is flagged
+/// (`adapters::framed_restore`). Anything not recognised is flagged: that costs speed only.
+pub fn may_bring_code_that_writes(statement: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(statement) else { return true };
+    let text = text.trim();
+    let function = text.strip_prefix("CREATE FUNCTION ").or_else(|| text.strip_prefix("CREATE OR REPLACE FUNCTION "));
+    if let Some(rest) = function {
+        return !function_header(rest).is_some_and(|h| h.cannot_write());
+    }
+    if let Some(rest) = text.strip_prefix("CREATE EXTENSION ") {
+        let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+        return !matches!(parse_ident(rest), Some((name, after)) if name == "plpgsql" && (after.is_empty() || after.starts_with([' ', ';'])));
+    }
+    false
+}
+
+/// What pg_dump's `CREATE FUNCTION` header says between the argument list and the body.
+struct FunctionHeader {
+    /// `RETURNS trigger`.
+    trigger: bool,
+    /// `IMMUTABLE` or `STABLE` (pg_dump leaves the default, `VOLATILE`, out).
+    read_only: bool,
+    /// The word after `LANGUAGE`, as written.
+    language: Option<String>,
+}
+
+impl FunctionHeader {
+    fn cannot_write(&self) -> bool {
+        self.trigger
+            || (self.read_only
+                && self.language.as_deref().is_some_and(|l| !["c", "internal"].contains(&l) && !l.starts_with('"')))
+    }
+}
+
+/// Reads `schema.name(arguments) RETURNS type LANGUAGE … [IMMUTABLE|STABLE] … AS …`: the header's words
+/// outside quoted names, string literals and parentheses, up to the body (`AS`, or `RETURN`/`BEGIN` for a
+/// body in SQL). `None` when it is not in that shape.
+fn function_header(text: &str) -> Option<FunctionHeader> {
+    let (_, rest) = parse_qualified(text)?;
+    let rest = rest.strip_prefix('(')?;
+    let (mut depth, mut quote, mut words, mut word) = (1usize, None::<char>, Vec::<String>::new(), String::new());
+    for c in rest.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                word.push(c);
+            }
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word.push(c);
+            }
+            (None, '(') => depth += 1,
+            (None, ')') => depth = depth.checked_sub(1)?,
+            (None, _) if depth > 0 => {}
+            (None, c) if c.is_whitespace() => {
+                if ["AS", "RETURN", "BEGIN"].contains(&word.as_str()) {
+                    break;
+                }
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    let after = |key: &str| words.iter().position(|w| w == key).and_then(|i| words.get(i + 1));
+    Some(FunctionHeader {
+        trigger: after("RETURNS").is_some_and(|t| t == "trigger"),
+        read_only: words.iter().any(|w| w == "IMMUTABLE" || w == "STABLE"),
+        language: after("LANGUAGE").cloned(),
+    })
+}
+
 /// `ALTER TABLE [ONLY] schema.table ADD CONSTRAINT name definition`, as pg_dump writes a constraint.
 struct AddedConstraint<'a> {
     /// Whether `ONLY` is there: without it the constraint recurses into partitions or children.
@@ -208,6 +289,37 @@ pub fn parse_ident(text: &str) -> Option<(String, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_code_a_later_statement_could_run_to_write_rows_is_flagged() {
+        for flagged in [
+            "CREATE FUNCTION public.add_audit(integer) RETURNS boolean\n    LANGUAGE plpgsql\n    AS $$BEGIN INSERT INTO public.a VALUES ($1); RETURN true; END$$;",
+            "CREATE OR REPLACE FUNCTION public.f() RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT 1$$;",
+            "CREATE FUNCTION \"we\"\"ird\".\"f(\"\"x)\"(a text DEFAULT ')'::text) RETURNS event_trigger\n    LANGUAGE plpgsql\n    AS $$BEGIN END$$;",
+            "CREATE FUNCTION public.g(a numeric(10,2)) RETURNS triggers_table\n    LANGUAGE sql\n    AS $$SELECT NULL$$;",
+            "CREATE FUNCTION public.h(a integer) RETURNS integer\n    LANGUAGE c IMMUTABLE STRICT\n    AS '$libdir/h', 'h';",
+            "CREATE FUNCTION public.t() RETURNS TABLE(\"IMMUTABLE\" integer, stable text)\n    LANGUAGE sql\n    AS $$SELECT 1, 'STABLE'$$;",
+            "CREATE FUNCTION public.s() RETURNS integer\n    LANGUAGE sql\n    SET search_path TO 'IMMUTABLE'\n    AS $$SELECT 1$$;",
+            "CREATE FUNCTION public.b() RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT 1 AS \"STABLE\";\nEND;",
+            "CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA public;",
+            "CREATE EXTENSION plpgsql_check;",
+        ] {
+            assert!(may_bring_code_that_writes(flagged.as_bytes()), "{flagged}");
+        }
+        for safe in [
+            "CREATE FUNCTION public.touch() RETURNS trigger\n    LANGUAGE plpgsql\n    AS $$BEGIN NEW.at = now(); RETURN NEW; END$$;",
+            "CREATE FUNCTION \"My\".\"t) RETURNS integer\"(a text DEFAULT '(x'::text, b integer[]) RETURNS trigger\n    LANGUAGE plpgsql\n    AS $$BEGIN RETURN NULL; END$$;",
+            "CREATE FUNCTION public.seed_hash(key text) RETURNS bigint\n    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE\n    AS $$ SELECT 1 $$;",
+            "CREATE FUNCTION sales.order_total(p_order_id bigint) RETURNS numeric\n    LANGUAGE sql STABLE\n    AS $$ SELECT 0 $$;",
+            "CREATE FUNCTION public.r(a integer) RETURNS integer\n    LANGUAGE sql IMMUTABLE\n    RETURN (a + 1);",
+            "CREATE PROCEDURE public.p()\n    LANGUAGE sql\n    AS $$INSERT INTO public.a VALUES (1)$$;",
+            "CREATE EXTENSION IF NOT EXISTS plpgsql WITH SCHEMA pg_catalog;",
+            "CREATE TABLE public.functions (a integer);",
+            "COMMENT ON FUNCTION public.f() IS 'CREATE FUNCTION';",
+        ] {
+            assert!(!may_bring_code_that_writes(safe.as_bytes()), "{safe}");
+        }
+    }
 
     #[test]
     fn copy_statements_name_their_table_and_read_back_the_same_columns() {

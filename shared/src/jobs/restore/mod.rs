@@ -268,18 +268,20 @@ impl RestoreJob {
         progress(&format!("restoring into {} on {}:{}", request.database, server.host, server.port));
         let started = Instant::now();
         let mut report = VerificationReport::default();
-        let restored = steps::restore(
+        let restoration = steps::restore(
             self.deps.store.clone(),
             restorer,
             &destination,
             &backup,
             self.config.kms_key_id.as_deref(),
+            Some(RowCheck::Digests),
             &mut report,
         )
         .await;
         let restore_seconds = started.elapsed().as_secs_f64();
 
         let started = Instant::now();
+        let restored = restoration.restored;
         if restored {
             progress("checking the restored database against the backup's fingerprint");
             // The physical check is left out: it installs amcheck, and this is the operator's database.
@@ -292,6 +294,7 @@ impl RestoreJob {
                 false,
                 &target.checks,
                 self.config.verify.check_timeout,
+                restoration.read_early,
                 &mut report,
             )
             .await;

@@ -299,6 +299,9 @@ impl VerifyJob {
             self.abandon(drill, why).await;
         }
         let mut steps = 0;
+        // The tables the restore step read back as it went, handed to the check step of this same run (a drill
+        // resumed by another run reads every table in its check).
+        let mut read_early = None;
         let pause = loop {
             if drill.phase == DrillPhase::Done {
                 break Pause::Done;
@@ -312,7 +315,7 @@ impl VerifyJob {
                 break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
             }
             let expected = drill.phase;
-            let stepped = match self.step(target, drill, request.deadline).await {
+            let stepped = match self.step(target, drill, request.deadline, &mut read_early).await {
                 Ok(stepped) => stepped,
                 Err(e) => {
                     // A step that cannot even run (the catalog, the store) leaves the drill where it was.

@@ -70,12 +70,14 @@ pub(super) enum CopyUnreachable {
 
 impl VerifyJob {
     /// Runs the drill's current phase and moves it to the next (or says what it waits for). `Err`: the phase
-    /// could not run at all; the drill stays where it was and a later step tries again.
+    /// could not run at all; the drill stays where it was and a later step tries again. `read_early` carries
+    /// the read-back the restore started to the check.
     pub(super) async fn step(
         &self,
         target: &TargetConfig,
         drill: &mut DrillRecord,
         deadline: Option<tokio::time::Instant>,
+        read_early: &mut Option<Arc<dyn ReadBackUnderway>>,
     ) -> Result<Stepped, StepError> {
         if drill.point_in_time.is_some() {
             return self.step_point_in_time(target, drill).await;
@@ -137,6 +139,7 @@ impl VerifyJob {
                     &destination,
                     &backup,
                     self.config.kms_key_id.as_deref(),
+                    Some(self.config.verify.rows),
                     &mut report,
                 );
                 // A restore cannot pause halfway: one that would outlast the invocation is stopped (its
@@ -147,9 +150,10 @@ impl VerifyJob {
                 };
                 drill.restored_at = Some(self.deps.clock.now());
                 match restored {
-                    Some(restored) => {
+                    Some(restoration) => {
                         drill.report = report;
-                        drill.phase = if restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
+                        drill.phase = if restoration.restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
+                        *read_early = restoration.read_early;
                     }
                     None => {
                         let took = drill
@@ -183,6 +187,7 @@ impl VerifyJob {
                             self.config.verify.physical,
                             &target.checks,
                             self.config.verify.check_timeout,
+                            read_early.take(),
                             &mut drill.report,
                         )
                         .await
@@ -194,6 +199,8 @@ impl VerifyJob {
                 Ok(Stepped::Advanced)
             }
             DrillPhase::Cleaning => {
+                // A read-back no check took over stops before its server goes.
+                drop(read_early.take());
                 if let Some(handle) = &drill.scratch {
                     // Not done until the server is gone: a failed destroy keeps the drill here for the next run.
                     self.deps.scratch.destroy(handle).await.map_err(StepError::DestroyScratch)?;

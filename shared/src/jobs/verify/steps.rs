@@ -15,7 +15,8 @@ use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome,
 use crate::domain::{BackupRecord, Manifest, ObjectRef};
 use crate::pipeline::codec::Codec;
 use crate::ports::{
-    FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, RestoreError, Restorer, ScratchEndpoint, StoreError,
+    EarlyReadBack, FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, ReadBackUnderway, RestoreError, Restorer,
+    ScratchEndpoint, StoreError,
 };
 
 use crate::jobs::manifests::{fetch_manifest, read_small};
@@ -189,16 +190,32 @@ enum RestoreFailure {
     BothFailed { psql: Box<RestoreFailure>, why: String },
 }
 
+/// What [`restore`] did.
+pub struct Restoration {
+    /// Whether the copy is there to check: false when the drill cannot go on to checking.
+    pub restored: bool,
+    /// The read-back the parallel restore started (asked for with `read_early`), for [`check`] to take over.
+    pub read_early: Option<Arc<dyn ReadBackUnderway>>,
+}
+
+impl Restoration {
+    fn stopped() -> Self {
+        Restoration { restored: false, read_early: None }
+    }
+}
+
 /// `restoring`: object checks, roles, then the dump: in parallel by its layout, or streamed whole through
-/// SHA-256 and the decompressor into psql. Returns false when the drill cannot go on to checking.
+/// SHA-256 and the decompressor into psql. With `read_early`, the parallel restore reads tables back for that
+/// rows check as they are ready (`ports::ReadBackUnderway`).
 pub async fn restore(
     store: Arc<dyn ObjectStore>,
     restorer: &dyn Restorer,
     destination: &Destination<'_>,
     backup: &BackupRecord,
     expected_kms_key: Option<&str>,
+    read_early: Option<RowCheck>,
     report: &mut VerificationReport,
-) -> bool {
+) -> Restoration {
     report.forget(|n| {
         matches!(
             n,
@@ -215,7 +232,7 @@ pub async fn restore(
             CheckName::Restore,
             CheckOutcome::Error { message: "the backup record names no dump or roles object".into() },
         );
-        return false;
+        return Restoration::stopped();
     };
 
     // Overwritten since? The key's current version must still be the one the backup wrote.
@@ -240,7 +257,7 @@ pub async fn restore(
         Ok(found) => found,
         Err(e) => {
             report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message: e.to_string() });
-            return false;
+            return Restoration::stopped();
         }
     };
     if manifest.dump.sha256 != dump.sha256 || manifest.dump.size != dump.size {
@@ -251,7 +268,7 @@ pub async fn restore(
                 found: format!("the manifest's {} bytes, sha256 {}", manifest.dump.size, manifest.dump.sha256),
             },
         );
-        return false;
+        return Restoration::stopped();
     }
 
     let (roles_sql, roles_head) = match read_small(store.as_ref(), roles).await {
@@ -264,11 +281,11 @@ pub async fn restore(
                     found: "different bytes".into(),
                 },
             );
-            return false;
+            return Restoration::stopped();
         }
         Err(e) => {
             report.push(CheckName::Roles, CheckOutcome::Error { message: e.to_string() });
-            return false;
+            return Restoration::stopped();
         }
     };
     let roles_outcome = if !destination.create_roles {
@@ -289,7 +306,7 @@ pub async fn restore(
     let roles_failed = roles_outcome.is_failure();
     report.push(CheckName::Roles, roles_outcome);
     if roles_failed {
-        return false;
+        return Restoration::stopped();
     }
 
     if destination.remake {
@@ -298,16 +315,27 @@ pub async fn restore(
                 CheckName::Restore,
                 CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") },
             );
-            return false;
+            return Restoration::stopped();
         }
     }
     let upgrade = upgrade_note(backup.server_version.as_deref(), restorer.server_version(server).await.ok().as_deref());
+    let mut started_early = None;
     let (restored, dump_read) = match parallel_layout(&manifest, dump) {
         Ok(layout) => {
-            let framed =
-                FramedDump { key: &dump.key, version_id: dump.version_id.as_deref(), codec: backup.codec, layout };
+            let framed = FramedDump {
+                key: &dump.key,
+                version_id: dump.version_id.as_deref(),
+                codec: backup.codec,
+                layout,
+                read_early: manifest
+                    .session
+                    .as_ref()
+                    .zip(read_early)
+                    .map(|(session, rows)| EarlyReadBack { rows, session }),
+            };
             match restorer.restore_framed(store.clone(), server, database, framed).await {
-                Ok(done) => {
+                Ok(mut done) => {
+                    started_early = done.read_early.take();
                     let read = match (&done.object_error, &done.object_head) {
                         (None, Some(head)) => Ok(DumpRead {
                             sha256: done.object_sha256.clone(),
@@ -377,7 +405,7 @@ pub async fn restore(
     match restored {
         Ok(Restored::AsPlanned(detail)) => {
             report.push(CheckName::Restore, CheckOutcome::ok(format!("{detail}{upgrade}")));
-            true
+            Restoration { restored: true, read_early: started_early }
         }
         Ok(Restored::OneStream { why_not_parallel }) => {
             report.push(
@@ -388,11 +416,11 @@ pub async fn restore(
                     ),
                 },
             );
-            true
+            Restoration { restored: true, read_early: None }
         }
         Err(failure) => {
             report.push(CheckName::Restore, CheckOutcome::Error { message: failure.to_string() });
-            false
+            Restoration::stopped()
         }
     }
 }
@@ -527,7 +555,8 @@ fn encryption_of(objects: &[(&str, &ObjectHead)], expected_key: Option<&str>) ->
 }
 
 /// `checking`: the restored copy against the manifest's fingerprint, then the target's own checks. Framed
-/// dumps are read back over several connections (rows digested, or counted); older backups by a full re-dump.
+/// dumps are read back over several connections (rows digested, or counted), beside the read-back the restore
+/// started, if any (`read_early`, taken over); older backups by a full re-dump.
 #[allow(clippy::too_many_arguments)]
 pub async fn check(
     restorer: &dyn Restorer,
@@ -538,6 +567,7 @@ pub async fn check(
     physical: bool,
     user_checks: &[crate::config::UserCheck],
     timeout: std::time::Duration,
+    read_early: Option<Arc<dyn ReadBackUnderway>>,
     report: &mut VerificationReport,
 ) {
     report.forget(|n| {
@@ -552,8 +582,10 @@ pub async fn check(
                 | CheckName::User { .. }
         )
     });
+    // How far the restore's own read-back had come when the restore ended, for the table-set check to say.
+    let read_during_restore = read_early.as_ref().filter(|e| e.rows() == rows).map(|e| e.tables_read());
     let restored = if parallel_layout(manifest, &manifest.dump).is_ok() {
-        restorer.read_back(server, database, manifest, rows).await.map(|f| (f, rows))
+        restorer.read_back(server, database, manifest, rows, read_early).await.map(|f| (f, rows))
     } else {
         restorer
             .fingerprint(server, database, &manifest.fingerprint.algorithm)
@@ -563,6 +595,15 @@ pub async fn check(
     match restored {
         Ok((restored, rows)) => {
             let mut checks = compare_fingerprints(&manifest.fingerprint, &restored, rows);
+            if let Some(read) = read_during_restore {
+                if let Some(CheckOutcome::Ok { detail }) =
+                    checks.iter_mut().find(|c| c.name == CheckName::TableSet).map(|c| &mut c.outcome)
+                {
+                    detail.push_str(&format!(
+                        " ({read} read back as the restore went, once their rows and builds were in)"
+                    ));
+                }
+            }
             // Only a schema digest that differs asks which versions read the copy back (a connection and a
             // program run more): across versions, pg_dump's text may differ for the same schema.
             let mismatch = checks
