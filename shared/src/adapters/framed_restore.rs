@@ -5,7 +5,8 @@
 //! 2. the tables' rows load side by side: as the object streams in, each chunk of rows goes to the next free
 //!    connection, which decompresses it on its own and sends it with `COPY … FROM STDIN` (a table that is one
 //!    chunk loads after a `TRUNCATE` in the same transaction, which lets a `wal_level=minimal` server skip
-//!    writing WAL for it); big tables are several chunks, so they load side by side too;
+//!    writing WAL for it, and with `FREEZE`, so its rows are written as visible to all and no index build or
+//!    read-back has to mark them so later); big tables are several chunks, so they load side by side too;
 //! 3. the SQL after the rows runs in order, except that indexes and constraints build side by side (one
 //!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
 //!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
@@ -677,7 +678,7 @@ async fn load_chunk(
         .strip_suffix("FROM stdin;")
         .ok_or_else(|| failed(format!("not a COPY statement: {}", item.statement)))?;
     let sink = client
-        .copy_in::<_, Bytes>(&format!("{head}FROM STDIN"))
+        .copy_in::<_, Bytes>(&format!("{head}FROM STDIN{}", if in_transaction { " WITH (FREEZE)" } else { "" }))
         .await
         .map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
     futures_util::pin_mut!(sink);
