@@ -224,6 +224,18 @@ async fn the_runbook_restore_is_all_or_nothing_and_the_drill_fails_the_same_dump
     assert!(not_checked.contains("table_set") && !not_checked.contains("object_checksum"), "{}", alert.message);
 }
 
+/// The scratch endpoint of a test cluster, as its superuser.
+fn superuser_endpoint(cluster: &PgCluster) -> backstop::ports::ScratchEndpoint {
+    backstop::ports::ScratchEndpoint {
+        host: "127.0.0.1".into(),
+        port: cluster.port,
+        user: "postgres".into(),
+        password: secrecy::SecretString::from(backstop_tests::pg::SUPERUSER_PASSWORD),
+        maintenance_db: "postgres".into(),
+        sslmode: "disable".into(),
+    }
+}
+
 /// amcheck finds what a logical comparison cannot: an index whose entries no longer match its table (here, an
 /// expression index over a function declared immutable that is not, the classic way to corrupt one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,14 +249,7 @@ async fn the_physical_check_finds_an_index_that_does_not_match_its_table() {
          CREATE TABLE items (a integer PRIMARY KEY, b text); INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 1000) g; \
          CREATE INDEX items_plus ON items (plus_lookup(a));",
     );
-    let endpoint = backstop::ports::ScratchEndpoint {
-        host: "127.0.0.1".into(),
-        port: cluster.port,
-        user: "postgres".into(),
-        password: secrecy::SecretString::from(backstop_tests::pg::SUPERUSER_PASSWORD),
-        maintenance_db: "postgres".into(),
-        sslmode: "disable".into(),
-    };
+    let endpoint = superuser_endpoint(&cluster);
     let sound = backstop::adapters::physical_check::physical_check(&endpoint, "physical", 2).await.unwrap();
     assert_eq!((sound.problem_count, sound.tables, sound.indexes), (0, 2, 2), "{:?}", sound.problems);
     assert!(sound.heap_checked);
@@ -257,18 +262,6 @@ async fn the_physical_check_finds_an_index_that_does_not_match_its_table() {
         "the problem names the index: {:?}",
         broken.problems
     );
-}
-
-/// The scratch endpoint of a test cluster, as its superuser.
-fn superuser_endpoint(cluster: &PgCluster) -> backstop::ports::ScratchEndpoint {
-    backstop::ports::ScratchEndpoint {
-        host: "127.0.0.1".into(),
-        port: cluster.port,
-        user: "postgres".into(),
-        password: secrecy::SecretString::from(backstop_tests::pg::SUPERUSER_PASSWORD),
-        maintenance_db: "postgres".into(),
-        sslmode: "disable".into(),
-    }
 }
 
 /// The drill reads tables back while the restore still runs (`adapters::read_back::ReadBack`); the check takes

@@ -92,10 +92,9 @@ pub(super) struct EarlyWork {
     pub foreign_keys: Vec<(Vec<usize>, Vec<u8>)>,
 }
 
-/// The tail's statements split: those that build as soon as their tables' rows are in, and the rest, in dump
-/// order, for after the rows.
-pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (EarlyWork, Statements) {
-    // Tables whose rows are one segment with chunks in it: "its rows are in" is then a count of chunks.
+/// Tables whose rows are one segment with chunks in it, by table key (`schema` U+001F `name`): for them "its
+/// rows are in" is a count of chunks. A table in several segments, or in one without chunks, is not here.
+pub(super) fn single_segment_tables(layout: &DumpLayout) -> BTreeMap<String, usize> {
     let mut segment_of = BTreeMap::<String, Option<usize>>::new();
     for (i, s) in layout.segments.iter().enumerate() {
         if let SegmentKind::Copy { schema, name, .. } = &s.kind {
@@ -105,7 +104,14 @@ pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (Early
             }
         }
     }
-    let segment = |table: &str| segment_of.get(table).copied().flatten();
+    segment_of.into_iter().filter_map(|(table, segment)| Some((table, segment?))).collect()
+}
+
+/// The tail's statements split: those that build as soon as their tables' rows are in, and the rest, in dump
+/// order, for after the rows.
+pub(super) fn split_early(layout: &DumpLayout, statements: Statements) -> (EarlyWork, Statements) {
+    let segment_of = single_segment_tables(layout);
+    let segment = |table: &str| segment_of.get(table).copied();
     let mut early = EarlyWork::default();
     let mut later = Vec::new();
     // A table with a build left for after the rows may lack the key a foreign key references, or be locked

@@ -33,9 +33,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 
-use super::early_indexes::{read_ahead, split_early, IndexScheduler, PostDataAhead};
+use super::early_indexes::{read_ahead, single_segment_tables, split_early, IndexScheduler, PostDataAhead};
 use super::pg_wire::{connect, describe, is_deadlock};
-use super::read_back::{tables_in, ReadBack, TableToRead};
+use super::read_back::{table_to_read, ReadBack, TableToRead};
 use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::sql::splitter::{Piece, StatementSplitter};
 use crate::domain::sql::statement::{may_bring_code_that_writes, post_data_kind, PostDataKind};
@@ -564,13 +564,10 @@ impl Batch {
 /// By segment, the tables an early read-back may take when that segment settles: those whose rows are all
 /// in that one segment (a table in several would be read before its last rows).
 fn tables_read_whole(layout: &DumpLayout) -> BTreeMap<usize, TableToRead> {
-    let tables = tables_in(layout);
-    let segments = layout.segments.iter().enumerate().filter(|(_, s)| matches!(s.kind, SegmentKind::Copy { .. }));
-    let mut seen = BTreeMap::<(String, String), usize>::new();
-    for table in &tables {
-        *seen.entry((table.schema.clone(), table.name.clone())).or_default() += 1;
-    }
-    segments.map(|(i, _)| i).zip(tables).filter(|(_, t)| seen[&(t.schema.clone(), t.name.clone())] == 1).collect()
+    single_segment_tables(layout)
+        .into_values()
+        .filter_map(|segment| table_to_read(&layout.segments[segment]).map(|table| (segment, table)))
+        .collect()
 }
 
 /// One chunk of one table's rows.

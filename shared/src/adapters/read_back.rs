@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 
 use super::framed_restore::quoted;
 use super::pg_wire::{connect, describe};
-use crate::domain::dump_layout::{DumpLayout, SegmentKind};
+use crate::domain::dump_layout::{DumpLayout, Segment, SegmentKind};
 use crate::domain::dump_parser::SequenceValue;
 use crate::domain::fingerprint::{Fingerprint, TableFingerprint};
 use crate::domain::manifest::DumpSession;
@@ -265,20 +265,21 @@ pub async fn read_back(
 }
 
 /// The tables whose rows the dump holds, one entry per `COPY` block.
-pub(crate) fn tables_in(layout: &DumpLayout) -> Vec<TableToRead> {
-    layout
-        .segments
-        .iter()
-        .filter_map(|s| match &s.kind {
-            SegmentKind::Copy { schema, name, statement, .. } => Some(TableToRead {
-                schema: schema.clone(),
-                name: name.clone(),
-                statement: statement.clone(),
-                bytes: s.chunks.iter().map(|c| c.raw()).sum(),
-            }),
-            SegmentKind::Sql => None,
-        })
-        .collect()
+fn tables_in(layout: &DumpLayout) -> Vec<TableToRead> {
+    layout.segments.iter().filter_map(table_to_read).collect()
+}
+
+/// The table a segment holds the rows of, if it holds rows.
+pub(crate) fn table_to_read(segment: &Segment) -> Option<TableToRead> {
+    match &segment.kind {
+        SegmentKind::Copy { schema, name, statement, .. } => Some(TableToRead {
+            schema: schema.clone(),
+            name: name.clone(),
+            statement: statement.clone(),
+            bytes: segment.chunks.iter().map(|c| c.raw()).sum(),
+        }),
+        SegmentKind::Sql => None,
+    }
 }
 
 /// pg_dump's own session settings for a dump, and those it inherits from the source.
