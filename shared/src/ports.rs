@@ -575,6 +575,10 @@ pub struct FramedDump<'a> {
     /// Read each table back as soon as its rows and builds are in, while the rest of the restore runs, for
     /// the check that follows (`None`: the restore only restores).
     pub read_early: Option<EarlyReadBack<'a>>,
+    /// Says whether the server is ready for the restore's first statement (`true`) or will not be (`false`, or
+    /// the sender dropped): the caller makes the roles and the database while the restore's first reads of the
+    /// object go on. `None`: the server is ready now.
+    pub server_ready: Option<tokio::sync::oneshot::Receiver<bool>>,
 }
 
 /// How to read tables back during a framed restore: the rows check the drill will make, and the session the

@@ -46,6 +46,11 @@ use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, ReadBackUnderwa
 const COPY_PIECE: usize = 256 * 1024;
 /// Statements in flight on one connection before the first answer is awaited (pipelining).
 const PIPELINE: usize = 64;
+/// Schema statements per transaction. Each `CREATE` holds a lock until its transaction ends (a table with a
+/// TOAST table, three), and a server's lock table is shared and sized by `max_locks_per_transaction` times its
+/// connections: a database of thousands of tables made in one transaction runs it out ("out of shared memory"),
+/// where pg_dump, which only reads them, did not.
+const SCHEMA_STATEMENTS_PER_TRANSACTION: usize = 1000;
 
 fn failed(what: impl Into<String>) -> RestoreError {
     RestoreError::Failed { program: "restore".into(), status: "error".into(), stderr_tail: what.into() }
@@ -152,6 +157,30 @@ async fn run_in_order(client: &Client, statements: &[Vec<u8>]) -> Result<(), Res
     Ok(())
 }
 
+/// Runs schema statements in the open schema transaction, which is committed and opened again every
+/// [`SCHEMA_STATEMENTS_PER_TRANSACTION`] statements; `in_transaction` counts those it holds.
+async fn run_in_schema_transaction(
+    client: &Client,
+    statements: &[Vec<u8>],
+    in_transaction: &mut usize,
+) -> Result<(), RestoreError> {
+    let mut rest = statements;
+    while !rest.is_empty() {
+        let room = SCHEMA_STATEMENTS_PER_TRANSACTION - *in_transaction;
+        let (now, later) = rest.split_at(room.min(rest.len()));
+        run_in_order(client, now).await?;
+        *in_transaction += now.len();
+        rest = later;
+        if *in_transaction == SCHEMA_STATEMENTS_PER_TRANSACTION {
+            for step in ["COMMIT", "BEGIN"] {
+                client.batch_execute(step).await.map_err(|e| failed(describe(&e)))?;
+            }
+            *in_transaction = 0;
+        }
+    }
+    Ok(())
+}
+
 pub struct FramedRestorer {
     pub jobs: usize,
 }
@@ -237,10 +266,17 @@ impl FramedRestorer {
         store: Arc<dyn ObjectStore>,
         server: &ScratchEndpoint,
         database: &str,
-        dump: FramedDump<'_>,
+        mut dump: FramedDump<'_>,
     ) -> Result<FramedRestoreReport, RestoreError> {
-        // The tail's ranged read and the object's own read start together: neither waits for the other.
+        // The tail's ranged read and the object's own read start together, and while the caller still makes
+        // the database: none waits for another.
         let (ahead, fetched) = tokio::join!(read_ahead(store.as_ref(), &dump), store.get(dump.key, dump.version_id));
+        if let Some(ready) = dump.server_ready.take() {
+            if !ready.await.unwrap_or(false) {
+                // The caller reports why; nothing was sent to the server, and the object's reads are dropped.
+                return Err(failed("not started: the server was not made ready for the restore"));
+            }
+        }
         let fetched = fetched.map_err(|e| failed(e.to_string()))?;
         let head = fetched.head.clone();
         let mut stream = HashedStream { body: fetched.body, hasher: Sha256::new(), size: 0, error: None };
@@ -294,6 +330,7 @@ impl FramedRestorer {
         main.batch_execute("BEGIN").await.map_err(|e| failed(describe(&e)))?;
         let mut session = Session::default();
         let mut schema_open = true;
+        let mut in_schema_transaction = 0;
         let (work_tx, work_rx) = tokio::sync::mpsc::channel::<(CopyWork, Bytes)>(self.jobs.max(1));
         let mut work_tx = Some(work_tx);
         let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
@@ -330,7 +367,11 @@ impl FramedRestorer {
                                 scheduler.stop_announcing();
                                 early_reader = None;
                             }
-                            run_in_order(&main, &statements).await?;
+                            if schema_open {
+                                run_in_schema_transaction(&main, &statements, &mut in_schema_transaction).await?;
+                            } else {
+                                run_in_order(&main, &statements).await?;
+                            }
                         }
                     }
                     SegmentKind::Copy { schema, name, statement, .. } => {

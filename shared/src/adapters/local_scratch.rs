@@ -25,10 +25,14 @@ use crate::ports::{ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandl
 const ADMIN_USER: &str = "backstop_drill";
 
 /// A server that restores once and is thrown away: nothing needs to survive a crash, nothing replicates.
+/// With few connections the shared lock table would be small (`max_locks_per_transaction` times about 32
+/// processes: 2,048 locks at the default 64), and the schema-only pg_dump after the restore locks every table in
+/// one transaction: 1024 gives room for 32,768, more than a source with default settings has for its own pg_dump.
 /// `infra/bench/run.py` restores its comparisons into a server with these same settings.
 pub const RESTORE_SETTINGS: &str =
     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c wal_level=minimal \
-     -c max_wal_senders=0 -c max_wal_size=4GB -c autovacuum=off -c maintenance_work_mem=256MB -c max_connections=20";
+     -c max_wal_senders=0 -c max_wal_size=4GB -c autovacuum=off -c maintenance_work_mem=256MB -c max_connections=20 \
+     -c max_locks_per_transaction=1024";
 
 pub struct LocalScratch {
     base: PathBuf,
@@ -207,7 +211,11 @@ impl LocalScratch {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-        match std::fs::remove_dir_all(dir) {
+        let removing = dir.to_path_buf();
+        let removed = tokio::task::spawn_blocking(move || remove_tree(&removing))
+            .await
+            .map_err(|e| backend("remove scratch cluster", e.to_string()))?;
+        match removed {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(backend("remove scratch cluster", format!("{}: {e}", dir.display()))),
@@ -307,6 +315,46 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ScratchError> {
             .collect();
         copiers.into_iter().try_for_each(|copier| copier.join().expect("a copier thread panicked"))
     })
+}
+
+/// Removes `dir` and everything in it. A restored database is a few large files, whose cached pages the kernel
+/// frees one by one as each is unlinked, and many small ones: the files go first, by one thread per core, the
+/// largest dealt out first so the threads' shares are about even; then the directories.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    let mut files = Vec::new();
+    list_files(dir, &mut files)?;
+    files.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    std::thread::scope(|scope| {
+        let removers: Vec<_> = (0..threads)
+            .map(|first| {
+                let files = &files;
+                scope.spawn(move || {
+                    files.iter().skip(first).step_by(threads).try_for_each(|(_, file)| {
+                        match std::fs::remove_file(file) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                            _ => Ok(()),
+                        }
+                    })
+                })
+            })
+            .collect();
+        removers.into_iter().try_for_each(|remover| remover.join().expect("a remover thread panicked"))
+    })?;
+    std::fs::remove_dir_all(dir)
+}
+
+/// Every file and symbolic link under `dir` (links are not followed), with its length.
+fn list_files(dir: &Path, files: &mut Vec<(u64, PathBuf)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            list_files(&entry.path(), files)?;
+        } else {
+            files.push((entry.metadata().map_or(0, |m| m.len()), entry.path()));
+        }
+    }
+    Ok(())
 }
 
 /// The directory tree of `from` made under `to` (modes kept), its symbolic links made, its files listed.

@@ -1018,10 +1018,19 @@ impl Restorer for ScriptedRestorer {
         store: Arc<dyn ObjectStore>,
         _: &ScratchEndpoint,
         _: &str,
-        dump: FramedDump<'_>,
+        mut dump: FramedDump<'_>,
     ) -> Result<FramedRestoreReport, RestoreError> {
         use sha2::Digest;
         use tokio::io::AsyncReadExt;
+        if let Some(ready) = dump.server_ready.take() {
+            if !ready.await.unwrap_or(false) {
+                return Err(RestoreError::Failed {
+                    program: "scripted".into(),
+                    status: "not started".into(),
+                    stderr_tail: "the server was not made ready".into(),
+                });
+            }
+        }
         self.fault("restore_framed")?;
         let mut report = FramedRestoreReport::default();
         match store.get(dump.key, dump.version_id).await {

@@ -23,6 +23,9 @@ pub enum CheckName {
     TableSet,
     /// One table's row count and content digest.
     Table { schema: String, name: String },
+    /// The tables of a database with more than [`TABLES_LISTED`] that are not listed one by one, together: how
+    /// many read back as dumped, and which did not.
+    OtherTables,
     /// Everything outside table data (DDL, grants; sequences too under fingerprint scheme v1).
     SchemaDigest,
     /// Every sequence's value and `is_called` (scheme v2).
@@ -45,6 +48,7 @@ impl CheckName {
             CheckName::Restore => "restore".into(),
             CheckName::TableSet => "table_set".into(),
             CheckName::Table { schema, name } => format!("table {schema}.{name}"),
+            CheckName::OtherTables => "other_tables".into(),
             CheckName::SchemaDigest => "schema_digest".into(),
             CheckName::Sequences => "sequences".into(),
             CheckName::LargeObjects => "large_objects".into(),
@@ -170,8 +174,17 @@ pub enum RowCheck {
     Counts,
 }
 
+/// Tables a report lists one by one; the rest are one [`CheckName::OtherTables`] check. The report is stored in
+/// one catalog record (DynamoDB's items hold 400 KB): a check per table of a database of thousands would not fit,
+/// and the drill could never save its verdict.
+pub const TABLES_LISTED: usize = 500;
+/// Table names a mismatch names before it only counts the rest.
+const NAMES_SHOWN: usize = 20;
+
 /// Compares the fingerprint the backup recorded with the restored copy's: the table set, each table's rows and
 /// digest (rows only with [`RowCheck::Counts`]), the schema digest, and (scheme v2) sequences and large objects.
+/// With more than [`TABLES_LISTED`] tables, the failed ones are listed first, then the largest of the others;
+/// the rest are summed up in one check, failed when any of them is.
 pub fn compare_fingerprints(expected: &Fingerprint, restored: &Fingerprint, rows: RowCheck) -> Vec<CheckResult> {
     let mut out = Vec::new();
     let key = |t: &TableFingerprint| (t.schema.clone(), t.name.clone());
@@ -183,27 +196,12 @@ pub fn compare_fingerprints(expected: &Fingerprint, restored: &Fingerprint, rows
         CheckOutcome::ok(format!("{} tables", expected.tables.len()))
     } else {
         CheckOutcome::Mismatch {
-            expected: format!("missing after restore: {missing:?}"),
-            found: format!("not in the backup: {extra:?}"),
+            expected: format!("missing after restore: {}", some_names(&missing)),
+            found: format!("not in the backup: {}", some_names(&extra)),
         }
     };
     out.push(CheckResult { name: CheckName::TableSet, outcome: table_set });
-    for table in &expected.tables {
-        let name = CheckName::Table { schema: table.schema.clone(), name: table.name.clone() };
-        let outcome = match restored.table(&table.schema, &table.name) {
-            None => CheckOutcome::Mismatch { expected: format!("{} rows", table.rows), found: "no such table".into() },
-            Some(r) if r.rows != table.rows => {
-                CheckOutcome::Mismatch { expected: format!("{} rows", table.rows), found: format!("{} rows", r.rows) }
-            }
-            Some(r) if rows == RowCheck::Digests && r.digest != table.digest => CheckOutcome::Mismatch {
-                expected: format!("{} rows, digest {}", table.rows, table.digest),
-                found: format!("{} rows, digest {} (same count, different content)", r.rows, r.digest),
-            },
-            Some(_) if rows == RowCheck::Digests => CheckOutcome::ok(format!("{} rows, digest equal", table.rows)),
-            Some(_) => CheckOutcome::ok(format!("{} rows (counted; contents not compared)", table.rows)),
-        };
-        out.push(CheckResult { name, outcome });
-    }
+    out.extend(table_checks(expected, restored, rows));
     let schema = if expected.schema_digest == restored.schema_digest {
         CheckOutcome::ok("equal")
     } else {
@@ -244,6 +242,78 @@ pub fn compare_fingerprints(expected: &Fingerprint, restored: &Fingerprint, rows
         out.push(CheckResult { name: CheckName::LargeObjects, outcome: large_objects });
     }
     out
+}
+
+/// Each table's check, in the backup's order; past [`TABLES_LISTED`], the failed ones and the largest of the
+/// others, then one [`CheckName::OtherTables`] for the rest.
+fn table_checks(expected: &Fingerprint, restored: &Fingerprint, rows: RowCheck) -> Vec<CheckResult> {
+    let checks: Vec<(&TableFingerprint, CheckResult)> = expected
+        .tables
+        .iter()
+        .map(|table| {
+            let name = CheckName::Table { schema: table.schema.clone(), name: table.name.clone() };
+            let outcome = match restored.table(&table.schema, &table.name) {
+                None => {
+                    CheckOutcome::Mismatch { expected: format!("{} rows", table.rows), found: "no such table".into() }
+                }
+                Some(r) if r.rows != table.rows => CheckOutcome::Mismatch {
+                    expected: format!("{} rows", table.rows),
+                    found: format!("{} rows", r.rows),
+                },
+                Some(r) if rows == RowCheck::Digests && r.digest != table.digest => CheckOutcome::Mismatch {
+                    expected: format!("{} rows, digest {}", table.rows, table.digest),
+                    found: format!("{} rows, digest {} (same count, different content)", r.rows, r.digest),
+                },
+                Some(_) if rows == RowCheck::Digests => CheckOutcome::ok(format!("{} rows, digest equal", table.rows)),
+                Some(_) => CheckOutcome::ok(format!("{} rows (counted; contents not compared)", table.rows)),
+            };
+            (table, CheckResult { name, outcome })
+        })
+        .collect();
+    if checks.len() <= TABLES_LISTED {
+        return checks.into_iter().map(|(_, check)| check).collect();
+    }
+    // Which to list: every failure first (up to the limit), then the others by rows, largest first.
+    let mut by_interest: Vec<usize> = (0..checks.len()).collect();
+    by_interest.sort_by_key(|&i| (!checks[i].1.outcome.is_failure(), std::cmp::Reverse(checks[i].0.rows)));
+    let mut listed = vec![false; checks.len()];
+    for &i in by_interest.iter().take(TABLES_LISTED) {
+        listed[i] = true;
+    }
+    let (mut shown, mut others) = (Vec::new(), Vec::new());
+    for ((table, check), listed) in checks.into_iter().zip(listed) {
+        if listed {
+            shown.push(check);
+        } else {
+            others.push((table, check));
+        }
+    }
+    let rows_in_all: u64 = others.iter().map(|(t, _)| t.rows).sum();
+    let failed: Vec<String> =
+        others.iter().filter(|(_, c)| c.outcome.is_failure()).map(|(t, _)| t.qualified_name()).collect();
+    let how = if rows == RowCheck::Digests { "rows and digests" } else { "rows counted" };
+    let outcome = if failed.is_empty() {
+        CheckOutcome::ok(format!(
+            "{} more tables, not listed one by one, each as dumped ({how}): {rows_in_all} rows in all",
+            others.len()
+        ))
+    } else {
+        CheckOutcome::Mismatch {
+            expected: format!("{} more tables, not listed one by one, each as dumped ({how})", others.len()),
+            found: format!("{} of them differ: {}", failed.len(), some_names(&failed)),
+        }
+    };
+    shown.push(CheckResult { name: CheckName::OtherTables, outcome });
+    shown
+}
+
+/// Names for a check's text: all of a few, the first [`NAMES_SHOWN`] of many and how many more.
+fn some_names(names: &[String]) -> String {
+    if names.len() <= NAMES_SHOWN {
+        format!("{names:?}")
+    } else {
+        format!("{:?} and {} more", &names[..NAMES_SHOWN], names.len() - NAMES_SHOWN)
+    }
 }
 
 #[cfg(test)]
@@ -308,5 +378,55 @@ mod tests {
         unproven.push(CheckName::ObjectChecksum, CheckOutcome::not_run("the dump could not be read whole"));
         assert!(unproven.failures().is_empty());
         assert!(!unproven.passed(), "nothing unproven counts as verified");
+    }
+
+    #[test]
+    fn a_database_of_thousands_of_tables_lists_its_failures_and_largest_tables_and_sums_up_the_rest() {
+        // 10,000 tables with names as long as PostgreSQL allows; 3 differ.
+        let long = |i: usize| format!("{:0>63}", i);
+        let names: Vec<String> = (0..10_000).map(long).collect();
+        let digest = "0123456789abcdef0123456789abcdef";
+        let tables: Vec<(&str, u64, &str)> =
+            names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u64, digest)).collect();
+        let expected = fp(&tables, "s");
+        let mut restored = expected.clone();
+        for i in [7, 4_000, 9_998] {
+            restored.tables[i].digest = "f".repeat(32);
+        }
+        let checks = compare_fingerprints(&expected, &restored, RowCheck::Digests);
+        let listed: Vec<&CheckResult> = checks.iter().filter(|c| matches!(c.name, CheckName::Table { .. })).collect();
+        assert_eq!(listed.len(), TABLES_LISTED);
+        let failed: Vec<String> = checks.iter().filter(|c| c.outcome.is_failure()).map(|c| c.name.label()).collect();
+        assert_eq!(failed, [7, 4_000, 9_998].map(|i| format!("table public.{}", long(i))), "every failure is listed");
+        assert!(
+            listed.iter().any(|c| c.name.label().ends_with(&long(9_999))),
+            "then the largest of the others (rows = index here)"
+        );
+        let others = checks.iter().find(|c| c.name == CheckName::OtherTables).expect("the rest in one check");
+        assert!(
+            matches!(&others.outcome, CheckOutcome::Ok { detail } if detail.starts_with("9500 more tables")),
+            "{others:?}"
+        );
+
+        // Every table differs: the failures past the listed ones fail the summing-up check, which names some.
+        restored.tables.iter_mut().for_each(|t| t.digest = "f".repeat(32));
+        let checks = compare_fingerprints(&expected, &restored, RowCheck::Digests);
+        let others = checks.iter().find(|c| c.name == CheckName::OtherTables).unwrap();
+        assert!(
+            matches!(&others.outcome, CheckOutcome::Mismatch { found, .. } if found.starts_with("9500 of them differ") && found.ends_with("and 9480 more")),
+            "{others:?}"
+        );
+        // What the drill's record stores stays far under DynamoDB's 400 KB per item.
+        let report = VerificationReport { checks, ..Default::default() };
+        let stored = serde_json::to_vec(&report).unwrap().len();
+        assert!(stored < 250_000, "{stored} bytes");
+
+        // A copy missing thousands of tables names some and counts the rest.
+        let checks = compare_fingerprints(&expected, &fp(&[], "s"), RowCheck::Digests);
+        let set = checks.iter().find(|c| c.name == CheckName::TableSet).unwrap();
+        assert!(
+            matches!(&set.outcome, CheckOutcome::Mismatch { expected, .. } if expected.ends_with("and 9980 more")),
+            "{set:?}"
+        );
     }
 }

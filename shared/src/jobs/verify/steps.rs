@@ -288,40 +288,13 @@ pub async fn restore(
             return Restoration::stopped();
         }
     };
-    let roles_outcome = if !destination.create_roles {
-        CheckOutcome::ok("the roles script was not run: the server's own roles are used")
-    } else {
-        let script = match destination.only_roles {
-            Some(new) => crate::jobs::restore::roles_script_for(&String::from_utf8_lossy(&roles_sql), new).into_bytes(),
-            None => roles_sql.clone(),
-        };
-        match restorer.restore_roles(server, &script).await {
-            Ok(warnings) if warnings.is_empty() => CheckOutcome::ok("all roles created"),
-            Ok(warnings) => CheckOutcome::Warning {
-                detail: format!("{} statement(s) refused, e.g. {}", warnings.len(), warnings[0]),
-            },
-            Err(e) => CheckOutcome::Error { message: e.to_string() },
-        }
-    };
-    let roles_failed = roles_outcome.is_failure();
-    report.push(CheckName::Roles, roles_outcome);
-    if roles_failed {
-        return Restoration::stopped();
-    }
-
-    if destination.remake {
-        if let Err(e) = restorer.recreate_database(server, database).await {
-            report.push(
-                CheckName::Restore,
-                CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") },
-            );
-            return Restoration::stopped();
-        }
-    }
-    let upgrade = upgrade_note(backup.server_version.as_deref(), restorer.server_version(server).await.ok().as_deref());
+    // Only the `restore` check's wording needs it: asked once the server is ready, beside the restore.
+    let upgrade =
+        async { upgrade_note(backup.server_version.as_deref(), restorer.server_version(server).await.ok().as_deref()) };
     let mut started_early = None;
-    let (restored, dump_read) = match parallel_layout(&manifest, dump) {
+    let (restored, dump_read, upgrade) = match parallel_layout(&manifest, dump) {
         Ok(layout) => {
+            let (ready, server_ready) = tokio::sync::oneshot::channel();
             let framed = FramedDump {
                 key: &dump.key,
                 version_id: dump.version_id.as_deref(),
@@ -332,8 +305,21 @@ pub async fn restore(
                     .as_ref()
                     .zip(read_early)
                     .map(|(session, rows)| EarlyReadBack { rows, session }),
+                server_ready: Some(server_ready),
             };
-            match restorer.restore_framed(store.clone(), server, database, framed).await {
+            // The object's first reads (its tail, its body's first bytes) go on while the server is prepared.
+            let prepare = async {
+                let prepared = prepare_server(restorer, destination, &roles_sql).await;
+                let _ = ready.send(prepared.ready());
+                let upgrade = if prepared.ready() { upgrade.await } else { String::new() };
+                (prepared, upgrade)
+            };
+            let ((prepared, upgrade), done) =
+                tokio::join!(prepare, restorer.restore_framed(store.clone(), server, database, framed));
+            if !prepared.report(report) {
+                return Restoration::stopped();
+            }
+            let (restored, read) = match done {
                 Ok(mut done) => {
                     started_early = done.read_early.take();
                     let read = match (&done.object_error, &done.object_head) {
@@ -371,11 +357,16 @@ pub async fn restore(
                     let unread = DumpUnread::RestoreStopped(e.to_string());
                     (Err(RestoreFailure::Restorer(e)), Err(unread))
                 }
-            }
+            };
+            (restored, read, upgrade)
         }
         Err(why) => {
+            if !prepare_server(restorer, destination, &roles_sql).await.report(report) {
+                return Restoration::stopped();
+            }
             let (restored, read) = restore_streamed(store.as_ref(), restorer, server, database, backup, dump).await;
-            (restored.map(|detail| Restored::AsPlanned(format!("{detail} (as one stream: {why})"))), read)
+            let restored = restored.map(|detail| Restored::AsPlanned(format!("{detail} (as one stream: {why})")));
+            (restored, read, upgrade.await)
         }
     };
     match dump_read {
@@ -423,6 +414,58 @@ pub async fn restore(
             Restoration::stopped()
         }
     }
+}
+
+/// The server made ready for the dump's first statement: the backup's roles (or the server's own) and, for a
+/// destination that is remade, the database made anew.
+struct Prepared {
+    roles: CheckOutcome,
+    /// Why the database could not be made (not tried when the roles failed).
+    database: Result<(), String>,
+}
+
+impl Prepared {
+    fn ready(&self) -> bool {
+        !self.roles.is_failure() && self.database.is_ok()
+    }
+
+    /// Its checks into `report`; `false` when the restore cannot go on.
+    fn report(self, report: &mut VerificationReport) -> bool {
+        let ready = self.ready();
+        report.push(CheckName::Roles, self.roles);
+        if let Err(e) = self.database {
+            report.push(
+                CheckName::Restore,
+                CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") },
+            );
+        }
+        ready
+    }
+}
+
+async fn prepare_server(restorer: &dyn Restorer, destination: &Destination<'_>, roles_sql: &[u8]) -> Prepared {
+    let Destination { server, database, .. } = *destination;
+    let roles = if !destination.create_roles {
+        CheckOutcome::ok("the roles script was not run: the server's own roles are used")
+    } else {
+        let script = match destination.only_roles {
+            Some(new) => crate::jobs::restore::roles_script_for(&String::from_utf8_lossy(roles_sql), new).into_bytes(),
+            None => roles_sql.to_vec(),
+        };
+        match restorer.restore_roles(server, &script).await {
+            Ok(warnings) if warnings.is_empty() => CheckOutcome::ok("all roles created"),
+            Ok(warnings) => CheckOutcome::Warning {
+                detail: format!("{} statement(s) refused, e.g. {}", warnings.len(), warnings[0]),
+            },
+            Err(e) => CheckOutcome::Error { message: e.to_string() },
+        }
+    };
+    let database = if roles.is_failure() || !destination.remake {
+        Ok(())
+    } else {
+        restorer.recreate_database(server, database).await.map_err(|e| e.to_string())
+    };
+    Prepared { roles, database }
 }
 
 /// The major version of a version string, when there is one.
@@ -575,6 +618,7 @@ pub async fn check(
             n,
             CheckName::TableSet
                 | CheckName::Table { .. }
+                | CheckName::OtherTables
                 | CheckName::SchemaDigest
                 | CheckName::Sequences
                 | CheckName::LargeObjects
