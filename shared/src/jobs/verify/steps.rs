@@ -443,6 +443,7 @@ impl Prepared {
     }
 }
 
+/// Runs the roles script (or says the server's own roles are used), then remakes the database when asked to.
 async fn prepare_server(restorer: &dyn Restorer, destination: &Destination<'_>, roles_sql: &[u8]) -> Prepared {
     let Destination { server, database, .. } = *destination;
     let roles = if !destination.create_roles {
