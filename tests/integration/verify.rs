@@ -53,6 +53,12 @@ fn small_db(source: &PgCluster) -> &'static str {
     "app"
 }
 
+/// The run's first drill verified; otherwise its failed checks and message say why not.
+fn assert_verified(run: &VerifyRun) {
+    let drill = &run.drills[0];
+    assert_eq!(drill.outcome, Some(BackupStatus::Verified), "{:?}: {}", drill.failed_checks, drill.message);
+}
+
 fn verify_request(backup: Option<&BackupRecord>, max_steps: Option<usize>) -> VerifyRequest {
     VerifyRequest {
         target: Some("app".into()),
@@ -264,13 +270,7 @@ async fn a_database_of_thousands_of_tables_verifies_and_its_report_stays_small()
     .await;
     assert_eq!(record.table_count, TABLES as u64);
     let run = verify(&d, &verify_request(None, None)).await;
-    assert_eq!(
-        run.drills[0].outcome,
-        Some(BackupStatus::Verified),
-        "{:?}: {}",
-        run.drills[0].failed_checks,
-        run.drills[0].message
-    );
+    assert_verified(&run);
 
     let stored = catalog(&d.aws).recent_drills("app", 5).await.unwrap().remove(0);
     let listed = stored.report.checks.iter().filter(|c| c.name.label().starts_with("table ")).count();
@@ -634,11 +634,5 @@ async fn hostile_identifiers_verify_cleanly() {
     })
     .await;
     let run = verify(&d, &verify_request(None, None)).await;
-    assert_eq!(
-        run.drills[0].outcome,
-        Some(BackupStatus::Verified),
-        "{:?}: {}",
-        run.drills[0].failed_checks,
-        run.drills[0].message
-    );
+    assert_verified(&run);
 }

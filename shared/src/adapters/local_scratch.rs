@@ -297,23 +297,10 @@ fn write_secret(secrets: &Path, password: &SecretString) -> Result<(), ScratchEr
 fn copy_tree(from: &Path, to: &Path) -> Result<(), ScratchError> {
     let mut files = Vec::new();
     make_dirs_and_links(from, to, &mut files)?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-    let share = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let copiers: Vec<_> = files
-            .chunks(share)
-            .map(|part| {
-                scope.spawn(move || {
-                    for (source, target) in part {
-                        std::fs::copy(source, target)
-                            .map_err(|e| backend("copy the template cluster", format!("{}: {e}", source.display())))?;
-                        chown_to_server(target)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        copiers.into_iter().try_for_each(|copier| copier.join().expect("a copier thread panicked"))
+    on_every_core(&files, |(source, target)| {
+        std::fs::copy(source, target)
+            .map_err(|e| backend("copy the template cluster", format!("{}: {e}", source.display())))?;
+        chown_to_server(target)
     })
 }
 
@@ -324,24 +311,26 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
     let mut files = Vec::new();
     list_files(dir, &mut files)?;
     files.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-    std::thread::scope(|scope| {
-        let removers: Vec<_> = (0..threads)
-            .map(|first| {
-                let files = &files;
-                scope.spawn(move || {
-                    files.iter().skip(first).step_by(threads).try_for_each(|(_, file)| {
-                        match std::fs::remove_file(file) {
-                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                            _ => Ok(()),
-                        }
-                    })
-                })
-            })
-            .collect();
-        removers.into_iter().try_for_each(|remover| remover.join().expect("a remover thread panicked"))
+    on_every_core(&files, |(_, file)| match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     })?;
     std::fs::remove_dir_all(dir)
+}
+
+/// Runs `work` on each item by one thread per core (at most four), the items dealt out in turn, so a list
+/// sorted largest first is shared about evenly. A thread stops at its first error; one of them is returned.
+fn on_every_core<T: Sync, E: Send>(items: &[T], work: impl Fn(&T) -> Result<(), E> + Sync) -> Result<(), E> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|first| {
+                let work = &work;
+                scope.spawn(move || items.iter().skip(first).step_by(threads).try_for_each(work))
+            })
+            .collect();
+        workers.into_iter().try_for_each(|worker| worker.join().expect("a file thread panicked"))
+    })
 }
 
 /// Every file and symbolic link under `dir` (links are not followed), with its length.
