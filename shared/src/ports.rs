@@ -697,8 +697,15 @@ pub trait Restorer: Send + Sync {
     /// Runs the roles script; "already exists" errors are expected on a server with its own roles and are
     /// returned as warnings, other errors too (a role the server forbids is not a failed restore).
     async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError>;
-    /// Drops (if present) and creates `database`: a resumed restore starts from empty.
-    async fn recreate_database(&self, server: &ScratchEndpoint, database: &str) -> Result<(), RestoreError>;
+    /// Drops (if present) and creates `database`, in `encoding` (the dump's: a dump in another encoding than
+    /// UTF-8, SQL_ASCII's bytes above all, restores and reads back as dumped only into its own): a resumed
+    /// restore starts from empty.
+    async fn recreate_database(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        encoding: &str,
+    ) -> Result<(), RestoreError>;
     /// Feeds plain SQL from `sql` (read on a blocking thread) to psql in one transaction, stopping at the
     /// first error.
     async fn restore_sql(
@@ -708,12 +715,14 @@ pub trait Restorer: Send + Sync {
         sql: Box<dyn Read + Send>,
     ) -> Result<(), RestoreError>;
     /// Dumps `database` and reads its fingerprint off the stream, the same way the backup did.
-    /// `scheme` is the backup fingerprint's algorithm (v1 or v2).
+    /// `scheme` is the backup fingerprint's algorithm (v1 or v2); `session`, the source settings the backup's
+    /// pg_dump printed values with (time zone, bytea output), when its manifest records them.
     async fn fingerprint(
         &self,
         server: &ScratchEndpoint,
         database: &str,
         scheme: &str,
+        session: Option<&crate::domain::manifest::DumpSession>,
     ) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError>;
     /// Restores a framed dump (manifest format 2) over several connections, reading its chunks from `store`.
     async fn restore_framed(

@@ -101,6 +101,7 @@ async fn hostile_identifiers_back_up_with_a_correct_fingerprint_and_restore_to_i
         backstop::pipeline::codec::Codec::Zstd,
         &format!("'{}'", dump_file.display()),
         "restored",
+        "UTF8",
     );
     let restore = source.shell(&format!("{command} >/dev/null"));
     assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));

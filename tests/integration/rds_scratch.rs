@@ -445,7 +445,7 @@ impl Restorer for RecordingRestorer {
     async fn restore_roles(&self, _: &ScratchEndpoint, _: &[u8]) -> Result<Vec<String>, RestoreError> {
         panic!("a point-in-time drill restores no roles")
     }
-    async fn recreate_database(&self, _: &ScratchEndpoint, _: &str) -> Result<(), RestoreError> {
+    async fn recreate_database(&self, _: &ScratchEndpoint, _: &str, _: &str) -> Result<(), RestoreError> {
         panic!("a point-in-time drill must never drop a database")
     }
     async fn restore_sql(
@@ -461,6 +461,7 @@ impl Restorer for RecordingRestorer {
         _: &ScratchEndpoint,
         _: &str,
         _: &str,
+        _: Option<&backstop::domain::manifest::DumpSession>,
     ) -> Result<backstop::domain::fingerprint::DumpSummary, RestoreError> {
         panic!("a point-in-time drill has no fingerprint to compare")
     }

@@ -988,7 +988,7 @@ impl Restorer for ScriptedRestorer {
         Ok(Vec::new())
     }
 
-    async fn recreate_database(&self, _: &ScratchEndpoint, _: &str) -> Result<(), RestoreError> {
+    async fn recreate_database(&self, _: &ScratchEndpoint, _: &str, _: &str) -> Result<(), RestoreError> {
         self.fault("recreate_database")
     }
 
@@ -1008,6 +1008,7 @@ impl Restorer for ScriptedRestorer {
         _: &ScratchEndpoint,
         _: &str,
         _: &str,
+        _: Option<&crate::domain::manifest::DumpSession>,
     ) -> Result<crate::domain::fingerprint::DumpSummary, RestoreError> {
         self.fault("fingerprint")?;
         Err(RestoreError::Failed { program: "pg_dump".into(), status: "-".into(), stderr_tail: "not scripted".into() })

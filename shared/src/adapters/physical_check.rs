@@ -18,6 +18,14 @@ fn failed(what: impl Into<String>) -> RestoreError {
     RestoreError::Failed { program: "amcheck".into(), status: "error".into(), stderr_tail: what.into() }
 }
 
+/// A relation's `schema.name`, as the bytes the database holds: a SQL_ASCII database's names may hold bytes
+/// that are not UTF-8, which the connection could not take as text. Read with [`name_of`].
+const QUALIFIED_NAME: &str = "convert_to(format('%I.%I', n.nspname, c.relname), pg_catalog.getdatabaseencoding())";
+
+fn name_of(row: &tokio_postgres::Row) -> String {
+    crate::domain::sql::statement::text_of(row.get::<_, &[u8]>(1)).into_owned()
+}
+
 /// Problems kept per check (a badly damaged copy can report one per page).
 const PROBLEMS_KEPT: usize = 50;
 
@@ -32,7 +40,11 @@ pub async fn physical_check(
     jobs: usize,
 ) -> Result<PhysicalCheckReport, RestoreError> {
     let main = connect(server, database).await?;
-    main.batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+    // The check's one DDL statement is not the copy's business: in `replica` mode the copy's own event triggers
+    // (a freeze on DDL, a log of it) do not fire. Setting it takes a superuser (on RDS, rds_superuser); without
+    // it the extension is created as before.
+    let _ = main.batch_execute("SET session_replication_role = replica").await;
+    main.batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck; RESET session_replication_role")
         .await
         .map_err(|e| failed(format!("cannot create the amcheck extension on the scratch server: {}", describe(&e))))?;
     let version: i32 = main
@@ -45,26 +57,30 @@ pub async fn physical_check(
         // Tables and materialized views; their TOAST is checked with them.
         let heaps = main
             .query(
-                "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                 ORDER BY c.relpages DESC",
+                &format!(
+                    "SELECT c.oid, {QUALIFIED_NAME} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     ORDER BY c.relpages DESC"
+                ),
                 &[],
             )
             .await
             .map_err(|e| failed(describe(&e)))?;
-        work.extend(heaps.iter().map(|r| Relation::Heap { oid: r.get(0), name: r.get(1) }));
+        work.extend(heaps.iter().map(|r| Relation::Heap { oid: r.get(0), name: name_of(r) }));
     }
     let indexes = main
         .query(
-            "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = c.relam \
-             WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't' \
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY c.relpages DESC",
+            &format!(
+                "SELECT c.oid, {QUALIFIED_NAME} FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = c.relam \
+                 WHERE am.amname = 'btree' AND c.relkind = 'i' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't' \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY c.relpages DESC"
+            ),
             &[],
         )
         .await
         .map_err(|e| failed(describe(&e)))?;
-    work.extend(indexes.iter().map(|r| Relation::BTree { oid: r.get(0), name: r.get(1) }));
+    work.extend(indexes.iter().map(|r| Relation::BTree { oid: r.get(0), name: name_of(r) }));
     drop(main);
 
     let report = Arc::new(Mutex::new(PhysicalCheckReport { heap_checked: version >= 140000, ..Default::default() }));

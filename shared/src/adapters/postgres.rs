@@ -110,7 +110,8 @@ impl Dumper for PgDumper {
         // One row, fields separated by a unit separator (no setting contains one).
         let query =
             "SELECT concat_ws(chr(31), current_setting('server_version_num'), current_setting('server_version'), \
-                     current_setting('TimeZone'), current_setting('bytea_output'), pg_encoding_to_char(encoding)) \
+                     current_setting('TimeZone'), current_setting('bytea_output'), pg_encoding_to_char(encoding), \
+                     current_setting('standard_conforming_strings')) \
                      FROM pg_database WHERE datname = current_database()";
         // pg_dump's own version is asked meanwhile: two client programs' start-up, one after the other, was most of
         // the pre-flight's time.
@@ -119,7 +120,7 @@ impl Dumper for PgDumper {
         let out = out?;
         let text = String::from_utf8_lossy(&out).trim().to_string();
         let fields: Vec<&str> = text.split('\u{1f}').collect();
-        let [num, version, time_zone, bytea_output, encoding] = fields.as_slice() else {
+        let [num, version, time_zone, bytea_output, encoding, standard_strings] = fields.as_slice() else {
             return Err(DumpError::ClientUnusable(format!(
                 "psql's answer to the pre-flight query is not what it asked for: {text:?}"
             )));
@@ -137,6 +138,7 @@ impl Dumper for PgDumper {
             time_zone: time_zone.to_string(),
             bytea_output: bytea_output.to_string(),
             client_encoding: encoding.to_string(),
+            standard_conforming_strings: standard_strings.to_string(),
         };
         Ok(ServerFacts { version: version.to_string(), session })
     }

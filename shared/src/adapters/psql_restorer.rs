@@ -19,6 +19,7 @@ use super::postgres::{read_tail, tail, Connection, PgDumper};
 use crate::domain::dump_parser::{DumpParser, FINGERPRINT_V2};
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
+use crate::domain::manifest::{is_utf8, DumpSession};
 use crate::domain::redact::redact;
 use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
@@ -103,10 +104,18 @@ impl PsqlRestorer {
         server: &ScratchEndpoint,
         database: &str,
         scheme: &str,
+        session: Option<&DumpSession>,
         extra: &[&str],
     ) -> Result<DumpSummary, RestoreError> {
         let v2 = scheme == FINGERPRINT_V2;
         let (mut cmd, _passfile) = self.command("pg_dump", server, database)?;
+        if let Some(session) = session {
+            // pg_dump fixes DateStyle, IntervalStyle and float digits itself, but prints timestamptz values, bytea
+            // constants and string literals by its session's time zone, bytea output and standard strings, which
+            // the source's pg_dump took from the source database's settings: a partition bound, a default or a
+            // comment would otherwise read differently.
+            cmd.env("PGOPTIONS", session_options(session));
+        }
         cmd.args(["--format=plain", "--no-password"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|cause| RestoreError::Spawn { program: "pg_dump".into(), cause })?;
         let stderr = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped")));
@@ -147,6 +156,32 @@ impl PsqlRestorer {
     }
 }
 
+/// `CREATE DATABASE` for a dump in `encoding`: a UTF-8 dump's database takes the server's defaults; any other
+/// encoding is made from `template0` with the C locale, which every encoding accepts (the source's own collation
+/// is not recorded; C orders by bytes).
+fn create_database(database: &str, encoding: &str) -> String {
+    if is_utf8(encoding) {
+        format!("CREATE DATABASE {}", ident(database))
+    } else {
+        let encoding = encoding.replace('\'', "''");
+        format!(
+            "CREATE DATABASE {} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+            ident(database)
+        )
+    }
+}
+
+/// The source's printing settings as libpq `options` (`PGOPTIONS`), each value's spaces and backslashes escaped.
+fn session_options(session: &DumpSession) -> String {
+    let escape = |value: &str| value.replace('\\', "\\\\").replace(' ', "\\ ");
+    format!(
+        "-c TimeZone={} -c bytea_output={} -c standard_conforming_strings={}",
+        escape(&session.time_zone),
+        escape(&session.bytea_output),
+        escape(&session.standard_conforming_strings)
+    )
+}
+
 /// Quotes an identifier for SQL.
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -176,14 +211,19 @@ impl Restorer for PsqlRestorer {
         Ok(stderr.lines().filter(|l| l.contains("ERROR")).map(str::to_string).collect())
     }
 
-    async fn recreate_database(&self, server: &ScratchEndpoint, database: &str) -> Result<(), RestoreError> {
+    async fn recreate_database(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        encoding: &str,
+    ) -> Result<(), RestoreError> {
         self.psql_ok(
             server,
             &server.maintenance_db,
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(database)),
         )
         .await?;
-        self.psql_ok(server, &server.maintenance_db, &format!("CREATE DATABASE {}", ident(database))).await?;
+        self.psql_ok(server, &server.maintenance_db, &create_database(database, encoding)).await?;
         Ok(())
     }
 
@@ -234,8 +274,9 @@ impl Restorer for PsqlRestorer {
         server: &ScratchEndpoint,
         database: &str,
         scheme: &str,
+        session: Option<&DumpSession>,
     ) -> Result<DumpSummary, RestoreError> {
-        self.dump_summary(server, database, scheme, &[]).await
+        self.dump_summary(server, database, scheme, session, &[]).await
     }
 
     async fn restore_framed(
@@ -286,7 +327,7 @@ impl Restorer for PsqlRestorer {
             self.jobs,
             early,
         );
-        let schema = self.dump_summary(server, database, FINGERPRINT_V2, &["--schema-only"]);
+        let schema = self.dump_summary(server, database, FINGERPRINT_V2, Some(session), &["--schema-only"]);
         let (tables, schema) = tokio::join!(tables, schema);
         let mut restored = tables?;
         restored.schema_digest = schema?.fingerprint.schema_digest;
@@ -334,5 +375,33 @@ impl Restorer for PsqlRestorer {
             });
         }
         Ok(stdout.trim() == "t")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dump_that_is_not_utf8_gets_a_database_in_its_own_encoding() {
+        assert_eq!(create_database("backstop_restored", "UTF8"), "CREATE DATABASE \"backstop_restored\"");
+        assert_eq!(
+            create_database("backstop_restored", "SQL_ASCII"),
+            "CREATE DATABASE \"backstop_restored\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        );
+    }
+
+    #[test]
+    fn the_comparison_dump_takes_the_sources_printing_settings_with_spaces_escaped() {
+        let session = DumpSession {
+            time_zone: "<+0545> -5:45".into(),
+            bytea_output: "escape".into(),
+            client_encoding: "LATIN1".into(),
+            standard_conforming_strings: "off".into(),
+        };
+        assert_eq!(
+            session_options(&session),
+            "-c TimeZone=<+0545>\\ -5:45 -c bytea_output=escape -c standard_conforming_strings=off"
+        );
     }
 }

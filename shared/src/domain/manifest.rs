@@ -51,11 +51,29 @@ pub struct DumpSession {
     pub bytea_output: String,
     /// The encoding the dump is written in (its `SET client_encoding`).
     pub client_encoding: String,
+    /// `on` or `off`: pg_dump writes its string literals (and its header's `SET`) by it. Manifests from before
+    /// it was recorded say nothing: `on`, the default since PostgreSQL 9.1.
+    #[serde(default = "on")]
+    pub standard_conforming_strings: String,
+}
+
+/// Whether an encoding's name (as `pg_encoding_to_char` or a dump's `SET client_encoding` spells it) is UTF-8.
+pub fn is_utf8(encoding: &str) -> bool {
+    matches!(encoding.to_ascii_uppercase().as_str(), "UTF8" | "UTF-8" | "UNICODE")
+}
+
+fn on() -> String {
+    "on".into()
 }
 
 impl Default for DumpSession {
     fn default() -> Self {
-        DumpSession { time_zone: "UTC".into(), bytea_output: "hex".into(), client_encoding: "UTF8".into() }
+        DumpSession {
+            time_zone: "UTC".into(),
+            bytea_output: "hex".into(),
+            client_encoding: "UTF8".into(),
+            standard_conforming_strings: on(),
+        }
     }
 }
 

@@ -22,9 +22,11 @@ impl CopyTarget {
     }
 }
 
-/// A `COPY … FROM stdin;` statement, which pg_dump follows with the table's rows.
+/// A `COPY … FROM stdin;` statement, which pg_dump follows with the table's rows. In a dump that is not UTF-8
+/// (a SQL_ASCII database's names may hold any byte) the names are read as [`text_of`] spells them.
 pub fn copy_from_stdin(statement: &[u8]) -> Option<CopyTarget> {
-    let text = std::str::from_utf8(statement).ok()?.trim();
+    let text = text_of(statement);
+    let text = text.trim();
     let rest = text.strip_prefix("COPY ")?;
     if !text.ends_with(" FROM stdin;") {
         return None;
@@ -32,6 +34,23 @@ pub fn copy_from_stdin(statement: &[u8]) -> Option<CopyTarget> {
     let (schema, after) = parse_ident(rest)?;
     let (name, after) = parse_ident(after.strip_prefix('.')?)?;
     after.starts_with(' ').then(|| CopyTarget { schema, name, statement: text.to_string() })
+}
+
+/// A statement's text: itself when it is UTF-8; otherwise with each byte that is not part of a UTF-8 character
+/// spelled `\xNN`, so that names of such bytes stay apart (a lossy decoding would make them all `�`) and read the
+/// same wherever the same bytes are read.
+pub fn text_of(statement: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(statement) {
+        return text.into();
+    }
+    let mut text = String::with_capacity(statement.len() + 16);
+    for chunk in statement.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    text.into()
 }
 
 /// A statement that carries data rather than schema: `pg_dump --schema-only` leaves it out.
@@ -328,6 +347,15 @@ mod tests {
         assert_eq!(copy.read_back_statement(), "COPY \"My Schema\".\"with \"\"quotes\"\"\" (\"from\", b) TO STDOUT");
         assert!(copy_from_stdin(b"COPY public.t (a) TO stdout;").is_none());
         assert!(copy_from_stdin(b"CREATE TABLE t (a int);").is_none());
+    }
+
+    #[test]
+    fn copy_statements_of_a_dump_that_is_not_utf8_name_their_table_byte_for_byte() {
+        let copy = copy_from_stdin(b"COPY public.\"caf\xe9\xff\" (id, v) FROM stdin;").unwrap();
+        assert_eq!(copy.name, "caf\\xE9\\xFF");
+        let other = copy_from_stdin(b"COPY public.\"caf\xe9\xfe\" (id, v) FROM stdin;").unwrap();
+        assert_ne!(copy.name, other.name, "different bytes, different names");
+        assert_eq!(text_of("café".as_bytes()), "café");
     }
 
     #[test]

@@ -922,7 +922,13 @@ impl BackupJob {
             codec: self.config.codec,
             compression_level: self.config.compression_level,
             raw_bytes,
-            restore_hint: restore_hint(self.config.codec, &self.config.bucket, &dump_ref, &roles_ref.object),
+            restore_hint: restore_hint(
+                self.config.codec,
+                &self.config.bucket,
+                &dump_ref,
+                &roles_ref.object,
+                &facts.session.client_encoding,
+            ),
             dump: dump_ref,
             roles: roles_ref,
             fingerprint,
@@ -1013,10 +1019,16 @@ fn sha256_hex(data: &[u8]) -> String {
 /// The runbook's restore of a downloaded dump into a new database, all or nothing: `--single-transaction` alone
 /// is not (pg_dump wraps large objects' data in a `BEGIN`/`COMMIT` of its own, which ends psql's transaction
 /// early), so a restore that fails drops the database it created. One that cannot be created (it exists) is
-/// left alone.
-pub fn restore_command(codec: crate::pipeline::codec::Codec, file: &str, database: &str) -> String {
+/// left alone. A dump in another `encoding` than UTF-8 gets a database in its own (from `template0`, C locale,
+/// which every encoding accepts): SQL_ASCII's bytes would not load into UTF-8, nor read back as dumped.
+pub fn restore_command(codec: crate::pipeline::codec::Codec, file: &str, database: &str, encoding: &str) -> String {
+    let createdb = if crate::domain::manifest::is_utf8(encoding) {
+        format!("createdb {database}")
+    } else {
+        format!("createdb -T template0 -E {encoding} --locale=C {database}")
+    };
     format!(
-        "createdb {database} && {{ ( set -o pipefail; {} {file} | psql -X -v ON_ERROR_STOP=1 --single-transaction -d {database} ) \
+        "{createdb} && {{ ( set -o pipefail; {} {file} | psql -X -v ON_ERROR_STOP=1 --single-transaction -d {database} ) \
          || {{ dropdb {database}; echo 'restore failed: {database} dropped, nothing half-restored is left' >&2; false; }}; }}",
         codec.decompress_command()
     )
@@ -1025,7 +1037,13 @@ pub fn restore_command(codec: crate::pipeline::codec::Codec, file: &str, databas
 /// The runbook's commands for this very backup (docs/restore-runbook.md explains each step): fetch the exact
 /// versions, check the SHA-256 *before* restoring (a cut-short stream piped into psql would commit what
 /// arrived), roles first, then the dump into a new database, all or nothing.
-fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &ObjectRef, roles: &ObjectRef) -> String {
+fn restore_hint(
+    codec: crate::pipeline::codec::Codec,
+    bucket: &str,
+    dump: &ObjectRef,
+    roles: &ObjectRef,
+    encoding: &str,
+) -> String {
     let file = format!("dump.{}", codec.extension());
     let get = |o: &ObjectRef, out: &str| match &o.version_id {
         Some(v) => format!("aws s3api get-object --bucket {bucket} --key '{}' --version-id '{v}' {out}", o.key),
@@ -1039,7 +1057,7 @@ fn restore_hint(codec: crate::pipeline::codec::Codec, bucket: &str, dump: &Objec
         get(dump, &file),
         roles.sha256,
         dump.sha256,
-        restore_command(codec, &file, "NEW_DB")
+        restore_command(codec, &file, "NEW_DB", encoding)
     )
 }
 

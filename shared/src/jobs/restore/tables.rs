@@ -130,7 +130,10 @@ impl RestoreJob {
         let mut created = String::new();
         match destination::database_state(restorer, server, &request.database).await.map_err(unreachable)? {
             DatabaseState::Missing => {
-                restorer.recreate_database(server, &request.database).await.map_err(|e| unreachable(e.to_string()))?;
+                restorer
+                    .recreate_database(server, &request.database, crate::jobs::verify::steps::dump_encoding(&manifest))
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
                 created = format!(" (database {} was created for it, and is left empty)", request.database);
                 notes.push(format!("database {} did not exist and was created", request.database));
             }

@@ -140,12 +140,19 @@ pub fn parallel_layout<'m>(manifest: &'m Manifest, dump: &ObjectRef) -> Result<&
     if manifest.fingerprint.algorithm != FINGERPRINT_V2 {
         return Err(NotParallel::FingerprintScheme(manifest.fingerprint.algorithm.clone()));
     }
-    let encoding = manifest.session.as_ref().map(|s| s.client_encoding.to_ascii_uppercase());
-    if !matches!(encoding.as_deref(), Some("UTF8") | Some("UTF-8")) {
-        return Err(NotParallel::Encoding(encoding.unwrap_or_else(|| "an unknown encoding".into())));
+    match &manifest.session {
+        Some(session) if crate::domain::manifest::is_utf8(&session.client_encoding) => {}
+        Some(session) => return Err(NotParallel::Encoding(session.client_encoding.clone())),
+        None => return Err(NotParallel::Encoding("an unknown encoding".into())),
     }
     layout.validate(dump.size, manifest.raw_bytes).map_err(NotParallel::InvalidLayout)?;
     Ok(layout)
+}
+
+/// The encoding the dump is written in, which the database restored into takes (UTF-8 for manifests that
+/// predate recording it, as their restores always did).
+pub(crate) fn dump_encoding(manifest: &Manifest) -> &str {
+    manifest.session.as_ref().map_or("UTF8", |s| s.client_encoding.as_str())
 }
 
 /// What was read of the stored dump while restoring it: its SHA-256 and size as read, and its metadata.
@@ -292,6 +299,7 @@ pub async fn restore(
     let upgrade =
         async { upgrade_note(backup.server_version.as_deref(), restorer.server_version(server).await.ok().as_deref()) };
     let mut started_early = None;
+    let encoding = dump_encoding(&manifest);
     let (restored, dump_read, upgrade) = match parallel_layout(&manifest, dump) {
         Ok(layout) => {
             let (ready, server_ready) = tokio::sync::oneshot::channel();
@@ -309,7 +317,7 @@ pub async fn restore(
             };
             // The object's first reads (its tail, its body's first bytes) go on while the server is prepared.
             let prepare = async {
-                let prepared = prepare_server(restorer, destination, &roles_sql).await;
+                let prepared = prepare_server(restorer, destination, &roles_sql, encoding).await;
                 let _ = ready.send(prepared.ready());
                 let upgrade = if prepared.ready() { upgrade.await } else { String::new() };
                 (prepared, upgrade)
@@ -339,8 +347,17 @@ pub async fn restore(
                             if object_intact && destination.remake {
                                 // The bytes are the ones backed up, so psql decides: the parallel path may have
                                 // met something it cannot place (or run side by side) that psql restores.
-                                fall_back_to_one_stream(store.as_ref(), restorer, destination, backup, dump, why, read)
-                                    .await
+                                fall_back_to_one_stream(
+                                    store.as_ref(),
+                                    restorer,
+                                    destination,
+                                    backup,
+                                    dump,
+                                    encoding,
+                                    why,
+                                    read,
+                                )
+                                .await
                             } else if object_intact {
                                 // The database was the operator's, empty: it is not dropped to start again.
                                 let why = format!(
@@ -361,7 +378,7 @@ pub async fn restore(
             (restored, read, upgrade)
         }
         Err(why) => {
-            if !prepare_server(restorer, destination, &roles_sql).await.report(report) {
+            if !prepare_server(restorer, destination, &roles_sql, encoding).await.report(report) {
                 return Restoration::stopped();
             }
             let (restored, read) = restore_streamed(store.as_ref(), restorer, server, database, backup, dump).await;
@@ -443,8 +460,14 @@ impl Prepared {
     }
 }
 
-/// Runs the roles script (or says the server's own roles are used), then remakes the database when asked to.
-async fn prepare_server(restorer: &dyn Restorer, destination: &Destination<'_>, roles_sql: &[u8]) -> Prepared {
+/// Runs the roles script (or says the server's own roles are used), then remakes the database (in the dump's
+/// `encoding`) when asked to.
+async fn prepare_server(
+    restorer: &dyn Restorer,
+    destination: &Destination<'_>,
+    roles_sql: &[u8],
+    encoding: &str,
+) -> Prepared {
     let Destination { server, database, .. } = *destination;
     let roles = if !destination.create_roles {
         CheckOutcome::ok("the roles script was not run: the server's own roles are used")
@@ -464,7 +487,7 @@ async fn prepare_server(restorer: &dyn Restorer, destination: &Destination<'_>, 
     let database = if roles.is_failure() || !destination.remake {
         Ok(())
     } else {
-        restorer.recreate_database(server, database).await.map_err(|e| e.to_string())
+        restorer.recreate_database(server, database, encoding).await.map_err(|e| e.to_string())
     };
     Prepared { roles, database }
 }
@@ -498,18 +521,20 @@ enum Restored {
 /// The parallel restore stopped on an intact object: the database is made anew and psql restores the dump as one
 /// stream, as the runbook does. A dump psql restores is never failed for the parallel path's sake; one it
 /// cannot restore fails with psql's own error.
+#[allow(clippy::too_many_arguments)]
 async fn fall_back_to_one_stream(
     store: &dyn ObjectStore,
     restorer: &dyn Restorer,
     destination: &Destination<'_>,
     backup: &BackupRecord,
     dump: &ObjectRef,
+    encoding: &str,
     why: &str,
     first_read: Result<DumpRead, DumpUnread>,
 ) -> (Result<Restored, RestoreFailure>, Result<DumpRead, DumpUnread>) {
     tracing::warn!(reason = %why, "the parallel restore stopped; restoring the dump again on one connection");
     let Destination { server, database, .. } = *destination;
-    if let Err(cause) = restorer.recreate_database(server, database).await {
+    if let Err(cause) = restorer.recreate_database(server, database, encoding).await {
         return (Err(RestoreFailure::NoFreshDatabase { why: why.to_string(), cause }), first_read);
     }
     let (restored, read) = restore_streamed(store, restorer, server, database, backup, dump).await;
@@ -633,7 +658,7 @@ pub async fn check(
         restorer.read_back(server, database, manifest, rows, read_early).await.map(|f| (f, rows))
     } else {
         restorer
-            .fingerprint(server, database, &manifest.fingerprint.algorithm)
+            .fingerprint(server, database, &manifest.fingerprint.algorithm, manifest.session.as_ref())
             .await
             .map(|s| (s.fingerprint, RowCheck::Digests))
     };
