@@ -697,6 +697,10 @@ pub trait Restorer: Send + Sync {
     /// Runs the roles script; "already exists" errors are expected on a server with its own roles and are
     /// returned as warnings, other errors too (a role the server forbids is not a failed restore).
     async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError>;
+    /// Makes each of the dump's `tablespaces` the server lacks, inside its own data directory (a scratch server's
+    /// tablespaces go when it goes). Returns the names it made.
+    async fn create_tablespaces(&self, server: &ScratchEndpoint, names: &[String])
+        -> Result<Vec<String>, RestoreError>;
     /// Drops (if present) and creates `database`, in `encoding` (the dump's: a dump in another encoding than
     /// UTF-8, SQL_ASCII's bytes above all, restores and reads back as dumped only into its own): a resumed
     /// restore starts from empty.

@@ -12,7 +12,7 @@
 //!   restore finds, and one dropped untaken leaves no connection behind;
 //! - a database of every kind of object whose restore order matters (`infra/seed/zoo.sql`), with database
 //!   settings that change how values print, and databases in LATIN1 and SQL_ASCII, drill `verified` and
-//!   restore equal.
+//!   restore equal; so does one in a tablespace of its own with rows of tens of megabytes.
 
 use backstop::config::{Config, ScratchSettings};
 use backstop::domain::verification::{CheckName, CheckOutcome};
@@ -531,4 +531,52 @@ async fn databases_in_other_encodings_drill_verified_and_restore_equal() {
         source.psql("postgres", &format!("ALTER DATABASE {restored} {settings}"));
         assert_same_dumps(&source, database, &restored, &format!("the runbook's restore of {database} ({encoding})"));
     }
+}
+
+/// A database whose tables and indexes live in a tablespace of their own (which pg_dump names with `SET
+/// default_tablespace`, and a scratch server lacks), with rows of tens of megabytes (past any frame's size),
+/// drills `verified`: the drill makes the tablespace on its scratch server, in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_in_a_tablespace_with_rows_of_tens_of_megabytes_drills_verified() {
+    let source = PgCluster::start();
+    source.create_backup_role();
+    let place = tempfile::tempdir().unwrap();
+    let chown = std::process::Command::new("chown").arg("postgres").arg(place.path()).status().unwrap();
+    assert!(chown.success(), "the tablespace's directory belongs to the server's user");
+    source.psql("postgres", &format!("CREATE TABLESPACE \"fast disk\" LOCATION '{}'", place.path().display()));
+    source.psql("postgres", "CREATE DATABASE spaced");
+    source.psql(
+        "spaced",
+        "CREATE TABLE blobs (id integer PRIMARY KEY USING INDEX TABLESPACE \"fast disk\", data bytea, note text) \
+           TABLESPACE \"fast disk\"; \
+         INSERT INTO blobs SELECT i, decode(repeat(md5(i::text), 1250000), 'hex'), repeat('n', 30000000) FROM generate_series(1, 2) AS i; \
+         INSERT INTO blobs SELECT i, NULL, 'n' || i FROM generate_series(3, 200) AS i; \
+         CREATE INDEX blobs_id_note ON blobs (id, left(note, 10)) TABLESPACE \"fast disk\"; \
+         CREATE TABLE plain (id integer); INSERT INTO plain SELECT generate_series(1, 10);",
+    );
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config: Config = aws.config(vec![source.target("spaced", "spaced", BACKSTOP_PASSWORD, dir.path())]);
+    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
+    config.verify.physical = true;
+    let run = job(&aws, config.clone()).run(&request("spaced", None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    assert_eq!(manifest(&aws, &only_record(&aws, &run).await).await.tablespaces, vec!["fast disk".to_string()]);
+
+    let drilled = drill(&aws, &config, "spaced").await;
+    let report = latest_drill_report(&aws, "spaced").await;
+    assert_eq!(
+        drilled.outcome,
+        Some(BackupStatus::Verified),
+        "{:?}: {}\n{:#?}",
+        drilled.failed_checks,
+        drilled.message,
+        report.checks
+    );
+    let restore = report.checks.iter().find(|c| c.name == CheckName::Restore).unwrap();
+    assert!(
+        matches!(&restore.outcome, CheckOutcome::Ok { detail } if detail.contains("tablespace(s) fast disk made")),
+        "{restore:?}"
+    );
 }

@@ -988,6 +988,11 @@ impl Restorer for ScriptedRestorer {
         Ok(Vec::new())
     }
 
+    async fn create_tablespaces(&self, _: &ScratchEndpoint, names: &[String]) -> Result<Vec<String>, RestoreError> {
+        self.fault("create_tablespaces")?;
+        Ok(names.to_vec())
+    }
+
     async fn recreate_database(&self, _: &ScratchEndpoint, _: &str, _: &str) -> Result<(), RestoreError> {
         self.fault("recreate_database")
     }

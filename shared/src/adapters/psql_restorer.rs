@@ -211,6 +211,48 @@ impl Restorer for PsqlRestorer {
         Ok(stderr.lines().filter(|l| l.contains("ERROR")).map(str::to_string).collect())
     }
 
+    async fn create_tablespaces(
+        &self,
+        server: &ScratchEndpoint,
+        names: &[String],
+    ) -> Result<Vec<String>, RestoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = super::pg_wire::connect(server, &server.maintenance_db).await?;
+        let failed = |what: String| RestoreError::Failed {
+            program: "tablespaces".into(),
+            status: "error".into(),
+            stderr_tail: what,
+        };
+        let existing: Vec<String> = client
+            .query("SELECT spcname::text FROM pg_catalog.pg_tablespace", &[])
+            .await
+            .map_err(|e| failed(super::pg_wire::describe(&e)))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let missing: Vec<String> = names.iter().filter(|n| !existing.contains(n)).cloned().collect();
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        // An in-place tablespace lives under the data directory's pg_tblspc: no directory to make beforehand, and
+        // gone with the server. A developer setting, for a superuser; CREATE TABLESPACE runs outside a transaction.
+        client.batch_execute("SET allow_in_place_tablespaces = on").await.map_err(|e| {
+            failed(format!(
+                "the dump puts objects in tablespace(s) {} that the server lacks, and it cannot make them in place: {}",
+                missing.join(", "),
+                super::pg_wire::describe(&e)
+            ))
+        })?;
+        for name in &missing {
+            client.batch_execute(&format!("CREATE TABLESPACE {} LOCATION ''", ident(name))).await.map_err(|e| {
+                failed(format!("cannot make tablespace {name}, which the dump uses: {}", super::pg_wire::describe(&e)))
+            })?;
+        }
+        Ok(missing)
+    }
+
     async fn recreate_database(
         &self,
         server: &ScratchEndpoint,

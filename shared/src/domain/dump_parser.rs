@@ -24,7 +24,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use super::fingerprint::{quote_ident, DumpSummary, DumpVersions, Fingerprint, TableFingerprint};
 use crate::domain::sql::splitter::{Piece, SqlError, StatementSplitter};
 use crate::domain::sql::statement::{
-    copy_from_stdin, is_data_statement, is_large_object_create, sequence_value, CopyTarget,
+    copy_from_stdin, default_tablespace, is_data_statement, is_large_object_create, sequence_value, CopyTarget,
 };
 
 /// Names this scheme in fingerprints, so it is never compared with another.
@@ -86,6 +86,7 @@ pub struct DumpParser {
     tables: Vec<TableFingerprint>,
     sequences: Vec<SequenceValue>,
     large_objects: u64,
+    tablespaces: std::collections::BTreeSet<String>,
     versions: DumpVersions,
     saw_trailer: bool,
     raw_bytes: u64,
@@ -109,6 +110,7 @@ impl DumpParser {
             tables: Vec::new(),
             sequences: Vec::new(),
             large_objects: 0,
+            tablespaces: Default::default(),
             versions: DumpVersions::default(),
             saw_trailer: false,
             raw_bytes: 0,
@@ -153,6 +155,9 @@ impl DumpParser {
                 }
                 self.large_objects += u64::from(is_large_object_create(&statement));
             } else {
+                if let Some(tablespace) = default_tablespace(&statement) {
+                    self.tablespaces.insert(tablespace);
+                }
                 self.schema_hasher.update(statement.trim_ascii_end());
                 self.schema_hasher.update(b"\n");
             }
@@ -223,6 +228,7 @@ impl DumpParser {
             },
             versions: self.versions,
             raw_bytes: self.raw_bytes,
+            tablespaces: self.tablespaces.into_iter().collect(),
         })
     }
 

@@ -88,6 +88,8 @@ pub struct DumpSummary {
     pub versions: DumpVersions,
     /// Bytes of SQL read.
     pub raw_bytes: u64,
+    /// The tablespaces the dump puts objects in (its `SET default_tablespace`), by name, sorted.
+    pub tablespaces: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -199,6 +201,8 @@ impl FingerprintBuilder {
             },
             versions: self.versions,
             raw_bytes: self.raw_bytes,
+            // Fingerprint v1 backups are restored as they are; their tablespaces are not read.
+            tablespaces: Vec::new(),
         })
     }
 

@@ -38,6 +38,10 @@ pub struct Manifest {
     /// The session settings the dump's text depends on (format 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<DumpSession>,
+    /// The tablespaces the dump puts objects in (its `SET default_tablespace`): a server restored into needs
+    /// them, and a drill makes them on its scratch server. Absent: none (or a manifest from before this).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tablespaces: Vec<String>,
     /// The exact commands that restore this backup with stock tools.
     pub restore_hint: String,
 }

@@ -53,6 +53,15 @@ pub fn text_of(statement: &[u8]) -> std::borrow::Cow<'_, str> {
     text.into()
 }
 
+/// The tablespace of `SET default_tablespace = name;`, which pg_dump writes before each object it puts in one
+/// (`''`, the database's default, is none).
+pub fn default_tablespace(statement: &[u8]) -> Option<String> {
+    let text = text_of(statement);
+    let value = text.trim().strip_prefix("SET default_tablespace = ")?.strip_suffix(';')?;
+    let (name, rest) = parse_ident(value)?;
+    rest.is_empty().then_some(name)
+}
+
 /// A statement that carries data rather than schema: `pg_dump --schema-only` leaves it out.
 pub fn is_data_statement(statement: &[u8]) -> bool {
     const DATA_PREFIXES: [&str; 8] = [
@@ -347,6 +356,14 @@ mod tests {
         assert_eq!(copy.read_back_statement(), "COPY \"My Schema\".\"with \"\"quotes\"\"\" (\"from\", b) TO STDOUT");
         assert!(copy_from_stdin(b"COPY public.t (a) TO stdout;").is_none());
         assert!(copy_from_stdin(b"CREATE TABLE t (a int);").is_none());
+    }
+
+    #[test]
+    fn a_dump_names_the_tablespaces_it_puts_objects_in() {
+        assert_eq!(default_tablespace(b"SET default_tablespace = fast;").as_deref(), Some("fast"));
+        assert_eq!(default_tablespace(b"SET default_tablespace = \"My \"\"Space\";").as_deref(), Some("My \"Space"));
+        assert_eq!(default_tablespace(b"SET default_tablespace = '';"), None);
+        assert_eq!(default_tablespace(b"SET default_table_access_method = heap;"), None);
     }
 
     #[test]

@@ -891,7 +891,7 @@ impl BackupJob {
         let dump_version = upload.complete(streamed.parts.clone()).await?;
         *open_upload = None;
 
-        let DumpSummary { fingerprint, versions, raw_bytes } = streamed.summary;
+        let DumpSummary { fingerprint, versions, raw_bytes, tablespaces } = streamed.summary;
         let dump_ref = ObjectRef {
             key: dump_version.key,
             version_id: dump_version.version_id,
@@ -934,6 +934,7 @@ impl BackupJob {
             fingerprint,
             layout: Some(streamed.layout),
             session: Some(facts.session),
+            tablespaces,
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&manifest)?);
         let manifest_sha = sha256_hex(&body);

@@ -264,6 +264,7 @@ impl RestoreJob {
             create_roles: request.create_roles && !missing.is_empty(),
             only_roles: Some(&missing),
             remake,
+            make_tablespaces: false,
         };
         progress(&format!("restoring into {} on {}:{}", request.database, server.host, server.port));
         let started = Instant::now();

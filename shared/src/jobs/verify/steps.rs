@@ -38,12 +38,22 @@ pub struct Destination<'a> {
     /// Drop and create the database before the restore, and again before a one-stream fallback. When false the
     /// database exists, empty, and a parallel restore that stops leaves its rows there (and fails).
     pub remake: bool,
+    /// Make the tablespaces the dump uses that the server lacks, in place (a scratch server's, gone with it); an
+    /// operator's server must have them (the restore fails naming the one missing).
+    pub make_tablespaces: bool,
 }
 
 impl<'a> Destination<'a> {
     /// A drill's: the scratch server's `backstop_restored`, made anew, roles from the backup.
     pub fn scratch(server: &'a ScratchEndpoint) -> Self {
-        Destination { server, database: RESTORED_DB, create_roles: true, only_roles: None, remake: true }
+        Destination {
+            server,
+            database: RESTORED_DB,
+            create_roles: true,
+            only_roles: None,
+            remake: true,
+            make_tablespaces: true,
+        }
     }
 }
 
@@ -317,9 +327,10 @@ pub async fn restore(
             };
             // The object's first reads (its tail, its body's first bytes) go on while the server is prepared.
             let prepare = async {
-                let prepared = prepare_server(restorer, destination, &roles_sql, encoding).await;
+                let prepared = prepare_server(restorer, destination, &roles_sql, encoding, &manifest.tablespaces).await;
                 let _ = ready.send(prepared.ready());
-                let upgrade = if prepared.ready() { upgrade.await } else { String::new() };
+                let upgrade =
+                    if prepared.ready() { format!("{}{}", prepared.note, upgrade.await) } else { String::new() };
                 (prepared, upgrade)
             };
             let ((prepared, upgrade), done) =
@@ -378,12 +389,14 @@ pub async fn restore(
             (restored, read, upgrade)
         }
         Err(why) => {
-            if !prepare_server(restorer, destination, &roles_sql, encoding).await.report(report) {
+            let prepared = prepare_server(restorer, destination, &roles_sql, encoding, &manifest.tablespaces).await;
+            let note = prepared.note.clone();
+            if !prepared.report(report) {
                 return Restoration::stopped();
             }
             let (restored, read) = restore_streamed(store.as_ref(), restorer, server, database, backup, dump).await;
             let restored = restored.map(|detail| Restored::AsPlanned(format!("{detail} (as one stream: {why})")));
-            (restored, read, upgrade.await)
+            (restored, read, format!("{note}{}", upgrade.await))
         }
     };
     match dump_read {
@@ -433,12 +446,14 @@ pub async fn restore(
     }
 }
 
-/// The server made ready for the dump's first statement: the backup's roles (or the server's own) and, for a
-/// destination that is remade, the database made anew.
+/// The server made ready for the dump's first statement: the backup's roles (or the server's own), on a scratch
+/// server the dump's tablespaces, and, for a destination that is remade, the database made anew.
 struct Prepared {
     roles: CheckOutcome,
-    /// Why the database could not be made (not tried when the roles failed).
+    /// Why the tablespaces or the database could not be made (not tried when the roles failed).
     database: Result<(), String>,
+    /// For the `restore` check's detail: the tablespaces made for the dump, if any.
+    note: String,
 }
 
 impl Prepared {
@@ -450,23 +465,21 @@ impl Prepared {
     fn report(self, report: &mut VerificationReport) -> bool {
         let ready = self.ready();
         report.push(CheckName::Roles, self.roles);
-        if let Err(e) = self.database {
-            report.push(
-                CheckName::Restore,
-                CheckOutcome::Error { message: format!("cannot create the database to restore into: {e}") },
-            );
+        if let Err(message) = self.database {
+            report.push(CheckName::Restore, CheckOutcome::Error { message });
         }
         ready
     }
 }
 
-/// Runs the roles script (or says the server's own roles are used), then remakes the database (in the dump's
-/// `encoding`) when asked to.
+/// Runs the roles script (or says the server's own roles are used), makes the dump's `tablespaces` on a scratch
+/// server, then remakes the database (in the dump's `encoding`) when asked to.
 async fn prepare_server(
     restorer: &dyn Restorer,
     destination: &Destination<'_>,
     roles_sql: &[u8],
     encoding: &str,
+    tablespaces: &[String],
 ) -> Prepared {
     let Destination { server, database, .. } = *destination;
     let roles = if !destination.create_roles {
@@ -484,12 +497,24 @@ async fn prepare_server(
             Err(e) => CheckOutcome::Error { message: e.to_string() },
         }
     };
-    let database = if roles.is_failure() || !destination.remake {
-        Ok(())
+    if roles.is_failure() {
+        return Prepared { roles, database: Ok(()), note: String::new() };
+    }
+    let mut note = String::new();
+    if destination.make_tablespaces {
+        match restorer.create_tablespaces(server, tablespaces).await {
+            Ok(made) if made.is_empty() => {}
+            Ok(made) => note = format!("; tablespace(s) {} made on the scratch server for it", made.join(", ")),
+            Err(e) => return Prepared { roles, database: Err(e.to_string()), note },
+        }
+    }
+    let database = if destination.remake {
+        let made = restorer.recreate_database(server, database, encoding).await;
+        made.map_err(|e| format!("cannot create the database to restore into: {e}"))
     } else {
-        restorer.recreate_database(server, database, encoding).await.map_err(|e| e.to_string())
+        Ok(())
     };
-    Prepared { roles, database }
+    Prepared { roles, database, note }
 }
 
 /// The major version of a version string, when there is one.
