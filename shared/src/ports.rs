@@ -701,15 +701,16 @@ pub trait Restorer: Send + Sync {
     /// tablespaces go when it goes). Returns the names it made.
     async fn create_tablespaces(&self, server: &ScratchEndpoint, names: &[String])
         -> Result<Vec<String>, RestoreError>;
-    /// Drops (if present) and creates `database`, in `encoding` (the dump's: a dump in another encoding than
-    /// UTF-8, SQL_ASCII's bytes above all, restores and reads back as dumped only into its own): a resumed
-    /// restore starts from empty.
+    /// Drops (if present) and creates `database` as the dump's `session` says: in its encoding (a dump in
+    /// another encoding than UTF-8, SQL_ASCII's bytes above all, restores and reads back as dumped only into its
+    /// own) and with the source database's locale, or the server's default when the server lacks it (then
+    /// `Some` says so): a resumed restore starts from empty.
     async fn recreate_database(
         &self,
         server: &ScratchEndpoint,
         database: &str,
-        encoding: &str,
-    ) -> Result<(), RestoreError>;
+        session: Option<&crate::domain::manifest::DumpSession>,
+    ) -> Result<Option<String>, RestoreError>;
     /// Feeds plain SQL from `sql` (read on a blocking thread) to psql in one transaction, stopping at the
     /// first error.
     async fn restore_sql(

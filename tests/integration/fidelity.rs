@@ -580,3 +580,60 @@ async fn a_database_in_a_tablespace_with_rows_of_tens_of_megabytes_drills_verifi
         "{restore:?}"
     );
 }
+
+/// A database whose collation is not the scratch server's default (ICU German, where `'Ärger' < 'b'`, unlike
+/// C) holds rows a check constraint and a partition bound over text accept only under it: the drill makes its
+/// database with the source's locale, and it drills `verified`. A locale the server lacks gives the server's
+/// default, and the restore check says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_sorted_by_another_collation_drills_under_it() {
+    let source = PgCluster::start();
+    source.create_backup_role();
+    source.psql(
+        "postgres",
+        "CREATE DATABASE icu TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' LOCALE 'C.UTF-8'",
+    );
+    source.psql(
+        "icu",
+        "CREATE TABLE names (name text NOT NULL, n integer) PARTITION BY RANGE (name); \
+         CREATE TABLE names_low PARTITION OF names FOR VALUES FROM (MINVALUE) TO ('b'); \
+         CREATE TABLE names_high PARTITION OF names FOR VALUES FROM ('b') TO (MAXVALUE); \
+         INSERT INTO names VALUES ('a', 1), ('B', 2), ('Apfel', 3), ('zebra', 4), ('Ärger', 5); \
+         CREATE TABLE checked (name text CHECK (name < 'b')); INSERT INTO checked VALUES ('Ärger'), ('Apfel');",
+    );
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config: Config = aws.config(vec![source.target("icu", "icu", BACKSTOP_PASSWORD, dir.path())]);
+    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
+    config.verify.physical = true;
+    let run = job(&aws, config.clone()).run(&request("icu", None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    let manifest = manifest(&aws, &only_record(&aws, &run).await).await;
+    let locale = manifest.session.as_ref().and_then(|s| s.database_locale.clone()).expect("the locale is recorded");
+    assert_eq!((locale.provider.as_str(), locale.locale.as_deref()), ("icu", Some("de-DE")));
+    let drilled = drill(&aws, &config, "icu").await;
+    let report = latest_drill_report(&aws, "icu").await;
+    assert_eq!(
+        drilled.outcome,
+        Some(BackupStatus::Verified),
+        "{:?}: {}\n{:#?}",
+        drilled.failed_checks,
+        drilled.message,
+        report.checks
+    );
+
+    // A locale the server does not have: the database is made with the server's default, and that is said.
+    let mut session = manifest.session.clone().unwrap();
+    session.database_locale =
+        Some(backstop::domain::manifest::DatabaseLocale::from_catalog("c", "xx_XX.UTF-8", "xx_XX.UTF-8", ""));
+    let restorer = backstop::adapters::psql_restorer::PsqlRestorer::new(Some(backstop_tests::pg::bin_dir()), 2);
+    let server = superuser_endpoint(&source);
+    let note =
+        backstop::ports::Restorer::recreate_database(&restorer, &server, "elsewhere", Some(&session)).await.unwrap();
+    assert!(
+        note.as_deref().is_some_and(|n| n.contains("libc xx_XX.UTF-8") && n.contains("server's default")),
+        "{note:?}"
+    );
+    assert_eq!(source.psql("elsewhere", "SELECT 1").trim(), "1", "the database was made");
+}

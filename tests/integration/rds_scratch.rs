@@ -448,7 +448,12 @@ impl Restorer for RecordingRestorer {
     async fn create_tablespaces(&self, _: &ScratchEndpoint, _: &[String]) -> Result<Vec<String>, RestoreError> {
         panic!("a point-in-time drill restores no dump")
     }
-    async fn recreate_database(&self, _: &ScratchEndpoint, _: &str, _: &str) -> Result<(), RestoreError> {
+    async fn recreate_database(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: Option<&backstop::domain::manifest::DumpSession>,
+    ) -> Result<Option<String>, RestoreError> {
         panic!("a point-in-time drill must never drop a database")
     }
     async fn restore_sql(

@@ -993,8 +993,13 @@ impl Restorer for ScriptedRestorer {
         Ok(names.to_vec())
     }
 
-    async fn recreate_database(&self, _: &ScratchEndpoint, _: &str, _: &str) -> Result<(), RestoreError> {
-        self.fault("recreate_database")
+    async fn recreate_database(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: Option<&crate::domain::manifest::DumpSession>,
+    ) -> Result<Option<String>, RestoreError> {
+        self.fault("recreate_database").map(|()| None)
     }
 
     async fn restore_sql(

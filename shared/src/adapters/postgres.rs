@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::domain::manifest::DumpSession;
+use crate::domain::manifest::{DatabaseLocale, DumpSession};
 use crate::domain::redact::redact;
 use crate::domain::DatabaseAddress;
 use crate::ports::{DumpError, DumpExit, Dumper, RolesDump, RunningDump, ServerFacts};
@@ -111,7 +111,9 @@ impl Dumper for PgDumper {
         let query =
             "SELECT concat_ws(chr(31), current_setting('server_version_num'), current_setting('server_version'), \
                      current_setting('TimeZone'), current_setting('bytea_output'), pg_encoding_to_char(encoding), \
-                     current_setting('standard_conforming_strings')) \
+                     current_setting('standard_conforming_strings'), datcollate, datctype, \
+                     coalesce(to_jsonb(pg_database) ->> 'datlocprovider', 'c'), \
+                     coalesce(to_jsonb(pg_database) ->> 'datlocale', to_jsonb(pg_database) ->> 'daticulocale', '')) \
                      FROM pg_database WHERE datname = current_database()";
         // pg_dump's own version is asked meanwhile: two client programs' start-up, one after the other, was most of
         // the pre-flight's time.
@@ -120,7 +122,9 @@ impl Dumper for PgDumper {
         let out = out?;
         let text = String::from_utf8_lossy(&out).trim().to_string();
         let fields: Vec<&str> = text.split('\u{1f}').collect();
-        let [num, version, time_zone, bytea_output, encoding, standard_strings] = fields.as_slice() else {
+        let [num, version, time_zone, bytea_output, encoding, standard_strings, collate, ctype, provider, locale] =
+            fields.as_slice()
+        else {
             return Err(DumpError::ClientUnusable(format!(
                 "psql's answer to the pre-flight query is not what it asked for: {text:?}"
             )));
@@ -139,6 +143,7 @@ impl Dumper for PgDumper {
             bytea_output: bytea_output.to_string(),
             client_encoding: encoding.to_string(),
             standard_conforming_strings: standard_strings.to_string(),
+            database_locale: Some(DatabaseLocale::from_catalog(provider, collate, ctype, locale)),
         };
         Ok(ServerFacts { version: version.to_string(), session })
     }

@@ -19,7 +19,7 @@ use super::postgres::{read_tail, tail, Connection, PgDumper};
 use crate::domain::dump_parser::{DumpParser, FINGERPRINT_V2};
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
-use crate::domain::manifest::{is_utf8, DumpSession};
+use crate::domain::manifest::{is_utf8, DatabaseLocale, DumpSession};
 use crate::domain::redact::redact;
 use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
@@ -156,19 +156,46 @@ impl PsqlRestorer {
     }
 }
 
-/// `CREATE DATABASE` for a dump in `encoding`: a UTF-8 dump's database takes the server's defaults; any other
-/// encoding is made from `template0` with the C locale, which every encoding accepts (the source's own collation
-/// is not recorded; C orders by bytes).
-fn create_database(database: &str, encoding: &str) -> String {
-    if is_utf8(encoding) {
+/// `CREATE DATABASE` for a dump: in its encoding and, when the manifest records it, with the source database's
+/// locale (provider, collation, character classes); then the same without the locale, for a server that lacks
+/// it. Without a recorded locale, a UTF-8 dump's database takes the server's defaults, and any other encoding's
+/// the C locale, which every encoding accepts.
+fn create_database(database: &str, session: Option<&DumpSession>) -> (Option<String>, String) {
+    let encoding = session.map_or("UTF8", |s| s.client_encoding.as_str());
+    let fallback = if is_utf8(encoding) {
         format!("CREATE DATABASE {}", ident(database))
     } else {
-        let encoding = encoding.replace('\'', "''");
         format!(
-            "CREATE DATABASE {} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
-            ident(database)
+            "CREATE DATABASE {} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+            ident(database),
+            literal(encoding)
         )
-    }
+    };
+    let with_locale = session.and_then(|s| s.database_locale.as_ref()).map(|locale| {
+        let provider = match (locale.provider.as_str(), &locale.locale) {
+            ("icu", Some(icu)) => format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", literal(icu)),
+            ("builtin", Some(builtin)) => format!(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}", literal(builtin)),
+            _ => String::new(),
+        };
+        format!(
+            "CREATE DATABASE {} ENCODING {} LC_COLLATE {} LC_CTYPE {}{provider} TEMPLATE template0",
+            ident(database),
+            literal(encoding),
+            literal(&locale.collate),
+            literal(&locale.ctype)
+        )
+    });
+    (with_locale, fallback)
+}
+
+/// A SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// How a database locale reads in a note: `icu de-DE` or `libc en_US.UTF-8`.
+fn describe_locale(locale: &DatabaseLocale) -> String {
+    format!("{} {}", locale.provider, locale.locale.as_deref().unwrap_or(&locale.collate))
 }
 
 /// The source's printing settings as libpq `options` (`PGOPTIONS`), each value's spaces and backslashes escaped.
@@ -257,16 +284,32 @@ impl Restorer for PsqlRestorer {
         &self,
         server: &ScratchEndpoint,
         database: &str,
-        encoding: &str,
-    ) -> Result<(), RestoreError> {
+        session: Option<&DumpSession>,
+    ) -> Result<Option<String>, RestoreError> {
         self.psql_ok(
             server,
             &server.maintenance_db,
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(database)),
         )
         .await?;
-        self.psql_ok(server, &server.maintenance_db, &create_database(database, encoding)).await?;
-        Ok(())
+        let (with_locale, fallback) = create_database(database, session);
+        let Some(with_locale) = with_locale else {
+            self.psql_ok(server, &server.maintenance_db, &fallback).await?;
+            return Ok(None);
+        };
+        match self.psql_ok(server, &server.maintenance_db, &with_locale).await {
+            Ok(_) => Ok(None),
+            Err(refused) => {
+                self.psql_ok(server, &server.maintenance_db, &fallback).await?;
+                let locale = session.and_then(|s| s.database_locale.as_ref()).map(describe_locale).unwrap_or_default();
+                Ok(Some(format!(
+                    "the source database's locale ({locale}) could not be had on this server ({}), so the database \
+                     took the server's default: text may sort differently, and a check constraint or partition \
+                     bound over text may refuse rows the source holds",
+                    refused.to_string().lines().next().unwrap_or_default()
+                )))
+            }
+        }
     }
 
     async fn restore_sql(
@@ -425,11 +468,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_dump_that_is_not_utf8_gets_a_database_in_its_own_encoding() {
-        assert_eq!(create_database("backstop_restored", "UTF8"), "CREATE DATABASE \"backstop_restored\"");
+    fn the_database_restored_into_takes_the_dumps_encoding_and_the_sources_locale() {
+        assert_eq!(create_database("backstop_restored", None), (None, "CREATE DATABASE \"backstop_restored\"".into()));
+        let mut session = DumpSession { client_encoding: "SQL_ASCII".into(), ..DumpSession::default() };
         assert_eq!(
-            create_database("backstop_restored", "SQL_ASCII"),
-            "CREATE DATABASE \"backstop_restored\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            create_database("backstop_restored", Some(&session)),
+            (
+                None,
+                "CREATE DATABASE \"backstop_restored\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+                    .into()
+            )
+        );
+        session.client_encoding = "UTF8".into();
+        session.database_locale = Some(DatabaseLocale::from_catalog("i", "C.UTF-8", "C.UTF-8", "de-DE"));
+        let (with_locale, fallback) = create_database("backstop_restored", Some(&session));
+        assert_eq!(
+            with_locale.as_deref(),
+            Some(
+                "CREATE DATABASE \"backstop_restored\" ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' \
+                 LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' TEMPLATE template0"
+            )
+        );
+        assert_eq!(fallback, "CREATE DATABASE \"backstop_restored\"");
+        session.database_locale = Some(DatabaseLocale::from_catalog("c", "en_US.UTF-8", "en_US.UTF-8", ""));
+        assert_eq!(
+            create_database("backstop_restored", Some(&session)).0.as_deref(),
+            Some("CREATE DATABASE \"backstop_restored\" ENCODING 'UTF8' LC_COLLATE 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8' TEMPLATE template0")
         );
     }
 
@@ -440,6 +504,7 @@ mod tests {
             bytea_output: "escape".into(),
             client_encoding: "LATIN1".into(),
             standard_conforming_strings: "off".into(),
+            database_locale: None,
         };
         assert_eq!(
             session_options(&session),

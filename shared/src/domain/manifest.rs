@@ -59,6 +59,40 @@ pub struct DumpSession {
     /// it was recorded say nothing: `on`, the default since PostgreSQL 9.1.
     #[serde(default = "on")]
     pub standard_conforming_strings: String,
+    /// The source database's locale; absent in manifests from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_locale: Option<DatabaseLocale>,
+}
+
+/// How the source database orders and classifies text (`pg_database`'s locale columns). Its check constraints,
+/// partition bounds and indexes hold under it: `'Ärger' < 'b'` in German, not in C, so a copy made under
+/// another collation may refuse rows the source holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseLocale {
+    /// `libc`, `icu`, or `builtin` (PostgreSQL 17).
+    pub provider: String,
+    pub collate: String,
+    pub ctype: String,
+    /// The ICU or builtin provider's own locale (`daticulocale`; `datlocale` from PostgreSQL 17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+}
+
+impl DatabaseLocale {
+    /// From `pg_database`'s `datlocprovider` code (`c`, `i`, `b`; absent before PostgreSQL 15: libc).
+    pub fn from_catalog(provider: &str, collate: &str, ctype: &str, locale: &str) -> Self {
+        let provider = match provider {
+            "i" => "icu",
+            "b" => "builtin",
+            _ => "libc",
+        };
+        DatabaseLocale {
+            provider: provider.into(),
+            collate: collate.into(),
+            ctype: ctype.into(),
+            locale: (!locale.is_empty()).then(|| locale.into()),
+        }
+    }
 }
 
 /// Whether an encoding's name (as `pg_encoding_to_char` or a dump's `SET client_encoding` spells it) is UTF-8.
@@ -77,6 +111,7 @@ impl Default for DumpSession {
             bytea_output: "hex".into(),
             client_encoding: "UTF8".into(),
             standard_conforming_strings: on(),
+            database_locale: None,
         }
     }
 }

@@ -131,7 +131,7 @@ impl RestoreJob {
         match destination::database_state(restorer, server, &request.database).await.map_err(unreachable)? {
             DatabaseState::Missing => {
                 restorer
-                    .recreate_database(server, &request.database, crate::jobs::verify::steps::dump_encoding(&manifest))
+                    .recreate_database(server, &request.database, manifest.session.as_ref())
                     .await
                     .map_err(|e| unreachable(e.to_string()))?;
                 created = format!(" (database {} was created for it, and is left empty)", request.database);

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::dump_parser::FINGERPRINT_V2;
+use crate::domain::manifest::DumpSession;
 use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome, RowCheck, VerificationReport};
 use crate::domain::{BackupRecord, Manifest, ObjectRef};
 use crate::pipeline::codec::Codec;
@@ -159,12 +160,6 @@ pub fn parallel_layout<'m>(manifest: &'m Manifest, dump: &ObjectRef) -> Result<&
     Ok(layout)
 }
 
-/// The encoding the dump is written in, which the database restored into takes (UTF-8 for manifests that
-/// predate recording it, as their restores always did).
-pub(crate) fn dump_encoding(manifest: &Manifest) -> &str {
-    manifest.session.as_ref().map_or("UTF8", |s| s.client_encoding.as_str())
-}
-
 /// What was read of the stored dump while restoring it: its SHA-256 and size as read, and its metadata.
 struct DumpRead {
     sha256: String,
@@ -309,7 +304,7 @@ pub async fn restore(
     let upgrade =
         async { upgrade_note(backup.server_version.as_deref(), restorer.server_version(server).await.ok().as_deref()) };
     let mut started_early = None;
-    let encoding = dump_encoding(&manifest);
+    let session = manifest.session.as_ref();
     let (restored, dump_read, upgrade) = match parallel_layout(&manifest, dump) {
         Ok(layout) => {
             let (ready, server_ready) = tokio::sync::oneshot::channel();
@@ -327,7 +322,7 @@ pub async fn restore(
             };
             // The object's first reads (its tail, its body's first bytes) go on while the server is prepared.
             let prepare = async {
-                let prepared = prepare_server(restorer, destination, &roles_sql, encoding, &manifest.tablespaces).await;
+                let prepared = prepare_server(restorer, destination, &roles_sql, session, &manifest.tablespaces).await;
                 let _ = ready.send(prepared.ready());
                 let upgrade =
                     if prepared.ready() { format!("{}{}", prepared.note, upgrade.await) } else { String::new() };
@@ -364,7 +359,7 @@ pub async fn restore(
                                     destination,
                                     backup,
                                     dump,
-                                    encoding,
+                                    session,
                                     why,
                                     read,
                                 )
@@ -389,7 +384,7 @@ pub async fn restore(
             (restored, read, upgrade)
         }
         Err(why) => {
-            let prepared = prepare_server(restorer, destination, &roles_sql, encoding, &manifest.tablespaces).await;
+            let prepared = prepare_server(restorer, destination, &roles_sql, session, &manifest.tablespaces).await;
             let note = prepared.note.clone();
             if !prepared.report(report) {
                 return Restoration::stopped();
@@ -473,12 +468,13 @@ impl Prepared {
 }
 
 /// Runs the roles script (or says the server's own roles are used), makes the dump's `tablespaces` on a scratch
-/// server, then remakes the database (in the dump's `encoding`) when asked to.
+/// server, then remakes the database (as the dump's `session` says: its encoding, the source's locale) when asked
+/// to.
 async fn prepare_server(
     restorer: &dyn Restorer,
     destination: &Destination<'_>,
     roles_sql: &[u8],
-    encoding: &str,
+    session: Option<&DumpSession>,
     tablespaces: &[String],
 ) -> Prepared {
     let Destination { server, database, .. } = *destination;
@@ -509,8 +505,14 @@ async fn prepare_server(
         }
     }
     let database = if destination.remake {
-        let made = restorer.recreate_database(server, database, encoding).await;
-        made.map_err(|e| format!("cannot create the database to restore into: {e}"))
+        match restorer.recreate_database(server, database, session).await {
+            Ok(None) => Ok(()),
+            Ok(Some(why_not_as_the_source)) => {
+                note.push_str(&format!("; {why_not_as_the_source}"));
+                Ok(())
+            }
+            Err(e) => Err(format!("cannot create the database to restore into: {e}")),
+        }
     } else {
         Ok(())
     };
@@ -553,13 +555,13 @@ async fn fall_back_to_one_stream(
     destination: &Destination<'_>,
     backup: &BackupRecord,
     dump: &ObjectRef,
-    encoding: &str,
+    session: Option<&DumpSession>,
     why: &str,
     first_read: Result<DumpRead, DumpUnread>,
 ) -> (Result<Restored, RestoreFailure>, Result<DumpRead, DumpUnread>) {
     tracing::warn!(reason = %why, "the parallel restore stopped; restoring the dump again on one connection");
     let Destination { server, database, .. } = *destination;
-    if let Err(cause) = restorer.recreate_database(server, database, encoding).await {
+    if let Err(cause) = restorer.recreate_database(server, database, session).await {
         return (Err(RestoreFailure::NoFreshDatabase { why: why.to_string(), cause }), first_read);
     }
     let (restored, read) = restore_streamed(store, restorer, server, database, backup, dump).await;
