@@ -697,6 +697,15 @@ pub trait Restorer: Send + Sync {
     /// Runs the roles script; "already exists" errors are expected on a server with its own roles and are
     /// returned as warnings, other errors too (a role the server forbids is not a failed restore).
     async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError>;
+    /// Gives `database` the source database's own settings (`name=value`, as `ALTER DATABASE … SET`), after
+    /// the restore (one could stop it: `default_transaction_read_only`). Returns those the server refused, each
+    /// with why (a setting of an extension it lacks): they are noted, not failed.
+    async fn apply_database_settings(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        settings: &[String],
+    ) -> Result<Vec<String>, RestoreError>;
     /// Makes each of the dump's `tablespaces` the server lacks, inside its own data directory (a scratch server's
     /// tablespaces go when it goes). Returns the names it made.
     async fn create_tablespaces(&self, server: &ScratchEndpoint, names: &[String])

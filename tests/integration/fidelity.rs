@@ -410,7 +410,18 @@ async fn a_database_of_every_kind_of_object_drills_verified_and_restores_equal()
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let mut config: Config = aws.config(vec![source.target("zoo", "zoo", BACKSTOP_PASSWORD, dir.path())]);
+    // The application's own database settings: its schema first on the search path (which the user check below
+    // relies on), and transactions read-only unless asked (which nothing a drill runs on the copy may trip on).
+    source.psql(
+        "postgres",
+        "ALTER DATABASE zoo SET search_path = zoo, public, ext; ALTER DATABASE zoo SET default_transaction_read_only = on",
+    );
+    let mut target = source.target("zoo", "zoo", BACKSTOP_PASSWORD, dir.path());
+    target.checks = vec![backstop::config::UserCheck {
+        name: "accounts".into(),
+        sql: "SELECT count(*) = 1200 FROM accounts WHERE email ILIKE '%@example.com'".into(),
+    }];
+    let mut config: Config = aws.config(vec![target]);
     config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
     config.verify.physical = true;
 
@@ -426,6 +437,11 @@ async fn a_database_of_every_kind_of_object_drills_verified_and_restores_equal()
         drilled.failed_checks,
         drilled.message,
         report.checks
+    );
+    let restore = report.checks.iter().find(|c| c.name == CheckName::Restore).unwrap();
+    assert!(
+        matches!(&restore.outcome, CheckOutcome::Ok { detail } if detail.contains("the source database's 7 setting(s) applied")),
+        "{restore:?}"
     );
     for table in ["events_2026_02_click", "accounts_1", "cars", "vehicles", "no_columns", "people", "secrets"] {
         let check = report.checks.iter().find(|c| c.name.label() == format!("table zoo.{table}"));
@@ -444,6 +460,7 @@ async fn a_database_of_every_kind_of_object_drills_verified_and_restores_equal()
     assert!(out.status.success(), "the runbook's restore failed: {}", String::from_utf8_lossy(&out.stderr));
     // The dump does not carry database-level settings; the runbook has them applied after the restore.
     source.psql("postgres", &printing_settings("restored"));
+    source.psql("postgres", "ALTER DATABASE restored SET search_path = zoo, public, ext");
     assert_same_dumps(&source, "zoo", "restored", "the runbook's restore of the zoo");
 }
 

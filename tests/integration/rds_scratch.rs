@@ -445,6 +445,14 @@ impl Restorer for RecordingRestorer {
     async fn restore_roles(&self, _: &ScratchEndpoint, _: &[u8]) -> Result<Vec<String>, RestoreError> {
         panic!("a point-in-time drill restores no roles")
     }
+    async fn apply_database_settings(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: &[String],
+    ) -> Result<Vec<String>, RestoreError> {
+        panic!("a point-in-time drill restores no dump")
+    }
     async fn create_tablespaces(&self, _: &ScratchEndpoint, _: &[String]) -> Result<Vec<String>, RestoreError> {
         panic!("a point-in-time drill restores no dump")
     }

@@ -988,6 +988,15 @@ impl Restorer for ScriptedRestorer {
         Ok(Vec::new())
     }
 
+    async fn apply_database_settings(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: &[String],
+    ) -> Result<Vec<String>, RestoreError> {
+        self.fault("apply_database_settings").map(|()| Vec::new())
+    }
+
     async fn create_tablespaces(&self, _: &ScratchEndpoint, names: &[String]) -> Result<Vec<String>, RestoreError> {
         self.fault("create_tablespaces")?;
         Ok(names.to_vec())

@@ -26,6 +26,17 @@ fn name_of(row: &tokio_postgres::Row) -> String {
     crate::domain::sql::statement::text_of(row.get::<_, &[u8]>(1)).into_owned()
 }
 
+/// A connection for the check, free of what the copy's own settings (the source's `ALTER DATABASE … SET`) might
+/// impose on it: a statement timeout shorter than a large index's check, read-only transactions.
+async fn connect_pinned(server: &ScratchEndpoint, database: &str) -> Result<tokio_postgres::Client, RestoreError> {
+    let client = connect(server, database).await?;
+    client
+        .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0; SET default_transaction_read_only = off")
+        .await
+        .map_err(|e| failed(describe(&e)))?;
+    Ok(client)
+}
+
 /// Problems kept per check (a badly damaged copy can report one per page).
 const PROBLEMS_KEPT: usize = 50;
 
@@ -39,7 +50,7 @@ pub async fn physical_check(
     database: &str,
     jobs: usize,
 ) -> Result<PhysicalCheckReport, RestoreError> {
-    let main = connect(server, database).await?;
+    let main = connect_pinned(server, database).await?;
     // The check's one DDL statement is not the copy's business: in `replica` mode the copy's own event triggers
     // (a freeze on DDL, a log of it) do not fire. Setting it takes a superuser (on RDS, rds_superuser); without
     // it the extension is created as before.
@@ -88,7 +99,7 @@ pub async fn physical_check(
     let workers = (0..jobs.max(1)).map(|_| {
         let (queue, report) = (queue.clone(), report.clone());
         async move {
-            let client = connect(server, database).await?;
+            let client = connect_pinned(server, database).await?;
             loop {
                 let Some(relation) = queue.lock().expect("amcheck queue lock").pop_front() else {
                     return Ok::<(), RestoreError>(());

@@ -19,7 +19,7 @@ use super::postgres::{read_tail, tail, Connection, PgDumper};
 use crate::domain::dump_parser::{DumpParser, FINGERPRINT_V2};
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
-use crate::domain::manifest::{is_utf8, DatabaseLocale, DumpSession};
+use crate::domain::manifest::{alter_database_set, is_utf8, DatabaseLocale, DumpSession};
 use crate::domain::redact::redact;
 use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
@@ -236,6 +236,29 @@ impl Restorer for PsqlRestorer {
             });
         }
         Ok(stderr.lines().filter(|l| l.contains("ERROR")).map(str::to_string).collect())
+    }
+
+    async fn apply_database_settings(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        settings: &[String],
+    ) -> Result<Vec<String>, RestoreError> {
+        if settings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = super::pg_wire::connect(server, &server.maintenance_db).await?;
+        let mut refused = Vec::new();
+        for setting in settings {
+            let Some(statement) = alter_database_set(&ident(database), setting) else {
+                refused.push(format!("{setting} (not a setting's name)"));
+                continue;
+            };
+            if let Err(e) = client.batch_execute(&statement).await {
+                refused.push(format!("{setting} ({})", super::pg_wire::describe(&e)));
+            }
+        }
+        Ok(refused)
     }
 
     async fn create_tablespaces(
@@ -504,7 +527,7 @@ mod tests {
             bytea_output: "escape".into(),
             client_encoding: "LATIN1".into(),
             standard_conforming_strings: "off".into(),
-            database_locale: None,
+            ..DumpSession::default()
         };
         assert_eq!(
             session_options(&session),

@@ -62,6 +62,38 @@ pub struct DumpSession {
     /// The source database's locale; absent in manifests from before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_locale: Option<DatabaseLocale>,
+    /// The source database's own settings (`ALTER DATABASE … SET`), as `name=value` the way the catalog keeps
+    /// them: pg_dump leaves them out, and what runs on a copy (user checks) expects them (a `search_path`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub database_settings: Vec<String>,
+}
+
+/// `ALTER DATABASE … SET` for one of [`DumpSession::database_settings`] (`name=value`), as pg_dumpall writes it:
+/// a list setting's value (`search_path=app, "My Schema"`) is already SQL, any other is quoted as a string.
+pub fn alter_database_set(database_sql_name: &str, setting: &str) -> Option<String> {
+    let (name, value) = setting.split_once('=')?;
+    const LIST_SETTINGS: [&str; 6] = [
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    ];
+    let name_ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !name_ok {
+        return None;
+    }
+    let value = if LIST_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {
+        if value.is_empty() {
+            "''".to_string()
+        } else {
+            value.to_string()
+        }
+    } else {
+        format!("'{}'", value.replace('\'', "''"))
+    };
+    Some(format!("ALTER DATABASE {database_sql_name} SET {name} = {value}"))
 }
 
 /// How the source database orders and classifies text (`pg_database`'s locale columns). Its check constraints,
@@ -112,6 +144,7 @@ impl Default for DumpSession {
             client_encoding: "UTF8".into(),
             standard_conforming_strings: on(),
             database_locale: None,
+            database_settings: Vec::new(),
         }
     }
 }
@@ -131,4 +164,22 @@ pub struct RolesRef {
     pub object: ObjectRef,
     /// False where the server forbids reading password hashes (RDS): roles restore without passwords.
     pub passwords_included: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sources_database_settings_are_set_as_pg_dumpall_writes_them() {
+        let set = |s: &str| alter_database_set("\"db\"", s);
+        assert_eq!(
+            set("search_path=app, \"My Schema\"").unwrap(),
+            "ALTER DATABASE \"db\" SET search_path = app, \"My Schema\""
+        );
+        assert_eq!(set("TimeZone=Asia/Kathmandu").unwrap(), "ALTER DATABASE \"db\" SET TimeZone = 'Asia/Kathmandu'");
+        assert_eq!(set("app.greeting=it's").unwrap(), "ALTER DATABASE \"db\" SET app.greeting = 'it''s'");
+        assert_eq!(set("x; DROP TABLE t=1"), None, "a name that is no setting's is refused");
+        assert_eq!(set("no value"), None);
+    }
 }

@@ -418,6 +418,20 @@ pub async fn restore(
             report.push(CheckName::ObjectChecksum, CheckOutcome::not_run(reason));
         }
     }
+    // The source database's own settings, now that the restore cannot trip on them: what runs on the copy next
+    // (the user checks) runs as it would on the source, with its search_path.
+    let settings = session.map_or(&[][..], |s| s.database_settings.as_slice());
+    let mut upgrade = upgrade;
+    if restored.is_ok() && destination.remake && !settings.is_empty() {
+        match restorer.apply_database_settings(server, database, settings).await {
+            Ok(refused) if refused.is_empty() => {
+                upgrade.push_str(&format!("; the source database's {} setting(s) applied", settings.len()))
+            }
+            Ok(refused) => upgrade
+                .push_str(&format!("; of the source database's settings the server refused {}", refused.join(", "))),
+            Err(e) => upgrade.push_str(&format!("; the source database's settings could not be applied: {e}")),
+        }
+    }
     match restored {
         Ok(Restored::AsPlanned(detail)) => {
             report.push(CheckName::Restore, CheckOutcome::ok(format!("{detail}{upgrade}")));
