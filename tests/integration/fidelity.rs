@@ -393,6 +393,38 @@ async fn until_connected(cluster: &PgCluster, count: usize) {
     }
 }
 
+/// Backs up the one target of `config`, drills it on a local scratch cluster under `scratch` with amcheck, and
+/// asserts the drill `verified`. Returns the backup's manifest and the drill's report.
+async fn backed_up_and_verified(
+    aws: &AwsFixture,
+    mut config: Config,
+    scratch: &std::path::Path,
+) -> (backstop::domain::Manifest, backstop::domain::verification::VerificationReport) {
+    let name = config.targets[0].name.clone();
+    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.to_path_buf()) };
+    config.verify.physical = true;
+    let run = job(aws, config.clone()).run(&request(&name, None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{name}: {}", run.targets[0].message);
+    let manifest = manifest(aws, &only_record(aws, &run).await).await;
+    let drilled = drill(aws, &config, &name).await;
+    let report = latest_drill_report(aws, &name).await;
+    assert_eq!(
+        drilled.outcome,
+        Some(BackupStatus::Verified),
+        "{name}: {:?}: {}\n{:#?}",
+        drilled.failed_checks,
+        drilled.message,
+        report.checks
+    );
+    (manifest, report)
+}
+
+/// Asserts that the drill's `restore` check passed and its detail says `what`.
+fn assert_restore_says(report: &backstop::domain::verification::VerificationReport, what: &str) {
+    let restore = report.checks.iter().find(|c| c.name == CheckName::Restore).unwrap();
+    assert!(matches!(&restore.outcome, CheckOutcome::Ok { detail } if detail.contains(what)), "{restore:?}");
+}
+
 /// A database of every kind of object whose restore order matters (`infra/seed/zoo.sql`: partitions of every
 /// kind with a partitioned key and index, inheritance with rows at every level, generated columns, foreign keys
 /// in a cycle, exclusion constraints, contrib extensions, a table with no columns, row-level security, large
@@ -421,28 +453,8 @@ async fn a_database_of_every_kind_of_object_drills_verified_and_restores_equal()
         name: "accounts".into(),
         sql: "SELECT count(*) = 1200 FROM accounts WHERE email ILIKE '%@example.com'".into(),
     }];
-    let mut config: Config = aws.config(vec![target]);
-    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
-    config.verify.physical = true;
-
-    let run = job(&aws, config.clone()).run(&request("zoo", None)).await.unwrap();
-    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
-    let manifest = manifest(&aws, &only_record(&aws, &run).await).await;
-    let drilled = drill(&aws, &config, "zoo").await;
-    let report = latest_drill_report(&aws, "zoo").await;
-    assert_eq!(
-        drilled.outcome,
-        Some(BackupStatus::Verified),
-        "{:?}: {}\n{:#?}",
-        drilled.failed_checks,
-        drilled.message,
-        report.checks
-    );
-    let restore = report.checks.iter().find(|c| c.name == CheckName::Restore).unwrap();
-    assert!(
-        matches!(&restore.outcome, CheckOutcome::Ok { detail } if detail.contains("the source database's 7 setting(s) applied")),
-        "{restore:?}"
-    );
+    let (manifest, report) = backed_up_and_verified(&aws, aws.config(vec![target]), scratch.path()).await;
+    assert_restore_says(&report, "the source database's 7 setting(s) applied");
     for table in ["events_2026_02_click", "accounts_1", "cars", "vehicles", "no_columns", "people", "secrets"] {
         let check = report.checks.iter().find(|c| c.name.label() == format!("table zoo.{table}"));
         assert!(
@@ -509,23 +521,8 @@ async fn databases_in_other_encodings_drill_verified_and_restore_equal() {
         );
         source.psql("postgres", &format!("ALTER DATABASE {database} {settings}"));
         source.psql(database, script);
-        let mut config: Config = aws.config(vec![source.target(database, database, BACKSTOP_PASSWORD, dir.path())]);
-        config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
-        config.verify.physical = true;
-
-        let run = job(&aws, config.clone()).run(&request(database, None)).await.unwrap();
-        assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{database}: {}", run.targets[0].message);
-        let manifest = manifest(&aws, &only_record(&aws, &run).await).await;
-        let drilled = drill(&aws, &config, database).await;
-        let report = latest_drill_report(&aws, database).await;
-        assert_eq!(
-            drilled.outcome,
-            Some(BackupStatus::Verified),
-            "{database}: {:?}: {}\n{:#?}",
-            drilled.failed_checks,
-            drilled.message,
-            report.checks
-        );
+        let config = aws.config(vec![source.target(database, database, BACKSTOP_PASSWORD, dir.path())]);
+        let (manifest, _) = backed_up_and_verified(&aws, config, scratch.path()).await;
 
         let file = dir.path().join(format!("{database}.sql.zst"));
         std::fs::write(&file, aws.object(&manifest.dump.key).await).unwrap();
@@ -574,28 +571,10 @@ async fn a_database_in_a_tablespace_with_rows_of_tens_of_megabytes_drills_verifi
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let mut config: Config = aws.config(vec![source.target("spaced", "spaced", BACKSTOP_PASSWORD, dir.path())]);
-    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
-    config.verify.physical = true;
-    let run = job(&aws, config.clone()).run(&request("spaced", None)).await.unwrap();
-    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
-    assert_eq!(manifest(&aws, &only_record(&aws, &run).await).await.tablespaces, vec!["fast disk".to_string()]);
-
-    let drilled = drill(&aws, &config, "spaced").await;
-    let report = latest_drill_report(&aws, "spaced").await;
-    assert_eq!(
-        drilled.outcome,
-        Some(BackupStatus::Verified),
-        "{:?}: {}\n{:#?}",
-        drilled.failed_checks,
-        drilled.message,
-        report.checks
-    );
-    let restore = report.checks.iter().find(|c| c.name == CheckName::Restore).unwrap();
-    assert!(
-        matches!(&restore.outcome, CheckOutcome::Ok { detail } if detail.contains("tablespace(s) fast disk made")),
-        "{restore:?}"
-    );
+    let config = aws.config(vec![source.target("spaced", "spaced", BACKSTOP_PASSWORD, dir.path())]);
+    let (manifest, report) = backed_up_and_verified(&aws, config, scratch.path()).await;
+    assert_eq!(manifest.tablespaces, vec!["fast disk".to_string()]);
+    assert_restore_says(&report, "tablespace(s) fast disk made");
 }
 
 /// A database whose collation is not the scratch server's default (ICU German, where `'Ärger' < 'b'`, unlike
@@ -621,24 +600,10 @@ async fn a_database_sorted_by_another_collation_drills_under_it() {
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let mut config: Config = aws.config(vec![source.target("icu", "icu", BACKSTOP_PASSWORD, dir.path())]);
-    config.verify.scratch = ScratchSettings::Local { dir: Some(scratch.path().to_path_buf()) };
-    config.verify.physical = true;
-    let run = job(&aws, config.clone()).run(&request("icu", None)).await.unwrap();
-    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
-    let manifest = manifest(&aws, &only_record(&aws, &run).await).await;
+    let config = aws.config(vec![source.target("icu", "icu", BACKSTOP_PASSWORD, dir.path())]);
+    let (manifest, _) = backed_up_and_verified(&aws, config, scratch.path()).await;
     let locale = manifest.session.as_ref().and_then(|s| s.database_locale.clone()).expect("the locale is recorded");
     assert_eq!((locale.provider.as_str(), locale.locale.as_deref()), ("icu", Some("de-DE")));
-    let drilled = drill(&aws, &config, "icu").await;
-    let report = latest_drill_report(&aws, "icu").await;
-    assert_eq!(
-        drilled.outcome,
-        Some(BackupStatus::Verified),
-        "{:?}: {}\n{:#?}",
-        drilled.failed_checks,
-        drilled.message,
-        report.checks
-    );
 
     // A locale the server does not have: the database is made with the server's default, and that is said.
     let mut session = manifest.session.clone().unwrap();

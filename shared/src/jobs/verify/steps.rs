@@ -305,7 +305,9 @@ pub async fn restore(
         async { upgrade_note(backup.server_version.as_deref(), restorer.server_version(server).await.ok().as_deref()) };
     let mut started_early = None;
     let session = manifest.session.as_ref();
-    let (restored, dump_read, upgrade) = match parallel_layout(&manifest, dump) {
+    // What the `restore` check's detail adds to how the restore went: tablespaces made, a locale not had, the
+    // source database's settings, an upgrade.
+    let (restored, dump_read, notes) = match parallel_layout(&manifest, dump) {
         Ok(layout) => {
             let (ready, server_ready) = tokio::sync::oneshot::channel();
             let framed = FramedDump {
@@ -324,11 +326,11 @@ pub async fn restore(
             let prepare = async {
                 let prepared = prepare_server(restorer, destination, &roles_sql, session, &manifest.tablespaces).await;
                 let _ = ready.send(prepared.ready());
-                let upgrade =
+                let notes =
                     if prepared.ready() { format!("{}{}", prepared.note, upgrade.await) } else { String::new() };
-                (prepared, upgrade)
+                (prepared, notes)
             };
-            let ((prepared, upgrade), done) =
+            let ((prepared, notes), done) =
                 tokio::join!(prepare, restorer.restore_framed(store.clone(), server, database, framed));
             if !prepared.report(report) {
                 return Restoration::stopped();
@@ -381,7 +383,7 @@ pub async fn restore(
                     (Err(RestoreFailure::Restorer(e)), Err(unread))
                 }
             };
-            (restored, read, upgrade)
+            (restored, read, notes)
         }
         Err(why) => {
             let prepared = prepare_server(restorer, destination, &roles_sql, session, &manifest.tablespaces).await;
@@ -421,20 +423,20 @@ pub async fn restore(
     // The source database's own settings, now that the restore cannot trip on them: what runs on the copy next
     // (the user checks) runs as it would on the source, with its search_path.
     let settings = session.map_or(&[][..], |s| s.database_settings.as_slice());
-    let mut upgrade = upgrade;
+    let mut notes = notes;
     if restored.is_ok() && destination.remake && !settings.is_empty() {
         match restorer.apply_database_settings(server, database, settings).await {
             Ok(refused) if refused.is_empty() => {
-                upgrade.push_str(&format!("; the source database's {} setting(s) applied", settings.len()))
+                notes.push_str(&format!("; the source database's {} setting(s) applied", settings.len()))
             }
-            Ok(refused) => upgrade
+            Ok(refused) => notes
                 .push_str(&format!("; of the source database's settings the server refused {}", refused.join(", "))),
-            Err(e) => upgrade.push_str(&format!("; the source database's settings could not be applied: {e}")),
+            Err(e) => notes.push_str(&format!("; the source database's settings could not be applied: {e}")),
         }
     }
     match restored {
         Ok(Restored::AsPlanned(detail)) => {
-            report.push(CheckName::Restore, CheckOutcome::ok(format!("{detail}{upgrade}")));
+            report.push(CheckName::Restore, CheckOutcome::ok(format!("{detail}{notes}")));
             Restoration { restored: true, read_early: started_early }
         }
         Ok(Restored::OneStream { why_not_parallel }) => {
@@ -442,7 +444,7 @@ pub async fn restore(
                 CheckName::Restore,
                 CheckOutcome::Warning {
                     detail: format!(
-                        "restored into {database} on one connection by psql, because the parallel restore stopped: {why_not_parallel}{upgrade}"
+                        "restored into {database} on one connection by psql, because the parallel restore stopped: {why_not_parallel}{notes}"
                     ),
                 },
             );
@@ -461,7 +463,7 @@ struct Prepared {
     roles: CheckOutcome,
     /// Why the tablespaces or the database could not be made (not tried when the roles failed).
     database: Result<(), String>,
-    /// For the `restore` check's detail: the tablespaces made for the dump, if any.
+    /// For the `restore` check's detail: the tablespaces made for the dump, the source's locale not had.
     note: String,
 }
 
