@@ -698,8 +698,9 @@ pub trait Restorer: Send + Sync {
     /// returned as warnings, other errors too (a role the server forbids is not a failed restore).
     async fn restore_roles(&self, server: &ScratchEndpoint, sql: &[u8]) -> Result<Vec<String>, RestoreError>;
     /// Gives `database` the source database's own settings (`name=value`, as `ALTER DATABASE … SET`), after
-    /// the restore (one could stop it: `default_transaction_read_only`). Returns those the server refused, each
-    /// with why (a setting of an extension it lacks): they are noted, not failed.
+    /// the restore (one could stop it: `default_transaction_read_only`), but not those about connections rather
+    /// than data (`domain::manifest::for_a_copy`). Returns those not applied, each with why (left out, or a
+    /// setting of an extension the server lacks): they are noted, not failed.
     async fn apply_database_settings(
         &self,
         server: &ScratchEndpoint,

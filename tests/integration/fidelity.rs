@@ -443,10 +443,12 @@ async fn a_database_of_every_kind_of_object_drills_verified_and_restores_equal()
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     // The application's own database settings: its schema first on the search path (which the user check below
-    // relies on), and transactions read-only unless asked (which nothing a drill runs on the copy may trip on).
+    // relies on), transactions read-only unless asked (which nothing a drill runs on the copy may trip on), and a
+    // statement timeout, which governs connections and is left out of the copy.
     source.psql(
         "postgres",
-        "ALTER DATABASE zoo SET search_path = zoo, public, ext; ALTER DATABASE zoo SET default_transaction_read_only = on",
+        "ALTER DATABASE zoo SET search_path = zoo, public, ext; ALTER DATABASE zoo SET default_transaction_read_only = on; \
+         ALTER DATABASE zoo SET statement_timeout = '2s'",
     );
     let mut target = source.target("zoo", "zoo", BACKSTOP_PASSWORD, dir.path());
     target.checks = vec![backstop::config::UserCheck {
@@ -454,7 +456,10 @@ async fn a_database_of_every_kind_of_object_drills_verified_and_restores_equal()
         sql: "SELECT count(*) = 1200 FROM accounts WHERE email ILIKE '%@example.com'".into(),
     }];
     let (manifest, report) = backed_up_and_verified(&aws, aws.config(vec![target]), scratch.path()).await;
-    assert_restore_says(&report, "the source database's 7 setting(s) applied");
+    assert_restore_says(
+        &report,
+        "of the source database's 8 setting(s), not applied: statement_timeout=2s (left out: it governs connections",
+    );
     for table in ["events_2026_02_click", "accounts_1", "cars", "vehicles", "no_columns", "people", "secrets"] {
         let check = report.checks.iter().find(|c| c.name.label() == format!("table zoo.{table}"));
         assert!(

@@ -19,7 +19,7 @@ use super::postgres::{read_tail, tail, Connection, PgDumper};
 use crate::domain::dump_parser::{DumpParser, FINGERPRINT_V2};
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
-use crate::domain::manifest::{alter_database_set, is_utf8, DatabaseLocale, DumpSession};
+use crate::domain::manifest::{alter_database_set, for_a_copy, is_utf8, DatabaseLocale, DumpSession};
 use crate::domain::redact::redact;
 use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
@@ -250,6 +250,10 @@ impl Restorer for PsqlRestorer {
         let client = super::pg_wire::connect(server, &server.maintenance_db).await?;
         let mut refused = Vec::new();
         for setting in settings {
+            if !for_a_copy(setting) {
+                refused.push(format!("{setting} (left out: it governs connections, not how the data reads)"));
+                continue;
+            }
             let Some(statement) = alter_database_set(&ident(database), setting) else {
                 refused.push(format!("{setting} (not a setting's name)"));
                 continue;

@@ -68,6 +68,27 @@ pub struct DumpSession {
     pub database_settings: Vec<String>,
 }
 
+/// Settings a copy does not take from the source database: they govern who a connection is, what code it
+/// loads and how long it may wait (a `role`, an `auto_explain` library the scratch server may lack, a five-second
+/// `statement_timeout`), which the copy's checks would otherwise inherit, and not how the data reads.
+const NOT_FOR_A_COPY: [&str; 9] = [
+    "role",
+    "session_authorization",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "transaction_timeout",
+];
+
+/// Whether a restored copy takes this one of [`DumpSession::database_settings`] (`name=value`).
+pub fn for_a_copy(setting: &str) -> bool {
+    let name = setting.split_once('=').map_or(setting, |(name, _)| name);
+    !NOT_FOR_A_COPY.contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// `ALTER DATABASE … SET` for one of [`DumpSession::database_settings`] (`name=value`), as pg_dumpall writes it:
 /// a list setting's value (`search_path=app, "My Schema"`) is already SQL, any other is quoted as a string.
 pub fn alter_database_set(database_sql_name: &str, setting: &str) -> Option<String> {
@@ -181,5 +202,11 @@ mod tests {
         assert_eq!(set("app.greeting=it's").unwrap(), "ALTER DATABASE \"db\" SET app.greeting = 'it''s'");
         assert_eq!(set("x; DROP TABLE t=1"), None, "a name that is no setting's is refused");
         assert_eq!(set("no value"), None);
+        assert!(for_a_copy("search_path=app") && for_a_copy("TimeZone=UTC"));
+        assert!(
+            !for_a_copy("statement_timeout=5s")
+                && !for_a_copy("ROLE=app")
+                && !for_a_copy("session_preload_libraries=auto_explain")
+        );
     }
 }

@@ -429,8 +429,11 @@ pub async fn restore(
             Ok(refused) if refused.is_empty() => {
                 notes.push_str(&format!("; the source database's {} setting(s) applied", settings.len()))
             }
-            Ok(refused) => notes
-                .push_str(&format!("; of the source database's settings the server refused {}", refused.join(", "))),
+            Ok(refused) => notes.push_str(&format!(
+                "; of the source database's {} setting(s), not applied: {}",
+                settings.len(),
+                refused.join(", ")
+            )),
             Err(e) => notes.push_str(&format!("; the source database's settings could not be applied: {e}")),
         }
     }
