@@ -624,3 +624,34 @@ async fn a_database_sorted_by_another_collation_drills_under_it() {
     );
     assert_eq!(source.psql("elsewhere", "SELECT 1").trim(), "1", "the database was made");
 }
+
+/// The zoo on PostgreSQL 17 (its pg_dump writes statements of its own, such as `SET transaction_timeout`), and a
+/// database of 17's builtin locale provider, back up with pg_dump 17 and drill `verified` on a 17 scratch server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_zoo_and_a_builtin_locale_drill_verified_on_postgresql_17() {
+    let bin = backstop_tests::pg::pg17_bin_dir();
+    let source = PgCluster::start_with(bin.clone());
+    source.psql("postgres", "CREATE DATABASE zoo");
+    source.psql_file("zoo", &backstop_tests::repo_root().join("infra/seed/zoo.sql"));
+    source.psql("postgres", &printing_settings("zoo"));
+    source.psql(
+        "postgres",
+        "CREATE DATABASE builtin TEMPLATE template0 LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8' LOCALE 'C.UTF-8'",
+    );
+    source.psql("builtin", "CREATE TABLE t (a text CHECK (a < 'b')); INSERT INTO t VALUES ('a'), ('B');");
+    source.create_backup_role();
+    source.psql("postgres", "ALTER ROLE backstop BYPASSRLS");
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    for database in ["zoo", "builtin"] {
+        let mut config = aws.config(vec![source.target(database, database, BACKSTOP_PASSWORD, dir.path())]);
+        config.pg_bin_dir = Some(bin.clone());
+        let (manifest, _) = backed_up_and_verified(&aws, config, scratch.path()).await;
+        assert!(
+            manifest.server_version.as_deref().is_some_and(|v| v.starts_with("17")),
+            "{:?}",
+            manifest.server_version
+        );
+    }
+}
