@@ -12,7 +12,8 @@
 //!   restore finds, and one dropped untaken leaves no connection behind;
 //! - a database of every kind of object whose restore order matters (`infra/seed/zoo.sql`), with database
 //!   settings that change how values print, and databases in LATIN1 and SQL_ASCII, drill `verified` and
-//!   restore equal; so does one in a tablespace of its own with rows of tens of megabytes.
+//!   restore equal; so does one in a tablespace of its own with rows of tens of megabytes, one sorted by another
+//!   collation, and the zoo and a database of the builtin locale provider on PostgreSQL 17.
 
 use backstop::config::{Config, ScratchSettings};
 use backstop::domain::verification::{CheckName, CheckOutcome};
@@ -653,5 +654,7 @@ async fn the_zoo_and_a_builtin_locale_drill_verified_on_postgresql_17() {
             "{:?}",
             manifest.server_version
         );
+        let provider = manifest.session.and_then(|s| s.database_locale).map(|l| l.provider);
+        assert_eq!(provider.as_deref(), Some(if database == "builtin" { "builtin" } else { "libc" }));
     }
 }
