@@ -14,13 +14,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::process::Command;
 
-use super::framed_restore::FramedRestorer;
+use super::framed_restore::{quoted as ident, FramedRestorer};
 use super::postgres::{read_tail, tail, Connection, PgDumper};
 use crate::domain::dump_parser::{DumpParser, FINGERPRINT_V2};
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::fingerprint::{DumpSummary, FingerprintBuilder};
 use crate::domain::manifest::{alter_database_set, for_a_copy, is_utf8, DatabaseLocale, DumpSession};
 use crate::domain::redact::redact;
+use crate::domain::sql::quote_literal as literal;
 use crate::domain::verification::RowCheck;
 use crate::domain::Manifest;
 use crate::ports::{
@@ -188,11 +189,6 @@ fn create_database(database: &str, session: Option<&DumpSession>) -> (Option<Str
     (with_locale, fallback)
 }
 
-/// A SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// How a database locale reads in a note: `icu de-DE` or `libc en_US.UTF-8`.
 fn describe_locale(locale: &DatabaseLocale) -> String {
     format!("{} {}", locale.provider, locale.locale.as_deref().unwrap_or(&locale.collate))
@@ -207,11 +203,6 @@ fn session_options(session: &DumpSession) -> String {
         escape(&session.bytea_output),
         escape(&session.standard_conforming_strings)
     )
-}
-
-/// Quotes an identifier for SQL.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[async_trait]

@@ -112,7 +112,7 @@ pub fn alter_database_set(database_sql_name: &str, setting: &str) -> Option<Stri
             value.to_string()
         }
     } else {
-        format!("'{}'", value.replace('\'', "''"))
+        crate::domain::sql::quote_literal(value)
     };
     Some(format!("ALTER DATABASE {database_sql_name} SET {name} = {value}"))
 }
