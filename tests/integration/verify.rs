@@ -626,6 +626,77 @@ async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
     assert_eq!(next.drills[0].outcome, Some(BackupStatus::VerifyFailed));
 }
 
+/// A scratch server that dies in the middle of the restore (killed, as the OOM killer or a full disk would stop
+/// it) says nothing of the backup: the drill is inconclusive, the backup keeps its status (`completed`, still a
+/// restore point), a warning says it was the scratch server's failure, the cluster is removed, and the next drill
+/// of the same backup verifies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scratch_server_that_dies_mid_restore_makes_the_drill_inconclusive_not_the_backup_failed() {
+    let (d, record) = backed_up(|source| {
+        source.psql("postgres", "CREATE DATABASE app");
+        source.psql(
+            "app",
+            "CREATE TABLE items (id int PRIMARY KEY, name text); \
+             INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 1000000) g;",
+        );
+        source.create_backup_role();
+        "app"
+    })
+    .await;
+    let killer = kill_the_scratch_server_while_it_copies(d.scratch_dir.path().to_path_buf());
+    let first = verify(&d, &verify_request(None, None)).await;
+    assert!(killer.join().unwrap(), "the scratch server was killed while it loaded rows");
+    let drill = &first.drills[0];
+    assert_eq!(drill.phase, DrillPhase::Done);
+    assert_eq!(drill.outcome, None, "no verdict on the backup: {drill:?}");
+    assert!(drill.message.starts_with("inconclusive: "), "{}", drill.message);
+    assert!(drill.message.contains("scratch server"), "{}", drill.message);
+    let after = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    assert_eq!(after.status, BackupStatus::Completed, "the backup keeps its status");
+    assert!(after.verification.is_none(), "{:?}", after.verification);
+    assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
+    let alerts = d.aws.alerts(1, Duration::from_secs(10)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].subject.contains("inconclusive: the scratch server failed"), "{}", alerts[0].subject);
+    assert!(
+        alerts[0].message.contains("not the backup's") && alerts[0].message.contains("keeps the status it had"),
+        "{}",
+        alerts[0].message
+    );
+
+    let second = verify(&d, &verify_request(None, None)).await;
+    assert_eq!(second.drills[0].backup_id, record.backup_id, "the next drill tries the same backup");
+    assert_verified(&second);
+    let after = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    assert_eq!(after.status, BackupStatus::Verified);
+}
+
+/// Kills (SIGKILL) the postmaster of the first drill cluster under `scratch` once one of its backends is running
+/// a `COPY` (the restore loading rows); `true` if it did within a minute.
+fn kill_the_scratch_server_while_it_copies(scratch: std::path::PathBuf) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            let clusters = std::fs::read_dir(&scratch).into_iter().flatten().filter_map(Result::ok);
+            for cluster in clusters.filter(|c| !c.file_name().to_string_lossy().starts_with("template-")) {
+                let pid_file = std::fs::read_to_string(cluster.path().join("data/postmaster.pid")).unwrap_or_default();
+                let Some(postmaster) = pid_file.lines().next().map(str::trim).filter(|p| !p.is_empty()) else {
+                    continue;
+                };
+                let children = std::process::Command::new("ps").args(["-o", "args=", "--ppid", postmaster]).output();
+                if children.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(" COPY")) {
+                    return std::process::Command::new("kill")
+                        .args(["-KILL", postmaster])
+                        .status()
+                        .is_ok_and(|s| s.success());
+                }
+            }
+        }
+        false
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_identifiers_verify_cleanly() {
     let (d, _) = backed_up(|s| {

@@ -18,6 +18,7 @@ pub mod row_digest;
 pub mod run;
 pub mod runbook;
 pub mod runner;
+pub mod scratch_fault;
 pub mod severity;
 pub mod sql;
 pub mod text;

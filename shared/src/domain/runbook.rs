@@ -19,6 +19,7 @@ const OPERATIONS: &str = "docs/operations.md";
 pub const BACKUP_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-backup-failed" };
 pub const PURGE_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-purge-failed" };
 pub const DRILL_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-restore-drill-failed" };
+pub const DRILL_INCONCLUSIVE: Runbook = Runbook { doc: OPERATIONS, anchor: "an-inconclusive-drill" };
 pub const BACKUPS_TOO_OLD: Runbook = Runbook { doc: OPERATIONS, anchor: "backups-are-too-old" };
 pub const VERIFICATION_TOO_OLD: Runbook = Runbook { doc: OPERATIONS, anchor: "verification-is-too-old-or-failed" };
 pub const BACKUPS_KEEP_FAILING: Runbook = Runbook { doc: OPERATIONS, anchor: "backups-keep-failing" };
@@ -27,10 +28,11 @@ pub const TABLE_LOST_ROWS: Runbook = Runbook { doc: OPERATIONS, anchor: "a-table
 pub const SERVER_DATABASES: Runbook = Runbook { doc: OPERATIONS, anchor: "a-servers-databases-changed" };
 
 /// Every section an alert can link to (the test checks each against the document).
-pub const ALL: [Runbook; 9] = [
+pub const ALL: [Runbook; 10] = [
     BACKUP_FAILED,
     PURGE_FAILED,
     DRILL_FAILED,
+    DRILL_INCONCLUSIVE,
     BACKUPS_TOO_OLD,
     VERIFICATION_TOO_OLD,
     BACKUPS_KEEP_FAILING,

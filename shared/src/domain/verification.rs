@@ -148,6 +148,20 @@ impl VerificationReport {
             && self.checks.iter().any(|c| c.name == CheckName::Restore)
     }
 
+    /// Why this drill says nothing of the backup, when it failed only because its scratch server did (crashed,
+    /// ran out of disk, lost the connection: `scratch_fault`): every failure is an error with such a sign. A
+    /// mismatch, or any error without one, is the backup's, and the drill's verdict stands.
+    pub fn scratch_fault(&self) -> Option<String> {
+        let failures = self.failures();
+        let mut why = None;
+        for check in &failures {
+            let CheckOutcome::Error { message } = &check.outcome else { return None };
+            let fault = crate::domain::scratch_fault::scratch_fault(message)?;
+            why.get_or_insert_with(|| format!("{fault} during the {} check", check.name.label()));
+        }
+        why
+    }
+
     /// Marks every check in `names` that has no result yet as not run, for `reason`.
     pub fn mark_not_run(&mut self, names: impl IntoIterator<Item = CheckName>, reason: &str) {
         for name in names {
@@ -381,6 +395,30 @@ mod tests {
         unproven.push(CheckName::ObjectChecksum, CheckOutcome::not_run("the dump could not be read whole"));
         assert!(unproven.failures().is_empty());
         assert!(!unproven.passed(), "nothing unproven counts as verified");
+    }
+
+    #[test]
+    fn a_drill_that_failed_only_because_its_scratch_server_did_is_inconclusive() {
+        let lost = CheckOutcome::Error { message: "restore failed (error): connection closed (loading t)".into() };
+        let mut report = VerificationReport::default();
+        report.push(CheckName::ObjectChecksum, CheckOutcome::ok("intact"));
+        report.push(CheckName::Restore, lost.clone());
+        report.mark_not_run([CheckName::TableSet], "the drill stopped at restore");
+        assert_eq!(
+            report.scratch_fault().as_deref(),
+            Some("the connection to the scratch server was lost during the restore check")
+        );
+
+        let mut mismatched = report.clone();
+        mismatched.push(CheckName::SchemaDigest, CheckOutcome::Mismatch { expected: "a".into(), found: "b".into() });
+        assert_eq!(mismatched.scratch_fault(), None, "a difference found is the backup's, whatever else failed");
+        let mut own_error = VerificationReport::default();
+        own_error
+            .push(CheckName::Restore, CheckOutcome::Error { message: "ERROR: syntax error (SQLSTATE 42601)".into() });
+        assert_eq!(own_error.scratch_fault(), None);
+        let mut passed = VerificationReport::default();
+        passed.push(CheckName::Restore, CheckOutcome::ok("restored"));
+        assert_eq!(passed.scratch_fault(), None, "nothing failed");
     }
 
     #[test]

@@ -225,7 +225,10 @@ fn charts(out: &mut String, t: &TargetSection, data: &ReportData) {
         failures: finished
             .iter()
             .filter(|d| !d.report.passed())
-            .map(|d| (d.started_at, format!("drill {} failed", d.drill_id)))
+            .map(|d| {
+                let what = if d.report.scratch_fault().is_some() { "was inconclusive" } else { "failed" };
+                (d.started_at, format!("drill {} {what}", d.drill_id))
+            })
             .collect(),
     };
     out.push_str(&sizes.render());
@@ -279,10 +282,13 @@ fn drills(out: &mut String, t: &TargetSection, data: &ReportData) {
     }
     for d in &t.drills {
         let evidence = DrillEvidence::of(d, data.rto_budget, data.rpo_budget);
-        let verdict = match (d.phase, evidence.passed) {
-            (DrillPhase::Done, true) => "<span class=\"pass\">verified</span>".to_string(),
-            (DrillPhase::Done, false) => "<span class=\"fail\">failed</span>".to_string(),
-            (phase, _) => format!("<span class=\"warn\">{}</span>", phase.as_str()),
+        let verdict = match (d.phase, evidence.passed, d.report.scratch_fault()) {
+            (DrillPhase::Done, true, _) => "<span class=\"pass\">verified</span>".to_string(),
+            (DrillPhase::Done, false, Some(fault)) => {
+                format!("<span class=\"warn\">inconclusive: {}</span>", escape(&fault))
+            }
+            (DrillPhase::Done, false, None) => "<span class=\"fail\">failed</span>".to_string(),
+            (phase, ..) => format!("<span class=\"warn\">{}</span>", phase.as_str()),
         };
         let compliance = |c: Option<bool>| match c {
             Some(true) => "met",

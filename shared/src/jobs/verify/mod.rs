@@ -93,7 +93,8 @@ pub struct DrillSummary {
     pub drill_id: String,
     pub backup_id: BackupId,
     pub phase: DrillPhase,
-    /// `verified` or `verify_failed` once done.
+    /// `verified` or `verify_failed` once done; none for a drill that is done but inconclusive (its scratch
+    /// server failed, not the backup: `VerificationReport::scratch_fault`), whose backup keeps its status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<BackupStatus>,
     pub failed_checks: Vec<String>,
@@ -330,21 +331,27 @@ impl VerifyJob {
                 break Pause::Later(status);
             }
         };
-        let message = match &pause {
-            Pause::Done => format!(
+        let inconclusive = matches!(pause, Pause::Done).then(|| drill.report.scratch_fault()).flatten();
+        let message = match (&pause, &inconclusive) {
+            (Pause::Done, Some(fault)) => format!(
+                "inconclusive: {fault}; the backup keeps its status and the next drill tries it again ({} checks, {} failed)",
+                drill.report.checks.len(),
+                drill.report.failures().len()
+            ),
+            (Pause::Done, None) => format!(
                 "{} ({} checks, {} failed)",
                 if drill.report.passed() { "verified" } else { "verify_failed" },
                 drill.report.checks.len(),
                 drill.report.failures().len()
             ),
-            Pause::Later(why) => why.clone(),
+            (Pause::Later(why), _) => why.clone(),
         };
         DrillSummary {
             target: drill.target.clone(),
             drill_id: drill.drill_id.clone(),
             backup_id: drill.backup_id.clone(),
             phase: drill.phase,
-            outcome: (drill.phase == DrillPhase::Done).then(|| {
+            outcome: (drill.phase == DrillPhase::Done && inconclusive.is_none()).then(|| {
                 if drill.report.passed() {
                     BackupStatus::Verified
                 } else {

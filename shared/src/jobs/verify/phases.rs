@@ -425,6 +425,13 @@ impl VerifyJob {
         if drill.checked_at.is_none() {
             steps::mark_unchecked(&mut drill.report, &target.checks, self.config.verify.physical);
         }
+        if let Some(fault) = drill.report.scratch_fault() {
+            // The drill says nothing of the backup: its record (a restore point, or not) stays as it was, and the
+            // next drill picks it again.
+            warn!(fault = %fault, status = %backup.status, "the drill is inconclusive; the backup keeps its status");
+            self.publish_verdict(target, drill, "Verify").await;
+            return Ok(());
+        }
         let passed = drill.report.passed();
         let mut updated = backup.clone();
         updated.status = if passed { BackupStatus::Verified } else { BackupStatus::VerifyFailed };

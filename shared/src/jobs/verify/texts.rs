@@ -23,7 +23,9 @@ impl VerifyJob {
         ));
         let failed_checks: Vec<String> = drill.report.failures().iter().map(|c| c.name.label()).collect();
         info!(passed, ?failed_checks, ?rto, ?rpo, "drill done");
-        if !passed {
+        if let Some(fault) = drill.report.scratch_fault() {
+            self.alert(drill_inconclusive_alert(target, drill, &fault)).await;
+        } else if !passed {
             self.alert(drill_failed_alert(target, drill)).await;
         } else if !drill.report.budget_warnings.is_empty() {
             self.alert(budget_alert(target, drill)).await;
@@ -122,6 +124,47 @@ pub(super) fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> 
         job: Job::Verify,
         target: Some(target.name.clone()),
         runbook: Some(runbook::DRILL_FAILED),
+    }
+}
+
+/// A drill stopped by its scratch server's failure, not the backup's: nothing is known of the backup, which keeps
+/// its status. A warning (one crash is not worth a page); drills that keep ending so leave the verification
+/// ageing until the monitor's critical alert.
+pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecord, fault: &str) -> Alert {
+    let lines: Vec<String> = drill
+        .report
+        .failures()
+        .iter()
+        .take(5)
+        .map(|c| match &c.outcome {
+            CheckOutcome::Error { message } => format!("- {}: {message}", c.name.label()),
+            _ => format!("- {}", c.name.label()),
+        })
+        .collect();
+    let body = format!(
+        "A restore drill of {what} of target \"{name}\" was INCONCLUSIVE: {fault}. That is the scratch server's \
+         failure, not the backup's: nothing is known of the backup either way, so it keeps the status it had and the \
+         next drill tries it again.\n\n\
+         What stopped the drill:\n{lines}\n\n{timings}\n\n\
+         What to do: if this repeats, the scratch server is too small or unhealthy for this database: free disk under \
+         `scratch_dir` (local) or a larger `rds_instance_class`, fewer `restore_jobs`; what stopped it (the kernel's OOM \
+         killer, a full disk, a restart) is in the host's log or the RDS instance's events. Drill again with `backstop verify --target {name}`.\nDrill: {drill_id}",
+        what = drilled(drill),
+        name = target.name,
+        lines = lines.join("\n"),
+        timings = timings_text(drill),
+        drill_id = drill.drill_id,
+    );
+    Alert {
+        subject: subject_line(&format!(
+            "Backstop: restore drill of {} inconclusive: the scratch server failed",
+            target.name
+        )),
+        body,
+        severity: Severity::Warning,
+        job: Job::Verify,
+        target: Some(target.name.clone()),
+        runbook: Some(runbook::DRILL_INCONCLUSIVE),
     }
 }
 
