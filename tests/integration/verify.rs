@@ -1,6 +1,7 @@
 //! Restore drills on local scratch clusters: a good backup verifies with every table in its report; each kind
 //! of damage ends `verify_failed` naming the right check, with an alert; a drill cut off between phases
-//! resumes and leaves no scratch cluster behind; hostile identifiers verify cleanly.
+//! resumes and leaves no scratch cluster behind; a scratch server killed or out of disk mid-restore makes the
+//! drill inconclusive, never the backup failed; hostile identifiers verify cleanly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -632,17 +633,7 @@ async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
 /// of the same backup verifies it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scratch_server_that_dies_mid_restore_makes_the_drill_inconclusive_not_the_backup_failed() {
-    let (d, record) = backed_up(|source| {
-        source.psql("postgres", "CREATE DATABASE app");
-        source.psql(
-            "app",
-            "CREATE TABLE items (id int PRIMARY KEY, name text); \
-             INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 1000000) g;",
-        );
-        source.create_backup_role();
-        "app"
-    })
-    .await;
+    let (d, record) = backed_up(million_rows).await;
     let killer = kill_the_scratch_server_while_it_copies(d.scratch_dir.path().to_path_buf());
     let first = verify(&d, &verify_request(None, None)).await;
     assert!(killer.join().unwrap(), "the scratch server was killed while it loaded rows");
@@ -669,6 +660,55 @@ async fn a_scratch_server_that_dies_mid_restore_makes_the_drill_inconclusive_not
     assert_verified(&second);
     let after = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
     assert_eq!(after.status, BackupStatus::Verified);
+}
+
+/// The scratch clusters' disk fills while the restore loads rows (a 120 MB file system: room for the template
+/// and the drill's copy of it, not for the table): the drill is inconclusive, the backup stays `completed`, the
+/// cluster is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scratch_disk_that_fills_during_the_restore_makes_the_drill_inconclusive() {
+    let (d, record) = backed_up(million_rows).await;
+    let _small_disk = SmallDisk::mount(d.scratch_dir.path(), "120m");
+    let run = verify(&d, &verify_request(None, None)).await;
+    let drill = &run.drills[0];
+    assert_eq!((drill.phase, drill.outcome), (DrillPhase::Done, None), "{drill:?}");
+    assert!(drill.message.starts_with("inconclusive: the scratch server ran out of disk"), "{}", drill.message);
+    let after = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    assert_eq!(after.status, BackupStatus::Completed);
+    assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
+}
+
+/// A database whose restore takes long enough to be interrupted: a million rows, about 90 MB restored.
+fn million_rows(source: &PgCluster) -> &'static str {
+    source.psql("postgres", "CREATE DATABASE app");
+    source.psql(
+        "app",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); \
+         INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 1000000) g;",
+    );
+    source.create_backup_role();
+    "app"
+}
+
+/// A tmpfs of `size` mounted over a directory (tests run as root), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0777"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "this test mounts a small tmpfs, which takes root: {mounted}");
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 /// Kills (SIGKILL) the postmaster of the first drill cluster under `scratch` once one of its backends is running
