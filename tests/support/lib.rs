@@ -5,6 +5,7 @@
 //! if the test process dies, by a watchdog that notices the process is gone.
 
 pub mod aws;
+pub mod cutting_proxy;
 pub mod moto;
 pub mod pg;
 pub mod random_db;

@@ -15,6 +15,7 @@ pub mod psql_restorer;
 pub mod rds;
 pub mod read_back;
 pub mod s3;
+mod s3_resume;
 pub mod secrets;
 pub mod slack;
 pub mod sns;

@@ -1,4 +1,5 @@
-//! The object store on S3: multipart uploads with per-part SHA-256 checksums, SSE-KMS when a key is configured.
+//! The object store on S3: multipart uploads with per-part SHA-256 checksums, SSE-KMS when a key is configured;
+//! reads whose bodies resume where a dropped connection stopped them (`s3_resume`).
 //!
 //! The same code runs against AWS and against the local emulator (moto); only the endpoint differs.
 
@@ -25,6 +26,29 @@ pub struct S3Store {
 impl S3Store {
     pub fn new(client: Client, bucket: impl Into<String>, kms_key_id: Option<String>) -> Self {
         S3Store { client, bucket: bucket.into(), kms_key_id }
+    }
+}
+
+impl S3Store {
+    /// A GetObject body of `head.size` bytes from `start`, reopened where it stops (`s3_resume`).
+    fn resuming(
+        &self,
+        key: &str,
+        head: &ObjectHead,
+        e_tag: Option<String>,
+        start: u64,
+        body: ByteStream,
+    ) -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
+        let source = super::s3_resume::BodySource {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            version_id: head.version_id.clone(),
+            e_tag,
+            start,
+            len: head.size,
+        };
+        super::s3_resume::resuming(source, body)
     }
 }
 
@@ -193,7 +217,8 @@ impl ObjectStore for S3Store {
             server_side_encryption: out.server_side_encryption.map(|s| s.as_str().to_string()),
             kms_key_id: out.ssekms_key_id,
         };
-        Ok(FetchedObject { head, body: Box::new(out.body.into_async_read()) })
+        let body = self.resuming(key, &head, out.e_tag, 0, out.body);
+        Ok(FetchedObject { head, body })
     }
 
     async fn get_range(
@@ -234,7 +259,8 @@ impl ObjectStore for S3Store {
             server_side_encryption: out.server_side_encryption.map(|s| s.as_str().to_string()),
             kms_key_id: out.ssekms_key_id,
         };
-        Ok(FetchedObject { head, body: Box::new(out.body.into_async_read()) })
+        let body = self.resuming(key, &head, out.e_tag, start, out.body);
+        Ok(FetchedObject { head, body })
     }
 
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
