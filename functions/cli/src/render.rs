@@ -125,6 +125,12 @@ sha256     {}
         s(t.rto_seconds),
         s(t.rpo_seconds)
     ));
+    if let Some(fault) = drill.report.scratch_fault() {
+        out.push_str(&format!(
+            "  inconclusive: {fault}; the scratch server's failure, not the backup's, so its status stands
+"
+        ));
+    }
     for warning in &drill.report.budget_warnings {
         out.push_str(&format!(
             "  budget   {warning}

@@ -24,7 +24,7 @@ use crate::ports::*;
 /// Operations a fake is told to fail, by the name of the call it stands for (`"DeleteObject"`, `"GetItem"`):
 /// how a test reaches a failure path that the real service takes only on a bad day.
 #[derive(Default, Clone)]
-pub struct Faults(Arc<Mutex<BTreeMap<&'static str, AwsErrorKind>>>);
+pub struct Faults(Arc<Mutex<BTreeMap<&'static str, (AwsErrorKind, &'static str)>>>);
 
 impl Faults {
     /// Every later call of `operation` fails, until [`Faults::heal`].
@@ -34,7 +34,12 @@ impl Faults {
 
     /// Every later call of `operation` fails with a service failure of `kind` (access denied, throttled, …).
     pub fn fail_as(&self, operation: &'static str, kind: AwsErrorKind) {
-        self.0.lock().unwrap().insert(operation, kind);
+        self.0.lock().unwrap().insert(operation, (kind, "injected failure"));
+    }
+
+    /// Every later call of `operation` fails with `message`, as the real program or server would word it.
+    pub fn fail_saying(&self, operation: &'static str, message: &'static str) {
+        self.0.lock().unwrap().insert(operation, (AwsErrorKind::Other, message));
     }
 
     pub fn heal(&self, operation: &'static str) {
@@ -42,8 +47,8 @@ impl Faults {
     }
 
     fn failing(&self, operation: &str) -> Option<ServiceFailure> {
-        let kind = *self.0.lock().unwrap().get(operation)?;
-        Some(ServiceFailure { kind, code: None, text: "injected failure".into() })
+        let (kind, text) = *self.0.lock().unwrap().get(operation)?;
+        Some(ServiceFailure { kind, code: None, text: text.into() })
     }
 
     fn store(&self, operation: &'static str, key: &str) -> Result<(), StoreError> {

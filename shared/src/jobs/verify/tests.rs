@@ -1,6 +1,7 @@
 //! Unit tests of the drill's phase machine on in-memory fakes (scratch servers, a restorer that answers as a
 //! faithful restore would, the store and catalog the backup job wrote to): a drill cut off after every step
-//! resumes to the same verdict; a phase that fails fails the drill, cleans up and alerts once; a scratch
+//! resumes to the same verdict; a phase that fails fails the drill, cleans up and alerts once, unless the
+//! scratch server stopped it (then it is inconclusive and the backup keeps its status); a scratch
 //! server that cannot be destroyed keeps the drill open until it can. The same for point-in-time drills, on
 //! RDS copies in memory.
 
@@ -171,6 +172,42 @@ async fn a_phase_that_fails_fails_the_drill_cleans_up_and_alerts_once() {
         assert_eq!(alerts.len(), 1, "{failing}: {alerts:?}");
         assert!(alerts[0].body.contains("injected failure"), "{failing}: {}", alerts[0].body);
     }
+}
+
+/// A restore or read-back stopped by the scratch server (its disk full, its connection lost) gives no verdict:
+/// the backup keeps its status, one warning says why, the server is gone, and no evidence is written.
+#[tokio::test]
+async fn a_drill_stopped_by_its_scratch_server_is_inconclusive_and_the_backup_keeps_its_status() {
+    for (failing, message, why) in [
+        (
+            "restore_framed",
+            "ERROR: could not extend file \"base/1/2\": No space left on device (SQLSTATE 53100)",
+            "ran out of disk during the restore check",
+        ),
+        ("read_back", "connection closed", "connection to the scratch server was lost"),
+    ] {
+        let w = world().await;
+        w.restorer.faults.fail_saying(failing, message);
+        let (_, drill) = until_done(&w, None).await;
+        assert_eq!((drill.phase, drill.outcome), (DrillPhase::Done, None), "{failing}: {drill:?}");
+        assert!(drill.message.starts_with("inconclusive: ") && drill.message.contains(why), "{}", drill.message);
+        assert_eq!(backup_status(&w), BackupStatus::Completed, "{failing}");
+        assert!(w.catalog.backups()[0].verification.is_none(), "{failing}");
+        assert!(w.scratch.live().is_empty(), "{failing}: nothing left running");
+        let alerts = w.alerts.sent();
+        assert_eq!(alerts.len(), 1, "{failing}: {alerts:?}");
+        assert_eq!(alerts[0].severity, crate::domain::Severity::Warning);
+        assert!(alerts[0].subject.contains("inconclusive"), "{}", alerts[0].subject);
+        assert!(alerts[0].body.contains(message), "{failing}: {}", alerts[0].body);
+        let evidence = w.store.keys().into_iter().filter(|k| k.ends_with(".evidence.json")).count();
+        assert_eq!(evidence, 0, "{failing}: no verdict, no evidence");
+    }
+
+    // A failure without such a sign is judged as always.
+    let w = world().await;
+    w.restorer.faults.fail("restore_roles");
+    let (_, drill) = until_done(&w, None).await;
+    assert_eq!(drill.outcome, Some(BackupStatus::VerifyFailed), "{drill:?}");
 }
 
 #[tokio::test]

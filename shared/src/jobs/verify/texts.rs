@@ -141,10 +141,15 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
             _ => format!("- {}", c.name.label()),
         })
         .collect();
+    let stands = match drill.point_in_time {
+        Some(_) => "nothing is known of RDS's point-in-time recovery either way, and the next drill tries again",
+        None => {
+            "nothing is known of the backup either way, so it keeps the status it had and the next drill tries it again"
+        }
+    };
     let body = format!(
         "A restore drill of {what} of target \"{name}\" was INCONCLUSIVE: {fault}. That is the scratch server's \
-         failure, not the backup's: nothing is known of the backup either way, so it keeps the status it had and the \
-         next drill tries it again.\n\n\
+         failure, not the backup's: {stands}.\n\n\
          What stopped the drill:\n{lines}\n\n{timings}\n\n\
          What to do: if this repeats, the scratch server is too small or unhealthy for this database: free disk under \
          `scratch_dir` (local) or a larger `rds_instance_class`, fewer `restore_jobs`; what stopped it (the kernel's OOM \
