@@ -649,7 +649,11 @@ async fn a_scratch_server_that_dies_mid_restore_makes_the_drill_inconclusive_not
     assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
     let alerts = d.aws.alerts(1, Duration::from_secs(10)).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert!(alerts[0].subject.contains("inconclusive: the scratch server failed"), "{}", alerts[0].subject);
+    assert!(
+        alerts[0].subject.contains("inconclusive: the connection to the scratch server was lost"),
+        "{}",
+        alerts[0].subject
+    );
     assert!(
         alerts[0].message.contains("not the backup's") && alerts[0].message.contains("keeps the status it had"),
         "{}",

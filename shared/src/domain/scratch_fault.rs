@@ -1,6 +1,7 @@
-//! Failures that are the scratch server's, not the backup's: while a drill restored or checked the copy, the
+//! Failures that are the drill's own, not the backup's: while a drill restored or checked the copy, the scratch
 //! server crashed, was shut down or restarted, ran out of disk, memory or connection slots, its storage failed,
-//! or the connection to it was lost. A drill stopped by one cannot say anything of the backup, so it is
+//! or the connection to it was lost; or the restore outlasted the Lambda invocation running it. A drill stopped
+//! by one cannot say anything of the backup, so it is
 //! *inconclusive*: the backup keeps the status it had (`VerificationReport::scratch_fault` decides, the verify
 //! job acts on it), where calling it `verify_failed` would take a good backup out of the restore points and,
 //! after the investigation window, out of retention.
@@ -11,8 +12,12 @@
 //! only ever a reason to withhold a verdict, never to give `verified`: a failure mistaken for one still fails
 //! to verify, alerts, and leaves the verification getting older until the monitor says so.
 
+/// Part of the drill's own message when the restore was still running as the invocation's time ran out.
+pub const OUTLASTED_THE_INVOCATION: &str = "cannot be drilled within one Lambda invocation";
+
 /// What each sign means, checked in this order.
 const SIGNS: &[(&str, &str)] = &[
+    (OUTLASTED_THE_INVOCATION, "the restore outlasted the Lambda invocation running it"),
     ("(SQLSTATE 53100)", "the scratch server ran out of disk"),
     ("No space left on device", "the scratch server ran out of disk"),
     ("storage-full", "the scratch server ran out of disk"),
@@ -35,7 +40,7 @@ const SIGNS: &[(&str, &str)] = &[
     ("error connecting to server", "the scratch server could not be reached"),
 ];
 
-/// Why `message` (a failed check's) is the scratch server's failure rather than the backup's, if it is.
+/// Why `message` (a failed check's) is the drill's own failure rather than the backup's, if it is.
 pub fn scratch_fault(message: &str) -> Option<&'static str> {
     SIGNS.iter().find(|(sign, _)| message.contains(sign)).map(|(_, why)| *why)
 }
@@ -72,6 +77,11 @@ mod tests {
                 "the connection to the scratch server was lost",
             ),
             ("the scratch server is storage-full again in the middle of the drill", "the scratch server ran out of disk"),
+            (
+                "the restore was still running when this invocation's time ran out (after 850 s): a backup this large \
+                 cannot be drilled within one Lambda invocation; run `backstop verify --target t` from the CLI",
+                "the restore outlasted the Lambda invocation running it",
+            ),
         ] {
             assert_eq!(scratch_fault(message), Some(why), "{message}");
         }

@@ -3,6 +3,7 @@
 //! cleaning up; each step moves the drill to its next phase, which the caller saves before the next step.
 
 use super::*;
+use crate::domain::scratch_fault::OUTLASTED_THE_INVOCATION;
 
 /// What one step of a drill did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,8 +165,8 @@ impl VerifyJob {
                             drill,
                             format!(
                                 "the restore was still running when this invocation's time ran out (after {took} s): a backup this \
-                                 large cannot be drilled within one Lambda invocation; run `backstop verify --target {}` from \
-                                 the CLI or a container (docs/operations.md#restore-drills)",
+                                 large {OUTLASTED_THE_INVOCATION}; run `backstop verify --target {}` from the CLI or a \
+                                 container (docs/operations.md#restore-drills)",
                                 target.name
                             ),
                         );

@@ -127,8 +127,8 @@ pub(super) fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> 
     }
 }
 
-/// A drill stopped by its scratch server's failure, not the backup's: nothing is known of the backup, which keeps
-/// its status. A warning (one crash is not worth a page); drills that keep ending so leave the verification
+/// A drill stopped by its own failure (its scratch server's, its invocation's time), not the backup's: nothing is
+/// known of the backup, which keeps its status. A warning (one crash is not worth a page); drills that keep ending so leave the verification
 /// ageing until the monitor's critical alert.
 pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecord, fault: &str) -> Alert {
     let lines: Vec<String> = drill
@@ -148,12 +148,14 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
         }
     };
     let body = format!(
-        "A restore drill of {what} of target \"{name}\" was INCONCLUSIVE: {fault}. That is the scratch server's \
-         failure, not the backup's: {stands}.\n\n\
+        "A restore drill of {what} of target \"{name}\" was INCONCLUSIVE: {fault}. That is the drill's own failure, \
+         not the backup's: {stands}.\n\n\
          What stopped the drill:\n{lines}\n\n{timings}\n\n\
          What to do: if this repeats, the scratch server is too small or unhealthy for this database: free disk under \
          `scratch_dir` (local) or a larger `rds_instance_class`, fewer `restore_jobs`; what stopped it (the kernel's OOM \
-         killer, a full disk, a restart) is in the host's log or the RDS instance's events. Drill again with `backstop verify --target {name}`.\nDrill: {drill_id}",
+         killer, a full disk, a restart) is in the host's log or the RDS instance's events. A restore that outlasts the \
+         invocation needs the container runner (docs/operations.md#restore-drills). Drill again with \
+         `backstop verify --target {name}`.\nDrill: {drill_id}",
         what = drilled(drill),
         name = target.name,
         lines = lines.join("\n"),
@@ -161,10 +163,7 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
         drill_id = drill.drill_id,
     );
     Alert {
-        subject: subject_line(&format!(
-            "Backstop: restore drill of {} inconclusive: the scratch server failed",
-            target.name
-        )),
+        subject: subject_line(&format!("Backstop: restore drill of {} inconclusive: {fault}", target.name)),
         body,
         severity: Severity::Warning,
         job: Job::Verify,
