@@ -13,7 +13,8 @@
 //! - a database of every kind of object whose restore order matters (`infra/seed/zoo.sql`), with database
 //!   settings that change how values print, and databases in LATIN1 and SQL_ASCII, drill `verified` and
 //!   restore equal; so does one in a tablespace of its own with rows of tens of megabytes, one sorted by another
-//!   collation, and the zoo and a database of the builtin locale provider on PostgreSQL 17.
+//!   collation, and the zoo and a database of the builtin locale provider on PostgreSQL 17;
+//! - a hot standby (a read replica) backs up and drills `verified`.
 
 use backstop::config::{Config, ScratchSettings};
 use backstop::domain::verification::{CheckName, CheckOutcome};
@@ -657,4 +658,26 @@ async fn the_zoo_and_a_builtin_locale_drill_verified_on_postgresql_17() {
         let provider = manifest.session.and_then(|s| s.database_locale).map(|l| l.provider);
         assert_eq!(provider.as_deref(), Some(if database == "builtin" { "builtin" } else { "libc" }));
     }
+}
+
+/// A read replica (a hot standby streaming from its primary), where operators often point backups to spare the
+/// primary: it backs up (nothing in the backup writes, which a standby refuses) and drills `verified`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_a_hot_standby_drills_verified() {
+    let primary = PgCluster::start();
+    primary.seed_sample("shop");
+    let standby = PgCluster::start_standby_of(&primary);
+    assert_eq!(standby.psql("shop", "SELECT pg_is_in_recovery()").trim(), "t");
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = aws.config(vec![standby.target("replica", "shop", BACKSTOP_PASSWORD, dir.path())]);
+    let (manifest, _) = backed_up_and_verified(&aws, config, scratch.path()).await;
+    let rows: u64 = manifest.fingerprint.tables.iter().map(|t| t.rows).sum();
+    let count_every_table =
+        "SELECT sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', \
+         schemaname, tablename), false, true, '')))[1]::text::bigint) FROM pg_tables \
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema')";
+    let on_primary: u64 = primary.psql("shop", count_every_table).trim().parse().unwrap();
+    assert_eq!(rows, on_primary, "every row of the primary's, through the standby");
 }

@@ -649,11 +649,8 @@ async fn a_scratch_server_that_dies_mid_restore_makes_the_drill_inconclusive_not
     assert!(scratch_clusters(&d).is_empty(), "{:?}", scratch_clusters(&d));
     let alerts = d.aws.alerts(1, Duration::from_secs(10)).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert!(
-        alerts[0].subject.contains("inconclusive: the connection to the scratch server was lost"),
-        "{}",
-        alerts[0].subject
-    );
+    let subject = &alerts[0].subject;
+    assert!(subject.contains("inconclusive: ") && subject.contains("scratch server"), "{subject}");
     assert!(
         alerts[0].message.contains("not the backup's") && alerts[0].message.contains("keeps the status it had"),
         "{}",
@@ -661,7 +658,7 @@ async fn a_scratch_server_that_dies_mid_restore_makes_the_drill_inconclusive_not
     );
 
     let second = verify(&d, &verify_request(None, None)).await;
-    assert_eq!(second.drills[0].backup_id, record.backup_id, "the next drill tries the same backup");
+    assert_eq!(second.drills[0].backup_id, record.backup_id, "still the newest backup, the next drill takes it");
     assert_verified(&second);
     let after = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
     assert_eq!(after.status, BackupStatus::Verified);

@@ -100,7 +100,31 @@ impl PgCluster {
             .output()
             .expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        Self::launch(bin, dir)
+    }
 
+    /// A hot standby of `primary` (a base backup that streams from it), as a read replica is: it answers
+    /// queries, and refuses to write.
+    pub fn start_standby_of(primary: &PgCluster) -> Self {
+        let identity = server_identity();
+        let dir = tempfile::Builder::new().prefix("backstop-pg-").tempdir().expect("temp dir");
+        chown(dir.path(), identity);
+        let out = as_server_user(&mut Command::new(primary.bin.join("pg_basebackup")), identity)
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-R", "-X", "stream", "--checkpoint=fast", "-p"])
+            .arg(primary.port.to_string())
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .output()
+            .expect("run pg_basebackup");
+        assert!(out.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr));
+        Self::launch(primary.bin.clone(), dir)
+    }
+
+    /// Starts the server of `dir/data` on a free port and waits until it answers.
+    fn launch(bin: PathBuf, dir: tempfile::TempDir) -> Self {
+        let identity = server_identity();
+        let data = dir.path().join("data");
         let port = free_port();
         let log = dir.path().join("server.log");
         let start = format!(

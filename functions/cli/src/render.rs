@@ -125,9 +125,11 @@ sha256     {}
         s(t.rto_seconds),
         s(t.rpo_seconds)
     ));
-    if let Some(fault) = drill.report.scratch_fault() {
+    if let Some(fault) =
+        drill.report.scratch_fault().filter(|_| drill.phase == backstop::domain::drill::DrillPhase::Done)
+    {
         out.push_str(&format!(
-            "  inconclusive: {fault}; the scratch server's failure, not the backup's, so its status stands
+            "  inconclusive: {fault}; the drill's own failure, not the backup's, so its status stands
 "
         ));
     }

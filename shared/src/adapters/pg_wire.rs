@@ -58,8 +58,10 @@ pub async fn connect(server: &ScratchEndpoint, database: &str) -> Result<Client,
     }
 }
 
-/// What went wrong, with the server's own message, code and detail when the server said it.
+/// What went wrong, with the server's own message, code and detail when the server said it; marked as the
+/// server's failure (`domain::scratch_fault`) when its SQLSTATE or the client's error kind says so.
 pub fn describe(e: &tokio_postgres::Error) -> String {
+    use crate::domain::scratch_fault;
     match e.as_db_error() {
         Some(db) => {
             let mut text = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
@@ -69,9 +71,26 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             if let Some(hint) = db.hint() {
                 text.push_str(&format!("; hint: {hint}"));
             }
-            text
+            match scratch_fault::of_sqlstate(db.code().code()) {
+                Some(why) => scratch_fault::mark(&text, why),
+                None => text,
+            }
         }
-        None => e.to_string(),
+        None => {
+            // tokio-postgres's own errors say what happened to the connection, in words of its own.
+            let text = e.to_string();
+            let why = if e.is_closed() || text.starts_with("error communicating with the server") {
+                Some(scratch_fault::CONNECTION_LOST)
+            } else if text.starts_with("error connecting to server") || text.starts_with("timeout waiting for server") {
+                Some(scratch_fault::UNREACHABLE)
+            } else {
+                None
+            };
+            match why {
+                Some(why) => scratch_fault::mark(&text, why),
+                None => text,
+            }
+        }
     }
 }
 

@@ -89,11 +89,7 @@ impl PsqlRestorer {
         if ok {
             Ok(stdout)
         } else {
-            Err(RestoreError::Failed {
-                program: "psql".into(),
-                status: "error".into(),
-                stderr_tail: stderr.trim().to_string(),
-            })
+            Err(program_failed("psql", "error".into(), stderr.trim()))
         }
     }
 }
@@ -150,9 +146,7 @@ impl PsqlRestorer {
             (true, Err(parse)) => {
                 Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail: parse })
             }
-            (false, _) => {
-                Err(RestoreError::Failed { program: "pg_dump".into(), status: status.to_string(), stderr_tail })
-            }
+            (false, _) => Err(program_failed("pg_dump", status.to_string(), &stderr_tail)),
         }
     }
 }
@@ -205,6 +199,16 @@ fn session_options(session: &DumpSession) -> String {
     )
 }
 
+/// A client program's failure, with its stderr; marked as the server's failure when a line of it says so
+/// (`domain::scratch_fault::client_fault`).
+fn program_failed(program: &str, status: String, stderr: &str) -> RestoreError {
+    let stderr_tail = match crate::domain::scratch_fault::client_fault(stderr) {
+        Some(why) => crate::domain::scratch_fault::mark(stderr, why),
+        None => stderr.to_string(),
+    };
+    RestoreError::Failed { program: program.into(), status, stderr_tail }
+}
+
 #[async_trait]
 impl Restorer for PsqlRestorer {
     async fn client_major(&self) -> Result<u32, RestoreError> {
@@ -220,11 +224,7 @@ impl Restorer for PsqlRestorer {
         let (ok, _, stderr) = self.psql(server, &server.maintenance_db, &[], sql.to_vec()).await?;
         if !ok {
             // Without ON_ERROR_STOP psql fails only when it cannot run at all (connection, file).
-            return Err(RestoreError::Failed {
-                program: "psql".into(),
-                status: "error".into(),
-                stderr_tail: stderr.trim().to_string(),
-            });
+            return Err(program_failed("psql", "error".into(), stderr.trim()));
         }
         Ok(stderr.lines().filter(|l| l.contains("ERROR")).map(str::to_string).collect())
     }
@@ -365,7 +365,7 @@ impl Restorer for PsqlRestorer {
         let status = child.wait().await?;
         let stderr_tail = redact(&tail(&stderr.await.unwrap_or_default()), &[&server.password]);
         if !status.success() {
-            return Err(RestoreError::Failed { program: "psql".into(), status: status.to_string(), stderr_tail });
+            return Err(program_failed("psql", status.to_string(), &stderr_tail));
         }
         // psql stopped reading (it failed) or the source failed: either way the restore is not whole.
         copied?;
@@ -471,11 +471,7 @@ impl Restorer for PsqlRestorer {
         let (ok, stdout, stderr) =
             self.psql(server, database, &["-A", "-t", "-v", "ON_ERROR_STOP=1"], script.into_bytes()).await?;
         if !ok {
-            return Err(RestoreError::Failed {
-                program: "psql".into(),
-                status: "error".into(),
-                stderr_tail: stderr.trim().to_string(),
-            });
+            return Err(program_failed("psql", "error".into(), stderr.trim()));
         }
         Ok(stdout.trim() == "t")
     }

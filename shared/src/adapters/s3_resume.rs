@@ -48,11 +48,15 @@ pub fn resuming(source: BodySource, body: ByteStream) -> Box<dyn AsyncRead + Sen
         loop {
             let why = match r.body.next().await {
                 Some(Ok(chunk)) => {
-                    r.read += chunk.len() as u64;
-                    r.failed_in_a_row = 0;
+                    if !chunk.is_empty() {
+                        r.read += chunk.len() as u64;
+                        r.failed_in_a_row = 0;
+                    }
                     return io::Result::Ok(Some((chunk, r)));
                 }
                 None if r.read >= r.source.len => return Ok(None),
+                // Every byte is in: nothing is left to ask for, so the error is the body's to report.
+                Some(Err(e)) if r.read >= r.source.len => return Err(io::Error::other(e)),
                 None => format!("the body ended after {} of its {} bytes", r.read, r.source.len),
                 Some(Err(e)) => format!("reading the body failed after {} of its {} bytes: {e}", r.read, r.source.len),
             };

@@ -1,48 +1,135 @@
 //! Failures that are the drill's own, not the backup's: while a drill restored or checked the copy, the scratch
 //! server crashed, was shut down or restarted, ran out of disk, memory or connection slots, its storage failed,
 //! or the connection to it was lost; or the restore outlasted the Lambda invocation running it. A drill stopped
-//! by one cannot say anything of the backup, so it is
-//! *inconclusive*: the backup keeps the status it had (`VerificationReport::scratch_fault` decides, the verify
-//! job acts on it), where calling it `verify_failed` would take a good backup out of the restore points and,
-//! after the investigation window, out of retention.
+//! by one cannot say anything of the backup, so it is *inconclusive*: the backup keeps the status it had
+//! (`VerificationReport::scratch_fault` decides, the verify job acts on it), where calling it `verify_failed`
+//! would take a good backup out of the restore points and, after the investigation window, out of retention.
 //!
-//! Recognised from what the drill's clients report: the server's SQLSTATE where one is given (the drill's own
-//! connections write `(SQLSTATE xxxxx)`, see `adapters::pg_wire::describe`), and libpq's, tokio-postgres's and
-//! the server's own sentences for the rest (psql prints no SQLSTATE; a lost connection has none). A sign is
-//! only ever a reason to withhold a verdict, never to give `verified`: a failure mistaken for one still fails
-//! to verify, alerts, and leaves the verification getting older until the monitor says so.
+//! Such a failure is recognised where the error is made, from what cannot come from the backup's data: the
+//! server's SQLSTATE and the client library's own error kind (`adapters::pg_wire::describe`), and the client
+//! programs' own lines in their stderr, matched from the start of the line (`client_fault`), never inside a
+//! DETAIL, CONTEXT or statement that may quote rows. The error's text then carries a mark,
+//! ` [server fault: why]`, which is what the drill's verdict reads (`marked_fault`). A message that quotes an
+//! earlier one only as background (the parallel restore's error beside psql's) drops its marks (`unmarked`).
+//! A mark only ever withholds a verdict, never gives `verified`: an inconclusive drill still alerts, and the
+//! verification keeps getting older until the monitor says so.
 
-/// Part of the drill's own message when the restore was still running as the invocation's time ran out.
-pub const OUTLASTED_THE_INVOCATION: &str = "cannot be drilled within one Lambda invocation";
+const MARK_OPEN: &str = " [server fault: ";
 
-/// What each sign means, checked in this order.
-const SIGNS: &[(&str, &str)] = &[
-    (OUTLASTED_THE_INVOCATION, "the restore outlasted the Lambda invocation running it"),
-    ("(SQLSTATE 53100)", "the scratch server ran out of disk"),
-    ("No space left on device", "the scratch server ran out of disk"),
-    ("storage-full", "the scratch server ran out of disk"),
-    ("(SQLSTATE 53200)", "the scratch server ran out of memory"),
-    ("(SQLSTATE 53300)", "the scratch server had no connection slot left"),
-    ("sorry, too many clients already", "the scratch server had no connection slot left"),
-    ("(SQLSTATE 58030)", "the scratch server's storage failed"),
-    ("(SQLSTATE 57P02)", "the scratch server crashed and restarted"),
-    ("terminating connection because of crash of another server process", "the scratch server crashed and restarted"),
-    ("the database system is in recovery mode", "the scratch server crashed and restarted"),
-    ("(SQLSTATE 57P01)", "the scratch server was shut down"),
-    ("terminating connection due to administrator command", "the scratch server was shut down"),
-    ("the database system is shutting down", "the scratch server was shut down"),
-    ("(SQLSTATE 57P03)", "the scratch server was not accepting connections"),
-    ("the database system is starting up", "the scratch server was not accepting connections"),
-    ("server closed the connection unexpectedly", "the connection to the scratch server was lost"),
-    ("connection closed", "the connection to the scratch server was lost"),
-    ("error communicating with the server", "the connection to the scratch server was lost"),
-    ("Connection refused", "the scratch server could not be reached"),
-    ("error connecting to server", "the scratch server could not be reached"),
+pub const DISK: &str = "the server ran out of disk";
+pub const MEMORY: &str = "the server ran out of memory";
+pub const CONNECTION_SLOTS: &str = "the server had no connection slot left";
+pub const STORAGE: &str = "the server's storage failed";
+pub const CRASHED: &str = "the server crashed and restarted";
+pub const SHUT_DOWN: &str = "the server was shut down";
+pub const NOT_ACCEPTING: &str = "the server was not accepting connections";
+pub const CONNECTION_LOST: &str = "the connection to the server was lost";
+pub const UNREACHABLE: &str = "the server could not be connected to";
+pub const OUTLASTED_THE_INVOCATION: &str = "the restore outlasted the Lambda invocation running it";
+
+/// `text` with the mark that says it is the server's failure for `why`.
+pub fn mark(text: &str, why: &str) -> String {
+    format!("{text}{MARK_OPEN}{why}]")
+}
+
+/// The failure a mark in `message` names, if any (the first).
+pub fn marked_fault(message: &str) -> Option<&str> {
+    let start = message.find(MARK_OPEN)? + MARK_OPEN.len();
+    let len = message[start..].find(']')?;
+    Some(&message[start..start + len])
+}
+
+/// `message` without its marks: for an error quoted only as the background of another.
+pub fn unmarked(message: &str) -> String {
+    let mut out = message.to_string();
+    while let Some(start) = out.find(MARK_OPEN) {
+        match out[start..].find(']') {
+            Some(len) => out.replace_range(start..start + len + 1, ""),
+            None => break,
+        }
+    }
+    out
+}
+
+/// The server's failure a SQLSTATE names: out of disk, memory or connection slots (class 53), an I/O error
+/// (58030), a shutdown, crash or start (57P01–57P03).
+pub fn of_sqlstate(code: &str) -> Option<&'static str> {
+    match code {
+        "53100" => Some(DISK),
+        "53200" => Some(MEMORY),
+        "53300" => Some(CONNECTION_SLOTS),
+        "58030" => Some(STORAGE),
+        "57P01" => Some(SHUT_DOWN),
+        "57P02" => Some(CRASHED),
+        "57P03" => Some(NOT_ACCEPTING),
+        _ => None,
+    }
+}
+
+/// libpq's and the server's own lines, as psql and pg_dump print them (after their `psql:<file>:<line>: `,
+/// `psql: error: ` or `pg_dump: error: ` prefixes), that say the server failed: each is the start of a line.
+const CLIENT_LINES: &[(&str, &str)] = &[
+    ("server closed the connection unexpectedly", CONNECTION_LOST),
+    ("connection to server was lost", CONNECTION_LOST),
+    ("no connection to the server", CONNECTION_LOST),
+    ("could not connect to server", UNREACHABLE),
+    ("FATAL:  terminating connection due to administrator command", SHUT_DOWN),
+    ("FATAL:  terminating connection because of crash of another server process", CRASHED),
+    ("WARNING:  terminating connection because of crash of another server process", CRASHED),
+    ("FATAL:  the database system is in recovery mode", CRASHED),
+    ("FATAL:  the database system is shutting down", SHUT_DOWN),
+    ("FATAL:  the database system is starting up", NOT_ACCEPTING),
+    ("FATAL:  the database system is not yet accepting connections", NOT_ACCEPTING),
+    ("FATAL:  sorry, too many clients already", CONNECTION_SLOTS),
+    ("FATAL:  remaining connection slots are reserved", CONNECTION_SLOTS),
 ];
 
-/// Why `message` (a failed check's) is the drill's own failure rather than the backup's, if it is.
-pub fn scratch_fault(message: &str) -> Option<&'static str> {
-    SIGNS.iter().find(|(sign, _)| message.contains(sign)).map(|(_, why)| *why)
+/// The server's failure a client program's stderr reports, if a line of it does.
+pub fn client_fault(stderr: &str) -> Option<&'static str> {
+    stderr.lines().find_map(|line| {
+        let line = without_program_prefix(line.trim_start());
+        if let Some(rest) = line.strip_prefix("connection to server ") {
+            // `connection to server at "host", port N failed: …` / `… on socket "…" failed: …`: the server said
+            // why (a FATAL line above), else it could not be reached.
+            return Some(rest.split_once(" failed: ").and_then(|(_, why)| line_fault(why)).unwrap_or(UNREACHABLE));
+        }
+        line_fault(line)
+    })
+}
+
+fn line_fault(line: &str) -> Option<&'static str> {
+    if let Some(found) = CLIENT_LINES.iter().find(|(start, _)| line.starts_with(start)) {
+        return Some(found.1);
+    }
+    // A write the disk refused, with the file's path between: `ERROR:  could not extend file "…": No space …`.
+    let write = ["ERROR:  could not extend file ", "ERROR:  could not write", "PANIC:  could not write"];
+    (write.iter().any(|w| line.starts_with(w)) && line.ends_with("No space left on device")).then_some(DISK)
+}
+
+/// `line` after the prefix psql or pg_dump puts before a message: `psql:<file>:<line>: `, `psql: error: `,
+/// `pg_dump: error: ` (and `query failed: `).
+fn without_program_prefix(line: &str) -> &str {
+    let mut line = line;
+    for program in ["psql", "pg_dump", "createdb"] {
+        if let Some(rest) = line.strip_prefix(program).and_then(|r| r.strip_prefix(':')) {
+            line = rest;
+            // `psql:<stdin>:12: ERROR: …`: a file and a line number, then the message.
+            if let Some((place, rest)) = line.split_once(": ") {
+                if place.rsplit(':').next().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit())) {
+                    line = rest;
+                }
+            }
+            break;
+        }
+    }
+    let line = line.trim_start();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    line.strip_prefix("query failed: ").unwrap_or(line)
+}
+
+/// `why` said of the drill's scratch server: `the server …` becomes `the scratch server …`.
+pub fn of_the_scratch_server(why: &str) -> String {
+    why.replacen("the server", "the scratch server", 1)
 }
 
 #[cfg(test)]
@@ -50,54 +137,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_servers_failures_are_recognised_by_sqlstate_and_by_sentence() {
-        for (message, why) in [
-            (
-                "restore failed (error): connection closed (loading \"public\".\"t\")",
-                "the connection to the scratch server was lost",
-            ),
-            (
-                "ERROR: could not extend file \"base/16384/16385\": wrote only 4096 of 8192 bytes (SQLSTATE 53100); hint: Check free disk space.",
-                "the scratch server ran out of disk",
-            ),
-            (
-                "psql failed (exit status: 2): psql:<stdin>:40: ERROR:  could not extend file \"base/1/2\": No space left on device",
-                "the scratch server ran out of disk",
-            ),
-            (
-                "FATAL: terminating connection due to administrator command (SQLSTATE 57P01)",
-                "the scratch server was shut down",
-            ),
-            (
-                "psql: error: connection to server at \"127.0.0.1\", port 5 failed: Connection refused",
-                "the scratch server could not be reached",
-            ),
-            (
-                "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
-                "the connection to the scratch server was lost",
-            ),
-            ("the scratch server is storage-full again in the middle of the drill", "the scratch server ran out of disk"),
-            (
-                "the restore was still running when this invocation's time ran out (after 850 s): a backup this large \
-                 cannot be drilled within one Lambda invocation; run `backstop verify --target t` from the CLI",
-                "the restore outlasted the Lambda invocation running it",
-            ),
+    fn a_mark_is_read_back_and_can_be_taken_off() {
+        let marked = mark("restore failed (error): connection closed (loading \"public\".\"t\")", CONNECTION_LOST);
+        assert_eq!(marked_fault(&marked), Some(CONNECTION_LOST));
+        assert_eq!(unmarked(&marked), "restore failed (error): connection closed (loading \"public\".\"t\")");
+        let both = format!("psql failed: ERROR:  syntax error (and before it, the parallel restore: {marked})");
+        assert_eq!(marked_fault(&unmarked(&both)), None, "the background's mark is not the message's");
+        assert_eq!(marked_fault("no mark here [server fault: unterminated"), None);
+    }
+
+    #[test]
+    fn the_client_programs_own_lines_name_the_servers_failure() {
+        for (stderr, why) in [
+            ("psql: error: connection to server at \"127.0.0.1\", port 5 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?", UNREACHABLE),
+            ("psql:<stdin>:40: ERROR:  could not extend file \"base/16384/16385\": No space left on device\nHINT:  Check free disk space.", DISK),
+            ("WARNING:  terminating connection because of crash of another server process\nDETAIL:  The postmaster has commanded …\nserver closed the connection unexpectedly\n\tThis probably means the server terminated abnormally", CRASHED),
+            ("pg_dump: error: query failed: server closed the connection unexpectedly", CONNECTION_LOST),
+            ("psql: error: connection to server at \"h\", port 5 failed: FATAL:  sorry, too many clients already", CONNECTION_SLOTS),
+            ("psql:<stdin>:7: FATAL:  terminating connection due to administrator command", SHUT_DOWN),
         ] {
-            assert_eq!(scratch_fault(message), Some(why), "{message}");
+            assert_eq!(client_fault(stderr), Some(why), "{stderr}");
         }
     }
 
     #[test]
-    fn the_backups_own_failures_are_not_the_servers() {
-        for message in [
-            "psql failed (exit status: 3): ERROR:  relation \"public.t\" does not exist",
-            "ERROR: out of memory (SQLSTATE 54000); Cannot enlarge string buffer containing 1073741822 bytes by 1 more bytes.",
-            "ERROR: duplicate key value violates unique constraint \"t_pkey\" (SQLSTATE 23505)",
-            "the client programs are version 14, older than the backup's server",
-            "the drill was abandoned in phase restoring: the state machine's time bound was reached",
-            "the scratch server is unreachable: the scratch cluster does not exist (swept or never made)",
+    fn what_the_data_says_is_not_the_servers_failure() {
+        for stderr in [
+            // A duplicate key whose value reads like a failure: the backup's own problem.
+            "psql:<stdin>:90: ERROR:  duplicate key value violates unique constraint \"log_pkey\"\nDETAIL:  Key (message)=(server closed the connection unexpectedly) already exists.",
+            "psql:<stdin>:12: ERROR:  invalid input syntax for type integer: \"No space left on device\"\nCONTEXT:  COPY log, line 3, column n: \"Connection refused\"",
+            "psql:<stdin>:5: ERROR:  relation \"public.t\" does not exist",
+            "ERROR:  out of memory\nDETAIL:  Cannot enlarge string buffer containing 1073741822 bytes by 1 more bytes.",
         ] {
-            assert_eq!(scratch_fault(message), None, "{message}");
+            assert_eq!(client_fault(stderr), None, "{stderr}");
         }
+        assert_eq!(of_sqlstate("23505"), None);
+        assert_eq!(of_sqlstate("54000"), None, "a program limit is the dump's, not the server's");
+        assert_eq!(of_sqlstate("53100"), Some(DISK));
+    }
+
+    #[test]
+    fn said_of_the_scratch_server() {
+        assert_eq!(of_the_scratch_server(CONNECTION_LOST), "the connection to the scratch server was lost");
+        assert_eq!(of_the_scratch_server(DISK), "the scratch server ran out of disk");
+        assert_eq!(of_the_scratch_server(OUTLASTED_THE_INVOCATION), OUTLASTED_THE_INVOCATION);
     }
 }

@@ -148,16 +148,19 @@ impl VerificationReport {
             && self.checks.iter().any(|c| c.name == CheckName::Restore)
     }
 
-    /// Why this drill says nothing of the backup, when it failed only because its scratch server did (crashed,
-    /// ran out of disk, lost the connection: `scratch_fault`): every failure is an error with such a sign. A
-    /// mismatch, or any error without one, is the backup's, and the drill's verdict stands.
+    /// Why this drill says nothing of the backup, when it failed only by its own failure (its scratch server
+    /// crashed, ran out of disk, lost the connection; its invocation's time ran out: `domain::scratch_fault`):
+    /// every failure is an error marked as such. A mismatch, or any error without a mark, is the backup's, and
+    /// the drill's verdict stands.
     pub fn scratch_fault(&self) -> Option<String> {
-        let failures = self.failures();
+        use crate::domain::scratch_fault::{marked_fault, of_the_scratch_server};
         let mut why = None;
-        for check in &failures {
+        for check in self.failures() {
             let CheckOutcome::Error { message } = &check.outcome else { return None };
-            let fault = crate::domain::scratch_fault::scratch_fault(message)?;
-            why.get_or_insert_with(|| format!("{fault} during the {} check", check.name.label()));
+            let fault = marked_fault(message)?;
+            why.get_or_insert_with(|| {
+                format!("{} during the {} check", of_the_scratch_server(fault), check.name.label())
+            });
         }
         why
     }
@@ -399,7 +402,12 @@ mod tests {
 
     #[test]
     fn a_drill_that_failed_only_because_its_scratch_server_did_is_inconclusive() {
-        let lost = CheckOutcome::Error { message: "restore failed (error): connection closed (loading t)".into() };
+        let lost = CheckOutcome::Error {
+            message: crate::domain::scratch_fault::mark(
+                "restore failed (error): connection closed (loading t)",
+                crate::domain::scratch_fault::CONNECTION_LOST,
+            ),
+        };
         let mut report = VerificationReport::default();
         report.push(CheckName::ObjectChecksum, CheckOutcome::ok("intact"));
         report.push(CheckName::Restore, lost.clone());
@@ -413,9 +421,13 @@ mod tests {
         mismatched.push(CheckName::SchemaDigest, CheckOutcome::Mismatch { expected: "a".into(), found: "b".into() });
         assert_eq!(mismatched.scratch_fault(), None, "a difference found is the backup's, whatever else failed");
         let mut own_error = VerificationReport::default();
-        own_error
-            .push(CheckName::Restore, CheckOutcome::Error { message: "ERROR: syntax error (SQLSTATE 42601)".into() });
-        assert_eq!(own_error.scratch_fault(), None);
+        own_error.push(
+            CheckName::Restore,
+            CheckOutcome::Error {
+                message: "ERROR: duplicate key (SQLSTATE 23505); Key (m)=(connection closed) already exists".into(),
+            },
+        );
+        assert_eq!(own_error.scratch_fault(), None, "only a mark says it was the server, not a row's text");
         let mut passed = VerificationReport::default();
         passed.push(CheckName::Restore, CheckOutcome::ok("restored"));
         assert_eq!(passed.scratch_fault(), None, "nothing failed");

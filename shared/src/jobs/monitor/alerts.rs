@@ -53,12 +53,13 @@ fn guidance(check: HealthCheck, target: &str) -> Guidance {
         },
         HealthCheck::LastVerification => Guidance {
             meaning: "The newest backup of this target that a restore drill has judged failed it: it did not restore, or the \
-                      restored data did not match what was dumped. Failures of the scratch server are reported the same way.",
+                      restored data did not match what was dumped. A drill stopped by its scratch server's failure (a crash, a full \
+                      disk) gives no verdict and changes nothing here.",
             todo: format!(
                 "Do not count on that backup. Read the drill's report with `backstop status --backup ID` (the id is \
                  above), fix what it names, then back up and drill again: `backstop backup --target {target}` and \
-                 `backstop verify --target {target}`. A failure of the scratch server says nothing about the backup: \
-                 fix it and drill again."
+                 `backstop verify --target {target}`. A failure of the drill's own making (provisioning, a client \
+                 too old) says nothing about the backup: fix it and drill again."
             ),
             resolved: "The newest drilled backup passed its drill.",
         },

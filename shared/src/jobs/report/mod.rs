@@ -115,6 +115,10 @@ pub struct DrillEvidence {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub passed: bool,
+    /// Why the drill gave no verdict, when it was stopped by its own failure, not the backup's (its scratch
+    /// server's, its invocation's time): neither passed nor failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inconclusive: Option<String>,
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
     pub rto_budget_seconds: Option<f64>,
@@ -134,6 +138,7 @@ impl DrillEvidence {
             started_at: drill.started_at,
             finished_at: drill.finished_at,
             passed: drill.report.passed(),
+            inconclusive: drill.report.scratch_fault(),
             rto_seconds: timings.rto_seconds,
             rpo_seconds: timings.rpo_seconds,
             rto_budget_seconds: rto_budget.map(|b| b.as_secs_f64()),
@@ -171,6 +176,8 @@ pub struct MonthSummary {
     pub drills_run: usize,
     pub passed: usize,
     pub failed: usize,
+    /// Drills that gave no verdict (their own failure, not the backup's).
+    pub inconclusive: usize,
     pub rto: Compliance,
     pub rpo: Compliance,
     pub drills: Vec<DrillEvidence>,
@@ -203,12 +210,14 @@ pub fn month_summary(data: &ReportData, month: Option<&str>) -> Result<Vec<Month
                 rpo.count(d.rpo_compliant);
             }
             let passed = drills.iter().filter(|d| d.passed).count();
+            let inconclusive = drills.iter().filter(|d| d.inconclusive.is_some()).count();
             MonthSummary {
                 target: t.name.clone(),
                 month: month.map(str::to_string),
                 drills_run: drills.len(),
                 passed,
-                failed: drills.len() - passed,
+                failed: drills.len() - passed - inconclusive,
+                inconclusive,
                 rto,
                 rpo,
                 drills,

@@ -334,7 +334,7 @@ impl VerifyJob {
         let inconclusive = matches!(pause, Pause::Done).then(|| drill.report.scratch_fault()).flatten();
         let message = match (&pause, &inconclusive) {
             (Pause::Done, Some(fault)) => format!(
-                "inconclusive: {fault}; the backup keeps its status and the next drill tries it again ({} checks, {} failed)",
+                "inconclusive: {fault}; the backup keeps its status ({} checks, {} failed)",
                 drill.report.checks.len(),
                 drill.report.failures().len()
             ),

@@ -3,7 +3,7 @@
 //! cleaning up; each step moves the drill to its next phase, which the caller saves before the next step.
 
 use super::*;
-use crate::domain::scratch_fault::OUTLASTED_THE_INVOCATION;
+use crate::domain::scratch_fault;
 
 /// What one step of a drill did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,15 +161,13 @@ impl VerifyJob {
                             .restored_at
                             .zip(drill.restore_started_at)
                             .map_or(0, |(end, start)| (end - start).num_seconds());
-                        self.fail_phase(
-                            drill,
-                            format!(
-                                "the restore was still running when this invocation's time ran out (after {took} s): a backup this \
-                                 large {OUTLASTED_THE_INVOCATION}; run `backstop verify --target {}` from the CLI or a \
-                                 container (docs/operations.md#restore-drills)",
-                                target.name
-                            ),
+                        let message = format!(
+                            "the restore was still running when this invocation's time ran out (after {took} s): a backup this \
+                             large cannot be drilled within one Lambda invocation; run `backstop verify --target {}` from the \
+                             CLI or a container (docs/operations.md#restore-drills)",
+                            target.name
                         );
+                        self.fail_phase(drill, scratch_fault::mark(&message, scratch_fault::OUTLASTED_THE_INVOCATION));
                     }
                 }
                 Ok(Stepped::Advanced)
@@ -400,7 +398,13 @@ impl VerifyJob {
         match self.deps.scratch.poll(&handle).await {
             Ok(ScratchState::Ready(endpoint)) => Some(endpoint),
             Ok(ScratchState::Creating { status }) => {
-                self.fail_phase(drill, format!("the scratch server is {status} again in the middle of the drill"));
+                let message = format!("the scratch server is {status} again in the middle of the drill");
+                // RDS's own word for a full disk: the server's failure, not the backup's.
+                let message = match status.as_str() {
+                    "storage-full" => scratch_fault::mark(&message, scratch_fault::DISK),
+                    _ => message,
+                };
+                self.fail_phase(drill, message);
                 None
             }
             Err(e) => {

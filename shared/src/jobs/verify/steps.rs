@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::dump_parser::FINGERPRINT_V2;
 use crate::domain::manifest::DumpSession;
+use crate::domain::scratch_fault;
 use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome, RowCheck, VerificationReport};
 use crate::domain::{BackupRecord, Manifest, ObjectRef};
 use crate::pipeline::codec::Codec;
@@ -196,9 +197,12 @@ enum RestoreFailure {
     Decompress(std::io::Error),
     #[error("the server took {loaded} rows into {table}, and the dump holds {expected}")]
     RowsShort { table: String, loaded: u64, expected: u64 },
+    /// psql never ran, so the server's failure in either error (`scratch_fault`'s marks) leaves the dump unjudged.
     #[error("the parallel restore stopped ({why}), and the database could not be made anew for psql: {cause}")]
     NoFreshDatabase { why: String, cause: RestoreError },
-    #[error("{psql} (and before it, the parallel restore: {why})")]
+    /// psql decides: the parallel restore's error is only its background, so that error's mark, if any, is
+    /// taken off.
+    #[error("{psql} (and before it, the parallel restore: {})", scratch_fault::unmarked(.why))]
     BothFailed { psql: Box<RestoreFailure>, why: String },
 }
 

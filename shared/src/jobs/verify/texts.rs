@@ -142,9 +142,10 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
         })
         .collect();
     let stands = match drill.point_in_time {
-        Some(_) => "nothing is known of RDS's point-in-time recovery either way, and the next drill tries again",
+        Some(_) => "nothing is known of RDS's point-in-time recovery either way; the next drill tries again",
         None => {
-            "nothing is known of the backup either way, so it keeps the status it had and the next drill tries it again"
+            "nothing is known of the backup either way, so it keeps the status it had (the next scheduled drill takes \
+             the newest backup, which may be this one again)"
         }
     };
     let body = format!(
@@ -154,13 +155,19 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
          What to do: if this repeats, the scratch server is too small or unhealthy for this database: free disk under \
          `scratch_dir` (local) or a larger `rds_instance_class`, fewer `restore_jobs`; what stopped it (the kernel's OOM \
          killer, a full disk, a restart) is in the host's log or the RDS instance's events. A restore that outlasts the \
-         invocation needs the container runner (docs/operations.md#restore-drills). Drill again with \
-         `backstop verify --target {name}`.\nDrill: {drill_id}",
+         invocation needs the container runner (docs/operations.md#restore-drills). {again}\nDrill: {drill_id}",
         what = drilled(drill),
         name = target.name,
         lines = lines.join("\n"),
         timings = timings_text(drill),
         drill_id = drill.drill_id,
+        again = match drill.point_in_time {
+            Some(_) => format!("Drill again with `backstop verify --target {}`.", target.name),
+            None => format!(
+                "Drill this backup again with `backstop verify --target {} --backup {}`.",
+                target.name, drill.backup_id
+            ),
+        },
     );
     Alert {
         subject: subject_line(&format!("Backstop: restore drill of {} inconclusive: {fault}", target.name)),
