@@ -93,8 +93,8 @@ pub struct DrillSummary {
     pub drill_id: String,
     pub backup_id: BackupId,
     pub phase: DrillPhase,
-    /// `verified` or `verify_failed` once done; none for a drill that is done but inconclusive (its scratch
-    /// server failed, not the backup: `VerificationReport::scratch_fault`), whose backup keeps its status.
+    /// `verified` or `verify_failed` once done; none for a drill that is done but inconclusive (stopped by its own
+    /// failure, not the backup's: `VerificationReport::scratch_fault`), whose backup keeps its status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<BackupStatus>,
     pub failed_checks: Vec<String>,

@@ -431,8 +431,8 @@ impl VerifyJob {
             steps::mark_unchecked(&mut drill.report, &target.checks, self.config.verify.physical);
         }
         if let Some(fault) = drill.report.scratch_fault() {
-            // The drill says nothing of the backup: its record (a restore point, or not) stays as it was, and the
-            // next drill picks it again.
+            // The drill says nothing of the backup: its record (a restore point, or not) stays as it was, for a
+            // later drill to judge.
             warn!(fault = %fault, status = %backup.status, "the drill is inconclusive; the backup keeps its status");
             self.publish_verdict(target, drill, "Verify").await;
             return Ok(());

@@ -128,8 +128,8 @@ pub(super) fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> 
 }
 
 /// A drill stopped by its own failure (its scratch server's, its invocation's time), not the backup's: nothing is
-/// known of the backup, which keeps its status. A warning (one crash is not worth a page); drills that keep ending so leave the verification
-/// ageing until the monitor's critical alert.
+/// known of the backup, which keeps its status. A warning (one crash is not worth a page); drills that keep ending
+/// so leave the verification ageing until the monitor's critical alert.
 pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecord, fault: &str) -> Alert {
     let lines: Vec<String> = drill
         .report
