@@ -71,10 +71,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             if let Some(hint) = db.hint() {
                 text.push_str(&format!("; hint: {hint}"));
             }
-            match scratch_fault::of_sqlstate(db.code().code()) {
-                Some(why) => scratch_fault::mark(&text, why),
-                None => text,
-            }
+            scratch_fault::mark_if(text, scratch_fault::of_sqlstate(db.code().code()))
         }
         None => {
             // tokio-postgres's own errors say what happened to the connection, in words of its own.
@@ -86,10 +83,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             } else {
                 None
             };
-            match why {
-                Some(why) => scratch_fault::mark(&text, why),
-                None => text,
-            }
+            scratch_fault::mark_if(text, why)
         }
     }
 }

@@ -202,11 +202,12 @@ fn session_options(session: &DumpSession) -> String {
 /// A client program's failure, with its stderr; marked as the server's failure when a line of it says so
 /// (`domain::scratch_fault::client_fault`).
 fn program_failed(program: &str, status: String, stderr: &str) -> RestoreError {
-    let stderr_tail = match crate::domain::scratch_fault::client_fault(stderr) {
-        Some(why) => crate::domain::scratch_fault::mark(stderr, why),
-        None => stderr.to_string(),
-    };
-    RestoreError::Failed { program: program.into(), status, stderr_tail }
+    use crate::domain::scratch_fault::{client_fault, mark_if};
+    RestoreError::Failed {
+        program: program.into(),
+        status,
+        stderr_tail: mark_if(stderr.to_string(), client_fault(stderr)),
+    }
 }
 
 #[async_trait]

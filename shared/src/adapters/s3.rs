@@ -27,9 +27,7 @@ impl S3Store {
     pub fn new(client: Client, bucket: impl Into<String>, kms_key_id: Option<String>) -> Self {
         S3Store { client, bucket: bucket.into(), kms_key_id }
     }
-}
 
-impl S3Store {
     /// A GetObject body of `head.size` bytes from `start`, reopened where it stops (`s3_resume`).
     fn resuming(
         &self,

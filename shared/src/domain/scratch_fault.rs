@@ -32,6 +32,14 @@ pub fn mark(text: &str, why: &str) -> String {
     format!("{text}{MARK_OPEN}{why}]")
 }
 
+/// `text`, marked when `why` names the server's failure, as it is otherwise.
+pub fn mark_if(text: String, why: Option<&str>) -> String {
+    match why {
+        Some(why) => mark(&text, why),
+        None => text,
+    }
+}
+
 /// The failure a mark in `message` names, if any (the first).
 pub fn marked_fault(message: &str) -> Option<&str> {
     let start = message.find(MARK_OPEN)? + MARK_OPEN.len();

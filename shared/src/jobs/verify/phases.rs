@@ -400,11 +400,8 @@ impl VerifyJob {
             Ok(ScratchState::Creating { status }) => {
                 let message = format!("the scratch server is {status} again in the middle of the drill");
                 // RDS's own word for a full disk: the server's failure, not the backup's.
-                let message = match status.as_str() {
-                    "storage-full" => scratch_fault::mark(&message, scratch_fault::DISK),
-                    _ => message,
-                };
-                self.fail_phase(drill, message);
+                let full = (status == "storage-full").then_some(scratch_fault::DISK);
+                self.fail_phase(drill, scratch_fault::mark_if(message, full));
                 None
             }
             Err(e) => {

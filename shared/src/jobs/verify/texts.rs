@@ -72,17 +72,7 @@ pub(super) fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> 
         (None, Some(c)) => format!("{} not run", c.name.label()),
         (None, None) => "restore".into(),
     };
-    let lines: Vec<String> = failures
-        .iter()
-        .take(20)
-        .map(|c| match &c.outcome {
-            CheckOutcome::Mismatch { expected, found } => {
-                format!("- {}: expected {expected}, found {found}", c.name.label())
-            }
-            CheckOutcome::Error { message } => format!("- {}: {message}", c.name.label()),
-            _ => format!("- {}", c.name.label()),
-        })
-        .collect();
+    let lines: Vec<String> = failures.iter().take(20).map(|c| failure_line(c)).collect();
     let (verdict, advice) = match &drill.point_in_time {
         Some(p) => (
             "RDS's own point-in-time recovery of this database cannot be trusted".to_string(),
@@ -131,16 +121,7 @@ pub(super) fn drill_failed_alert(target: &TargetConfig, drill: &DrillRecord) -> 
 /// known of the backup, which keeps its status. A warning (one crash is not worth a page); drills that keep ending
 /// so leave the verification ageing until the monitor's critical alert.
 pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecord, fault: &str) -> Alert {
-    let lines: Vec<String> = drill
-        .report
-        .failures()
-        .iter()
-        .take(5)
-        .map(|c| match &c.outcome {
-            CheckOutcome::Error { message } => format!("- {}: {message}", c.name.label()),
-            _ => format!("- {}", c.name.label()),
-        })
-        .collect();
+    let lines: Vec<String> = drill.report.failures().iter().take(5).map(|c| failure_line(c)).collect();
     let stands = match drill.point_in_time {
         Some(_) => "nothing is known of RDS's point-in-time recovery either way; the next drill tries again",
         None => {
@@ -176,6 +157,17 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
         job: Job::Verify,
         target: Some(target.name.clone()),
         runbook: Some(runbook::DRILL_INCONCLUSIVE),
+    }
+}
+
+/// One failed check, for an alert: a mismatch as expected and found, an error with its message.
+fn failure_line(c: &CheckResult) -> String {
+    match &c.outcome {
+        CheckOutcome::Mismatch { expected, found } => {
+            format!("- {}: expected {expected}, found {found}", c.name.label())
+        }
+        CheckOutcome::Error { message } => format!("- {}: {message}", c.name.label()),
+        _ => format!("- {}", c.name.label()),
     }
 }
 
