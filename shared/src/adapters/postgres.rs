@@ -115,17 +115,17 @@ impl Dumper for PgDumper {
                      coalesce(to_jsonb(pg_database) ->> 'datlocprovider', 'c'), \
                      coalesce(to_jsonb(pg_database) ->> 'datlocale', to_jsonb(pg_database) ->> 'daticulocale', ''), \
                      coalesce((SELECT array_to_string(setconfig, chr(30)) FROM pg_db_role_setting \
-                               WHERE setdatabase = pg_database.oid AND setrole = 0), '')) \
+                               WHERE setdatabase = pg_database.oid AND setrole = 0), ''), pg_is_in_recovery()) \
                      FROM pg_database WHERE datname = current_database()";
         // pg_dump's own version is asked meanwhile: two client programs' start-up, one after the other, was most of
         // the pre-flight's time.
         let args = ["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query];
         let (out, client) = tokio::join!(self.run_to_end("psql", &args, target, password), self.client_major_version());
         let out = out?;
-        // Only the line end goes: the last field (the settings) may be empty, its separator before it kept.
+        // Only the line end goes: a field (the settings) may be empty, its separator kept.
         let text = String::from_utf8_lossy(&out).trim_end_matches(['\n', '\r']).to_string();
         let fields: Vec<&str> = text.split('\u{1f}').collect();
-        let [num, version, time_zone, bytea_output, encoding, standard_strings, collate, ctype, provider, locale, settings] =
+        let [num, version, time_zone, bytea_output, encoding, standard_strings, collate, ctype, provider, locale, settings, in_recovery] =
             fields.as_slice()
         else {
             return Err(DumpError::ClientUnusable(format!(
@@ -149,6 +149,7 @@ impl Dumper for PgDumper {
             database_locale: Some(DatabaseLocale::from_catalog(provider, collate, ctype, locale)),
             // Settings are kept one to an element, split on a record separator no setting holds.
             database_settings: settings.split('\u{1e}').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            source_in_recovery: *in_recovery == "t",
         };
         Ok(ServerFacts { version: version.to_string(), session })
     }

@@ -248,9 +248,13 @@ pub async fn read_back(
     }
     // A table read early that the copy no longer has is not the copy's: the table-set check names it.
     found.retain(|t| present.contains(&(t.schema.clone(), t.name.clone())));
-    // Tables the copy has and the backup does not: listed with no rows, so the table-set check names them.
-    let known: BTreeSet<(String, String)> =
+    // Tables the copy has and the backup does not: listed with no rows, so the table-set check names them. But
+    // for pg_dump's own rule: from a hot standby it dumps no rows of unlogged tables, so the copy has them empty.
+    let mut known: BTreeSet<(String, String)> =
         expected.tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect();
+    if session.source_in_recovery {
+        known.extend(unlogged_tables(&main).await?);
+    }
     for (schema, name) in present.iter().filter(|t| !known.contains(*t)) {
         found.push(TableFingerprint { schema: schema.clone(), name: name.clone(), rows: 0, digest: String::new() });
     }
@@ -307,6 +311,19 @@ async fn user_tables(client: &tokio_postgres::Client) -> Result<BTreeSet<(String
         )
         .await
         .map_err(|e| failed(format!("cannot list the restored tables: {}", describe(&e))))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The copy's unlogged tables.
+async fn unlogged_tables(client: &tokio_postgres::Client) -> Result<Vec<(String, String)>, RestoreError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND c.relpersistence = 'u'",
+            &[],
+        )
+        .await
+        .map_err(|e| failed(format!("cannot list the restored unlogged tables: {}", describe(&e))))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 

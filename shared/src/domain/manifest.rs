@@ -66,6 +66,10 @@ pub struct DumpSession {
     /// them: pg_dump leaves them out, and what runs on a copy (user checks) expects them (a `search_path`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub database_settings: Vec<String>,
+    /// The source was a hot standby (in recovery) when dumped. pg_dump then leaves out the rows of every unlogged
+    /// table (a standby has none: they are neither logged nor replicated), so the copy has those tables empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_in_recovery: bool,
 }
 
 /// Settings a copy does not take from the source database: they govern who a connection is, what code it
@@ -166,6 +170,7 @@ impl Default for DumpSession {
             standard_conforming_strings: on(),
             database_locale: None,
             database_settings: Vec::new(),
+            source_in_recovery: false,
         }
     }
 }

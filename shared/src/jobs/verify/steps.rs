@@ -441,6 +441,12 @@ pub async fn restore(
             Err(e) => notes.push_str(&format!("; the source database's settings could not be applied: {e}")),
         }
     }
+    if session.is_some_and(|s| s.source_in_recovery) {
+        notes.push_str(
+            "; dumped from a hot standby, so the dump holds no rows of unlogged tables (pg_dump leaves them out) and \
+             the copy has them empty",
+        );
+    }
     match restored {
         Ok(Restored::AsPlanned(detail)) => {
             report.push(CheckName::Restore, CheckOutcome::ok(format!("{detail}{notes}")));
