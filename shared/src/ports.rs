@@ -449,10 +449,13 @@ pub trait Dumper: Send + Sync {
     /// `target.database`: what a server target's discovery selects from.
     async fn list_databases(&self, target: &DatabaseAddress, password: &SecretString)
         -> Result<Vec<String>, DumpError>;
+    /// pg_dump of `target.database`, written in `encoding` (the database's, which the pre-flight read): a
+    /// `client_encoding` set on the database or the role would otherwise change what the dump is written in.
     async fn start_dump(
         &self,
         target: &DatabaseAddress,
         password: &SecretString,
+        encoding: &str,
     ) -> Result<Box<dyn RunningDump>, DumpError>;
 }
 

@@ -499,7 +499,8 @@ fn printing_settings(database: &str) -> String {
 /// Databases in other encodings than UTF-8 drill `verified` and restore equal with the runbook's command (which
 /// makes the new database in the dump's encoding): a LATIN1 one from the days before standard-conforming
 /// strings (`standard_conforming_strings = off`, so its dump's literals escape with backslashes, which changes
-/// where a statement ends) and a SQL_ASCII one whose names and rows hold bytes that are not UTF-8.
+/// where a statement ends), a SQL_ASCII one whose names and rows hold bytes that are not UTF-8, and a UTF-8 one
+/// whose sessions default to LATIN1 (`ALTER DATABASE … SET client_encoding`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn databases_in_other_encodings_drill_verified_and_restore_equal() {
     let source = PgCluster::start();
@@ -518,9 +519,14 @@ async fn databases_in_other_encodings_drill_verified_and_restore_equal() {
            EXECUTE format('CREATE TABLE %I (id integer PRIMARY KEY, v text)', t); \
            EXECUTE format('INSERT INTO %I SELECT i, %L || i || chr(128) FROM generate_series(1, 300) AS i', t, chr(254) || chr(10) || '\\.'); \
            EXECUTE format('COMMENT ON TABLE %I IS %L', t, chr(200) || ';'); END $$";
+    // A UTF-8 database whose sessions default to another client encoding: pg_dump would write its dump in that
+    // one unless told the database's.
+    let accents = "SET client_encoding = 'UTF8'; CREATE TABLE caf\u{e9} (id integer PRIMARY KEY, name text); \
+         INSERT INTO caf\u{e9} SELECT i, 'Zo\u{eb} d\u{e9}j\u{e0} ' || i FROM generate_series(1, 200) AS i";
     for (database, encoding, settings, script) in [
         ("legacy", "LATIN1", "SET standard_conforming_strings = off", legacy),
         ("bytes", "SQL_ASCII", "SET timezone = 'UTC'", bytes),
+        ("accents", "UTF8", "SET client_encoding = 'LATIN1'", accents),
     ] {
         source.psql(
             "postgres",
@@ -536,7 +542,7 @@ async fn databases_in_other_encodings_drill_verified_and_restore_equal() {
         let dumped_in = &manifest.session.as_ref().expect("the dump's session").client_encoding;
         assert_eq!(dumped_in, encoding, "the dump is in the database's encoding");
         assert!(
-            manifest.restore_hint.contains(&format!("createdb -T template0 -E {encoding}")),
+            encoding == "UTF8" || manifest.restore_hint.contains(&format!("createdb -T template0 -E {encoding}")),
             "{}",
             manifest.restore_hint
         );

@@ -714,7 +714,12 @@ impl Dumper for ScriptedDumper {
         })
     }
 
-    async fn start_dump(&self, _: &DatabaseAddress, _: &SecretString) -> Result<Box<dyn RunningDump>, DumpError> {
+    async fn start_dump(
+        &self,
+        _: &DatabaseAddress,
+        _: &SecretString,
+        _: &str,
+    ) -> Result<Box<dyn RunningDump>, DumpError> {
         self.dumps_started.fetch_add(1, Ordering::SeqCst);
         let script = self.dump.lock().unwrap().clone();
         Ok(Box::new(ScriptedRun {

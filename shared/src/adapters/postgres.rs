@@ -191,9 +191,11 @@ impl Dumper for PgDumper {
         &self,
         target: &DatabaseAddress,
         password: &SecretString,
+        encoding: &str,
     ) -> Result<Box<dyn RunningDump>, DumpError> {
         let (mut cmd, passfile) = self.command("pg_dump", target, password)?;
         cmd.arg("--format=plain")
+            .arg(format!("--encoding={encoding}"))
             .arg("--no-password")
             .arg(format!("--lock-wait-timeout={LOCK_WAIT_TIMEOUT_MS}"))
             .stdout(Stdio::piped())

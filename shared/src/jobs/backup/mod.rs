@@ -865,8 +865,12 @@ impl BackupJob {
         let facts = self.deps.dumper.preflight(&target.address(), &password).await.map_err(BackupFailure::Preflight)?;
 
         record.dump_started_at = Some(self.deps.clock.now());
-        let mut dump =
-            self.deps.dumper.start_dump(&target.address(), &password).await.map_err(BackupFailure::StartDump)?;
+        let mut dump = self
+            .deps
+            .dumper
+            .start_dump(&target.address(), &password, &facts.session.client_encoding)
+            .await
+            .map_err(BackupFailure::StartDump)?;
         let stdout = dump.take_stdout();
         let streaming = async {
             // If this fails, `dump` is dropped with this future and the process is killed with it.
