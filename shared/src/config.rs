@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config_errors::{json_error, toml_error};
 pub use crate::domain::discovery::valid_target_name;
 use crate::domain::discovery::{unit_name, DatabaseSelection, ServerInventory};
 use crate::domain::health::MonitorThresholds;
@@ -233,7 +234,7 @@ pub enum ConfigError {
 /// The configuration file's shape; every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(crate) struct FileConfig {
     bucket: Option<String>,
     table: Option<String>,
     topic_arn: Option<String>,
@@ -366,7 +367,7 @@ impl Config {
                 let text = std::fs::read_to_string(path)
                     .map_err(|cause| ConfigError::ReadFile { path: path.clone(), cause })?;
                 toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::ParseFile { path: path.clone(), message: e.to_string() })?
+                    .map_err(|e| ConfigError::ParseFile { path: path.clone(), message: toml_error(&text, &e) })?
             }
             None => FileConfig::default(),
         };
@@ -428,7 +429,7 @@ impl Config {
         };
         let targets = match text {
             Some(TargetsText { origin, json }) => serde_json::from_str::<Vec<TargetConfig>>(&json)
-                .map_err(|e| ConfigError::TargetsJson { origin, message: e.to_string() })?,
+                .map_err(|e| ConfigError::TargetsJson { origin, message: json_error(&json, &e) })?,
             None => file.targets,
         };
         validate_targets(&targets)?;

@@ -11,6 +11,7 @@
 pub mod adapters;
 pub mod app;
 pub mod config;
+mod config_errors;
 pub mod domain;
 pub mod event;
 pub mod jobs;

@@ -10,7 +10,7 @@ use crate::ports::{SecretError, SecretStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
-    #[error("the password variable {0} is not set (or is empty)")]
+    #[error("the password variable {} is not set (or is empty)", shown_variable(.0))]
     EnvMissing(String),
     #[error("cannot read the password file {path}: {cause}")]
     File { path: String, cause: std::io::Error },
@@ -20,6 +20,20 @@ pub enum PasswordError {
     Secret(#[from] SecretError),
     #[error("secret {0:?} is JSON without a string `password` key; store {{\"username\": \"…\", \"password\": \"…\"}} as RDS does")]
     SecretWithoutPassword(String),
+}
+
+/// A variable's name as an error shows it: only if it looks like one (letters, digits, underscores). Anything else
+/// in `{"env": …}` may be the password itself, written where its variable's name belongs.
+fn shown_variable(name: &str) -> String {
+    let looks_like_a_name = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if looks_like_a_name {
+        name.to_string()
+    } else {
+        "named in the target's `password.env` (not shown: it is not a variable's name, and may be the password itself)"
+            .into()
+    }
 }
 
 pub struct PasswordResolver {
@@ -85,6 +99,16 @@ fn password_from_secret(id: &str, value: &SecretString) -> Result<SecretString, 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_password_written_where_a_variables_name_belongs_is_not_shown() {
+        let shown = |name: &str| super::PasswordError::EnvMissing(name.into()).to_string();
+        assert_eq!(shown("PROD_DB_PASSWORD"), "the password variable PROD_DB_PASSWORD is not set (or is empty)");
+        for password in ["S3cret Pw!", "hunter2-x", "9lives", ""] {
+            let message = shown(password);
+            assert!(message.contains("not shown") && (password.is_empty() || !message.contains(password)), "{message}");
+        }
+    }
+
     use super::*;
     use crate::adapters::memory::MemorySecrets;
 
