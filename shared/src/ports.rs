@@ -667,6 +667,9 @@ pub struct FramedRestoreReport {
     /// Index and constraint builds handed to the loading connections as their table's rows came in, rather
     /// than after the last row.
     pub built_during_load: usize,
+    /// The dump's event triggers were made after the statements pg_dump wrote after them (the materialized
+    /// views' refreshes), as on the source (`domain::sql::statement::event_triggers_last`).
+    pub event_triggers_moved_last: bool,
     /// The whole object as read by the hashing stream: its SHA-256 (hex), size and metadata.
     pub object_sha256: String,
     pub object_size: u64,

@@ -468,7 +468,8 @@ impl FramedRestorer {
         // Builds whose table's rows never all came in (none, unless the restore is failing) keep their place.
         let mut leftover = scheduler.leftover();
         leftover.append(&mut after);
-        let after = leftover;
+        let (after, moved) = crate::domain::sql::statement::event_triggers_last(leftover);
+        report.event_triggers_moved_last = moved;
         report.rows_loaded = std::mem::take(&mut *rows.lock().expect("rows lock"));
         let weights: BTreeMap<String, u64> = layout
             .segments

@@ -108,6 +108,30 @@ pub fn is_large_object_create(statement: &[u8]) -> bool {
     statement.trim_ascii_start().starts_with(b"SELECT pg_catalog.lo_create(")
 }
 
+/// Whether a statement makes or changes an event trigger (`CREATE`, `ALTER`, `COMMENT ON`, `SECURITY LABEL … ON
+/// EVENT TRIGGER`).
+pub fn is_about_an_event_trigger(statement: &[u8]) -> bool {
+    let text = statement.trim_ascii_start();
+    [&b"CREATE EVENT TRIGGER "[..], b"ALTER EVENT TRIGGER ", b"COMMENT ON EVENT TRIGGER "]
+        .iter()
+        .any(|p| text.starts_with(p))
+        || (text.starts_with(b"SECURITY LABEL ") && text.windows(18).any(|w| w == b" ON EVENT TRIGGER "))
+}
+
+/// The statements after the data with those about event triggers moved to the end, in their order, and whether
+/// that moved anything. pg_dump makes event triggers just before it refreshes materialized views, so on a
+/// restore each refresh fires them (a trigger that logs DDL writes a row the source never had; one whose
+/// function names a table without its schema fails the refresh, pg_dump's search path being empty): on the
+/// source they were made after the views were filled.
+pub fn event_triggers_last(statements: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, bool) {
+    let first = statements.iter().position(|s| is_about_an_event_trigger(s));
+    let moved = first.is_some_and(|i| statements[i..].iter().any(|s| !is_about_an_event_trigger(s)));
+    let (mut others, event_triggers): (Vec<_>, Vec<_>) =
+        statements.into_iter().partition(|s| !is_about_an_event_trigger(s));
+    others.extend(event_triggers);
+    (others, moved)
+}
+
 /// How a statement after the data may run beside others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostDataKind {
@@ -316,6 +340,32 @@ pub fn parse_ident(text: &str) -> Option<(String, &str)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn event_triggers_go_after_the_refreshes_the_rest_keeps_its_order() {
+        let statements: Vec<Vec<u8>> = [
+            "CREATE INDEX a ON s.t USING btree (x);",
+            "CREATE EVENT TRIGGER log_ddl ON ddl_command_end\n   EXECUTE FUNCTION s.log_ddl();",
+            "ALTER EVENT TRIGGER log_ddl OWNER TO admin;",
+            "COMMENT ON EVENT TRIGGER log_ddl IS 'audit';",
+            "REFRESH MATERIALIZED VIEW s.mv;",
+            "REFRESH MATERIALIZED VIEW s.mv2;",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        let (reordered, moved) = event_triggers_last(statements.clone());
+        assert!(moved);
+        let order: Vec<String> = reordered.iter().map(|s| String::from_utf8_lossy(&s[..12]).into_owned()).collect();
+        assert_eq!(
+            order,
+            ["CREATE INDEX", "REFRESH MATE", "REFRESH MATE", "CREATE EVENT", "ALTER EVENT ", "COMMENT ON E"]
+        );
+        let (unchanged, moved) = event_triggers_last(statements[..4].to_vec());
+        assert!(!moved && unchanged == statements[..4], "already last, with what is about them");
+        assert!(is_about_an_event_trigger(b"SECURITY LABEL FOR dummy ON EVENT TRIGGER log_ddl IS 'x';"));
+        assert!(!is_about_an_event_trigger(b"COMMENT ON TRIGGER t ON s.x IS 'CREATE EVENT TRIGGER';"));
+    }
+
     use super::*;
 
     #[test]

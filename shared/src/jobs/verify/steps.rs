@@ -627,8 +627,15 @@ fn rows_loaded_check(
     } else {
         String::new()
     };
+    let event_triggers = if done.event_triggers_moved_last {
+        "; the event triggers made after the materialized views were refreshed, as on the source (in pg_dump's \
+         order every refresh fires them: a psql restore of this dump runs as a superuser with \
+         PGOPTIONS='-c session_replication_role=replica', docs/restore-runbook.md)"
+    } else {
+        ""
+    };
     Ok(format!(
-        "restored into {database} in parallel: {} statements, {rows} rows in {tables} tables{early}{retried}",
+        "restored into {database} in parallel: {} statements, {rows} rows in {tables} tables{early}{retried}{event_triggers}",
         done.statements
     ))
 }
