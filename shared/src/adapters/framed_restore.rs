@@ -23,7 +23,7 @@
 //! record and the manifest exactly as a sequential restore would. Reading the object once, in order, is also
 //! what object stores (and their emulators) serve fastest.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -337,6 +337,12 @@ impl FramedRestorer {
         let first_error = Arc::new(FirstError::default());
         let rows = Arc::new(Mutex::new(BTreeMap::<(String, String), u64>::new()));
         let mut workers = tokio::task::JoinSet::new();
+        // Tables whose rows are in one segment of the layout. pg_dump writes one table's rows in several when it
+        // loads partitions through their root (`-- load via partition root`): each then goes in as it is.
+        let in_one_segment = super::early_indexes::single_segment_tables(layout);
+        // Partitioned tables, known once the schema is in: a root takes its partitions' rows, and neither
+        // `TRUNCATE ONLY` nor `COPY … FREEZE` applies to it.
+        let mut partitioned = BTreeSet::<(String, String)>::new();
 
         for (i, segment) in layout.segments.iter().enumerate() {
             let mut splitter = StatementSplitter::new();
@@ -383,6 +389,17 @@ impl FramedRestorer {
                                 .await
                                 .map(|r| r.get::<_, bool>(0))
                                 .unwrap_or(false);
+                            partitioned = main
+                                .query(
+                                    "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+                                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'",
+                                    &[],
+                                )
+                                .await
+                                .map_err(|e| failed(format!("cannot list the partitioned tables: {}", describe(&e))))?
+                                .iter()
+                                .map(|r| (r.get(0), r.get(1)))
+                                .collect();
                             if let Some(how) = &read_early {
                                 // The schema is committed: the reader sees every table, and reads each as it
                                 // settles (rows in, early builds run).
@@ -431,7 +448,9 @@ impl FramedRestorer {
                             statement: statement.clone(),
                             first: index == 0,
                             last: index + 1 == count,
-                            whole_table: count == 1,
+                            whole_table: count == 1
+                                && in_one_segment.contains_key(&format!("{schema}\u{1f}{name}"))
+                                && !partitioned.contains(&(schema.clone(), name.clone())),
                         };
                         let sender = work_tx.as_ref().expect("open until the rows are over");
                         if sender.send((work, stored)).await.is_err() {

@@ -6,7 +6,7 @@
 //! Rows are read under the settings pg_dump used when it dumped them (its own, plus the source's time zone,
 //! `bytea_output` and encoding, from the manifest), so equal data reads as equal text.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
@@ -34,6 +34,8 @@ pub struct TableToRead {
     pub name: String,
     pub statement: String,
     pub bytes: u64,
+    /// A partitioned table the dump loaded its partitions' rows into: read through it, every partition at once.
+    pub partition_root: bool,
 }
 
 /// Tables waiting to be read, and what the readers found: shared by every connection reading, the one a
@@ -95,7 +97,8 @@ impl Shared {
                 continue;
             };
             let read = match rows {
-                RowCheck::Counts => count_rows(client, &table.schema, &table.name).await,
+                RowCheck::Counts => count_rows(client, &table).await,
+                RowCheck::Digests if table.partition_root => digest_tree_rows(client, &table).await,
                 RowCheck::Digests => digest_rows(client, &table.schema, &table.name, &table.statement).await,
             };
             match read {
@@ -202,14 +205,23 @@ pub async fn read_back(
     early: Option<&ReadBack>,
 ) -> Result<Fingerprint, RestoreError> {
     let main = connect(server, database).await?;
-    let present = user_tables(&main).await?;
+    let mut present = user_tables(&main).await?;
+    // Tables the dump loaded rows into that are not ordinary tables: partition roots (pg_dump's `-- load via
+    // partition root`). Each is read whole, through the root, and its partitions are not tables of their own.
+    let not_ordinary: BTreeSet<(String, String)> =
+        tables_in(layout).into_iter().map(|t| (t.schema, t.name)).filter(|t| !present.contains(t)).collect();
+    let trees = if not_ordinary.is_empty() { BTreeMap::new() } else { partition_trees(&main, &not_ordinary).await? };
+    present.extend(trees.keys().cloned());
     let early = early.filter(|e| e.rows == rows);
     let shared = early.map_or_else(|| Arc::new(Shared::default()), |e| e.shared.clone());
     let early_reader = early.and_then(|e| e.reader.lock().expect("reader lock").take());
     // What to read: each table the copy has, with the dump's own column list (generated columns are not in
     // it), that the early reader has not taken.
-    let mut tables: Vec<TableToRead> =
-        tables_in(layout).into_iter().filter(|t| present.contains(&(t.schema.clone(), t.name.clone()))).collect();
+    let mut tables: Vec<TableToRead> = tables_in(layout)
+        .into_iter()
+        .filter(|t| present.contains(&(t.schema.clone(), t.name.clone())))
+        .map(|t| TableToRead { partition_root: trees.contains_key(&(t.schema.clone(), t.name.clone())), ..t })
+        .collect();
     tables.sort_by_key(|t| std::cmp::Reverse(t.bytes));
     {
         let mut state = shared.lock();
@@ -255,6 +267,7 @@ pub async fn read_back(
     if session.source_in_recovery {
         known.extend(unlogged_tables(&main).await?);
     }
+    known.extend(trees.into_values().flatten());
     for (schema, name) in present.iter().filter(|t| !known.contains(*t)) {
         found.push(TableFingerprint { schema: schema.clone(), name: name.clone(), rows: 0, digest: String::new() });
     }
@@ -281,6 +294,7 @@ pub(crate) fn table_to_read(segment: &Segment) -> Option<TableToRead> {
             name: name.clone(),
             statement: statement.clone(),
             bytes: segment.chunks.iter().map(|c| c.raw()).sum(),
+            partition_root: false,
         }),
         SegmentKind::Sql => None,
     }
@@ -327,12 +341,37 @@ async fn unlogged_tables(client: &tokio_postgres::Client) -> Result<Vec<(String,
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-async fn count_rows(
+/// Of `roots`, the partitioned tables the copy has, each with the partitions under it (at every level).
+async fn partition_trees(
     client: &tokio_postgres::Client,
-    schema: &str,
-    name: &str,
-) -> Result<TableFingerprint, RestoreError> {
-    let sql = format!("SELECT count(*) FROM ONLY {}.{}", quoted(schema), quoted(name));
+    roots: &BTreeSet<(String, String)>,
+) -> Result<BTreeMap<(String, String), Vec<(String, String)>>, RestoreError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, pn.nspname::text, p.relname::text \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             CROSS JOIN LATERAL pg_catalog.pg_partition_tree(c.oid) AS t \
+             JOIN pg_catalog.pg_class p ON p.oid = t.relid JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
+             WHERE c.relkind = 'p' AND t.level > 0",
+            &[],
+        )
+        .await
+        .map_err(|e| failed(format!("cannot list the restored partitions: {}", describe(&e))))?;
+    let mut trees = BTreeMap::<(String, String), Vec<(String, String)>>::new();
+    for row in &rows {
+        let root: (String, String) = (row.get(0), row.get(1));
+        if roots.contains(&root) {
+            trees.entry(root).or_default().push((row.get(2), row.get(3)));
+        }
+    }
+    Ok(trees)
+}
+
+async fn count_rows(client: &tokio_postgres::Client, table: &TableToRead) -> Result<TableFingerprint, RestoreError> {
+    let (schema, name) = (table.schema.as_str(), table.name.as_str());
+    // `ONLY`: an inheritance parent's own rows, as pg_dump dumps them; a partition root's are its partitions'.
+    let only = if table.partition_root { "" } else { "ONLY " };
+    let sql = format!("SELECT count(*) FROM {only}{}.{}", quoted(schema), quoted(name));
     let row =
         client.query_one(&sql, &[]).await.map_err(|e| failed(format!("{} counting {schema}.{name}", describe(&e))))?;
     Ok(TableFingerprint {
@@ -354,9 +393,18 @@ pub(crate) async fn digest_rows(
         .trim_end()
         .strip_suffix("FROM stdin;")
         .ok_or_else(|| failed(format!("not a COPY statement: {statement}")))?;
-    let copy = format!("{head}TO STDOUT");
+    digest_copy_out(client, schema, name, &format!("{head}TO STDOUT")).await
+}
+
+/// Folds the rows a `COPY … TO STDOUT` of `schema.name` sends as the backup did.
+async fn digest_copy_out(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    name: &str,
+    copy: &str,
+) -> Result<TableFingerprint, RestoreError> {
     let stream =
-        client.copy_out(&copy).await.map_err(|e| failed(format!("{} reading {schema}.{name}", describe(&e))))?;
+        client.copy_out(copy).await.map_err(|e| failed(format!("{} reading {schema}.{name}", describe(&e))))?;
     futures_util::pin_mut!(stream);
     let mut fold = RowDigest::default();
     while let Some(piece) = stream.next().await {
@@ -364,6 +412,23 @@ pub(crate) async fn digest_rows(
     }
     let (rows, digest) = fold.finish().map_err(|e| failed(format!("{e} ({schema}.{name})")))?;
     Ok(TableFingerprint { schema: schema.into(), name: name.into(), rows, digest })
+}
+
+/// As [`digest_rows`], for a partition root: `COPY` reads no partitioned table, but a query over it the same way.
+async fn digest_tree_rows(
+    client: &tokio_postgres::Client,
+    table: &TableToRead,
+) -> Result<TableFingerprint, RestoreError> {
+    let (schema, name) = (table.schema.as_str(), table.name.as_str());
+    let columns = table
+        .statement
+        .trim_end()
+        .strip_suffix("FROM stdin;")
+        .and_then(|head| Some(head[head.find('(')?..].trim_end()))
+        .ok_or_else(|| failed(format!("no column list in the COPY statement of {schema}.{name}")))?;
+    let copy =
+        format!("COPY (SELECT {} FROM {}.{}) TO STDOUT", &columns[1..columns.len() - 1], quoted(schema), quoted(name));
+    digest_copy_out(client, schema, name, &copy).await
 }
 
 /// The value and `is_called` of each sequence the backup set, read from the copy (absent: not found).

@@ -607,13 +607,17 @@ fn rows_loaded_check(
     layout: &DumpLayout,
     done: &FramedRestoreReport,
 ) -> Result<String, RestoreFailure> {
-    let mut tables = 0;
+    // A table's rows may be in several segments (partitions pg_dump loads through their root).
+    let mut expected = std::collections::BTreeMap::<(String, String), u64>::new();
     for segment in &layout.segments {
         let SegmentKind::Copy { schema, name, rows, .. } = &segment.kind else { continue };
-        tables += 1;
+        *expected.entry((schema.clone(), name.clone())).or_default() += rows;
+    }
+    let tables = expected.len();
+    for ((schema, name), rows) in expected {
         let loaded = done.rows_loaded.get(&(schema.clone(), name.clone())).copied().unwrap_or(0);
-        if loaded != *rows {
-            return Err(RestoreFailure::RowsShort { table: format!("{schema}.{name}"), loaded, expected: *rows });
+        if loaded != rows {
+            return Err(RestoreFailure::RowsShort { table: format!("{schema}.{name}"), loaded, expected: rows });
         }
     }
     let rows: u64 = done.rows_loaded.values().sum();
