@@ -69,7 +69,7 @@ SCRATCH_BASE = Path(tempfile.gettempdir()) / "backstop-scratch"  # LocalScratch'
 # The restore settings of Backstop's local scratch clusters (shared/src/adapters/local_scratch.rs).
 SCRATCH_SETTINGS = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "wal_level=minimal",
                     "max_wal_senders=0", "max_wal_size=4GB", "autovacuum=off", "maintenance_work_mem=256MB",
-                    "max_connections=20", "max_locks_per_transaction=1024"]
+                    "max_connections=80", "max_locks_per_transaction=1024"]
 # `backstop verify` variants: BACKSTOP_VERIFY_CHECKS values, one case each. The CLI may not read the variable yet;
 # the runner passes it all the same and records whether the binary mentions it.
 VERIFY_CHECKS = ["counts", "digests"]

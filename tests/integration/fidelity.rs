@@ -800,3 +800,17 @@ async fn a_table_hash_partitioned_on_an_enum_drills_verified() {
     let whole = "SELECT count(*), sum(hashtext(f::text)) FROM feelings f; SELECT count(*), sum(hashtext(r::text)) FROM reasons r";
     assert_eq!(source.psql("restored", whole), source.psql("moods", whole));
 }
+
+/// The most connections a drill may be given (`restore_jobs` = 32) fit in its local scratch server: a drill
+/// at that setting is `verified`, not stopped by the server's connection limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_with_the_most_restore_jobs_allowed_drills_verified() {
+    let source = PgCluster::start();
+    source.seed_sample("shop");
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config = aws.config(vec![source.target("shop", "shop", BACKSTOP_PASSWORD, dir.path())]);
+    config.verify.restore_jobs = 32;
+    backed_up_and_verified(&aws, config, scratch.path()).await;
+}

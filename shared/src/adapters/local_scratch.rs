@@ -25,13 +25,15 @@ use crate::ports::{ScratchDatabases, ScratchEndpoint, ScratchError, ScratchHandl
 const ADMIN_USER: &str = "backstop_drill";
 
 /// A server that restores once and is thrown away: nothing needs to survive a crash, nothing replicates.
-/// With few connections the shared lock table would be small (`max_locks_per_transaction` times about 32
-/// processes: 2,048 locks at the default 64), and the schema-only pg_dump after the restore locks every table in
-/// one transaction: 1024 gives room for 32,768, more than a source with default settings has for its own pg_dump.
+/// Connections: a drill holds about `restore_jobs` + 4 at once (the loaders or the readers, the main one, the
+/// early reader, the check's programs), so 80 leave room for the largest `restore_jobs` (32) twice over.
+/// The shared lock table is `max_locks_per_transaction` times the processes, and the schema-only pg_dump after
+/// the restore locks every table in one transaction: 1024 gives room for tens of thousands, more than a source
+/// with default settings has for its own pg_dump.
 /// `infra/bench/run.py` restores its comparisons into a server with these same settings.
 pub const RESTORE_SETTINGS: &str =
     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c wal_level=minimal \
-     -c max_wal_senders=0 -c max_wal_size=4GB -c autovacuum=off -c maintenance_work_mem=256MB -c max_connections=20 \
+     -c max_wal_senders=0 -c max_wal_size=4GB -c autovacuum=off -c maintenance_work_mem=256MB -c max_connections=80 \
      -c max_locks_per_transaction=1024";
 
 pub struct LocalScratch {
