@@ -30,6 +30,9 @@ pub enum AwsErrorKind {
     Denied,
     /// The resource is not there.
     NotFound,
+    /// The service did not answer (no connection, a timeout) or failed on its side (a 5xx other than 503's
+    /// slow-down): a later try may succeed.
+    Unavailable,
     /// A condition failed or the resource is busy: another writer got there first.
     Conflict,
     Other,

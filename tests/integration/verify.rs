@@ -701,6 +701,28 @@ async fn a_download_cut_twice_mid_body_reads_on_and_drills_verified() {
     assert!(matches!(checksum.map(|c| c.outcome), Some(CheckOutcome::Ok { .. })), "every byte proven");
 }
 
+/// S3 going away in the middle of the drill's download (the body cut, every later connection dropped) is not the
+/// backup's failure: the drill reads on as long as it may, then ends inconclusive, the backup `completed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_gone_mid_download_makes_the_drill_inconclusive() {
+    let (d, record) = backed_up(million_rows).await;
+    let proxy = backstop_tests::cutting_proxy::CuttingProxy::start_then_gone(&d.aws.endpoint, 4 << 20, 1).await;
+    let through_proxy = d.aws.sdk.to_builder().endpoint_url(&proxy.url).build();
+    let mut clients = app::AwsClients::from_sdk_config(&d.aws.sdk, true);
+    // Only S3 goes away: the catalog and the alerts still answer.
+    clients.s3 = app::AwsClients::from_sdk_config(&through_proxy, true).s3;
+    let run = app::verify_job(Arc::new(d.config.clone()), &clients, Arc::new(NoMetrics))
+        .run(&verify_request(None, None))
+        .await
+        .unwrap();
+    let drill = &run.drills[0];
+    assert_eq!((drill.phase, drill.outcome), (DrillPhase::Done, None), "{drill:?}");
+    assert!(drill.message.contains("the object store (S3) did not answer"), "{}", drill.message);
+    assert_eq!(proxy.cuts_made(), 1);
+    let backup = catalog(&d.aws).get_backup("app", &record.backup_id).await.unwrap().unwrap();
+    assert_eq!(backup.status, BackupStatus::Completed, "the backup keeps its status");
+}
+
 /// A database whose restore takes long enough to be interrupted: a million rows, about 90 MB restored.
 fn million_rows(source: &PgCluster) -> &'static str {
     source.psql("postgres", "CREATE DATABASE app");

@@ -1,6 +1,7 @@
 //! A TCP proxy on loopback that drops connections in the middle of a response, as a network that resets a long
 //! download does: it forwards everything to an upstream address and, for the first `cuts` connections whose
-//! responses pass `after` bytes, closes both sides there.
+//! responses pass `after` bytes, closes both sides there. Started with [`CuttingProxy::start_then_gone`], it
+//! also drops every connection after its last cut, as a service that went away.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,15 @@ pub struct CuttingProxy {
 impl CuttingProxy {
     /// Forwards to `upstream` (`http://host:port`) and cuts `cuts` responses once they pass `after` bytes.
     pub async fn start(upstream: &str, after: u64, cuts: usize) -> CuttingProxy {
+        Self::started(upstream, after, cuts, false).await
+    }
+
+    /// As [`CuttingProxy::start`], and once the cuts are made every connection is closed as soon as it opens.
+    pub async fn start_then_gone(upstream: &str, after: u64, cuts: usize) -> CuttingProxy {
+        Self::started(upstream, after, cuts, true).await
+    }
+
+    async fn started(upstream: &str, after: u64, cuts: usize, gone_after: bool) -> CuttingProxy {
         let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().expect("the proxy's address"));
@@ -25,6 +35,10 @@ impl CuttingProxy {
         let left = cuts_left.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if gone_after && left.load(Ordering::SeqCst) == 0 {
+                    drop(client);
+                    continue;
+                }
                 let (upstream, left) = (upstream.clone(), left.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {

@@ -46,7 +46,13 @@ where
         other => (None, DisplayErrorContext(other).to_string()),
     };
     let status = error.raw_response().map(|r| format!("{r:?}")).and_then(|r| status_in_debug(&r));
-    let kind = classify(code.as_deref(), status);
+    let kind = match error {
+        // No answer at all: the request never got one (connection, time-out) or it was unreadable.
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            AwsErrorKind::Unavailable
+        }
+        _ => classify(code.as_deref(), status),
+    };
     let text =
         if text.chars().count() > MAX { format!("{}…", text.chars().take(MAX).collect::<String>()) } else { text };
     ServiceFailure { kind, code, text }
@@ -109,8 +115,18 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> AwsErrorKind {
         "DBInstanceAlreadyExists",
         "DBInstanceAlreadyExistsFault",
     ];
+    const UNAVAILABLE: &[&str] = &[
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    ];
     match code {
         Some(c) if THROTTLED.contains(&c) => AwsErrorKind::Throttled,
+        Some(c) if UNAVAILABLE.contains(&c) => AwsErrorKind::Unavailable,
         Some(c) if DENIED.contains(&c) => AwsErrorKind::Denied,
         Some(c) if NOT_FOUND.contains(&c) => AwsErrorKind::NotFound,
         Some(c) if CONFLICT.contains(&c) => AwsErrorKind::Conflict,
@@ -119,6 +135,7 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> AwsErrorKind {
             Some(401 | 403) => AwsErrorKind::Denied,
             Some(404) => AwsErrorKind::NotFound,
             Some(409 | 412) => AwsErrorKind::Conflict,
+            Some(500 | 502 | 504) => AwsErrorKind::Unavailable,
             _ => AwsErrorKind::Other,
         },
     }
@@ -148,8 +165,9 @@ mod tests {
         assert_eq!(classify(Some("ConditionalCheckFailedException"), Some(400)), AwsErrorKind::Conflict);
         assert_eq!(classify(Some("InvalidDBInstanceState"), Some(400)), AwsErrorKind::Conflict);
         assert_eq!(classify(None, Some(429)), AwsErrorKind::Throttled);
+        assert_eq!(classify(Some("InternalError"), Some(500)), AwsErrorKind::Unavailable);
+        assert_eq!(classify(None, Some(502)), AwsErrorKind::Unavailable);
         assert_eq!(classify(None, Some(403)), AwsErrorKind::Denied);
-        assert_eq!(classify(Some("InternalError"), Some(500)), AwsErrorKind::Other);
         assert_eq!(classify(None, None), AwsErrorKind::Other);
     }
 

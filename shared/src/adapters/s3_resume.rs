@@ -14,6 +14,9 @@ use aws_sdk_s3::Client;
 use tokio::io::AsyncRead;
 use tracing::warn;
 
+use crate::domain::scratch_fault::{mark_if, STORE_UNAVAILABLE};
+use crate::ports::AwsErrorKind;
+
 /// Reopenings in a row, without a byte between them, before the body fails.
 const ATTEMPTS: u32 = 5;
 /// The wait before the first reopening; doubled for each that follows in a row.
@@ -70,9 +73,13 @@ pub fn resuming(source: BodySource, body: ByteStream) -> Box<dyn AsyncRead + Sen
 async fn reopen(r: &mut Reading, why: String) -> io::Result<ByteStream> {
     let s = &r.source;
     let mut why = why;
+    // A dropped body, a time-out or a throttled or failed GET mends by itself in time: giving up on those is the
+    // drill's failure, not the object's (`scratch_fault::STORE_UNAVAILABLE`). A refusal or another length is not.
+    let mut transient = true;
     loop {
         if r.failed_in_a_row >= ATTEMPTS {
-            return Err(io::Error::other(format!("GetObject {}: {why} (after {ATTEMPTS} attempts to resume)", s.key)));
+            let message = format!("GetObject {}: {why} (after {ATTEMPTS} attempts to resume)", s.key);
+            return Err(io::Error::other(mark_if(message, transient.then_some(STORE_UNAVAILABLE))));
         }
         let wait = FIRST_WAIT * 2u32.pow(r.failed_in_a_row);
         r.failed_in_a_row += 1;
@@ -96,8 +103,13 @@ async fn reopen(r: &mut Reading, why: String) -> io::Result<ByteStream> {
                 why = format!("asked for bytes {from}-{to} again, got {:?} bytes", out.content_length);
                 // A different length is not a dropped connection: it will not mend by asking again.
                 r.failed_in_a_row = ATTEMPTS;
+                transient = false;
             }
-            Err(e) => why = format!("asking for bytes {from}-{to} again failed: {}", super::aws_failure(&e)),
+            Err(e) => {
+                let failure = super::aws_failure(&e);
+                transient = matches!(failure.kind, AwsErrorKind::Throttled | AwsErrorKind::Unavailable);
+                why = format!("asking for bytes {from}-{to} again failed: {failure}");
+            }
         }
     }
 }

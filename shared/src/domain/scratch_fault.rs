@@ -1,6 +1,7 @@
 //! Failures that are the drill's own, not the backup's: while a drill restored or checked the copy, the scratch
 //! server crashed, was shut down or restarted, ran out of disk, memory or connection slots, its storage failed,
-//! or the connection to it was lost; or the restore outlasted the Lambda invocation running it. A drill stopped
+//! or the connection to it was lost; the restore outlasted the Lambda invocation running it; or S3 did not
+//! answer the drill's reads of the backup (`adapters::s3_resume`, `jobs::verify`). A drill stopped
 //! by one cannot say anything of the backup, so it is *inconclusive*: the backup keeps the status it had
 //! (`VerificationReport::scratch_fault` decides, the verify job acts on it), where calling it `verify_failed`
 //! would take a good backup out of the restore points and, after the investigation window, out of retention.
@@ -26,6 +27,9 @@ pub const NOT_ACCEPTING: &str = "the server was not accepting connections";
 pub const CONNECTION_LOST: &str = "the connection to the server was lost";
 pub const UNREACHABLE: &str = "the server could not be connected to";
 pub const OUTLASTED_THE_INVOCATION: &str = "the restore outlasted the Lambda invocation running it";
+/// Not the scratch server's but as much the drill's own: S3 did not answer the drill's reads of the backup, or
+/// throttled them, after every retry. (Refused, missing or changed objects are the backup's.)
+pub const STORE_UNAVAILABLE: &str = "the object store (S3) did not answer or throttled the drill's reads";
 
 /// `text` with the mark that says it is the server's failure for `why`.
 pub fn mark(text: &str, why: &str) -> String {

@@ -32,6 +32,16 @@ pub async fn read_small(store: &dyn ObjectStore, object: &ObjectRef) -> Result<(
     Ok((bytes, fetched.head))
 }
 
+impl ManifestError {
+    /// What kind of failure S3 met, when the manifest could not be read.
+    pub fn service_kind(&self) -> Option<crate::ports::AwsErrorKind> {
+        match self {
+            ManifestError::Unreadable(e) => e.service_kind(),
+            _ => None,
+        }
+    }
+}
+
 /// The manifest the backup wrote, from the exact version the record names, with its metadata.
 pub async fn fetch_manifest(
     store: &dyn ObjectStore,

@@ -217,6 +217,9 @@ impl BackupFailure {
             Some(AwsErrorKind::Throttled) => {
                 return "AWS throttled the calls: a retry or the next scheduled run should succeed; if it recurs, spread the targets' schedules or raise the service quota.";
             }
+            Some(AwsErrorKind::Unavailable) => {
+                return "AWS did not answer or failed on its side: a retry or the next scheduled run should succeed; if it recurs, check the function's network path to the AWS endpoints (VPC endpoints, NAT) and the AWS Health Dashboard.";
+            }
             _ => {}
         }
         match self {

@@ -191,7 +191,10 @@ impl VerifyJob {
                         )
                         .await
                     }
-                    Err(e) => drill.report.push(CheckName::TableSet, CheckOutcome::Error { message: e.to_string() }),
+                    Err(e) => drill.report.push(
+                        CheckName::TableSet,
+                        CheckOutcome::Error { message: steps::unread(e.to_string(), e.service_kind()) },
+                    ),
                 }
                 drill.checked_at = Some(self.deps.clock.now());
                 drill.phase = DrillPhase::Cleaning;

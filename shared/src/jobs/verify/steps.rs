@@ -17,8 +17,8 @@ use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome,
 use crate::domain::{BackupRecord, Manifest, ObjectRef};
 use crate::pipeline::codec::Codec;
 use crate::ports::{
-    EarlyReadBack, FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, ReadBackUnderway, RestoreError, Restorer,
-    ScratchEndpoint, StoreError,
+    AwsErrorKind, EarlyReadBack, FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, ReadBackUnderway,
+    RestoreError, Restorer, ScratchEndpoint, StoreError,
 };
 
 use crate::jobs::manifests::{fetch_manifest, read_small};
@@ -183,6 +183,14 @@ enum DumpUnread {
     RestoreStopped(String),
 }
 
+/// The text of a failure to read the backup's objects, marked as the drill's own when S3 did not answer or
+/// throttled the reads after every retry (`scratch_fault::STORE_UNAVAILABLE`). A refused, missing or changed
+/// object stays the backup's failure: as things stand it cannot be restored.
+pub(super) fn unread(text: String, kind: Option<AwsErrorKind>) -> String {
+    let unavailable = matches!(kind, Some(AwsErrorKind::Throttled | AwsErrorKind::Unavailable));
+    scratch_fault::mark_if(text, unavailable.then_some(scratch_fault::STORE_UNAVAILABLE))
+}
+
 /// Why restoring the dump failed, as the drill's restore check reports it.
 #[derive(Debug, thiserror::Error)]
 enum RestoreFailure {
@@ -191,8 +199,9 @@ enum RestoreFailure {
     Parallel(String),
     #[error("{0}")]
     Restorer(RestoreError),
-    #[error("the dump could not be fetched")]
-    Fetch,
+    /// Why, marked when S3 did not answer ([`unread`]).
+    #[error("the dump could not be fetched: {0}")]
+    Fetch(String),
     #[error("cannot start decompressing: {0}")]
     Decompress(std::io::Error),
     #[error("the server took {loaded} rows into {table}, and the dump holds {expected}")]
@@ -263,7 +272,7 @@ pub async fn restore(
                 head.version_id.as_deref().unwrap_or("-")
             ),
         },
-        Err(e) => CheckOutcome::Error { message: e.to_string() },
+        Err(e) => CheckOutcome::Error { message: unread(e.to_string(), e.service_kind()) },
     };
     report.push(CheckName::ObjectVersion, version);
 
@@ -272,7 +281,8 @@ pub async fn restore(
     let (manifest, manifest_head) = match fetch_manifest(store.as_ref(), backup).await {
         Ok(found) => found,
         Err(e) => {
-            report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message: e.to_string() });
+            let message = unread(e.to_string(), e.service_kind());
+            report.push(CheckName::ObjectChecksum, CheckOutcome::Error { message });
             return Restoration::stopped();
         }
     };
@@ -300,7 +310,7 @@ pub async fn restore(
             return Restoration::stopped();
         }
         Err(e) => {
-            report.push(CheckName::Roles, CheckOutcome::Error { message: e.to_string() });
+            report.push(CheckName::Roles, CheckOutcome::Error { message: unread(e.to_string(), e.service_kind()) });
             return Restoration::stopped();
         }
     };
@@ -656,7 +666,10 @@ async fn restore_streamed(
 ) -> (Result<String, RestoreFailure>, Result<DumpRead, DumpUnread>) {
     let fetched = match store.get(&dump.key, dump.version_id.as_deref()).await {
         Ok(f) => f,
-        Err(e) => return (Err(RestoreFailure::Fetch), Err(DumpUnread::Fetch(e))),
+        Err(e) => {
+            let why = unread(e.to_string(), e.service_kind());
+            return (Err(RestoreFailure::Fetch(why)), Err(DumpUnread::Fetch(e)));
+        }
     };
     let head = fetched.head.clone();
     let hashed = Arc::new(Mutex::new((Sha256::new(), 0u64)));

@@ -215,6 +215,35 @@ async fn a_drill_stopped_by_its_scratch_server_is_inconclusive_and_the_backup_ke
     assert_eq!(drill.outcome, Some(BackupStatus::VerifyFailed), "{drill:?}");
 }
 
+/// S3 not answering the drill's reads, or throttling them, after every retry says nothing of the backup: the
+/// drill is inconclusive. S3 refusing them, or not finding the object, is the backup's failure as before.
+#[tokio::test]
+async fn a_store_that_does_not_answer_makes_the_drill_inconclusive_a_refusal_does_not() {
+    use crate::ports::AwsErrorKind;
+    for (operation, kind) in [
+        ("HeadObject", AwsErrorKind::Unavailable),
+        ("GetObject", AwsErrorKind::Throttled),
+        ("GetObject", AwsErrorKind::Unavailable),
+    ] {
+        let w = world().await;
+        w.store.faults.fail_as(operation, kind);
+        let (_, drill) = until_done(&w, None).await;
+        assert_eq!((drill.phase, drill.outcome), (DrillPhase::Done, None), "{operation} {kind:?}: {drill:?}");
+        assert!(drill.message.contains("the object store (S3) did not answer"), "{}", drill.message);
+        assert_eq!(backup_status(&w), BackupStatus::Completed, "{operation} {kind:?}");
+        assert!(w.scratch.live().is_empty(), "{operation} {kind:?}: nothing left running");
+        let alerts = w.alerts.sent();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].severity, crate::domain::Severity::Warning);
+    }
+    for kind in [AwsErrorKind::Denied, AwsErrorKind::NotFound, AwsErrorKind::Other] {
+        let w = world().await;
+        w.store.faults.fail_as("GetObject", kind);
+        let (_, drill) = until_done(&w, None).await;
+        assert_eq!(drill.outcome, Some(BackupStatus::VerifyFailed), "{kind:?}: {drill:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_scratch_server_that_cannot_be_destroyed_keeps_the_drill_open_until_it_can() {
     let w = world().await;
