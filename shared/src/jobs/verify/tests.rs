@@ -235,6 +235,7 @@ async fn a_store_that_does_not_answer_makes_the_drill_inconclusive_a_refusal_doe
         let alerts = w.alerts.sent();
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].severity, crate::domain::Severity::Warning);
+        assert!(alerts[0].body.contains("network path to S3"), "{}", alerts[0].body);
     }
     for kind in [AwsErrorKind::Denied, AwsErrorKind::NotFound, AwsErrorKind::Other] {
         let w = world().await;

@@ -133,10 +133,17 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
         "A restore drill of {what} of target \"{name}\" was INCONCLUSIVE: {fault}. That is the drill's own failure, \
          not the backup's: {stands}.\n\n\
          What stopped the drill:\n{lines}\n\n{timings}\n\n\
-         What to do: if this repeats, the scratch server is too small or unhealthy for this database: free disk under \
-         `scratch_dir` (local) or a larger `rds_instance_class`, fewer `restore_jobs`; what stopped it (the kernel's OOM \
-         killer, a full disk, a restart) is in the host's log or the RDS instance's events. A restore that outlasts the \
-         invocation needs the container runner (docs/operations.md#restore-drills). {again}\nDrill: {drill_id}",
+         What to do: if this repeats, {remedy} {again}\nDrill: {drill_id}",
+        remedy = if fault.contains(crate::domain::scratch_fault::STORE_UNAVAILABLE) {
+            "check the drill's network path to S3 (a VPC endpoint or NAT, its route tables and security groups) and \
+             the AWS Health Dashboard for S3 in this region; the drill reads every byte of the backup and cannot \
+             judge it while S3 does not answer."
+        } else {
+            "the scratch server is too small or unhealthy for this database: free disk under `scratch_dir` (local) or \
+             a larger `rds_instance_class`, fewer `restore_jobs`; what stopped it (the kernel's OOM killer, a full disk, \
+             a restart) is in the host's log or the RDS instance's events. A restore that outlasts the invocation needs \
+             the container runner (docs/operations.md#restore-drills)."
+        },
         what = drilled(drill),
         name = target.name,
         lines = lines.join("\n"),
