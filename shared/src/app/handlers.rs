@@ -427,11 +427,33 @@ pub async fn handle_purge_event(job: &PurgeJob, event: &Value, request_id: &str)
     }
 }
 
-/// A hand-written or scheduled event: `null` and `{}` mean "defaults"; a scheduled EventBridge envelope
-/// (`"detail-type": "Scheduled Event"`) does too; anything else must match `T` exactly.
+/// The fields of an EventBridge event's envelope; what the event asks for is in its `detail`.
+const ENVELOPE_FIELDS: [&str; 9] =
+    ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"];
+
+/// A hand-written or scheduled event: `null` and `{}` mean "defaults"; an EventBridge envelope (`source` and
+/// `detail-type`) is read by its `detail` (`{}` for a schedule's), which must match `T` exactly, as must any other
+/// event. A field beside the envelope's own is refused rather than dropped: `"dry_run": true` there would
+/// otherwise purge for real.
 fn parse_manual_event<T: serde::de::DeserializeOwned>(event: &Value) -> Result<T, serde_json::Error> {
-    let scheduled = event.get("detail-type").is_some() && event.get("source").is_some();
-    let event = if event.is_null() || scheduled { Value::Object(Default::default()) } else { event.clone() };
+    let envelope = event.get("detail-type").is_some() && event.get("source").is_some();
+    let event = if event.is_null() {
+        Value::Object(Default::default())
+    } else if envelope {
+        let beside =
+            event.as_object().into_iter().flat_map(|o| o.keys()).find(|k| !ENVELOPE_FIELDS.contains(&k.as_str()));
+        if let Some(field) = beside {
+            return Err(serde::de::Error::custom(format!(
+                "`{field}` is beside the fields of an EventBridge envelope: put what the event asks for in its `detail`"
+            )));
+        }
+        match event.get("detail") {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(detail) => detail.clone(),
+        }
+    } else {
+        event.clone()
+    };
     serde_json::from_value(event)
 }
 
@@ -464,5 +486,54 @@ pub async fn handle_monitor_event(job: &MonitorJob, event: &Value) -> Result<Val
         Ok(serde_json::to_value(&reports).expect("monitor reports serialize"))
     } else {
         Err(HandlerError { error_type: ErrorType::MonitorFailed, message: unknown.join("; ") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Asked {
+        #[serde(default)]
+        target: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+    }
+
+    fn envelope(detail: Value) -> Value {
+        serde_json::json!({"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-12-05T03:00:00Z", "region": "us-east-1", "resources": [], "detail": detail})
+    }
+
+    #[test]
+    fn an_eventbridge_envelope_is_read_by_its_detail() {
+        let asked: Asked = parse_manual_event(&envelope(serde_json::json!({}))).unwrap();
+        assert_eq!(asked, Asked { target: None, dry_run: false });
+        let asked: Asked =
+            parse_manual_event(&envelope(serde_json::json!({"dry_run": true, "target": "orders"}))).unwrap();
+        assert_eq!(asked, Asked { target: Some("orders".into()), dry_run: true }, "a dry run stays a dry run");
+        assert!(
+            parse_manual_event::<Asked>(&envelope(serde_json::json!({"dryrun": true}))).is_err(),
+            "a misspelt field"
+        );
+    }
+
+    #[test]
+    fn a_field_beside_the_envelope_is_refused_not_dropped() {
+        let mut event = envelope(serde_json::json!({}));
+        event["dry_run"] = Value::Bool(true);
+        let error = parse_manual_event::<Asked>(&event).unwrap_err().to_string();
+        assert!(error.contains("`dry_run` is beside the fields of an EventBridge envelope"), "{error}");
+        let minimal = serde_json::json!({"source": "console", "detail-type": "test", "dry_run": true});
+        assert!(parse_manual_event::<Asked>(&minimal).is_err());
+    }
+
+    #[test]
+    fn a_plain_event_must_match_exactly() {
+        assert_eq!(parse_manual_event::<Asked>(&Value::Null).unwrap(), Asked { target: None, dry_run: false });
+        assert!(parse_manual_event::<Asked>(&serde_json::json!({"dry_run": true})).unwrap().dry_run);
+        assert!(parse_manual_event::<Asked>(&serde_json::json!({"dry-run": true})).is_err());
     }
 }
