@@ -345,6 +345,9 @@ fn was_dumped(status: BackupStatus) -> bool {
 
 /// Judges one target. `backups` are its newest records in any order (records of other targets are ignored);
 /// `tables` compares the row counts of its two newest completed backups (`None`: fewer than two have manifests). The result has one `CheckResult` per `HealthCheck`, in `HealthCheck::ALL` order.
+/// How far ahead of the monitor's clock a record may be dated before it is taken for a wrong clock.
+const CLOCK_SKEW: Duration = Duration::minutes(5);
+
 pub fn evaluate(
     target: &str,
     backups: &[BackupRecord],
@@ -352,15 +355,28 @@ pub fn evaluate(
     now: DateTime<Utc>,
     thresholds: &MonitorThresholds,
 ) -> TargetHealth {
-    let mut newest_first: Vec<&BackupRecord> = backups.iter().filter(|b| b.target == target).collect();
+    // A record dated ahead of now (past the clocks' usual skew) says a clock is wrong, not that a backup is fresh:
+    // it is left out, so it can neither vouch for the target nor hide the failures after it.
+    let (ahead, mut newest_first): (Vec<&BackupRecord>, Vec<&BackupRecord>) =
+        backups.iter().filter(|b| b.target == target).partition(|b| b.started_at > now + CLOCK_SKEW);
     newest_first.sort_by(|a, b| (b.started_at, &b.backup_id).cmp(&(a.started_at, &a.backup_id)));
 
     let newest_good = newest_first.iter().copied().find(|b| is_restore_point(b.status));
     let newest_verified = newest_first.iter().copied().find(|b| b.status == BackupStatus::Verified);
     let age = |b: &BackupRecord| (now - b.started_at).max(Duration::zero());
 
+    let mut backup_age = backup_age(&newest_first, newest_good, now, thresholds);
+    if let Some(first) = ahead.iter().min_by_key(|b| b.started_at) {
+        backup_age.summary.push_str(&format!(
+            "; {} record(s) dated in the future left out ({} starts {} from now): a clock is wrong",
+            ahead.len(),
+            first.backup_id,
+            age_text(first.started_at - now)
+        ));
+        backup_age.severity.get_or_insert(Severity::Warning);
+    }
     let checks = vec![
-        backup_age(&newest_first, newest_good, now, thresholds),
+        backup_age,
         verified_age(newest_verified, now, thresholds),
         last_verification(&newest_first),
         consecutive_failures(&newest_first, thresholds),

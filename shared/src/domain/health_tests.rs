@@ -600,3 +600,29 @@ fn alert_state_round_trips_through_json() {
     let event_json = serde_json::to_value(event.unwrap()).unwrap();
     assert_eq!(event_json["event"], "fired");
 }
+
+// ---------------------------------------------------------------- a wrong clock
+
+#[test]
+fn a_record_dated_in_the_future_vouches_for_nothing_and_hides_no_failure() {
+    let ahead = |h: i64| rec(-Duration::hours(h), Completed);
+    let health = run(&[
+        ahead(48),
+        failed(Duration::hours(30), "boom"),
+        failed(Duration::hours(54), "boom"),
+        rec(Duration::hours(78), Completed),
+    ]);
+    let age = result(&health, HealthCheck::BackupAge);
+    assert_eq!(age.severity, Some(Severity::Critical), "{age:?}");
+    assert!(
+        age.summary.contains("1 record(s) dated in the future left out") && age.summary.contains("a clock is wrong")
+    );
+    assert_eq!(result(&health, HealthCheck::ConsecutiveFailures).severity, Some(Severity::Critical));
+    assert!(health.backup_age_hours.is_some_and(|h| h > 70.0), "{:?}", health.backup_age_hours);
+
+    // Otherwise healthy, the future record still warns; a few minutes ahead is a clock's usual skew.
+    let health = run(&[ahead(3), with_verification(rec(Duration::hours(2), Verified), true, &[])]);
+    assert_eq!(result(&health, HealthCheck::BackupAge).severity, Some(Severity::Warning));
+    let health = run(&[rec(-mins(2), Completed), with_verification(rec(Duration::hours(2), Verified), true, &[])]);
+    assert_eq!(result(&health, HealthCheck::BackupAge).severity, None);
+}

@@ -30,6 +30,8 @@ use alerts::monitor_alert;
 
 /// Backups read per target: enough for the shrink median and the failure streak.
 const HISTORY: usize = 30;
+/// The most read when the newest [`HISTORY`] hold no drill's verdict: six weeks of hourly backups.
+const MAX_HISTORY: usize = 1_000;
 
 pub type MonitorDeps = super::kernel::JobDeps;
 
@@ -85,7 +87,7 @@ impl MonitorJob {
     async fn monitor_target(&self, target: &TargetConfig, request: &MonitorRequest) -> TargetReport {
         let mut report =
             TargetReport { target: target.name.clone(), health: None, error: None, alerts_sent: Vec::new() };
-        let backups = match self.deps.catalog.recent_backups(&target.name, HISTORY).await {
+        let backups = match self.history(&target.name).await {
             Ok(backups) => backups,
             Err(e) => {
                 // Loud: an unreadable catalog must not look like "no news".
@@ -112,6 +114,22 @@ impl MonitorJob {
         }
         report.health = Some(health);
         report
+    }
+
+    /// The target's newest records: [`HISTORY`] of them, or as many more as it takes to reach the newest backup a
+    /// drill judged (up to [`MAX_HISTORY`]). Hourly backups and weekly drills put 168 records between two
+    /// verdicts: a fixed window would lose the last verified backup (a false "never verified") and the last
+    /// failed drill (a false "resolved").
+    async fn history(&self, target: &str) -> Result<Vec<BackupRecord>, CatalogError> {
+        let mut limit = HISTORY;
+        loop {
+            let backups = self.deps.catalog.recent_backups(target, limit).await?;
+            let judged = backups.iter().any(|b| b.verification.is_some() || b.status == BackupStatus::Verified);
+            if judged || backups.len() < limit || limit >= MAX_HISTORY {
+                return Ok(backups);
+            }
+            limit = (limit * 8).min(MAX_HISTORY);
+        }
     }
 
     /// Per check: the next alert state, the alert it calls for, and the state saved once the alert is out.

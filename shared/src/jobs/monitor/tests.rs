@@ -98,3 +98,35 @@ async fn an_alert_that_could_not_be_published_is_sent_by_the_next_run() {
     assert!(!retried.is_empty(), "the critical checks alert now");
     assert!(run(&w).await.alerts_sent.is_empty(), "and then hold (cooldown), as usual");
 }
+
+/// Hourly backups between weekly drills: the verified backup is far past the newest 30 records, and the monitor
+/// still finds it (no false "never verified"), as it finds a failed drill's backup (no false "resolved").
+#[tokio::test]
+async fn the_last_verdict_is_found_past_the_newest_thirty_records() {
+    for passed in [true, false] {
+        let w = world();
+        let mut judged = backup(&w, 60, "judged.manifest.json").await;
+        judged.status = if passed { BackupStatus::Verified } else { BackupStatus::VerifyFailed };
+        judged.verification = Some(crate::domain::backup::VerificationSummary {
+            drill_id: "d1".into(),
+            finished_at: test_now() - chrono::Duration::hours(59),
+            passed,
+            failed_checks: if passed { vec![] } else { vec!["table_set".into()] },
+            rto_seconds: Some(60.0),
+            rpo_seconds: None,
+        });
+        w.catalog.update_backup(&judged, BackupStatus::Completed).await.unwrap();
+        for hours_ago in 1..=50 {
+            backup(&w, hours_ago, "missing.manifest.json").await;
+        }
+        let health = run(&w).await.health.unwrap();
+        let verified = health.check(crate::domain::health::HealthCheck::VerifiedAge).unwrap();
+        let last = health.check(crate::domain::health::HealthCheck::LastVerification).unwrap();
+        if passed {
+            assert_eq!(verified.severity, None, "{verified:?}");
+            assert!(health.verified_age_hours.is_some_and(|h| (59.0..61.0).contains(&h)), "{health:?}");
+        } else {
+            assert_eq!(last.severity, Some(Severity::Critical), "{last:?}");
+        }
+    }
+}
