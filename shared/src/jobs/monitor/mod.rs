@@ -17,7 +17,7 @@ use serde::Serialize;
 use tracing::{instrument, warn};
 
 use crate::config::{Config, TargetConfig};
-use crate::domain::health::{evaluate, next_alert, RowCounts, TableComparison, TargetHealth};
+use crate::domain::health::{evaluate, next_alert, HealthCheck, RowCounts, TableComparison, TargetHealth};
 use crate::domain::{BackupRecord, BackupStatus};
 use crate::metrics::{emf_line, Unit};
 use crate::ports::*;
@@ -75,7 +75,17 @@ impl MonitorJob {
     }
 
     pub async fn run(&self, request: &MonitorRequest) -> Result<Vec<TargetReport>, UnknownTarget> {
-        let targets = select_targets(&self.config, request.target.as_deref())?;
+        let mut targets = select_targets(&self.config, request.target.as_deref())?;
+        // A server target none of whose databases is known yet (its discovery never ran or failed, or its
+        // patterns match nothing) has no unit to judge: it is judged itself, with no backup on record, rather
+        // than left out of a report that would then say every target is fine.
+        for server in &self.config.servers {
+            let asked = request.target.as_deref().is_none_or(|name| name == server.name);
+            let prefix = format!("{}{}", server.name, crate::domain::discovery::UNIT_SEPARATOR);
+            if asked && !self.config.targets.iter().any(|t| t.name.starts_with(&prefix)) {
+                targets.push(server);
+            }
+        }
         let mut reports = Vec::new();
         for target in targets {
             reports.push(self.monitor_target(target, request).await);
@@ -98,7 +108,16 @@ impl MonitorJob {
         };
         let tables = self.table_comparison(&backups).await;
         let now = self.deps.clock.now();
-        let health = evaluate(&target.name, &backups, tables.as_ref(), now, &self.config.monitor);
+        let mut health = evaluate(&target.name, &backups, tables.as_ref(), now, &self.config.monitor);
+        if target.is_server() {
+            if let Some(age) = health.checks.iter_mut().find(|c| c.check == HealthCheck::BackupAge) {
+                age.summary = format!(
+                    "no database of server target {} is known: its backup run's discovery has not run or failed, or its \
+                     `databases` patterns match none of the server's databases, so nothing of it is backed up",
+                    target.name
+                );
+            }
+        }
         let mut figures = Vec::new();
         if let Some(hours) = health.backup_age_hours {
             figures.push(("BackupAgeHours", Unit::None, hours));

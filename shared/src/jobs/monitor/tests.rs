@@ -130,3 +130,23 @@ async fn the_last_verdict_is_found_past_the_newest_thirty_records() {
         }
     }
 }
+
+/// A server target whose databases are not known yet (no discovery has stored any) is judged itself, critical,
+/// not left out of a report that would then call every target fine.
+#[tokio::test]
+async fn a_server_target_with_no_database_discovered_is_critical_not_absent() {
+    let w = world();
+    let mut config = test_config(vec![target("orders")]);
+    let mut fleet = target("fleet");
+    fleet.databases = vec!["*".into()];
+    config.servers = vec![fleet];
+    let job = MonitorJob::new(Arc::new(config), w.job.deps.clone());
+    let reports = job.run(&MonitorRequest { target: None, alert: true }).await.unwrap();
+    let fleet = reports.iter().find(|r| r.target == "fleet").expect("the server target is in the report");
+    assert_eq!(fleet.severity(), Some(Severity::Critical), "{fleet:?}");
+    let age = fleet.health.as_ref().unwrap().check(crate::domain::health::HealthCheck::BackupAge).unwrap();
+    assert!(age.summary.contains("no database of server target fleet is known"), "{}", age.summary);
+    assert!(w.alerts.sent().iter().any(|a| a.subject.contains("fleet")), "{:?}", w.alerts.sent());
+    let asked = job.run(&MonitorRequest { target: Some("fleet".into()), alert: false }).await.unwrap();
+    assert_eq!(asked.len(), 1, "asking for the server target judges it too");
+}
