@@ -59,12 +59,20 @@ pub fn parse(text: &str) -> Result<Connection, String> {
             Some(("sslmode", mode)) => {
                 return Err(format!("--into's sslmode {mode:?} is not one of {}", SSL_MODES.join(", ")))
             }
-            Some(("password", _)) => {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => {
                 return Err(
                     "--into holds a password: give it with --password-env, --password-file or --password-secret".into(),
                 )
             }
-            _ => return Err(format!("--into's parameter {pair:?} is not understood (only sslmode is)")),
+            // Its name only: the value of a parameter this does not know may be a secret (`passfile`, a token).
+            Some((name, _)) => {
+                return Err(format!(
+                    "--into's parameter {name:?} is not understood (only sslmode is); its value is not shown"
+                ))
+            }
+            None => {
+                return Err("--into has a parameter without `=` (not shown); only sslmode=MODE is understood".into())
+            }
         }
     }
     let user = percent_decode(user)?;
@@ -96,6 +104,19 @@ fn percent_decode(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parameter_it_does_not_know_is_named_never_shown() {
+        for (into, secret) in [
+            ("postgresql://u@h/db?PASSWORD=S3cretPw", "S3cretPw"),
+            ("postgresql://u@h/db?passfile=/home/u/.pgpass-S3cret", "S3cret"),
+            ("postgresql://u@h/db?S3cretPw", "S3cretPw"),
+        ] {
+            let error = parse(into).unwrap_err();
+            assert!(!error.contains(secret), "{error}");
+        }
+        assert!(parse("postgresql://u@h/db?PASSWORD=x").unwrap_err().contains("holds a password"));
+    }
 
     #[test]
     fn a_connection_is_read_with_its_defaults_escapes_and_sslmode() {
