@@ -716,6 +716,15 @@ pub trait Restorer: Send + Sync {
         database: &str,
         settings: &[String],
     ) -> Result<Vec<String>, RestoreError>;
+    /// Gives the restored database the source database's owner, comment, privileges and role settings
+    /// (`domain::database_properties`). Returns those not applied, each with the server's reason (a role the
+    /// server lacks): they are noted, not failed.
+    async fn apply_database_properties(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        properties: &crate::domain::database_properties::DatabaseProperties,
+    ) -> Result<Vec<String>, RestoreError>;
     /// Makes each of the dump's `tablespaces` the server lacks, inside its own data directory (a scratch server's
     /// tablespaces go when it goes). Returns the names it made.
     async fn create_tablespaces(&self, server: &ScratchEndpoint, names: &[String])

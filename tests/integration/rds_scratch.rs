@@ -453,6 +453,14 @@ impl Restorer for RecordingRestorer {
     ) -> Result<Vec<String>, RestoreError> {
         panic!("a point-in-time drill restores no dump")
     }
+    async fn apply_database_properties(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: &backstop::domain::database_properties::DatabaseProperties,
+    ) -> Result<Vec<String>, RestoreError> {
+        panic!("a point-in-time drill restores no dump")
+    }
     async fn create_tablespaces(&self, _: &ScratchEndpoint, _: &[String]) -> Result<Vec<String>, RestoreError> {
         panic!("a point-in-time drill restores no dump")
     }

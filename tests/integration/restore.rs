@@ -45,6 +45,14 @@ fn into(cluster: &PgCluster, database: &str) -> String {
 async fn verified_backup() -> Restores {
     let source = PgCluster::start();
     source.seed_sample("shop");
+    // What the dump leaves out: the database's comment, privileges and a role's setting in it (its owner is
+    // app_owner).
+    source.psql(
+        "postgres",
+        "COMMENT ON DATABASE shop IS 'the shop''s data'; REVOKE CONNECT, TEMPORARY ON DATABASE shop FROM PUBLIC; \
+         GRANT CONNECT ON DATABASE shop TO app_reader, backstop; \
+         ALTER ROLE app_reader IN DATABASE shop SET search_path = sales, public",
+    );
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
@@ -111,6 +119,24 @@ async fn a_whole_restore_equals_its_source_and_every_refusal_changes_nothing() {
     let checks = outcome["report"]["checks"].as_array().unwrap();
     assert!(checks.len() > 9, "the drill's checks ran on the copy: {checks:?}");
     assert_same(&r.source, &fresh, "shop_copy");
+    assert!(
+        text.contains("the source database's owner (app_owner), comment, privileges and role settings applied"),
+        "{text}"
+    );
+    let properties = "SELECT pg_get_userbyid(d.datdba), shobj_description(d.oid, 'pg_database'), \
+         has_database_privilege('app_reader', d.datname, 'CONNECT'), has_database_privilege('app_owner', d.datname, 'TEMPORARY'), \
+         (SELECT array_agg(c) FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setdatabase = d.oid AND s.setrole <> 0) \
+         FROM pg_database d WHERE d.datname = ";
+    fresh.psql("postgres", "CREATE ROLE nobody_else");
+    assert_eq!(
+        fresh.psql("postgres", &format!("{properties} 'shop_copy'")),
+        r.source.psql("postgres", &format!("{properties} 'shop'")),
+        "owner, comment, privileges and role settings as the source has them"
+    );
+    assert_eq!(
+        fresh.psql("postgres", "SELECT has_database_privilege('nobody_else', 'shop_copy', 'CONNECT')").trim(),
+        "f"
+    );
 
     // A database that holds something is refused, and left as it was.
     fresh.psql("shop_copy", "DELETE FROM sales.refunds");

@@ -1007,6 +1007,15 @@ impl Restorer for ScriptedRestorer {
         self.fault("apply_database_settings").map(|()| Vec::new())
     }
 
+    async fn apply_database_properties(
+        &self,
+        _: &ScratchEndpoint,
+        _: &str,
+        _: &crate::domain::database_properties::DatabaseProperties,
+    ) -> Result<Vec<String>, RestoreError> {
+        self.fault("apply_database_properties").map(|()| Vec::new())
+    }
+
     async fn create_tablespaces(&self, _: &ScratchEndpoint, names: &[String]) -> Result<Vec<String>, RestoreError> {
         self.fault("create_tablespaces")?;
         Ok(names.to_vec())

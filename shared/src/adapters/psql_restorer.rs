@@ -259,6 +259,22 @@ impl Restorer for PsqlRestorer {
         Ok(refused)
     }
 
+    async fn apply_database_properties(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        properties: &crate::domain::database_properties::DatabaseProperties,
+    ) -> Result<Vec<String>, RestoreError> {
+        let client = super::pg_wire::connect(server, &server.maintenance_db).await?;
+        let mut refused = Vec::new();
+        for (what, statement) in properties.statements(&ident(database)) {
+            if let Err(e) = client.batch_execute(&statement).await {
+                refused.push(format!("{what} ({})", super::pg_wire::describe(&e)));
+            }
+        }
+        Ok(refused)
+    }
+
     async fn create_tablespaces(
         &self,
         server: &ScratchEndpoint,

@@ -70,6 +70,10 @@ pub struct DumpSession {
     /// table (a standby has none: they are neither logged nor replicated), so the copy has those tables empty.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub source_in_recovery: bool,
+    /// The source database's owner, comment, privileges and its roles' settings in it, which the dump leaves
+    /// out; absent in manifests from before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_properties: Option<super::database_properties::DatabaseProperties>,
 }
 
 /// Settings a copy does not take from the source database: they govern who a connection is, what code it
@@ -96,6 +100,12 @@ pub fn for_a_copy(setting: &str) -> bool {
 /// `ALTER DATABASE … SET` for one of [`DumpSession::database_settings`] (`name=value`), as pg_dumpall writes it:
 /// a list setting's value (`search_path=app, "My Schema"`) is already SQL, any other is quoted as a string.
 pub fn alter_database_set(database_sql_name: &str, setting: &str) -> Option<String> {
+    Some(format!("ALTER DATABASE {database_sql_name} {}", set_clause(setting)?))
+}
+
+/// `SET name = value` for a setting as the catalog keeps it (`name=value`): a list setting's value is already
+/// SQL, any other is quoted as a string. `None` when the name is not a setting's.
+pub fn set_clause(setting: &str) -> Option<String> {
     let (name, value) = setting.split_once('=')?;
     const LIST_SETTINGS: [&str; 6] = [
         "local_preload_libraries",
@@ -118,7 +128,7 @@ pub fn alter_database_set(database_sql_name: &str, setting: &str) -> Option<Stri
     } else {
         crate::domain::sql::quote_literal(value)
     };
-    Some(format!("ALTER DATABASE {database_sql_name} SET {name} = {value}"))
+    Some(format!("SET {name} = {value}"))
 }
 
 /// How the source database orders and classifies text (`pg_database`'s locale columns). Its check constraints,
@@ -171,6 +181,7 @@ impl Default for DumpSession {
             database_locale: None,
             database_settings: Vec::new(),
             source_in_recovery: false,
+            database_properties: None,
         }
     }
 }

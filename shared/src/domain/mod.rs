@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod codec;
 pub mod database;
+pub mod database_properties;
 pub mod discovery;
 pub mod drill;
 pub mod dump_layout;

@@ -307,6 +307,27 @@ impl RestoreJob {
         }
         let check_seconds = started.elapsed().as_secs_f64();
         let passed = restored && report.passed();
+        // The database it made gets the source database's owner, comment, privileges and roles' settings, last:
+        // they may take from the restoring user the right to connect that the restore and the check needed.
+        let properties = manifest.session.as_ref().and_then(|s| s.database_properties.as_ref());
+        if let Some(properties) = properties.filter(|_| passed && remake) {
+            progress("giving the database the source's owner, comment, privileges and role settings");
+            notes.push(match restorer.apply_database_properties(server, &request.database, properties).await {
+                Ok(refused) if refused.is_empty() => format!(
+                    "the source database's owner ({}), comment, privileges and role settings applied",
+                    properties.owner
+                ),
+                Ok(refused) => format!(
+                    "of the source database's owner, comment, privileges and role settings, not applied (apply them \
+                     by hand, docs/restore-runbook.md#create-the-database): {}",
+                    refused.join(", ")
+                ),
+                Err(e) => format!(
+                    "the source database's owner, comment, privileges and role settings could not be applied (apply \
+                     them by hand, docs/restore-runbook.md#create-the-database): {e}"
+                ),
+            });
+        }
         Ok(RestoreOutcome {
             target: target.name.clone(),
             backup_id: backup.backup_id.clone(),
