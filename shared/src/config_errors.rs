@@ -46,6 +46,8 @@ pub(crate) fn toml_error(text: &str, error: &toml::de::Error) -> String {
 fn json_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
         serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Number(n) => out.push(n.to_string()),
+        serde_json::Value::Bool(b) => out.push(b.to_string()),
         serde_json::Value::Array(items) => items.iter().for_each(|v| json_strings(v, out)),
         serde_json::Value::Object(map) => map.values().for_each(|v| json_strings(v, out)),
         _ => {}
@@ -55,14 +57,18 @@ fn json_strings(value: &serde_json::Value, out: &mut Vec<String>) {
 fn toml_strings(value: &toml::Value, out: &mut Vec<String>) {
     match value {
         toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Integer(n) => out.push(n.to_string()),
+        toml::Value::Float(f) => out.push(f.to_string()),
+        toml::Value::Boolean(b) => out.push(b.to_string()),
         toml::Value::Array(items) => items.iter().for_each(|v| toml_strings(v, out)),
         toml::Value::Table(table) => table.values().for_each(|v| toml_strings(v, out)),
         _ => {}
     }
 }
 
-/// `message` with each of `values` hidden where it is quoted: in backticks, or in double quotes as Rust's
-/// `{:?}` writes it (how serde shows an unexpected string). Longest first, so a value inside another goes too.
+/// `message` with each of `values` (strings, numbers, booleans) hidden where it is quoted: in backticks (how
+/// serde shows an unexpected number), or in double quotes as Rust's `{:?}` writes it (an unexpected string).
+/// Longest first, so a value inside another goes too.
 fn without_values(message: &str, values: &[String]) -> String {
     let mut values: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
@@ -101,6 +107,18 @@ mod tests {
         let message = json_error(json, &error);
         assert!(!message.contains("hunter2"), "{message}");
         assert!(message.contains("invalid type: string \"…\", expected u16"), "{message}");
+    }
+
+    #[test]
+    fn a_password_written_as_a_number_is_not_in_the_error() {
+        let json = r#"[{"name": "a", "host": "h", "database": "d", "user": "u", "password": 84736251}]"#;
+        let error = serde_json::from_str::<Vec<crate::config::TargetConfig>>(json).unwrap_err();
+        let message = json_error(json, &error);
+        assert!(!message.contains("84736251"), "{message}");
+        let text = "[[targets]]\nname = \"a\"\nhost = \"h\"\ndatabase = \"d\"\nuser = \"u\"\npassword = 84736251\n";
+        let error = toml::from_str::<crate::config::FileConfig>(text).unwrap_err();
+        let message = toml_error(text, &error);
+        assert!(!message.contains("84736251"), "{message}");
     }
 
     #[test]

@@ -47,10 +47,17 @@ where
     };
     let status = error.raw_response().map(|r| format!("{r:?}")).and_then(|r| status_in_debug(&r));
     let kind = match error {
-        // No answer at all: the request never got one (connection, time-out) or it was unreadable.
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+        // No answer: the connection failed or dropped, or the call timed out. A dispatch failure of another kind
+        // (no credentials, a request that cannot be signed or built) fails the same way every time: not this.
+        SdkError::DispatchFailure(d)
+            if d.is_io()
+                || d.is_timeout()
+                || d.as_other() == Some(aws_smithy_types::retry::ErrorKind::TransientError) =>
+        {
             AwsErrorKind::Unavailable
         }
+        SdkError::TimeoutError(_) => AwsErrorKind::Unavailable,
+        // An answer that could not be read is judged by its status (a proxy's 502 page), never as such.
         _ => classify(code.as_deref(), status),
     };
     let text =

@@ -153,6 +153,8 @@ impl Dumper for PgDumper {
             time_zone: time_zone.to_string(),
             bytea_output: bytea_output.to_string(),
             client_encoding: encoding.to_string(),
+            // `start_dump` passes it to pg_dump as `--encoding`.
+            encoding_pinned: true,
             standard_conforming_strings: standard_strings.to_string(),
             database_locale: Some(DatabaseLocale::from_catalog(provider, collate, ctype, locale)),
             // Settings are kept one to an element, split on a record separator no setting holds.

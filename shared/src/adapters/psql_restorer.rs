@@ -112,8 +112,11 @@ impl PsqlRestorer {
             // the source's pg_dump took from the source database's settings: a partition bound, a default or a
             // comment would otherwise read differently.
             cmd.env("PGOPTIONS", session_options(session));
-            // And in the source dump's encoding, whatever `client_encoding` the copy's database settings name.
-            cmd.arg(format!("--encoding={}", session.client_encoding));
+            // And in the source dump's encoding, whatever `client_encoding` the copy's database settings name, when
+            // the source's pg_dump was told it too.
+            if session.encoding_pinned {
+                cmd.arg(format!("--encoding={}", session.client_encoding));
+            }
         }
         cmd.args(["--format=plain", "--no-password"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|cause| RestoreError::Spawn { program: "pg_dump".into(), cause })?;

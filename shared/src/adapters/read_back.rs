@@ -424,11 +424,26 @@ async fn digest_tree_rows(
         .statement
         .trim_end()
         .strip_suffix("FROM stdin;")
-        .and_then(|head| Some(head[head.find('(')?..].trim_end()))
+        .and_then(column_list)
         .ok_or_else(|| failed(format!("no column list in the COPY statement of {schema}.{name}")))?;
-    let copy =
-        format!("COPY (SELECT {} FROM {}.{}) TO STDOUT", &columns[1..columns.len() - 1], quoted(schema), quoted(name));
+    let copy = format!("COPY (SELECT {columns} FROM {}.{}) TO STDOUT", quoted(schema), quoted(name));
     digest_copy_out(client, schema, name, &copy).await
+}
+
+/// The column list of `COPY name (a, "b(c)") `, without its parentheses: from the first `(` outside a quoted
+/// name to the last `)`.
+fn column_list(head: &str) -> Option<&str> {
+    let mut quoted = false;
+    let open = head.char_indices().find_map(|(i, c)| match c {
+        '"' => {
+            quoted = !quoted;
+            None
+        }
+        '(' if !quoted => Some(i),
+        _ => None,
+    })?;
+    let close = head.rfind(')').filter(|close| *close > open)?;
+    Some(&head[open + 1..close])
 }
 
 /// The value and `is_called` of each sequence the backup set, read from the copy (absent: not found).
@@ -457,4 +472,16 @@ async fn large_objects(client: &tokio_postgres::Client) -> Result<u64, RestoreEr
         .await
         .map_err(|e| failed(describe(&e)))?;
     Ok(row.get::<_, i64>(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_column_list_is_found_past_a_quoted_name_with_parentheses() {
+        let list = |head| super::column_list(head);
+        assert_eq!(list("COPY public.t (id, m) "), Some("id, m"));
+        assert_eq!(list("COPY \"sales(2024)\".\"t(x)\" (id, \"a(b)\") "), Some("id, \"a(b)\""));
+        assert_eq!(list("COPY public.no_columns  "), None);
+        assert_eq!(list("COPY \"(\" "), None);
+    }
 }

@@ -428,8 +428,8 @@ pub async fn handle_purge_event(job: &PurgeJob, event: &Value, request_id: &str)
 }
 
 /// The fields of an EventBridge event's envelope; what the event asks for is in its `detail`.
-const ENVELOPE_FIELDS: [&str; 9] =
-    ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"];
+const ENVELOPE_FIELDS: [&str; 10] =
+    ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail", "replay-name"];
 
 /// A hand-written or scheduled event: `null` and `{}` mean "defaults"; an EventBridge envelope (`source` and
 /// `detail-type`) is read by its `detail` (`{}` for a schedule's), which must match `T` exactly, as must any other

@@ -2,8 +2,10 @@
 //! may connect to it or make schemas and temporary tables in it (`GRANT … ON DATABASE`), and the settings its
 //! roles take in it (`ALTER ROLE … IN DATABASE … SET`). The backup reads them from the catalog beside the dump
 //! (`adapters::postgres`) and keeps them in the manifest, so that a restore after the source server is gone can
-//! still make the database as it was: `backstop restore` and a drill apply them to the database they make, and
-//! the runbook shows the statements for a restore by hand.
+//! still make the database as it was: `backstop restore` applies them to a database it makes, after its checks
+//! (they may take the right to connect from the restoring user), and the runbook shows the statements for a
+//! restore by hand. A drill does not: its scratch copy needs none of them, and a revoked `CONNECT` would lock its
+//! own checks out on a server where the drill's user is not a superuser.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,11 +45,11 @@ pub struct RoleSetting {
 impl DatabaseProperties {
     /// The statements that give the database `database_sql_name` (an identifier, quoted as needed) these
     /// properties: what each is for, and the SQL. The privileges start from none (`REVOKE ALL … FROM PUBLIC`)
-    /// so that what was revoked on the source stays revoked.
+    /// so that what was revoked on the source stays revoked. The owner comes last: a restoring user that is not
+    /// a superuser may grant and comment only while it still owns the database.
     pub fn statements(&self, database_sql_name: &str) -> Vec<(String, String)> {
         let db = database_sql_name;
-        let mut out =
-            vec![(format!("owner {}", self.owner), format!("ALTER DATABASE {db} OWNER TO {}", role(&self.owner)))];
+        let mut out = Vec::new();
         if let Some(comment) = &self.comment {
             out.push(("comment".into(), format!("COMMENT ON DATABASE {db} IS {}", quote_literal(comment))));
         }
@@ -69,7 +71,7 @@ impl DatabaseProperties {
                 ));
             }
         }
-        for s in &self.role_settings {
+        for s in self.role_settings.iter().filter(|s| !loads_a_library(&s.setting)) {
             if let Some(set) = set_clause(&s.setting) {
                 out.push((
                     format!("{} for {}", s.setting, s.role),
@@ -77,8 +79,22 @@ impl DatabaseProperties {
                 ));
             }
         }
+        out.push((format!("owner {}", self.owner), format!("ALTER DATABASE {db} OWNER TO {}", role(&self.owner))));
         out
     }
+
+    /// The role settings [`DatabaseProperties::statements`] leaves out: those that load a library at connection
+    /// time, which a server without that library would refuse every connection of the role for. They are for a
+    /// person to apply once the server has the library.
+    pub fn left_out(&self) -> Vec<String> {
+        let skipped = self.role_settings.iter().filter(|s| loads_a_library(&s.setting));
+        skipped.map(|s| format!("{} for {}", s.setting, s.role)).collect()
+    }
+}
+
+fn loads_a_library(setting: &str) -> bool {
+    let name = setting.split_once('=').map_or(setting, |(name, _)| name).to_ascii_lowercase();
+    ["session_preload_libraries", "local_preload_libraries", "shared_preload_libraries"].contains(&name.as_str())
 }
 
 /// A role's name, always quoted: `user` or `Admin` unquoted would be a keyword or another name.
@@ -104,13 +120,13 @@ mod tests {
             role_settings: vec![
                 RoleSetting { role: "app_reader".into(), setting: "search_path=sales, public".into() },
                 RoleSetting { role: "app_reader".into(), setting: "statement_timeout=5s".into() },
+                RoleSetting { role: "app_reader".into(), setting: "session_preload_libraries=auto_explain".into() },
             ],
         };
         let sql: Vec<String> = properties.statements("\"Orders\"").into_iter().map(|(_, sql)| sql).collect();
         assert_eq!(
             sql,
             [
-                "ALTER DATABASE \"Orders\" OWNER TO \"app owner\"",
                 "COMMENT ON DATABASE \"Orders\" IS 'orders'' home'",
                 "REVOKE ALL ON DATABASE \"Orders\" FROM PUBLIC",
                 "GRANT CONNECT ON DATABASE \"Orders\" TO \"app_reader\"",
@@ -118,8 +134,10 @@ mod tests {
                 "GRANT CREATE ON DATABASE \"Orders\" TO \"user\" WITH GRANT OPTION",
                 "ALTER ROLE \"app_reader\" IN DATABASE \"Orders\" SET search_path = sales, public",
                 "ALTER ROLE \"app_reader\" IN DATABASE \"Orders\" SET statement_timeout = '5s'",
+                "ALTER DATABASE \"Orders\" OWNER TO \"app owner\"",
             ]
         );
+        assert_eq!(properties.left_out(), ["session_preload_libraries=auto_explain for app_reader"]);
     }
 
     #[test]

@@ -343,11 +343,11 @@ fn was_dumped(status: BackupStatus) -> bool {
     }
 }
 
-/// Judges one target. `backups` are its newest records in any order (records of other targets are ignored);
-/// `tables` compares the row counts of its two newest completed backups (`None`: fewer than two have manifests). The result has one `CheckResult` per `HealthCheck`, in `HealthCheck::ALL` order.
 /// How far ahead of the monitor's clock a record may be dated before it is taken for a wrong clock.
 const CLOCK_SKEW: Duration = Duration::minutes(5);
 
+/// Judges one target. `backups` are its newest records in any order (records of other targets are ignored);
+/// `tables` compares the row counts of its two newest completed backups (`None`: fewer than two have manifests). The result has one `CheckResult` per `HealthCheck`, in `HealthCheck::ALL` order.
 pub fn evaluate(
     target: &str,
     backups: &[BackupRecord],

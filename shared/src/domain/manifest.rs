@@ -55,6 +55,11 @@ pub struct DumpSession {
     pub bytea_output: String,
     /// The encoding the dump is written in (its `SET client_encoding`).
     pub client_encoding: String,
+    /// pg_dump was told to write in `client_encoding` (`--encoding`), whatever `client_encoding` the database or
+    /// role set for sessions; a drill's schema dump of the copy is then told the same. Absent in manifests from
+    /// before: their dump is in the session's encoding, and so is the copy's (its database settings applied).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encoding_pinned: bool,
     /// `on` or `off`: pg_dump writes its string literals (and its header's `SET`) by it. Manifests from before
     /// it was recorded say nothing: `on`, the default since PostgreSQL 9.1.
     #[serde(default = "on")]
@@ -177,6 +182,7 @@ impl Default for DumpSession {
             time_zone: "UTC".into(),
             bytea_output: "hex".into(),
             client_encoding: "UTF8".into(),
+            encoding_pinned: false,
             standard_conforming_strings: on(),
             database_locale: None,
             database_settings: Vec::new(),

@@ -135,16 +135,18 @@ impl MonitorJob {
         report
     }
 
-    /// The target's newest records: [`HISTORY`] of them, or as many more as it takes to reach the newest backup a
-    /// drill judged (up to [`MAX_HISTORY`]). Hourly backups and weekly drills put 168 records between two
+    /// The target's newest records: [`HISTORY`] of them, or as many more as it takes to reach the newest verified
+    /// backup (up to [`MAX_HISTORY`]). Hourly backups and weekly drills put 168 records between two
     /// verdicts: a fixed window would lose the last verified backup (a false "never verified") and the last
     /// failed drill (a false "resolved").
     async fn history(&self, target: &str) -> Result<Vec<BackupRecord>, CatalogError> {
         let mut limit = HISTORY;
         loop {
             let backups = self.deps.catalog.recent_backups(target, limit).await?;
-            let judged = backups.iter().any(|b| b.verification.is_some() || b.status == BackupStatus::Verified);
-            if judged || backups.len() < limit || limit >= MAX_HISTORY {
+            // The newest verified backup is what `verified_age` needs; the newest verdict of any kind, which
+            // `last_verification` needs, is never older than it.
+            let verified = backups.iter().any(|b| b.status == BackupStatus::Verified);
+            if verified || backups.len() < limit || limit >= MAX_HISTORY {
                 return Ok(backups);
             }
             limit = (limit * 8).min(MAX_HISTORY);

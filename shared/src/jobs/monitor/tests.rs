@@ -129,6 +129,29 @@ async fn the_last_verdict_is_found_past_the_newest_thirty_records() {
             assert_eq!(last.severity, Some(Severity::Critical), "{last:?}");
         }
     }
+
+    // A failed drill 40 records back and a verified backup 30 records before it: both found.
+    let w = world();
+    for (hours_ago, status, passed) in [(100, BackupStatus::Verified, true), (70, BackupStatus::VerifyFailed, false)] {
+        let mut judged = backup(&w, hours_ago, "judged.manifest.json").await;
+        judged.status = status;
+        judged.verification = Some(crate::domain::backup::VerificationSummary {
+            drill_id: format!("d{hours_ago}"),
+            finished_at: test_now() - chrono::Duration::hours(hours_ago - 1),
+            passed,
+            failed_checks: if passed { vec![] } else { vec!["table_set".into()] },
+            rto_seconds: Some(60.0),
+            rpo_seconds: None,
+        });
+        w.catalog.update_backup(&judged, BackupStatus::Completed).await.unwrap();
+    }
+    for hours_ago in (1..=99).filter(|h| *h != 70) {
+        backup(&w, hours_ago, "missing.manifest.json").await;
+    }
+    let health = run(&w).await.health.unwrap();
+    assert!(health.verified_age_hours.is_some_and(|h| (99.0..101.0).contains(&h)), "{health:?}");
+    let last = health.check(crate::domain::health::HealthCheck::LastVerification).unwrap();
+    assert_eq!(last.severity, Some(Severity::Critical), "{last:?}");
 }
 
 /// A server target whose databases are not known yet (no discovery has stored any) is judged itself, critical,

@@ -312,6 +312,13 @@ impl RestoreJob {
         let properties = manifest.session.as_ref().and_then(|s| s.database_properties.as_ref());
         if let Some(properties) = properties.filter(|_| passed && remake) {
             progress("giving the database the source's owner, comment, privileges and role settings");
+            let left_out = properties.left_out();
+            if !left_out.is_empty() {
+                notes.push(format!(
+                    "role settings that load a library, not applied (apply them once this server has the library): {}",
+                    left_out.join(", ")
+                ));
+            }
             notes.push(match restorer.apply_database_properties(server, &request.database, properties).await {
                 Ok(refused) if refused.is_empty() => format!(
                     "the source database's owner ({}), comment, privileges and role settings applied",
