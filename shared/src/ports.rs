@@ -38,6 +38,13 @@ pub enum AwsErrorKind {
     Other,
 }
 
+impl AwsErrorKind {
+    /// A failure that mends by itself in time (throttled, no answer): a later try may succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, AwsErrorKind::Throttled | AwsErrorKind::Unavailable)
+    }
+}
+
 /// A failed call to a service: what kind of failure, the service's error code, and the text for people. The
 /// adapters keep it as their errors' source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -92,13 +92,18 @@ pub(super) struct EarlyWork {
     pub foreign_keys: Vec<(Vec<usize>, Vec<u8>)>,
 }
 
+/// A table's key in the maps of this module and `framed_restore`: its schema and name joined by U+001F.
+pub(super) fn table_key(schema: &str, name: &str) -> String {
+    format!("{schema}\u{1f}{name}")
+}
+
 /// Tables whose rows are one segment with chunks in it, by table key (`schema` U+001F `name`): for them "its
 /// rows are in" is a count of chunks. A table in several segments, or in one without chunks, is not here.
 pub(super) fn single_segment_tables(layout: &DumpLayout) -> BTreeMap<String, usize> {
     let mut segment_of = BTreeMap::<String, Option<usize>>::new();
     for (i, s) in layout.segments.iter().enumerate() {
         if let SegmentKind::Copy { schema, name, .. } = &s.kind {
-            let seen = segment_of.entry(format!("{schema}\u{1f}{name}")).or_insert(Some(i));
+            let seen = segment_of.entry(table_key(schema, name)).or_insert(Some(i));
             if *seen != Some(i) || s.chunks.is_empty() {
                 *seen = None;
             }

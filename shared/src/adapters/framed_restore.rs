@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 
-use super::early_indexes::{read_ahead, single_segment_tables, split_early, IndexScheduler, PostDataAhead};
+use super::early_indexes::{read_ahead, single_segment_tables, split_early, table_key, IndexScheduler, PostDataAhead};
 use super::pg_wire::{connect, describe, is_deadlock};
 use super::read_back::{table_to_read, ReadBack, TableToRead};
 use crate::domain::dump_layout::{DumpLayout, SegmentKind};
@@ -339,7 +339,7 @@ impl FramedRestorer {
         let mut workers = tokio::task::JoinSet::new();
         // Tables whose rows are in one segment of the layout. pg_dump writes one table's rows in several when it
         // loads partitions through their root (`-- load via partition root`): each then goes in as it is.
-        let in_one_segment = super::early_indexes::single_segment_tables(layout);
+        let in_one_segment = single_segment_tables(layout);
         // Partitioned tables, known once the schema is in: a root takes its partitions' rows, and neither
         // `TRUNCATE ONLY` nor `COPY … FREEZE` applies to it.
         let mut partitioned = BTreeSet::<(String, String)>::new();
@@ -449,7 +449,7 @@ impl FramedRestorer {
                             first: index == 0,
                             last: index + 1 == count,
                             whole_table: count == 1
-                                && in_one_segment.contains_key(&format!("{schema}\u{1f}{name}"))
+                                && in_one_segment.contains_key(&table_key(schema, name))
                                 && !partitioned.contains(&(schema.clone(), name.clone())),
                         };
                         let sender = work_tx.as_ref().expect("open until the rows are over");
@@ -495,7 +495,7 @@ impl FramedRestorer {
             .iter()
             .filter_map(|s| match &s.kind {
                 SegmentKind::Copy { schema, name, .. } => {
-                    Some((format!("{schema}\u{1f}{name}"), s.chunks.iter().map(|c| c.raw()).sum()))
+                    Some((table_key(schema, name), s.chunks.iter().map(|c| c.raw()).sum()))
                 }
                 SegmentKind::Sql => None,
             })

@@ -15,7 +15,6 @@ use tokio::io::AsyncRead;
 use tracing::warn;
 
 use crate::domain::scratch_fault::{mark_if, STORE_UNAVAILABLE};
-use crate::ports::AwsErrorKind;
 
 /// Reopenings in a row, without a byte between them, before the body fails.
 const ATTEMPTS: u32 = 5;
@@ -107,7 +106,7 @@ async fn reopen(r: &mut Reading, why: String) -> io::Result<ByteStream> {
             }
             Err(e) => {
                 let failure = super::aws_failure(&e);
-                transient = matches!(failure.kind, AwsErrorKind::Throttled | AwsErrorKind::Unavailable);
+                transient = failure.kind.is_transient();
                 why = format!("asking for bytes {from}-{to} again failed: {failure}");
             }
         }

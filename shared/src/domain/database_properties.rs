@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::set_clause;
+use super::manifest::{set_clause, setting_name};
 use super::sql::quote_literal;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,8 +93,8 @@ impl DatabaseProperties {
 }
 
 fn loads_a_library(setting: &str) -> bool {
-    let name = setting.split_once('=').map_or(setting, |(name, _)| name).to_ascii_lowercase();
-    ["session_preload_libraries", "local_preload_libraries", "shared_preload_libraries"].contains(&name.as_str())
+    ["session_preload_libraries", "local_preload_libraries", "shared_preload_libraries"]
+        .contains(&setting_name(setting).as_str())
 }
 
 /// A role's name, always quoted: `user` or `Admin` unquoted would be a keyword or another name.

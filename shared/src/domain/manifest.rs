@@ -98,8 +98,12 @@ const NOT_FOR_A_COPY: [&str; 9] = [
 
 /// Whether a restored copy takes this one of [`DumpSession::database_settings`] (`name=value`).
 pub fn for_a_copy(setting: &str) -> bool {
-    let name = setting.split_once('=').map_or(setting, |(name, _)| name);
-    !NOT_FOR_A_COPY.contains(&name.to_ascii_lowercase().as_str())
+    !NOT_FOR_A_COPY.contains(&setting_name(setting).as_str())
+}
+
+/// The name of a setting as the catalog keeps it (`name=value`), in lower case.
+pub fn setting_name(setting: &str) -> String {
+    setting.split_once('=').map_or(setting, |(name, _)| name).to_ascii_lowercase()
 }
 
 /// `ALTER DATABASE … SET` for one of [`DumpSession::database_settings`] (`name=value`), as pg_dumpall writes it:

@@ -81,8 +81,7 @@ impl MonitorJob {
         // than left out of a report that would then say every target is fine.
         for server in &self.config.servers {
             let asked = request.target.as_deref().is_none_or(|name| name == server.name);
-            let prefix = format!("{}{}", server.name, crate::domain::discovery::UNIT_SEPARATOR);
-            if asked && !self.config.targets.iter().any(|t| t.name.starts_with(&prefix)) {
+            if asked && select_targets(&self.config, Some(&server.name)).is_ok_and(|units| units.is_empty()) {
                 targets.push(server);
             }
         }

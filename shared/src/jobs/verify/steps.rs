@@ -187,7 +187,7 @@ enum DumpUnread {
 /// throttled the reads after every retry (`scratch_fault::STORE_UNAVAILABLE`). A refused, missing or changed
 /// object stays the backup's failure: as things stand it cannot be restored.
 pub(super) fn unread(text: String, kind: Option<AwsErrorKind>) -> String {
-    let unavailable = matches!(kind, Some(AwsErrorKind::Throttled | AwsErrorKind::Unavailable));
+    let unavailable = kind.is_some_and(AwsErrorKind::is_transient);
     scratch_fault::mark_if(text, unavailable.then_some(scratch_fault::STORE_UNAVAILABLE))
 }
 
