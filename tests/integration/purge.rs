@@ -185,6 +185,51 @@ async fn purge_refuses_past_the_rail_then_deletes_every_version_of_what_the_poli
     assert!(deleted_ids(&again).is_empty() && again.refused.is_none(), "a second run has nothing to do: {again:?}");
 }
 
+/// The newest backup's dump version is deleted for good, outside Backstop (a delete marker on an older one's dump
+/// hides nothing). Trusting the catalog, the purge would keep the newest as a restore point and delete an older one
+/// that restores; it marks the newest `lost` instead, keeps one more older backup in its place, and pages.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_whose_dump_version_was_deleted_is_marked_lost_and_an_older_one_kept_in_its_place() {
+    let f = Fixture::new().await;
+    let mut backups = Vec::new();
+    for days_ago in [1, 2, 3, 4, 5] {
+        backups.push(f.backup(days_ago).await);
+    }
+    let gone = backups[0].dump.clone().unwrap();
+    f.aws
+        .clients
+        .s3
+        .delete_object()
+        .bucket(&f.aws.bucket)
+        .key(&gone.key)
+        .set_version_id(gone.version_id.clone())
+        .send()
+        .await
+        .unwrap();
+    let hidden = &backups[1].dump.as_ref().unwrap().key;
+    f.aws.clients.s3.delete_object().bucket(&f.aws.bucket).key(hidden).send().await.unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(f.store.clone());
+
+    let result = f.purge(store, false, false).await;
+    assert!(!result.failed() && result.refused.is_none(), "{result:?}");
+    let lost: Vec<&BackupId> = result.lost().iter().filter_map(|s| s.backup_id.as_ref()).collect();
+    assert_eq!(lost, vec![&backups[0].backup_id], "{result:?}");
+    let record = f.catalog.get_backup(TARGET, &backups[0].backup_id).await.unwrap().unwrap();
+    assert_eq!(record.status, BackupStatus::Lost);
+    assert!(record.error.as_deref().is_some_and(|e| e.contains(&gone.key)), "{record:?}");
+    for kept in &backups[1..3] {
+        assert_eq!(f.status(kept).await, BackupStatus::Completed, "{result:?}");
+    }
+    for dropped in &backups[3..] {
+        assert_eq!(f.status(dropped).await, BackupStatus::Purged, "{result:?}");
+    }
+    assert_eq!(f.versions_of(&backups[0]).await.len(), 2, "what is left of a lost backup stays");
+    let alerts = f.aws.alerts(1, Duration::from_secs(10)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].subject.contains("LOST") && alerts[0].message.contains(&gone.key), "{alerts:?}");
+    assert_eq!(alerts[0].attributes["severity"]["Value"], "critical", "{}", alerts[0].raw);
+}
+
 /// The bucket, failing every version delete after the first `allowed`: a purge cut off midway.
 struct FailingDeletes {
     inner: S3Store,

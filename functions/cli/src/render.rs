@@ -278,6 +278,10 @@ pub fn purge_plan(results: &[TargetPurge]) -> String {
             let versions =
                 if step.versions > 0 { format!(" [{} object version(s)]", step.versions) } else { String::new() };
             out.push_str(&format!("  {verb:<16} {what}{versions}: {}\n", step.reasons.join("; ")));
+            if let Some(missing) = &step.lost {
+                let mark = if r.dry_run { "WOULD MARK LOST" } else { "MARKED LOST" };
+                out.push_str(&format!("  {:<16} {mark}: {missing}\n", ""));
+            }
             if let Some(e) = &step.error {
                 out.push_str(&format!("  {:<16} ERROR: {e}\n", ""));
             }
@@ -398,6 +402,7 @@ mod tests {
             reasons: vec!["older than 30 daily".into(), "not a monthly".into()],
             versions: 3,
             error: error.map(str::to_string),
+            lost: None,
         };
         let plan = |dry_run| {
             purge_plan(&[TargetPurge {

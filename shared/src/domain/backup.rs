@@ -1,7 +1,7 @@
 //! A backup: its identity, where its objects live, and its status lifecycle.
 //!
 //! `in_progress` → `completed` | `failed`; later `verified` / `verify_failed` (verify), `purging` → `purged`
-//! (purge). Every change of status is a conditional write in the catalog that names the status it expects, so
+//! (purge), and `lost` when purge finds that a restore point's objects are gone from the bucket. Every change of status is a conditional write in the catalog that names the status it expects, so
 //! two writers can never both move one backup.
 
 use chrono::{DateTime, Utc};
@@ -42,6 +42,9 @@ pub enum BackupStatus {
     VerifyFailed,
     Purging,
     Purged,
+    /// A `completed` or `verified` backup whose dump, manifest or roles object the bucket no longer holds (deleted
+    /// or expired outside Backstop): not a restore point any more. Purge finds and marks it.
+    Lost,
 }
 
 impl BackupStatus {
@@ -54,6 +57,7 @@ impl BackupStatus {
             BackupStatus::VerifyFailed => "verify_failed",
             BackupStatus::Purging => "purging",
             BackupStatus::Purged => "purged",
+            BackupStatus::Lost => "lost",
         }
     }
 }

@@ -325,7 +325,7 @@ pub fn rank(severity: Severity) -> u8 {
 
 /// A restore point: a backup that finished and has not been proven bad or deleted. `verify_failed` is out (a
 /// drill says it may not restore; `LastVerification` reports that), and so are `purging` / `purged` (their
-/// objects are, or are being, deleted).
+/// objects are, or are being, deleted) and `lost` (its objects are gone).
 fn is_restore_point(status: BackupStatus) -> bool {
     matches!(status, BackupStatus::Completed | BackupStatus::Verified)
 }
@@ -338,7 +338,8 @@ fn was_dumped(status: BackupStatus) -> bool {
         | BackupStatus::Verified
         | BackupStatus::VerifyFailed
         | BackupStatus::Purging
-        | BackupStatus::Purged => true,
+        | BackupStatus::Purged
+        | BackupStatus::Lost => true,
         BackupStatus::InProgress | BackupStatus::Failed => false,
     }
 }

@@ -27,6 +27,9 @@
 //!   never fills a period. It is kept for investigation while it is inside the daily window, i.e. until
 //!   `max(daily, 1)` later local days have a good backup, then deleted. So it is never deleted before a good
 //!   backup has replaced it, and a run of failing drills deletes none of them until good backups return.
+//! - `lost` (purge found objects it recorded gone from the bucket): not a restore point either. It is kept, with
+//!   whatever objects are left, until a person has looked: what is left may be the only copy of that day (a
+//!   dump whose manifest was deleted still restores by hand), so no rule ever deletes it.
 //! - `in_progress`: kept, always.
 //! - `failed`: its stray objects are [`Action::CleanUp`]ed (the record stays, as history): always, whatever the rails say
 //!   below, and they count for nothing (not live, not deletions).
@@ -367,6 +370,13 @@ pub fn decide(
                     r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
                     now.format("%Y-%m-%d %H:%M:%S UTC")
                 )],
+            ),
+            BackupStatus::Lost => (
+                Action::Keep,
+                vec![
+                    "lost: objects it recorded are gone from the bucket, so it is not a restore point".into(),
+                    "what is left of it is kept until a person has looked: purge never deletes a lost backup".into(),
+                ],
             ),
             BackupStatus::VerifyFailed => {
                 let day = local_day(r);
@@ -910,6 +920,23 @@ mod tests {
                     ("2026-11-19 02:00", "1 later day has a good backup: it is past the 1-day window kept for investigation"),
                 ],
                 ..case("verify_failed with daily = 0: kept until a later day has a good backup, and fills no month")
+            },
+            Case {
+                policy: RetentionPolicy { daily: 1, max_delete_fraction: 1.0, ..bare() },
+                backups: backups(&[
+                    ("2026-11-21 02:00", Lost),
+                    ("2026-11-20 02:00", Completed),
+                    ("2026-11-19 02:00", Completed),
+                    ("2026-10-01 02:00", Lost),
+                ]),
+                keep: names(&["2026-11-21 02:00", "2026-11-20 02:00", "2026-10-01 02:00"]),
+                delete: names(&["2026-11-19 02:00"]),
+                reasons: vec![
+                    ("2026-11-21 02:00", "lost: objects it recorded are gone from the bucket, so it is not a restore point"),
+                    ("2026-11-20 02:00", "newest backup of 2026-11-20 (daily 1 of 1)"),
+                    ("2026-10-01 02:00", "what is left of it is kept until a person has looked: purge never deletes a lost backup"),
+                ],
+                ..case("lost: fills no day, and what is left of it is never deleted, however old")
             },
             Case {
                 policy: RetentionPolicy { daily: 3, ..bare() },

@@ -18,6 +18,7 @@ const OPERATIONS: &str = "docs/operations.md";
 
 pub const BACKUP_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-backup-failed" };
 pub const PURGE_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-purge-failed" };
+pub const BACKUPS_LOST: Runbook = Runbook { doc: OPERATIONS, anchor: "backups-lost-from-the-bucket" };
 pub const DRILL_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-restore-drill-failed" };
 pub const DRILL_INCONCLUSIVE: Runbook = Runbook { doc: OPERATIONS, anchor: "an-inconclusive-drill" };
 pub const BACKUPS_TOO_OLD: Runbook = Runbook { doc: OPERATIONS, anchor: "backups-are-too-old" };
@@ -28,9 +29,10 @@ pub const TABLE_LOST_ROWS: Runbook = Runbook { doc: OPERATIONS, anchor: "a-table
 pub const SERVER_DATABASES: Runbook = Runbook { doc: OPERATIONS, anchor: "a-servers-databases-changed" };
 
 /// Every section an alert can link to (the test checks each against the document).
-pub const ALL: [Runbook; 10] = [
+pub const ALL: [Runbook; 11] = [
     BACKUP_FAILED,
     PURGE_FAILED,
+    BACKUPS_LOST,
     DRILL_FAILED,
     DRILL_INCONCLUSIVE,
     BACKUPS_TOO_OLD,

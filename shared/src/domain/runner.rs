@@ -123,7 +123,8 @@ impl Evidence {
                     | BackupStatus::Verified
                     | BackupStatus::VerifyFailed
                     | BackupStatus::Purging
-                    | BackupStatus::Purged => true,
+                    | BackupStatus::Purged
+                    | BackupStatus::Lost => true,
                     BackupStatus::Failed => false,
                     BackupStatus::InProgress => return None,
                 };

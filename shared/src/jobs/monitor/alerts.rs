@@ -32,7 +32,7 @@ fn guidance(check: HealthCheck, target: &str) -> Guidance {
         HealthCheck::BackupAge => Guidance {
             meaning: "The newest completed (or verified) backup of this target started longer ago than the threshold, or there is \
                       none. If the database were lost now, everything written since that backup started would be lost with \
-                      it. Failed, in-progress, verify_failed and purged backups do not count.",
+                      it. Failed, in-progress, verify_failed, lost and purged backups do not count.",
             todo: format!(
                 "See whether backups run at all: `backstop status --target {target}`. Recent failed records: their \
                  failure alerts say why (runbook section \"A backup failed\"). No recent records: check the backup \

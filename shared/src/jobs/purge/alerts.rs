@@ -76,3 +76,42 @@ pub(super) fn purge_refused_alert(target: &TargetConfig, why: &str) -> Alert {
         runbook: Some(runbook::PURGE_FAILED),
     }
 }
+
+pub(super) fn backups_lost_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
+    let lost = result.lost();
+    let lines: Vec<String> = lost
+        .iter()
+        .take(20)
+        .map(|s| {
+            format!(
+                "- {}: {}",
+                s.backup_id.as_ref().map_or(String::new(), |b| b.to_string()),
+                s.lost.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    Alert {
+        subject: subject_line(&format!(
+            "Backstop: {} backup(s) of {} LOST: their objects are gone from the bucket",
+            lost.len(),
+            target.name
+        )),
+        body: format!(
+            "Purge found that the bucket no longer holds objects these backups of \"{name}\" stored:\n{lines}\n\n\
+             Something outside Backstop deleted them (a person, a script, a lifecycle rule that expires noncurrent \
+             versions). They are marked `lost` and are no longer restore points: retention keeps older backups in \
+             their place, drills and restores skip them, and the monitor counts backup age from the newest backup \
+             that is still whole. Purge never deletes what is left of them.\n\n\
+             What to do: find what deleted them (CloudTrail's DeleteObject / DeleteObjectVersion events on the \
+             bucket, its lifecycle rules) and stop it. The replica bucket may still hold them, to restore from by hand \
+             (docs/restore-runbook.md). If the newest restore point is now old, run \
+             `backstop backup --target {name}`.",
+            name = target.name,
+            lines = lines.join("\n"),
+        ),
+        severity: Severity::Critical,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+        runbook: Some(runbook::BACKUPS_LOST),
+    }
+}

@@ -11,6 +11,10 @@
 //! - multipart uploads under the target's prefix older than a day: aborted (a running backup's upload is
 //!   younger: a backup never runs that long).
 //!
+//! Before it decides, it checks that the bucket still holds every restore point's objects ([`lost`]): one that
+//! does not is marked `lost` and alerted, so that retention never deletes an older backup in place of a record
+//! whose objects are gone.
+//!
 //! A dry run is the same code with [`PlanOnly`] effects: every step is decided and reported, nothing changes.
 
 use std::collections::BTreeSet;
@@ -32,8 +36,9 @@ use crate::metrics::{emf_line, MetricsSink, Unit};
 use crate::ports::*;
 
 mod alerts;
+mod lost;
 use super::kernel::{lease_request, publish_or_warn, record_run_or_warn, select_targets, UnknownTarget};
-use alerts::{purge_failed_alert, purge_not_run_alert, purge_refused_alert};
+use alerts::{backups_lost_alert, purge_failed_alert, purge_not_run_alert, purge_refused_alert};
 
 /// An upload older than this cannot belong to a running backup (Lambda stops at 15 minutes; the CLI's
 /// longest backups take hours, not a day).
@@ -122,6 +127,8 @@ pub enum NotDecided {
     TooManyRecords,
     #[error("cannot read the drills: {0}")]
     Drills(CatalogError),
+    #[error("cannot list the bucket to check that the backups' objects are there: {0}")]
+    Store(StoreError),
 }
 
 /// What happened to one backup (or upload), for the report and the CLI.
@@ -137,6 +144,10 @@ pub struct PurgeStep {
     /// Set when carrying the action out failed; the next run retries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// This run found the backup's objects gone from the bucket and marked it `lost` (or, in a dry run, would):
+    /// what is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -169,6 +180,11 @@ impl TargetPurge {
         self.steps.iter().filter(|s| s.error.is_some()).collect()
     }
 
+    /// The backups this run found lost.
+    pub fn lost(&self) -> Vec<&PurgeStep> {
+        self.steps.iter().filter(|s| s.lost.is_some()).collect()
+    }
+
     /// `deleted 2, kept 41, …` (or `would delete` in a dry run).
     pub fn summary(&self) -> String {
         if let Some(why) = &self.skipped {
@@ -183,6 +199,10 @@ impl TargetPurge {
             self.count(StepAction::Finish),
             self.count(StepAction::AbortUpload),
         );
+        if !self.lost().is_empty() {
+            let verb = if self.dry_run { "would mark" } else { "marked" };
+            text.push_str(&format!("; {verb} {} backup(s) LOST (objects gone from the bucket)", self.lost().len()));
+        }
         if !self.errors().is_empty() {
             text.push_str(&format!("; {} step(s) FAILED", self.errors().len()));
         }
@@ -203,11 +223,14 @@ pub trait PurgeEffects: Send + Sync {
     async fn release_lease(&self, target: &str, owner: &str) -> Result<(), CatalogError>;
     /// Moves the record to `purging`, only if its stored status is still the one it was read with.
     async fn mark_purging(&self, record: &BackupRecord) -> Result<(), CatalogError>;
+    /// Moves a restore point to `lost` (saying what is missing), only if its stored status is still the one it
+    /// was read with.
+    async fn mark_lost(&self, record: &BackupRecord, missing: &str) -> Result<(), CatalogError>;
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError>;
     async fn mark_purged(&self, record: &BackupRecord) -> Result<(), CatalogError>;
     async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError>;
-    /// A target's outcome: its metrics line and, when something needs a person, its alert.
-    async fn report(&self, metrics: &str, alert: Option<Alert>);
+    /// A target's outcome: its metrics line and, when something needs a person, its alerts.
+    async fn report(&self, metrics: &str, alerts: Vec<Alert>);
     async fn record_run(&self, run: &RunRecord);
 }
 
@@ -235,6 +258,13 @@ impl PurgeEffects for LiveEffects {
         self.catalog.update_backup(&purging, record.status).await
     }
 
+    async fn mark_lost(&self, record: &BackupRecord, missing: &str) -> Result<(), CatalogError> {
+        let mut lost = record.clone();
+        lost.status = BackupStatus::Lost;
+        lost.error = Some(missing.to_string());
+        self.catalog.update_backup(&lost, record.status).await
+    }
+
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
         self.store.delete_version(version).await
     }
@@ -249,10 +279,10 @@ impl PurgeEffects for LiveEffects {
         self.store.abort_upload(upload).await
     }
 
-    async fn report(&self, metrics: &str, alert: Option<Alert>) {
+    async fn report(&self, metrics: &str, alerts: Vec<Alert>) {
         self.metrics.emit(metrics);
-        if let Some(alert) = alert {
-            publish_or_warn(self.alerts.as_ref(), &alert).await;
+        for alert in &alerts {
+            publish_or_warn(self.alerts.as_ref(), alert).await;
         }
     }
 
@@ -276,6 +306,9 @@ impl PurgeEffects for PlanOnly {
     async fn mark_purging(&self, _: &BackupRecord) -> Result<(), CatalogError> {
         Ok(())
     }
+    async fn mark_lost(&self, _: &BackupRecord, _: &str) -> Result<(), CatalogError> {
+        Ok(())
+    }
     async fn delete_version(&self, _: &StoredVersion) -> Result<(), StoreError> {
         Ok(())
     }
@@ -285,7 +318,7 @@ impl PurgeEffects for PlanOnly {
     async fn abort_upload(&self, _: &OpenUpload) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn report(&self, _: &str, _: Option<Alert>) {}
+    async fn report(&self, _: &str, _: Vec<Alert>) {}
     async fn record_run(&self, _: &RunRecord) {}
 }
 
@@ -378,13 +411,29 @@ impl PurgeJob {
         effects: &dyn PurgeEffects,
         result: &mut TargetPurge,
     ) -> Result<(), NotDecided> {
-        let records = self.deps.catalog.recent_backups(&target.name, MAX_RECORDS).await.map_err(NotDecided::Records)?;
+        let mut records =
+            self.deps.catalog.recent_backups(&target.name, MAX_RECORDS).await.map_err(NotDecided::Records)?;
         if records.len() >= MAX_RECORDS {
             return Err(NotDecided::TooManyRecords);
         }
         let drills = self.deps.catalog.recent_drills(&target.name, 100).await.map_err(NotDecided::Drills)?;
         let being_verified: BTreeSet<BackupId> =
             drills.into_iter().filter(|d| d.phase != DrillPhase::Done).map(|d| d.backup_id).collect();
+        let lost =
+            lost::find_lost(self.deps.store.as_ref(), &records, &being_verified).await.map_err(NotDecided::Store)?;
+        // (what is missing, why marking it failed): the plan treats a lost backup as lost even when the mark
+        // failed, so that this run deletes nothing in its place.
+        let mut marked_lost: Vec<(BackupId, String, Option<String>)> = Vec::new();
+        for found in lost {
+            let record = records.iter_mut().find(|r| r.backup_id == found.backup_id).expect("found among the records");
+            let missing = found.describe();
+            warn!(backup_id = %found.backup_id, %missing, "a restore point's objects are gone");
+            let failed =
+                effects.mark_lost(record, &missing).await.err().map(|e| format!("could not mark it lost: {e}"));
+            record.status = BackupStatus::Lost;
+            record.error = Some(missing.clone());
+            marked_lost.push((found.backup_id, missing, failed));
+        }
         let now = self.deps.clock.now();
         let plan = decide(&records, &target.retention, now, &DecideContext { force: request.force, being_verified });
         result.refused = plan.refused.clone();
@@ -393,6 +442,10 @@ impl PurgeJob {
                 .iter()
                 .find(|r| r.backup_id == decision.backup_id)
                 .expect("decisions are about the records given");
+            let (lost, lost_mark_failed) = match marked_lost.iter().find(|(id, ..)| *id == decision.backup_id) {
+                Some((_, missing, failed)) => (Some(missing.clone()), failed.clone()),
+                None => (None, None),
+            };
             let mut step = PurgeStep {
                 backup_id: Some(decision.backup_id.clone()),
                 status: Some(decision.status),
@@ -400,8 +453,13 @@ impl PurgeJob {
                 action: decision.action.into(),
                 reasons: decision.reasons.clone(),
                 versions: 0,
-                error: None,
+                error: lost_mark_failed,
+                lost,
             };
+            if step.error.is_some() {
+                result.steps.push(step);
+                continue;
+            }
             let outcome = match decision.action {
                 Action::Keep | Action::Skip => Ok(0),
                 Action::Delete => self.purge_backup(record, effects, true).await,
@@ -498,17 +556,19 @@ impl PurgeJob {
                     (result.count(StepAction::Delete) + result.count(StepAction::Finish)) as f64,
                 ),
                 ("PurgeKeptBackups", Unit::Count, result.count(StepAction::Keep) as f64),
+                ("PurgeLostBackups", Unit::Count, result.lost().len() as f64),
                 ("PurgeErrors", Unit::Count, (result.errors().len() + usize::from(result.skipped.is_some())) as f64),
             ],
         );
-        let alert = if let Some(why) = &result.skipped {
+        let outcome = if let Some(why) = &result.skipped {
             Some(purge_not_run_alert(target, why))
         } else if !result.errors().is_empty() {
             Some(purge_failed_alert(target, result))
         } else {
             result.refused.as_ref().map(|why| purge_refused_alert(target, why))
         };
-        effects.report(&metrics, alert).await;
+        let lost = (!result.lost().is_empty()).then(|| backups_lost_alert(target, result));
+        effects.report(&metrics, lost.into_iter().chain(outcome).collect()).await;
     }
 
     async fn record_run(
@@ -559,6 +619,7 @@ fn upload_step(upload: Option<&OpenUpload>, reasons: Vec<String>, error: Option<
         reasons,
         versions: 0,
         error,
+        lost: None,
     }
 }
 

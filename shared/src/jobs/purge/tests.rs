@@ -58,15 +58,12 @@ async fn backup(w: &World, days_ago: i64) -> BackupRecord {
     record
 }
 
+fn request_for_all() -> PurgeRequest {
+    PurgeRequest { target: None, force: false, dry_run: false, trigger: Trigger::Schedule, request_id: "req".into() }
+}
+
 async fn purge(w: &World) -> TargetPurge {
-    let request = PurgeRequest {
-        target: None,
-        force: false,
-        dry_run: false,
-        trigger: Trigger::Schedule,
-        request_id: "req".into(),
-    };
-    w.job.run(&request).await.unwrap().remove(0)
+    w.job.run(&request_for_all()).await.unwrap().remove(0)
 }
 
 fn status_of(w: &World, record: &BackupRecord) -> BackupStatus {
@@ -158,4 +155,70 @@ async fn a_record_that_cannot_be_marked_keeps_its_objects_and_alerts() {
     purge(&w).await;
     assert_eq!(status_of(&w, &old), BackupStatus::Purged);
     assert!(!has_objects(&w, &old));
+}
+
+/// The newest backup's dump version is deleted outside Backstop. Trusting the catalog, the purge would keep that
+/// record as the day's restore point and delete the oldest backup, the last of the three that restores; instead
+/// the record is marked `lost`, a critical alert names what is missing, and the oldest stays.
+#[tokio::test]
+async fn a_restore_point_whose_dump_is_gone_is_marked_lost_and_nothing_is_deleted_in_its_place() {
+    let w = world();
+    let (newest, middle, oldest) = (backup(&w, 1).await, backup(&w, 2).await, backup(&w, 3).await);
+    let dump = newest.dump.clone().unwrap();
+    w.store
+        .delete_version(&StoredVersion { key: dump.key.clone(), version_id: dump.version_id.clone() })
+        .await
+        .unwrap();
+
+    let dry = w.job.run(&PurgeRequest { dry_run: true, ..request_for_all() }).await.unwrap().remove(0);
+    assert_eq!(dry.lost().len(), 1, "{dry:?}");
+    assert!(dry.summary().contains("would mark 1 backup(s) LOST"), "{}", dry.summary());
+    assert_eq!(status_of(&w, &newest), BackupStatus::Completed, "a dry run marks nothing");
+    assert!(w.alerts.sent().is_empty(), "a dry run alerts nothing");
+
+    let result = purge(&w).await;
+    let lost = w.catalog.backups().into_iter().find(|b| b.backup_id == newest.backup_id).unwrap();
+    assert_eq!(lost.status, BackupStatus::Lost, "{result:?}");
+    assert!(lost.error.as_deref().is_some_and(|e| e.contains(&dump.key)), "{lost:?}");
+    for kept in [&middle, &oldest] {
+        assert_eq!(status_of(&w, kept), BackupStatus::Completed, "{result:?}");
+        assert!(has_objects(&w, kept));
+    }
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].severity, Severity::Critical);
+    assert!(alerts[0].subject.contains("LOST") && alerts[0].body.contains(&dump.key), "{}", alerts[0].body);
+
+    // Found once: the next run keeps the lost record (what is left may be all there is) and alerts no more.
+    let again = purge(&w).await;
+    assert_eq!(status_of(&w, &newest), BackupStatus::Lost);
+    let step = again.steps.iter().find(|s| s.backup_id.as_ref() == Some(&newest.backup_id)).unwrap();
+    assert_eq!(step.action, StepAction::Keep, "{step:?}");
+    assert!(again.lost().is_empty(), "{again:?}");
+    assert_eq!(w.alerts.sent().len(), 1);
+}
+
+/// A newer version over the recorded one (as a delete marker is, in S3) hides nothing: drills read by version id.
+#[tokio::test]
+async fn a_dump_under_a_newer_version_is_not_lost() {
+    let w = world();
+    let (newest, _, oldest) = (backup(&w, 1).await, backup(&w, 2).await, backup(&w, 3).await);
+    let key = newest.dump.clone().unwrap().key;
+    w.store.put_object(&key, Bytes::from_static(b""), "application/x-delete-marker").await.unwrap();
+    let result = purge(&w).await;
+    assert!(result.lost().is_empty(), "{result:?}");
+    assert_eq!(status_of(&w, &oldest), BackupStatus::Purged);
+}
+
+/// Without a listing, whether a restore point is whole cannot be told: nothing is deleted, and an alert says so.
+#[tokio::test]
+async fn a_bucket_that_cannot_be_listed_deletes_nothing_and_alerts() {
+    let w = world();
+    let (_, _, oldest) = (backup(&w, 1).await, backup(&w, 2).await, backup(&w, 3).await);
+    w.store.faults.fail("ListObjectVersions");
+    let result = purge(&w).await;
+    assert!(result.skipped.as_deref().is_some_and(|s| s.contains("cannot list the bucket")), "{result:?}");
+    assert_eq!(status_of(&w, &oldest), BackupStatus::Completed);
+    assert!(has_objects(&w, &oldest));
+    assert_eq!(w.alerts.sent().len(), 1);
 }

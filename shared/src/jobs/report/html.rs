@@ -47,7 +47,7 @@ table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eceff4;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f5f7fa;position:sticky;top:0}
 td.num{text-align:right;white-space:nowrap}
-.st-failed,.st-verify_failed,.fail{color:#c2255c;font-weight:600}.st-verified,.pass{color:#2b8a3e;font-weight:600}
+.st-failed,.st-verify_failed,.st-lost,.fail{color:#c2255c;font-weight:600}.st-verified,.pass{color:#2b8a3e;font-weight:600}
 .st-in_progress,.st-purging,.warn{color:#b07800}
 figure{margin:8px 0}figcaption{font-weight:600}
 svg{width:100%;height:auto;max-width:720px;display:block}
