@@ -1,7 +1,8 @@
-//! Failures that are the drill's own, not the backup's: while a drill restored or checked the copy, the scratch
-//! server crashed, was shut down or restarted, ran out of disk, memory or connection slots, its storage failed,
-//! or the connection to it was lost; the restore outlasted the Lambda invocation running it; or S3 did not
-//! answer the drill's reads of the backup (`adapters::s3_resume`, `jobs::verify`). A drill stopped
+//! Failures that are the drill's own, not the backup's: the scratch server could not be provisioned, or, while a
+//! drill restored or checked the copy, it failed or went away, crashed, was shut down or restarted, ran out of
+//! disk, memory or connection slots, its storage failed, or the connection to it was lost; the restore outlasted
+//! the Lambda invocation running it; or S3 did not answer the drill's reads of the backup
+//! (`adapters::s3_resume`, `jobs::verify`). A drill stopped
 //! by one cannot say anything of the backup, so it is *inconclusive*: the backup keeps the status it had
 //! (`VerificationReport::scratch_fault` decides, the verify job acts on it), where calling it `verify_failed`
 //! would take a good backup out of the restore points and, after the investigation window, out of retention.
@@ -26,6 +27,12 @@ pub const SHUT_DOWN: &str = "the server was shut down";
 pub const NOT_ACCEPTING: &str = "the server was not accepting connections";
 pub const CONNECTION_LOST: &str = "the connection to the server was lost";
 pub const UNREACHABLE: &str = "the server could not be connected to";
+/// The scratch server was never ready: its creation was refused or failed (an RDS quota, capacity in the zone, a
+/// subnet or parameter group, a permission; locally, the server binaries or the disk). Nothing was restored yet.
+pub const NOT_PROVISIONED: &str = "the scratch server could not be provisioned";
+/// The scratch server failed, restarted or went away under the drill (RDS reports it failed or rebooting, or it
+/// was deleted); a full disk is [`DISK`].
+pub const SCRATCH_FAILED: &str = "the scratch server failed or went away";
 pub const OUTLASTED_THE_INVOCATION: &str = "the restore outlasted the Lambda invocation running it";
 /// Not the scratch server's but as much the drill's own: S3 did not answer the drill's reads of the backup, or
 /// throttled them, after every retry. (Refused, missing or changed objects are the backup's.)

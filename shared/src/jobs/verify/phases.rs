@@ -106,9 +106,9 @@ impl VerifyJob {
                                 handle
                             }
                             Err(e) => {
-                                return Ok(
-                                    self.fail_phase(drill, format!("provisioning the scratch server failed: {e}"))
-                                )
+                                let message = format!("provisioning the scratch server failed: {e}");
+                                let marked = scratch_fault::mark(&message, scratch_fault::NOT_PROVISIONED);
+                                return Ok(self.fail_phase(drill, marked));
                             }
                         }
                     }
@@ -122,7 +122,10 @@ impl VerifyJob {
                     Ok(ScratchState::Creating { status }) => {
                         Ok(Stepped::Waiting(format!("scratch server {} is {status}", handle.id)))
                     }
-                    Err(e) => Ok(self.fail_phase(drill, format!("the scratch server failed: {e}"))),
+                    Err(e) => {
+                        let message = format!("the scratch server failed before it was ready: {e}");
+                        Ok(self.fail_phase(drill, scratch_fault::mark(&message, scratch_fault::NOT_PROVISIONED)))
+                    }
                 }
             }
             DrillPhase::Restoring => {
@@ -402,13 +405,14 @@ impl VerifyJob {
             Ok(ScratchState::Ready(endpoint)) => Some(endpoint),
             Ok(ScratchState::Creating { status }) => {
                 let message = format!("the scratch server is {status} again in the middle of the drill");
-                // RDS's own word for a full disk: the server's failure, not the backup's.
-                let full = (status == "storage-full").then_some(scratch_fault::DISK);
-                self.fail_phase(drill, scratch_fault::mark_if(message, full));
+                // RDS's own word for a full disk is the more useful mark; either way the server's, not the backup's.
+                let why = if status == "storage-full" { scratch_fault::DISK } else { scratch_fault::SCRATCH_FAILED };
+                self.fail_phase(drill, scratch_fault::mark(&message, why));
                 None
             }
             Err(e) => {
-                self.fail_phase(drill, format!("the scratch server is unreachable: {e}"));
+                let message = format!("the scratch server is unreachable: {e}");
+                self.fail_phase(drill, scratch_fault::mark(&message, scratch_fault::SCRATCH_FAILED));
                 None
             }
         }

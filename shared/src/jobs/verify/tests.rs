@@ -157,13 +157,9 @@ async fn a_drill_cut_off_after_every_step_resumes_through_each_phase_to_the_verd
 
 #[tokio::test]
 async fn a_phase_that_fails_fails_the_drill_cleans_up_and_alerts_once() {
-    for failing in ["create", "poll", "restore_framed", "read_back", "restore_roles"] {
+    for failing in ["restore_framed", "read_back", "restore_roles"] {
         let w = world().await;
-        if ["create", "poll"].contains(&failing) {
-            w.scratch.faults.fail(failing);
-        } else {
-            w.restorer.faults.fail(failing);
-        }
+        w.restorer.faults.fail(failing);
         let (_, drill) = until_done(&w, None).await;
         assert_eq!(drill.outcome, Some(BackupStatus::VerifyFailed), "{failing}: {drill:?}");
         assert_eq!(backup_status(&w), BackupStatus::VerifyFailed, "{failing}");
@@ -242,6 +238,27 @@ async fn a_store_that_does_not_answer_makes_the_drill_inconclusive_a_refusal_doe
         w.store.faults.fail_as("GetObject", kind);
         let (_, drill) = until_done(&w, None).await;
         assert_eq!(drill.outcome, Some(BackupStatus::VerifyFailed), "{kind:?}: {drill:?}");
+    }
+}
+
+/// A scratch server that could not be created, or failed before it was ready, has restored nothing: the drill is
+/// inconclusive, the backup keeps its status, and the warning says where to look.
+#[tokio::test]
+async fn a_scratch_server_that_cannot_be_provisioned_makes_the_drill_inconclusive() {
+    for failing in ["create", "poll"] {
+        let w = world().await;
+        w.scratch.faults.fail(failing);
+        let (_, drill) = until_done(&w, None).await;
+        assert_eq!((drill.phase, drill.outcome), (DrillPhase::Done, None), "{failing}: {drill:?}");
+        assert!(drill.message.contains("could not be provisioned"), "{failing}: {}", drill.message);
+        assert_eq!(backup_status(&w), BackupStatus::Completed, "{failing}");
+        assert!(w.catalog.backups()[0].verification.is_none(), "{failing}");
+        let alerts = w.alerts.sent();
+        assert_eq!(alerts.len(), 1, "{failing}: {alerts:?}");
+        assert_eq!(alerts[0].severity, crate::domain::Severity::Warning);
+        assert!(alerts[0].body.contains("rds:CreateDBInstance"), "{failing}: {}", alerts[0].body);
+        assert!(alerts[0].body.contains("injected failure"), "{failing}: {}", alerts[0].body);
+        assert!(w.scratch.live().is_empty(), "{failing}: nothing left running");
     }
 }
 

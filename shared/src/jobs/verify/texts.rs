@@ -138,6 +138,12 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
             "check the drill's network path to S3 (a VPC endpoint or NAT, its route tables and security groups) and \
              the AWS Health Dashboard for S3 in this region; the drill reads every byte of the backup and cannot \
              judge it while S3 does not answer."
+        } else if fault.contains(crate::domain::scratch_fault::NOT_PROVISIONED) {
+            "read the error above: on RDS, the account's DB instance quota, the instance class's capacity in the \
+             subnets' zones, the `rds_subnet_group`, security groups and parameter group, and the function's \
+             `rds:CreateDBInstance` permission; locally, the PostgreSQL server binaries for the backup's major version \
+             (`pg_bin_dir`) and free disk under `scratch_dir`. Until it is fixed no drill runs, and the monitor's \
+             verification age grows."
         } else {
             "the scratch server is too small or unhealthy for this database: free disk under `scratch_dir` (local) or \
              a larger `rds_instance_class`, fewer `restore_jobs`; what stopped it (the kernel's OOM killer, a full disk, \
