@@ -89,6 +89,22 @@ pub struct StoredVersion {
     pub version_id: Option<String>,
 }
 
+/// One object version or delete marker, as a listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedVersion {
+    pub key: String,
+    pub version_id: Option<String>,
+    /// The key's latest version or marker. A recorded version that is not has a delete marker or a newer version
+    /// over it: a lifecycle rule expiring noncurrent versions will delete it.
+    pub current: bool,
+}
+
+impl ListedVersion {
+    pub fn stored(&self) -> StoredVersion {
+        StoredVersion { key: self.key.clone(), version_id: self.version_id.clone() }
+    }
+}
+
 /// One part ready to upload, with its SHA-256 so the store can check what arrived.
 #[derive(Debug, Clone)]
 pub struct PartToUpload {
@@ -112,7 +128,7 @@ pub trait ObjectStore: Send + Sync {
     /// Writes a small object in one request.
     async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<StoredVersion, StoreError>;
     /// Every version (and delete marker) of the objects whose keys start with `prefix`.
-    async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError>;
+    async fn versions(&self, prefix: &str) -> Result<Vec<ListedVersion>, StoreError>;
     /// Deletes one version for good (not a delete marker): undoes what a failed run wrote.
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError>;
     /// What the store says about the key's *current* version.

@@ -162,9 +162,13 @@ async fn purge_refuses_past_the_rail_then_deletes_every_version_of_what_the_poli
     assert!(refused.refused.as_deref().is_some_and(|r| r.contains("--force")), "{refused:?}");
     assert!(deleted_ids(&refused).is_empty());
     assert_eq!(f.aws.versions().await, before, "a refused purge deletes nothing");
-    let alerts = f.aws.alerts(1, Duration::from_secs(10)).await;
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert!(alerts[0].subject.contains("REFUSED"), "{}", alerts[0].subject);
+    // The held-back backup's dump is hidden by a marker, so a noncurrent-version rule would delete it: warned of.
+    let mut alerts = f.aws.alerts(2, Duration::from_secs(10)).await;
+    alerts.sort_by(|a, b| a.subject.cmp(&b.subject));
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(alerts[0].subject.contains("hidden by a delete marker"), "{}", alerts[0].subject);
+    assert!(alerts[0].message.contains(&dump_key), "{}", alerts[0].message);
+    assert!(alerts[1].subject.contains("REFUSED"), "{}", alerts[1].subject);
 
     let forced = f.purge(store.clone(), false, true).await;
     assert!(!forced.failed(), "{forced:?}");
@@ -186,7 +190,7 @@ async fn purge_refuses_past_the_rail_then_deletes_every_version_of_what_the_poli
 }
 
 /// The newest backup's dump version is deleted for good, outside Backstop (a delete marker on an older one's dump
-/// hides nothing). Trusting the catalog, the purge would keep the newest as a restore point and delete an older one
+/// loses nothing yet, but puts it at risk). Trusting the catalog, the purge would keep the newest as a restore point and delete an older one
 /// that restores; it marks the newest `lost` instead, keeps one more older backup in its place, and pages.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_whose_dump_version_was_deleted_is_marked_lost_and_an_older_one_kept_in_its_place() {
@@ -224,10 +228,15 @@ async fn a_backup_whose_dump_version_was_deleted_is_marked_lost_and_an_older_one
         assert_eq!(f.status(dropped).await, BackupStatus::Purged, "{result:?}");
     }
     assert_eq!(f.versions_of(&backups[0]).await.len(), 2, "what is left of a lost backup stays");
-    let alerts = f.aws.alerts(1, Duration::from_secs(10)).await;
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(result.at_risk.len(), 1, "the dump behind a marker will expire: {result:?}");
+    assert!(result.at_risk[0].contains(hidden.as_str()), "{:?}", result.at_risk);
+    let mut alerts = f.aws.alerts(2, Duration::from_secs(10)).await;
+    alerts.sort_by_key(|a| !a.subject.contains("LOST"));
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert!(alerts[0].subject.contains("LOST") && alerts[0].message.contains(&gone.key), "{alerts:?}");
     assert_eq!(alerts[0].attributes["severity"]["Value"], "critical", "{}", alerts[0].raw);
+    assert!(alerts[1].subject.contains("hidden by a delete marker"), "{alerts:?}");
+    assert_eq!(alerts[1].attributes["severity"]["Value"], "warning", "{}", alerts[1].raw);
 }
 
 /// The bucket, failing every version delete after the first `allowed`: a purge cut off midway.
@@ -245,7 +254,7 @@ impl ObjectStore for FailingDeletes {
     async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<StoredVersion, StoreError> {
         self.inner.put_object(key, body, content_type).await
     }
-    async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError> {
+    async fn versions(&self, prefix: &str) -> Result<Vec<ListedVersion>, StoreError> {
         self.inner.versions(prefix).await
     }
     async fn delete_version(&self, version: &StoredVersion) -> Result<(), StoreError> {
@@ -325,7 +334,7 @@ async fn a_purge_cut_off_after_marking_or_after_deleting_is_finished_by_the_next
     purging.status = BackupStatus::Purging;
     f.catalog.update_backup(&purging, BackupStatus::Completed).await.unwrap();
     for version in f.store.versions(&backstop::domain::backup::attempt_prefix(&deleted_unmarked, "")).await.unwrap() {
-        f.store.delete_version(&version).await.unwrap();
+        f.store.delete_version(&version.stored()).await.unwrap();
     }
 
     let second = f.purge(Arc::new(f.store.clone()), false, false).await;

@@ -263,6 +263,9 @@ pub fn purge_plan(results: &[TargetPurge]) -> String {
         if let Some(why) = &r.refused {
             out.push_str(&format!("  REFUSED: {why}\n"));
         }
+        for line in &r.at_risk {
+            out.push_str(&format!("  AT RISK: {line}\n"));
+        }
         for step in &r.steps {
             let what = match (&step.backup_id, step.status) {
                 (Some(id), Some(status)) => format!("{id} ({status})"),
@@ -412,6 +415,7 @@ mod tests {
                 refused: None,
                 skipped: None,
                 lease_held: false,
+                at_risk: Vec::new(),
             }])
         };
         let dry = plan(true);

@@ -156,13 +156,21 @@ impl ObjectStore for MemoryStore {
         Ok(self.store(key, body))
     }
 
-    async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError> {
+    async fn versions(&self, prefix: &str) -> Result<Vec<ListedVersion>, StoreError> {
         self.faults.store("ListObjectVersions", prefix)?;
-        Ok(self
-            .all_versions()
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(key, v)| StoredVersion { key, version_id: Some(v) })
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .objects
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .flat_map(|(key, versions)| {
+                let latest = versions.len() - 1;
+                versions.iter().enumerate().map(move |(at, (v, _))| ListedVersion {
+                    key: key.clone(),
+                    version_id: Some(v.clone()),
+                    current: at == latest,
+                })
+            })
             .collect())
     }
 

@@ -112,7 +112,7 @@ impl ObjectStore for S3Store {
         Ok(StoredVersion { key: key.to_string(), version_id: out.version_id })
     }
 
-    async fn versions(&self, prefix: &str) -> Result<Vec<StoredVersion>, StoreError> {
+    async fn versions(&self, prefix: &str) -> Result<Vec<ListedVersion>, StoreError> {
         let mut found = Vec::new();
         let (mut key_marker, mut version_marker) = (None, None);
         loop {
@@ -126,11 +126,12 @@ impl ObjectStore for S3Store {
                 .send()
                 .await
                 .map_err(|e| store_error("ListObjectVersions", prefix, e))?;
-            let versions = out.versions.unwrap_or_default().into_iter().map(|v| (v.key, v.version_id));
-            let markers = out.delete_markers.unwrap_or_default().into_iter().map(|m| (m.key, m.version_id));
-            found.extend(
-                versions.chain(markers).filter_map(|(key, version_id)| Some(StoredVersion { key: key?, version_id })),
-            );
+            let versions = out.versions.unwrap_or_default().into_iter().map(|v| (v.key, v.version_id, v.is_latest));
+            let markers =
+                out.delete_markers.unwrap_or_default().into_iter().map(|m| (m.key, m.version_id, m.is_latest));
+            found.extend(versions.chain(markers).filter_map(|(key, version_id, latest)| {
+                Some(ListedVersion { key: key?, version_id, current: latest.unwrap_or(false) })
+            }));
             if out.is_truncated != Some(true) {
                 return Ok(found);
             }

@@ -819,7 +819,7 @@ impl BackupJob {
         };
         let (mut deleted, mut undeletable) = (0, Vec::new());
         for version in &versions {
-            match self.deps.store.delete_version(version).await {
+            match self.deps.store.delete_version(&version.stored()).await {
                 Ok(()) => deleted += 1,
                 Err(e) => {
                     warn!(error = %e, key = %version.key, "deleting an object of a failed backup failed");

@@ -115,3 +115,31 @@ pub(super) fn backups_lost_alert(target: &TargetConfig, result: &TargetPurge) ->
         runbook: Some(runbook::BACKUPS_LOST),
     }
 }
+
+pub(super) fn backups_at_risk_alert(target: &TargetConfig, result: &TargetPurge) -> Alert {
+    let lines: Vec<String> = result.at_risk.iter().take(20).map(|line| format!("- {line}")).collect();
+    Alert {
+        subject: subject_line(&format!(
+            "Backstop: {} backup(s) of {} hidden by a delete marker: they will expire",
+            result.at_risk.len(),
+            target.name
+        )),
+        body: format!(
+            "The bucket still holds these backups of \"{name}\", but their recorded versions are no longer current: \
+             a delete marker (a plain `aws s3 rm`) or a newer version is over them:\n{lines}\n\n\
+             Drills and restores still read them by version id, so nothing is lost yet. But a lifecycle rule that \
+             expires noncurrent versions (the template's ExpireOverwrittenVersions, NoncurrentVersionDays after) will \
+             delete them for good, and the purge after that marks them lost.\n\n\
+             What to do: if they were deleted by mistake, remove the marker: find its version id with \
+             `aws s3api list-object-versions --bucket BUCKET --prefix KEY` (the entry under DeleteMarkers) and run \
+             `aws s3api delete-object --bucket BUCKET --key KEY --version-id MARKER_VERSION`. Find who deleted them \
+             (CloudTrail); only purge should delete backups. This warning repeats with every purge until then.",
+            name = target.name,
+            lines = lines.join("\n"),
+        ),
+        severity: Severity::Warning,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+        runbook: Some(runbook::BACKUPS_LOST),
+    }
+}

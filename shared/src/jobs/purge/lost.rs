@@ -8,63 +8,98 @@
 //!
 //! One paginated listing of versions under the keys' common prefix serves every record of the target, so the
 //! check costs a request or a few per target, not one per backup. A version hidden behind a delete marker is
-//! still held (a drill or a restore reads it by its version id), so only a version that is itself gone counts.
+//! still held (a drill or a restore reads it by its version id), so only a version that is itself gone counts as
+//! lost. A hidden one is *at risk*: a lifecycle rule expiring noncurrent versions (the template's
+//! `ExpireOverwrittenVersions`) will delete it, so purge warns while there is time to remove the marker.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::domain::{BackupId, BackupRecord, BackupStatus, ObjectRef};
 use crate::ports::{ObjectStore, StoreError};
 
-/// A restore point whose recorded objects are not all in the bucket.
+/// A restore point some of whose recorded objects are gone, or hidden.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct LostBackup {
+pub(super) struct Finding {
     pub backup_id: BackupId,
-    /// `dump prod/orders/…sql.zst (version 3HL4k…)`, one per missing object.
-    pub missing: Vec<String>,
+    /// `dump prod/orders/…sql.zst (version 3HL4k…)`, one per object.
+    pub objects: Vec<String>,
 }
 
-impl LostBackup {
-    pub fn describe(&self) -> String {
-        format!("objects gone from the bucket: {}", self.missing.join("; "))
+impl Finding {
+    pub fn lost(&self) -> String {
+        format!("objects gone from the bucket: {}", self.objects.join("; "))
+    }
+
+    pub fn at_risk(&self) -> String {
+        format!(
+            "hidden by a delete marker or a newer version, so a noncurrent-version rule will delete them: {}",
+            self.objects.join("; ")
+        )
     }
 }
 
-/// The restore points among `records` that miss an object, leaving out the backups a drill is reading (the drill
-/// gives its own verdict on them, and a status change under it would be refused anyway).
-pub(super) async fn find_lost(
+/// What the bucket says of a target's restore points.
+#[derive(Debug, Default)]
+pub(super) struct BucketCheck {
+    pub lost: Vec<Finding>,
+    pub at_risk: Vec<Finding>,
+}
+
+/// Checks the restore points among `records`, leaving out the backups a drill is reading (the drill gives its own
+/// verdict on them, and a status change under it would be refused anyway).
+pub(super) async fn check_restore_points(
     store: &dyn ObjectStore,
     records: &[BackupRecord],
     being_verified: &BTreeSet<BackupId>,
-) -> Result<Vec<LostBackup>, StoreError> {
+) -> Result<BucketCheck, StoreError> {
     let checked: Vec<&BackupRecord> = records
         .iter()
         .filter(|r| matches!(r.status, BackupStatus::Completed | BackupStatus::Verified))
         .filter(|r| !being_verified.contains(&r.backup_id))
         .collect();
     let keys: Vec<&str> = checked.iter().flat_map(|r| recorded_objects(r)).map(|(_, o)| o.key.as_str()).collect();
-    let Some(prefix) = common_prefix(&keys) else { return Ok(Vec::new()) };
+    let Some(prefix) = common_prefix(&keys) else { return Ok(BucketCheck::default()) };
     let listed = store.versions(&prefix).await?;
-    let held: HashSet<(&str, Option<&str>)> =
-        listed.iter().map(|v| (v.key.as_str(), v.version_id.as_deref())).collect();
+    // (key, version) → is it the key's current version.
+    let held: HashMap<(&str, Option<&str>), bool> =
+        listed.iter().map(|v| ((v.key.as_str(), v.version_id.as_deref()), v.current)).collect();
     let held_keys: HashSet<&str> = listed.iter().map(|v| v.key.as_str()).collect();
-    let is_held = |object: &ObjectRef| match &object.version_id {
-        Some(version) => held.contains(&(object.key.as_str(), Some(version.as_str()))),
-        // An unversioned bucket (never a Backstop deployment's) lists the key alone.
-        None => held_keys.contains(object.key.as_str()),
+    let state = |object: &ObjectRef| match &object.version_id {
+        Some(version) => match held.get(&(object.key.as_str(), Some(version.as_str()))) {
+            None => Held::Gone,
+            Some(true) => Held::Current,
+            Some(false) => Held::Hidden,
+        },
+        // An unversioned bucket (never a Backstop deployment's) lists the key alone, and has no markers.
+        None if held_keys.contains(object.key.as_str()) => Held::Current,
+        None => Held::Gone,
     };
-    Ok(checked
-        .into_iter()
-        .filter_map(|record| {
-            let missing: Vec<String> = recorded_objects(record)
-                .filter(|(_, object)| !is_held(object))
+    let mut check = BucketCheck::default();
+    for record in checked {
+        let in_state = |wanted: Held| -> Vec<String> {
+            recorded_objects(record)
+                .filter(|(_, object)| state(object) == wanted)
                 .map(|(kind, object)| match &object.version_id {
                     Some(version) => format!("{kind} {} (version {version})", object.key),
                     None => format!("{kind} {}", object.key),
                 })
-                .collect();
-            (!missing.is_empty()).then(|| LostBackup { backup_id: record.backup_id.clone(), missing })
-        })
-        .collect())
+                .collect()
+        };
+        let (gone, hidden) = (in_state(Held::Gone), in_state(Held::Hidden));
+        if !gone.is_empty() {
+            check.lost.push(Finding { backup_id: record.backup_id.clone(), objects: gone });
+        } else if !hidden.is_empty() {
+            check.at_risk.push(Finding { backup_id: record.backup_id.clone(), objects: hidden });
+        }
+    }
+    Ok(check)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Current,
+    Hidden,
+    Gone,
 }
 
 /// What a finished backup stored, by kind. A good record without a dump or manifest is lost too: nothing

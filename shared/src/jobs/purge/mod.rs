@@ -13,7 +13,7 @@
 //!
 //! Before it decides, it checks that the bucket still holds every restore point's objects ([`lost`]): one that
 //! does not is marked `lost` and alerted, so that retention never deletes an older backup in place of a record
-//! whose objects are gone.
+//! whose objects are gone; one whose objects are hidden by a delete marker is warned of while it can be saved.
 //!
 //! A dry run is the same code with [`PlanOnly`] effects: every step is decided and reported, nothing changes.
 
@@ -38,7 +38,7 @@ use crate::ports::*;
 mod alerts;
 mod lost;
 use super::kernel::{lease_request, publish_or_warn, record_run_or_warn, select_targets, UnknownTarget};
-use alerts::{backups_lost_alert, purge_failed_alert, purge_not_run_alert, purge_refused_alert};
+use alerts::{backups_at_risk_alert, backups_lost_alert, purge_failed_alert, purge_not_run_alert, purge_refused_alert};
 
 /// An upload older than this cannot belong to a running backup (Lambda stops at 15 minutes; the CLI's
 /// longest backups take hours, not a day).
@@ -164,6 +164,10 @@ pub struct TargetPurge {
     /// Skipped because another purge is running: nothing is wrong.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lease_held: bool,
+    /// Restore points whose recorded versions are hidden by a delete marker or a newer version (so a
+    /// noncurrent-version lifecycle rule will delete them), one line each: `<backup id>: <which objects>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub at_risk: Vec<String>,
 }
 
 impl TargetPurge {
@@ -199,6 +203,9 @@ impl TargetPurge {
             self.count(StepAction::Finish),
             self.count(StepAction::AbortUpload),
         );
+        if !self.at_risk.is_empty() {
+            text.push_str(&format!("; {} backup(s) AT RISK (hidden by a delete marker)", self.at_risk.len()));
+        }
         if !self.lost().is_empty() {
             let verb = if self.dry_run { "would mark" } else { "marked" };
             text.push_str(&format!("; {verb} {} backup(s) LOST (objects gone from the bucket)", self.lost().len()));
@@ -379,6 +386,7 @@ impl PurgeJob {
             refused: None,
             skipped: None,
             lease_held: false,
+            at_risk: Vec::new(),
         };
         let now = self.deps.clock.now();
         let lease = lease_request(&target.name, Job::Purge, run_id, now, self.config.lease);
@@ -419,14 +427,15 @@ impl PurgeJob {
         let drills = self.deps.catalog.recent_drills(&target.name, 100).await.map_err(NotDecided::Drills)?;
         let being_verified: BTreeSet<BackupId> =
             drills.into_iter().filter(|d| d.phase != DrillPhase::Done).map(|d| d.backup_id).collect();
-        let lost =
-            lost::find_lost(self.deps.store.as_ref(), &records, &being_verified).await.map_err(NotDecided::Store)?;
+        let bucket = lost::check_restore_points(self.deps.store.as_ref(), &records, &being_verified)
+            .await
+            .map_err(NotDecided::Store)?;
         // (what is missing, why marking it failed): the plan treats a lost backup as lost even when the mark
         // failed, so that this run deletes nothing in its place.
         let mut marked_lost: Vec<(BackupId, String, Option<String>)> = Vec::new();
-        for found in lost {
+        for found in bucket.lost {
             let record = records.iter_mut().find(|r| r.backup_id == found.backup_id).expect("found among the records");
-            let missing = found.describe();
+            let missing = found.lost();
             warn!(backup_id = %found.backup_id, %missing, "a restore point's objects are gone");
             let failed =
                 effects.mark_lost(record, &missing).await.err().map(|e| format!("could not mark it lost: {e}"));
@@ -437,6 +446,13 @@ impl PurgeJob {
         let now = self.deps.clock.now();
         let plan = decide(&records, &target.retention, now, &DecideContext { force: request.force, being_verified });
         result.refused = plan.refused.clone();
+        // Hidden versions of a backup this run deletes anyway are no news.
+        for found in &bucket.at_risk {
+            if plan.decisions.iter().any(|d| d.backup_id == found.backup_id && d.action == Action::Keep) {
+                warn!(backup_id = %found.backup_id, objects = ?found.objects, "a restore point's objects are hidden");
+                result.at_risk.push(format!("{}: {}", found.backup_id, found.at_risk()));
+            }
+        }
         for decision in &plan.decisions {
             let record = records
                 .iter()
@@ -508,7 +524,7 @@ impl PurgeJob {
             .map_err(|cause| StepError::List { prefix: prefix.clone(), cause })?;
         for version in &versions {
             effects
-                .delete_version(version)
+                .delete_version(&version.stored())
                 .await
                 .map_err(|cause| StepError::Delete { key: version.key.clone(), cause })?;
         }
@@ -568,7 +584,8 @@ impl PurgeJob {
             result.refused.as_ref().map(|why| purge_refused_alert(target, why))
         };
         let lost = (!result.lost().is_empty()).then(|| backups_lost_alert(target, result));
-        effects.report(&metrics, lost.into_iter().chain(outcome).collect()).await;
+        let at_risk = (!result.at_risk.is_empty()).then(|| backups_at_risk_alert(target, result));
+        effects.report(&metrics, lost.into_iter().chain(at_risk).chain(outcome).collect()).await;
     }
 
     async fn record_run(

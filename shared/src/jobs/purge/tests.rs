@@ -198,15 +198,32 @@ async fn a_restore_point_whose_dump_is_gone_is_marked_lost_and_nothing_is_delete
     assert_eq!(w.alerts.sent().len(), 1);
 }
 
-/// A newer version over the recorded one (as a delete marker is, in S3) hides nothing: drills read by version id.
+/// A newer version over the recorded one (as a delete marker is, in S3) loses nothing yet (drills read by version
+/// id), but a noncurrent-version rule will delete it: a warning, while it can be saved.
 #[tokio::test]
-async fn a_dump_under_a_newer_version_is_not_lost() {
+async fn a_dump_under_a_newer_version_is_not_lost_but_at_risk() {
     let w = world();
     let (newest, _, oldest) = (backup(&w, 1).await, backup(&w, 2).await, backup(&w, 3).await);
     let key = newest.dump.clone().unwrap().key;
     w.store.put_object(&key, Bytes::from_static(b""), "application/x-delete-marker").await.unwrap();
     let result = purge(&w).await;
     assert!(result.lost().is_empty(), "{result:?}");
+    assert_eq!(status_of(&w, &newest), BackupStatus::Completed);
+    assert_eq!(status_of(&w, &oldest), BackupStatus::Purged);
+    assert_eq!(result.at_risk.len(), 1, "{result:?}");
+    assert!(result.at_risk[0].starts_with(newest.backup_id.as_str()) && result.at_risk[0].contains(&key));
+    let alerts = w.alerts.sent();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].severity, Severity::Warning);
+    assert!(alerts[0].subject.contains("hidden by a delete marker"), "{}", alerts[0].subject);
+
+    // The same on the oldest, which this run deletes anyway, is no news.
+    let w = world();
+    let (_, _, oldest) = (backup(&w, 1).await, backup(&w, 2).await, backup(&w, 3).await);
+    let key = oldest.dump.clone().unwrap().key;
+    w.store.put_object(&key, Bytes::from_static(b""), "application/x-delete-marker").await.unwrap();
+    let result = purge(&w).await;
+    assert!(result.at_risk.is_empty() && w.alerts.sent().is_empty(), "{result:?}");
     assert_eq!(status_of(&w, &oldest), BackupStatus::Purged);
 }
 
