@@ -704,11 +704,7 @@ async fn a_backup_of_a_hot_standby_drills_verified() {
 /// the source never had; the drill makes event triggers after the refreshes, as they were on the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_logs_its_ddl_and_has_materialized_views_drills_verified() {
-    let source = PgCluster::start();
-    source.psql("postgres", "CREATE DATABASE audited");
-    source.psql(
-        "audited",
-        "CREATE TABLE orders (id integer PRIMARY KEY, total numeric NOT NULL); \
+    const SCHEMA: &str = "CREATE TABLE orders (id integer PRIMARY KEY, total numeric NOT NULL); \
          INSERT INTO orders SELECT i, i * 1.5 FROM generate_series(1, 500) AS i; \
          CREATE MATERIALIZED VIEW order_totals AS SELECT count(*) AS n, sum(total) AS total FROM orders; \
          CREATE MATERIALIZED VIEW big_orders AS SELECT id FROM orders WHERE total > 600; \
@@ -717,9 +713,18 @@ async fn a_database_that_logs_its_ddl_and_has_materialized_views_drills_verified
            $$BEGIN INSERT INTO ddl_log (tag) VALUES (tg_tag); END$$; \
          CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION log_ddl(); \
          COMMENT ON EVENT TRIGGER log_ddl IS 'every DDL statement, for the auditors'; \
-         CREATE INDEX orders_total ON orders (total)",
+         CREATE INDEX orders_total ON orders (total)";
+    let source = PgCluster::start();
+    source.psql("postgres", "CREATE DATABASE audited");
+    // Not UTF-8, so its drill restores with psql in pg_dump's order, with event triggers off for the session.
+    source.psql(
+        "postgres",
+        "CREATE DATABASE audited_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
     );
-    assert_eq!(source.psql("audited", "SELECT count(*) FROM ddl_log").trim(), "1", "the index");
+    for database in ["audited", "audited_latin1"] {
+        source.psql(database, SCHEMA);
+        assert_eq!(source.psql(database, "SELECT count(*) FROM ddl_log").trim(), "1", "the index");
+    }
     source.create_backup_role();
     let aws = AwsFixture::new().await;
     let dir = tempfile::tempdir().unwrap();
@@ -729,6 +734,10 @@ async fn a_database_that_logs_its_ddl_and_has_materialized_views_drills_verified
     let log = report.checks.iter().find(|c| c.name.label() == "table public.ddl_log").expect("the log's check");
     assert!(matches!(&log.outcome, CheckOutcome::Ok { detail } if detail.starts_with("1 rows")), "{log:?}");
     assert_restore_says(&report, "the event triggers made after the materialized views were refreshed");
+    let config = aws.config(vec![source.target("latin1", "audited_latin1", BACKSTOP_PASSWORD, dir.path())]);
+    let (_, report) = backed_up_and_verified(&aws, config, scratch.path()).await;
+    let log = report.checks.iter().find(|c| c.name.label() == "table public.ddl_log").expect("the log's check");
+    assert!(matches!(&log.outcome, CheckOutcome::Ok { detail } if detail.starts_with("1 rows")), "{log:?}");
 
     // In pg_dump's order with psql, the refresh fires the trigger, whose unqualified table pg_dump's empty
     // search path cannot find: the restore fails. With event triggers off for the session, as the drill's

@@ -31,6 +31,15 @@ use crate::ports::{
 
 const READ_BUFFER: usize = 1024 * 1024;
 
+/// Run before a whole dump: no event trigger fires during the restore. pg_dump makes event triggers before it
+/// refreshes materialized views, so in its order each refresh fires them: a trigger that logs DDL writes a row the
+/// source never had, and one whose function names a table without its schema fails the refresh under pg_dump's
+/// empty search path (the framed restore moves them last instead: `sql::statement::event_triggers_last`). Ordinary
+/// triggers and foreign keys are made after the data, so the replica role changes nothing else a dump does. Only a
+/// superuser (`rds_superuser` on RDS) may set it; a role that may not restores as before.
+const NO_EVENT_TRIGGERS: &[u8] = b"DO $backstop$ BEGIN SET session_replication_role = replica; \
+EXCEPTION WHEN insufficient_privilege THEN NULL; END $backstop$;\n";
+
 pub struct PsqlRestorer {
     programs: PgDumper,
     /// Connections a framed restore and its read-back use side by side.
@@ -356,7 +365,7 @@ impl Restorer for PsqlRestorer {
         &self,
         server: &ScratchEndpoint,
         database: &str,
-        mut sql: Box<dyn Read + Send>,
+        sql: Box<dyn Read + Send>,
     ) -> Result<(), RestoreError> {
         let (mut cmd, _passfile) = self.command("psql", server, database)?;
         cmd.args(["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-o", "/dev/null"])
@@ -366,6 +375,7 @@ impl Restorer for PsqlRestorer {
         let mut child = cmd.spawn().map_err(|cause| RestoreError::Spawn { program: "psql".into(), cause })?;
         let stderr = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped")));
         let stdin = child.stdin.take().expect("stdin is piped").into_owned_fd()?;
+        let mut sql = std::io::Cursor::new(NO_EVENT_TRIGGERS).chain(sql);
         // Copy on a blocking thread: decompression and hashing happen inside `sql`'s reads.
         let copied = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             let mut stdin = std::fs::File::from(stdin);
