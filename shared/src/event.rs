@@ -95,6 +95,9 @@ pub fn parse_backup_invocation(event: &Value, request_id: &str) -> Result<Backup
                 None | Some(Value::Null) => Value::Object(Default::default()),
                 Some(input) => input,
             };
+            if let Some(problem) = null_field(&input) {
+                return Err(EventError(format!("the execution's input: {problem}")));
+            }
             let list: TargetList =
                 serde_json::from_value(input).map_err(|e| EventError(format!("the execution's input: {e}")))?;
             for name in list.targets.iter().flatten() {
@@ -131,6 +134,28 @@ pub fn parse_backup_invocation(event: &Value, request_id: &str) -> Result<Backup
 #[error("the event is not valid: {0}. Send {{}} for every target, or {{\"target\": \"NAME\", \"dry_run\": false}}")]
 pub struct EventError(pub String);
 
+/// The fields of an EventBridge event's envelope; what the event asks for is in its `detail`.
+pub const ENVELOPE_FIELDS: [&str; 10] =
+    ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail", "replay-name"];
+
+/// The first field of an envelope that is not the envelope's own: refused rather than dropped, since
+/// `"dry_run": true` or `"target": "orders"` there would otherwise act on every target for real.
+pub fn field_beside_envelope(event: &Value) -> Option<String> {
+    let beside = event.as_object()?.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str()))?;
+    Some(format!(
+        "`{beside}` is beside the fields of an EventBridge envelope: put what the event asks for in its `detail`"
+    ))
+}
+
+/// The first field of `event` (an object) whose value is `null`, as a message. Refused rather than read as absent:
+/// an absent `target` means every target, and a template that left `"target": null` did not mean that.
+pub fn null_field(event: &Value) -> Option<String> {
+    let (name, _) = event.as_object()?.iter().find(|(_, value)| value.is_null())?;
+    Some(format!(
+        "`{name}` is null: leave the field out for its default (every target, for `target`), or give it a value"
+    ))
+}
+
 /// A console or Scheduler event. `trigger` and `idempotency_key` are what Scheduler's input template sets
 /// (`"idempotency_key": "<aws.scheduler.execution-id>"`); people at the console usually leave them out.
 #[derive(Debug, Deserialize)]
@@ -159,10 +184,18 @@ struct ScheduledDetail {
 pub fn parse_backup_event(event: &Value, request_id: &str) -> Result<BackupRequest, EventError> {
     let is_scheduled_envelope = event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
     let request = if is_scheduled_envelope {
+        if let Some(problem) = field_beside_envelope(event) {
+            return Err(EventError(problem));
+        }
         let id = event.get("id").and_then(Value::as_str).unwrap_or(request_id);
         let detail: ScheduledDetail = match event.get("detail") {
             None | Some(Value::Null) => ScheduledDetail::default(),
-            Some(d) => serde_json::from_value(d.clone()).map_err(|e| EventError(format!("detail: {e}")))?,
+            Some(d) => {
+                if let Some(problem) = null_field(d) {
+                    return Err(EventError(format!("detail: {problem}")));
+                }
+                serde_json::from_value(d.clone()).map_err(|e| EventError(format!("detail: {e}")))?
+            }
         };
         BackupRequest {
             target: detail.target,
@@ -176,6 +209,9 @@ pub fn parse_backup_event(event: &Value, request_id: &str) -> Result<BackupReque
         let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
         if !event.is_object() {
             return Err(EventError(format!("expected a JSON object, got {event}")));
+        }
+        if let Some(problem) = null_field(&event) {
+            return Err(EventError(problem));
         }
         let manual: ManualEvent = serde_json::from_value(event).map_err(|e| EventError(e.to_string()))?;
         if manual.trigger == Some(Trigger::Cli) {
@@ -250,6 +286,15 @@ mod tests {
             (json!({"trigger": "cli"}), "trigger"),
             (json!([1, 2]), "JSON object"),
             (json!({"detail-type": "Scheduled Event", "id": "x", "detail": {"targte": "a"}}), "targte"),
+            // A null target is not "every target": a template that left it null meant one.
+            (json!({"target": null, "dry_run": true}), "`target` is null"),
+            (json!({"detail-type": "Scheduled Event", "id": "x", "detail": {"target": null}}), "`target` is null"),
+            // A field beside the envelope is refused, not dropped (it would back up every target for real).
+            (
+                json!({"detail-type": "Scheduled Event", "id": "x", "detail": {}, "dry_run": true}),
+                "`dry_run` is beside",
+            ),
+            (json!({"detail-type": "Scheduled Event", "id": "x", "target": "orders"}), "`target` is beside"),
         ] {
             let err = parse_backup_event(&event, "r").unwrap_err().to_string();
             assert!(err.contains(field), "{event}: {err}");

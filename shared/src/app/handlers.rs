@@ -252,6 +252,14 @@ pub async fn handle_verify_event(
     }
     let invalid = |message: String| HandlerError { error_type: ErrorType::InvalidEvent, message };
     let event = if event.is_null() { Value::Object(Default::default()) } else { event.clone() };
+    // `input` (the plan's execution input) is checked on its own below.
+    let mut fields = event.clone();
+    if let Some(object) = fields.as_object_mut() {
+        object.remove("input");
+    }
+    if let Some(problem) = crate::event::null_field(&fields) {
+        return Err(invalid(format!("the event is not valid: {problem}")));
+    }
     let parsed: VerifyEvent = serde_json::from_value(event).map_err(|e| {
         invalid(format!("the event is not valid: {e}. Send {{}} or {{\"target\": \"NAME\", \"backup_id\": \"ID\"}}"))
     })?;
@@ -281,6 +289,9 @@ pub async fn handle_verify_event(
                 None | Some(Value::Null) => Value::Object(Default::default()),
                 Some(input) => input,
             };
+            if let Some(problem) = crate::event::null_field(&input) {
+                return Err(invalid(format!("the execution's input is not valid: {problem}")));
+            }
             let input: ExecutionInput = serde_json::from_value(input).map_err(|e| {
                 invalid(format!(
                     "the execution's input is not valid: {e}. Start it with {{}} or {{\"target\": \"NAME\"}}"
@@ -427,10 +438,6 @@ pub async fn handle_purge_event(job: &PurgeJob, event: &Value, request_id: &str)
     }
 }
 
-/// The fields of an EventBridge event's envelope; what the event asks for is in its `detail`.
-const ENVELOPE_FIELDS: [&str; 10] =
-    ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail", "replay-name"];
-
 /// A hand-written or scheduled event: `null` and `{}` mean "defaults"; an EventBridge envelope (`source` and
 /// `detail-type`) is read by its `detail` (`{}` for a schedule's), which must match `T` exactly, as must any other
 /// event. A field beside the envelope's own is refused rather than dropped: `"dry_run": true` there would
@@ -440,12 +447,8 @@ fn parse_manual_event<T: serde::de::DeserializeOwned>(event: &Value) -> Result<T
     let event = if event.is_null() {
         Value::Object(Default::default())
     } else if envelope {
-        let beside =
-            event.as_object().into_iter().flat_map(|o| o.keys()).find(|k| !ENVELOPE_FIELDS.contains(&k.as_str()));
-        if let Some(field) = beside {
-            return Err(serde::de::Error::custom(format!(
-                "`{field}` is beside the fields of an EventBridge envelope: put what the event asks for in its `detail`"
-            )));
+        if let Some(problem) = crate::event::field_beside_envelope(event) {
+            return Err(serde::de::Error::custom(problem));
         }
         match event.get("detail") {
             None | Some(Value::Null) => Value::Object(Default::default()),
@@ -454,6 +457,9 @@ fn parse_manual_event<T: serde::de::DeserializeOwned>(event: &Value) -> Result<T
     } else {
         event.clone()
     };
+    if let Some(problem) = crate::event::null_field(&event) {
+        return Err(serde::de::Error::custom(problem));
+    }
     serde_json::from_value(event)
 }
 
@@ -535,5 +541,14 @@ mod tests {
         assert_eq!(parse_manual_event::<Asked>(&Value::Null).unwrap(), Asked { target: None, dry_run: false });
         assert!(parse_manual_event::<Asked>(&serde_json::json!({"dry_run": true})).unwrap().dry_run);
         assert!(parse_manual_event::<Asked>(&serde_json::json!({"dry-run": true})).is_err());
+    }
+
+    /// `{"target": null, "force": true}` (a template whose variable was empty) must not purge every target.
+    #[test]
+    fn a_null_field_is_refused_not_read_as_absent() {
+        for event in [serde_json::json!({"target": null}), envelope(serde_json::json!({"target": null}))] {
+            let error = parse_manual_event::<Asked>(&event).unwrap_err().to_string();
+            assert!(error.contains("`target` is null"), "{event}: {error}");
+        }
     }
 }
