@@ -315,6 +315,14 @@ pub trait Backups: Send + Sync {
     async fn get_backup(&self, target: &str, backup_id: &BackupId) -> Result<Option<BackupRecord>, CatalogError>;
     /// The newest `limit` backups of a target, newest first.
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError>;
+    /// The newest `limit` backups of a target whose ids (their start, to the second) are before `before`'s second
+    /// or in it, newest first: how a restore finds a backup older than the newest records reach.
+    async fn backups_started_before(
+        &self,
+        target: &str,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<BackupRecord>, CatalogError>;
 }
 
 /// The restore drills' records.

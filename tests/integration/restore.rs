@@ -423,3 +423,40 @@ async fn every_table_of_the_hostile_database_restores_alone_under_a_new_name_fro
         assert_eq!(count.trim(), t.rows.to_string(), "{pattern}");
     }
 }
+
+/// A year of hourly backups leaves a retained monthly backup far behind the newest thousand records: it is still
+/// found by its id, and by a time just after it (DynamoDB read from that time back, not from the newest).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_older_than_the_newest_thousand_records_is_found_by_id_and_by_time() {
+    use backstop::domain::{BackupId, BackupRecord, Trigger};
+    use backstop::jobs::restore::Pick;
+
+    let aws = AwsFixture::new().await;
+    let config = std::sync::Arc::new(aws.config(Vec::new()));
+    let catalog = backstop::adapters::dynamodb::DynamoCatalog::new(aws.clients.dynamodb.clone(), aws.table.clone());
+    let newest = chrono::Utc::now() - chrono::Duration::hours(1);
+    let records: Vec<BackupRecord> = (0..1_100)
+        .map(|hours_ago| {
+            let at = newest - chrono::Duration::hours(hours_ago);
+            let mut record =
+                BackupRecord::in_progress("shop", BackupId::new(at), Trigger::Schedule, "seed", at, Codec::Zstd);
+            record.status = BackupStatus::Completed;
+            record
+        })
+        .collect();
+    for record in &records {
+        catalog.create_backup(record).await.unwrap();
+    }
+    let job = backstop::app::restore_job(config, &aws.clients, std::sync::Arc::new(backstop::metrics::NoMetrics));
+    let oldest = records.last().unwrap();
+    let by_id = job.choose("shop", &Pick::Named(oldest.backup_id.clone())).await.unwrap();
+    assert_eq!(by_id.backup_id, oldest.backup_id);
+    let by_time = job.choose("shop", &Pick::Before(oldest.started_at + chrono::Duration::minutes(30))).await.unwrap();
+    assert_eq!(by_time.backup_id, oldest.backup_id);
+    // A time inside a backup's second but before its start passes it over for the one before.
+    let second_oldest = &records[records.len() - 2];
+    let just_before = job.choose("shop", &Pick::Before(second_oldest.started_at)).await.unwrap();
+    assert_eq!(just_before.backup_id, oldest.backup_id);
+    let none = job.choose("shop", &Pick::Before(oldest.started_at)).await.unwrap_err().to_string();
+    assert!(none.contains("no restorable backup that started before"), "{none}");
+}

@@ -115,6 +115,28 @@ impl DynamoCatalog {
         limit: usize,
         except: Option<Except>,
     ) -> Result<Vec<Item>, CatalogError> {
+        self.query_newest_in(pk, sk_prefix, None, limit, except).await
+    }
+
+    /// As [`Self::query_newest`], for sort keys from `sk_prefix` up to `upper` (BETWEEN: inclusive), newest first.
+    async fn query_newest_below(
+        &self,
+        pk: String,
+        sk_prefix: &str,
+        upper: &str,
+        limit: usize,
+    ) -> Result<Vec<Item>, CatalogError> {
+        self.query_newest_in(pk, Some(sk_prefix), Some(upper), limit, None).await
+    }
+
+    async fn query_newest_in(
+        &self,
+        pk: String,
+        sk_prefix: Option<&str>,
+        sk_upper: Option<&str>,
+        limit: usize,
+        except: Option<Except>,
+    ) -> Result<Vec<Item>, CatalogError> {
         let mut items = Vec::new();
         let mut read = 0;
         let mut start_key = None;
@@ -128,11 +150,15 @@ impl DynamoCatalog {
                 .limit((limit - read).clamp(1, 1000) as i32)
                 .consistent_read(true)
                 .set_exclusive_start_key(start_key);
-            request = match sk_prefix {
-                Some(prefix) => request
+            request = match (sk_prefix, sk_upper) {
+                (Some(prefix), Some(upper)) => request
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :prefix AND :upper")
+                    .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()))
+                    .expression_attribute_values(":upper", AttributeValue::S(upper.to_string())),
+                (Some(prefix), None) => request
                     .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                     .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string())),
-                None => request.key_condition_expression("pk = :pk"),
+                (None, _) => request.key_condition_expression("pk = :pk"),
             };
             if let Some(except) = &except {
                 request = request
@@ -376,6 +402,20 @@ impl Backups for DynamoCatalog {
 
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError> {
         self.query_newest(target_pk(target), Some("BACKUP#"), limit, None)
+            .await?
+            .into_iter()
+            .map(|item| from_item(item, &format!("a backup of {target}")))
+            .collect()
+    }
+
+    async fn backups_started_before(
+        &self,
+        target: &str,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<BackupRecord>, CatalogError> {
+        let bound = format!("BACKUP#{}", crate::domain::backup::id_bound_after(before));
+        self.query_newest_below(target_pk(target), "BACKUP#", &bound, limit)
             .await?
             .into_iter()
             .map(|item| from_item(item, &format!("a backup of {target}")))

@@ -491,6 +491,24 @@ impl Backups for MemoryCatalog {
         let s = self.state.lock().unwrap();
         Ok(s.backups.values().rev().filter(|b| b.target == target).take(limit).cloned().collect())
     }
+
+    async fn backups_started_before(
+        &self,
+        target: &str,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<BackupRecord>, CatalogError> {
+        self.faults.catalog("recent_backups")?;
+        let bound = crate::domain::backup::id_bound_after(before);
+        let s = self.state.lock().unwrap();
+        Ok(s.backups
+            .values()
+            .rev()
+            .filter(|b| b.target == target && b.backup_id.as_str() < bound.as_str())
+            .take(limit)
+            .cloned()
+            .collect())
+    }
 }
 
 #[async_trait]

@@ -196,6 +196,14 @@ impl ObjectKeys {
     }
 }
 
+/// A bound above the id of every backup that started in `at`'s second or before, and below every later one: ids
+/// begin with their start to the second (`20261122T020005Z-…`), and no id equals it (each has a suffix).
+pub fn id_bound_after(at: DateTime<Utc>) -> String {
+    let next_second =
+        at - chrono::Duration::nanoseconds(at.timestamp_subsec_nanos() as i64) + chrono::Duration::seconds(1);
+    next_second.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
 /// The key prefix every object of this backup starts with (`…/<backup id>.`), from what it recorded; for a
 /// backup that recorded none (it failed early), where the backup job would have put them.
 pub fn attempt_prefix(record: &BackupRecord, key_prefix: &str) -> String {

@@ -153,14 +153,17 @@ impl RestoreJob {
         self.config.target(name).ok_or_else(|| RestoreRefused::UnknownTarget(unknown_target(&self.config, name)))
     }
 
-    /// The backup `pick` chooses among the target's records.
+    /// The backup `pick` chooses among the target's records. A named backup is read by its id, and one before a
+    /// time among the records from that time back, so a monthly backup a year old is found however many newer
+    /// records there are.
     pub async fn choose(&self, target: &str, pick: &Pick) -> Result<BackupRecord, RestoreRefused> {
-        let backups = self
-            .deps
-            .catalog
-            .recent_backups(target, BACKUPS_LOOKED_AT)
-            .await
-            .map_err(|cause| RestoreRefused::Catalog { target: target.to_string(), cause })?;
+        let catalog = self.deps.catalog.as_ref();
+        let backups = match pick {
+            Pick::NewestVerified => catalog.recent_backups(target, BACKUPS_LOOKED_AT).await,
+            Pick::Named(id) => catalog.get_backup(target, id).await.map(|found| found.into_iter().collect()),
+            Pick::Before(time) => catalog.backups_started_before(target, *time, BACKUPS_LOOKED_AT).await,
+        }
+        .map_err(|cause| RestoreRefused::Catalog { target: target.to_string(), cause })?;
         pick_backup(target, &backups, pick).cloned().map_err(RestoreRefused::NoBackup)
     }
 
@@ -461,7 +464,7 @@ pub fn pick_backup<'b>(target: &str, backups: &'b [BackupRecord], pick: &Pick) -
             let found = backups
                 .iter()
                 .find(|b| &b.backup_id == id)
-                .ok_or_else(|| format!("{target} has no backup {id} among its newest {BACKUPS_LOOKED_AT}; {listed}"))?;
+                .ok_or_else(|| format!("{target} has no backup {id}; {listed}"))?;
             if kept(&found) {
                 Ok(found)
             } else {
