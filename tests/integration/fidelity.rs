@@ -679,6 +679,15 @@ async fn a_backup_of_a_hot_standby_drills_verified() {
         "CREATE UNLOGGED TABLE public.cart_cache (session text PRIMARY KEY, items integer NOT NULL); \
          INSERT INTO public.cart_cache SELECT 's' || g, g FROM generate_series(1, 100) g",
     );
+    // Not UTF-8: its drill checks the copy with a whole pg_dump of it, not the read-back.
+    primary.psql("postgres", "CREATE DATABASE legacy ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+    primary.psql(
+        "legacy",
+        "CREATE TABLE stock (sku text PRIMARY KEY, qty integer NOT NULL); \
+         INSERT INTO stock SELECT 'sku' || g, g FROM generate_series(1, 50) g; \
+         CREATE UNLOGGED TABLE sessions (id integer PRIMARY KEY); INSERT INTO sessions SELECT generate_series(1, 20); \
+         CREATE UNLOGGED SEQUENCE ticket; SELECT nextval('ticket')",
+    );
     let standby = PgCluster::start_standby_of(&primary);
     assert_eq!(standby.psql("shop", "SELECT pg_is_in_recovery()").trim(), "t");
     let aws = AwsFixture::new().await;
@@ -697,6 +706,10 @@ async fn a_backup_of_a_hot_standby_drills_verified() {
          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'";
     let on_primary: u64 = primary.psql("shop", count_every_logged_table).trim().parse().unwrap();
     assert_eq!(rows, on_primary, "every logged row of the primary's, through the standby");
+
+    let config = aws.config(vec![standby.target("legacy", "legacy", BACKSTOP_PASSWORD, dir.path())]);
+    let (manifest, _) = backed_up_and_verified(&aws, config, scratch.path()).await;
+    assert_eq!(manifest.fingerprint.tables.iter().map(|t| t.rows).sum::<u64>(), 50, "{:?}", manifest.fingerprint);
 }
 
 /// A database that logs its DDL with an event trigger and has materialized views drills `verified`: pg_dump

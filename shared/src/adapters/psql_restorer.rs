@@ -126,6 +126,11 @@ impl PsqlRestorer {
             if session.encoding_pinned {
                 cmd.arg(format!("--encoding={}", session.client_encoding));
             }
+            // From a hot standby pg_dump writes no rows of unlogged tables and no values of unlogged sequences;
+            // the copy holds them (empty), so its dump leaves them out the same way.
+            if session.source_in_recovery {
+                cmd.arg("--no-unlogged-table-data");
+            }
         }
         cmd.args(["--format=plain", "--no-password"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|cause| RestoreError::Spawn { program: "pg_dump".into(), cause })?;
