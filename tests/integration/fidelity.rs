@@ -712,6 +712,37 @@ async fn a_backup_of_a_hot_standby_drills_verified() {
     assert_eq!(manifest.fingerprint.tables.iter().map(|t| t.rows).sum::<u64>(), 50, "{:?}", manifest.fingerprint);
 }
 
+/// With the backup role the docs recommend (not a superuser), pg_dump leaves a subscription out and only warns,
+/// exiting 0; the drill compares the copy with that dump and cannot see it. The warning is kept on the record and
+/// alerted instead of dropped with pg_dump's stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_pg_dump_warned_about_keeps_the_warning_and_alerts_it() {
+    let source = PgCluster::start();
+    source.psql("postgres", "CREATE DATABASE subscriber");
+    source.psql("subscriber", "CREATE TABLE feed (id integer PRIMARY KEY); INSERT INTO feed VALUES (1)");
+    source.psql(
+        "subscriber",
+        "CREATE SUBSCRIPTION upstream CONNECTION 'host=127.0.0.1 port=1 dbname=nowhere' PUBLICATION everything \
+         WITH (connect = false)",
+    );
+    source.create_backup_role();
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = aws.config(vec![source.target("subscriber", "subscriber", BACKSTOP_PASSWORD, dir.path())]);
+    backed_up_and_verified(&aws, config, scratch.path()).await;
+    let record = records(&aws, "subscriber").await.remove(0);
+    assert!(
+        record.warnings.iter().any(|w| w.contains("subscriptions not dumped because current user is not a superuser")),
+        "{:?}",
+        record.warnings
+    );
+    let alerts = aws.alerts_until_now().await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].subject.contains("completed with a warning: subscriptions not dumped"), "{}", alerts[0].subject);
+    assert_eq!(alerts[0].attributes["severity"]["Value"], "warning", "{}", alerts[0].raw);
+}
+
 /// A database that logs its DDL with an event trigger and has materialized views drills `verified`: pg_dump
 /// makes the event trigger before it refreshes the views, so a restore in its order logs a row per view that
 /// the source never had; the drill makes event triggers after the refreshes, as they were on the source.

@@ -116,6 +116,10 @@ pub struct BackupRecord {
     /// Why the backup failed, secrets already redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What pg_dump warned of in a backup that completed (`pg_dump: warning: subscriptions not dumped …`), secrets
+    /// redacted: what the dump may lack although pg_dump succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The latest restore drill's verdict (`verified` / `verify_failed`); the full report is in the drill record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationSummary>,
@@ -165,6 +169,7 @@ impl BackupRecord {
             server_version: None,
             pg_dump_version: None,
             error: None,
+            warnings: Vec::new(),
             verification: None,
         }
     }
@@ -215,6 +220,11 @@ pub fn attempt_prefix(record: &BackupRecord, key_prefix: &str) -> String {
     recorded.unwrap_or_else(|| {
         ObjectKeys::new(key_prefix, &record.target, &record.backup_id, record.started_at, record.codec).attempt_prefix
     })
+}
+
+/// pg_dump's warnings among the last lines it wrote to stderr: a dump that succeeded may still lack what they name.
+pub fn dump_warnings(stderr: &str) -> Vec<String> {
+    stderr.lines().map(str::trim).filter(|line| line.starts_with("pg_dump: warning:")).map(str::to_string).collect()
 }
 
 /// The major version in a PostgreSQL version string ("15.4", "16.1 (Debian 16.1-1)", "9.6.24" → 15, 16, 9).

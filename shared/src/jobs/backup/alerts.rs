@@ -68,3 +68,34 @@ pub fn backup_succeeded_alert(target: &TargetConfig, record: &BackupRecord, buck
         runbook: None,
     }
 }
+
+/// pg_dump succeeded but warned: the backup is complete as pg_dump sees it, and may still lack what it names
+/// (subscriptions, for a role that is not a superuser). The drill compares the copy with the dump, so it cannot
+/// tell: only this says so.
+pub fn backup_warned_alert(target: &TargetConfig, record: &BackupRecord) -> Alert {
+    let lines: Vec<String> = record.warnings.iter().take(10).map(|w| format!("- {w}")).collect();
+    let first = record.warnings.first().map_or("", |w| w.trim_start_matches("pg_dump: warning:").trim());
+    Alert {
+        subject: subject_line(&format!("Backstop: backup of {} completed with a warning: {first}", target.name)),
+        body: format!(
+            "The backup {id} of target \"{name}\" (database \"{db}\" on {host}:{port}) completed, but pg_dump warned:\n\
+             {lines}\n\n\
+             The backup is stored and counts as a restore point, but it may lack what the warning names, and a \
+             restore drill cannot see that (it compares the copy with the dump).\n\n\
+             What to do: read the warning. `subscriptions not dumped because current user is not a superuser`: \
+             back up as a superuser, or (on RDS, where no role is one) record the \
+             subscriptions elsewhere (`SELECT subname, subconninfo, subpublications FROM pg_subscription`) to \
+             recreate them after a restore. Other warnings: see the PostgreSQL documentation of pg_dump.",
+            id = record.backup_id,
+            name = target.name,
+            db = target.database,
+            host = target.host,
+            port = target.port,
+            lines = lines.join("\n"),
+        ),
+        severity: Severity::Warning,
+        job: Job::Backup,
+        target: Some(target.name.clone()),
+        runbook: Some(runbook::BACKUP_FAILED),
+    }
+}

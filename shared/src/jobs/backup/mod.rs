@@ -15,7 +15,7 @@ use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use crate::config::{Config, TargetConfig};
-use crate::domain::backup::{attempt_prefix, ObjectKeys};
+use crate::domain::backup::{attempt_prefix, dump_warnings, ObjectKeys};
 use crate::domain::fingerprint::DumpSummary;
 use crate::domain::manifest::{Manifest, ManifestTarget, RolesRef, MANIFEST_FORMAT};
 use crate::domain::redact::redact;
@@ -32,7 +32,7 @@ use crate::ports::*;
 mod alerts;
 mod discover;
 use super::kernel::{expiry, publish_or_warn, record_run_or_warn, select_targets, HeldBy, Lease, UnknownTarget};
-use alerts::{backup_failed_alert, backup_succeeded_alert};
+use alerts::{backup_failed_alert, backup_succeeded_alert, backup_warned_alert};
 pub use discover::ServerDiscovery;
 
 pub const TOOL: &str = concat!("backstop ", env!("CARGO_PKG_VERSION"));
@@ -534,6 +534,10 @@ impl BackupJob {
                 let stored = record.dump.as_ref().map_or(0, |d| d.size);
                 self.emit_metrics(&target.name, seconds, record.raw_bytes, stored, true);
                 info!(backup_id = %record.backup_id, seconds, raw_bytes = record.raw_bytes, stored_bytes = stored, "backup completed");
+                if !record.warnings.is_empty() {
+                    warn!(backup_id = %record.backup_id, warnings = ?record.warnings, "pg_dump warned");
+                    self.alert(&backup_warned_alert(target, &record)).await;
+                }
                 if self.config.notify_success {
                     self.alert(&backup_succeeded_alert(target, &record, &self.config.bucket)).await;
                 }
@@ -883,7 +887,7 @@ impl BackupJob {
             let exit = dump.wait().await;
             let exited_at = self.deps.clock.now();
             match (streamed, exit.success) {
-                (Ok(streamed), true) => Ok((upload, streamed, exited_at)),
+                (Ok(streamed), true) => Ok((upload, streamed, exited_at, dump_warnings(&exit.stderr_tail))),
                 // pg_dump's own message is the cause; a broken stream is only its symptom.
                 (_, false) => Err(BackupFailure::DumpExited { status: exit.status, stderr_tail: exit.stderr_tail }),
                 (Err(e), true) => Err(BackupFailure::Stream(e)),
@@ -891,9 +895,10 @@ impl BackupJob {
         };
         // The roles are another object: they are dumped and stored while pg_dump runs, not before it (that held
         // the dump back by a client program, a connection and an upload).
-        let (roles_ref, (upload, streamed, exited_at)) =
+        let (roles_ref, (upload, streamed, exited_at, warnings)) =
             both_or_neither(self.dump_and_store_roles(target, &password, keys), streaming).await?;
         record.dump_finished_at = Some(exited_at);
+        record.warnings = warnings;
         record.roles = Some(roles_ref.object.clone());
         let dump_version = upload.complete(streamed.parts.clone()).await?;
         *open_upload = None;
