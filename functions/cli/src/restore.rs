@@ -45,9 +45,26 @@ pub async fn restore(
         Ok(t) => t.clone(),
         Err(e) => return refused(&e.to_string()),
     };
+    // No purge deletes the backup while it is read: the target's purge is held off until the restore ends.
+    let hold = job.hold_off_purge(&target.name).await;
+    if let Some(note) = &hold.note {
+        eprintln!("backstop: note: {note}");
+    }
+    let code = restore_held(&job, &target, args, pick, tables).await;
+    hold.release(&job).await;
+    code
+}
 
+/// The restore itself, once the purge is held off.
+async fn restore_held(
+    job: &backstop::jobs::restore::RestoreJob,
+    target: &backstop::config::TargetConfig,
+    args: RestoreArgs,
+    pick: Pick,
+    tables: Option<TableChoice>,
+) -> ExitCode {
     if let Some(path) = &args.to_file {
-        return write_sql(&job, &target.name, &pick, tables.as_ref(), path).await;
+        return write_sql(job, &target.name, &pick, tables.as_ref(), path).await;
     }
 
     let into = match connection::parse(args.into.as_deref().unwrap_or_default()) {

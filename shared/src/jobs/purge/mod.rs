@@ -393,7 +393,12 @@ impl PurgeJob {
         match effects.take_lease(&lease).await {
             Ok(LeaseOutcome::Acquired) => {}
             Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
-                result.skipped = Some(format!("another purge ({owner}) holds this target's lease until {expires_at}"));
+                let holder = if owner.starts_with(crate::jobs::restore::purge_hold::OWNER_PREFIX) {
+                    "a restore reading one of its backups"
+                } else {
+                    "another purge"
+                };
+                result.skipped = Some(format!("{holder} ({owner}) holds this target's purge lease until {expires_at}"));
                 result.lease_held = true;
                 return result;
             }

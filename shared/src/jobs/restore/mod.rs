@@ -7,6 +7,7 @@
 //! [`pick_backup`] is the pure choice of backup (newest verified, one named, newest before a time).
 
 mod destination;
+pub mod purge_hold;
 pub mod table_plan;
 #[cfg(test)]
 mod table_plan_tests;
