@@ -411,3 +411,35 @@ async fn uploads_abandoned_for_a_day_are_aborted_and_younger_ones_left_alone() {
     assert!(aborted[0].error.is_none() && aborted[0].reasons[0].contains(ours.key()), "{aborted:?}");
     assert_eq!(open_keys().await, vec![elsewhere.key().to_string()], "only the target's day-old upload is aborted");
 }
+
+/// A backup item edited by hand with a typo (a status that is not one) is left out of the target's records with
+/// an error in the log, instead of failing every read of them: the purge still decides on the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_item_that_cannot_be_read_is_left_out_not_fatal() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let f = Fixture::new().await;
+    let good = [f.backup(1).await, f.backup(2).await];
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    f.aws
+        .clients
+        .dynamodb
+        .put_item()
+        .table_name(&f.aws.table)
+        .item("pk", s(&format!("TARGET#{TARGET}")))
+        .item("sk", s("BACKUP#20261201T020000Z-0badbad0"))
+        .item("target", s(TARGET))
+        .item("backup_id", s("20261201T020000Z-0badbad0"))
+        .item("status", s("Completed"))
+        .send()
+        .await
+        .unwrap();
+    let read = f.catalog.recent_backups(TARGET, 10).await.unwrap();
+    let mut ids: Vec<&BackupId> = read.iter().map(|b| &b.backup_id).collect();
+    ids.sort();
+    let mut expected: Vec<&BackupId> = good.iter().map(|b| &b.backup_id).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    let result = f.purge(Arc::new(f.store.clone()), false, false).await;
+    assert!(result.skipped.is_none() && !result.failed(), "{result:?}");
+    assert_eq!(result.steps.len(), 2, "{result:?}");
+}

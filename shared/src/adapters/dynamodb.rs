@@ -239,6 +239,21 @@ fn from_item<T: DeserializeOwned>(mut item: Item, what: &str) -> Result<T, Catal
         .map_err(|e| CatalogError::Corrupt { what: what.to_string(), message: e.to_string() })
 }
 
+/// The items of a list that can be read. One that cannot (edited by hand with a typo, or written by a newer
+/// release) is left out with an error in the log naming its key, rather than failing the whole list: that would
+/// stop every backup, drill and report of the target (of the fleet, for a backup plan) until it is mended.
+fn readable<T: DeserializeOwned>(items: Vec<Item>, what: &str) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let key = item.get("sk").and_then(|sk| sk.as_s().ok()).cloned().unwrap_or_default();
+            from_item(item, what)
+                .map_err(|e| tracing::error!(sort_key = %key, error = %e, "a catalog item cannot be read: left out; mend or delete it"))
+                .ok()
+        })
+        .collect()
+}
+
 fn json_to_attr(value: Value) -> AttributeValue {
     match value {
         Value::Null => AttributeValue::Null(true),
@@ -402,10 +417,8 @@ impl Backups for DynamoCatalog {
 
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError> {
         self.query_newest(target_pk(target), Some("BACKUP#"), limit, None)
-            .await?
-            .into_iter()
-            .map(|item| from_item(item, &format!("a backup of {target}")))
-            .collect()
+            .await
+            .map(|items| readable(items, &format!("a backup of {target}")))
     }
 
     async fn backups_started_before(
@@ -416,10 +429,8 @@ impl Backups for DynamoCatalog {
     ) -> Result<Vec<BackupRecord>, CatalogError> {
         let bound = format!("BACKUP#{}", crate::domain::backup::id_bound_after(before));
         self.query_newest_below(target_pk(target), "BACKUP#", &bound, limit)
-            .await?
-            .into_iter()
-            .map(|item| from_item(item, &format!("a backup of {target}")))
-            .collect()
+            .await
+            .map(|items| readable(items, &format!("a backup of {target}")))
     }
 }
 
@@ -450,19 +461,15 @@ impl Drills for DynamoCatalog {
 
     async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError> {
         self.query_newest(target_pk(target), Some("DRILL#"), limit, None)
-            .await?
-            .into_iter()
-            .map(|item| from_item(item, &format!("a drill of {target}")))
-            .collect()
+            .await
+            .map(|items| readable(items, &format!("a drill of {target}")))
     }
 
     async fn unfinished_drills(&self, target: &str, among_latest: usize) -> Result<Vec<DrillRecord>, CatalogError> {
         let done = Except { attribute: "phase", value: DrillPhase::Done.as_str() };
         self.query_newest(target_pk(target), Some("DRILL#"), among_latest, Some(done))
-            .await?
-            .into_iter()
-            .map(|item| from_item(item, &format!("a drill of {target}")))
-            .collect()
+            .await
+            .map(|items| readable(items, &format!("a drill of {target}")))
     }
 }
 
