@@ -222,7 +222,12 @@ pub enum ConfigError {
         "cannot read the targets from the SSM parameter {name} (BACKSTOP_TARGETS_PARAMETER): {message}. Check that it \
          exists in this account and region and that this role may ssm:GetParameter it (docs/configuration.md#targets)"
     )]
-    TargetsParameter { name: String, message: String },
+    TargetsParameter {
+        name: String,
+        message: String,
+        /// SSM did not answer or throttled: a later try may succeed (the state machines retry `Retryable`).
+        transient: bool,
+    },
     #[error("BACKSTOP_TARGETS_PARAMETER names {name}, but the targets were not read from it (load the configuration with app::load_config)")]
     TargetsParameterUnread { name: String },
     #[error("target #{index}: {message}")]

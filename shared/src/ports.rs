@@ -416,6 +416,8 @@ pub struct SecretError {
     pub secret_id: String,
     /// Never contains the secret's value.
     pub message: String,
+    /// The service did not answer or throttled (after the SDK's retries): a later try may succeed.
+    pub transient: bool,
 }
 
 #[async_trait]

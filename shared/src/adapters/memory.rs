@@ -635,10 +635,11 @@ pub struct MemorySecrets {
 #[async_trait]
 impl SecretStore for MemorySecrets {
     async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError> {
-        self.secrets
-            .get(secret_id)
-            .map(|s| SecretString::from(s.clone()))
-            .ok_or_else(|| SecretError { secret_id: secret_id.into(), message: "no such secret".into() })
+        self.secrets.get(secret_id).map(|s| SecretString::from(s.clone())).ok_or_else(|| SecretError {
+            secret_id: secret_id.into(),
+            message: "no such secret".into(),
+            transient: false,
+        })
     }
 }
 

@@ -27,10 +27,15 @@ impl SecretStore for SecretsManager {
             .send()
             .await
             // The error describes the request, never the value: safe to show.
-            .map_err(|e| SecretError { secret_id: secret_id.into(), message: sdk_error_text(&e) })?;
+            .map_err(|e| SecretError {
+                secret_id: secret_id.into(),
+                message: sdk_error_text(&e),
+                transient: super::aws_failure(&e).kind.is_transient(),
+            })?;
         out.secret_string.map(SecretString::from).ok_or_else(|| SecretError {
             secret_id: secret_id.into(),
             message: "the secret has no string value (binary secrets are not supported)".into(),
+            transient: false,
         })
     }
 }

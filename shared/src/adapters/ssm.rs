@@ -32,10 +32,12 @@ impl SecretStore for SsmParameters {
             .map_err(|e| SecretError {
                 secret_id: name.into(),
                 message: format!("SSM GetParameter: {}", sdk_error_text(&e)),
+                transient: super::aws_failure(&e).kind.is_transient(),
             })?;
         out.parameter.and_then(|p| p.value).map(SecretString::from).ok_or_else(|| SecretError {
             secret_id: name.into(),
             message: "SSM returned the parameter without a value".into(),
+            transient: false,
         })
     }
 }

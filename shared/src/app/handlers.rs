@@ -86,12 +86,15 @@ pub struct HandlerError {
 }
 
 /// `ConfigError`: the configuration (or the targets parameter) is wrong or unreadable; no run was attempted.
+/// `Retryable` when SSM did not answer or throttled: the state machines try again rather than give up the day's
+/// backups or fail the running drills.
 impl From<ConfigError> for HandlerError {
     fn from(e: ConfigError) -> Self {
-        HandlerError {
-            error_type: ErrorType::ConfigError,
-            message: format!("configuration error: {e} (see docs/configuration.md)"),
-        }
+        let error_type = match e {
+            ConfigError::TargetsParameter { transient: true, .. } => ErrorType::Retryable,
+            _ => ErrorType::ConfigError,
+        };
+        HandlerError { error_type, message: format!("configuration error: {e} (see docs/configuration.md)") }
     }
 }
 
@@ -541,6 +544,20 @@ mod tests {
         assert_eq!(parse_manual_event::<Asked>(&Value::Null).unwrap(), Asked { target: None, dry_run: false });
         assert!(parse_manual_event::<Asked>(&serde_json::json!({"dry_run": true})).unwrap().dry_run);
         assert!(parse_manual_event::<Asked>(&serde_json::json!({"dry-run": true})).is_err());
+    }
+
+    /// SSM not answering while the targets are read is worth another try; a parameter that is missing is not.
+    #[test]
+    fn an_unanswered_targets_parameter_is_retryable_a_missing_one_is_a_config_error() {
+        let error = |transient| {
+            HandlerError::from(ConfigError::TargetsParameter {
+                name: "/backstop/targets".into(),
+                message: "SSM GetParameter: …".into(),
+                transient,
+            })
+        };
+        assert_eq!(error(true).error_type, ErrorType::Retryable);
+        assert_eq!(error(false).error_type, ErrorType::ConfigError);
     }
 
     /// `{"target": null, "force": true}` (a template whose variable was empty) must not purge every target.

@@ -119,10 +119,11 @@ pub async fn load_config(
 ) -> Result<Config, ConfigError> {
     let fetched = match targets_parameter(env)? {
         Some(name) => {
-            let value = parameters
-                .secret_string(&name)
-                .await
-                .map_err(|e| ConfigError::TargetsParameter { name: name.clone(), message: e.message })?;
+            let value = parameters.secret_string(&name).await.map_err(|e| ConfigError::TargetsParameter {
+                name: name.clone(),
+                message: e.message,
+                transient: e.transient,
+            })?;
             Some(TargetsText {
                 origin: format!("the SSM parameter {name} (BACKSTOP_TARGETS_PARAMETER)"),
                 json: value.expose_secret().to_string(),

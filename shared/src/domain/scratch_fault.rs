@@ -33,6 +33,8 @@ pub const NOT_PROVISIONED: &str = "the scratch server could not be provisioned";
 /// The scratch server failed, restarted or went away under the drill (RDS reports it failed or rebooting, or it
 /// was deleted); a full disk is [`DISK`].
 pub const SCRATCH_FAILED: &str = "the scratch server failed or went away";
+/// The drill's caller gave up on it (the verify state machine's time bound, or an error that stopped its loop).
+pub const ABANDONED: &str = "the drill was given up before it ended";
 pub const OUTLASTED_THE_INVOCATION: &str = "the restore outlasted the Lambda invocation running it";
 /// Not the scratch server's but as much the drill's own: S3 did not answer the drill's reads of the backup, or
 /// throttled them, after every retry. (Refused, missing or changed objects are the backup's.)

@@ -246,9 +246,11 @@ mod tests {
     impl SecretStore for CountingStore {
         async fn secret_string(&self, secret_id: &str) -> Result<SecretString, SecretError> {
             self.reads.fetch_add(1, Ordering::SeqCst);
-            self.value
-                .map(SecretString::from)
-                .ok_or_else(|| SecretError { secret_id: secret_id.into(), message: "AccessDenied".into() })
+            self.value.map(SecretString::from).ok_or_else(|| SecretError {
+                secret_id: secret_id.into(),
+                message: "AccessDenied".into(),
+                transient: false,
+            })
         }
     }
 

@@ -66,8 +66,9 @@ pub struct VerifyRequest {
     pub max_steps: Option<usize>,
     /// Only resume unfinished drills; start none (a caller looping until its drills are done).
     pub resume_only: bool,
-    /// Give up on unfinished drills, saying why: each is failed and sent straight to cleaning (its scratch
-    /// server destroyed, its verdict `verify_failed`). For a caller out of patience (Step Functions' bound).
+    /// Give up on unfinished drills, saying why: each is ended and sent straight to cleaning (its scratch
+    /// server destroyed), inconclusive: nothing of its backup was judged. For a caller out of patience (Step
+    /// Functions' bound) or stopped by an error of its own.
     pub abandon: Option<String>,
     /// Only destroy scratch servers past their expiry (the hourly sweep); touch no drill.
     pub sweep_only: bool,

@@ -368,7 +368,9 @@ impl VerifyJob {
             return;
         }
         let expected = drill.phase;
-        self.fail_phase(drill, format!("the drill was abandoned in phase {expected}: {why}"));
+        // Given up by its caller (a time bound, or an error that stopped the loop): nothing was judged.
+        let message = format!("the drill was abandoned in phase {expected}: {why}");
+        self.fail_phase(drill, scratch_fault::mark(&message, scratch_fault::ABANDONED));
         if let Err(e) = self.deps.catalog.update_drill(drill, expected).await {
             warn!(error = %e, "could not save the abandoned drill; it stays as it was");
             drill.phase = expected;

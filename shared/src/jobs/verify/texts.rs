@@ -138,6 +138,10 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
             "check the drill's network path to S3 (a VPC endpoint or NAT, its route tables and security groups) and \
              the AWS Health Dashboard for S3 in this region; the drill reads every byte of the backup and cannot \
              judge it while S3 does not answer."
+        } else if fault.contains(crate::domain::scratch_fault::ABANDONED) {
+            "read the verify state machine's execution history for what stopped it: an error of the loop (the \
+             catalog, SSM) or its time bound. A drill that keeps outlasting the bound belongs on the container \
+             runner or the CLI (docs/operations.md#restore-drills)."
         } else if fault.contains(crate::domain::scratch_fault::NOT_PROVISIONED) {
             "read the error above: on RDS, the account's DB instance quota, the instance class's capacity in the \
              subnets' zones, the `rds_subnet_group`, security groups and parameter group, and the function's \
