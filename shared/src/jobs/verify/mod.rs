@@ -164,6 +164,7 @@ impl VerifyJob {
     }
 
     pub async fn run(&self, request: &VerifyRequest) -> Result<VerifyRun, VerifyJobError> {
+        let began = tokio::time::Instant::now();
         let mut targets = select_targets(&self.config, request.target.as_deref())?;
         targets.retain(|t| !request.exclude.contains(&t.name));
         let swept = match self.deps.scratch.sweep_expired(self.deps.clock.now()).await {
@@ -189,7 +190,7 @@ impl VerifyJob {
         let run_id = uuid::Uuid::new_v4().to_string();
         let (mut drills, mut skipped, mut lease_held) = (Vec::new(), Vec::new(), Vec::new());
         for target in targets {
-            match self.verify_target(target, request, &run_id).await? {
+            match self.verify_target(target, request, &run_id, began).await? {
                 Ok(summaries) if summaries.is_empty() && !request.resume_only => {
                     skipped.push(format!("{}: no completed backup to drill", target.name))
                 }
@@ -211,6 +212,7 @@ impl VerifyJob {
         target: &TargetConfig,
         request: &VerifyRequest,
         run_id: &str,
+        began: tokio::time::Instant,
     ) -> Result<Result<Vec<DrillSummary>, LeftAlone>, VerifyJobError> {
         let leases: Arc<dyn Leases> = self.deps.catalog.clone();
         let length = self.config.verify.lease;
@@ -231,7 +233,7 @@ impl VerifyJob {
             Ok(mut drills) => {
                 let mut summaries = Vec::new();
                 for drill in drills.iter_mut() {
-                    summaries.push(self.advance(target, drill, request).await);
+                    summaries.push(self.advance(target, drill, request, began).await);
                 }
                 Ok(summaries)
             }
@@ -296,7 +298,13 @@ impl VerifyJob {
 
     /// Advances one drill phase by phase, persisting each, until done or paused.
     #[instrument(skip_all, fields(drill_id = %drill.drill_id))]
-    async fn advance(&self, target: &TargetConfig, drill: &mut DrillRecord, request: &VerifyRequest) -> DrillSummary {
+    async fn advance(
+        &self,
+        target: &TargetConfig,
+        drill: &mut DrillRecord,
+        request: &VerifyRequest,
+        began: tokio::time::Instant,
+    ) -> DrillSummary {
         if let Some(why) = &request.abandon {
             self.abandon(drill, why).await;
         }
@@ -315,6 +323,9 @@ impl VerifyJob {
             if drill.phase != DrillPhase::Cleaning && request.deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
             {
                 break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
+            }
+            if let Some(why) = leftover_time(drill.phase, began, request.deadline) {
+                break Pause::Later(why);
             }
             let expected = drill.phase;
             let stepped = match self.step(target, drill, request.deadline, &mut read_early).await {
@@ -363,6 +374,32 @@ impl VerifyJob {
             message,
         }
     }
+}
+
+/// The share of an invocation a restore or a check must have before it to start: neither can pause halfway, so
+/// one begun with what another drill left of the invocation would be cut off and end inconclusive, week after
+/// week for the targets configured last. It waits for the next invocation instead, which starts fresh.
+const FRESH_SHARE: f64 = 0.75;
+
+/// Why a drill in `phase` waits for a fresh invocation, when this one has less than [`FRESH_SHARE`] of its time left.
+fn leftover_time(
+    phase: DrillPhase,
+    began: tokio::time::Instant,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<String> {
+    if !matches!(phase, DrillPhase::Restoring | DrillPhase::Checking) {
+        return None;
+    }
+    let deadline = deadline?;
+    let whole = deadline.saturating_duration_since(began);
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    (left.as_secs_f64() < FRESH_SHARE * whole.as_secs_f64()).then(|| {
+        format!(
+            "waiting in phase {phase} for an invocation of its own: {} s were left of this one's {} s",
+            left.as_secs(),
+            whole.as_secs()
+        )
+    })
 }
 
 /// A backup a drill can restore: it completed, whatever earlier drills said.

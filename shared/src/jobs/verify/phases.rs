@@ -152,18 +152,17 @@ impl VerifyJob {
                     Some(deadline) => tokio::time::timeout_at(deadline, restoring).await.ok(),
                     None => Some(restoring.await),
                 };
-                drill.restored_at = Some(self.deps.clock.now());
                 match restored {
                     Some(restoration) => {
+                        drill.restored_at = Some(self.deps.clock.now());
                         drill.report = report;
                         drill.phase = if restoration.restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
                         *read_early = restoration.read_early;
                     }
                     None => {
-                        let took = drill
-                            .restored_at
-                            .zip(drill.restore_started_at)
-                            .map_or(0, |(end, start)| (end - start).num_seconds());
+                        // No `restored_at`: the runner's evidence counts a restore that never ended as unfinished.
+                        let took =
+                            drill.restore_started_at.map_or(0, |start| (self.deps.clock.now() - start).num_seconds());
                         let message = format!(
                             "the restore was still running when this invocation's time ran out (after {took} s): a backup this \
                              large cannot be drilled within one Lambda invocation; run `backstop verify --target {}` from the \

@@ -462,3 +462,24 @@ async fn evidence_that_cannot_be_written_is_said_and_the_verdict_stands() {
     let drill = w.catalog.drills().into_iter().find(|d| d.drill_id == summary.drill_id).unwrap();
     assert!(drill.report.budget_warnings.iter().any(|w| w.contains("evidence document")), "{:?}", drill.report);
 }
+
+/// A restore or a check starts only with most of an invocation ahead of it; with less (another drill used the
+/// rest) it waits for the next invocation instead of being cut off at the limit.
+#[tokio::test(start_paused = true)]
+async fn a_restore_waits_for_a_fresh_invocation_rather_than_start_on_what_is_left() {
+    use std::time::Duration;
+    use tokio::time::{advance, Instant};
+    let began = Instant::now();
+    let deadline = Some(began + Duration::from_secs(800));
+    assert_eq!(super::leftover_time(DrillPhase::Restoring, began, deadline), None, "a fresh invocation");
+    advance(Duration::from_secs(150)).await;
+    assert_eq!(super::leftover_time(DrillPhase::Checking, began, deadline), None, "650 of 800 s left");
+    advance(Duration::from_secs(150)).await;
+    let why = super::leftover_time(DrillPhase::Restoring, began, deadline).expect("500 of 800 s is too little");
+    assert!(why.contains("500 s were left of this one's 800 s"), "{why}");
+    assert!(super::leftover_time(DrillPhase::Checking, began, deadline).is_some());
+    for quick in [DrillPhase::Provisioning, DrillPhase::Cleaning] {
+        assert_eq!(super::leftover_time(quick, began, deadline), None, "{quick:?} can pause at any step");
+    }
+    assert_eq!(super::leftover_time(DrillPhase::Restoring, began, None), None, "no limit, no wait");
+}
