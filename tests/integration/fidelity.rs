@@ -743,6 +743,29 @@ async fn a_backup_pg_dump_warned_about_keeps_the_warning_and_alerts_it() {
     assert_eq!(alerts[0].attributes["severity"]["Value"], "warning", "{}", alerts[0].raw);
 }
 
+/// A backup role with `quote_all_identifiers` on: the server quotes every identifier in the view and function
+/// definitions pg_dump writes, so the copy's schema dump must be made the same way to compare equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_role_that_quotes_all_identifiers_drills_verified() {
+    let source = PgCluster::start();
+    source.psql("postgres", "CREATE DATABASE quoted");
+    source.psql(
+        "quoted",
+        "CREATE TABLE orders (id integer PRIMARY KEY, placed date NOT NULL); \
+         INSERT INTO orders SELECT i, DATE '2026-01-01' + i FROM generate_series(1, 100) AS i; \
+         CREATE VIEW recent AS SELECT id, placed FROM orders WHERE placed > DATE '2026-03-01'; \
+         CREATE FUNCTION first_order() RETURNS date LANGUAGE sql STABLE BEGIN ATOMIC SELECT min(placed) FROM orders; END",
+    );
+    source.create_backup_role();
+    source.psql("postgres", "ALTER ROLE backstop SET quote_all_identifiers = on");
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = aws.config(vec![source.target("quoted", "quoted", BACKSTOP_PASSWORD, dir.path())]);
+    let (manifest, _) = backed_up_and_verified(&aws, config, scratch.path()).await;
+    assert!(manifest.session.as_ref().is_some_and(|s| s.quote_all_identifiers), "{:?}", manifest.session);
+}
+
 /// A database that logs its DDL with an event trigger and has materialized views drills `verified`: pg_dump
 /// makes the event trigger before it refreshes the views, so a restore in its order logs a row per view that
 /// the source never had; the drill makes event triggers after the refreshes, as they were on the source.

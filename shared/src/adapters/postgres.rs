@@ -123,7 +123,8 @@ impl Dumper for PgDumper {
                          'privilege', a.privilege_type, 'grantable', a.is_grantable)), '[]') FROM aclexplode(datacl) a) END, \
                        'role_settings', (SELECT coalesce(json_agg(json_build_object('role', pg_get_userbyid(s.setrole), \
                          'setting', c)), '[]') FROM pg_db_role_setting s, unnest(s.setconfig) c \
-                         WHERE s.setdatabase = pg_database.oid AND s.setrole <> 0))) \
+                         WHERE s.setdatabase = pg_database.oid AND s.setrole <> 0)), \
+                     current_setting('quote_all_identifiers')) \
                      FROM pg_database WHERE datname = current_database()";
         // pg_dump's own version is asked meanwhile: two client programs' start-up, one after the other, was most of
         // the pre-flight's time.
@@ -133,7 +134,7 @@ impl Dumper for PgDumper {
         // Only the line end goes: a field (the settings) may be empty, its separator kept.
         let text = String::from_utf8_lossy(&out).trim_end_matches(['\n', '\r']).to_string();
         let fields: Vec<&str> = text.split('\u{1f}').collect();
-        let [num, version, time_zone, bytea_output, encoding, standard_strings, collate, ctype, provider, locale, settings, in_recovery, properties] =
+        let [num, version, time_zone, bytea_output, encoding, standard_strings, collate, ctype, provider, locale, settings, in_recovery, properties, quote_all] =
             fields.as_slice()
         else {
             return Err(DumpError::ClientUnusable(format!(
@@ -160,6 +161,7 @@ impl Dumper for PgDumper {
             // Settings are kept one to an element, split on a record separator no setting holds.
             database_settings: settings.split('\u{1e}').filter(|s| !s.is_empty()).map(str::to_string).collect(),
             source_in_recovery: *in_recovery == "t",
+            quote_all_identifiers: *quote_all == "on",
             // JSON escapes every control character, so the field holds no separator of the row's. Unreadable, it
             // is left out (and said so): the backup itself does not depend on it.
             database_properties: serde_json::from_str(properties)

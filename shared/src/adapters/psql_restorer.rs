@@ -211,10 +211,11 @@ fn describe_locale(locale: &DatabaseLocale) -> String {
 fn session_options(session: &DumpSession) -> String {
     let escape = |value: &str| value.replace('\\', "\\\\").replace(' ', "\\ ");
     format!(
-        "-c TimeZone={} -c bytea_output={} -c standard_conforming_strings={}",
+        "-c TimeZone={} -c bytea_output={} -c standard_conforming_strings={} -c quote_all_identifiers={}",
         escape(&session.time_zone),
         escape(&session.bytea_output),
-        escape(&session.standard_conforming_strings)
+        escape(&session.standard_conforming_strings),
+        if session.quote_all_identifiers { "on" } else { "off" }
     )
 }
 
@@ -555,11 +556,13 @@ mod tests {
             bytea_output: "escape".into(),
             client_encoding: "LATIN1".into(),
             standard_conforming_strings: "off".into(),
+            quote_all_identifiers: true,
             ..DumpSession::default()
         };
         assert_eq!(
             session_options(&session),
-            "-c TimeZone=<+0545>\\ -5:45 -c bytea_output=escape -c standard_conforming_strings=off"
+            "-c TimeZone=<+0545>\\ -5:45 -c bytea_output=escape -c standard_conforming_strings=off \
+             -c quote_all_identifiers=on"
         );
     }
 }

@@ -75,6 +75,11 @@ pub struct DumpSession {
     /// table (a standby has none: they are neither logged nor replicated), so the copy has those tables empty.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub source_in_recovery: bool,
+    /// `quote_all_identifiers` was on for pg_dump's session (set for its role or at the server): the server then
+    /// quotes every identifier in the definitions it writes (views, functions), so the copy's schema dump is told
+    /// the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quote_all_identifiers: bool,
     /// The source database's owner, comment, privileges and its roles' settings in it, which the dump leaves
     /// out; absent in manifests from before they were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,6 +196,7 @@ impl Default for DumpSession {
             database_locale: None,
             database_settings: Vec::new(),
             source_in_recovery: false,
+            quote_all_identifiers: false,
             database_properties: None,
         }
     }
