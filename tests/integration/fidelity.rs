@@ -743,6 +743,44 @@ async fn a_backup_pg_dump_warned_about_keeps_the_warning_and_alerts_it() {
     assert_eq!(alerts[0].attributes["severity"]["Value"], "warning", "{}", alerts[0].raw);
 }
 
+/// An extension with a configuration table (as PostGIS's `spatial_ref_sys`): `CREATE EXTENSION` fills it with the
+/// extension's own rows, and pg_dump dumps only the rows its registered filter selects (the user's). The drill
+/// reads the copy's table by the same filter, and loads the user's rows beside the extension's own rather than
+/// emptying the table first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_configuration_table_with_a_filter_drills_verified() {
+    let (_install, bin) = backstop_tests::pg::bin_dir_with_extension(
+        "refcodes",
+        "CREATE TABLE ref_codes (code integer PRIMARY KEY, label text NOT NULL);\n\
+         INSERT INTO ref_codes SELECT g, 'built in ' || g FROM generate_series(1, 500) AS g;\n\
+         SELECT pg_catalog.pg_extension_config_dump('ref_codes', 'WHERE code > 100000');\n",
+    );
+    let source = PgCluster::start_with(bin.clone());
+    source.psql("postgres", "CREATE DATABASE mapping");
+    source.psql(
+        "mapping",
+        "CREATE EXTENSION refcodes; \
+         INSERT INTO ref_codes VALUES (100001, 'ours'), (100002, 'ours too'); \
+         CREATE TABLE sites (id integer PRIMARY KEY, code integer NOT NULL REFERENCES ref_codes); \
+         INSERT INTO sites VALUES (1, 7), (2, 100001)",
+    );
+    source.create_backup_role();
+    let aws = AwsFixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config = aws.config(vec![source.target("mapping", "mapping", BACKSTOP_PASSWORD, dir.path())]);
+    config.pg_bin_dir = Some(bin);
+    let (manifest, report) = backed_up_and_verified(&aws, config.clone(), scratch.path()).await;
+    let table = manifest.fingerprint.tables.iter().find(|t| t.name == "ref_codes").expect("its rows are dumped");
+    assert_eq!(table.rows, 2, "only the rows the filter selects: {table:?}");
+    let check = report.checks.iter().find(|c| c.name.label() == "table public.ref_codes").expect("its check");
+    assert!(matches!(&check.outcome, CheckOutcome::Ok { .. }), "{check:?}");
+    // With counts too.
+    config.verify.rows = RowCheck::Counts;
+    config.targets[0].name = "mapping_counted".into();
+    backed_up_and_verified(&aws, config, scratch.path()).await;
+}
+
 /// A backup role with `quote_all_identifiers` on: the server quotes every identifier in the view and function
 /// definitions pg_dump writes, so the copy's schema dump must be made the same way to compare equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,35 @@ fn as_server_user(cmd: &mut Command, identity: Option<(u32, u32)>) -> &mut Comma
     cmd
 }
 
+/// A copy of Debian's PostgreSQL (its programs and its share directory, laid out as installed, so the server finds
+/// the share directory beside its programs) with an extension of the test's own added, named `name`, version 1.0,
+/// made by `script`: for tests that need an extension the machine lacks. The copy lives as long as the `TempDir`;
+/// its `bin` directory is the `PathBuf`.
+pub fn bin_dir_with_extension(name: &str, script: &str) -> (tempfile::TempDir, PathBuf) {
+    let installed = bin_dir();
+    let major_dir = installed.parent().expect("…/postgresql/MAJOR/bin");
+    let major = major_dir.file_name().expect("the major version's directory").to_owned();
+    let root = tempfile::Builder::new().prefix("backstop-pg-install-").tempdir().expect("temp dir");
+    // Readable by the server's user when the tests run as root.
+    std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        let out = Command::new("cp").arg("-a").arg(from).arg(to).output().expect("run cp");
+        assert!(out.status.success(), "cp {}: {}", from.display(), String::from_utf8_lossy(&out.stderr));
+    };
+    copy(major_dir, &root.path().join("lib/postgresql"));
+    copy(&Path::new("/usr/share/postgresql").join(&major), &root.path().join("share/postgresql"));
+    let extensions = root.path().join("share/postgresql").join(&major).join("extension");
+    std::fs::write(
+        extensions.join(format!("{name}.control")),
+        "comment = 'a test extension'\ndefault_version = '1.0'\nrelocatable = false\nschema = public\n",
+    )
+    .unwrap();
+    std::fs::write(extensions.join(format!("{name}--1.0.sql")), script).unwrap();
+    let bin = root.path().join("lib/postgresql").join(&major).join("bin");
+    (root, bin)
+}
+
 /// PostgreSQL 17's programs, built from Debian's packages by `infra/pg-server/fetch.sh`: the directory it printed,
 /// which the README's test command passes on as `BACKSTOP_PG17_BIN_DIR`.
 pub fn pg17_bin_dir() -> PathBuf {

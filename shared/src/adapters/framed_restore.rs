@@ -340,9 +340,11 @@ impl FramedRestorer {
         // Tables whose rows are in one segment of the layout. pg_dump writes one table's rows in several when it
         // loads partitions through their root (`-- load via partition root`): each then goes in as it is.
         let in_one_segment = single_segment_tables(layout);
-        // Partitioned tables, known once the schema is in: a root takes its partitions' rows, and neither
-        // `TRUNCATE ONLY` nor `COPY … FREEZE` applies to it.
-        let mut partitioned = BTreeSet::<(String, String)>::new();
+        // Tables not emptied before their rows go in, known once the schema is in: a partitioned root (it takes its
+        // partitions' rows, and neither `TRUNCATE ONLY` nor `COPY … FREEZE` applies to it), and an extension's
+        // configuration table, which `CREATE EXTENSION` filled with the extension's own rows (pg_dump dumps only
+        // those its filter selects: emptying it would lose the others).
+        let mut not_emptied = BTreeSet::<(String, String)>::new();
 
         for (i, segment) in layout.segments.iter().enumerate() {
             let mut splitter = StatementSplitter::new();
@@ -389,14 +391,20 @@ impl FramedRestorer {
                                 .await
                                 .map(|r| r.get::<_, bool>(0))
                                 .unwrap_or(false);
-                            partitioned = main
+                            not_emptied = main
                                 .query(
                                     "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
-                                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'",
+                                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p' \
+                                     OR c.oid IN (SELECT unnest(e.extconfig) FROM pg_catalog.pg_extension e)",
                                     &[],
                                 )
                                 .await
-                                .map_err(|e| failed(format!("cannot list the partitioned tables: {}", describe(&e))))?
+                                .map_err(|e| {
+                                    failed(format!(
+                                        "cannot list the partitioned and extension configuration tables: {}",
+                                        describe(&e)
+                                    ))
+                                })?
                                 .iter()
                                 .map(|r| (r.get(0), r.get(1)))
                                 .collect();
@@ -450,7 +458,7 @@ impl FramedRestorer {
                             last: index + 1 == count,
                             whole_table: count == 1
                                 && in_one_segment.contains_key(&table_key(schema, name))
-                                && !partitioned.contains(&(schema.clone(), name.clone())),
+                                && !not_emptied.contains(&(schema.clone(), name.clone())),
                         };
                         let sender = work_tx.as_ref().expect("open until the rows are over");
                         if sender.send((work, stored)).await.is_err() {

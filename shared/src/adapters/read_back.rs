@@ -71,6 +71,7 @@ impl Shared {
         &self,
         client: &tokio_postgres::Client,
         rows: RowCheck,
+        filters: &ExtensionFilters,
         wanted: impl Fn(&TableToRead) -> bool,
     ) {
         loop {
@@ -96,9 +97,12 @@ impl Shared {
                 woken.await;
                 continue;
             };
+            let filter = filters.get(&(table.schema.clone(), table.name.clone())).map(String::as_str);
             let read = match rows {
-                RowCheck::Counts => count_rows(client, &table).await,
-                RowCheck::Digests if table.partition_root => digest_tree_rows(client, &table).await,
+                RowCheck::Counts => count_rows(client, &table, filter).await,
+                RowCheck::Digests if table.partition_root || filter.is_some() => {
+                    digest_selected_rows(client, &table, filter).await
+                }
                 RowCheck::Digests => digest_rows(client, &table.schema, &table.name, &table.statement).await,
             };
             match read {
@@ -143,7 +147,10 @@ impl ReadBack {
                     .await
                     .map_err(|e| failed(format!("cannot set the dump's session settings: {}", describe(&e))))?;
                 let present = user_tables(&client).await?;
-                reading.read_queued(&client, rows, |t| present.contains(&(t.schema.clone(), t.name.clone()))).await;
+                let filters = extension_filters(&client).await?;
+                reading
+                    .read_queued(&client, rows, &filters, |t| present.contains(&(t.schema.clone(), t.name.clone())))
+                    .await;
                 Ok(())
             };
             if let Err(e) = started.await {
@@ -206,6 +213,7 @@ pub async fn read_back(
 ) -> Result<Fingerprint, RestoreError> {
     let main = connect(server, database).await?;
     let mut present = user_tables(&main).await?;
+    let filters = Arc::new(extension_filters(&main).await?);
     // Tables the dump loaded rows into that are not ordinary tables: partition roots (pg_dump's `-- load via
     // partition root`). Each is read whole, through the root, and its partitions are not tables of their own.
     let not_ordinary: BTreeSet<(String, String)> =
@@ -235,14 +243,14 @@ pub async fn read_back(
     shared.wake.notify_waiters();
     let settings = session_settings(session);
     let workers = (0..jobs.max(1)).map(|_| {
-        let (shared, settings) = (shared.clone(), settings.clone());
+        let (shared, settings, filters) = (shared.clone(), settings.clone(), filters.clone());
         async move {
             let client = connect(server, database).await?;
             client
                 .batch_execute(&settings)
                 .await
                 .map_err(|e| failed(format!("cannot set the dump's session settings: {}", describe(&e))))?;
-            shared.read_queued(&client, rows, |_| true).await;
+            shared.read_queued(&client, rows, &filters, |_| true).await;
             Ok::<(), RestoreError>(())
         }
     });
@@ -328,6 +336,30 @@ async fn user_tables(client: &tokio_postgres::Client) -> Result<BTreeSet<(String
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// An extension's configuration tables whose rows pg_dump dumps only in part, each with the condition it dumps
+/// them by (`WHERE …`, as `pg_extension_config_dump` registered it). The rest are the extension's own rows,
+/// which `CREATE EXTENSION` makes on the copy (PostGIS's `spatial_ref_sys`): they are not the backup's, and are
+/// read past the same way.
+type ExtensionFilters = BTreeMap<(String, String), String>;
+
+async fn extension_filters(client: &tokio_postgres::Client) -> Result<ExtensionFilters, RestoreError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, coalesce(e.extcondition[s.i], '')::text \
+             FROM pg_catalog.pg_extension e CROSS JOIN LATERAL pg_catalog.generate_subscripts(e.extconfig, 1) AS s(i) \
+             JOIN pg_catalog.pg_class c ON c.oid = e.extconfig[s.i] JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r'",
+            &[],
+        )
+        .await
+        .map_err(|e| failed(format!("cannot list the extensions' configuration tables: {}", describe(&e))))?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, String>(2)))
+        .filter(|(_, condition)| !condition.trim().is_empty())
+        .collect())
+}
+
 /// The copy's unlogged tables.
 async fn unlogged_tables(client: &tokio_postgres::Client) -> Result<Vec<(String, String)>, RestoreError> {
     let rows = client
@@ -367,11 +399,15 @@ async fn partition_trees(
     Ok(trees)
 }
 
-async fn count_rows(client: &tokio_postgres::Client, table: &TableToRead) -> Result<TableFingerprint, RestoreError> {
+async fn count_rows(
+    client: &tokio_postgres::Client,
+    table: &TableToRead,
+    filter: Option<&str>,
+) -> Result<TableFingerprint, RestoreError> {
     let (schema, name) = (table.schema.as_str(), table.name.as_str());
     // `ONLY`: an inheritance parent's own rows, as pg_dump dumps them; a partition root's are its partitions'.
     let only = if table.partition_root { "" } else { "ONLY " };
-    let sql = format!("SELECT count(*) FROM {only}{}.{}", quoted(schema), quoted(name));
+    let sql = format!("SELECT count(*) FROM {only}{}.{} {}", quoted(schema), quoted(name), filter.unwrap_or(""));
     let row =
         client.query_one(&sql, &[]).await.map_err(|e| failed(format!("{} counting {schema}.{name}", describe(&e))))?;
     Ok(TableFingerprint {
@@ -414,10 +450,12 @@ async fn digest_copy_out(
     Ok(TableFingerprint { schema: schema.into(), name: name.into(), rows, digest })
 }
 
-/// As [`digest_rows`], for a partition root: `COPY` reads no partitioned table, but a query over it the same way.
-async fn digest_tree_rows(
+/// As [`digest_rows`], through a query: for a partition root (`COPY` reads no partitioned table) and for the rows
+/// of an extension's configuration table its `filter` selects, as pg_dump reads them.
+async fn digest_selected_rows(
     client: &tokio_postgres::Client,
     table: &TableToRead,
+    filter: Option<&str>,
 ) -> Result<TableFingerprint, RestoreError> {
     let (schema, name) = (table.schema.as_str(), table.name.as_str());
     let columns = table
@@ -426,7 +464,13 @@ async fn digest_tree_rows(
         .strip_suffix("FROM stdin;")
         .and_then(column_list)
         .ok_or_else(|| failed(format!("no column list in the COPY statement of {schema}.{name}")))?;
-    let copy = format!("COPY (SELECT {columns} FROM {}.{}) TO STDOUT", quoted(schema), quoted(name));
+    let only = if table.partition_root { "" } else { "ONLY " };
+    let copy = format!(
+        "COPY (SELECT {columns} FROM {only}{}.{} {}) TO STDOUT",
+        quoted(schema),
+        quoted(name),
+        filter.unwrap_or("")
+    );
     digest_copy_out(client, schema, name, &copy).await
 }
 
