@@ -36,6 +36,10 @@ pub struct TableToRead {
     pub bytes: u64,
     /// A partitioned table the dump loaded its partitions' rows into: read through it, every partition at once.
     pub partition_root: bool,
+    /// Of such a root's partitions, those whose rows the dump holds in `COPY` blocks of their own (a range
+    /// partition beside a sub-tree pg_dump loads through the root): each is read as itself, so the root's read
+    /// leaves it out.
+    pub read_apart: Vec<(String, String)>,
 }
 
 /// Tables waiting to be read, and what the readers found: shared by every connection reading, the one a
@@ -97,7 +101,11 @@ impl Shared {
                 woken.await;
                 continue;
             };
-            let filter = filters.get(&(table.schema.clone(), table.name.clone())).map(String::as_str);
+            let selection = match table.read_apart.is_empty() {
+                true => filters.get(&(table.schema.clone(), table.name.clone())).cloned(),
+                false => Some(leaving_out(&table.read_apart)),
+            };
+            let filter = selection.as_deref();
             let read = match rows {
                 RowCheck::Counts => count_rows(client, &table, filter).await,
                 RowCheck::Digests if table.partition_root || filter.is_some() => {
@@ -220,6 +228,7 @@ pub async fn read_back(
         tables_in(layout).into_iter().map(|t| (t.schema, t.name)).filter(|t| !present.contains(t)).collect();
     let trees = if not_ordinary.is_empty() { BTreeMap::new() } else { partition_trees(&main, &not_ordinary).await? };
     present.extend(trees.keys().cloned());
+    let own_blocks: BTreeSet<(String, String)> = tables_in(layout).into_iter().map(|t| (t.schema, t.name)).collect();
     let early = early.filter(|e| e.rows == rows);
     let shared = early.map_or_else(|| Arc::new(Shared::default()), |e| e.shared.clone());
     let early_reader = early.and_then(|e| e.reader.lock().expect("reader lock").take());
@@ -228,7 +237,14 @@ pub async fn read_back(
     let mut tables: Vec<TableToRead> = tables_in(layout)
         .into_iter()
         .filter(|t| present.contains(&(t.schema.clone(), t.name.clone())))
-        .map(|t| TableToRead { partition_root: trees.contains_key(&(t.schema.clone(), t.name.clone())), ..t })
+        .map(|t| {
+            let key = (t.schema.clone(), t.name.clone());
+            let read_apart = trees
+                .get(&key)
+                .map(|partitions| partitions.iter().filter(|p| own_blocks.contains(*p)).cloned().collect())
+                .unwrap_or_default();
+            TableToRead { partition_root: trees.contains_key(&key), read_apart, ..t }
+        })
         .collect();
     tables.sort_by_key(|t| std::cmp::Reverse(t.bytes));
     {
@@ -303,6 +319,7 @@ pub(crate) fn table_to_read(segment: &Segment) -> Option<TableToRead> {
             statement: statement.clone(),
             bytes: segment.chunks.iter().map(|c| c.raw()).sum(),
             partition_root: false,
+            read_apart: Vec::new(),
         }),
         SegmentKind::Sql => None,
     }
@@ -448,6 +465,17 @@ async fn digest_copy_out(
     }
     let (rows, digest) = fold.finish().map_err(|e| failed(format!("{e} ({schema}.{name})")))?;
     Ok(TableFingerprint { schema: schema.into(), name: name.into(), rows, digest })
+}
+
+/// `WHERE tableoid NOT IN (…)`: a root's rows but those of the partitions named.
+fn leaving_out(partitions: &[(String, String)]) -> String {
+    let names: Vec<String> = partitions
+        .iter()
+        .map(|(schema, name)| {
+            format!("{}::pg_catalog.regclass", literal(&format!("{}.{}", quoted(schema), quoted(name))))
+        })
+        .collect();
+    format!("WHERE tableoid NOT IN ({})", names.join(", "))
 }
 
 /// As [`digest_rows`], through a query: for a partition root (`COPY` reads no partitioned table) and for the rows
