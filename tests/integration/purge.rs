@@ -413,7 +413,9 @@ async fn uploads_abandoned_for_a_day_are_aborted_and_younger_ones_left_alone() {
 }
 
 /// A backup item edited by hand with a typo (a status that is not one) is left out of the target's records with
-/// an error in the log, instead of failing every read of them: the purge still decides on the others.
+/// an error in the log, instead of failing every read of them: the purge still decides on the others, and a read
+/// of the newest N still gives N records when there are that many (the monitor reads on while it gets all it
+/// asked for).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_item_that_cannot_be_read_is_left_out_not_fatal() {
     use aws_sdk_dynamodb::types::AttributeValue;
@@ -426,14 +428,15 @@ async fn a_backup_item_that_cannot_be_read_is_left_out_not_fatal() {
         .put_item()
         .table_name(&f.aws.table)
         .item("pk", s(&format!("TARGET#{TARGET}")))
-        .item("sk", s("BACKUP#20261201T020000Z-0badbad0"))
+        // Newest of all: a read of the two newest records reads one more in its place.
+        .item("sk", s("BACKUP#20991201T020000Z-0badbad0"))
         .item("target", s(TARGET))
-        .item("backup_id", s("20261201T020000Z-0badbad0"))
+        .item("backup_id", s("20991201T020000Z-0badbad0"))
         .item("status", s("Completed"))
         .send()
         .await
         .unwrap();
-    let read = f.catalog.recent_backups(TARGET, 10).await.unwrap();
+    let read = f.catalog.recent_backups(TARGET, 2).await.unwrap();
     let mut ids: Vec<&BackupId> = read.iter().map(|b| &b.backup_id).collect();
     ids.sort();
     let mut expected: Vec<&BackupId> = good.iter().map(|b| &b.backup_id).collect();

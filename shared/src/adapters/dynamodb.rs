@@ -118,15 +118,30 @@ impl DynamoCatalog {
         self.query_newest_in(pk, sk_prefix, None, limit, except).await
     }
 
-    /// As [`Self::query_newest`], for sort keys from `sk_prefix` up to `upper` (BETWEEN: inclusive), newest first.
-    async fn query_newest_below(
+    /// The newest `limit` items under `sk_prefix` (up to `upper`, inclusive, when given) that read as `T`, or all
+    /// there are: an unreadable item is left out ([`readable`]) and one more is read in its place, so a caller
+    /// that finds fewer than it asked for knows the list is exhausted (the monitor reads on until a verdict).
+    async fn newest_readable<T: DeserializeOwned>(
         &self,
         pk: String,
         sk_prefix: &str,
-        upper: &str,
+        upper: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Item>, CatalogError> {
-        self.query_newest_in(pk, Some(sk_prefix), Some(upper), limit, None).await
+        what: &str,
+    ) -> Result<Vec<T>, CatalogError> {
+        // Past this many unreadable items, the rest of the list is not worth reading for them.
+        const MORE_FOR_UNREADABLE: usize = 1_000;
+        let mut asked = limit;
+        loop {
+            let items = self.query_newest_in(pk.clone(), Some(sk_prefix), upper, asked, None).await?;
+            let exhausted = items.len() < asked;
+            let mut read: Vec<T> = readable(items, what);
+            if read.len() >= limit || exhausted || asked >= limit + MORE_FOR_UNREADABLE {
+                read.truncate(limit);
+                return Ok(read);
+            }
+            asked += limit - read.len();
+        }
     }
 
     async fn query_newest_in(
@@ -416,9 +431,7 @@ impl Backups for DynamoCatalog {
     }
 
     async fn recent_backups(&self, target: &str, limit: usize) -> Result<Vec<BackupRecord>, CatalogError> {
-        self.query_newest(target_pk(target), Some("BACKUP#"), limit, None)
-            .await
-            .map(|items| readable(items, &format!("a backup of {target}")))
+        self.newest_readable(target_pk(target), "BACKUP#", None, limit, &format!("a backup of {target}")).await
     }
 
     async fn backups_started_before(
@@ -428,9 +441,7 @@ impl Backups for DynamoCatalog {
         limit: usize,
     ) -> Result<Vec<BackupRecord>, CatalogError> {
         let bound = format!("BACKUP#{}", crate::domain::backup::id_bound_after(before));
-        self.query_newest_below(target_pk(target), "BACKUP#", &bound, limit)
-            .await
-            .map(|items| readable(items, &format!("a backup of {target}")))
+        self.newest_readable(target_pk(target), "BACKUP#", Some(&bound), limit, &format!("a backup of {target}")).await
     }
 }
 
@@ -460,9 +471,7 @@ impl Drills for DynamoCatalog {
     }
 
     async fn recent_drills(&self, target: &str, limit: usize) -> Result<Vec<DrillRecord>, CatalogError> {
-        self.query_newest(target_pk(target), Some("DRILL#"), limit, None)
-            .await
-            .map(|items| readable(items, &format!("a drill of {target}")))
+        self.newest_readable(target_pk(target), "DRILL#", None, limit, &format!("a drill of {target}")).await
     }
 
     async fn unfinished_drills(&self, target: &str, among_latest: usize) -> Result<Vec<DrillRecord>, CatalogError> {
