@@ -371,7 +371,7 @@ async fn check(
             eprintln!("backstop: could not refresh the report page: {e}");
         }
     }
-    let code = reports.iter().map(monitor::plugin_code).max().unwrap_or(0);
+    let code = monitor::worst_plugin_code(reports.iter().map(monitor::plugin_code));
     if json {
         println!("{}", serde_json::to_string_pretty(&reports).expect("monitor reports serialize"));
     } else {

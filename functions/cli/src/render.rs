@@ -317,7 +317,7 @@ pub fn runner_plan(units: &[PlannedUnit]) -> String {
 
 pub fn monitor_plugin_text(reports: &[TargetReport]) -> String {
     const LABELS: [&str; 4] = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
-    let worst = reports.iter().map(plugin_code).max().unwrap_or(0);
+    let worst = backstop::jobs::monitor::worst_plugin_code(reports.iter().map(plugin_code));
     let mut causes = Vec::new();
     for r in reports.iter().filter(|r| plugin_code(r) == worst && worst > 0) {
         match (&r.error, &r.health) {
@@ -327,6 +327,10 @@ pub fn monitor_plugin_text(reports: &[TargetReport]) -> String {
             ),
             (None, None) => {}
         }
+    }
+    // Targets that could not be read are named even when a worse state leads.
+    if worst != 3 {
+        causes.extend(reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("UNKNOWN {}: {e}", r.target))));
     }
     let headline = if causes.is_empty() { format!("{} target(s) fine", reports.len()) } else { causes.join("; ") };
     let mut out = format!("BACKSTOP {} - {headline}\n", LABELS[worst as usize]);

@@ -237,6 +237,19 @@ pub fn plugin_code(report: &TargetReport) -> u8 {
     plugin_rank(report.severity())
 }
 
+/// The state a run of several reports exits with: the worst in the monitoring plugins' order, CRITICAL over
+/// WARNING over UNKNOWN over OK (numerically UNKNOWN is 3: the largest code would let one target that could not
+/// be read hide every CRITICAL one, and many setups do not page on UNKNOWN).
+pub fn worst_plugin_code(codes: impl IntoIterator<Item = u8>) -> u8 {
+    let order = |code: u8| match code {
+        2 => 3,
+        1 => 2,
+        3 => 1,
+        _ => 0,
+    };
+    codes.into_iter().max_by_key(|code| order(*code)).unwrap_or(0)
+}
+
 /// A check's monitoring-plugin state: OK (and info) 0, WARNING 1, CRITICAL 2.
 pub fn plugin_rank(s: Option<Severity>) -> u8 {
     s.map_or(0, crate::domain::health::rank)

@@ -173,3 +173,14 @@ async fn a_server_target_with_no_database_discovered_is_critical_not_absent() {
     let asked = job.run(&MonitorRequest { target: Some("fleet".into()), alert: false }).await.unwrap();
     assert_eq!(asked.len(), 1, "asking for the server target judges it too");
 }
+
+/// One target that could not be read (UNKNOWN, 3) does not hide another that is CRITICAL (2) in the exit code.
+#[test]
+fn the_worst_state_of_a_run_is_critical_over_warning_over_unknown_over_ok() {
+    use super::worst_plugin_code;
+    assert_eq!(worst_plugin_code([0, 3, 2]), 2);
+    assert_eq!(worst_plugin_code([3, 1, 0]), 1);
+    assert_eq!(worst_plugin_code([0, 3]), 3);
+    assert_eq!(worst_plugin_code([0, 0]), 0);
+    assert_eq!(worst_plugin_code([]), 0);
+}
