@@ -347,6 +347,12 @@ fn was_dumped(status: BackupStatus) -> bool {
 /// How far ahead of the monitor's clock a record may be dated before it is taken for a wrong clock.
 const CLOCK_SKEW: Duration = Duration::minutes(5);
 
+/// A record dated no further ahead of `now` than clocks usually disagree: one dated later says a clock is wrong,
+/// not that a backup is fresh, and is left out of whatever judges the target by its newest records.
+pub fn dated_believably(record: &BackupRecord, now: DateTime<Utc>) -> bool {
+    record.started_at <= now + CLOCK_SKEW
+}
+
 /// Judges one target. `backups` are its newest records in any order (records of other targets are ignored);
 /// `tables` compares the row counts of its two newest completed backups (`None`: fewer than two have manifests). The result has one `CheckResult` per `HealthCheck`, in `HealthCheck::ALL` order.
 pub fn evaluate(
@@ -359,7 +365,7 @@ pub fn evaluate(
     // A record dated ahead of now (past the clocks' usual skew) says a clock is wrong, not that a backup is fresh:
     // it is left out, so it can neither vouch for the target nor hide the failures after it.
     let (ahead, mut newest_first): (Vec<&BackupRecord>, Vec<&BackupRecord>) =
-        backups.iter().filter(|b| b.target == target).partition(|b| b.started_at > now + CLOCK_SKEW);
+        backups.iter().filter(|b| b.target == target).partition(|b| !dated_believably(b, now));
     newest_first.sort_by(|a, b| (b.started_at, &b.backup_id).cmp(&(a.started_at, &a.backup_id)));
 
     let newest_good = newest_first.iter().copied().find(|b| is_restore_point(b.status));

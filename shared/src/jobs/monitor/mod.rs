@@ -13,11 +13,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{instrument, warn};
 
 use crate::config::{Config, TargetConfig};
-use crate::domain::health::{evaluate, next_alert, HealthCheck, RowCounts, TableComparison, TargetHealth};
+use crate::domain::health::{
+    dated_believably, evaluate, next_alert, HealthCheck, RowCounts, TableComparison, TargetHealth,
+};
 use crate::domain::{BackupRecord, BackupStatus};
 use crate::metrics::{emf_line, Unit};
 use crate::ports::*;
@@ -105,8 +108,8 @@ impl MonitorJob {
                 return report;
             }
         };
-        let tables = self.table_comparison(&backups).await;
         let now = self.deps.clock.now();
+        let tables = self.table_comparison(&backups, now).await;
         let mut health = evaluate(&target.name, &backups, tables.as_ref(), now, &self.config.monitor);
         if target.is_server() {
             if let Some(age) = health.checks.iter_mut().find(|c| c.check == HealthCheck::BackupAge) {
@@ -205,12 +208,13 @@ impl MonitorJob {
 
     /// Row counts per table of the two newest completed backups, from their manifests; `None` when there are
     /// not two. A manifest that cannot be read is reported as such (the check warns), never as "no change".
-    async fn table_comparison(&self, backups: &[BackupRecord]) -> Option<RowCounts> {
+    async fn table_comparison(&self, backups: &[BackupRecord], now: DateTime<Utc>) -> Option<RowCounts> {
         let mut good: Vec<&BackupRecord> = backups
             .iter()
             .filter(|b| {
                 matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed)
                     && b.manifest.is_some()
+                    && dated_believably(b, now)
             })
             .collect();
         good.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.backup_id.cmp(&a.backup_id)));

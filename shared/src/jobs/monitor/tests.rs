@@ -184,3 +184,17 @@ fn the_worst_state_of_a_run_is_critical_over_warning_over_unknown_over_ok() {
     assert_eq!(worst_plugin_code([0, 0]), 0);
     assert_eq!(worst_plugin_code([]), 0);
 }
+
+/// A record dated in the future (a wrong clock) is not the newest backup of the row-count comparison: the two
+/// real newest are compared (here, the newest real one's manifest is the one read first, and cannot be read).
+#[tokio::test]
+async fn a_future_dated_record_is_left_out_of_the_row_count_comparison() {
+    let w = world();
+    backup(&w, 30, "old.manifest.json").await;
+    let newest = backup(&w, 6, "new.manifest.json").await;
+    let future = backup(&w, -48, "future.manifest.json").await;
+    let health = run(&w).await.health.unwrap();
+    let tables = health.checks.iter().find(|c| c.check.as_str() == "tables_shrank").unwrap();
+    assert!(tables.summary.contains(newest.backup_id.as_str()), "{}", tables.summary);
+    assert!(!tables.summary.contains(future.backup_id.as_str()), "{}", tables.summary);
+}

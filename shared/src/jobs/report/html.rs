@@ -7,11 +7,12 @@ use std::fmt::Write;
 use super::svg::{seconds_text, Chart, Scale, Series};
 use super::{DrillEvidence, ReportData, TargetSection};
 use crate::domain::drill::{DrillPhase, DrillRecord};
-use crate::domain::health::rank;
+use crate::domain::health::{dated_believably, rank};
 use crate::domain::retention::Action;
 use crate::domain::text::human_bytes;
 use crate::domain::verification::CheckOutcome;
-use crate::domain::{BackupStatus, Severity};
+use crate::domain::{BackupRecord, BackupStatus, Severity};
+use chrono::{DateTime, Utc};
 
 /// Text made safe for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -82,7 +83,7 @@ pub fn render(data: &ReportData) -> String {
     );
     out.push_str("<section class=\"cards\">");
     for (index, t) in data.targets.iter().enumerate() {
-        card(&mut out, index, t);
+        card(&mut out, index, t, data.generated_at);
     }
     out.push_str("</section>");
     if data.targets.is_empty() {
@@ -112,10 +113,12 @@ fn status(t: &TargetSection) -> &'static str {
     }
 }
 
-fn card(out: &mut String, index: usize, t: &TargetSection) {
+fn card(out: &mut String, index: usize, t: &TargetSection, now: DateTime<Utc>) {
     let status = status(t);
-    let last = t.backups.iter().find(|b| restorable(b.status));
-    let verified = t.backups.iter().find(|b| b.status == BackupStatus::Verified);
+    // As the monitor judges: a record dated in the future (a wrong clock) is not the last of anything.
+    let believable = |b: &&BackupRecord| dated_believably(b, now);
+    let last = t.backups.iter().filter(believable).find(|b| restorable(b.status));
+    let verified = t.backups.iter().filter(believable).find(|b| b.status == BackupStatus::Verified);
     let _ = write!(
         out,
         "<div class=\"card {status}\"><a href=\"#target-{index}\">{}</a> <span class=\"badge {status}\">{status}</span><br>\
