@@ -361,7 +361,12 @@ async fn check(
     let reports = match job.run(&MonitorRequest { target, alert }).await {
         Ok(reports) => reports,
         Err(e) => {
-            println!("BACKSTOP UNKNOWN - {e}");
+            // With --json, standard output stays JSON for the script reading it.
+            if json {
+                println!("{}", serde_json::json!({ "state": "UNKNOWN", "error": e.to_string() }));
+            } else {
+                println!("BACKSTOP UNKNOWN - {e}");
+            }
             return ExitCode::from(3);
         }
     };

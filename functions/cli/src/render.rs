@@ -358,7 +358,7 @@ mod tests {
             runner: decide(Work::Backup, RunnerSetting::Auto, &evidence, 870.0),
         };
         let small = Evidence {
-            recent: vec![PastRun { seconds: 12.0, raw_bytes: 600_000_000, finished: true }],
+            recent: vec![PastRun { seconds: 12.0, raw_bytes: 600_000_000, finished: true, stopped_at_limit: false }],
             configured_bytes: None,
         };
         let large = Evidence { recent: vec![], configured_bytes: Some(500_000_000_000) };

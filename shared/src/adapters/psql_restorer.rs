@@ -210,13 +210,18 @@ fn describe_locale(locale: &DatabaseLocale) -> String {
 /// The source's printing settings as libpq `options` (`PGOPTIONS`), each value's spaces and backslashes escaped.
 fn session_options(session: &DumpSession) -> String {
     let escape = |value: &str| value.replace('\\', "\\\\").replace(' ', "\\ ");
-    format!(
-        "-c TimeZone={} -c bytea_output={} -c standard_conforming_strings={} -c quote_all_identifiers={}",
+    let mut options = format!(
+        "-c TimeZone={} -c bytea_output={} -c standard_conforming_strings={}",
         escape(&session.time_zone),
         escape(&session.bytea_output),
         escape(&session.standard_conforming_strings),
-        if session.quote_all_identifiers { "on" } else { "off" }
-    )
+    );
+    // Only when the source's was on: a manifest from before it was recorded says off, and the copy then keeps
+    // what its database settings (the source's, applied) say.
+    if session.quote_all_identifiers {
+        options.push_str(" -c quote_all_identifiers=on");
+    }
+    options
 }
 
 /// A client program's failure, with its stderr; marked as the server's failure when a line of it says so

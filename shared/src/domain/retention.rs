@@ -27,6 +27,9 @@
 //!   never fills a period. It is kept for investigation while it is inside the daily window, i.e. until
 //!   `max(daily, 1)` later local days have a good backup, then deleted. So it is never deleted before a good
 //!   backup has replaced it, and a run of failing drills deletes none of them until good backups return.
+//! - a good backup in [`DecideContext::hidden`] (a delete marker or a newer version hides a version it recorded):
+//!   not a restore point either, since drills and restores refuse a version that is not current; kept for
+//!   investigation exactly as long as a `verify_failed` backup.
 //! - `lost` (purge found objects it recorded gone from the bucket): not a restore point either. It is kept, with
 //!   whatever objects are left, until a person has looked: what is left may be the only copy of that day (a
 //!   dump whose manifest was deleted still restores by hand), so no rule ever deletes it.
@@ -44,7 +47,7 @@
 //!   left out of the rules, so it cannot take the slot of a backup with a believable date.
 //! - A backup in [`DecideContext::being_verified`] (a restore drill has not finished with it) is neither
 //!   deleted, cleaned up nor finished until the drill ends.
-//! - If the deletions outnumber `max_delete_fraction` × the live backups (all but `failed` and `purged`), a
+//! - If the deletions outnumber `max_delete_fraction` × the live backups (all but `failed`, `purged` and `lost`), a
 //!   policy edit or a bad clock is the likelier story than genuine expiry: unless `force`, every `Delete`
 //!   becomes `Keep` and [`RetentionPlan::refused`] says why. Clean-ups and finishes still go ahead.
 //! - A policy that fails [`RetentionPolicy::validate`] deletes nothing, even with `force`.
@@ -138,6 +141,9 @@ pub struct DecideContext {
     pub force: bool,
     /// Backups with an unfinished restore drill.
     pub being_verified: BTreeSet<BackupId>,
+    /// Good backups whose recorded object versions a delete marker or a newer version hides: still in the bucket,
+    /// but drills and `backstop restore` refuse a version that is not current, so they are not restore points.
+    pub hidden: BTreeSet<BackupId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -280,8 +286,10 @@ pub fn decide(
     let in_future = |r: &BackupRecord| r.started_at > now;
 
     // Indices into `sorted`, newest first, of the backups the rules choose among.
-    let points: Vec<usize> =
-        (0..sorted.len()).filter(|&i| is_good(sorted[i].status) && !in_future(sorted[i])).collect();
+    let hidden = |r: &BackupRecord| context.hidden.contains(&r.backup_id);
+    let points: Vec<usize> = (0..sorted.len())
+        .filter(|&i| is_good(sorted[i].status) && !in_future(sorted[i]) && !hidden(sorted[i]))
+        .collect();
     let mut kept_by: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
     let mut passed_over: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
 
@@ -353,6 +361,20 @@ pub fn decide(
     let mut good_days: Vec<NaiveDate> = points.iter().map(|&i| local_day(sorted[i])).collect();
     good_days.dedup();
     let investigation_days = policy.daily.max(1) as usize;
+    // A backup that is not a restore point, though it completed: kept while `investigation_days` later days have
+    // no good backup, then deleted.
+    let investigated = |r: &BackupRecord, not_a_restore_point: String| {
+        let day = local_day(r);
+        let later = good_days.iter().take_while(|d| **d > day).count();
+        if later >= investigation_days {
+            let past =
+                format!("{}: it is past the {investigation_days}-day window kept for investigation", later_days(later));
+            (Action::Delete, vec![not_a_restore_point, past])
+        } else {
+            let until = format!("kept for investigation until {} ({later} so far)", later_days(investigation_days));
+            (Action::Keep, vec![not_a_restore_point, until])
+        }
+    };
 
     let mut decisions = Vec::with_capacity(sorted.len());
     for (i, r) in sorted.iter().enumerate() {
@@ -379,21 +401,14 @@ pub fn decide(
                 ],
             ),
             BackupStatus::VerifyFailed => {
-                let day = local_day(r);
-                let later = good_days.iter().take_while(|d| **d > day).count();
-                let not_a_restore_point = "failed its restore drill, so it is not a restore point".to_string();
-                if later >= investigation_days {
-                    let past = format!(
-                        "{}: it is past the {investigation_days}-day window kept for investigation",
-                        later_days(later)
-                    );
-                    (Action::Delete, vec![not_a_restore_point, past])
-                } else {
-                    let until =
-                        format!("kept for investigation until {} ({later} so far)", later_days(investigation_days));
-                    (Action::Keep, vec![not_a_restore_point, until])
-                }
+                investigated(r, "failed its restore drill, so it is not a restore point".into())
             }
+            BackupStatus::Completed | BackupStatus::Verified if hidden(r) => investigated(
+                r,
+                "its recorded versions are hidden by a delete marker or a newer version, which drills and restores \
+                 refuse, so it is not a restore point"
+                    .into(),
+            ),
             BackupStatus::Completed | BackupStatus::Verified => {
                 if kept_by[i].is_empty() {
                     let mut why = vec!["not kept by any rule".to_string()];
@@ -418,7 +433,11 @@ pub fn decide(
     }
 
     let deletions = decisions.iter().filter(|d| d.action == Action::Delete).count();
-    let live = sorted.iter().filter(|r| !matches!(r.status, BackupStatus::Failed | BackupStatus::Purged)).count();
+    // Lost backups are never deleted, so counting them would loosen the rail a little more with each one.
+    let live = sorted
+        .iter()
+        .filter(|r| !matches!(r.status, BackupStatus::Failed | BackupStatus::Purged | BackupStatus::Lost))
+        .count();
     let refused = match policy.validate() {
         Err(problem) => Some(format!("the retention policy is not valid, so no backup is deleted: {problem}")),
         Ok(()) => {
@@ -510,6 +529,7 @@ mod tests {
         now: &'static str,
         backups: Vec<(String, BackupStatus)>,
         being_verified: Vec<&'static str>,
+        hidden: Vec<&'static str>,
         force: bool,
         keep: Vec<String>,
         delete: Vec<String>,
@@ -527,6 +547,7 @@ mod tests {
             now: "2026-11-21 12:00",
             backups: Vec::new(),
             being_verified: Vec::new(),
+            hidden: Vec::new(),
             force: false,
             keep: Vec::new(),
             delete: Vec::new(),
@@ -544,7 +565,8 @@ mod tests {
 
     fn plan(case: &Case, records: &[BackupRecord]) -> RetentionPlan {
         let being_verified = case.being_verified.iter().map(|n| backup(n, Completed).backup_id).collect();
-        decide(records, &case.policy, at(case.now), &DecideContext { force: case.force, being_verified })
+        let hidden = case.hidden.iter().map(|n| backup(n, Completed).backup_id).collect();
+        decide(records, &case.policy, at(case.now), &DecideContext { force: case.force, being_verified, hidden })
     }
 
     fn check(cases: Vec<Case>) {
@@ -937,6 +959,24 @@ mod tests {
                     ("2026-10-01 02:00", "what is left of it is kept until a person has looked: purge never deletes a lost backup"),
                 ],
                 ..case("lost: fills no day, and what is left of it is never deleted, however old")
+            },
+            Case {
+                policy: RetentionPolicy { daily: 1, max_delete_fraction: 1.0, ..bare() },
+                backups: backups(&[
+                    ("2026-11-21 02:00", Verified),
+                    ("2026-11-20 02:00", Completed),
+                    ("2026-11-19 02:00", Completed),
+                    ("2026-11-18 02:00", Completed),
+                ]),
+                hidden: vec!["2026-11-21 02:00", "2026-11-18 02:00"],
+                keep: names(&["2026-11-21 02:00", "2026-11-20 02:00"]),
+                delete: names(&["2026-11-19 02:00", "2026-11-18 02:00"]),
+                reasons: vec![
+                    ("2026-11-21 02:00", "kept for investigation until 1 later day has a good backup (0 so far)"),
+                    ("2026-11-20 02:00", "newest backup of 2026-11-20 (daily 1 of 1)"),
+                    ("2026-11-18 02:00", "2 later days have good backups: it is past the 1-day window kept for investigation"),
+                ],
+                ..case("hidden by a delete marker: no restore point (not even the newest verified), kept like a failed drill")
             },
             Case {
                 policy: RetentionPolicy { daily: 3, ..bare() },

@@ -89,6 +89,9 @@ pub struct PastRun {
     pub raw_bytes: u64,
     /// It finished; false for a failed run.
     pub finished: bool,
+    /// It was stopped at the invocation's limit, however long it ran: a drill's restore begun with part of an
+    /// invocation is cut off before [`OUT_OF_TIME_SHARE`] of the budget, and is out of time all the same.
+    pub stopped_at_limit: bool,
 }
 
 /// What the decision weighs.
@@ -129,7 +132,7 @@ impl Evidence {
                     BackupStatus::InProgress => return None,
                 };
                 let seconds = (record.finished_at? - record.started_at).num_milliseconds().max(0) as f64 / 1000.0;
-                Some(PastRun { seconds, raw_bytes: record.raw_bytes, finished })
+                Some(PastRun { seconds, raw_bytes: record.raw_bytes, finished, stopped_at_limit: false })
             })
             .take(RUNS_WEIGHED)
             .collect();
@@ -173,7 +176,11 @@ impl Evidence {
                 };
                 let seconds = (ended - started).num_milliseconds().max(0) as f64 / 1000.0;
                 let raw_bytes = backups.iter().find(|b| b.backup_id == drill.backup_id).map_or(0, |b| b.raw_bytes);
-                Some(PastRun { seconds, raw_bytes, finished })
+                let stopped_at_limit = drill
+                    .report
+                    .scratch_fault()
+                    .is_some_and(|fault| fault.contains(crate::domain::scratch_fault::OUTLASTED_THE_INVOCATION));
+                Some(PastRun { seconds, raw_bytes, finished, stopped_at_limit })
             })
             .take(RUNS_WEIGHED)
             .collect();
@@ -185,7 +192,9 @@ impl Evidence {
 pub fn decide(work: Work, setting: RunnerSetting, evidence: &Evidence, budget_seconds: f64) -> RunnerDecision {
     let recent = &evidence.recent[..evidence.recent.len().min(RUNS_WEIGHED)];
     let estimate = estimate(work, recent, evidence.configured_bytes);
-    let out_of_time = recent.iter().find(|run| !run.finished && run.seconds >= OUT_OF_TIME_SHARE * budget_seconds);
+    let out_of_time = recent
+        .iter()
+        .find(|run| !run.finished && (run.stopped_at_limit || run.seconds >= OUT_OF_TIME_SHARE * budget_seconds));
     let mut reasons = Vec::new();
     if let Some((seconds, how)) = &estimate {
         reasons.push(format!("estimated {} {}", duration(*seconds), how));
@@ -211,8 +220,13 @@ pub fn decide(work: Work, setting: RunnerSetting, evidence: &Evidence, budget_se
         RunnerSetting::Auto => {
             let allowed = LAMBDA_SHARE * budget_seconds;
             if let Some(run) = out_of_time {
-                reasons.insert(
-                    0,
+                let reason = if run.stopped_at_limit {
+                    format!(
+                        "a recent {} was stopped at the Lambda invocation's limit after {}: it ran out of time",
+                        work.noun(),
+                        duration(run.seconds)
+                    )
+                } else {
                     format!(
                         "a recent {} did not finish after {}, {:.0}% or more of the {} one Lambda invocation gives: \
                          it ran out of time or was killed",
@@ -220,8 +234,9 @@ pub fn decide(work: Work, setting: RunnerSetting, evidence: &Evidence, budget_se
                         duration(run.seconds),
                         OUT_OF_TIME_SHARE * 100.0,
                         duration(budget_seconds)
-                    ),
-                );
+                    )
+                };
+                reasons.insert(0, reason);
                 Runner::Fargate
             } else {
                 match estimate_seconds {
@@ -335,11 +350,11 @@ mod tests {
     const BUDGET: f64 = 870.0;
 
     fn ran(seconds: f64, gb: f64) -> PastRun {
-        PastRun { seconds, raw_bytes: (gb * 1e9) as u64, finished: true }
+        PastRun { seconds, raw_bytes: (gb * 1e9) as u64, finished: true, stopped_at_limit: false }
     }
 
     fn died(seconds: f64) -> PastRun {
-        PastRun { seconds, raw_bytes: 0, finished: false }
+        PastRun { seconds, raw_bytes: 0, finished: false, stopped_at_limit: false }
     }
 
     fn evidence(recent: Vec<PastRun>, size_gb: Option<f64>) -> Evidence {
@@ -478,8 +493,8 @@ mod tests {
         assert_eq!(
             evidence.recent,
             [
-                PastRun { seconds: 960.0, raw_bytes: 10_000_000_000, finished: false },
-                PastRun { seconds: 300.0, raw_bytes: 10_000_000_000, finished: true },
+                PastRun { seconds: 960.0, raw_bytes: 10_000_000_000, finished: false, stopped_at_limit: false },
+                PastRun { seconds: 300.0, raw_bytes: 10_000_000_000, finished: true, stopped_at_limit: false },
             ]
         );
         let decision = decide(Work::Drill, RunnerSetting::Auto, &evidence, 870.0);
@@ -512,14 +527,29 @@ mod tests {
         assert_eq!(
             evidence.recent,
             [
-                PastRun { seconds: 900.0, raw_bytes: 0, finished: false },
-                PastRun { seconds: 300.0, raw_bytes: 20_000_000_000, finished: true },
-                PastRun { seconds: 240.0, raw_bytes: 18_000_000_000, finished: true },
+                PastRun { seconds: 900.0, raw_bytes: 0, finished: false, stopped_at_limit: false },
+                PastRun { seconds: 300.0, raw_bytes: 20_000_000_000, finished: true, stopped_at_limit: false },
+                PastRun { seconds: 240.0, raw_bytes: 18_000_000_000, finished: true, stopped_at_limit: false },
             ]
         );
         assert_eq!(evidence.configured_bytes, Some(25_000_000_000));
         // The failed run took 15 minutes of a 14.5-minute budget: it ran out of time.
         assert_eq!(decide(Work::Backup, RunnerSetting::Auto, &evidence, BUDGET).runner, Runner::Fargate);
+    }
+
+    /// A drill's restore begun with part of an invocation is stopped at its limit well before 90% of the budget;
+    /// stopped at the limit, it ran out of time all the same.
+    #[test]
+    fn a_restore_stopped_at_the_limit_is_out_of_time_however_long_it_ran() {
+        let cut_off = PastRun { seconds: 650.0, raw_bytes: 0, finished: false, stopped_at_limit: true };
+        let decided = decide(Work::Drill, RunnerSetting::Auto, &evidence(vec![cut_off], None), BUDGET);
+        assert_eq!(decided.runner, Runner::Fargate, "{decided:?}");
+        assert!(decided.reasons[0].contains("stopped at the Lambda invocation's limit"), "{decided:?}");
+        let failed = PastRun { seconds: 650.0, raw_bytes: 0, finished: false, stopped_at_limit: false };
+        assert_eq!(
+            decide(Work::Drill, RunnerSetting::Auto, &evidence(vec![failed], None), BUDGET).runner,
+            Runner::Lambda
+        );
     }
 
     #[test]

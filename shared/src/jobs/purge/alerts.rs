@@ -127,9 +127,11 @@ pub(super) fn backups_at_risk_alert(target: &TargetConfig, result: &TargetPurge)
         body: format!(
             "The bucket still holds these backups of \"{name}\", but their recorded versions are no longer current: \
              a delete marker (a plain `aws s3 rm`) or a newer version is over them:\n{lines}\n\n\
-             Drills and restores still read them by version id, so nothing is lost yet. But a lifecycle rule that \
-             expires noncurrent versions (the template's ExpireOverwrittenVersions, NoncurrentVersionDays after) will \
-             delete them for good, and the purge after that marks them lost.\n\n\
+             Nothing is lost yet (a restore by hand from the version ids works), but drills and `backstop restore` \
+             refuse a recorded version that is not current, so they no longer count as restore points: retention \
+             keeps older backups in their place. And a lifecycle rule that expires noncurrent versions (the \
+             template's ExpireOverwrittenVersions, NoncurrentVersionDays after) will delete them for good, and the \
+             purge after that marks them lost.\n\n\
              What to do: if they were deleted by mistake, remove the marker: find its version id with \
              `aws s3api list-object-versions --bucket BUCKET --prefix KEY` (the entry under DeleteMarkers) and run \
              `aws s3api delete-object --bucket BUCKET --key KEY --version-id MARKER_VERSION`. Find who deleted them \

@@ -7,10 +7,11 @@
 //! backup missing any recorded version is marked `lost` first, and the rules choose among the others.
 //!
 //! One paginated listing of versions under the keys' common prefix serves every record of the target, so the
-//! check costs a request or a few per target, not one per backup. A version hidden behind a delete marker is
-//! still held (a drill or a restore reads it by its version id), so only a version that is itself gone counts as
-//! lost. A hidden one is *at risk*: a lifecycle rule expiring noncurrent versions (the template's
-//! `ExpireOverwrittenVersions`) will delete it, so purge warns while there is time to remove the marker.
+//! check costs a request or a few per target, not one per backup. A version hidden behind a delete marker (or a
+//! newer version) is still there, so only a version that is itself gone counts as lost. A hidden one is *at
+//! risk*: drills and `backstop restore` refuse a recorded version that is not current, so it is no restore point
+//! while hidden (retention treats it like a failed drill), and a lifecycle rule expiring noncurrent versions (the
+//! template's `ExpireOverwrittenVersions`) will delete it; purge warns while there is time to remove the marker.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 

@@ -449,7 +449,9 @@ impl PurgeJob {
             marked_lost.push((found.backup_id, missing, failed));
         }
         let now = self.deps.clock.now();
-        let plan = decide(&records, &target.retention, now, &DecideContext { force: request.force, being_verified });
+        let hidden = bucket.at_risk.iter().map(|found| found.backup_id.clone()).collect();
+        let plan =
+            decide(&records, &target.retention, now, &DecideContext { force: request.force, being_verified, hidden });
         result.refused = plan.refused.clone();
         // Hidden versions of a backup this run deletes anyway are no news.
         for found in &bucket.at_risk {

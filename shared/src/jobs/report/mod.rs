@@ -82,7 +82,12 @@ pub async fn gather(
         let drills = catalog.recent_drills(&t.name, DRILL_HISTORY).await.map_err(failed)?;
         let being_verified =
             drills.iter().filter(|d| d.phase != DrillPhase::Done).map(|d| d.backup_id.clone()).collect();
-        let plan = decide(&backups, &t.retention, now, &DecideContext { force: false, being_verified });
+        let plan = decide(
+            &backups,
+            &t.retention,
+            now,
+            &DecideContext { force: false, being_verified, hidden: Default::default() },
+        );
         let report = health.iter().find(|r| r.target == t.name);
         targets.push(TargetSection {
             name: t.name.clone(),

@@ -324,7 +324,7 @@ impl VerifyJob {
             {
                 break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
             }
-            if let Some(why) = leftover_time(drill.phase, began, request.deadline) {
+            if let Some(why) = leftover_time(drill.phase, began, request.deadline, read_early.is_some()) {
                 break Pause::Later(why);
             }
             let expected = drill.phase;
@@ -380,20 +380,28 @@ impl VerifyJob {
 /// one begun with what another drill left of the invocation would be cut off and end inconclusive, week after
 /// week for the targets configured last. It waits for the next invocation instead, which starts fresh.
 const FRESH_SHARE: f64 = 0.75;
+/// The share a check needs right after its restore, in the same invocation: the tables the restore already read
+/// back would be lost to a wait, and what is left to read is the rest.
+const CHECK_AFTER_RESTORE_SHARE: f64 = 0.25;
 
-/// Why a drill in `phase` waits for a fresh invocation, when this one has less than [`FRESH_SHARE`] of its time left.
+/// Why a drill in `phase` waits for a fresh invocation, when this one has too little of its time left.
+/// `restored_here`: the restore ran in this invocation and handed its read-back on to the check.
 fn leftover_time(
     phase: DrillPhase,
     began: tokio::time::Instant,
     deadline: Option<tokio::time::Instant>,
+    restored_here: bool,
 ) -> Option<String> {
-    if !matches!(phase, DrillPhase::Restoring | DrillPhase::Checking) {
-        return None;
-    }
+    let share = match phase {
+        DrillPhase::Restoring => FRESH_SHARE,
+        DrillPhase::Checking if restored_here => CHECK_AFTER_RESTORE_SHARE,
+        DrillPhase::Checking => FRESH_SHARE,
+        _ => return None,
+    };
     let deadline = deadline?;
     let whole = deadline.saturating_duration_since(began);
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    (left.as_secs_f64() < FRESH_SHARE * whole.as_secs_f64()).then(|| {
+    (left.as_secs_f64() < share * whole.as_secs_f64()).then(|| {
         format!(
             "waiting in phase {phase} for an invocation of its own: {} s were left of this one's {} s",
             left.as_secs(),

@@ -471,15 +471,19 @@ async fn a_restore_waits_for_a_fresh_invocation_rather_than_start_on_what_is_lef
     use tokio::time::{advance, Instant};
     let began = Instant::now();
     let deadline = Some(began + Duration::from_secs(800));
-    assert_eq!(super::leftover_time(DrillPhase::Restoring, began, deadline), None, "a fresh invocation");
+    assert_eq!(super::leftover_time(DrillPhase::Restoring, began, deadline, false), None, "a fresh invocation");
     advance(Duration::from_secs(150)).await;
-    assert_eq!(super::leftover_time(DrillPhase::Checking, began, deadline), None, "650 of 800 s left");
+    assert_eq!(super::leftover_time(DrillPhase::Checking, began, deadline, false), None, "650 of 800 s left");
     advance(Duration::from_secs(150)).await;
-    let why = super::leftover_time(DrillPhase::Restoring, began, deadline).expect("500 of 800 s is too little");
+    let why = super::leftover_time(DrillPhase::Restoring, began, deadline, false).expect("500 of 800 s is too little");
     assert!(why.contains("500 s were left of this one's 800 s"), "{why}");
-    assert!(super::leftover_time(DrillPhase::Checking, began, deadline).is_some());
+    assert!(super::leftover_time(DrillPhase::Checking, began, deadline, false).is_some());
+    // A check right after its restore, which handed on what it read, goes on with a quarter left.
+    assert_eq!(super::leftover_time(DrillPhase::Checking, began, deadline, true), None);
+    advance(Duration::from_secs(320)).await;
+    assert!(super::leftover_time(DrillPhase::Checking, began, deadline, true).is_some(), "180 of 800 s");
     for quick in [DrillPhase::Provisioning, DrillPhase::Cleaning] {
-        assert_eq!(super::leftover_time(quick, began, deadline), None, "{quick:?} can pause at any step");
+        assert_eq!(super::leftover_time(quick, began, deadline, false), None, "{quick:?} can pause at any step");
     }
-    assert_eq!(super::leftover_time(DrillPhase::Restoring, began, None), None, "no limit, no wait");
+    assert_eq!(super::leftover_time(DrillPhase::Restoring, began, None, false), None, "no limit, no wait");
 }

@@ -142,6 +142,10 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
             "read the verify state machine's execution history for what stopped it: an error of the loop (the \
              catalog, SSM) or its time bound. A drill that keeps outlasting the bound belongs on the container \
              runner or the CLI (docs/operations.md#restore-drills)."
+        } else if fault.contains(crate::domain::scratch_fault::SCRATCH_FAILED) {
+            "see what happened to the scratch server (the RDS instance's events). If it was swept at the end of its \
+             lifetime, the drill outlived `scratch_lifetime_seconds`: raise it, or drill on the container runner or \
+             the CLI."
         } else if fault.contains(crate::domain::scratch_fault::NOT_PROVISIONED) {
             "read the error above: on RDS, the account's DB instance quota, the instance class's capacity in the \
              subnets' zones, the `rds_subnet_group`, security groups and parameter group, and the function's \
