@@ -393,13 +393,31 @@ impl PurgeJob {
         match effects.take_lease(&lease).await {
             Ok(LeaseOutcome::Acquired) => {}
             Ok(LeaseOutcome::HeldBy { owner, expires_at }) => {
-                let holder = if owner.starts_with(crate::jobs::restore::purge_hold::OWNER_PREFIX) {
-                    "a restore reading one of its backups"
+                use crate::jobs::restore::purge_hold::{HOLD_FOR, OWNER_PREFIX, QUIET_FOR};
+                if !owner.starts_with(OWNER_PREFIX) {
+                    result.skipped =
+                        Some(format!("another purge ({owner}) holds this target's purge lease until {expires_at}"));
+                    result.lease_held = true;
+                    return result;
+                }
+                let since = expires_at - chrono::Duration::from_std(HOLD_FOR).unwrap_or_default();
+                result.skipped = Some(format!(
+                    "a restore reading one of its backups ({owner}) has held this target's purge off since {since} \
+                     (until {expires_at})"
+                ));
+                // A day-long restore is rare; a hold this old is more likely a restore that was killed, and no
+                // purge runs until it lapses: said, not kept quiet.
+                if now - since > QUIET_FOR {
+                    result.skipped = result.skipped.map(|why| {
+                        format!(
+                            "{why}. If no `backstop restore` of this target is running, one was stopped without \
+                             letting go: delete the lease item (pk TARGET#{}, sk LEASE#purge) or wait",
+                            target.name
+                        )
+                    });
                 } else {
-                    "another purge"
-                };
-                result.skipped = Some(format!("{holder} ({owner}) holds this target's purge lease until {expires_at}"));
-                result.lease_held = true;
+                    result.lease_held = true;
+                }
                 return result;
             }
             Err(e) => {

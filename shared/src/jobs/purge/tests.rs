@@ -240,3 +240,28 @@ async fn a_bucket_that_cannot_be_listed_deletes_nothing_and_alerts() {
     assert!(has_objects(&w, &oldest));
     assert_eq!(w.alerts.sent().len(), 1);
 }
+
+/// A restore's hold keeps the purge off quietly while it is young; one held for most of a day is more likely a
+/// restore that was killed, and the purge says so (an alert) rather than skip the target silently until it lapses.
+#[tokio::test]
+async fn a_restores_hold_is_quiet_while_young_and_said_when_old() {
+    for (taken_hours_ago, quiet) in [(1, true), (7, false)] {
+        let w = world();
+        let old = backup(&w, 5).await;
+        let (_, _) = (backup(&w, 1).await, backup(&w, 2).await);
+        let taken = test_now() - chrono::Duration::hours(taken_hours_ago);
+        let hold = LeaseRequest {
+            target: "orders".into(),
+            job: Job::Purge,
+            owner: "restore-1234".into(),
+            now: taken,
+            expires_at: taken + chrono::Duration::hours(24),
+        };
+        assert_eq!(w.catalog.acquire_lease(&hold).await.unwrap(), LeaseOutcome::Acquired);
+        let result = purge(&w).await;
+        assert!(result.skipped.as_deref().is_some_and(|s| s.contains("a restore reading")), "{result:?}");
+        assert_eq!(result.lease_held, quiet, "{result:?}");
+        assert_eq!(w.alerts.sent().len(), usize::from(!quiet), "{:?}", w.alerts.sent());
+        assert_eq!(status_of(&w, &old), BackupStatus::Completed, "held off either way");
+    }
+}

@@ -3,11 +3,14 @@
 //! retention meanwhile).
 //!
 //! The restore takes the target's purge lease, as a second purge would, for at most [`HOLD_FOR`]: a purge that
-//! starts meanwhile finds it held and leaves the target alone, quietly. A purge already running is waited for
-//! (purges of one target take seconds), so the backup is chosen after it and not among what it deletes. When the
-//! lease cannot be taken (the catalog does not answer), the restore goes on and says what it could not prevent:
-//! an incident restore must not wait on the catalog.
+//! starts meanwhile finds it held and leaves the target alone, quietly (for [`QUIET_FOR`]; a hold older than that
+//! is more likely a restore that was killed, and the purge says so). A purge already running is waited for
+//! (purges of one target take seconds), so the backup is chosen after it and not among what it deletes. A second
+//! restore of the same target rides on the first's hold and takes the lease over when the first lets it go. When
+//! the lease cannot be taken (the catalog does not answer), the restore goes on and says what it could not
+//! prevent: an incident restore must not wait on the catalog.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,13 +18,17 @@ use chrono::Utc;
 use super::RestoreJob;
 use crate::domain::Job;
 use crate::jobs::kernel::lease_request;
-use crate::ports::LeaseOutcome;
+use crate::ports::{Catalog, LeaseOutcome};
 
 /// Long enough for the longest restore; a restore that dies leaves the lease to expire by itself.
 pub const HOLD_FOR: Duration = Duration::from_secs(24 * 3600);
 /// How long a restore waits for a purge that is running.
 const WAIT_FOR_PURGE: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_secs(2);
+/// How often a restore riding on another's hold tries to take the lease over.
+const TAKE_OVER_EVERY: Duration = Duration::from_secs(20);
+/// How long a purge keeps quiet about a restore's hold: past it, the hold is more likely a killed restore's.
+pub const QUIET_FOR: chrono::Duration = chrono::Duration::hours(6);
 
 /// Owners that are restores, not purges: how a purge tells the two apart in what it reports.
 pub const OWNER_PREFIX: &str = "restore-";
@@ -29,8 +36,11 @@ pub const OWNER_PREFIX: &str = "restore-";
 /// The hold, released by [`PurgeHold::release`].
 pub struct PurgeHold {
     target: String,
-    /// `None`: no lease was taken (another restore holds it, or the catalog failed).
-    owner: Option<String>,
+    /// The owner whose lease this restore holds; `None` while it holds none (another restore's hold covers it, or
+    /// the catalog failed).
+    owner: Arc<Mutex<Option<String>>>,
+    /// Takes the lease over once another restore lets it go.
+    taking_over: Option<tokio::task::JoinHandle<()>>,
     /// Why there is no hold, for the operator.
     pub note: Option<String>,
 }
@@ -47,11 +57,13 @@ impl RestoreJob {
         loop {
             let request = lease_request(target, Job::Purge, &owner, Utc::now(), HOLD_FOR);
             let outcome = self.deps.catalog.acquire_lease(&request).await;
-            let (owner, note) = match outcome {
-                Ok(LeaseOutcome::Acquired) => (Some(owner), None),
+            let (held, taking_over, note) = match outcome {
+                Ok(LeaseOutcome::Acquired) => (Some(owner), None, None),
                 Ok(LeaseOutcome::HeldBy { owner: other, .. }) if other.starts_with(OWNER_PREFIX) => {
-                    // Another restore's hold covers this one until it ends.
-                    (None, None)
+                    // Another restore's hold covers this one until it ends; then this one takes the lease over.
+                    let held = Arc::new(Mutex::new(None));
+                    let task = take_over(self.deps.catalog.clone(), target.to_string(), owner, held.clone());
+                    return PurgeHold { target: target.to_string(), owner: held, taking_over: Some(task), note: None };
                 }
                 Ok(LeaseOutcome::HeldBy { owner: other, expires_at }) => {
                     if waited_since.elapsed() < patience {
@@ -63,25 +75,48 @@ impl RestoreJob {
                          restoring anyway; if it deletes the backup being read, the restore fails and says so",
                         patience.as_secs()
                     );
-                    (None, Some(note))
+                    (None, None, Some(note))
                 }
                 Err(e) => {
                     let note = format!(
                         "could not hold off {target}'s purge ({e}): a purge that runs during this restore could \
                          delete an old backup it reads"
                     );
-                    (None, Some(note))
+                    (None, None, Some(note))
                 }
             };
-            return PurgeHold { target: target.to_string(), owner, note };
+            return PurgeHold { target: target.to_string(), owner: Arc::new(Mutex::new(held)), taking_over, note };
         }
     }
+}
+
+/// Tries the lease every [`TAKE_OVER_EVERY`] until it is free, then holds it as `owner`.
+fn take_over(
+    catalog: Arc<dyn Catalog>,
+    target: String,
+    owner: String,
+    held: Arc<Mutex<Option<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(TAKE_OVER_EVERY).await;
+            let request = lease_request(&target, Job::Purge, &owner, Utc::now(), HOLD_FOR);
+            if let Ok(LeaseOutcome::Acquired) = catalog.acquire_lease(&request).await {
+                *held.lock().expect("hold lock") = Some(owner);
+                return;
+            }
+        }
+    })
 }
 
 impl PurgeHold {
     /// Lets purges run again. A release that fails leaves the lease to expire by itself.
     pub async fn release(self, job: &RestoreJob) {
-        if let Some(owner) = &self.owner {
+        if let Some(task) = &self.taking_over {
+            task.abort();
+        }
+        let owner = self.owner.lock().expect("hold lock").clone();
+        if let Some(owner) = &owner {
             if let Err(e) = job.deps.catalog.release_lease(&self.target, Job::Purge, owner).await {
                 tracing::warn!(error = %e, target = %self.target, "could not release the restore's hold on purge");
             }
@@ -122,10 +157,26 @@ mod tests {
         assert!(holder.starts_with(OWNER_PREFIX), "{holder}");
         // A second restore rides on the first's hold.
         let second = job.hold_off_purge("orders").await;
-        assert!(second.owner.is_none() && second.note.is_none());
+        assert!(second.owner.lock().unwrap().is_none() && second.note.is_none());
         second.release(&job).await;
         assert_eq!(catalog.lease_holder("orders", Job::Purge).as_deref(), Some(holder.as_str()));
         hold.release(&job).await;
+        assert_eq!(catalog.lease_holder("orders", Job::Purge), None);
+    }
+
+    /// A second restore of the target takes the lease over when the first lets it go, so its backup stays held.
+    #[tokio::test(start_paused = true)]
+    async fn a_second_restore_takes_the_hold_over_when_the_first_ends() {
+        let catalog = MemoryCatalog::default();
+        let job = job(&catalog);
+        let first = job.hold_off_purge("orders").await;
+        let second = job.hold_off_purge("orders").await;
+        first.release(&job).await;
+        assert_eq!(catalog.lease_holder("orders", Job::Purge), None);
+        tokio::time::sleep(TAKE_OVER_EVERY * 2).await;
+        let holder = catalog.lease_holder("orders", Job::Purge).expect("taken over");
+        assert_eq!(second.owner.lock().unwrap().as_deref(), Some(holder.as_str()));
+        second.release(&job).await;
         assert_eq!(catalog.lease_holder("orders", Job::Purge), None);
     }
 
