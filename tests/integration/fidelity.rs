@@ -731,7 +731,7 @@ async fn a_backup_pg_dump_warned_about_keeps_the_warning_and_alerts_it() {
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let config = aws.config(vec![source.target("subscriber", "subscriber", BACKSTOP_PASSWORD, dir.path())]);
-    backed_up_and_verified(&aws, config, scratch.path()).await;
+    backed_up_and_verified(&aws, config.clone(), scratch.path()).await;
     let record = records(&aws, "subscriber").await.remove(0);
     assert!(
         record.warnings.iter().any(|w| w.contains("subscriptions not dumped because current user is not a superuser")),
@@ -742,6 +742,13 @@ async fn a_backup_pg_dump_warned_about_keeps_the_warning_and_alerts_it() {
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].subject.contains("completed with a warning: subscriptions not dumped"), "{}", alerts[0].subject);
     assert_eq!(alerts[0].attributes["severity"]["Value"], "warning", "{}", alerts[0].raw);
+
+    // The next backup warns the same: on its record, but not alerted again.
+    let run = job(&aws, config).run(&request("subscriber", None)).await.unwrap();
+    assert_eq!(run.targets[0].outcome, TargetOutcome::Completed, "{}", run.targets[0].message);
+    let newest = records(&aws, "subscriber").await.remove(0);
+    assert_eq!(newest.warnings, record.warnings);
+    assert!(aws.alerts_until_now().await.is_empty(), "the same warning again is not news");
 }
 
 /// An extension with a configuration table (as PostGIS's `spatial_ref_sys`): `CREATE EXTENSION` fills it with the

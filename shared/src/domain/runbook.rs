@@ -17,6 +17,7 @@ pub struct Runbook {
 const OPERATIONS: &str = "docs/operations.md";
 
 pub const BACKUP_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-backup-failed" };
+pub const BACKUP_WARNED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-backup-completed-with-a-warning" };
 pub const PURGE_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-purge-failed" };
 pub const BACKUPS_LOST: Runbook = Runbook { doc: OPERATIONS, anchor: "backups-lost-from-the-bucket" };
 pub const DRILL_FAILED: Runbook = Runbook { doc: OPERATIONS, anchor: "a-restore-drill-failed" };
@@ -29,8 +30,9 @@ pub const TABLE_LOST_ROWS: Runbook = Runbook { doc: OPERATIONS, anchor: "a-table
 pub const SERVER_DATABASES: Runbook = Runbook { doc: OPERATIONS, anchor: "a-servers-databases-changed" };
 
 /// Every section an alert can link to (the test checks each against the document).
-pub const ALL: [Runbook; 11] = [
+pub const ALL: [Runbook; 12] = [
     BACKUP_FAILED,
+    BACKUP_WARNED,
     PURGE_FAILED,
     BACKUPS_LOST,
     DRILL_FAILED,

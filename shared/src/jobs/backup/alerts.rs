@@ -96,6 +96,6 @@ pub fn backup_warned_alert(target: &TargetConfig, record: &BackupRecord) -> Aler
         severity: Severity::Warning,
         job: Job::Backup,
         target: Some(target.name.clone()),
-        runbook: Some(runbook::BACKUP_FAILED),
+        runbook: Some(runbook::BACKUP_WARNED),
     }
 }

@@ -536,7 +536,9 @@ impl BackupJob {
                 info!(backup_id = %record.backup_id, seconds, raw_bytes = record.raw_bytes, stored_bytes = stored, "backup completed");
                 if !record.warnings.is_empty() {
                     warn!(backup_id = %record.backup_id, warnings = ?record.warnings, "pg_dump warned");
-                    self.alert(&backup_warned_alert(target, &record)).await;
+                    if self.warnings_are_news(&record).await {
+                        self.alert(&backup_warned_alert(target, &record)).await;
+                    }
                 }
                 if self.config.notify_success {
                     self.alert(&backup_succeeded_alert(target, &record, &self.config.bucket)).await;
@@ -980,6 +982,19 @@ impl BackupJob {
 
     async fn alert(&self, alert: &Alert) {
         publish_or_warn(self.deps.alerts.as_ref(), alert).await;
+    }
+
+    /// pg_dump's warnings are alerted when they change: the same warning on every hourly backup (a subscription
+    /// a role that is not a superuser cannot dump) would page every hour for what was said once. Unknown (the
+    /// catalog did not answer) counts as news.
+    async fn warnings_are_news(&self, record: &BackupRecord) -> bool {
+        let Ok(recent) = self.deps.catalog.recent_backups(&record.target, 10).await else { return true };
+        let previous = recent.iter().find(|b| {
+            b.backup_id != record.backup_id
+                && b.started_at <= record.started_at
+                && matches!(b.status, BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed)
+        });
+        previous.is_none_or(|b| b.warnings != record.warnings)
     }
 
     fn emit_metrics(&self, target: &str, seconds: f64, raw: u64, stored: u64, success: bool) {
