@@ -111,9 +111,9 @@ enum Command {
     Report {
         #[arg(long)]
         target: Option<String>,
-        /// Where to write the page.
-        #[arg(long, default_value = "backstop-report.html")]
-        out: std::path::PathBuf,
+        /// Where to write the page (default backstop-report.html).
+        #[arg(long, conflicts_with = "json")]
+        out: Option<std::path::PathBuf>,
         /// Print the drills' evidence and compliance as JSON on stdout instead of writing the page.
         #[arg(long)]
         json: bool,
@@ -194,7 +194,7 @@ struct RestoreArgs {
     #[arg(long = "as", value_name = "SCHEMA.NEW_NAME", requires = "tables")]
     rename: Option<String>,
     /// Write the backup's plain SQL to this file ('-': standard output) instead of restoring it.
-    #[arg(long, conflicts_with_all = ["into", "database", "no_roles", "clean", "allow_source"], value_name = "PATH")]
+    #[arg(long, conflicts_with_all = ["into", "database", "no_roles", "clean", "allow_source", "json"], value_name = "PATH")]
     to_file: Option<PathBuf>,
     /// Print what was done as JSON on stdout.
     #[arg(long)]
@@ -241,6 +241,7 @@ async fn main() -> ExitCode {
         Command::Runners { target, json } => show_runners(config, &clients, target, json).await,
         Command::Report { url: true, .. } => report_url(&config, &clients).await,
         Command::Report { target, out, json, month, url: false } => {
+            let out = out.unwrap_or_else(|| "backstop-report.html".into());
             report(config, &clients, ReportArgs { target, out, json, month }).await
         }
         Command::Restore(args) => restore(config, &clients, metrics, args).await,
@@ -441,16 +442,24 @@ async fn verify(
     const PASSES: usize = 360;
     let mut finished = Vec::new();
     for pass in 0.. {
+        // With --json, what finished before a stop is still printed, as JSON, for the script reading it.
+        let finished_so_far = |finished: &Vec<_>| {
+            if json {
+                println!("{}", serde_json::to_string_pretty(finished).expect("drills serialize"));
+            }
+        };
         if pass == PASSES {
             eprintln!(
                 "backstop: drills still unfinished after {PASSES} passes; they resume on the next `backstop verify`"
             );
+            finished_so_far(&finished);
             return ExitCode::from(1);
         }
         let run = match job.run(&request).await {
             Ok(run) => run,
             Err(e @ VerifyJobError::Catalog(_)) => {
                 eprintln!("backstop: {e}");
+                finished_so_far(&finished);
                 return ExitCode::from(1);
             }
             Err(e) => {
