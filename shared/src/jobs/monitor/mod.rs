@@ -78,18 +78,8 @@ impl MonitorJob {
     }
 
     pub async fn run(&self, request: &MonitorRequest) -> Result<Vec<TargetReport>, UnknownTarget> {
-        let mut targets = select_targets(&self.config, request.target.as_deref())?;
-        // A server target none of whose databases is known yet (its discovery never ran or failed, or its
-        // patterns match nothing) has no unit to judge: it is judged itself, with no backup on record, rather
-        // than left out of a report that would then say every target is fine.
-        for server in &self.config.servers {
-            let asked = request.target.as_deref().is_none_or(|name| name == server.name);
-            if asked && select_targets(&self.config, Some(&server.name)).is_ok_and(|units| units.is_empty()) {
-                targets.push(server);
-            }
-        }
         let mut reports = Vec::new();
-        for target in targets {
+        for target in judged_targets(&self.config, request.target.as_deref())? {
             reports.push(self.monitor_target(target, request).await);
         }
         Ok(reports)
@@ -231,6 +221,21 @@ impl MonitorJob {
         };
         Some(compared.await.map_or_else(|unreadable| unreadable, RowCounts::Compared))
     }
+}
+
+/// The targets the monitor (and the report page) judge: every unit, or the one named; and a server target none of
+/// whose databases is known yet (its discovery never ran or failed, or its patterns match nothing), which has no
+/// unit to judge: it is judged itself, with no backup on record, rather than left out of a report that would then
+/// say every target is fine.
+pub fn judged_targets<'c>(config: &'c Config, target: Option<&str>) -> Result<Vec<&'c TargetConfig>, UnknownTarget> {
+    let mut targets = select_targets(config, target)?;
+    for server in &config.servers {
+        let asked = target.is_none_or(|name| name == server.name);
+        if asked && select_targets(config, Some(&server.name)).is_ok_and(|units| units.is_empty()) {
+            targets.push(server);
+        }
+    }
+    Ok(targets)
 }
 
 /// The monitoring-plugin state of one report: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (not evaluated).

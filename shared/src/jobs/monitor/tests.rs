@@ -172,6 +172,10 @@ async fn a_server_target_with_no_database_discovered_is_critical_not_absent() {
     assert!(w.alerts.sent().iter().any(|a| a.subject.contains("fleet")), "{:?}", w.alerts.sent());
     let asked = job.run(&MonitorRequest { target: Some("fleet".into()), alert: false }).await.unwrap();
     assert_eq!(asked.len(), 1, "asking for the server target judges it too");
+    // The report page shows it too, critical, as `backstop check` does.
+    let page = crate::jobs::report::gather(&job.config, &w.catalog, reports, None, test_now()).await.unwrap();
+    let section = page.targets.iter().find(|t| t.name == "fleet").expect("the server target is on the page");
+    assert_eq!(section.health.as_ref().and_then(|h| h.overall()), Some(Severity::Critical));
 }
 
 /// One target that could not be read (UNKNOWN, 3) does not hide another that is CRITICAL (2) in the exit code.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::kernel::{select_targets, UnknownTarget};
+use super::kernel::UnknownTarget;
 use super::monitor::TargetReport;
 use crate::config::Config;
 use crate::domain::drill::{DrillPhase, DrillRecord};
@@ -76,7 +76,8 @@ pub async fn gather(
     now: DateTime<Utc>,
 ) -> Result<ReportData, ReportError> {
     let mut targets = Vec::new();
-    for t in select_targets(config, target)? {
+    // The targets the monitor judges: a server nothing of which is discovered is on the page too, as critical.
+    for t in crate::jobs::monitor::judged_targets(config, target)? {
         let failed = |cause| ReportError::Catalog { target: t.name.clone(), cause };
         let backups = catalog.recent_backups(&t.name, HISTORY).await.map_err(failed)?;
         let drills = catalog.recent_drills(&t.name, DRILL_HISTORY).await.map_err(failed)?;
