@@ -280,7 +280,7 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn ok(check: HealthCheck, summary: String) -> Self {
+    pub fn ok(check: HealthCheck, summary: String) -> Self {
         CheckResult { check, severity: None, summary, since: None }
     }
 

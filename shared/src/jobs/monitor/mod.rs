@@ -19,7 +19,7 @@ use tracing::{instrument, warn};
 
 use crate::config::{Config, TargetConfig};
 use crate::domain::health::{
-    dated_believably, evaluate, next_alert, HealthCheck, RowCounts, TableComparison, TargetHealth,
+    dated_believably, evaluate, next_alert, CheckResult, HealthCheck, RowCounts, TableComparison, TargetHealth,
 };
 use crate::domain::{BackupRecord, BackupStatus};
 use crate::metrics::{emf_line, Unit};
@@ -82,6 +82,9 @@ impl MonitorJob {
         for target in judged_targets(&self.config, request.target.as_deref())? {
             reports.push(self.monitor_target(target, request).await);
         }
+        if request.alert && request.target.is_none() {
+            self.resolve_no_longer_judged().await;
+        }
         Ok(reports)
     }
 
@@ -142,6 +145,42 @@ impl MonitorJob {
                 return Ok(backups);
             }
             limit = (limit * 8).min(MAX_HISTORY);
+        }
+    }
+
+    /// Alerts still firing for a name the monitor no longer judges are resolved, saying why, instead of staying
+    /// open forever: a server target judged itself until its databases were discovered (they are judged one by
+    /// one now), and a database gone from its server (its backups stay under retention; nothing is judged).
+    async fn resolve_no_longer_judged(&self) {
+        let discovered = self
+            .config
+            .servers
+            .iter()
+            .filter(|server| select_targets(&self.config, Some(&server.name)).is_ok_and(|units| !units.is_empty()));
+        let names = discovered
+            .map(|server| (&server.name, "its databases are known now, and each is judged as a target of its own"))
+            .chain(self.config.gone.iter().map(|unit| {
+                (
+                    &unit.name,
+                    "the database is gone from its server: its backups stay under retention, and nothing is judged",
+                )
+            }));
+        let now = self.deps.clock.now();
+        for (name, why) in names {
+            let Ok(states) = self.deps.catalog.alert_states(name).await else { continue };
+            for state in states.iter().filter(|s| s.firing.is_some()) {
+                let result = CheckResult::ok(state.check, format!("no longer judged: {why}"));
+                let (next, event) = next_alert(name, Some(state), &result, now, self.config.monitor.cooldown());
+                if let Some(event) = event {
+                    if let Err(e) = self.deps.alerts.publish(&monitor_alert(&result, &event, name)).await {
+                        warn!(error = %e, target = %name, "could not publish the resolution; the next run tries again");
+                        continue;
+                    }
+                }
+                if let Err(e) = self.deps.catalog.put_alert_state(&next).await {
+                    warn!(error = %e, target = %name, "could not save the alert state");
+                }
+            }
         }
     }
 

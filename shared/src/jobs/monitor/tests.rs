@@ -202,3 +202,32 @@ async fn a_future_dated_record_is_left_out_of_the_row_count_comparison() {
     assert!(tables.summary.contains(newest.backup_id.as_str()), "{}", tables.summary);
     assert!(!tables.summary.contains(future.backup_id.as_str()), "{}", tables.summary);
 }
+
+/// A database gone from its server is no longer judged: an alert still firing for it is resolved, saying why,
+/// instead of staying open forever.
+#[tokio::test]
+async fn an_alert_of_a_target_no_longer_judged_is_resolved() {
+    let w = world();
+    let mut config = test_config(vec![target("orders")]);
+    config.gone = vec![target("fleet.old_db")];
+    let job = MonitorJob::new(Arc::new(config), w.job.deps.clone());
+    let firing = crate::domain::health::AlertState {
+        target: "fleet.old_db".into(),
+        check: crate::domain::health::HealthCheck::BackupAge,
+        firing: Some(crate::domain::health::Firing {
+            severity: Severity::Critical,
+            since: test_now() - chrono::Duration::days(2),
+            last_sent: test_now() - chrono::Duration::hours(1),
+            summary: "no completed backup on record".into(),
+        }),
+    };
+    w.catalog.put_alert_state(&firing).await.unwrap();
+    job.run(&MonitorRequest { target: None, alert: true }).await.unwrap();
+    let resolved: Vec<_> = w.alerts.sent().into_iter().filter(|a| a.subject.contains("fleet.old_db")).collect();
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert!(resolved[0].subject.contains("RESOLVED") && resolved[0].body.contains("no longer judged"), "{resolved:?}");
+    let states = w.catalog.alert_states("fleet.old_db").await.unwrap();
+    assert!(states.iter().all(|s| s.firing.is_none()), "{states:?}");
+    job.run(&MonitorRequest { target: None, alert: true }).await.unwrap();
+    assert_eq!(w.alerts.sent().iter().filter(|a| a.subject.contains("fleet.old_db")).count(), 1, "resolved once");
+}
