@@ -544,8 +544,24 @@ async fn show_backup(
                 return ExitCode::from(1);
             }
         };
-        let drills = deps.catalog.recent_drills(&t, 50).await.unwrap_or_default();
-        let drill = drills.into_iter().find(|d| d.backup_id == id);
+        // The newest drill of this backup: among the newest drills, reading further back (a monthly backup's drill
+        // may be hundreds of drills old) until one is found or there are no more.
+        let mut limit = 50;
+        let drill = loop {
+            let drills = match deps.catalog.recent_drills(&t, limit).await {
+                Ok(drills) => drills,
+                Err(e) => {
+                    eprintln!("backstop: cannot read the drills of {t}: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let exhausted = drills.len() < limit || limit >= 100_000;
+            match drills.into_iter().find(|d| d.backup_id == id) {
+                Some(drill) => break Some(drill),
+                None if exhausted || record.verification.is_none() => break None,
+                None => limit *= 10,
+            }
+        };
         if json {
             let value = serde_json::json!({ "backup": record, "latest_drill": drill });
             println!("{}", serde_json::to_string_pretty(&value).expect("records serialize"));
