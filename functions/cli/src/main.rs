@@ -464,6 +464,7 @@ async fn verify(
             }
             Err(e) => {
                 eprintln!("backstop: {e}");
+                finished_so_far(&finished);
                 return ExitCode::from(2);
             }
         };
@@ -559,7 +560,7 @@ async fn show_backup(
             match drills.into_iter().find(|d| d.backup_id == id) {
                 Some(drill) => break Some(drill),
                 None if exhausted || record.verification.is_none() => break None,
-                None => limit *= 10,
+                None => limit = (limit * 10).min(100_000),
             }
         };
         if json {

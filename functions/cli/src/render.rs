@@ -419,6 +419,7 @@ mod tests {
                 refused: None,
                 skipped: None,
                 lease_held: false,
+                stale_restore_hold: false,
                 at_risk: Vec::new(),
             }])
         };

@@ -145,3 +145,24 @@ pub(super) fn backups_at_risk_alert(target: &TargetConfig, result: &TargetPurge)
         runbook: Some(runbook::BACKUPS_LOST),
     }
 }
+
+/// A restore's hold on the purge, older than a restore usually takes: likely a `backstop restore` stopped without
+/// letting go. Purging waits until it lapses (a day after it was taken) unless a person clears it.
+pub(super) fn restore_hold_alert(target: &TargetConfig, why: &str) -> Alert {
+    Alert {
+        subject: subject_line(&format!("Backstop: purge of {} held off by a restore for hours", target.name)),
+        body: format!(
+            "The purge of target \"{name}\" did nothing: {why}.\n\n\
+             Nothing was deleted, so nothing is lost; storage is not freed while the hold lasts.\n\n\
+             What to do: if a `backstop restore --target {name}` is still running, let it finish (the hold goes with \
+             it). If none is, one was stopped without letting go: delete the lease item (pk `TARGET#{name}`, sk \
+             `LEASE#purge`, its owner the `restore-…` above) from the catalog table, or wait until it lapses, and \
+             run `backstop purge --target {name}`.",
+            name = target.name,
+        ),
+        severity: Severity::Warning,
+        job: Job::Purge,
+        target: Some(target.name.clone()),
+        runbook: Some(runbook::PURGE_FAILED),
+    }
+}

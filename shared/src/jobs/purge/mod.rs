@@ -38,7 +38,10 @@ use crate::ports::*;
 mod alerts;
 mod lost;
 use super::kernel::{lease_request, publish_or_warn, record_run_or_warn, select_targets, UnknownTarget};
-use alerts::{backups_at_risk_alert, backups_lost_alert, purge_failed_alert, purge_not_run_alert, purge_refused_alert};
+use alerts::{
+    backups_at_risk_alert, backups_lost_alert, purge_failed_alert, purge_not_run_alert, purge_refused_alert,
+    restore_hold_alert,
+};
 
 /// An upload older than this cannot belong to a running backup (Lambda stops at 15 minutes; the CLI's
 /// longest backups take hours, not a day).
@@ -164,6 +167,10 @@ pub struct TargetPurge {
     /// Skipped because another purge is running: nothing is wrong.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lease_held: bool,
+    /// Skipped because a restore has held the purge off for longer than a restore usually takes: likely one that
+    /// was stopped without letting go.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale_restore_hold: bool,
     /// Restore points whose recorded versions are hidden by a delete marker or a newer version (so a
     /// noncurrent-version lifecycle rule will delete them), one line each: `<backup id>: <which objects>`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -386,6 +393,7 @@ impl PurgeJob {
             refused: None,
             skipped: None,
             lease_held: false,
+            stale_restore_hold: false,
             at_risk: Vec::new(),
         };
         let now = self.deps.clock.now();
@@ -408,13 +416,7 @@ impl PurgeJob {
                 // A day-long restore is rare; a hold this old is more likely a restore that was killed, and no
                 // purge runs until it lapses: said, not kept quiet.
                 if now - since > QUIET_FOR {
-                    result.skipped = result.skipped.map(|why| {
-                        format!(
-                            "{why}. If no `backstop restore` of this target is running, one was stopped without \
-                             letting go: delete the lease item (pk TARGET#{}, sk LEASE#purge) or wait",
-                            target.name
-                        )
-                    });
+                    result.stale_restore_hold = true;
                 } else {
                     result.lease_held = true;
                 }
@@ -601,7 +603,9 @@ impl PurgeJob {
                 ("PurgeErrors", Unit::Count, (result.errors().len() + usize::from(result.skipped.is_some())) as f64),
             ],
         );
-        let outcome = if let Some(why) = &result.skipped {
+        let outcome = if result.stale_restore_hold {
+            result.skipped.as_deref().map(|why| restore_hold_alert(target, why))
+        } else if let Some(why) = &result.skipped {
             Some(purge_not_run_alert(target, why))
         } else if !result.errors().is_empty() {
             Some(purge_failed_alert(target, result))

@@ -260,8 +260,10 @@ async fn a_restores_hold_is_quiet_while_young_and_said_when_old() {
         assert_eq!(w.catalog.acquire_lease(&hold).await.unwrap(), LeaseOutcome::Acquired);
         let result = purge(&w).await;
         assert!(result.skipped.as_deref().is_some_and(|s| s.contains("a restore reading")), "{result:?}");
-        assert_eq!(result.lease_held, quiet, "{result:?}");
-        assert_eq!(w.alerts.sent().len(), usize::from(!quiet), "{:?}", w.alerts.sent());
+        assert_eq!((result.lease_held, result.stale_restore_hold), (quiet, !quiet), "{result:?}");
+        let alerts = w.alerts.sent();
+        assert_eq!(alerts.len(), usize::from(!quiet), "{alerts:?}");
+        assert!(alerts.iter().all(|a| a.body.contains("LEASE#purge")), "{alerts:?}");
         assert_eq!(status_of(&w, &old), BackupStatus::Completed, "held off either way");
     }
 }

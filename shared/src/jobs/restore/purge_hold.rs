@@ -10,7 +10,7 @@
 //! the lease cannot be taken (the catalog does not answer), the restore goes on and says what it could not
 //! prevent: an incident restore must not wait on the catalog.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -25,8 +25,9 @@ pub const HOLD_FOR: Duration = Duration::from_secs(24 * 3600);
 /// How long a restore waits for a purge that is running.
 const WAIT_FOR_PURGE: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_secs(2);
-/// How often a restore riding on another's hold tries to take the lease over.
-const TAKE_OVER_EVERY: Duration = Duration::from_secs(20);
+/// How often a restore riding on another's hold tries to take the lease over: the gap between the other's end and
+/// this one's hold, in which a purge could start.
+const TAKE_OVER_EVERY: Duration = Duration::from_secs(5);
 /// How long a purge keeps quiet about a restore's hold: past it, the hold is more likely a killed restore's.
 pub const QUIET_FOR: chrono::Duration = chrono::Duration::hours(6);
 
@@ -36,9 +37,10 @@ pub const OWNER_PREFIX: &str = "restore-";
 /// The hold, released by [`PurgeHold::release`].
 pub struct PurgeHold {
     target: String,
-    /// The owner whose lease this restore holds; `None` while it holds none (another restore's hold covers it, or
-    /// the catalog failed).
-    owner: Arc<Mutex<Option<String>>>,
+    /// The owner this restore holds (or will hold) the lease as. Released whatever this process believes it holds:
+    /// a take-over cancelled just after the catalog granted it must not leave the lease behind, and a release
+    /// by an owner that does not hold it changes nothing.
+    owner: String,
     /// Takes the lease over once another restore lets it go.
     taking_over: Option<tokio::task::JoinHandle<()>>,
     /// Why there is no hold, for the operator.
@@ -57,13 +59,12 @@ impl RestoreJob {
         loop {
             let request = lease_request(target, Job::Purge, &owner, Utc::now(), HOLD_FOR);
             let outcome = self.deps.catalog.acquire_lease(&request).await;
-            let (held, taking_over, note) = match outcome {
-                Ok(LeaseOutcome::Acquired) => (Some(owner), None, None),
+            let (taking_over, note) = match outcome {
+                Ok(LeaseOutcome::Acquired) => (None, None),
                 Ok(LeaseOutcome::HeldBy { owner: other, .. }) if other.starts_with(OWNER_PREFIX) => {
                     // Another restore's hold covers this one until it ends; then this one takes the lease over.
-                    let held = Arc::new(Mutex::new(None));
-                    let task = take_over(self.deps.catalog.clone(), target.to_string(), owner, held.clone());
-                    return PurgeHold { target: target.to_string(), owner: held, taking_over: Some(task), note: None };
+                    let task = take_over(self.deps.catalog.clone(), target.to_string(), owner.clone());
+                    (Some(task), None)
                 }
                 Ok(LeaseOutcome::HeldBy { owner: other, expires_at }) => {
                     if waited_since.elapsed() < patience {
@@ -75,34 +76,28 @@ impl RestoreJob {
                          restoring anyway; if it deletes the backup being read, the restore fails and says so",
                         patience.as_secs()
                     );
-                    (None, None, Some(note))
+                    (None, Some(note))
                 }
                 Err(e) => {
                     let note = format!(
                         "could not hold off {target}'s purge ({e}): a purge that runs during this restore could \
                          delete an old backup it reads"
                     );
-                    (None, None, Some(note))
+                    (None, Some(note))
                 }
             };
-            return PurgeHold { target: target.to_string(), owner: Arc::new(Mutex::new(held)), taking_over, note };
+            return PurgeHold { target: target.to_string(), owner, taking_over, note };
         }
     }
 }
 
 /// Tries the lease every [`TAKE_OVER_EVERY`] until it is free, then holds it as `owner`.
-fn take_over(
-    catalog: Arc<dyn Catalog>,
-    target: String,
-    owner: String,
-    held: Arc<Mutex<Option<String>>>,
-) -> tokio::task::JoinHandle<()> {
+fn take_over(catalog: Arc<dyn Catalog>, target: String, owner: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(TAKE_OVER_EVERY).await;
             let request = lease_request(&target, Job::Purge, &owner, Utc::now(), HOLD_FOR);
             if let Ok(LeaseOutcome::Acquired) = catalog.acquire_lease(&request).await {
-                *held.lock().expect("hold lock") = Some(owner);
                 return;
             }
         }
@@ -110,16 +105,14 @@ fn take_over(
 }
 
 impl PurgeHold {
-    /// Lets purges run again. A release that fails leaves the lease to expire by itself.
+    /// Lets purges run again (when this restore holds the lease: another's is left alone). A release that fails
+    /// leaves the lease to expire by itself.
     pub async fn release(self, job: &RestoreJob) {
         if let Some(task) = &self.taking_over {
             task.abort();
         }
-        let owner = self.owner.lock().expect("hold lock").clone();
-        if let Some(owner) = &owner {
-            if let Err(e) = job.deps.catalog.release_lease(&self.target, Job::Purge, owner).await {
-                tracing::warn!(error = %e, target = %self.target, "could not release the restore's hold on purge");
-            }
+        if let Err(e) = job.deps.catalog.release_lease(&self.target, Job::Purge, &self.owner).await {
+            tracing::warn!(error = %e, target = %self.target, "could not release the restore's hold on purge");
         }
     }
 }
@@ -157,7 +150,7 @@ mod tests {
         assert!(holder.starts_with(OWNER_PREFIX), "{holder}");
         // A second restore rides on the first's hold.
         let second = job.hold_off_purge("orders").await;
-        assert!(second.owner.lock().unwrap().is_none() && second.note.is_none());
+        assert!(second.taking_over.is_some() && second.note.is_none());
         second.release(&job).await;
         assert_eq!(catalog.lease_holder("orders", Job::Purge).as_deref(), Some(holder.as_str()));
         hold.release(&job).await;
@@ -175,7 +168,7 @@ mod tests {
         assert_eq!(catalog.lease_holder("orders", Job::Purge), None);
         tokio::time::sleep(TAKE_OVER_EVERY * 2).await;
         let holder = catalog.lease_holder("orders", Job::Purge).expect("taken over");
-        assert_eq!(second.owner.lock().unwrap().as_deref(), Some(holder.as_str()));
+        assert_eq!(second.owner, holder);
         second.release(&job).await;
         assert_eq!(catalog.lease_holder("orders", Job::Purge), None);
     }
