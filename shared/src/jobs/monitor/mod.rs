@@ -19,7 +19,8 @@ use tracing::{instrument, warn};
 
 use crate::config::{Config, TargetConfig};
 use crate::domain::health::{
-    dated_believably, evaluate, next_alert, CheckResult, HealthCheck, RowCounts, TableComparison, TargetHealth,
+    dated_believably, evaluate, next_alert, AlertState, CheckResult, HealthCheck, RowCounts, TableComparison,
+    TargetHealth,
 };
 use crate::domain::{BackupRecord, BackupStatus};
 use crate::metrics::{emf_line, Unit};
@@ -170,16 +171,7 @@ impl MonitorJob {
             let Ok(states) = self.deps.catalog.alert_states(name).await else { continue };
             for state in states.iter().filter(|s| s.firing.is_some()) {
                 let result = CheckResult::ok(state.check, format!("no longer judged: {why}"));
-                let (next, event) = next_alert(name, Some(state), &result, now, self.config.monitor.cooldown());
-                if let Some(event) = event {
-                    if let Err(e) = self.deps.alerts.publish(&monitor_alert(&result, &event, name)).await {
-                        warn!(error = %e, target = %name, "could not publish the resolution; the next run tries again");
-                        continue;
-                    }
-                }
-                if let Err(e) = self.deps.catalog.put_alert_state(&next).await {
-                    warn!(error = %e, target = %name, "could not save the alert state");
-                }
+                self.advance_alert(name, Some(state), &result, now).await;
             }
         }
     }
@@ -199,19 +191,34 @@ impl MonitorJob {
         let mut sent = Vec::new();
         for result in &health.checks {
             let previous = states.iter().find(|s| s.check == result.check);
-            let (next, event) = next_alert(&target.name, previous, result, now, self.config.monitor.cooldown());
-            if let Some(event) = event {
-                let alert = monitor_alert(result, &event, &target.name);
-                if let Err(e) = self.deps.alerts.publish(&alert).await {
-                    warn!(error = %e, check = result.check.as_str(), "could not publish the alert; the next run tries again");
-                    continue;
-                }
-                sent.push(alert.subject);
+            sent.extend(self.advance_alert(&target.name, previous, result, now).await);
+        }
+        sent
+    }
+
+    /// One check's next alert state: the alert it calls for is published, then the state saved (when it changed).
+    /// An alert that could not be published leaves the state as it was, so the next run sends it. Returns the
+    /// subject sent, if any.
+    async fn advance_alert(
+        &self,
+        target: &str,
+        previous: Option<&AlertState>,
+        result: &CheckResult,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let (next, event) = next_alert(target, previous, result, now, self.config.monitor.cooldown());
+        let mut sent = None;
+        if let Some(event) = event {
+            let alert = monitor_alert(result, &event, target);
+            if let Err(e) = self.deps.alerts.publish(&alert).await {
+                warn!(error = %e, target, check = result.check.as_str(), "could not publish the alert; the next run tries again");
+                return None;
             }
-            if previous != Some(&next) {
-                if let Err(e) = self.deps.catalog.put_alert_state(&next).await {
-                    warn!(error = %e, check = result.check.as_str(), "could not save the alert state");
-                }
+            sent = Some(alert.subject);
+        }
+        if previous != Some(&next) {
+            if let Err(e) = self.deps.catalog.put_alert_state(&next).await {
+                warn!(error = %e, target, check = result.check.as_str(), "could not save the alert state");
             }
         }
         sent
