@@ -65,7 +65,13 @@ GNU_TIME = "/usr/bin/time"
 BENCH_BUCKET = "backstop-bench"
 BENCH_KEY_PREFIX = "bench/"
 SAMPLE_INTERVAL = 0.02
-SCRATCH_BASE = Path(tempfile.gettempdir()) / "backstop-scratch"  # LocalScratch's default base
+# LocalScratch's default bases (shared/src/adapters/local_scratch.rs): memory-backed storage for a restore that
+# fits, else the temp dir. The plain restores go where a drill of the same corpus goes (scratch_base_for), so
+# both sides write to the same kind of storage; each drill's own place is checked against it (drill_places).
+SCRATCH_DISK_BASE = Path(tempfile.gettempdir()) / "backstop-scratch"
+MEMORY_FILESYSTEM = Path("/dev/shm")
+SCRATCH_MEMORY_BASE = MEMORY_FILESYSTEM / "backstop-scratch"
+TMPFS_MAGIC = 0x01021994
 # The restore settings of Backstop's local scratch clusters (shared/src/adapters/local_scratch.rs).
 SCRATCH_SETTINGS = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "wal_level=minimal",
                     "max_wal_senders=0", "max_wal_size=4GB", "autovacuum=off", "maintenance_work_mem=256MB",
@@ -350,14 +356,43 @@ def measure(stages: list[Stage], *, env: dict, stdin=None, stdout=None, timeout:
 # the restore cluster
 # ---------------------------------------------------------------------------------------------------------------
 
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem `path` is on (the longest mount point above it in /proc/mounts)."""
+    path = path.resolve()
+    best, kind = "", "unknown"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and (str(path) == fields[1] or str(path).startswith(fields[1].rstrip("/") + "/")) \
+                and len(fields[1]) >= len(best):
+            best, kind = fields[1], fields[2]
+    return kind
+
+
+def scratch_base_for(sql_bytes: int) -> Path:
+    """Where `backstop verify` puts a drill's cluster by default for a dump of `sql_bytes`, by LocalScratch's rule:
+    memory-backed storage when /dev/shm is a tmpfs and the restore (twice the SQL, whole GiB) takes at most half
+    of its free space and a quarter of the available memory; the temp dir otherwise."""
+    gib = 1 << 30
+    storage = (sql_bytes * 2 // gib + 1) * gib
+    if filesystem_type(MEMORY_FILESYSTEM) != "tmpfs":
+        return SCRATCH_DISK_BASE
+    st = os.statvfs(MEMORY_FILESYSTEM)
+    available = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemAvailable:")), 0)
+    fits = storage <= st.f_bavail * st.f_frsize // 2 and storage <= available // 4
+    return SCRATCH_MEMORY_BASE if fits else SCRATCH_DISK_BASE
+
+
 class RestoreCluster:
     """A throwaway PostgreSQL cluster with the local scratch settings, for the plain restores."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, base: Path) -> None:
         import local_stack
 
         self.ls = local_stack
         self.bindir = bindir
+        self.base = base  # where a drill of the same corpus makes its cluster: the same kind of storage
+        self.home_kind = ""
         self.user = local_stack.PgUser()
         self.home: Path | None = None
         self.password = os.urandom(16).hex()
@@ -370,7 +405,10 @@ class RestoreCluster:
                     PGAPPNAME="backstop-bench")
 
     def start(self) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="backstop-bench-restore-", dir="/tmp"))
+        self.home_kind = filesystem_type(self.base)
+        self.made_base = not self.base.exists()
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.home = Path(tempfile.mkdtemp(prefix="bench-restore-", dir=self.base))
         os.chmod(self.home, 0o700)
         self.user.chown(self.home)
         pwfile = self.home / "pwfile"
@@ -416,6 +454,9 @@ class RestoreCluster:
                           cwd=Path("/"), stdin=subprocess.DEVNULL, capture_output=True, text=True)
         shutil.rmtree(self.home, ignore_errors=True)
         self.home = None
+        if self.made_base:
+            with contextlib.suppress(OSError):
+                self.base.rmdir()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -477,7 +518,8 @@ class Bench:
         self.restore: RestoreCluster | None = None
         self.backups: list[dict] = []  # backstop backups made in this run: {"codec", "backup_id"}
         self.corpus_built_here = False
-        self.scratch_base_existed = SCRATCH_BASE.exists()
+        self.scratch_bases_existed = {b: b.exists() for b in (SCRATCH_DISK_BASE, SCRATCH_MEMORY_BASE)}
+        self.drill_places: set[str] = set()  # the filesystem types the drills' clusters were on
         self.verify_env_known = None
         backstop_pw = (LOCAL / "secrets" / "backstop-password").read_text().strip()
         # The plain pipelines connect as Backstop does: as the backup user over TCP.
@@ -514,10 +556,11 @@ class Bench:
         if self.needs("gzip6_upload"):
             self.helper(["setup", BENCH_BUCKET])
         if any(c.side == "restore" for c in self.cases):
-            self.restore = RestoreCluster(self.stack.bindir)
+            self.restore = RestoreCluster(self.stack.bindir, scratch_base_for(self.corpus["sql_bytes"]))
             t0 = time.monotonic()
             self.restore.start()
             setup["restore_cluster_start_seconds"] = round(time.monotonic() - t0, 2)
+            setup["restore_cluster_storage"] = {"filesystem": self.restore.home_kind, "base": str(self.restore.base)}
         if self.needs("pg_restore_j2"):
             stamp = self.fd / ".corpus"
             if not (stamp.exists() and stamp.read_text() == json.dumps(self.corpus, sort_keys=True)):
@@ -668,6 +711,10 @@ class Bench:
                                "cleanup": span("checked_at", "finished_at"),
                                "outside the drill (CLI start, catalog, S3 reads)": round(mm.seconds - span("started_at", "finished_at"), 3)}
             extra["checks"] = len(drill["report"].get("checks", []))
+            scratch = (drill.get("scratch") or {}).get("id")
+            if scratch:
+                extra["scratch_filesystem"] = filesystem_type(Path(scratch))
+                self.drill_places.add(extra["scratch_filesystem"])
         return mm, extra
 
     def zstd_backup_id(self) -> str:
@@ -938,6 +985,13 @@ class Bench:
                                  f"({100 * e['stored_bytes_read'] / e['object_size']:.1f} %)")
             if side == "restore" and self.verify_env_known is False and any(c.id.startswith("verify_") for c in cases):
                 lines.append("* this CLI does not read BACKSTOP_VERIFY_CHECKS yet: the verify variants run the same checks")
+        if self.restore and self.restore.home_kind:
+            places = ", ".join(sorted(self.drill_places)) or "not recorded"
+            lines.append(f"storage: plain restores on {self.restore.home_kind} ({self.restore.base}), "
+                         f"the drills' scratch clusters on {places}")
+            if self.drill_places and self.drill_places != {self.restore.home_kind}:
+                lines.append("* the drills and the plain restores wrote to different kinds of storage: "
+                             "the restore ratios compare more than the restores")
         refused = {c.id: len(self.results[c.id]["refused"]) for c in self.cases if self.results[c.id]["refused"]}
         loads = [x for c in self.cases for pair in self.results[c.id].get("idle_load", []) for x in pair]
         if loads:
@@ -974,11 +1028,12 @@ class Bench:
     # --- cleanup ------------------------------------------------------------------------------------------------
 
     def cleanup(self) -> None:
-        # backstop verify makes <temp>/backstop-scratch for its clusters: remove it if it was not there before and
-        # is empty again.
-        if not self.scratch_base_existed:
-            with contextlib.suppress(OSError):
-                os.rmdir(SCRATCH_BASE)
+        # backstop verify makes <temp>/backstop-scratch (for its template) and /dev/shm/backstop-scratch for its
+        # clusters: remove each that was not there before and is empty again.
+        for base, existed in self.scratch_bases_existed.items():
+            if not existed:
+                with contextlib.suppress(OSError):
+                    os.rmdir(base)
         if self.restore:
             with contextlib.suppress(Exception):
                 self.restore.stop()

@@ -526,7 +526,8 @@ pub struct ScratchSpec {
     pub drill_id: String,
     /// The source's PostgreSQL major version (a restore must not cross to an older server).
     pub engine_major: u32,
-    /// Storage for the restored database, sized from the backup.
+    /// Storage for the restored database, sized from the backup (about twice its SQL) in whole GiB, before any
+    /// floor of the server's kind (RDS applies its own).
     pub storage_gib: u32,
     /// After this, the orphan sweeper destroys it whatever happened to the drill.
     pub expires_at: DateTime<Utc>,

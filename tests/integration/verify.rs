@@ -637,6 +637,47 @@ async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
     );
 }
 
+/// Without a configured directory, a cluster for a small restore is made in memory-backed storage (when the
+/// machine has a tmpfs at /dev/shm), answers, is found again by a resumed drill's second request, and is
+/// swept from there once expired; its template stays on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_scratch_cluster_that_fits_in_memory_is_made_there_found_again_and_swept() {
+    use backstop::adapters::local_scratch::{LocalScratch, MemoryRoom};
+    use backstop::ports::{ScratchDatabases, ScratchSpec, ScratchState};
+
+    let scratch = LocalScratch::new(None, Some(backstop_tests::pg::bin_dir()));
+    let drill_id = format!("placement-{:08x}", rand::random::<u32>());
+    let spec = ScratchSpec {
+        drill_id: drill_id.clone(),
+        engine_major: 15,
+        storage_gib: 1,
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    let handle = scratch.create(&spec).await.unwrap();
+    let in_memory = MemoryRoom::of(std::path::Path::new("/dev/shm")).is_some_and(|room| room.fits(1));
+    let expected_base = if in_memory {
+        std::path::PathBuf::from("/dev/shm/backstop-scratch")
+    } else {
+        std::env::temp_dir().join("backstop-scratch")
+    };
+    let answers = match scratch.poll(&handle).await {
+        Ok(ScratchState::Ready(endpoint)) => backstop::adapters::pg_wire::connect(&endpoint, "postgres").await.is_ok(),
+        _ => false,
+    };
+    let found_again = scratch.create(&spec).await;
+    let swept = scratch.sweep_expired(chrono::Utc::now() + chrono::Duration::hours(2)).await.unwrap();
+    let left_behind = std::path::Path::new(&handle.id).exists();
+    if left_behind {
+        let _ = scratch.destroy(&handle).await;
+    }
+
+    assert_eq!(std::path::Path::new(&handle.id), expected_base.join(&drill_id));
+    assert!(answers, "the scratch cluster did not answer");
+    assert_eq!(found_again.unwrap(), handle, "a second request finds the same cluster");
+    assert!(swept.contains(&handle), "{swept:?}");
+    assert!(!left_behind, "the sweep left {} behind", handle.id);
+}
+
 /// A scratch server that dies in the middle of the restore (killed, as the OOM killer or a full disk would stop
 /// it) says nothing of the backup: the drill is inconclusive, the backup keeps its status (`completed`, still a
 /// restore point), a warning says it was the scratch server's failure, the cluster is removed, and the next drill

@@ -526,10 +526,10 @@ pub(super) fn server_major(b: &BackupRecord) -> Result<u32, UnknownServerVersion
         .ok_or_else(|| UnknownServerVersion { backup_id: b.backup_id.clone(), version: version.to_string() })
 }
 
-/// Room for the restored data and its indexes: about twice the SQL, at least 20 GiB (RDS's floor for gp3).
+/// Room for the restored data and its indexes: about twice the SQL, in whole GiB. Each kind of scratch server
+/// applies its own floor (RDS's gp3: 20 GiB); a local one uses it to choose memory-backed storage or disk.
 pub(super) fn storage_for(b: &BackupRecord) -> u32 {
-    let gib = (b.raw_bytes.saturating_mul(2) / (1 << 30)) as u32 + 1;
-    gib.max(20)
+    (b.raw_bytes.saturating_mul(2) / (1 << 30)).min(u64::from(u32::MAX) - 1) as u32 + 1
 }
 
 #[cfg(test)]

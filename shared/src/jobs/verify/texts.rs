@@ -150,10 +150,12 @@ pub(super) fn drill_inconclusive_alert(target: &TargetConfig, drill: &DrillRecor
             "read the error above: on RDS, the account's DB instance quota, the instance class's capacity in the \
              subnets' zones, the `rds_subnet_group`, security groups and parameter group, and the function's \
              `rds:CreateDBInstance` permission; locally, the PostgreSQL server binaries for the backup's major version \
-             (`pg_bin_dir`) and free disk under `scratch_dir`. Until it is fixed no drill runs, and the monitor's \
+             (`pg_bin_dir`) and free space under `scratch_dir` (without one: /dev/shm, or the temp dir for a database too \
+             large for memory). Until it is fixed no drill runs, and the monitor's \
              verification age grows."
         } else {
-            "the scratch server is too small or unhealthy for this database: free disk under `scratch_dir` (local) or \
+            "the scratch server is too small or unhealthy for this database: free space under `scratch_dir` (local; \
+             without one, /dev/shm or the temp dir) or \
              a larger `rds_instance_class`, fewer `restore_jobs`; what stopped it (the kernel's OOM killer, a full disk, \
              a restart) is in the host's log or the RDS instance's events. A restore that outlasts the invocation needs \
              the container runner (docs/operations.md#restore-drills)."
