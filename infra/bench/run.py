@@ -47,6 +47,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -370,17 +371,29 @@ def filesystem_type(path: Path) -> str:
 
 def scratch_base_for(sql_bytes: int) -> Path:
     """Where `backstop verify` puts a drill's cluster by default for a dump of `sql_bytes`, by LocalScratch's rule:
-    memory-backed storage when /dev/shm is a tmpfs and the restore (twice the SQL, whole GiB) takes at most half
-    of its free space and a quarter of the available memory; the temp dir otherwise."""
+    memory-backed storage when /dev/shm is a tmpfs, its backstop-scratch directory is this user's own and
+    writable by no one else, and the restore (twice the SQL, whole GiB), with what the clusters already there were
+    sized for, takes at most half of its free space and a quarter of the available memory; the temp dir
+    otherwise. The footer warns when a drill went elsewhere all the same."""
     gib = 1 << 30
     storage = (sql_bytes * 2 // gib + 1) * gib
-    if filesystem_type(MEMORY_FILESYSTEM) != "tmpfs":
+    if filesystem_type(MEMORY_FILESYSTEM) not in ("tmpfs", "devtmpfs"):
         return SCRATCH_DISK_BASE
-    st = os.statvfs(MEMORY_FILESYSTEM)
+    with contextlib.suppress(FileNotFoundError):
+        st = os.lstat(SCRATCH_MEMORY_BASE)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return SCRATCH_DISK_BASE
+    claimed = 0
+    if SCRATCH_MEMORY_BASE.is_dir():
+        for cluster in SCRATCH_MEMORY_BASE.iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                claimed += int((cluster / "storage_gib").read_text().strip()) * gib
+    fs = os.statvfs(MEMORY_FILESYSTEM)
     available = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemAvailable:")), 0)
-    fits = storage <= st.f_bavail * st.f_frsize // 2 and storage <= available // 4
-    return SCRATCH_MEMORY_BASE if fits else SCRATCH_DISK_BASE
+    need = storage + claimed
+    return SCRATCH_MEMORY_BASE if need <= fs.f_bavail * fs.f_frsize // 2 and need <= available // 4 \
+        else SCRATCH_DISK_BASE
 
 
 class RestoreCluster:

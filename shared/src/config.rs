@@ -80,7 +80,8 @@ pub struct VerifySettings {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScratchSettings {
-    /// Throwaway clusters under `dir` (default: `<temp dir>/backstop-scratch`).
+    /// Throwaway clusters under `dir`; without one, in `/dev/shm/backstop-scratch` when the restore fits in
+    /// memory, else in `<temp dir>/backstop-scratch` (`adapters::local_scratch`).
     Local { dir: Option<PathBuf> },
     Rds {
         instance_class: String,

@@ -380,6 +380,80 @@ async fn a_read_back_started_during_the_restore_finds_what_one_after_it_finds() 
     until_connected(&cluster, 0).await;
 }
 
+/// A table big enough to be digested in pieces of its heap (more than two pieces' worth of blocks, with holes
+/// left by deleted rows and row versions moved by updates) digests to what one `COPY` of it whole folds to,
+/// read by the check alone or shared with a reader started during the restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_table_read_in_pieces_digests_as_read_whole() {
+    use backstop::adapters::read_back::{read_back, ReadBack, TableToRead};
+    use backstop::domain::dump_layout::{Chunk, DumpLayout, Segment, SegmentKind};
+    use backstop::domain::fingerprint::{Fingerprint, TableFingerprint};
+    use backstop::domain::manifest::DumpSession;
+    use backstop::domain::row_digest::RowDigest;
+
+    let cluster = PgCluster::start();
+    cluster.psql("postgres", "CREATE DATABASE early");
+    cluster.psql(
+        "early",
+        "CREATE TABLE public.huge (a integer, b text); \
+         INSERT INTO public.huge SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, 250000) g; \
+         DELETE FROM public.huge WHERE a % 7 = 0; UPDATE public.huge SET b = 'moved' WHERE a % 11 = 0;",
+    );
+    let blocks: u64 = cluster
+        .psql("early", "SELECT pg_relation_size('public.huge') / current_setting('block_size')::int")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(blocks > 2 * 1024, "the table must be more than two pieces: {blocks} blocks");
+    let version: u32 = cluster.psql("early", "SHOW server_version_num").trim().parse().unwrap();
+    assert!(version >= 140000, "pieces need TID range scans (PostgreSQL 14)");
+
+    let endpoint = superuser_endpoint(&cluster);
+    let whole = {
+        let mut fold = RowDigest::default();
+        fold.feed(cluster.psql("early", "COPY public.huge (a, b) TO STDOUT").as_bytes());
+        fold.finish().unwrap()
+    };
+    let table = TableToRead {
+        schema: "public".into(),
+        name: "huge".into(),
+        statement: "COPY public.huge (a, b) FROM stdin;".into(),
+        bytes: blocks * 8192,
+        partition_root: false,
+        read_apart: Vec::new(),
+    };
+    let layout = DumpLayout {
+        format: 1,
+        segments: vec![Segment {
+            kind: SegmentKind::Copy {
+                schema: "public".into(),
+                name: "huge".into(),
+                statement: table.statement.clone(),
+                rows: 0,
+            },
+            chunks: vec![Chunk(1, table.bytes)],
+        }],
+    };
+    let expected = Fingerprint {
+        algorithm: backstop::domain::dump_parser::FINGERPRINT_V2.into(),
+        schema_digest: String::new(),
+        tables: vec![TableFingerprint { schema: "public".into(), name: "huge".into(), rows: 0, digest: String::new() }],
+        sequences: Vec::new(),
+        large_objects: 0,
+    };
+    let session = DumpSession::default();
+
+    let alone = read_back(&endpoint, "early", &layout, &expected, &session, RowCheck::Digests, 2, None).await.unwrap();
+    assert_eq!((alone.tables[0].rows, alone.tables[0].digest.clone()), whole, "read by the check alone");
+    let early = ReadBack::start_early(&endpoint, "early", &session, RowCheck::Digests);
+    early.offer(table.clone());
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let shared =
+        read_back(&endpoint, "early", &layout, &expected, &session, RowCheck::Digests, 2, Some(&early)).await.unwrap();
+    assert_eq!((shared.tables[0].rows, shared.tables[0].digest.clone()), whole, "shared with the early reader");
+    assert_eq!(shared.tables.len(), 1);
+}
+
 /// Waits (up to 30 s) until the test cluster has exactly `count` of Backstop's connections to `early`.
 async fn until_connected(cluster: &PgCluster, count: usize) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

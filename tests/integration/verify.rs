@@ -638,40 +638,45 @@ async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
 }
 
 /// Without a configured directory, a cluster for a small restore is made in memory-backed storage (when the
-/// machine has a tmpfs at /dev/shm), answers, is found again by a resumed drill's second request, and is
-/// swept from there once expired; its template stays on disk.
+/// machine has a tmpfs at /dev/shm with room, and the directory there is this user's own), answers, is found
+/// again by a resumed drill's second request, and is swept from there once expired; its template stays on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_default_scratch_cluster_that_fits_in_memory_is_made_there_found_again_and_swept() {
     use backstop::adapters::local_scratch::{LocalScratch, MemoryRoom};
     use backstop::ports::{ScratchDatabases, ScratchSpec, ScratchState};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+
+    let memory = Path::new("/dev/shm/backstop-scratch");
+    // SAFETY: geteuid has no preconditions.
+    let ours = std::fs::symlink_metadata(memory)
+        .map_or(true, |m| m.is_dir() && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o022 == 0);
+    let in_memory = ours && MemoryRoom::of(Path::new("/dev/shm"), memory).is_some_and(|room| room.fits(1));
+    let expected_base = if in_memory { memory.to_path_buf() } else { std::env::temp_dir().join("backstop-scratch") };
 
     let scratch = LocalScratch::new(None, Some(backstop_tests::pg::bin_dir()));
     let drill_id = format!("placement-{:08x}", rand::random::<u32>());
+    // Expiring in a few seconds: the sweep below, at its own time, takes only clusters already expired.
     let spec = ScratchSpec {
         drill_id: drill_id.clone(),
         engine_major: 15,
         storage_gib: 1,
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+        expires_at: chrono::Utc::now() + chrono::Duration::seconds(3),
     };
     let handle = scratch.create(&spec).await.unwrap();
-    let in_memory = MemoryRoom::of(std::path::Path::new("/dev/shm")).is_some_and(|room| room.fits(1));
-    let expected_base = if in_memory {
-        std::path::PathBuf::from("/dev/shm/backstop-scratch")
-    } else {
-        std::env::temp_dir().join("backstop-scratch")
-    };
     let answers = match scratch.poll(&handle).await {
         Ok(ScratchState::Ready(endpoint)) => backstop::adapters::pg_wire::connect(&endpoint, "postgres").await.is_ok(),
         _ => false,
     };
     let found_again = scratch.create(&spec).await;
-    let swept = scratch.sweep_expired(chrono::Utc::now() + chrono::Duration::hours(2)).await.unwrap();
-    let left_behind = std::path::Path::new(&handle.id).exists();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let swept = scratch.sweep_expired(chrono::Utc::now()).await.unwrap();
+    let left_behind = Path::new(&handle.id).exists();
     if left_behind {
         let _ = scratch.destroy(&handle).await;
     }
 
-    assert_eq!(std::path::Path::new(&handle.id), expected_base.join(&drill_id));
+    assert_eq!(PathBuf::from(&handle.id), expected_base.join(&drill_id));
     assert!(answers, "the scratch cluster did not answer");
     assert_eq!(found_again.unwrap(), handle, "a second request finds the same cluster");
     assert!(swept.contains(&handle), "{swept:?}");

@@ -57,33 +57,41 @@ pub struct LocalScratch {
     programs: PgDumper,
 }
 
-/// Room in memory-backed storage: what its filesystem has free and what the machine's memory has available.
+/// Room in memory-backed storage: what its filesystem has free, what the machine's (or the process's control
+/// group's) memory has available, and what the clusters already there were sized for.
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryRoom {
     pub filesystem_free: u64,
     pub memory_available: u64,
+    /// The sizes (`storage_gib`) of the clusters already in the memory directory, in bytes: what they hold now
+    /// is counted in the free space, what they will still load is not.
+    pub claimed: u64,
 }
 
 impl MemoryRoom {
-    /// A restored database of `gib` fits when it takes at most half of what the filesystem has free and a quarter
-    /// of the machine's available memory (tmpfs pages are memory): two or three drills at once, the server's own
-    /// memory and the rest of the machine still have room, and a database that might not fit goes to disk.
+    /// A restored database of `gib` fits when, with what the clusters already there were sized for, it takes at
+    /// most half of what the filesystem has free and a quarter of the available memory (tmpfs pages are
+    /// memory): the servers' own memory, PostgreSQL's shared memory (also in /dev/shm) and the rest of the
+    /// machine keep room, and a database that might not fit goes to disk.
     pub fn fits(&self, gib: u32) -> bool {
-        let bytes = u64::from(gib) << 30;
+        let bytes = (u64::from(gib) << 30).saturating_add(self.claimed);
         bytes <= self.filesystem_free / 2 && bytes <= self.memory_available / 4
     }
 
-    /// The room on `filesystem` now, when it is a tmpfs; none otherwise, or when it cannot be read.
-    pub fn of(filesystem: &Path) -> Option<MemoryRoom> {
+    /// The room for a cluster in `base` on `filesystem` now, when that is a tmpfs; none otherwise, or when it
+    /// cannot be read.
+    pub fn of(filesystem: &Path, base: &Path) -> Option<MemoryRoom> {
         let name = CString::new(filesystem.to_str()?).ok()?;
         // SAFETY: statfs fills the zeroed struct it is given from a NUL-terminated path.
         let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
         if unsafe { libc::statfs(name.as_ptr(), &mut stat) } != 0 || stat.f_type as i64 != TMPFS_MAGIC {
             return None;
         }
-        let filesystem_free = (stat.f_bavail as u64).saturating_mul(stat.f_bsize as u64);
+        let filesystem_free = (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64);
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-        Some(MemoryRoom { filesystem_free, memory_available: memory_available(&meminfo)? })
+        let machine = memory_available(&meminfo)?;
+        let memory_available = control_group_room().map_or(machine, |group| group.min(machine));
+        Some(MemoryRoom { filesystem_free, memory_available, claimed: claimed_in(base) })
     }
 }
 
@@ -92,6 +100,44 @@ fn memory_available(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib.saturating_mul(1024))
+}
+
+/// What this process's cgroup v2 memory limit leaves (`memory.max` − `memory.current`); none without a limit.
+/// In a container, tmpfs pages count against it, and /proc/meminfo speaks of the host.
+fn control_group_room() -> Option<u64> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let group = membership.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    let dir = Path::new("/sys/fs/cgroup").join(group.trim_start_matches('/'));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    group_room(&read("memory.max")?, &read("memory.current")?)
+}
+
+/// `memory.max` − `memory.current`, from the two files' text; none when the limit is `max`.
+fn group_room(max: &str, current: &str) -> Option<u64> {
+    let max: u64 = max.trim().parse().ok()?;
+    Some(max.saturating_sub(current.trim().parse().ok()?))
+}
+
+/// The sizes the clusters in `base` were made for, in bytes (each keeps its `storage_gib`).
+fn claimed_in(base: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(base) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("storage_gib")).ok())
+        .filter_map(|gib| gib.trim().parse::<u64>().ok())
+        .fold(0u64, |sum, gib| sum.saturating_add(gib << 30))
+}
+
+/// Whether `dir` is a directory this process may keep clusters in and sweep: a real directory (not a link),
+/// owned by this process's user and writable by no one else. /dev/shm is writable by every local user, and
+/// what another put there (a link, an `expires_at`, a pid file) must not steer what is started, signalled or
+/// deleted.
+fn ours(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|m| {
+        // SAFETY: geteuid has no preconditions.
+        m.file_type().is_dir() && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o022 == 0
+    })
 }
 
 impl LocalScratch {
@@ -106,9 +152,31 @@ impl LocalScratch {
         }
     }
 
-    /// Every directory a cluster of this scratch may be in.
+    /// Every directory a cluster of this scratch may be in: the memory directory only when it is [`ours`].
     fn bases(&self) -> impl Iterator<Item = &PathBuf> {
-        self.memory.iter().chain(std::iter::once(&self.disk))
+        self.memory.iter().filter(|memory| ours(memory)).chain(std::iter::once(&self.disk))
+    }
+
+    /// The memory directory, made (mode 0755) when missing, when it is [`ours`] to use; none otherwise (with a
+    /// warning when it exists and is not).
+    fn memory_dir(&self) -> Option<&Path> {
+        let memory = self.memory.as_deref()?;
+        if !memory.exists() && std::fs::create_dir(memory).is_ok() {
+            // Set, not asked of create_dir: the umask would take from it what the server's user needs to enter.
+            let _ = std::fs::set_permissions(memory, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        }
+        if ours(memory) {
+            Some(memory)
+        } else {
+            if memory.exists() {
+                tracing::warn!(
+                    dir = %memory.display(),
+                    "not placing scratch clusters in memory: the directory is not a directory owned by this user and \
+                     writable by no one else"
+                );
+            }
+            None
+        }
     }
 
     /// Where a new cluster for a restore of `storage_gib` goes, given the room in memory-backed storage now.
@@ -469,11 +537,22 @@ impl ScratchDatabases for LocalScratch {
         for half_made in self.bases().map(|base| base.join(&spec.drill_id)).collect::<Vec<_>>() {
             self.stop_and_remove(&half_made).await?;
         }
-        let base = self.base_for(spec.storage_gib, MemoryRoom::of(Path::new(MEMORY_FILESYSTEM)));
-        let dir = base.join(&spec.drill_id);
+        let room = self.memory_dir().and_then(|memory| MemoryRoom::of(Path::new(MEMORY_FILESYSTEM), memory));
+        let mut dir = self.base_for(spec.storage_gib, room).join(&spec.drill_id);
+        if self.memory.as_deref().is_some_and(|memory| dir.starts_with(memory)) {
+            if let Err(e) = std::fs::create_dir(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot make the scratch cluster in memory: on disk");
+                dir = self.disk.join(&spec.drill_id);
+            }
+        }
+        if !dir.exists() {
+            std::fs::create_dir_all(&self.disk)
+                .map_err(|e| backend("create", format!("{}: {e}", self.disk.display())))?;
+            std::fs::create_dir(&dir).map_err(|e| backend("create", format!("{}: {e}", dir.display())))?;
+        }
         let handle = ScratchHandle { kind: "local".into(), id: path(&dir).to_string() };
-        std::fs::create_dir_all(base).map_err(|e| backend("create", e.to_string()))?;
-        std::fs::create_dir(&dir).map_err(|e| backend("create", e.to_string()))?;
+        std::fs::write(dir.join("storage_gib"), spec.storage_gib.to_string())
+            .map_err(|e| backend("create", format!("{}: {e}", dir.display())))?;
         chown_to_server(&dir)?;
 
         let template = self.template().await?;
@@ -523,7 +602,8 @@ impl ScratchDatabases for LocalScratch {
         if !dir.join("ready").exists() {
             return Err(ScratchError::Failed {
                 id: handle.id.clone(),
-                message: "the scratch cluster does not exist (swept or never made)".into(),
+                message: "the scratch cluster does not exist (swept, lost at a reboot from memory, or never made)"
+                    .into(),
             });
         }
         // After a reboot the cluster is there but stopped.
@@ -554,7 +634,12 @@ impl ScratchDatabases for LocalScratch {
             match std::fs::read_dir(base) {
                 Ok(entries) => clusters.extend(entries.filter_map(Result::ok)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(backend("sweep", format!("{}: {e}", base.display()))),
+                // The disk directory is where every drill can go: a sweep that cannot read it failed. The
+                // memory one only holds what fitted; one that cannot be read does not stop the sweep of the other.
+                Err(e) if *base == self.disk => return Err(backend("sweep", format!("{}: {e}", base.display()))),
+                Err(e) => {
+                    tracing::warn!(dir = %base.display(), error = %e, "cannot sweep the memory scratch directory")
+                }
             }
         }
         let mut swept = Vec::new();
@@ -563,7 +648,7 @@ impl ScratchDatabases for LocalScratch {
             let expires = std::fs::read_to_string(dir.join("expires_at"))
                 .ok()
                 .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok());
-            // A directory without a readable expiry is not ours to judge, unless it is an abandoned half-made one.
+            // A directory without a readable expiry is not ours to judge (a template, a cluster being made).
             if expires.is_some_and(|e| e < now) {
                 let handle = ScratchHandle { kind: "local".into(), id: path(&dir).to_string() };
                 // One cluster that will not go does not keep the sweep from the others; the next sweep retries it.
@@ -588,30 +673,66 @@ mod tests {
     #[test]
     fn a_restore_goes_to_memory_only_when_it_fits_with_room_to_spare() {
         let scratch = LocalScratch::new(None, None);
-        let roomy = Some(MemoryRoom { filesystem_free: 12 * GIB, memory_available: 22 * GIB });
-        assert_eq!(scratch.base_for(1, roomy), Path::new("/dev/shm/backstop-scratch"));
-        assert_eq!(scratch.base_for(5, roomy), Path::new("/dev/shm/backstop-scratch"));
+        let memory = Path::new("/dev/shm/backstop-scratch");
+        let disk = std::env::temp_dir().join("backstop-scratch");
+        let roomy = MemoryRoom { filesystem_free: 12 * GIB, memory_available: 22 * GIB, claimed: 0 };
+        assert_eq!(scratch.base_for(1, Some(roomy)), memory);
+        assert_eq!(scratch.base_for(5, Some(roomy)), memory);
         // More than a quarter of the available memory, or more than half the filesystem's free space: disk.
-        assert_eq!(scratch.base_for(6, roomy), std::env::temp_dir().join("backstop-scratch"));
-        let tight = Some(MemoryRoom { filesystem_free: 3 * GIB, memory_available: 64 * GIB });
-        assert_eq!(scratch.base_for(2, tight), std::env::temp_dir().join("backstop-scratch"));
-        // No tmpfs there (or it could not be read): disk.
-        assert_eq!(scratch.base_for(1, None), std::env::temp_dir().join("backstop-scratch"));
+        assert_eq!(scratch.base_for(6, Some(roomy)), disk);
+        let tight = MemoryRoom { filesystem_free: 3 * GIB, memory_available: 64 * GIB, claimed: 0 };
+        assert_eq!(scratch.base_for(2, Some(tight)), disk);
+        // What the clusters already there were sized for counts: two drills at once do not each take half.
+        assert_eq!(scratch.base_for(3, Some(MemoryRoom { claimed: 3 * GIB, ..roomy })), disk);
+        assert_eq!(scratch.base_for(2, Some(MemoryRoom { claimed: 3 * GIB, ..roomy })), memory);
+        // No tmpfs there, or a directory that is not ours: disk.
+        assert_eq!(scratch.base_for(1, None), disk);
     }
 
     #[test]
     fn a_configured_directory_holds_every_cluster() {
         let scratch = LocalScratch::new(Some(PathBuf::from("/srv/drills")), None);
-        let roomy = Some(MemoryRoom { filesystem_free: 100 * GIB, memory_available: 100 * GIB });
-        assert_eq!(scratch.base_for(1, roomy), Path::new("/srv/drills"));
+        let roomy = MemoryRoom { filesystem_free: 100 * GIB, memory_available: 100 * GIB, claimed: 0 };
+        assert_eq!(scratch.base_for(1, Some(roomy)), Path::new("/srv/drills"));
         assert_eq!(scratch.bases().collect::<Vec<_>>(), [Path::new("/srv/drills")]);
+        assert_eq!(scratch.memory_dir(), None);
     }
 
     #[test]
-    fn available_memory_is_read_from_meminfo() {
+    fn available_memory_is_read_from_meminfo_and_a_control_groups_limit() {
         let meminfo = "MemTotal:       24000000 kB\nMemFree:        20000000 kB\nMemAvailable:   22000000 kB\n";
         assert_eq!(memory_available(meminfo), Some(22_000_000 * 1024));
         assert_eq!(memory_available("MemTotal: 1 kB\n"), None);
+        assert_eq!(group_room("4294967296\n", "1073741824\n"), Some(3 << 30));
+        assert_eq!(group_room("max\n", "1073741824\n"), None);
+    }
+
+    #[test]
+    fn a_directory_is_ours_only_when_it_is_a_real_one_we_own_that_no_one_else_may_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("scratch");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(ours(&dir));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!ours(&dir), "writable by others");
+        let link = parent.path().join("link");
+        std::os::unix::fs::symlink(parent.path(), &link).unwrap();
+        assert!(!ours(&link), "a link");
+        assert!(!ours(&parent.path().join("missing")));
+    }
+
+    #[test]
+    fn what_the_clusters_in_a_directory_were_sized_for_is_summed() {
+        let base = tempfile::tempdir().unwrap();
+        for (name, gib) in [("a", "2"), ("b", "3\n")] {
+            std::fs::create_dir(base.path().join(name)).unwrap();
+            std::fs::write(base.path().join(name).join("storage_gib"), gib).unwrap();
+        }
+        std::fs::create_dir(base.path().join("template-15-x")).unwrap();
+        assert_eq!(claimed_in(base.path()), 5 * GIB);
+        assert_eq!(claimed_in(&base.path().join("missing")), 0);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //!
 //! Rows are read under the settings pg_dump used when it dumped them (its own, plus the source's time zone,
 //! `bytea_output` and encoding, from the manifest), so equal data reads as equal text.
+//!
+//! A big table's rows are digested in pieces of its heap (`ctid` ranges, which PostgreSQL 14 and later scan
+//! alone): a digest is a sum, so the pieces add up to the whole table's, and readers left idle at the end of a
+//! restore share the last big table instead of waiting on the one reader digesting it whole.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -42,6 +46,43 @@ pub struct TableToRead {
     pub read_apart: Vec<(String, String)>,
 }
 
+/// Heap blocks per piece of a table digested in pieces (8 MiB of 8 kB blocks).
+const BLOCKS_PER_PIECE: u64 = 1024;
+/// A table whose rows take fewer bytes in the dump is read whole, without asking its heap's size.
+const PIECES_FROM_BYTES: u64 = 2 * BLOCKS_PER_PIECE * 8192;
+
+/// Part of a table's heap, by block number: from `first` to `end` (excluded), or to the table's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Blocks {
+    first: u64,
+    end: Option<u64>,
+}
+
+/// The pieces a heap of `blocks` blocks is read in: none when it is too small to be worth sharing. The last
+/// piece runs to the table's end, so rows in blocks past the size read are read all the same.
+fn pieces(blocks: u64) -> Vec<Blocks> {
+    if blocks < 2 * BLOCKS_PER_PIECE {
+        return Vec::new();
+    }
+    let starts: Vec<u64> = (0..blocks).step_by(BLOCKS_PER_PIECE as usize).collect();
+    starts.iter().enumerate().map(|(i, &first)| Blocks { first, end: starts.get(i + 1).copied() }).collect()
+}
+
+/// A table waiting to be read: whole, or one piece of it.
+#[derive(Debug)]
+struct Queued {
+    table: TableToRead,
+    blocks: Option<Blocks>,
+}
+
+/// A table read in pieces: the pieces not read yet, and the rows and digest sum of those read.
+#[derive(Debug, Default)]
+struct InPieces {
+    left: usize,
+    rows: u64,
+    sum: u128,
+}
+
 /// Tables waiting to be read, and what the readers found: shared by every connection reading, the one a
 /// restore starts early (`ReadBack::start_early`) and those the check adds.
 #[derive(Debug, Default)]
@@ -53,12 +94,15 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<TableToRead>,
+    queue: VecDeque<Queued>,
     /// No table will be queued any more: an idle reader stops.
     closed: bool,
     /// Tables queued, being read or read: the check does not queue them again.
     taken: BTreeSet<(String, String)>,
+    /// Tables whose every row has been read (in pieces or whole).
     found: Vec<TableFingerprint>,
+    /// Tables being read in pieces.
+    in_pieces: BTreeMap<(String, String), InPieces>,
     /// The first error: every reader stops at its next table.
     error: Option<RestoreError>,
 }
@@ -78,6 +122,13 @@ impl Shared {
         filters: &ExtensionFilters,
         wanted: impl Fn(&TableToRead) -> bool,
     ) {
+        let tid_range_scans = match rows {
+            RowCheck::Counts => false,
+            RowCheck::Digests => match reads_tid_ranges(client).await {
+                Ok(scans) => scans,
+                Err(e) => return self.fail(e),
+            },
+        };
         loop {
             // Made before looking, so a table queued meanwhile still wakes this reader.
             let woken = self.wake.notified();
@@ -87,17 +138,18 @@ impl Shared {
                     return;
                 }
                 match state.queue.pop_front() {
-                    // Once the check has queued every table it found, whatever is queued is to be read.
-                    Some(table) if !state.closed && !wanted(&table) => {
-                        state.taken.remove(&(table.schema.clone(), table.name.clone()));
+                    // Once the check has queued every table it found, whatever is queued is to be read. A piece
+                    // is of a table a reader already took.
+                    Some(queued) if !state.closed && queued.blocks.is_none() && !wanted(&queued.table) => {
+                        state.taken.remove(&(queued.table.schema.clone(), queued.table.name.clone()));
                         continue;
                     }
-                    Some(table) => Some(table),
+                    Some(queued) => Some(queued),
                     None if state.closed => return,
                     None => None,
                 }
             };
-            let Some(table) = next else {
+            let Some(Queued { table, mut blocks }) = next else {
                 woken.await;
                 continue;
             };
@@ -106,17 +158,57 @@ impl Shared {
                 false => Some(leaving_out(&table.read_apart)),
             };
             let filter = selection.as_deref();
-            let read = match rows {
-                RowCheck::Counts => count_rows(client, &table, filter).await,
-                RowCheck::Digests if table.partition_root || filter.is_some() => {
-                    digest_selected_rows(client, &table, filter).await
+            let plain = !table.partition_root && filter.is_none();
+            if rows == RowCheck::Digests && plain && blocks.is_none() && tid_range_scans {
+                match pieces_of(client, &table).await {
+                    Ok(pieces) => blocks = self.share_pieces(&table, pieces),
+                    Err(e) => return self.fail(e),
                 }
-                RowCheck::Digests => digest_rows(client, &table.schema, &table.name, &table.statement).await,
-            };
-            match read {
-                Ok(found) => self.lock().found.push(found),
-                Err(e) => return self.fail(e),
             }
+            let read = match (rows, blocks) {
+                (RowCheck::Counts, _) => count_rows(client, &table, filter).await,
+                (RowCheck::Digests, Some(blocks)) => {
+                    digest_selected_rows(client, &table, Some(&blocks.condition())).await
+                }
+                (RowCheck::Digests, None) if !plain => digest_selected_rows(client, &table, filter).await,
+                (RowCheck::Digests, None) => digest_rows(client, &table.schema, &table.name, &table.statement).await,
+            };
+            match (read, blocks) {
+                (Ok(found), None) => self.lock().found.push(found),
+                (Ok(piece), Some(_)) => self.piece_read(piece),
+                (Err(e), _) => return self.fail(e),
+            }
+        }
+    }
+
+    /// Queues every piece of `table` but the first, at the front for any reader, and returns the first, this
+    /// reader's own; none (the table is read whole) when there are no pieces.
+    fn share_pieces(&self, table: &TableToRead, pieces: Vec<Blocks>) -> Option<Blocks> {
+        let (first, rest) = pieces.split_first()?;
+        {
+            let mut state = self.lock();
+            let key = (table.schema.clone(), table.name.clone());
+            state.in_pieces.insert(key, InPieces { left: pieces.len(), ..InPieces::default() });
+            for blocks in rest.iter().rev() {
+                state.queue.push_front(Queued { table: table.clone(), blocks: Some(*blocks) });
+            }
+        }
+        self.wake.notify_waiters();
+        Some(*first)
+    }
+
+    /// Adds a piece's rows and digest to its table's; the table is found once its last piece is.
+    fn piece_read(&self, piece: TableFingerprint) {
+        let sum = u128::from_str_radix(&piece.digest, 16).expect("a digest RowDigest wrote");
+        let mut state = self.lock();
+        let key = (piece.schema.clone(), piece.name.clone());
+        let Some(table) = state.in_pieces.get_mut(&key) else { return };
+        table.left -= 1;
+        table.rows += piece.rows;
+        table.sum = table.sum.wrapping_add(sum);
+        if table.left == 0 {
+            let whole = state.in_pieces.remove(&key).expect("the table read in pieces");
+            state.found.push(TableFingerprint { rows: whole.rows, digest: format!("{:032x}", whole.sum), ..piece });
         }
     }
 
@@ -175,7 +267,7 @@ impl ReadBack {
             if state.closed || !state.taken.insert((table.schema.clone(), table.name.clone())) {
                 return;
             }
-            state.queue.push_back(table);
+            state.queue.push_back(Queued { table, blocks: None });
         }
         self.shared.wake.notify_waiters();
     }
@@ -251,7 +343,7 @@ pub async fn read_back(
         let mut state = shared.lock();
         for table in tables {
             if state.taken.insert((table.schema.clone(), table.name.clone())) {
-                state.queue.push_back(table);
+                state.queue.push_back(Queued { table, blocks: None });
             }
         }
         state.closed = true;
@@ -467,6 +559,44 @@ async fn digest_copy_out(
     Ok(TableFingerprint { schema: schema.into(), name: name.into(), rows, digest })
 }
 
+impl Blocks {
+    /// `WHERE ctid …`: the rows in these blocks.
+    fn condition(&self) -> String {
+        let first = format!("WHERE ctid >= '({},0)'::pg_catalog.tid", self.first);
+        match self.end {
+            Some(end) => format!("{first} AND ctid < '({end},0)'::pg_catalog.tid"),
+            None => first,
+        }
+    }
+}
+
+/// Whether the server scans a `ctid` range alone (PostgreSQL 14 and later); before, each piece would scan the
+/// whole table.
+async fn reads_tid_ranges(client: &tokio_postgres::Client) -> Result<bool, RestoreError> {
+    let row = client
+        .query_one("SELECT pg_catalog.current_setting('server_version_num')::integer >= 140000", &[])
+        .await
+        .map_err(|e| failed(format!("{} asking the server's version", describe(&e))))?;
+    Ok(row.get(0))
+}
+
+/// The pieces `table`'s heap is digested in, from its size now; none for a table read whole (a small one, or
+/// one whose `COPY` names no columns to select: a table of none).
+async fn pieces_of(client: &tokio_postgres::Client, table: &TableToRead) -> Result<Vec<Blocks>, RestoreError> {
+    let columns = table.statement.trim_end().strip_suffix("FROM stdin;").and_then(column_list);
+    if table.bytes < PIECES_FROM_BYTES || columns.is_none() {
+        return Ok(Vec::new());
+    }
+    let (schema, name) = (table.schema.as_str(), table.name.as_str());
+    let sql = format!(
+        "SELECT pg_catalog.pg_relation_size({}::pg_catalog.regclass) / pg_catalog.current_setting('block_size')::bigint",
+        literal(&format!("{}.{}", quoted(schema), quoted(name)))
+    );
+    let row =
+        client.query_one(&sql, &[]).await.map_err(|e| failed(format!("{} sizing {schema}.{name}", describe(&e))))?;
+    Ok(pieces(row.get::<_, i64>(0).max(0) as u64))
+}
+
 /// `WHERE tableoid NOT IN (…)`: a root's rows but those of the partitions named.
 fn leaving_out(partitions: &[(String, String)]) -> String {
     let names: Vec<String> = partitions
@@ -478,8 +608,9 @@ fn leaving_out(partitions: &[(String, String)]) -> String {
     format!("WHERE tableoid NOT IN ({})", names.join(", "))
 }
 
-/// As [`digest_rows`], through a query: for a partition root (`COPY` reads no partitioned table) and for the rows
-/// of an extension's configuration table its `filter` selects, as pg_dump reads them.
+/// As [`digest_rows`], through a query: for a partition root (`COPY` reads no partitioned table), for the rows
+/// of an extension's configuration table its `filter` selects, as pg_dump reads them, and for a piece of a
+/// table's heap.
 async fn digest_selected_rows(
     client: &tokio_postgres::Client,
     table: &TableToRead,
@@ -548,6 +679,21 @@ async fn large_objects(client: &tokio_postgres::Client) -> Result<u64, RestoreEr
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heap_is_read_in_pieces_that_cover_it_once_the_last_open_ended() {
+        assert!(pieces(2 * BLOCKS_PER_PIECE - 1).is_empty(), "too small to share");
+        let of = |blocks| pieces(blocks).into_iter().map(|b| (b.first, b.end)).collect::<Vec<_>>();
+        assert_eq!(of(2 * BLOCKS_PER_PIECE), [(0, Some(1024)), (1024, None)]);
+        assert_eq!(of(2 * BLOCKS_PER_PIECE + 1), [(0, Some(1024)), (1024, Some(2048)), (2048, None)]);
+        assert_eq!(
+            Blocks { first: 1024, end: Some(2048) }.condition(),
+            "WHERE ctid >= '(1024,0)'::pg_catalog.tid AND ctid < '(2048,0)'::pg_catalog.tid"
+        );
+        assert_eq!(Blocks { first: 2048, end: None }.condition(), "WHERE ctid >= '(2048,0)'::pg_catalog.tid");
+    }
+
     #[test]
     fn the_column_list_is_found_past_a_quoted_name_with_parentheses() {
         let list = |head| super::column_list(head);

@@ -526,17 +526,33 @@ pub(super) fn server_major(b: &BackupRecord) -> Result<u32, UnknownServerVersion
         .ok_or_else(|| UnknownServerVersion { backup_id: b.backup_id.clone(), version: version.to_string() })
 }
 
-/// Room for the restored data and its indexes: about twice the SQL, in whole GiB. Each kind of scratch server
-/// applies its own floor (RDS's gp3: 20 GiB); a local one uses it to choose memory-backed storage or disk.
+/// Room for the restored data and its indexes: about twice the SQL, in whole GiB (at least 1). Each kind of
+/// scratch server applies its own floor (RDS's gp3: 20 GiB); a local one uses it to choose memory-backed storage
+/// or disk. A record that does not say how big its dump was (an old one) gets 20, as every drill did before.
 pub(super) fn storage_for(b: &BackupRecord) -> u32 {
+    if b.raw_bytes == 0 {
+        return UNKNOWN_SIZE_GIB;
+    }
     (b.raw_bytes.saturating_mul(2) / (1 << 30)).min(u64::from(u32::MAX) - 1) as u32 + 1
 }
+
+/// The storage a drill of a backup of unknown size asks for.
+const UNKNOWN_SIZE_GIB: u32 = 20;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{BackupId, Trigger};
     use crate::pipeline::codec::Codec;
+
+    #[test]
+    fn storage_is_twice_the_sql_in_whole_gib_and_20_when_the_record_does_not_say() {
+        let sized = |raw_bytes| BackupRecord { raw_bytes, ..with_version(Some("15.4")) };
+        assert_eq!(storage_for(&sized(253_335_778)), 1);
+        assert_eq!(storage_for(&sized(1_007_273_336)), 2);
+        assert_eq!(storage_for(&sized(4 << 30)), 9);
+        assert_eq!(storage_for(&sized(0)), 20, "an old record without its size: as large as RDS's floor");
+    }
 
     fn with_version(version: Option<&str>) -> BackupRecord {
         let at = Utc::now();
