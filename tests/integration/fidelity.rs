@@ -381,8 +381,9 @@ async fn a_read_back_started_during_the_restore_finds_what_one_after_it_finds() 
 }
 
 /// A table big enough to be digested in pieces of its heap (more than two pieces' worth of blocks, with holes
-/// left by deleted rows and row versions moved by updates) digests to what one `COPY` of it whole folds to,
-/// read by the check alone or shared with a reader started during the restore.
+/// left by deleted rows and row versions moved by updates, and a backslash in its name) digests to what one
+/// `COPY` of it whole folds to, read by the check's two readers or shared with a reader started during the
+/// restore, whatever the database's `standard_conforming_strings` and `enable_tidscan`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_table_read_in_pieces_digests_as_read_whole() {
     use backstop::adapters::read_back::{read_back, ReadBack, TableToRead};
@@ -395,12 +396,12 @@ async fn a_big_table_read_in_pieces_digests_as_read_whole() {
     cluster.psql("postgres", "CREATE DATABASE early");
     cluster.psql(
         "early",
-        "CREATE TABLE public.huge (a integer, b text); \
-         INSERT INTO public.huge SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, 250000) g; \
-         DELETE FROM public.huge WHERE a % 7 = 0; UPDATE public.huge SET b = 'moved' WHERE a % 11 = 0;",
+        "CREATE TABLE public.\"hu\\ge\" (a integer, b text); \
+         INSERT INTO public.\"hu\\ge\" SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, 250000) g; \
+         DELETE FROM public.\"hu\\ge\" WHERE a % 7 = 0; UPDATE public.\"hu\\ge\" SET b = 'moved' WHERE a % 11 = 0;",
     );
     let blocks: u64 = cluster
-        .psql("early", "SELECT pg_relation_size('public.huge') / current_setting('block_size')::int")
+        .psql("early", "SELECT pg_relation_size($$public.\"hu\\ge\"$$) / current_setting('block_size')::int")
         .trim()
         .parse()
         .unwrap();
@@ -411,13 +412,13 @@ async fn a_big_table_read_in_pieces_digests_as_read_whole() {
     let endpoint = superuser_endpoint(&cluster);
     let whole = {
         let mut fold = RowDigest::default();
-        fold.feed(cluster.psql("early", "COPY public.huge (a, b) TO STDOUT").as_bytes());
+        fold.feed(cluster.psql("early", "COPY public.\"hu\\ge\" (a, b) TO STDOUT").as_bytes());
         fold.finish().unwrap()
     };
     let table = TableToRead {
         schema: "public".into(),
-        name: "huge".into(),
-        statement: "COPY public.huge (a, b) FROM stdin;".into(),
+        name: "hu\\ge".into(),
+        statement: "COPY public.\"hu\\ge\" (a, b) FROM stdin;".into(),
         bytes: blocks * 8192,
         partition_root: false,
         read_apart: Vec::new(),
@@ -427,7 +428,7 @@ async fn a_big_table_read_in_pieces_digests_as_read_whole() {
         segments: vec![Segment {
             kind: SegmentKind::Copy {
                 schema: "public".into(),
-                name: "huge".into(),
+                name: "hu\\ge".into(),
                 statement: table.statement.clone(),
                 rows: 0,
             },
@@ -437,14 +438,42 @@ async fn a_big_table_read_in_pieces_digests_as_read_whole() {
     let expected = Fingerprint {
         algorithm: backstop::domain::dump_parser::FINGERPRINT_V2.into(),
         schema_digest: String::new(),
-        tables: vec![TableFingerprint { schema: "public".into(), name: "huge".into(), rows: 0, digest: String::new() }],
+        tables: vec![TableFingerprint {
+            schema: "public".into(),
+            name: "hu\\ge".into(),
+            rows: 0,
+            digest: String::new(),
+        }],
         sequences: Vec::new(),
         large_objects: 0,
     };
     let session = DumpSession::default();
 
+    // Every statement logged, with the backend's pid (the default log_line_prefix): which readers read pieces.
+    // And settings a source's database may carry to its copy, which the readers must not depend on: a name with a
+    // backslash in a literal would read differently, and without TID scans each piece would scan the table.
+    cluster.psql(
+        "postgres",
+        "ALTER DATABASE early SET log_statement = 'all'; ALTER DATABASE early SET standard_conforming_strings = off; \
+         ALTER DATABASE early SET enable_tidscan = off",
+    );
+    let log = cluster.dir.path().join("server.log");
+    let pieces_read_since = |from: usize| {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text[from..].lines().filter(|l| l.contains("WHERE ctid >= '(")).collect();
+        let readers: std::collections::BTreeSet<&str> =
+            lines.iter().filter_map(|l| l.split('[').nth(1)?.split(']').next()).collect();
+        (lines.len(), readers.len())
+    };
+
+    let from = std::fs::metadata(&log).unwrap().len() as usize;
     let alone = read_back(&endpoint, "early", &layout, &expected, &session, RowCheck::Digests, 2, None).await.unwrap();
     assert_eq!((alone.tables[0].rows, alone.tables[0].digest.clone()), whole, "read by the check alone");
+    let (pieces, readers) = pieces_read_since(from);
+    assert_eq!(pieces as u64, blocks.div_ceil(1024), "one piece per 1,024 blocks");
+    assert_eq!(readers, 2, "both of the check's readers took pieces");
+
+    let from = std::fs::metadata(&log).unwrap().len() as usize;
     let early = ReadBack::start_early(&endpoint, "early", &session, RowCheck::Digests);
     early.offer(table.clone());
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -452,6 +481,7 @@ async fn a_big_table_read_in_pieces_digests_as_read_whole() {
         read_back(&endpoint, "early", &layout, &expected, &session, RowCheck::Digests, 2, Some(&early)).await.unwrap();
     assert_eq!((shared.tables[0].rows, shared.tables[0].digest.clone()), whole, "shared with the early reader");
     assert_eq!(shared.tables.len(), 1);
+    assert_eq!(pieces_read_since(from).0 as u64, blocks.div_ceil(1024));
 }
 
 /// Waits (up to 30 s) until the test cluster has exactly `count` of Backstop's connections to `early`.

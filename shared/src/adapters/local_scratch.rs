@@ -50,11 +50,8 @@ const MEMORY_FILESYSTEM: &str = "/dev/shm";
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 pub struct LocalScratch {
-    /// Where templates live, and clusters that are not in memory: the configured directory, or
-    /// `<temp dir>/backstop-scratch`.
-    disk: PathBuf,
-    /// Where clusters that fit go (`/dev/shm/backstop-scratch`); none when a directory is configured.
-    memory: Option<PathBuf>,
+    /// The configured directory, which holds every cluster and template; none for the default places.
+    configured: Option<PathBuf>,
     programs: PgDumper,
 }
 
@@ -92,7 +89,7 @@ impl MemoryRoom {
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
         let machine = memory_available(&meminfo)?;
         let memory_available = control_group_room().map_or(machine, |group| group.min(machine));
-        Some(MemoryRoom { filesystem_free, memory_available, claimed: claimed_in(base) })
+        Some(MemoryRoom { filesystem_free, memory_available, claimed: claimed_in(base, Utc::now()) })
     }
 }
 
@@ -103,14 +100,23 @@ fn memory_available(meminfo: &str) -> Option<u64> {
     Some(kib.saturating_mul(1024))
 }
 
-/// What this process's cgroup v2 memory limit leaves (`memory.max` − `memory.current`); none without a limit.
-/// In a container, tmpfs pages count against it, and /proc/meminfo speaks of the host.
+/// What the cgroup v2 memory limits of this process's group and the groups above it leave (`memory.max` −
+/// `memory.current`, the least of them); none without a limit. In a container, tmpfs pages count against them,
+/// and /proc/meminfo speaks of the host.
 fn control_group_room() -> Option<u64> {
     let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let group = membership.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-    let dir = Path::new("/sys/fs/cgroup").join(group.trim_start_matches('/'));
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-    group_room(&read("memory.max")?, &read("memory.current")?)
+    let mut dir = Path::new("/sys/fs/cgroup").join(group.trim_start_matches('/'));
+    let mut least: Option<u64> = None;
+    loop {
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+        if let Some(room) = read("memory.max").zip(read("memory.current")).and_then(|(m, c)| group_room(&m, &c)) {
+            least = Some(least.map_or(room, |l| l.min(room)));
+        }
+        if dir == Path::new("/sys/fs/cgroup") || !dir.pop() {
+            return least;
+        }
+    }
 }
 
 /// `memory.max` − `memory.current`, from the two files' text; none when the limit is `max`.
@@ -119,20 +125,26 @@ fn group_room(max: &str, current: &str) -> Option<u64> {
     Some(max.saturating_sub(current.trim().parse().ok()?))
 }
 
-/// The sizes the clusters in `base` were made for, in bytes (each keeps its `storage_gib`).
-fn claimed_in(base: &Path) -> u64 {
+/// The sizes the clusters in `base` were made for, in bytes (each keeps its `storage_gib`), but those past their
+/// expiry: the sweep removes them, and one that will not go must not keep every later drill out of memory.
+fn claimed_in(base: &Path, now: DateTime<Utc>) -> u64 {
     let Ok(entries) = std::fs::read_dir(base) else { return 0 };
     entries
         .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_to_string(e.path().join("storage_gib")).ok())
+        .map(|e| e.path())
+        .filter(|cluster| {
+            let expires = std::fs::read_to_string(cluster.join("expires_at")).ok();
+            expires.and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok()).is_none_or(|e| e >= now)
+        })
+        .filter_map(|cluster| std::fs::read_to_string(cluster.join("storage_gib")).ok())
         .filter_map(|gib| gib.trim().parse::<u64>().ok())
         .fold(0u64, |sum, gib| sum.saturating_add(gib << 30))
 }
 
 /// Whether `dir` is a directory this process may keep clusters in and sweep: a real directory (not a link),
-/// owned by this process's user and writable by no one else. /dev/shm is writable by every local user, and
-/// what another put there (a link, an `expires_at`, a pid file) must not steer what is started, signalled or
-/// deleted.
+/// owned by this process's user and writable by no one else. /dev/shm and /tmp are writable by every local
+/// user, and what another put there (a link, a template with its own `pg_hba.conf`, an `expires_at`, a pid file)
+/// must not steer what is copied, started, signalled or deleted.
 fn ours(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(dir).is_ok_and(|m| {
@@ -141,51 +153,149 @@ fn ours(dir: &Path) -> bool {
     })
 }
 
+/// Makes `dir` when it is missing: private while it is made (the umask could leave it open to others for a
+/// moment), then 0755, which the server's user needs to enter it.
+fn make_missing(dir: &Path) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() && std::fs::DirBuilder::new().mode(0o700).create(dir).is_ok() {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+/// This process's user id.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
 impl LocalScratch {
     /// `base`: where clusters live; none for the default (memory-backed storage when a restore fits, else
     /// `<temp dir>/backstop-scratch`).
     pub fn new(base: Option<PathBuf>, bin_dir: Option<PathBuf>) -> Self {
-        let memory = base.is_none().then(|| Path::new(MEMORY_FILESYSTEM).join("backstop-scratch"));
-        LocalScratch {
-            disk: base.unwrap_or_else(|| std::env::temp_dir().join("backstop-scratch")),
-            memory,
-            programs: PgDumper::new(bin_dir),
-        }
+        LocalScratch { configured: base, programs: PgDumper::new(bin_dir) }
     }
 
-    /// Every directory a cluster of this scratch may be in: the memory directory only when it is [`ours`].
-    fn bases(&self) -> impl Iterator<Item = &PathBuf> {
-        self.memory.iter().filter(|memory| ours(memory)).chain(std::iter::once(&self.disk))
+    /// The memory directory clusters that fit go to; none when a directory is configured.
+    fn memory_candidate(&self) -> Option<PathBuf> {
+        self.configured.is_none().then(|| Path::new(MEMORY_FILESYSTEM).join("backstop-scratch"))
     }
 
-    /// The memory directory, made (mode 0755) when missing, when it is [`ours`] to use; none otherwise (with a
-    /// warning when it exists and is not).
-    fn memory_dir(&self) -> Option<&Path> {
-        let memory = self.memory.as_deref()?;
-        if !memory.exists() && std::fs::create_dir(memory).is_ok() {
-            // Set, not asked of create_dir: the umask would take from it what the server's user needs to enter.
-            let _ = std::fs::set_permissions(memory, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-        }
-        if ours(memory) {
-            Some(memory)
-        } else {
-            if memory.exists() {
-                tracing::warn!(
-                    dir = %memory.display(),
-                    "not placing scratch clusters in memory: the directory is not a directory owned by this user and \
-                     writable by no one else"
-                );
+    /// The disk directories, in the order tried: the configured one; by default `<temp dir>/backstop-scratch`,
+    /// then `…/backstop-scratch-<uid>` for when the first is another user's.
+    fn disk_candidates(&self) -> Vec<PathBuf> {
+        match &self.configured {
+            Some(dir) => vec![dir.clone()],
+            None => {
+                let shared = std::env::temp_dir().join("backstop-scratch");
+                let own = std::env::temp_dir().join(format!("backstop-scratch-{}", euid()));
+                vec![shared, own]
             }
-            None
         }
     }
 
-    /// Where a new cluster for a restore of `storage_gib` goes, given the room in memory-backed storage now.
-    fn base_for(&self, storage_gib: u32, room: Option<MemoryRoom>) -> &Path {
-        match &self.memory {
-            Some(memory) if room.is_some_and(|room| room.fits(storage_gib)) => memory,
-            _ => &self.disk,
+    /// Every directory a cluster of this scratch may be in: a configured one as it is, the default ones only
+    /// when they are [`ours`].
+    fn bases(&self) -> Vec<PathBuf> {
+        match &self.configured {
+            Some(dir) => vec![dir.clone()],
+            None => self.memory_candidate().into_iter().chain(self.disk_candidates()).filter(|d| ours(d)).collect(),
         }
+    }
+
+    /// Where templates and clusters on disk go, made when missing: the configured directory, or the first
+    /// default one that is [`ours`].
+    fn disk_dir(&self) -> Result<PathBuf, ScratchError> {
+        if let Some(dir) = &self.configured {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| backend("scratch directory", format!("{}: {e}", dir.display())))?;
+            return Ok(dir.clone());
+        }
+        let candidates = self.disk_candidates();
+        for dir in &candidates {
+            make_missing(dir);
+            if ours(dir) {
+                return Ok(dir.clone());
+            }
+        }
+        let names: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+        Err(backend(
+            "scratch directory",
+            format!(
+                "none of {} is a directory of this user's that no one else may write (each is a link, or another \
+                 user's): remove them, or set scratch_dir",
+                names.join(", ")
+            ),
+        ))
+    }
+
+    /// The memory directory, made when missing, when it is [`ours`] to use; none otherwise (with a warning when
+    /// it exists and is not).
+    fn memory_dir(&self) -> Option<PathBuf> {
+        let memory = self.memory_candidate()?;
+        make_missing(&memory);
+        if ours(&memory) {
+            return Some(memory);
+        }
+        if memory.exists() {
+            tracing::warn!(
+                dir = %memory.display(),
+                "not placing scratch clusters in memory: the directory is not a directory owned by this user and \
+                 writable by no one else"
+            );
+        }
+        None
+    }
+
+    /// Makes the cluster in `dir` (a base's `<drill id>`): its expiry first, so whatever a crash leaves of it is
+    /// the sweep's; then the template's copy, started, with the drill's own password. On an error the caller
+    /// removes what was made.
+    async fn make(&self, dir: &Path, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError> {
+        std::fs::create_dir(dir).map_err(|e| backend("create", format!("{}: {e}", dir.display())))?;
+        let handle = ScratchHandle { kind: "local".into(), id: path(dir).to_string() };
+        std::fs::write(dir.join("expires_at"), spec.expires_at.to_rfc3339())
+            .map_err(|e| backend("create", format!("{}: {e}", dir.display())))?;
+        std::fs::write(dir.join("storage_gib"), spec.storage_gib.to_string())
+            .map_err(|e| backend("create", format!("{}: {e}", dir.display())))?;
+        chown_to_server(dir)?;
+
+        let template = self.template().await?;
+        let (from, to) = (template.join("data"), dir.join("data"));
+        tokio::task::spawn_blocking(move || copy_tree(&from, &to))
+            .await
+            .map_err(|e| backend("copy the template cluster", e.to_string()))??;
+        let password = SecretString::from(format!("{:032x}", rand::random::<u128>()));
+        write_secret(&dir.join("secrets"), &password)?;
+        // The port is free when picked, not necessarily when the server binds it: another pick, on failure.
+        let mut started = Err(backend("start", "not tried".into()));
+        for _ in 0..3 {
+            std::fs::write(dir.join("port"), free_port()?.to_string()).map_err(|e| backend("create", e.to_string()))?;
+            started = self.start(dir).await;
+            if started.is_ok() {
+                break;
+            }
+        }
+        started?;
+        // The copy answers to the template's password until it is given the drill's own.
+        let template_password = SecretString::from(
+            std::fs::read_to_string(template.join("secrets/password")).map_err(|e| backend("create", e.to_string()))?,
+        );
+        let port = std::fs::read_to_string(dir.join("port")).map_err(|e| backend("create", e.to_string()))?;
+        let endpoint = ScratchEndpoint {
+            host: "127.0.0.1".into(),
+            port: port.trim().parse().map_err(|_| backend("create", "bad port file".into()))?,
+            user: ADMIN_USER.into(),
+            password: template_password,
+            maintenance_db: "postgres".into(),
+            sslmode: "disable".into(),
+        };
+        let client =
+            super::pg_wire::connect(&endpoint, "postgres").await.map_err(|e| backend("create", e.to_string()))?;
+        let literal = password.expose_secret().replace('\'', "''");
+        client.batch_execute(&format!("ALTER ROLE {ADMIN_USER} PASSWORD '{literal}'")).await.map_err(|e| {
+            backend("create", format!("cannot set the drill's password: {}", super::pg_wire::describe(&e)))
+        })?;
+        std::fs::write(dir.join("ready"), "").map_err(|e| backend("create", e.to_string()))?;
+        Ok(handle)
     }
 
     fn dir(&self, handle: &ScratchHandle) -> PathBuf {
@@ -256,13 +366,13 @@ impl LocalScratch {
         let program = self.programs.program("initdb");
         let digest = sha2::Sha256::digest(format!("{}\n{}", program.display(), version.trim()).as_bytes());
         let major = version.split_whitespace().nth(2).and_then(|v| v.split('.').next()).unwrap_or("x").to_string();
-        let dir = self.disk.join(format!("template-{major}-{}", &hex::encode(digest)[..12]));
+        let disk = self.disk_dir()?;
+        let dir = disk.join(format!("template-{major}-{}", &hex::encode(digest)[..12]));
         if dir.join("ready").exists() {
             return Ok(dir);
         }
-        std::fs::create_dir_all(&self.disk).map_err(|e| backend("template", e.to_string()))?;
         // One maker at a time; a lock older than initdb could take is a crashed maker's.
-        let lock = self.disk.join(format!("{}.lock", dir.file_name().and_then(|n| n.to_str()).unwrap_or("template")));
+        let lock = disk.join(format!("{}.lock", dir.file_name().and_then(|n| n.to_str()).unwrap_or("template")));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             match std::fs::create_dir(&lock) {
@@ -531,71 +641,34 @@ impl ScratchDatabases for LocalScratch {
             return Err(backend("create", format!("drill id {:?} cannot name a directory", spec.drill_id)));
         }
         // Asked again (a resumed drill), the cluster already made is the answer, wherever it was put.
-        if let Some(made) = self.bases().map(|base| base.join(&spec.drill_id)).find(|dir| dir.join("ready").exists()) {
+        if let Some(made) = self.bases().iter().map(|base| base.join(&spec.drill_id)).find(|d| d.join("ready").exists())
+        {
             return Ok(ScratchHandle { kind: "local".into(), id: path(&made).to_string() });
         }
         // A half-made cluster (a crash during the copy) is started over.
-        for half_made in self.bases().map(|base| base.join(&spec.drill_id)).collect::<Vec<_>>() {
+        for half_made in self.bases().iter().map(|base| base.join(&spec.drill_id)) {
             self.stop_and_remove(&half_made).await?;
         }
-        let room = self.memory_dir().and_then(|memory| MemoryRoom::of(Path::new(MEMORY_FILESYSTEM), memory));
-        let mut dir = self.base_for(spec.storage_gib, room).join(&spec.drill_id);
-        if self.memory.as_deref().is_some_and(|memory| dir.starts_with(memory)) {
-            if let Err(e) = std::fs::create_dir(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot make the scratch cluster in memory: on disk");
-                dir = self.disk.join(&spec.drill_id);
+        let disk = self.disk_dir()?.join(&spec.drill_id);
+        let memory = self.memory_dir().and_then(|memory| {
+            let room = MemoryRoom::of(Path::new(MEMORY_FILESYSTEM), &memory)?;
+            room.fits(spec.storage_gib).then(|| memory.join(&spec.drill_id))
+        });
+        if let Some(dir) = memory {
+            match self.make(&dir, spec).await {
+                Ok(handle) => return Ok(handle),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot make the scratch cluster in memory: on disk");
+                    let _ = self.stop_and_remove(&dir).await;
+                }
             }
         }
-        if !dir.exists() {
-            std::fs::create_dir_all(&self.disk)
-                .map_err(|e| backend("create", format!("{}: {e}", self.disk.display())))?;
-            std::fs::create_dir(&dir).map_err(|e| backend("create", format!("{}: {e}", dir.display())))?;
+        let made = self.make(&disk, spec).await;
+        if made.is_err() {
+            // Nothing half-made is left behind to hold the disk until someone removes it by hand.
+            let _ = self.stop_and_remove(&disk).await;
         }
-        let handle = ScratchHandle { kind: "local".into(), id: path(&dir).to_string() };
-        std::fs::write(dir.join("storage_gib"), spec.storage_gib.to_string())
-            .map_err(|e| backend("create", format!("{}: {e}", dir.display())))?;
-        chown_to_server(&dir)?;
-
-        let template = self.template().await?;
-        let (from, to) = (template.join("data"), dir.join("data"));
-        tokio::task::spawn_blocking(move || copy_tree(&from, &to))
-            .await
-            .map_err(|e| backend("copy the template cluster", e.to_string()))??;
-        let password = SecretString::from(format!("{:032x}", rand::random::<u128>()));
-        write_secret(&dir.join("secrets"), &password)?;
-        std::fs::write(dir.join("expires_at"), spec.expires_at.to_rfc3339())
-            .map_err(|e| backend("create", e.to_string()))?;
-        // The port is free when picked, not necessarily when the server binds it: another pick, on failure.
-        let mut started = Err(backend("start", "not tried".into()));
-        for _ in 0..3 {
-            std::fs::write(dir.join("port"), free_port()?.to_string()).map_err(|e| backend("create", e.to_string()))?;
-            started = self.start(&dir).await;
-            if started.is_ok() {
-                break;
-            }
-        }
-        started?;
-        // The copy answers to the template's password until it is given the drill's own.
-        let template_password = SecretString::from(
-            std::fs::read_to_string(template.join("secrets/password")).map_err(|e| backend("create", e.to_string()))?,
-        );
-        let port = std::fs::read_to_string(dir.join("port")).map_err(|e| backend("create", e.to_string()))?;
-        let endpoint = ScratchEndpoint {
-            host: "127.0.0.1".into(),
-            port: port.trim().parse().map_err(|_| backend("create", "bad port file".into()))?,
-            user: ADMIN_USER.into(),
-            password: template_password,
-            maintenance_db: "postgres".into(),
-            sslmode: "disable".into(),
-        };
-        let client =
-            super::pg_wire::connect(&endpoint, "postgres").await.map_err(|e| backend("create", e.to_string()))?;
-        let literal = password.expose_secret().replace('\'', "''");
-        client.batch_execute(&format!("ALTER ROLE {ADMIN_USER} PASSWORD '{literal}'")).await.map_err(|e| {
-            backend("create", format!("cannot set the drill's password: {}", super::pg_wire::describe(&e)))
-        })?;
-        std::fs::write(dir.join("ready"), "").map_err(|e| backend("create", e.to_string()))?;
-        Ok(handle)
+        made
     }
 
     async fn poll(&self, handle: &ScratchHandle) -> Result<ScratchState, ScratchError> {
@@ -631,16 +704,17 @@ impl ScratchDatabases for LocalScratch {
 
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Vec<ScratchHandle>, ScratchError> {
         let mut clusters = Vec::new();
+        let memory = self.memory_candidate();
         for base in self.bases() {
-            match std::fs::read_dir(base) {
+            match std::fs::read_dir(&base) {
                 Ok(entries) => clusters.extend(entries.filter_map(Result::ok)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // The disk directory is where every drill can go: a sweep that cannot read it failed. The
-                // memory one only holds what fitted; one that cannot be read does not stop the sweep of the other.
-                Err(e) if *base == self.disk => return Err(backend("sweep", format!("{}: {e}", base.display()))),
-                Err(e) => {
+                // The memory directory only holds what fitted: one that cannot be read does not stop the sweep of
+                // the others. A disk directory that cannot be read is a failed sweep.
+                Err(e) if memory.as_ref() == Some(&base) => {
                     tracing::warn!(dir = %base.display(), error = %e, "cannot sweep the memory scratch directory")
                 }
+                Err(e) => return Err(backend("sweep", format!("{}: {e}", base.display()))),
             }
         }
         let mut swept = Vec::new();
@@ -672,31 +746,34 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     #[test]
-    fn a_restore_goes_to_memory_only_when_it_fits_with_room_to_spare() {
-        let scratch = LocalScratch::new(None, None);
-        let memory = Path::new("/dev/shm/backstop-scratch");
-        let disk = std::env::temp_dir().join("backstop-scratch");
+    fn a_restore_fits_in_memory_only_with_room_to_spare() {
         let roomy = MemoryRoom { filesystem_free: 12 * GIB, memory_available: 22 * GIB, claimed: 0 };
-        assert_eq!(scratch.base_for(1, Some(roomy)), memory);
-        assert_eq!(scratch.base_for(5, Some(roomy)), memory);
+        assert!(roomy.fits(1));
+        assert!(roomy.fits(5));
         // More than a quarter of the available memory, or more than half the filesystem's free space: disk.
-        assert_eq!(scratch.base_for(6, Some(roomy)), disk);
-        let tight = MemoryRoom { filesystem_free: 3 * GIB, memory_available: 64 * GIB, claimed: 0 };
-        assert_eq!(scratch.base_for(2, Some(tight)), disk);
+        assert!(!roomy.fits(6));
+        assert!(!MemoryRoom { filesystem_free: 3 * GIB, memory_available: 64 * GIB, claimed: 0 }.fits(2));
         // What the clusters already there were sized for counts: two drills at once do not each take half.
-        assert_eq!(scratch.base_for(3, Some(MemoryRoom { claimed: 3 * GIB, ..roomy })), disk);
-        assert_eq!(scratch.base_for(2, Some(MemoryRoom { claimed: 3 * GIB, ..roomy })), memory);
-        // No tmpfs there, or a directory that is not ours: disk.
-        assert_eq!(scratch.base_for(1, None), disk);
+        assert!(!MemoryRoom { claimed: 3 * GIB, ..roomy }.fits(3));
+        assert!(MemoryRoom { claimed: 3 * GIB, ..roomy }.fits(2));
     }
 
     #[test]
-    fn a_configured_directory_holds_every_cluster() {
-        let scratch = LocalScratch::new(Some(PathBuf::from("/srv/drills")), None);
-        let roomy = MemoryRoom { filesystem_free: 100 * GIB, memory_available: 100 * GIB, claimed: 0 };
-        assert_eq!(scratch.base_for(1, Some(roomy)), Path::new("/srv/drills"));
-        assert_eq!(scratch.bases().collect::<Vec<_>>(), [Path::new("/srv/drills")]);
-        assert_eq!(scratch.memory_dir(), None);
+    fn by_default_clusters_go_to_memory_or_the_temp_dir_and_a_configured_directory_holds_every_one() {
+        let default = LocalScratch::new(None, None);
+        assert_eq!(default.memory_candidate(), Some(PathBuf::from("/dev/shm/backstop-scratch")));
+        assert_eq!(
+            default.disk_candidates(),
+            [
+                std::env::temp_dir().join("backstop-scratch"),
+                std::env::temp_dir().join(format!("backstop-scratch-{}", euid()))
+            ]
+        );
+        let configured = LocalScratch::new(Some(PathBuf::from("/srv/drills")), None);
+        assert_eq!(configured.memory_candidate(), None);
+        assert_eq!(configured.memory_dir(), None);
+        assert_eq!(configured.disk_candidates(), [PathBuf::from("/srv/drills")]);
+        assert_eq!(configured.bases(), [PathBuf::from("/srv/drills")]);
     }
 
     #[test]
@@ -713,8 +790,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("scratch");
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_missing(&dir);
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o755);
         assert!(ours(&dir));
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(!ours(&dir), "writable by others");
@@ -732,8 +809,13 @@ mod tests {
             std::fs::write(base.path().join(name).join("storage_gib"), gib).unwrap();
         }
         std::fs::create_dir(base.path().join("template-15-x")).unwrap();
-        assert_eq!(claimed_in(base.path()), 5 * GIB);
-        assert_eq!(claimed_in(&base.path().join("missing")), 0);
+        let now = Utc::now();
+        assert_eq!(claimed_in(base.path(), now), 5 * GIB);
+        // One past its expiry is the sweep's, and no longer counts.
+        std::fs::write(base.path().join("b").join("expires_at"), (now - chrono::Duration::minutes(1)).to_rfc3339())
+            .unwrap();
+        assert_eq!(claimed_in(base.path(), now), 2 * GIB);
+        assert_eq!(claimed_in(&base.path().join("missing"), now), 0);
     }
 
     #[test]

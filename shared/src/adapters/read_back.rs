@@ -8,7 +8,10 @@
 //!
 //! A big table's rows are digested in pieces of its heap (`ctid` ranges, which PostgreSQL 14 and later scan
 //! alone): a digest is a sum, so the pieces add up to the whole table's, and readers left idle at the end of a
-//! restore share the last big table instead of waiting on the one reader digesting it whole.
+//! restore share the last big table instead of waiting on the one reader digesting it whole. Each piece is read
+//! under its own snapshot: a copy something rewrote meanwhile (`VACUUM FULL`, `CLUSTER`, an `UPDATE`) could
+//! read a row twice or not at all. Nothing writes to a drill's scratch copy; `backstop restore` checks the
+//! database it has just made, before anyone is told it is there.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -68,10 +71,10 @@ fn pieces(blocks: u64) -> Vec<Blocks> {
     starts.iter().enumerate().map(|(i, &first)| Blocks { first, end: starts.get(i + 1).copied() }).collect()
 }
 
-/// A table waiting to be read: whole, or one piece of it.
+/// A table waiting to be read: whole, or one piece of it (the pieces share the table's description).
 #[derive(Debug)]
 struct Queued {
-    table: TableToRead,
+    table: Arc<TableToRead>,
     blocks: Option<Blocks>,
 }
 
@@ -103,6 +106,9 @@ struct State {
     found: Vec<TableFingerprint>,
     /// Tables being read in pieces.
     in_pieces: BTreeMap<(String, String), InPieces>,
+    /// Readers asking a big table's size, whose pieces may yet be queued: an idle reader waits for them
+    /// rather than stop at a queue that is closed and, for the moment, empty.
+    sizing: usize,
     /// The first error: every reader stops at its next table.
     error: Option<RestoreError>,
 }
@@ -129,6 +135,13 @@ impl Shared {
                 Err(e) => return self.fail(e),
             },
         };
+        let may_split = |queued: &Queued| {
+            tid_range_scans
+                && queued.blocks.is_none()
+                && queued.table.bytes >= PIECES_FROM_BYTES
+                && !queued.table.partition_root
+                && queued.table.read_apart.is_empty()
+        };
         loop {
             // Made before looking, so a table queued meanwhile still wakes this reader.
             let woken = self.wake.notified();
@@ -144,23 +157,29 @@ impl Shared {
                         state.taken.remove(&(queued.table.schema.clone(), queued.table.name.clone()));
                         continue;
                     }
-                    Some(queued) => Some(queued),
-                    None if state.closed => return,
+                    Some(queued) => {
+                        state.sizing += usize::from(may_split(&queued));
+                        Some(queued)
+                    }
+                    None if state.closed && state.sizing == 0 => return,
                     None => None,
                 }
             };
-            let Some(Queued { table, mut blocks }) = next else {
+            let Some(queued) = next else {
                 woken.await;
                 continue;
             };
+            let sizing = may_split(&queued);
+            let Queued { table, mut blocks } = queued;
             let selection = match table.read_apart.is_empty() {
                 true => filters.get(&(table.schema.clone(), table.name.clone())).cloned(),
                 false => Some(leaving_out(&table.read_apart)),
             };
             let filter = selection.as_deref();
             let plain = !table.partition_root && filter.is_none();
-            if rows == RowCheck::Digests && plain && blocks.is_none() && tid_range_scans {
-                match pieces_of(client, &table).await {
+            if sizing {
+                let pieces = if plain { pieces_of(client, &table).await } else { Ok(Vec::new()) };
+                match pieces {
                     Ok(pieces) => blocks = self.share_pieces(&table, pieces),
                     Err(e) => return self.fail(e),
                 }
@@ -182,19 +201,23 @@ impl Shared {
     }
 
     /// Queues every piece of `table` but the first, at the front for any reader, and returns the first, this
-    /// reader's own; none (the table is read whole) when there are no pieces.
-    fn share_pieces(&self, table: &TableToRead, pieces: Vec<Blocks>) -> Option<Blocks> {
-        let (first, rest) = pieces.split_first()?;
-        {
+    /// reader's own; none (the table is read whole) when there are no pieces. Either way the sizing is over,
+    /// and readers waiting on it look again.
+    fn share_pieces(&self, table: &Arc<TableToRead>, pieces: Vec<Blocks>) -> Option<Blocks> {
+        let first = {
             let mut state = self.lock();
-            let key = (table.schema.clone(), table.name.clone());
-            state.in_pieces.insert(key, InPieces { left: pieces.len(), ..InPieces::default() });
-            for blocks in rest.iter().rev() {
-                state.queue.push_front(Queued { table: table.clone(), blocks: Some(*blocks) });
-            }
-        }
+            state.sizing -= 1;
+            pieces.split_first().map(|(first, rest)| {
+                let key = (table.schema.clone(), table.name.clone());
+                state.in_pieces.insert(key, InPieces { left: pieces.len(), ..InPieces::default() });
+                for blocks in rest.iter().rev() {
+                    state.queue.push_front(Queued { table: table.clone(), blocks: Some(*blocks) });
+                }
+                *first
+            })
+        };
         self.wake.notify_waiters();
-        Some(*first)
+        first
     }
 
     /// Adds a piece's rows and digest to its table's; the table is found once its last piece is.
@@ -267,7 +290,7 @@ impl ReadBack {
             if state.closed || !state.taken.insert((table.schema.clone(), table.name.clone())) {
                 return;
             }
-            state.queue.push_back(Queued { table, blocks: None });
+            state.queue.push_back(Queued { table: Arc::new(table), blocks: None });
         }
         self.shared.wake.notify_waiters();
     }
@@ -343,7 +366,7 @@ pub async fn read_back(
         let mut state = shared.lock();
         for table in tables {
             if state.taken.insert((table.schema.clone(), table.name.clone())) {
-                state.queue.push_back(Queued { table, blocks: None });
+                state.queue.push_back(Queued { table: Arc::new(table), blocks: None });
             }
         }
         state.closed = true;
@@ -417,10 +440,12 @@ pub(crate) fn table_to_read(segment: &Segment) -> Option<TableToRead> {
     }
 }
 
-/// pg_dump's own session settings for a dump, and those it inherits from the source.
+/// pg_dump's own session settings for a dump, and those it inherits from the source; and
+/// `standard_conforming_strings`, which pg_dump sets too, so the literals the read-back writes read the same
+/// whatever the copy's database was set to.
 pub(crate) fn session_settings(session: &DumpSession) -> String {
     format!(
-        "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SELECT pg_catalog.set_config('search_path', '', false); \
+        "SET standard_conforming_strings = on; SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SELECT pg_catalog.set_config('search_path', '', false); \
          SET TimeZone = {}; SET bytea_output = {}; SET client_encoding = {}; SET statement_timeout = 0; SET row_security = off",
         literal(&session.time_zone),
         literal(&session.bytea_output),
@@ -571,13 +596,21 @@ impl Blocks {
 }
 
 /// Whether the server scans a `ctid` range alone (PostgreSQL 14 and later); before, each piece would scan the
-/// whole table.
+/// whole table. Where it can, the scan is switched on for this connection: a database's own settings (the
+/// source's, carried to the copy) may have turned it off, and each piece would then scan the whole table too.
 async fn reads_tid_ranges(client: &tokio_postgres::Client) -> Result<bool, RestoreError> {
     let row = client
         .query_one("SELECT pg_catalog.current_setting('server_version_num')::integer >= 140000", &[])
         .await
         .map_err(|e| failed(format!("{} asking the server's version", describe(&e))))?;
-    Ok(row.get(0))
+    let scans: bool = row.get(0);
+    if scans {
+        client
+            .batch_execute("SET enable_tidscan = on")
+            .await
+            .map_err(|e| failed(format!("{} switching TID range scans on", describe(&e))))?;
+    }
+    Ok(scans)
 }
 
 /// The pieces `table`'s heap is digested in, from its size now; none for a table read whole (a small one, or
@@ -588,12 +621,14 @@ async fn pieces_of(client: &tokio_postgres::Client, table: &TableToRead) -> Resu
         return Ok(Vec::new());
     }
     let (schema, name) = (table.schema.as_str(), table.name.as_str());
-    let sql = format!(
-        "SELECT pg_catalog.pg_relation_size({}::pg_catalog.regclass) / pg_catalog.current_setting('block_size')::bigint",
-        literal(&format!("{}.{}", quoted(schema), quoted(name)))
-    );
-    let row =
-        client.query_one(&sql, &[]).await.map_err(|e| failed(format!("{} sizing {schema}.{name}", describe(&e))))?;
+    // The name as a parameter: a literal would depend on the copy's `standard_conforming_strings`.
+    let sql = "SELECT pg_catalog.pg_relation_size($1::pg_catalog.text::pg_catalog.regclass) \
+               / pg_catalog.current_setting('block_size')::bigint";
+    let qualified = format!("{}.{}", quoted(schema), quoted(name));
+    let row = client
+        .query_one(sql, &[&qualified])
+        .await
+        .map_err(|e| failed(format!("{} sizing {schema}.{name}", describe(&e))))?;
     Ok(pieces(row.get::<_, i64>(0).max(0) as u64))
 }
 
