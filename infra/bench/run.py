@@ -72,7 +72,6 @@ SAMPLE_INTERVAL = 0.02
 SCRATCH_DISK_BASE = Path(tempfile.gettempdir()) / "backstop-scratch"
 MEMORY_FILESYSTEM = Path("/dev/shm")
 SCRATCH_MEMORY_BASE = MEMORY_FILESYSTEM / "backstop-scratch"
-TMPFS_MAGIC = 0x01021994
 # The restore settings of Backstop's local scratch clusters (shared/src/adapters/local_scratch.rs).
 SCRATCH_SETTINGS = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "wal_level=minimal",
                     "max_wal_senders=0", "max_wal_size=4GB", "autovacuum=off", "maintenance_work_mem=256MB",

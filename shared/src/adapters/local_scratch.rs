@@ -132,13 +132,15 @@ fn claimed_in(base: &Path, now: DateTime<Utc>) -> u64 {
     entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|cluster| {
-            let expires = std::fs::read_to_string(cluster.join("expires_at")).ok();
-            expires.and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok()).is_none_or(|e| e >= now)
-        })
+        .filter(|cluster| expiry(cluster).is_none_or(|e| e >= now))
         .filter_map(|cluster| std::fs::read_to_string(cluster.join("storage_gib")).ok())
         .filter_map(|gib| gib.trim().parse::<u64>().ok())
         .fold(0u64, |sum, gib| sum.saturating_add(gib << 30))
+}
+
+/// When the cluster in `dir` expires, from its `expires_at`; none when that cannot be read.
+fn expiry(dir: &Path) -> Option<DateTime<chrono::FixedOffset>> {
+    DateTime::parse_from_rfc3339(std::fs::read_to_string(dir.join("expires_at")).ok()?.trim()).ok()
 }
 
 /// Whether `dir` is a directory this process may keep clusters in and sweep: a real directory (not a link),
@@ -147,10 +149,7 @@ fn claimed_in(base: &Path, now: DateTime<Utc>) -> u64 {
 /// must not steer what is copied, started, signalled or deleted.
 fn ours(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(dir).is_ok_and(|m| {
-        // SAFETY: geteuid has no preconditions.
-        m.file_type().is_dir() && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o022 == 0
-    })
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_dir() && m.uid() == euid() && m.mode() & 0o022 == 0)
 }
 
 /// Makes `dir` when it is missing: private while it is made (the umask could leave it open to others for a
@@ -247,8 +246,7 @@ impl LocalScratch {
     }
 
     /// Makes the cluster in `dir` (a base's `<drill id>`): its expiry first, so whatever a crash leaves of it is
-    /// the sweep's; then the template's copy, started, with the drill's own password. On an error the caller
-    /// removes what was made.
+    /// the sweep's; then the template's copy, started, with the drill's own password.
     async fn make(&self, dir: &Path, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError> {
         std::fs::create_dir(dir).map_err(|e| backend("create", format!("{}: {e}", dir.display())))?;
         let handle = ScratchHandle { kind: "local".into(), id: path(dir).to_string() };
@@ -296,6 +294,16 @@ impl LocalScratch {
         })?;
         std::fs::write(dir.join("ready"), "").map_err(|e| backend("create", e.to_string()))?;
         Ok(handle)
+    }
+
+    /// [`Self::make`]; on an error, what was made is removed: nothing half-made is left to hold memory or disk
+    /// until someone removes it by hand.
+    async fn make_or_remove(&self, dir: &Path, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError> {
+        let made = self.make(dir, spec).await;
+        if made.is_err() {
+            let _ = self.stop_and_remove(dir).await;
+        }
+        made
     }
 
     fn dir(&self, handle: &ScratchHandle) -> PathBuf {
@@ -640,14 +648,14 @@ impl ScratchDatabases for LocalScratch {
         if !safe_name(&spec.drill_id) {
             return Err(backend("create", format!("drill id {:?} cannot name a directory", spec.drill_id)));
         }
+        let places: Vec<PathBuf> = self.bases().iter().map(|base| base.join(&spec.drill_id)).collect();
         // Asked again (a resumed drill), the cluster already made is the answer, wherever it was put.
-        if let Some(made) = self.bases().iter().map(|base| base.join(&spec.drill_id)).find(|d| d.join("ready").exists())
-        {
-            return Ok(ScratchHandle { kind: "local".into(), id: path(&made).to_string() });
+        if let Some(made) = places.iter().find(|dir| dir.join("ready").exists()) {
+            return Ok(ScratchHandle { kind: "local".into(), id: path(made).to_string() });
         }
         // A half-made cluster (a crash during the copy) is started over.
-        for half_made in self.bases().iter().map(|base| base.join(&spec.drill_id)) {
-            self.stop_and_remove(&half_made).await?;
+        for half_made in &places {
+            self.stop_and_remove(half_made).await?;
         }
         let disk = self.disk_dir()?.join(&spec.drill_id);
         let memory = self.memory_dir().and_then(|memory| {
@@ -655,20 +663,14 @@ impl ScratchDatabases for LocalScratch {
             room.fits(spec.storage_gib).then(|| memory.join(&spec.drill_id))
         });
         if let Some(dir) = memory {
-            match self.make(&dir, spec).await {
+            match self.make_or_remove(&dir, spec).await {
                 Ok(handle) => return Ok(handle),
                 Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot make the scratch cluster in memory: on disk");
-                    let _ = self.stop_and_remove(&dir).await;
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot make the scratch cluster in memory: on disk")
                 }
             }
         }
-        let made = self.make(&disk, spec).await;
-        if made.is_err() {
-            // Nothing half-made is left behind to hold the disk until someone removes it by hand.
-            let _ = self.stop_and_remove(&disk).await;
-        }
-        made
+        self.make_or_remove(&disk, spec).await
     }
 
     async fn poll(&self, handle: &ScratchHandle) -> Result<ScratchState, ScratchError> {
@@ -720,11 +722,8 @@ impl ScratchDatabases for LocalScratch {
         let mut swept = Vec::new();
         for entry in clusters {
             let dir = entry.path();
-            let expires = std::fs::read_to_string(dir.join("expires_at"))
-                .ok()
-                .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok());
-            // A directory without a readable expiry is not ours to judge (a template, a cluster being made).
-            if expires.is_some_and(|e| e < now) {
+            // A directory without a readable expiry is not ours to judge (a template, a lock).
+            if expiry(&dir).is_some_and(|e| e < now) {
                 let handle = ScratchHandle { kind: "local".into(), id: path(&dir).to_string() };
                 // One cluster that will not go does not keep the sweep from the others; the next sweep retries it.
                 match self.destroy(&handle).await {

@@ -613,11 +613,10 @@ async fn reads_tid_ranges(client: &tokio_postgres::Client) -> Result<bool, Resto
     Ok(scans)
 }
 
-/// The pieces `table`'s heap is digested in, from its size now; none for a table read whole (a small one, or
-/// one whose `COPY` names no columns to select: a table of none).
+/// The pieces `table` (a big one) is digested in, from its heap's size now; none for a table read whole: one
+/// whose `COPY` names no columns to select (a table of none).
 async fn pieces_of(client: &tokio_postgres::Client, table: &TableToRead) -> Result<Vec<Blocks>, RestoreError> {
-    let columns = table.statement.trim_end().strip_suffix("FROM stdin;").and_then(column_list);
-    if table.bytes < PIECES_FROM_BYTES || columns.is_none() {
+    if selected_columns(table).is_none() {
         return Ok(Vec::new());
     }
     let (schema, name) = (table.schema.as_str(), table.name.as_str());
@@ -652,11 +651,7 @@ async fn digest_selected_rows(
     filter: Option<&str>,
 ) -> Result<TableFingerprint, RestoreError> {
     let (schema, name) = (table.schema.as_str(), table.name.as_str());
-    let columns = table
-        .statement
-        .trim_end()
-        .strip_suffix("FROM stdin;")
-        .and_then(column_list)
+    let columns = selected_columns(table)
         .ok_or_else(|| failed(format!("no column list in the COPY statement of {schema}.{name}")))?;
     let only = if table.partition_root { "" } else { "ONLY " };
     let copy = format!(
@@ -666,6 +661,11 @@ async fn digest_selected_rows(
         filter.unwrap_or("")
     );
     digest_copy_out(client, schema, name, &copy).await
+}
+
+/// The columns pg_dump's `COPY` statement for `table` lists, to select them.
+fn selected_columns(table: &TableToRead) -> Option<&str> {
+    table.statement.trim_end().strip_suffix("FROM stdin;").and_then(column_list)
 }
 
 /// The column list of `COPY name (a, "b(c)") `, without its parentheses: from the first `(` outside a quoted
