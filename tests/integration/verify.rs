@@ -637,6 +637,140 @@ async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
     );
 }
 
+/// On a scratch server (`wal_level=minimal`), a table of several chunks loads in the one transaction that empties
+/// it, every chunk on the connection that took the first, so the server writes next to no WAL for its rows; with
+/// no room to read its later chunks ahead, the same table loads side by side and writes WAL for every row. Either
+/// way every row is in, and the index after the rows is built on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its_chunks_fit_ahead() {
+    use backstop::adapters::framed_restore::FramedRestorer;
+    use backstop::adapters::local_scratch::LocalScratch;
+    use backstop::adapters::memory::MemoryStore;
+    use backstop::domain::dump_layout::{Chunk, DumpLayout, Segment, SegmentKind};
+    use backstop::pipeline::codec::FrameCompressor;
+    use backstop::ports::{FramedDump, ObjectStore, ScratchDatabases, ScratchSpec, ScratchState};
+
+    // The dump: the table, its rows in three chunks (the COPY line starts the first, `\.` ends the last), an index.
+    // Its heap is well over `wal_skip_threshold` (2 MB), under which a new relation is written to the WAL whole at
+    // commit.
+    let statement = "COPY public.t (a, b) FROM stdin;";
+    let rows_per_chunk = 60_000;
+    let rows = |chunk: usize| -> String {
+        (chunk * rows_per_chunk..(chunk + 1) * rows_per_chunk).map(|i| format!("{i}\trow {i:08}\n")).collect()
+    };
+    let pieces = [
+        "CREATE TABLE public.t (a integer, b text);\n".to_string(),
+        format!("{statement}\n{}", rows(0)),
+        rows(1),
+        format!("{}\\.\n", rows(2)),
+        "CREATE INDEX t_a ON public.t USING btree (a);\n".to_string(),
+    ];
+    let mut compressor = FrameCompressor::new(Codec::Zstd, 1).unwrap();
+    let (mut object, mut chunks) = (Vec::new(), Vec::new());
+    for piece in &pieces {
+        let mut stored = Vec::new();
+        compressor.compress(piece.as_bytes(), &mut stored).unwrap();
+        chunks.push(Chunk(stored.len() as u64, piece.len() as u64));
+        object.extend_from_slice(&stored);
+    }
+    let layout = DumpLayout {
+        format: 1,
+        segments: vec![
+            Segment { kind: SegmentKind::Sql, chunks: vec![chunks[0]] },
+            Segment {
+                kind: SegmentKind::Copy {
+                    schema: "public".into(),
+                    name: "t".into(),
+                    statement: statement.into(),
+                    rows: 3 * rows_per_chunk as u64,
+                },
+                chunks: chunks[1..4].to_vec(),
+            },
+            Segment { kind: SegmentKind::Sql, chunks: vec![chunks[4]] },
+        ],
+    };
+    let store = MemoryStore::default();
+    let stored = store.put_object("dump.sql.zst", bytes::Bytes::from(object), "application/zstd").await.unwrap();
+    let row_bytes: u64 = chunks[1..4].iter().map(|c| c.raw()).sum();
+
+    let base = tempfile::tempdir().unwrap();
+    let scratch = LocalScratch::new(Some(base.path().to_path_buf()), Some(backstop_tests::pg::bin_dir()));
+    let spec = ScratchSpec {
+        drill_id: format!("chunks-{:08x}", rand::random::<u32>()),
+        engine_major: 15,
+        storage_gib: 1,
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    let handle = scratch.create(&spec).await.unwrap();
+    let Ok(ScratchState::Ready(server)) = scratch.poll(&handle).await else {
+        panic!("the scratch server is not ready")
+    };
+    let admin = backstop::adapters::pg_wire::connect(&server, "postgres").await.unwrap();
+    let wal_lsn = || async {
+        admin.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await.unwrap().get::<_, String>(0)
+    };
+
+    let mut wal_written = Vec::new();
+    for (database, restorer) in [
+        ("one_transaction", FramedRestorer::new(2)),
+        ("side_by_side", FramedRestorer { jobs: 2, one_transaction_ahead: 0 }),
+    ] {
+        admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
+        let before = wal_lsn().await;
+        let dump = FramedDump {
+            key: "dump.sql.zst",
+            version_id: stored.version_id.as_deref(),
+            codec: Codec::Zstd,
+            layout: &layout,
+            read_early: None,
+            server_ready: None,
+        };
+        let report = restorer.restore(Arc::new(store.clone()), &server, database, dump).await.unwrap();
+        assert_eq!(report.restore_error, None, "{database}");
+        assert_eq!(report.rows_loaded.get(&("public".into(), "t".into())), Some(&(3 * rows_per_chunk as u64)));
+        let written: i64 = admin
+            .query_one(&format!("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '{before}')::bigint"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        wal_written.push(written as u64);
+        let copy = backstop::adapters::pg_wire::connect(&server, database).await.unwrap();
+        let found = copy
+            .query_one("SELECT count(*), count(DISTINCT a), min(a), max(a), count(*) FILTER (WHERE b = 'row ' || lpad(a::text, 8, '0')) FROM public.t", &[])
+            .await
+            .unwrap();
+        let n = 3 * rows_per_chunk as i64;
+        assert_eq!(
+            (
+                found.get::<_, i64>(0),
+                found.get::<_, i64>(1),
+                found.get::<_, i32>(2),
+                found.get::<_, i32>(3),
+                found.get::<_, i64>(4)
+            ),
+            (n, n, 0, n as i32 - 1, n),
+            "{database}: every row, once"
+        );
+        let indexed: bool = copy
+            .query_one("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.t_a'::regclass", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(indexed, "{database}: the index after the rows is built");
+    }
+    scratch.destroy(&handle).await.unwrap();
+
+    let (alone, side_by_side) = (wal_written[0], wal_written[1]);
+    assert!(
+        alone < row_bytes / 10,
+        "loaded in the transaction that emptied it, the table's rows write no WAL: {alone} bytes for {row_bytes} of rows"
+    );
+    assert!(
+        side_by_side > row_bytes,
+        "loaded side by side, every row is in the WAL: {side_by_side} bytes for {row_bytes} of rows"
+    );
+}
+
 /// Without a configured directory, a cluster for a small restore is made in memory-backed storage (when the
 /// machine has a tmpfs at /dev/shm with room, and the directory there is this user's own), answers, is found
 /// again by a resumed drill's second request, and is swept from there once expired; its template stays on disk.

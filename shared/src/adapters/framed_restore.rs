@@ -6,7 +6,11 @@
 //!    connection, which decompresses it on its own and sends it with `COPY … FROM STDIN` (a table that is one
 //!    chunk loads after a `TRUNCATE` in the same transaction, which lets a `wal_level=minimal` server skip
 //!    writing WAL for it, and with `FREEZE`, so its rows are written as visible to all and no index build or
-//!    read-back has to mark them so later); big tables are several chunks, so they load side by side too;
+//!    read-back has to mark them so later). A table of several chunks loads the same way, all its chunks on the
+//!    connection that took the first, in one transaction, when its later chunks fit in what is left of
+//!    [`FramedRestorer::one_transaction_ahead`]: the stream reads them ahead into memory and goes on to the
+//!    next tables for the other connections. A bigger table's chunks load side by side, each on the next free
+//!    connection, writing WAL: one connection alone would leave the others without work;
 //! 3. the SQL after the rows runs in order, except that indexes and constraints build side by side (one
 //!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
 //!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
@@ -183,6 +187,22 @@ async fn run_in_schema_transaction(
 
 pub struct FramedRestorer {
     pub jobs: usize,
+    /// The most that chunks read ahead may hold in memory (stored bytes): a table whose chunks after its first
+    /// fit in what is left of it loads in one transaction, those chunks waiting for the connection that took the
+    /// first one.
+    pub one_transaction_ahead: u64,
+}
+
+/// [`FramedRestorer::one_transaction_ahead`] by default. The bytes in flight besides are a chunk per connection and
+/// as many queued for them (`CHUNK_TARGET` of SQL each, stored compressed): with these, a drill stays under its
+/// 128 MiB with two connections. At 32 MiB of SQL per chunk and the usual 3–4× compression this is a table of
+/// 100 MiB or more of SQL; a bigger one loads side by side.
+pub const ONE_TRANSACTION_AHEAD: u64 = 32 * 1024 * 1024;
+
+impl FramedRestorer {
+    pub fn new(jobs: usize) -> Self {
+        FramedRestorer { jobs, one_transaction_ahead: ONE_TRANSACTION_AHEAD }
+    }
 }
 
 /// The object as it streams in: every byte through SHA-256, counted.
@@ -331,7 +351,7 @@ impl FramedRestorer {
         let mut session = Session::default();
         let mut schema_open = true;
         let mut in_schema_transaction = 0;
-        let (work_tx, work_rx) = tokio::sync::mpsc::channel::<(CopyWork, Bytes)>(self.jobs.max(1));
+        let (work_tx, work_rx) = tokio::sync::mpsc::channel::<Handout>(self.jobs.max(1));
         let mut work_tx = Some(work_tx);
         let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
         let first_error = Arc::new(FirstError::default());
@@ -345,10 +365,15 @@ impl FramedRestorer {
         // configuration table, which `CREATE EXTENSION` filled with the extension's own rows (pg_dump dumps only
         // those its filter selects: emptying it would lose the others).
         let mut not_emptied = BTreeSet::<(String, String)>::new();
+        let mut minimal_wal = false;
+        // Stored bytes of chunks read ahead for tables loading in one transaction, not yet loaded.
+        let held_ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
         for (i, segment) in layout.segments.iter().enumerate() {
             let mut splitter = StatementSplitter::new();
             let count = segment.chunks.len();
+            // The way to the connection loading this table in one transaction, for its chunks after the first.
+            let mut later_chunks: Option<tokio::sync::mpsc::UnboundedSender<(CopyWork, Bytes)>> = None;
             for (index, chunk) in segment.chunks.iter().enumerate() {
                 if first_error.is_set() {
                     return Err(first_error.take().expect("set"));
@@ -386,7 +411,7 @@ impl FramedRestorer {
                         if schema_open {
                             main.batch_execute("COMMIT").await.map_err(|e| failed(describe(&e)))?;
                             schema_open = false;
-                            let minimal_wal = main
+                            minimal_wal = main
                                 .query_one("SELECT current_setting('wal_level') = 'minimal'", &[])
                                 .await
                                 .map(|r| r.get::<_, bool>(0))
@@ -437,7 +462,6 @@ impl FramedRestorer {
                                         &database,
                                         codec,
                                         &session,
-                                        minimal_wal,
                                         &rows,
                                         &scheduler,
                                         &first_error,
@@ -456,12 +480,38 @@ impl FramedRestorer {
                             statement: statement.clone(),
                             first: index == 0,
                             last: index + 1 == count,
-                            whole_table: count == 1
-                                && in_one_segment.contains_key(&table_key(schema, name))
-                                && !not_emptied.contains(&(schema.clone(), name.clone())),
                         };
+                        if index > 0 {
+                            if let Some(lane) = &later_chunks {
+                                // To the connection loading the table, read ahead: this never waits, and what it
+                                // holds is within the budget the table was let in on.
+                                held_ahead.fetch_add(stored.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                                if lane.send((work, stored)).is_err() {
+                                    break; // that connection failed; it reports why
+                                }
+                                continue;
+                            }
+                        }
+                        let mut handout = Handout { work, stored, one_transaction: false, later: None };
+                        if index == 0 {
+                            let later: u64 = segment.chunks[1..].iter().map(|c| c.stored()).sum();
+                            // Only this reader adds to what is held, and the loaders only take from it: what is
+                            // read ahead never passes the budget.
+                            let room = self
+                                .one_transaction_ahead
+                                .saturating_sub(held_ahead.load(std::sync::atomic::Ordering::SeqCst));
+                            handout.one_transaction = minimal_wal
+                                && in_one_segment.contains_key(&table_key(schema, name))
+                                && !not_emptied.contains(&(schema.clone(), name.clone()))
+                                && later <= room;
+                            if handout.one_transaction && count > 1 {
+                                let (lane, chunks) = tokio::sync::mpsc::unbounded_channel();
+                                later_chunks = Some(lane);
+                                handout.later = Some(LaterChunks { chunks, held: held_ahead.clone() });
+                            }
+                        }
                         let sender = work_tx.as_ref().expect("open until the rows are over");
-                        if sender.send((work, stored)).await.is_err() {
+                        if sender.send(handout).await.is_err() {
                             break;
                         }
                     }
@@ -649,8 +699,23 @@ struct CopyWork {
     statement: String,
     first: bool,
     last: bool,
-    /// The table is this one chunk: it may be truncated and loaded in one transaction.
-    whole_table: bool,
+}
+
+/// What the stream hands the next free connection: a chunk, and for a table's first chunk how the table loads.
+struct Handout {
+    work: CopyWork,
+    stored: Bytes,
+    /// The table loads whole on this connection, in the transaction that empties it (`TRUNCATE`, `FREEZE`).
+    one_transaction: bool,
+    /// With `one_transaction`: the table's other chunks, as the stream reads them.
+    later: Option<LaterChunks>,
+}
+
+/// A table's chunks after its first, read ahead for the connection loading it in one transaction.
+struct LaterChunks {
+    chunks: tokio::sync::mpsc::UnboundedReceiver<(CopyWork, Bytes)>,
+    /// What the restore holds read ahead, which a chunk leaves once loaded.
+    held: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Decompresses a chunk of SQL (small: the schema, or the comments between tables).
@@ -665,12 +730,11 @@ pub(super) async fn decode_sql(codec: Codec, stored: Bytes) -> Result<Vec<u8>, R
 /// as the stream hands it out, until the rows are over (and no build is ready) or another connection failed.
 #[allow(clippy::too_many_arguments)]
 async fn load_rows(
-    work: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(CopyWork, Bytes)>>>,
+    work: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Handout>>>,
     server: &ScratchEndpoint,
     database: &str,
     codec: Codec,
     session: &Session,
-    minimal_wal: bool,
     rows: &Mutex<BTreeMap<(String, String), u64>>,
     scheduler: &IndexScheduler,
     first_error: &FirstError,
@@ -705,46 +769,83 @@ async fn load_rows(
             _ = woken => continue,
             next = async { work.lock().await.recv().await } => next,
         };
-        let Some((item, stored)) = next else {
+        let Some(handout) = next else {
             rows_over = true;
             continue;
         };
         if first_error.is_set() {
             return Ok(());
         }
-        let count = load_chunk(&client, codec, &item, stored, minimal_wal).await?;
-        *rows.lock().expect("rows lock").entry((item.schema.clone(), item.name.clone())).or_default() += count;
-        scheduler.chunk_loaded(item.segment);
+        let (segment, key) = (handout.work.segment, (handout.work.schema.clone(), handout.work.name.clone()));
+        let (count, chunks) = if handout.one_transaction {
+            load_in_one_transaction(&client, codec, handout).await?
+        } else {
+            (copy_chunk(&client, codec, &handout.work, handout.stored, false).await?, 1)
+        };
+        *rows.lock().expect("rows lock").entry(key).or_default() += count;
+        // Counted once committed: the table's builds and its read-back, on other connections, see its rows.
+        for _ in 0..chunks {
+            scheduler.chunk_loaded(segment);
+        }
     }
 }
 
-/// Loads one chunk: decompressed on a blocking thread, sent as COPY data.
-async fn load_chunk(
+/// Loads a whole table in one transaction that first empties it (`TRUNCATE ONLY`): a `wal_level=minimal` server
+/// then writes no WAL for its rows, and `FREEZE` writes them as visible to all. The first chunk is `handout`'s,
+/// the others come through its `later` as the stream reads them. Returns the rows and the chunks loaded.
+async fn load_in_one_transaction(
+    client: &Client,
+    codec: Codec,
+    handout: Handout,
+) -> Result<(u64, usize), RestoreError> {
+    let Handout { work, stored, later, .. } = handout;
+    let table = format!("{}.{}", quoted(&work.schema), quoted(&work.name));
+    client
+        .batch_execute(&format!("BEGIN; TRUNCATE ONLY {table}"))
+        .await
+        .map_err(|e| failed(format!("{} (preparing to load {table})", describe(&e))))?;
+    let mut last = work.last;
+    let mut rows = copy_chunk(client, codec, &work, stored, true).await?;
+    let mut chunks = 1;
+    if let Some(mut later) = later {
+        while let Some((work, stored)) = later.chunks.recv().await {
+            let size = stored.len() as u64;
+            let copied = copy_chunk(client, codec, &work, stored, true).await;
+            later.held.fetch_sub(size, std::sync::atomic::Ordering::SeqCst);
+            rows += copied?;
+            chunks += 1;
+            last = work.last;
+        }
+    }
+    if !last {
+        // The stream stopped inside the table (the restore is failing for it): its rows are not committed.
+        return Err(failed(format!("the rows of {table} stopped before their last chunk")));
+    }
+    client.batch_execute("COMMIT").await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
+    Ok((rows, chunks))
+}
+
+/// Sends one chunk as a `COPY` (with `FREEZE` in the transaction that emptied its table): decompressed on a
+/// blocking thread, sent as COPY data. Returns the rows the server took.
+async fn copy_chunk(
     client: &Client,
     codec: Codec,
     item: &CopyWork,
     stored: Bytes,
-    minimal_wal: bool,
+    freeze: bool,
 ) -> Result<u64, RestoreError> {
     let table = format!("{}.{}", quoted(&item.schema), quoted(&item.name));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let (header, terminator) = (item.first.then(|| item.statement.clone()), item.last);
     let decoding =
         tokio::task::spawn_blocking(move || decode_rows(codec, std::io::Cursor::new(stored), header, terminator, tx));
-    let in_transaction = item.whole_table && minimal_wal;
-    if in_transaction {
-        client
-            .batch_execute(&format!("BEGIN; TRUNCATE ONLY {table}"))
-            .await
-            .map_err(|e| failed(format!("{} (preparing to load {table})", describe(&e))))?;
-    }
     let head = item
         .statement
         .trim_end()
         .strip_suffix("FROM stdin;")
         .ok_or_else(|| failed(format!("not a COPY statement: {}", item.statement)))?;
     let sink = client
-        .copy_in::<_, Bytes>(&format!("{head}FROM STDIN{}", if in_transaction { " WITH (FREEZE)" } else { "" }))
+        .copy_in::<_, Bytes>(&format!("{head}FROM STDIN{}", if freeze { " WITH (FREEZE)" } else { "" }))
         .await
         .map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
     futures_util::pin_mut!(sink);
@@ -764,11 +865,7 @@ async fn load_chunk(
     if let Some(e) = send_error {
         return Err(failed(format!("{} (loading {table})", describe(&e))));
     }
-    let rows = sink.as_mut().finish().await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
-    if in_transaction {
-        client.batch_execute("COMMIT").await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))?;
-    }
-    Ok(rows)
+    sink.as_mut().finish().await.map_err(|e| failed(format!("{} (loading {table})", describe(&e))))
 }
 
 /// Decompresses a chunk of rows and hands them on in pieces, without the first chunk's `COPY` line (checked

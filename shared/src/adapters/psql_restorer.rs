@@ -432,7 +432,7 @@ impl Restorer for PsqlRestorer {
         database: &str,
         dump: FramedDump<'_>,
     ) -> Result<FramedRestoreReport, RestoreError> {
-        FramedRestorer { jobs: self.jobs }.restore(store, server, database, dump).await
+        FramedRestorer::new(self.jobs).restore(store, server, database, dump).await
     }
 
     async fn restore_tables(

@@ -124,7 +124,17 @@ fn line_fault(line: &str) -> Option<&'static str> {
     }
     // A write the disk refused, with the file's path between: `ERROR:  could not extend file "…": No space …`.
     let write = ["ERROR:  could not extend file ", "ERROR:  could not write", "PANIC:  could not write"];
-    (write.iter().any(|w| line.starts_with(w)) && line.ends_with("No space left on device")).then_some(DISK)
+    if write.iter().any(|w| line.starts_with(w)) && line.ends_with("No space left on device") {
+        return Some(DISK);
+    }
+    // Or took part of it (a file system that fills mid-block, as a tmpfs at its size does), which the server
+    // reports as a full disk too: `ERROR:  could not extend file "…": wrote only 4096 of 8192 bytes at block 7`.
+    line.strip_prefix("ERROR:  could not extend file ").and_then(|rest| {
+        let (_, said) = rest.rsplit_once("\": wrote only ")?;
+        let (counts, block) = said.split_once(" bytes at block ")?;
+        let (written, asked) = counts.split_once(" of ")?;
+        [written, asked, block].iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())).then_some(DISK)
+    })
 }
 
 /// `line` after the prefix psql or pg_dump puts before a message: `psql:<file>:<line>: `, `psql: error: `,
@@ -172,6 +182,7 @@ mod tests {
         for (stderr, why) in [
             ("psql: error: connection to server at \"127.0.0.1\", port 5 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?", UNREACHABLE),
             ("psql:<stdin>:40: ERROR:  could not extend file \"base/16384/16385\": No space left on device\nHINT:  Check free disk space.", DISK),
+            ("psql:<stdin>:40: ERROR:  could not extend file \"base/16395/16396\": wrote only 4096 of 8192 bytes at block 3284\nHINT:  Check free disk space.\nCONTEXT:  COPY items, line 395000", DISK),
             ("WARNING:  terminating connection because of crash of another server process\nDETAIL:  The postmaster has commanded …\nserver closed the connection unexpectedly\n\tThis probably means the server terminated abnormally", CRASHED),
             ("pg_dump: error: query failed: server closed the connection unexpectedly", CONNECTION_LOST),
             ("psql: error: connection to server at \"h\", port 5 failed: FATAL:  sorry, too many clients already", CONNECTION_SLOTS),
@@ -188,6 +199,7 @@ mod tests {
             "psql:<stdin>:90: ERROR:  duplicate key value violates unique constraint \"log_pkey\"\nDETAIL:  Key (message)=(server closed the connection unexpectedly) already exists.",
             "psql:<stdin>:12: ERROR:  invalid input syntax for type integer: \"No space left on device\"\nCONTEXT:  COPY log, line 3, column n: \"Connection refused\"",
             "psql:<stdin>:5: ERROR:  relation \"public.t\" does not exist",
+            "psql:<stdin>:9: ERROR:  could not extend file \"base/1/2\": wrote only some of it",
             "ERROR:  out of memory\nDETAIL:  Cannot enlarge string buffer containing 1073741822 bytes by 1 more bytes.",
         ] {
             assert_eq!(client_fault(stderr), None, "{stderr}");
