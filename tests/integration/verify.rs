@@ -644,67 +644,22 @@ async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its_chunks_fit_ahead() {
     use backstop::adapters::framed_restore::FramedRestorer;
-    use backstop::adapters::local_scratch::LocalScratch;
-    use backstop::adapters::memory::MemoryStore;
-    use backstop::domain::dump_layout::{Chunk, DumpLayout, Segment, SegmentKind};
-    use backstop::pipeline::codec::FrameCompressor;
-    use backstop::ports::{FramedDump, ObjectStore, ScratchDatabases, ScratchSpec, ScratchState};
+    use backstop::ports::{FramedDump, ScratchDatabases};
 
-    // The dump: the table, its rows in three chunks (the COPY line starts the first, `\.` ends the last), an index.
-    // Its heap is well over `wal_skip_threshold` (2 MB), under which a new relation is written to the WAL whole at
-    // commit.
-    let statement = "COPY public.t (a, b) FROM stdin;";
+    // The dump: the table, its rows in three chunks, an index. Its heap is well over `wal_skip_threshold` (2 MB),
+    // under which a new relation is written to the WAL whole at commit.
     let rows_per_chunk = 60_000;
     let rows = |chunk: usize| -> String {
         (chunk * rows_per_chunk..(chunk + 1) * rows_per_chunk).map(|i| format!("{i}\trow {i:08}\n")).collect()
     };
-    let pieces = [
-        "CREATE TABLE public.t (a integer, b text);\n".to_string(),
-        format!("{statement}\n{}", rows(0)),
-        rows(1),
-        format!("{}\\.\n", rows(2)),
-        "CREATE INDEX t_a ON public.t USING btree (a);\n".to_string(),
-    ];
-    let mut compressor = FrameCompressor::new(Codec::Zstd, 1).unwrap();
-    let (mut object, mut chunks) = (Vec::new(), Vec::new());
-    for piece in &pieces {
-        let mut stored = Vec::new();
-        compressor.compress(piece.as_bytes(), &mut stored).unwrap();
-        chunks.push(Chunk(stored.len() as u64, piece.len() as u64));
-        object.extend_from_slice(&stored);
-    }
-    let layout = DumpLayout {
-        format: 1,
-        segments: vec![
-            Segment { kind: SegmentKind::Sql, chunks: vec![chunks[0]] },
-            Segment {
-                kind: SegmentKind::Copy {
-                    schema: "public".into(),
-                    name: "t".into(),
-                    statement: statement.into(),
-                    rows: 3 * rows_per_chunk as u64,
-                },
-                chunks: chunks[1..4].to_vec(),
-            },
-            Segment { kind: SegmentKind::Sql, chunks: vec![chunks[4]] },
-        ],
-    };
-    let store = MemoryStore::default();
-    let stored = store.put_object("dump.sql.zst", bytes::Bytes::from(object), "application/zstd").await.unwrap();
-    let row_bytes: u64 = chunks[1..4].iter().map(|c| c.raw()).sum();
-
-    let base = tempfile::tempdir().unwrap();
-    let scratch = LocalScratch::new(Some(base.path().to_path_buf()), Some(backstop_tests::pg::bin_dir()));
-    let spec = ScratchSpec {
-        drill_id: format!("chunks-{:08x}", rand::random::<u32>()),
-        engine_major: 15,
-        storage_gib: 1,
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-    };
-    let handle = scratch.create(&spec).await.unwrap();
-    let Ok(ScratchState::Ready(server)) = scratch.poll(&handle).await else {
-        panic!("the scratch server is not ready")
-    };
+    let (store, layout) = framed_dump(vec![
+        HandMade::Sql("CREATE TABLE public.t (a integer, b text);\n".into()),
+        HandMade::Rows("public", "t", "(a, b)", (0..3).map(rows).collect()),
+        HandMade::Sql("CREATE INDEX t_a ON public.t USING btree (a);\n".into()),
+    ])
+    .await;
+    let row_bytes: u64 = layout.segments[1].chunks.iter().map(|c| c.raw()).sum();
+    let (_base, scratch, handle, server) = scratch_server("chunks").await;
     let admin = backstop::adapters::pg_wire::connect(&server, "postgres").await.unwrap();
     let wal_lsn = || async {
         admin.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await.unwrap().get::<_, String>(0)
@@ -718,8 +673,8 @@ async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its
         admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
         let before = wal_lsn().await;
         let dump = FramedDump {
-            key: "dump.sql.zst",
-            version_id: stored.version_id.as_deref(),
+            key: HAND_MADE_KEY,
+            version_id: None,
             codec: Codec::Zstd,
             layout: &layout,
             read_early: None,
@@ -769,6 +724,138 @@ async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its
         side_by_side > row_bytes,
         "loaded side by side, every row is in the WAL: {side_by_side} bytes for {row_bytes} of rows"
     );
+}
+
+/// A row the server refuses in the middle of a table of many chunks (the third of six, a table of six more after
+/// it, two connections: more chunks than the stream may queue) stops the restore with the server's own error,
+/// whether the table loads in one transaction or side by side: the stream never waits for a connection that is
+/// gone, nor reads on from inside a table it stopped in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_refused_mid_table_stops_the_restore_with_the_servers_error_whichever_way_it_loads() {
+    use backstop::adapters::framed_restore::FramedRestorer;
+    use backstop::ports::{FramedDump, ScratchDatabases};
+
+    let chunk = |table: &str, n: usize| -> String {
+        (n * 2_000..(n + 1) * 2_000)
+            .map(|i| if table == "t" && i == 4_321 { "not a number\n".to_string() } else { format!("{i}\n") })
+            .collect()
+    };
+    let (store, layout) = framed_dump(vec![
+        HandMade::Sql("CREATE TABLE public.t (a integer);\nCREATE TABLE public.u (a integer);\n".into()),
+        HandMade::Rows("public", "t", "(a)", (0..6).map(|n| chunk("t", n)).collect()),
+        HandMade::Sql("\n".into()),
+        HandMade::Rows("public", "u", "(a)", (0..6).map(|n| chunk("u", n)).collect()),
+        HandMade::Sql("CREATE INDEX u_a ON public.u USING btree (a);\n".into()),
+    ])
+    .await;
+    let (_base, scratch, handle, server) = scratch_server("refused").await;
+    let admin = backstop::adapters::pg_wire::connect(&server, "postgres").await.unwrap();
+    let mut outcomes = Vec::new();
+    for (database, restorer) in [
+        ("one_transaction", FramedRestorer::new(2)),
+        ("side_by_side", FramedRestorer { jobs: 2, one_transaction_ahead: 0 }),
+    ] {
+        admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
+        let dump = FramedDump {
+            key: HAND_MADE_KEY,
+            version_id: None,
+            codec: Codec::Zstd,
+            layout: &layout,
+            read_early: None,
+            server_ready: None,
+        };
+        let restoring = restorer.restore(Arc::new(store.clone()), &server, database, dump);
+        let outcome = tokio::time::timeout(Duration::from_secs(60), restoring).await;
+        outcomes.push((database, outcome.map(|r| r.map(|r| (r.restore_error, r.object_size)))));
+    }
+    scratch.destroy(&handle).await.unwrap();
+    for (database, outcome) in outcomes {
+        let Ok(Ok((Some(error), size))) = outcome else {
+            panic!("{database}: not a restore that stopped: {outcome:?}")
+        };
+        assert!(error.contains("invalid input syntax for type integer"), "{database}: {error}");
+        assert!(size > 0, "{database}: the object was still read whole for its checksum");
+    }
+}
+
+/// The key [`framed_dump`] stores its object under.
+const HAND_MADE_KEY: &str = "dump.sql.zst";
+
+/// A piece of a dump made by hand: SQL, or a table's rows in chunks (schema, name, column list; the `COPY` line
+/// goes before the first chunk, pg_dump's `\.` after the last).
+enum HandMade {
+    Sql(String),
+    Rows(&'static str, &'static str, &'static str, Vec<String>),
+}
+
+/// A framed dump made by hand (each chunk one zstd frame, as the backup writes them) in an in-memory store, and
+/// its layout.
+async fn framed_dump(
+    pieces: Vec<HandMade>,
+) -> (backstop::adapters::memory::MemoryStore, backstop::domain::dump_layout::DumpLayout) {
+    use backstop::domain::dump_layout::{Chunk, DumpLayout, Segment, SegmentKind};
+    use backstop::ports::ObjectStore;
+
+    let mut compressor = backstop::pipeline::codec::FrameCompressor::new(Codec::Zstd, 1).unwrap();
+    let mut object = Vec::new();
+    let mut frame = |text: &str| {
+        let mut stored = Vec::new();
+        compressor.compress(text.as_bytes(), &mut stored).unwrap();
+        object.extend_from_slice(&stored);
+        Chunk(stored.len() as u64, text.len() as u64)
+    };
+    let mut segments = Vec::new();
+    for piece in pieces {
+        segments.push(match piece {
+            HandMade::Sql(sql) => Segment { kind: SegmentKind::Sql, chunks: vec![frame(&sql)] },
+            HandMade::Rows(schema, name, columns, chunks) => {
+                let statement = format!("COPY {schema}.{name} {columns} FROM stdin;");
+                let last = chunks.len() - 1;
+                let rows = chunks.iter().map(|c| c.lines().count() as u64).sum();
+                let chunks = chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, rows)| {
+                        let head = if i == 0 { format!("{statement}\n") } else { String::new() };
+                        frame(&format!("{head}{rows}{}", if i == last { "\\.\n" } else { "" }))
+                    })
+                    .collect();
+                let kind = SegmentKind::Copy { schema: schema.into(), name: name.into(), statement, rows };
+                Segment { kind, chunks }
+            }
+        });
+    }
+    let store = backstop::adapters::memory::MemoryStore::default();
+    store.put_object(HAND_MADE_KEY, bytes::Bytes::from(object), "application/zstd").await.unwrap();
+    (store, DumpLayout { format: 1, segments })
+}
+
+/// A local scratch cluster (the drills' settings: `wal_level=minimal`, no fsync), ready, in a directory of its own
+/// that goes with the first value (its template with it).
+async fn scratch_server(
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    backstop::adapters::local_scratch::LocalScratch,
+    backstop::ports::ScratchHandle,
+    backstop::ports::ScratchEndpoint,
+) {
+    use backstop::adapters::local_scratch::LocalScratch;
+    use backstop::ports::{ScratchDatabases, ScratchSpec, ScratchState};
+
+    let base = tempfile::tempdir().unwrap();
+    let scratch = LocalScratch::new(Some(base.path().to_path_buf()), Some(backstop_tests::pg::bin_dir()));
+    let spec = ScratchSpec {
+        drill_id: format!("{name}-{:08x}", rand::random::<u32>()),
+        engine_major: 15,
+        storage_gib: 1,
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    let handle = scratch.create(&spec).await.unwrap();
+    let Ok(ScratchState::Ready(server)) = scratch.poll(&handle).await else {
+        panic!("the scratch server is not ready")
+    };
+    (base, scratch, handle, server)
 }
 
 /// Without a configured directory, a cluster for a small restore is made in memory-backed storage (when the

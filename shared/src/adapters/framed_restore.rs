@@ -3,14 +3,16 @@
 //!
 //! 1. the SQL before the first table's rows (schema: types, tables, functions) runs in one transaction;
 //! 2. the tables' rows load side by side: as the object streams in, each chunk of rows goes to the next free
-//!    connection, which decompresses it on its own and sends it with `COPY … FROM STDIN` (a table that is one
-//!    chunk loads after a `TRUNCATE` in the same transaction, which lets a `wal_level=minimal` server skip
-//!    writing WAL for it, and with `FREEZE`, so its rows are written as visible to all and no index build or
-//!    read-back has to mark them so later). A table of several chunks loads the same way, all its chunks on the
-//!    connection that took the first, in one transaction, when its later chunks fit in what is left of
-//!    [`FramedRestorer::one_transaction_ahead`]: the stream reads them ahead into memory and goes on to the
-//!    next tables for the other connections. A bigger table's chunks load side by side, each on the next free
-//!    connection, writing WAL: one connection alone would leave the others without work;
+//!    connection, which decompresses it on its own and sends it with `COPY … FROM STDIN`. On a
+//!    `wal_level=minimal` server (a scratch server's setting), a table loads in one transaction that first
+//!    empties it (`TRUNCATE ONLY`), which lets the server skip writing WAL for its rows, and with `FREEZE`, so
+//!    they are written as visible to all and no index build or read-back has to mark them so later. A table of
+//!    several chunks loads that way too, every chunk on the connection that took the first, when its later
+//!    chunks fit in what is left of [`FramedRestorer::one_transaction_ahead`]: the one read of the object holds
+//!    them in memory for that connection and goes on to the next tables for the others, so no connection waits
+//!    on one table. A bigger table's chunks go side by side, each on the next free connection in a transaction
+//!    of its own, writing WAL, as do the tables that cannot be emptied first (a partitioned root, an
+//!    extension's configuration table, a table whose rows the dump splits over several segments);
 //! 3. the SQL after the rows runs in order, except that indexes and constraints build side by side (one
 //!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
 //!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
@@ -193,10 +195,11 @@ pub struct FramedRestorer {
     pub one_transaction_ahead: u64,
 }
 
-/// [`FramedRestorer::one_transaction_ahead`] by default. The bytes in flight besides are a chunk per connection and
-/// as many queued for them (`CHUNK_TARGET` of SQL each, stored compressed): with these, a drill stays under its
-/// 128 MiB with two connections. At 32 MiB of SQL per chunk and the usual 3–4× compression this is a table of
-/// 100 MiB or more of SQL; a bigger one loads side by side.
+/// [`FramedRestorer::one_transaction_ahead`] by default: with the corpus's 3.3× compression, a table of up to
+/// about 130 MiB of SQL (its first chunk is not held ahead). The dump's bytes in flight besides are a chunk per
+/// connection loading and as many queued (`CHUNK_TARGET` of SQL each, about 10 MiB stored), so two connections
+/// hold at most about 80 MiB of it; the drill's whole peak measured 75 MiB on medium and 87 MiB on large with
+/// it (docs/benchmarks.md), against a target of 128 MiB.
 pub const ONE_TRANSACTION_AHEAD: u64 = 32 * 1024 * 1024;
 
 impl FramedRestorer {
@@ -456,6 +459,7 @@ impl FramedRestorer {
                                 );
                                 let (server, database, codec) = (server.clone(), database.to_string(), dump.codec);
                                 workers.spawn(async move {
+                                    let closing = rx.clone();
                                     if let Err(e) = load_rows(
                                         rx,
                                         &server,
@@ -469,6 +473,11 @@ impl FramedRestorer {
                                     .await
                                     {
                                         first_error.set(e);
+                                    }
+                                    if first_error.is_set() {
+                                        // The stream must not wait for room that no connection will make: with the
+                                        // channel closed, its next hand-out fails and it stops.
+                                        closing.lock().await.close();
                                     }
                                 });
                             }
@@ -486,10 +495,13 @@ impl FramedRestorer {
                                 // To the connection loading the table, read ahead: this never waits, and what it
                                 // holds is within the budget the table was let in on.
                                 held_ahead.fetch_add(stored.len() as u64, std::sync::atomic::Ordering::SeqCst);
-                                if lane.send((work, stored)).is_err() {
-                                    break; // that connection failed; it reports why
+                                if lane.send((work, stored)).is_ok() {
+                                    continue;
                                 }
-                                continue;
+                                // That connection failed: the rows stop here, never leaving a segment half read.
+                                drop(later_chunks.take());
+                                drop(work_tx.take());
+                                return Err(when_loaders_stopped(&mut workers, &first_error).await);
                             }
                         }
                         let mut handout = Handout { work, stored, one_transaction: false, later: None };
@@ -512,7 +524,10 @@ impl FramedRestorer {
                         }
                         let sender = work_tx.as_ref().expect("open until the rows are over");
                         if sender.send(handout).await.is_err() {
-                            break;
+                            // Every connection stopped taking rows (one failed, the others gave up).
+                            drop(later_chunks.take());
+                            drop(work_tx.take());
+                            return Err(when_loaders_stopped(&mut workers, &first_error).await);
                         }
                     }
                 }
@@ -718,6 +733,12 @@ struct LaterChunks {
     held: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Why the loading connections stopped taking rows, once they all have: the first error one of them met.
+async fn when_loaders_stopped(workers: &mut tokio::task::JoinSet<()>, first_error: &FirstError) -> RestoreError {
+    while workers.join_next().await.is_some() {}
+    first_error.take().unwrap_or_else(|| failed("the loading connections stopped before the rows were all in"))
+}
+
 /// Decompresses a chunk of SQL (small: the schema, or the comments between tables).
 pub(super) async fn decode_sql(codec: Codec, stored: Bytes) -> Result<Vec<u8>, RestoreError> {
     tokio::task::spawn_blocking(move || crate::pipeline::codec::decode_all(codec, &stored))
@@ -778,7 +799,7 @@ async fn load_rows(
         }
         let (segment, key) = (handout.work.segment, (handout.work.schema.clone(), handout.work.name.clone()));
         let (count, chunks) = if handout.one_transaction {
-            load_in_one_transaction(&client, codec, handout).await?
+            load_in_one_transaction(&client, codec, handout, first_error).await?
         } else {
             (copy_chunk(&client, codec, &handout.work, handout.stored, false).await?, 1)
         };
@@ -797,6 +818,7 @@ async fn load_in_one_transaction(
     client: &Client,
     codec: Codec,
     handout: Handout,
+    first_error: &FirstError,
 ) -> Result<(u64, usize), RestoreError> {
     let Handout { work, stored, later, .. } = handout;
     let table = format!("{}.{}", quoted(&work.schema), quoted(&work.name));
@@ -809,6 +831,9 @@ async fn load_in_one_transaction(
     let mut chunks = 1;
     if let Some(mut later) = later {
         while let Some((work, stored)) = later.chunks.recv().await {
+            if first_error.is_set() {
+                return Err(failed(format!("stopped loading {table}: another connection failed")));
+            }
             let size = stored.len() as u64;
             let copied = copy_chunk(client, codec, &work, stored, true).await;
             later.held.fetch_sub(size, std::sync::atomic::Ordering::SeqCst);

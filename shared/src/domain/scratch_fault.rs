@@ -128,13 +128,24 @@ fn line_fault(line: &str) -> Option<&'static str> {
         return Some(DISK);
     }
     // Or took part of it (a file system that fills mid-block, as a tmpfs at its size does), which the server
-    // reports as a full disk too: `ERROR:  could not extend file "…": wrote only 4096 of 8192 bytes at block 7`.
-    line.strip_prefix("ERROR:  could not extend file ").and_then(|rest| {
-        let (_, said) = rest.rsplit_once("\": wrote only ")?;
-        let (counts, block) = said.split_once(" bytes at block ")?;
-        let (written, asked) = counts.split_once(" of ")?;
-        [written, asked, block].iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())).then_some(DISK)
-    })
+    // reports as a full disk too: `ERROR:  could not extend file "…": wrote only 4096 of 8192 bytes at block 7`,
+    // `ERROR:  could not write block 7 in file "…": wrote only 4096 of 8192 bytes`.
+    let short = ["ERROR:  could not extend file ", "ERROR:  could not write block "];
+    let rest = short.iter().find_map(|start| line.strip_prefix(start))?;
+    let (_, said) = rest.rsplit_once("\": wrote only ")?;
+    let counts =
+        said.split_once(" at block ").map_or(
+            said,
+            |(counts, block)| {
+                if block.chars().all(|c| c.is_ascii_digit()) {
+                    counts
+                } else {
+                    ""
+                }
+            },
+        );
+    let (written, asked) = counts.strip_suffix(" bytes")?.split_once(" of ")?;
+    [written, asked].iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())).then_some(DISK)
 }
 
 /// `line` after the prefix psql or pg_dump puts before a message: `psql:<file>:<line>: `, `psql: error: `,
@@ -183,6 +194,7 @@ mod tests {
             ("psql: error: connection to server at \"127.0.0.1\", port 5 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?", UNREACHABLE),
             ("psql:<stdin>:40: ERROR:  could not extend file \"base/16384/16385\": No space left on device\nHINT:  Check free disk space.", DISK),
             ("psql:<stdin>:40: ERROR:  could not extend file \"base/16395/16396\": wrote only 4096 of 8192 bytes at block 3284\nHINT:  Check free disk space.\nCONTEXT:  COPY items, line 395000", DISK),
+            ("pg_dump: error: query failed: ERROR:  could not write block 12 in file \"base/5/6\": wrote only 0 of 8192 bytes\nHINT:  Check free disk space.", DISK),
             ("WARNING:  terminating connection because of crash of another server process\nDETAIL:  The postmaster has commanded …\nserver closed the connection unexpectedly\n\tThis probably means the server terminated abnormally", CRASHED),
             ("pg_dump: error: query failed: server closed the connection unexpectedly", CONNECTION_LOST),
             ("psql: error: connection to server at \"h\", port 5 failed: FATAL:  sorry, too many clients already", CONNECTION_SLOTS),
@@ -200,6 +212,7 @@ mod tests {
             "psql:<stdin>:12: ERROR:  invalid input syntax for type integer: \"No space left on device\"\nCONTEXT:  COPY log, line 3, column n: \"Connection refused\"",
             "psql:<stdin>:5: ERROR:  relation \"public.t\" does not exist",
             "psql:<stdin>:9: ERROR:  could not extend file \"base/1/2\": wrote only some of it",
+            "psql:<stdin>:9: ERROR:  could not extend file \"base/1/2\": wrote only 4096 of 8192 bytes at block x",
             "ERROR:  out of memory\nDETAIL:  Cannot enlarge string buffer containing 1073741822 bytes by 1 more bytes.",
         ] {
             assert_eq!(client_fault(stderr), None, "{stderr}");
