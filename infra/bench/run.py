@@ -43,6 +43,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -371,9 +372,10 @@ def filesystem_type(path: Path) -> str:
 def scratch_base_for(sql_bytes: int) -> Path:
     """Where `backstop verify` puts a drill's cluster by default for a dump of `sql_bytes`, by LocalScratch's rule:
     memory-backed storage when /dev/shm is a tmpfs, its backstop-scratch directory is this user's own and
-    writable by no one else, and the restore (twice the SQL, whole GiB), with what the clusters already there were
-    sized for, takes at most half of its free space and a quarter of the available memory; the temp dir
-    otherwise. The footer warns when a drill went elsewhere all the same."""
+    writable by no one else, and the restore (twice the SQL, whole GiB), with what the unexpired clusters already
+    there were sized for, takes at most half of its free space and a quarter of the available memory; the temp
+    dir otherwise. (LocalScratch also caps the available memory by the process's cgroup; not done here.) The
+    footer warns when a drill went elsewhere all the same."""
     gib = 1 << 30
     storage = (sql_bytes * 2 // gib + 1) * gib
     if filesystem_type(MEMORY_FILESYSTEM) not in ("tmpfs", "devtmpfs"):
@@ -384,15 +386,31 @@ def scratch_base_for(sql_bytes: int) -> Path:
             return SCRATCH_DISK_BASE
     claimed = 0
     if SCRATCH_MEMORY_BASE.is_dir():
+        now = dt.datetime.now(dt.timezone.utc)
         for cluster in SCRATCH_MEMORY_BASE.iterdir():
             with contextlib.suppress(OSError, ValueError):
-                claimed += int((cluster / "storage_gib").read_text().strip()) * gib
+                expires = cluster_expiry(cluster)
+                if expires is None or expires >= now:
+                    claimed += int((cluster / "storage_gib").read_text().strip()) * gib
     fs = os.statvfs(MEMORY_FILESYSTEM)
     available = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemAvailable:")), 0)
     need = storage + claimed
     return SCRATCH_MEMORY_BASE if need <= fs.f_bavail * fs.f_frsize // 2 and need <= available // 4 \
         else SCRATCH_DISK_BASE
+
+
+def cluster_expiry(cluster: Path) -> dt.datetime | None:
+    """A scratch cluster's `expires_at` (RFC 3339, as Backstop writes it, with up to nanoseconds), or None when
+    it cannot be read: such a cluster counts as claimed, as LocalScratch counts it."""
+    with contextlib.suppress(OSError, ValueError):
+        text = (cluster / "expires_at").read_text().strip().replace("Z", "+00:00")
+        # Python reads at most microseconds: cut the fraction to six digits.
+        m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?([+-]\d\d:\d\d)", text)
+        if m:
+            fraction = f".{m.group(2)[:6]}" if m.group(2) else ""
+            return dt.datetime.fromisoformat(f"{m.group(1)}{fraction}{m.group(3)}")
+    return None
 
 
 class RestoreCluster:
