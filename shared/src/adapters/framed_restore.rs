@@ -459,8 +459,9 @@ impl FramedRestorer {
                                 );
                                 let (server, database, codec) = (server.clone(), database.to_string(), dump.codec);
                                 workers.spawn(async move {
+                                    use futures_util::FutureExt;
                                     let closing = rx.clone();
-                                    if let Err(e) = load_rows(
+                                    let loading = load_rows(
                                         rx,
                                         &server,
                                         &database,
@@ -469,10 +470,15 @@ impl FramedRestorer {
                                         &rows,
                                         &scheduler,
                                         &first_error,
-                                    )
-                                    .await
-                                    {
-                                        first_error.set(e);
+                                    );
+                                    // A panic is a failure like any other: it must stop the restore, not leave
+                                    // its hand-outs unloaded (or the stream waiting for this connection).
+                                    match std::panic::AssertUnwindSafe(loading).catch_unwind().await {
+                                        Ok(Ok(())) => {}
+                                        Ok(Err(e)) => first_error.set(e),
+                                        Err(_) => first_error.set(failed(
+                                            "a loading connection failed unexpectedly (a bug: see the log)",
+                                        )),
                                     }
                                     if first_error.is_set() {
                                         // The stream must not wait for room that no connection will make: with the

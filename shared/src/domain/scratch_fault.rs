@@ -130,8 +130,13 @@ fn line_fault(line: &str) -> Option<&'static str> {
     // Or took part of it (a file system that fills mid-block, as a tmpfs at its size does), which the server
     // reports as a full disk too: `ERROR:  could not extend file "…": wrote only 4096 of 8192 bytes at block 7`,
     // `ERROR:  could not write block 7 in file "…": wrote only 4096 of 8192 bytes`.
-    let short = ["ERROR:  could not extend file ", "ERROR:  could not write block "];
-    let rest = short.iter().find_map(|start| line.strip_prefix(start))?;
+    let rest = match line.strip_prefix("ERROR:  could not write block ") {
+        Some(block) => {
+            let (number, file) = block.split_once(" in file \"")?;
+            number.chars().all(|c| c.is_ascii_digit()).then_some(file)?
+        }
+        None => line.strip_prefix("ERROR:  could not extend file \"")?,
+    };
     let (_, said) = rest.rsplit_once("\": wrote only ")?;
     let counts =
         said.split_once(" at block ").map_or(
@@ -213,6 +218,8 @@ mod tests {
             "psql:<stdin>:5: ERROR:  relation \"public.t\" does not exist",
             "psql:<stdin>:9: ERROR:  could not extend file \"base/1/2\": wrote only some of it",
             "psql:<stdin>:9: ERROR:  could not extend file \"base/1/2\": wrote only 4096 of 8192 bytes at block x",
+            "psql:<stdin>:9: ERROR:  could not write block all in file \"base/1/2\": wrote only 0 of 8192 bytes",
+            "psql:<stdin>:9: ERROR:  could not write block 3 in file \"base/1/2\": wrote only 0 of many bytes",
             "ERROR:  out of memory\nDETAIL:  Cannot enlarge string buffer containing 1073741822 bytes by 1 more bytes.",
         ] {
             assert_eq!(client_fault(stderr), None, "{stderr}");
