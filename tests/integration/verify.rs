@@ -643,8 +643,7 @@ async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
 /// way every row is in, and the index after the rows is built on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its_chunks_fit_ahead() {
-    use backstop::adapters::framed_restore::FramedRestorer;
-    use backstop::ports::{FramedDump, ScratchDatabases};
+    use backstop::ports::ScratchDatabases;
 
     // The dump: the table, its rows in three chunks, an index. Its heap is well over `wal_skip_threshold` (2 MB),
     // under which a new relation is written to the WAL whole at commit.
@@ -666,20 +665,10 @@ async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its
     };
 
     let mut wal_written = Vec::new();
-    for (database, restorer) in [
-        ("one_transaction", FramedRestorer::new(2)),
-        ("side_by_side", FramedRestorer { jobs: 2, one_transaction_ahead: 0 }),
-    ] {
+    for (database, restorer) in both_ways() {
         admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
         let before = wal_lsn().await;
-        let dump = FramedDump {
-            key: HAND_MADE_KEY,
-            version_id: None,
-            codec: Codec::Zstd,
-            layout: &layout,
-            read_early: None,
-            server_ready: None,
-        };
+        let dump = hand_made_dump(&layout);
         let report = restorer.restore(Arc::new(store.clone()), &server, database, dump).await.unwrap();
         assert_eq!(report.restore_error, None, "{database}");
         assert_eq!(report.rows_loaded.get(&("public".into(), "t".into())), Some(&(3 * rows_per_chunk as u64)));
@@ -733,8 +722,7 @@ async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its
 /// closed by a failing connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_refused_mid_table_stops_the_restore_with_the_servers_error_whichever_way_it_loads() {
-    use backstop::adapters::framed_restore::FramedRestorer;
-    use backstop::ports::{FramedDump, ScratchDatabases};
+    use backstop::ports::ScratchDatabases;
 
     let chunk = |table: &str, n: usize| -> String {
         (n * 2_000..(n + 1) * 2_000)
@@ -752,19 +740,9 @@ async fn a_row_refused_mid_table_stops_the_restore_with_the_servers_error_whiche
     let (_base, scratch, handle, server) = scratch_server("refused").await;
     let admin = backstop::adapters::pg_wire::connect(&server, "postgres").await.unwrap();
     let mut outcomes = Vec::new();
-    for (database, restorer) in [
-        ("one_transaction", FramedRestorer::new(2)),
-        ("side_by_side", FramedRestorer { jobs: 2, one_transaction_ahead: 0 }),
-    ] {
+    for (database, restorer) in both_ways() {
         admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
-        let dump = FramedDump {
-            key: HAND_MADE_KEY,
-            version_id: None,
-            codec: Codec::Zstd,
-            layout: &layout,
-            read_early: None,
-            server_ready: None,
-        };
+        let dump = hand_made_dump(&layout);
         let restoring = restorer.restore(Arc::new(store.clone()), &server, database, dump);
         let outcome = tokio::time::timeout(Duration::from_secs(60), restoring).await;
         outcomes.push((database, outcome.map(|r| r.map(|r| (r.restore_error, r.object_size)))));
@@ -782,6 +760,28 @@ async fn a_row_refused_mid_table_stops_the_restore_with_the_servers_error_whiche
 
 /// The key [`framed_dump`] stores its object under.
 const HAND_MADE_KEY: &str = "dump.sql.zst";
+
+/// The restore of the object [`framed_dump`] stored, with `layout`.
+fn hand_made_dump(layout: &backstop::domain::dump_layout::DumpLayout) -> backstop::ports::FramedDump<'_> {
+    backstop::ports::FramedDump {
+        key: HAND_MADE_KEY,
+        version_id: None,
+        codec: Codec::Zstd,
+        layout,
+        read_early: None,
+        server_ready: None,
+    }
+}
+
+/// A database name and a restorer for each way a table of several chunks may load: in one transaction (the
+/// default read-ahead), and side by side (none).
+fn both_ways() -> [(&'static str, backstop::adapters::framed_restore::FramedRestorer); 2] {
+    use backstop::adapters::framed_restore::FramedRestorer;
+    [
+        ("one_transaction", FramedRestorer::new(2)),
+        ("side_by_side", FramedRestorer { jobs: 2, one_transaction_ahead: 0 }),
+    ]
+}
 
 /// A piece of a dump made by hand: SQL, or a table's rows in chunks (schema, name, column list; the `COPY` line
 /// goes before the first chunk, pg_dump's `\.` after the last).

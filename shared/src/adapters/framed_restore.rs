@@ -505,9 +505,7 @@ impl FramedRestorer {
                                     continue;
                                 }
                                 // That connection failed: the rows stop here, never leaving a segment half read.
-                                drop(later_chunks.take());
-                                drop(work_tx.take());
-                                return Err(when_loaders_stopped(&mut workers, &first_error).await);
+                                return Err(when_loaders_stopped(later_chunks, work_tx, workers, &first_error).await);
                             }
                         }
                         let mut handout = Handout { work, stored, one_transaction: false, later: None };
@@ -531,9 +529,7 @@ impl FramedRestorer {
                         let sender = work_tx.as_ref().expect("open until the rows are over");
                         if sender.send(handout).await.is_err() {
                             // Every connection stopped taking rows (one failed, the others gave up).
-                            drop(later_chunks.take());
-                            drop(work_tx.take());
-                            return Err(when_loaders_stopped(&mut workers, &first_error).await);
+                            return Err(when_loaders_stopped(later_chunks, work_tx, workers, &first_error).await);
                         }
                     }
                 }
@@ -739,8 +735,15 @@ struct LaterChunks {
     held: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Why the loading connections stopped taking rows, once they all have: the first error one of them met.
-async fn when_loaders_stopped(workers: &mut tokio::task::JoinSet<()>, first_error: &FirstError) -> RestoreError {
+/// Why the loading connections stopped taking rows, once they all have: the first error one of them met. The
+/// stream's senders are dropped first, so a connection still waiting for rows sees them end.
+async fn when_loaders_stopped(
+    later_chunks: Option<tokio::sync::mpsc::UnboundedSender<(CopyWork, Bytes)>>,
+    work: Option<tokio::sync::mpsc::Sender<Handout>>,
+    mut workers: tokio::task::JoinSet<()>,
+    first_error: &FirstError,
+) -> RestoreError {
+    drop((later_chunks, work));
     while workers.join_next().await.is_some() {}
     first_error.take().unwrap_or_else(|| failed("the loading connections stopped before the rows were all in"))
 }

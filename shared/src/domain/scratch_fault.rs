@@ -130,27 +130,21 @@ fn line_fault(line: &str) -> Option<&'static str> {
     // Or took part of it (a file system that fills mid-block, as a tmpfs at its size does), which the server
     // reports as a full disk too: `ERROR:  could not extend file "…": wrote only 4096 of 8192 bytes at block 7`,
     // `ERROR:  could not write block 7 in file "…": wrote only 4096 of 8192 bytes`.
+    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
     let rest = match line.strip_prefix("ERROR:  could not write block ") {
         Some(block) => {
             let (number, file) = block.split_once(" in file \"")?;
-            number.chars().all(|c| c.is_ascii_digit()).then_some(file)?
+            digits(number).then_some(file)?
         }
         None => line.strip_prefix("ERROR:  could not extend file \"")?,
     };
     let (_, said) = rest.rsplit_once("\": wrote only ")?;
-    let counts =
-        said.split_once(" at block ").map_or(
-            said,
-            |(counts, block)| {
-                if block.chars().all(|c| c.is_ascii_digit()) {
-                    counts
-                } else {
-                    ""
-                }
-            },
-        );
+    let counts = match said.split_once(" at block ") {
+        Some((counts, block)) => digits(block).then_some(counts)?,
+        None => said,
+    };
     let (written, asked) = counts.strip_suffix(" bytes")?.split_once(" of ")?;
-    [written, asked].iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())).then_some(DISK)
+    (digits(written) && digits(asked)).then_some(DISK)
 }
 
 /// `line` after the prefix psql or pg_dump puts before a message: `psql:<file>:<line>: `, `psql: error: `,
