@@ -246,6 +246,23 @@ def machine_steal_seconds() -> float:
     return times[7] if len(times) > 7 else 0.0
 
 
+# The emulator's process (moto_server), whose CPU seconds each case reports apart: on AWS, S3 and DynamoDB answer
+# from elsewhere, so what the emulator spends is this machine's cost, not the product's.
+EMULATOR_PID: int | None = None
+
+
+def emulator_cpu_seconds() -> float:
+    """User + system seconds the emulator's process (every thread of it) has used; 0 when it is not known."""
+    if EMULATOR_PID is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{EMULATOR_PID}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0], utime and stime 11 and 12
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy since boot (user, nice, system, irq, softirq), every core."""
     user, nice, system, _idle, _iowait, irq, softirq = cpu_seconds_since_boot()[:7]
@@ -258,6 +275,8 @@ class Measured:
     stages: list[Stage]
     # What every process on the machine used meanwhile: the case's own, the PostgreSQL server's, the emulator's.
     machine_cpu_seconds: float = 0.0
+    # Of which the emulator's (moto_server answering the case's S3 and DynamoDB calls).
+    emulator_cpu_seconds: float = 0.0
 
     def procs(self) -> list[dict]:
         return [{"name": s.name, "own_peak_kb": s.own_peak_kb, "maxrss_kb": s.maxrss_kb, "cpu_seconds": round(s.cpu_seconds, 3)}
@@ -287,7 +306,7 @@ def measure(stages: list[Stage], *, env: dict, stdin=None, stdout=None, timeout:
             os.killpg(pgid, signal.SIGKILL)
 
     start = time.monotonic()
-    busy_at_start = machine_busy_seconds()
+    busy_at_start, emulator_at_start = machine_busy_seconds(), emulator_cpu_seconds()
     try:
         prev = stdin
         for i, s in enumerate(stages):
@@ -320,6 +339,7 @@ def measure(stages: list[Stage], *, env: dict, stdin=None, stdout=None, timeout:
             timer.cancel()
         seconds = time.monotonic() - start
         machine_cpu = machine_busy_seconds() - busy_at_start
+        emulator_cpu = emulator_cpu_seconds() - emulator_at_start
     except BaseException:
         if pgid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -350,7 +370,7 @@ def measure(stages: list[Stage], *, env: dict, stdin=None, stdout=None, timeout:
         raise CaseFailed(f"timed out after {timeout:.0f} s")
     if failed:
         raise CaseFailed("; ".join(errors))
-    return Measured(seconds, stages, machine_cpu)
+    return Measured(seconds, stages, machine_cpu, emulator_cpu)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -668,13 +688,14 @@ class Bench:
         sampler = Sampler([stage])
         sampler.start()
         t0 = time.monotonic()
-        busy0 = machine_busy_seconds()
+        busy0, emulator0 = machine_busy_seconds(), emulator_cpu_seconds()
         p.stdin.write("go\n")
         p.stdin.close()
         inner = p.stdout.read().strip()
         _, status, usage = os.wait4(p.pid, 0)
         seconds = time.monotonic() - t0
         machine_cpu = machine_busy_seconds() - busy0
+        emulator_cpu = emulator_cpu_seconds() - emulator0
         sampler.stop.set()
         sampler.join()
         stage.returncode = p.returncode = os.waitstatus_to_exitcode(status)
@@ -682,7 +703,7 @@ class Bench:
         stage.cpu_seconds = usage.ru_utime + usage.ru_stime
         if stage.returncode != 0:
             raise CaseFailed(f"upload_file failed (exit {stage.returncode})")
-        return Measured(seconds, [stage], machine_cpu)
+        return Measured(seconds, [stage], machine_cpu, emulator_cpu)
 
     def backstop_backup(self, codec: str, level) -> tuple[Measured, dict]:
         out_path = self.tmp / "backstop-out.json"
@@ -814,7 +835,8 @@ class Bench:
         phases = {"download": a.seconds, "zstd -dc | psql -1": b.seconds, "count(*) of every table": c.seconds}
         parts = (a, b, c)
         return Measured(sum(p.seconds for p in parts), [s for p in parts for s in p.stages],
-                        sum(p.machine_cpu_seconds for p in parts)), {"backup_id": backup_id}, phases
+                        sum(p.machine_cpu_seconds for p in parts),
+                        sum(p.emulator_cpu_seconds for p in parts)), {"backup_id": backup_id}, phases
 
     def quiet_before(self) -> float:
         """Waits (up to QUIET_WAIT_SECONDS, not in smoke runs) for the machine to be idle; returns its load."""
@@ -841,7 +863,8 @@ class Bench:
                 a = self.dump_gzip()
                 b = self.upload(f"{self.label}/run{run}-{int(time.time())}.sql.gz")
                 phases = {"pg_dump | gzip -6 > file": a.seconds, "upload_file": b.seconds}
-                mm = Measured(a.seconds + b.seconds, a.stages + b.stages, a.machine_cpu_seconds + b.machine_cpu_seconds)
+                mm = Measured(a.seconds + b.seconds, a.stages + b.stages, a.machine_cpu_seconds + b.machine_cpu_seconds,
+                              a.emulator_cpu_seconds + b.emulator_cpu_seconds)
                 extra["gzip6_bytes"] = self.gz.stat().st_size
             elif case.id == "zstd1":
                 with open(self.zst, "wb") as out:
@@ -916,6 +939,7 @@ class Bench:
         res["maxrss_kb"].append(mm.maxrss_kb())
         res["cpu_seconds"].append(round(mm.cpu_seconds(), 3))
         res["machine_cpu_seconds"].append(round(mm.machine_cpu_seconds, 3))
+        res.setdefault("emulator_cpu_seconds", []).append(round(mm.emulator_cpu_seconds, 3))
         res["procs"].append(procs)
         res["extra"].append(extra)
         for k, v in phases.items():
@@ -969,6 +993,7 @@ class Bench:
                 res["median_maxrss_kb"] = int(statistics.median(res["maxrss_kb"]))
                 res["median_cpu_seconds"] = round(statistics.median(res["cpu_seconds"]), 3)
                 res["median_machine_cpu_seconds"] = round(statistics.median(res["machine_cpu_seconds"]), 3)
+                res["median_emulator_cpu_seconds"] = round(statistics.median(res.get("emulator_cpu_seconds") or [0.0]), 3)
                 res["phase_median_seconds"] = {k: round(statistics.median(v), 4) for k, v in res["phases"].items()}
                 if c.reference:
                     refs[c.side] = res["median_seconds"]
@@ -1005,6 +1030,9 @@ class Bench:
                              f"{res['min_seconds']:7.2f}..{res['max_seconds']:<7.2f} "
                              f"{mb(res['median_own_peak_kb']):>8} {mb(res['median_maxrss_kb']):>9} "
                              f"{res['median_cpu_seconds']:6.1f} {res['median_machine_cpu_seconds']:7.1f}")
+                if res.get("median_emulator_cpu_seconds", 0) >= 0.01:
+                    lines.append(f"{'  of the machine CPU s, the emulator (moto) answering its calls':58} {'':9} {'':>6} "
+                                 f"{'':15} {'':>8} {'':>9} {'':>6} {res['median_emulator_cpu_seconds']:7.2f}")
                 for k, v in res["phase_median_seconds"].items():
                     pr = res["phase_ratio_to_reference"].get(k)
                     lines.append(f"{'  ' + k:58} {v:9.2f} {(f'{pr:.2f}' if pr else '-'):>6}")
@@ -1122,6 +1150,8 @@ def main(argv=None) -> int:
     started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     stack = ensure_stack()
+    global EMULATOR_PID
+    EMULATOR_PID = stack.state.get("moto_pid")
     bench = Bench(args, stack)
     out = Path(args.out) if args.out else LOCAL / "bench" / f"results-{args.database or args.size}.json"
     result: dict = {"started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -3,8 +3,8 @@
 //! S3 allows at most 10,000 parts, each at least 5 MiB (but the last) and at most 5 GiB. The dump's size is not
 //! known up front, so the size doubles every 1,000 parts: 6 MiB parts carry the first 5.9 GiB, and the 10,000
 //! parts together reach about 5.9 TiB, past S3's 5 TiB object limit. Memory grows only for dumps that need it:
-//! a backup holds at most four parts (one filling, one queued, two uploading), so the part size is most of its
-//! memory, and 6 MiB is the smallest start that still reaches 5 TiB (5 MiB would stop at 4.9 TiB).
+//! a backup holds at most three parts (one filling, two uploading or waiting for their upload), so the part size
+//! is most of its memory, and 6 MiB is the smallest start that still reaches 5 TiB (5 MiB would stop at 4.9 TiB).
 
 pub const S3_MAX_PARTS: u32 = 10_000;
 pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;

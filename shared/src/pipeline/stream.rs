@@ -57,7 +57,7 @@ pub struct StreamSettings {
     /// Frames compressed side by side (at least 1).
     pub compressor_threads: u32,
     pub part_sizer: PartSizer,
-    /// Parts uploading at once; with one more queued and one filling, this bounds memory.
+    /// Parts uploading at once; with the one filling, this bounds memory (a full part waits for a free slot).
     pub parts_in_flight: usize,
 }
 
@@ -145,10 +145,13 @@ pub async fn stream_to_upload(
     settings: StreamSettings,
     progress: Arc<Progress>,
 ) -> Result<StreamResult, StreamError> {
+    let in_flight = settings.parts_in_flight.max(1);
     let (parts_tx, parts_rx) = mpsc::channel::<PartToUpload>(1);
+    let (slots_tx, slots_rx) = upload_slots(in_flight);
+    let out = PartsOut { parts: parts_tx, free_slots: slots_rx };
     let producer_progress = progress.clone();
-    let producer = tokio::task::spawn_blocking(move || produce_parts(source, settings, parts_tx, producer_progress));
-    let uploaded = upload_parts(parts_rx, upload, settings.parts_in_flight, &progress).await;
+    let producer = tokio::task::spawn_blocking(move || produce_parts(source, settings, out, producer_progress));
+    let uploaded = upload_parts(parts_rx, slots_tx, upload, in_flight, &progress).await;
 
     let produced =
         producer.await.map_err(|e| StreamError::Internal(format!("the compressing thread panicked: {e}")))?;
@@ -178,13 +181,32 @@ enum Compressed {
 }
 
 type NumberedFrame = (u64, Option<RawFrame>);
+
+/// Where full parts go: to the uploads, each only once one of the `in_flight` upload slots is free. A part
+/// waits for its slot in the sink, before the next one starts filling, so at most `in_flight` parts upload or
+/// wait in the channel and one more fills: a queued part beside them would be another part's size of memory
+/// for no speed (the compressors, not the uploads, bound the stream).
+struct PartsOut {
+    parts: mpsc::Sender<PartToUpload>,
+    /// One message per upload slot freed; closed when the uploads stop.
+    free_slots: Receiver<()>,
+}
+
+/// The upload slots' two ends, with every slot free.
+fn upload_slots(in_flight: usize) -> (SyncSender<()>, Receiver<()>) {
+    let (tx, rx) = sync_channel(in_flight);
+    for _ in 0..in_flight {
+        tx.send(()).expect("the channel holds every slot");
+    }
+    (tx, rx)
+}
 type NumberedResult = (u64, io::Result<Compressed>);
 
 /// The blocking half: reader, framer, compressors and sink, on threads of their own, joined before return.
 fn produce_parts(
     source: Box<dyn Read + Send>,
     settings: StreamSettings,
-    parts_tx: mpsc::Sender<PartToUpload>,
+    parts_out: PartsOut,
     progress: Arc<Progress>,
 ) -> Result<Produced, StreamError> {
     let compressors = settings.compressor_threads.max(1) as usize;
@@ -194,18 +216,16 @@ fn produce_parts(
     let frames_rx = Arc::new(Mutex::new(frames_rx));
     let (compressed_tx, compressed_rx) = sync_channel::<NumberedResult>(COMPRESSED_QUEUED);
     let (spent_frames_tx, spent_frames_rx) = sync_channel::<Vec<u8>>(FRAMES_QUEUED + compressors + 2);
-    let (spent_stored_tx, spent_stored_rx) = sync_channel::<Vec<u8>>(COMPRESSED_QUEUED + compressors);
-    let spent_stored_rx = Arc::new(Mutex::new(spent_stored_rx));
 
     std::thread::scope(|scope| {
         scope.spawn(|| read_chunks(source, chunks_tx, spent_chunks_rx, &progress));
         for _ in 0..compressors {
             let (frames, out) = (frames_rx.clone(), compressed_tx.clone());
-            let buffers = Buffers { spent_frames: spent_frames_tx.clone(), fresh_stored: spent_stored_rx.clone() };
-            scope.spawn(move || compress_frames(settings, frames, out, buffers));
+            let spent_frames = spent_frames_tx.clone();
+            scope.spawn(move || compress_frames(settings, frames, out, spent_frames));
         }
         drop((compressed_tx, spent_frames_tx));
-        let sink = scope.spawn(|| sink(compressed_rx, settings.part_sizer, parts_tx, spent_stored_tx, &progress));
+        let sink = scope.spawn(|| sink(compressed_rx, settings.part_sizer, parts_out, &progress));
 
         let framed = frame_chunks(chunks_rx, spent_chunks_tx, frames_tx, spent_frames_rx);
         let sunk = sink.join().unwrap_or_else(|_| Err(StreamError::Internal("the sink thread panicked".into())));
@@ -297,18 +317,12 @@ fn frame_chunks(
     Ok(summary)
 }
 
-/// A compressor's buffer traffic: raw frames go back to the framer, compressed ones come back from the sink.
-struct Buffers {
-    spent_frames: SyncSender<Vec<u8>>,
-    fresh_stored: Arc<Mutex<Receiver<Vec<u8>>>>,
-}
-
 /// A compressor thread: frames in, compressed frames out, in whatever order they finish.
 fn compress_frames(
     settings: StreamSettings,
     frames: Arc<Mutex<Receiver<NumberedFrame>>>,
     out: SyncSender<NumberedResult>,
-    buffers: Buffers,
+    spent_frames: SyncSender<Vec<u8>>,
 ) {
     let mut compressor = match FrameCompressor::new(settings.codec, settings.level) {
         Ok(c) => c,
@@ -324,10 +338,13 @@ fn compress_frames(
         let result = match frame {
             None => Ok(Compressed::End),
             Some(frame) => {
-                let mut stored = buffers.fresh_stored.lock().ok().and_then(|rx| rx.try_recv().ok()).unwrap_or_default();
+                // A fresh buffer, not a recycled one: it has room for the worst case (a frame that does not
+                // compress), but only the pages the compressed bytes fill become memory, and they are returned
+                // when the sink has copied them. A recycled buffer would keep the largest frame it ever held.
+                let mut stored = Vec::new();
                 let compressed = compressor.compress(&frame.sql, &mut stored);
                 let raw_len = frame.sql.len() as u64;
-                let _ = buffers.spent_frames.try_send(frame.sql);
+                let _ = spent_frames.try_send(frame.sql);
                 compressed.map(|()| Compressed::Frame {
                     raw_len,
                     starts: frame.starts,
@@ -348,11 +365,10 @@ fn compress_frames(
 fn sink(
     compressed: Receiver<NumberedResult>,
     sizer: PartSizer,
-    parts_tx: mpsc::Sender<PartToUpload>,
-    spent_stored: SyncSender<Vec<u8>>,
+    parts_out: PartsOut,
     progress: &Progress,
 ) -> Result<(DumpLayout, u64, String), StreamError> {
-    let mut writer = PartWriter::new(sizer, parts_tx, progress);
+    let mut writer = PartWriter::new(sizer, parts_out, progress);
     let mut layout = LayoutBuilder::default();
     let mut waiting: BTreeMap<u64, Compressed> = BTreeMap::new();
     let mut next = 0u64;
@@ -372,7 +388,6 @@ fn sink(
                         layout.set_rows(rows);
                     }
                     writer.write_all(&stored).map_err(writer_error)?;
-                    let _ = spent_stored.try_send(stored);
                 }
             }
             next += 1;
@@ -414,12 +429,12 @@ struct PartWriter<'a> {
     part_hasher: Sha256,
     object_hasher: Sha256,
     stored_bytes: u64,
-    parts_tx: mpsc::Sender<PartToUpload>,
+    out: PartsOut,
     progress: &'a Progress,
 }
 
 impl<'a> PartWriter<'a> {
-    fn new(sizer: PartSizer, parts_tx: mpsc::Sender<PartToUpload>, progress: &'a Progress) -> Self {
+    fn new(sizer: PartSizer, out: PartsOut, progress: &'a Progress) -> Self {
         PartWriter {
             sizer,
             buffer: Vec::with_capacity(sizer.size_of(1)),
@@ -427,7 +442,7 @@ impl<'a> PartWriter<'a> {
             part_hasher: Sha256::new(),
             object_hasher: Sha256::new(),
             stored_bytes: 0,
-            parts_tx,
+            out,
             progress,
         }
     }
@@ -436,14 +451,15 @@ impl<'a> PartWriter<'a> {
         if self.next_part > S3_MAX_PARTS {
             return Err(io::Error::other(PartWriterStop::TooManyParts));
         }
+        let stopped = || io::Error::other(PartWriterStop::UploadsStopped);
+        // The part waits here, whole, for an upload slot; the next one's buffer is taken only after.
+        self.out.free_slots.recv().map_err(|_| stopped())?;
         let number = self.next_part;
         self.next_part += 1;
         let capacity = self.sizer.size_of(self.next_part);
         let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(capacity));
         let sha256 = std::mem::take(&mut self.part_hasher).finalize().into();
-        self.parts_tx
-            .blocking_send(PartToUpload { number, body: Bytes::from(body), sha256 })
-            .map_err(|_| io::Error::other(PartWriterStop::UploadsStopped))
+        self.out.parts.blocking_send(PartToUpload { number, body: Bytes::from(body), sha256 }).map_err(|_| stopped())
     }
 
     /// Sends the last part (possibly short: S3 allows it) and returns the object's size and SHA-256.
@@ -482,6 +498,7 @@ impl Write for PartWriter<'_> {
 /// The async half: upload parts as they come, at most `in_flight` at once, in any order.
 async fn upload_parts(
     mut parts_rx: mpsc::Receiver<PartToUpload>,
+    free_slots: SyncSender<()>,
     upload: Arc<dyn MultipartUpload>,
     in_flight: usize,
     progress: &Progress,
@@ -505,6 +522,8 @@ async fn upload_parts(
                 let (part, len) = joined.map_err(|e| StreamError::Internal(format!("a part upload panicked: {e}")))??;
                 progress.uploaded_bytes.fetch_add(len, Ordering::Relaxed);
                 done.push(part);
+                // Never blocks: the slot taken for this part is the one given back. Fails once the sink is done.
+                let _ = free_slots.try_send(());
             }
         }
     }
@@ -561,6 +580,85 @@ mod tests {
         assert_eq!(stored.len() as u64, result.stored_bytes);
         assert_eq!(hex::encode(Sha256::digest(&stored)), result.sha256);
         assert_eq!(crate::pipeline::codec::decode_all(Codec::Gzip, &stored).unwrap(), dump);
+    }
+
+    /// An upload whose parts wait at a gate the test opens.
+    struct GatedUpload {
+        inner: Arc<dyn MultipartUpload>,
+        gate: tokio::sync::Semaphore,
+        started: AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartUpload for GatedUpload {
+        fn key(&self) -> &str {
+            self.inner.key()
+        }
+        async fn upload_part(&self, part: PartToUpload) -> Result<UploadedPart, StoreError> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            self.gate.acquire().await.expect("the gate stays open").forget();
+            self.inner.upload_part(part).await
+        }
+        async fn complete(&self, parts: Vec<UploadedPart>) -> Result<crate::ports::StoredVersion, StoreError> {
+            self.inner.complete(parts).await
+        }
+        async fn abort(&self) -> Result<(), StoreError> {
+            self.inner.abort().await
+        }
+    }
+
+    #[tokio::test]
+    async fn given_stalled_uploads_then_the_stream_holds_no_more_than_the_parts_in_flight_and_the_one_waiting() {
+        const PART: usize = 4096;
+        // Hundreds of small tables: every table's rows are a frame of their own, far smaller than a part.
+        let mut dump = Vec::new();
+        for t in 0..400u64 {
+            dump.extend_from_slice(format!("COPY public.t{t} (a) FROM stdin;\n").as_bytes());
+            for r in 0..8u64 {
+                dump.extend_from_slice(format!("{:x}\n", (t * 8 + r).wrapping_mul(0x9e37_79b9_7f4a_7c15)).as_bytes());
+            }
+            dump.extend_from_slice(b"\\.\n");
+        }
+        dump.extend_from_slice(b"-- PostgreSQL database dump complete\n");
+        let store = MemoryStore::default();
+        let upload = Arc::new(GatedUpload {
+            inner: store.create_multipart("k", "x").await.unwrap(),
+            gate: tokio::sync::Semaphore::new(0),
+            started: AtomicU64::new(0),
+        });
+        let settings = StreamSettings {
+            part_sizer: PartSizer { initial: PART, parts_per_doubling: 1_000 },
+            parts_in_flight: 2,
+            ..small_parts()
+        };
+        let progress = Arc::new(Progress::default());
+        let stream = tokio::spawn(stream_to_upload(
+            Box::new(std::io::Cursor::new(dump.clone())),
+            upload.clone(),
+            settings,
+            progress.clone(),
+        ));
+
+        // Until the producer stops moving: it has filled what it may while no upload finishes.
+        let mut written = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let now = progress.stored_bytes.load(Ordering::SeqCst);
+            if now == written && now > 0 {
+                break;
+            }
+            written = now;
+        }
+        let started = upload.started.load(Ordering::SeqCst);
+        // Opened before judging: a stream left blocked would keep the runtime (and the test) from ending.
+        upload.gate.add_permits(1_000);
+        let result = stream.await.unwrap().unwrap();
+        assert_eq!(started, 2, "two parts upload at once");
+        // Two parts at the uploads and a third, full, waiting for a slot; the frame being written counts whole.
+        assert!(written > 2 * PART as u64, "the producer stopped before the uploads did: {written} bytes");
+        assert!(written < 3 * PART as u64 + 1024, "{written} bytes written while two parts could upload");
+        upload.complete(result.parts.clone()).await.unwrap();
+        assert_eq!(crate::pipeline::codec::decode_all(Codec::Gzip, &store.object_bytes("k").unwrap()).unwrap(), dump);
     }
 
     #[tokio::test]
