@@ -638,9 +638,10 @@ async fn an_expired_scratch_cluster_is_swept_by_the_next_run() {
 }
 
 /// On a scratch server (`wal_level=minimal`), a table of several chunks loads in the one transaction that empties
-/// it, every chunk on the connection that took the first, so the server writes next to no WAL for its rows; with
-/// no room to read its later chunks ahead, the same table loads side by side and writes WAL for every row. Either
-/// way every row is in, and the index after the rows is built on them.
+/// it, every chunk on the connection that took the first, so the server writes next to no WAL for its rows: its
+/// later chunks read ahead in memory, or, with no memory left for them, spilled to a file on local disk. With no
+/// room for them anywhere, the same table loads side by side and writes WAL for every row. Every way, every row
+/// is in, and the index after the rows is built on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its_chunks_fit_ahead() {
     use backstop::ports::ScratchDatabases;
@@ -665,7 +666,7 @@ async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its
     };
 
     let mut wal_written = Vec::new();
-    for (database, restorer) in both_ways() {
+    for (database, restorer) in every_way() {
         admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
         let before = wal_lsn().await;
         let dump = hand_made_dump(&layout);
@@ -704,10 +705,15 @@ async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its
     }
     scratch.destroy(&handle).await.unwrap();
 
-    let (alone, side_by_side) = (wal_written[0], wal_written[1]);
+    let (alone, spilled, side_by_side) = (wal_written[0], wal_written[1], wal_written[2]);
     assert!(
         alone < row_bytes / 10,
         "loaded in the transaction that emptied it, the table's rows write no WAL: {alone} bytes for {row_bytes} of rows"
+    );
+    assert!(
+        spilled < row_bytes / 10,
+        "its later chunks spilled to disk, the table still loads in one transaction: {spilled} bytes of WAL for \
+         {row_bytes} of rows"
     );
     assert!(
         side_by_side > row_bytes,
@@ -717,7 +723,7 @@ async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its
 
 /// A row the server refuses in the middle of a table of many chunks (the third of six, a table of six more after
 /// it, two connections) stops the restore with the server's own error, whether the table loads in one
-/// transaction or side by side. Side by side the chunks are more than the stream may queue for the connections:
+/// transaction (its later chunks in memory or spilled to disk) or side by side. Side by side the chunks are more than the stream may queue for the connections:
 /// it must not wait for room that connections gone will never make (it did, before the hand-out channel was
 /// closed by a failing connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -740,7 +746,7 @@ async fn a_row_refused_mid_table_stops_the_restore_with_the_servers_error_whiche
     let (_base, scratch, handle, server) = scratch_server("refused").await;
     let admin = backstop::adapters::pg_wire::connect(&server, "postgres").await.unwrap();
     let mut outcomes = Vec::new();
-    for (database, restorer) in both_ways() {
+    for (database, restorer) in every_way() {
         admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
         let dump = hand_made_dump(&layout);
         let restoring = restorer.restore(Arc::new(store.clone()), &server, database, dump);
@@ -773,13 +779,15 @@ fn hand_made_dump(layout: &backstop::domain::dump_layout::DumpLayout) -> backsto
     }
 }
 
-/// A database name and a restorer for each way a table of several chunks may load: in one transaction (the
-/// default read-ahead), and side by side (none).
-fn both_ways() -> [(&'static str, backstop::adapters::framed_restore::FramedRestorer); 2] {
-    use backstop::adapters::framed_restore::FramedRestorer;
+/// A database name and a restorer for each way a table of several chunks may load: in one transaction with its
+/// later chunks read ahead in memory (the defaults) or spilled to disk (no memory for them), and side by side
+/// (no room for them anywhere).
+fn every_way() -> [(&'static str, backstop::adapters::framed_restore::FramedRestorer); 3] {
+    use backstop::adapters::framed_restore::{FramedRestorer, SPILL_AHEAD};
     [
         ("one_transaction", FramedRestorer::new(2)),
-        ("side_by_side", FramedRestorer { jobs: 2, one_transaction_ahead: 0 }),
+        ("spilled_to_disk", FramedRestorer { jobs: 2, one_transaction_ahead: 0, spill_ahead: SPILL_AHEAD }),
+        ("side_by_side", FramedRestorer { jobs: 2, one_transaction_ahead: 0, spill_ahead: 0 }),
     ]
 }
 

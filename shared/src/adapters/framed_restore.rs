@@ -10,9 +10,12 @@
 //!    several chunks loads that way too, every chunk on the connection that took the first, when its later
 //!    chunks fit in what is left of [`FramedRestorer::one_transaction_ahead`]: the one read of the object holds
 //!    them in memory for that connection and goes on to the next tables for the others, so no connection waits
-//!    on one table. A bigger table's chunks go side by side, each on the next free connection in a transaction
-//!    of its own, writing WAL, as do the tables that cannot be emptied first (a partitioned root, an
-//!    extension's configuration table, a table whose rows the dump splits over several segments);
+//!    on one table. A bigger table's later chunks are spilled instead, as stored, to a file of its own in the
+//!    temp directory (within [`FramedRestorer::spill_ahead`] and half the disk's free space), which that
+//!    connection reads back. Only a table too big for that too goes side by side, each chunk on the next free
+//!    connection in a transaction of its own, writing WAL, as do the tables that cannot be emptied first (a
+//!    partitioned root, an extension's configuration table, a table whose rows the dump splits over several
+//!    segments);
 //! 3. the SQL after the rows runs in order, except that indexes and constraints build side by side (one
 //!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
 //!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
@@ -193,6 +196,10 @@ pub struct FramedRestorer {
     /// fit in what is left of it loads in one transaction, those chunks waiting for the connection that took the
     /// first one.
     pub one_transaction_ahead: u64,
+    /// The most that chunks read ahead may hold on local disk (stored bytes, in the temp directory, never more
+    /// than half its free space): a table too big for the memory left loads in one transaction all the same
+    /// when its later chunks fit here, written to a file of its own that goes once they are loaded.
+    pub spill_ahead: u64,
 }
 
 /// [`FramedRestorer::one_transaction_ahead`] by default: with the corpus's 3.3× compression, a table of up to
@@ -202,10 +209,31 @@ pub struct FramedRestorer {
 /// it (docs/benchmarks.md), against a target of 128 MiB.
 pub const ONE_TRANSACTION_AHEAD: u64 = 32 * 1024 * 1024;
 
+/// [`FramedRestorer::spill_ahead`] by default: a table of up to about 13 GB of SQL at the corpus's compression,
+/// where the disk has twice the room (a Lambda function's /tmp has up to 10 GB).
+pub const SPILL_AHEAD: u64 = 4 * 1024 * 1024 * 1024;
+
 impl FramedRestorer {
     pub fn new(jobs: usize) -> Self {
-        FramedRestorer { jobs, one_transaction_ahead: ONE_TRANSACTION_AHEAD }
+        FramedRestorer { jobs, one_transaction_ahead: ONE_TRANSACTION_AHEAD, spill_ahead: SPILL_AHEAD }
     }
+}
+
+/// Room for chunks spilled to `dir`: at most `cap`, and half of what its filesystem has free (none when that
+/// cannot be asked), so spilling never fills the disk the drill's server or anything else needs.
+fn spill_room(dir: &std::path::Path, cap: u64) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    if cap == 0 {
+        return 0;
+    }
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return 0 };
+    // SAFETY: statvfs reads a NUL-terminated path and fills the zeroed struct it is given; nothing else.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return 0;
+    }
+    let free = (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64);
+    cap.min(free / 2)
 }
 
 /// The object as it streams in: every byte through SHA-256, counted.
@@ -369,14 +397,20 @@ impl FramedRestorer {
         // those its filter selects: emptying it would lose the others).
         let mut not_emptied = BTreeSet::<(String, String)>::new();
         let mut minimal_wal = false;
-        // Stored bytes of chunks read ahead for tables loading in one transaction, not yet loaded.
+        // Stored bytes of chunks read ahead for tables loading in one transaction, not yet loaded: in memory, and
+        // spilled to local disk.
         let held_ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let spilled_ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // How much may be spilled: asked once, when a table first needs it.
+        let mut spill_budget: Option<u64> = None;
 
         for (i, segment) in layout.segments.iter().enumerate() {
             let mut splitter = StatementSplitter::new();
             let count = segment.chunks.len();
-            // The way to the connection loading this table in one transaction, for its chunks after the first.
-            let mut later_chunks: Option<tokio::sync::mpsc::UnboundedSender<(CopyWork, Bytes)>> = None;
+            // The way to the connection loading this table in one transaction, for its chunks after the first,
+            // and, for a table past the memory left, the file they are spilled to and where the next one goes.
+            let mut later_chunks: Option<tokio::sync::mpsc::UnboundedSender<(CopyWork, ReadAhead)>> = None;
+            let mut spill: Option<(Arc<std::fs::File>, u64)> = None;
             for (index, chunk) in segment.chunks.iter().enumerate() {
                 if first_error.is_set() {
                     return Err(first_error.take().expect("set"));
@@ -498,10 +532,23 @@ impl FramedRestorer {
                         };
                         if index > 0 {
                             if let Some(lane) = &later_chunks {
-                                // To the connection loading the table, read ahead: this never waits, and what it
-                                // holds is within the budget the table was let in on.
-                                held_ahead.fetch_add(stored.len() as u64, std::sync::atomic::Ordering::SeqCst);
-                                if lane.send((work, stored)).is_ok() {
+                                // To the connection loading the table, read ahead: this never waits (but for the
+                                // disk), and what it holds is within the budget the table was let in on.
+                                let len = stored.len() as u64;
+                                let ahead = match &mut spill {
+                                    None => {
+                                        held_ahead.fetch_add(len, std::sync::atomic::Ordering::SeqCst);
+                                        ReadAhead::Memory(stored)
+                                    }
+                                    Some((file, next)) => {
+                                        let offset = *next;
+                                        *next += len;
+                                        spilled_ahead.fetch_add(len, std::sync::atomic::Ordering::SeqCst);
+                                        write_spilled(file.clone(), offset, stored).await?;
+                                        ReadAhead::Spilled { file: file.clone(), offset, len }
+                                    }
+                                };
+                                if lane.send((work, ahead)).is_ok() {
                                     continue;
                                 }
                                 // That connection failed: the rows stop here, never leaving a segment half read.
@@ -512,18 +559,29 @@ impl FramedRestorer {
                         if index == 0 {
                             let later: u64 = segment.chunks[1..].iter().map(|c| c.stored()).sum();
                             // Only this reader adds to what is held, and the loaders only take from it: what is
-                            // read ahead never passes the budget.
-                            let room = self
-                                .one_transaction_ahead
-                                .saturating_sub(held_ahead.load(std::sync::atomic::Ordering::SeqCst));
-                            handout.one_transaction = minimal_wal
+                            // read ahead never passes the budgets.
+                            let left = |budget: u64, held: &std::sync::atomic::AtomicU64| {
+                                budget.saturating_sub(held.load(std::sync::atomic::Ordering::SeqCst))
+                            };
+                            let emptied = minimal_wal
                                 && in_one_segment.contains_key(&table_key(schema, name))
-                                && !not_emptied.contains(&(schema.clone(), name.clone()))
-                                && later <= room;
+                                && !not_emptied.contains(&(schema.clone(), name.clone()));
+                            let in_memory = later <= left(self.one_transaction_ahead, &held_ahead);
+                            if emptied && !in_memory {
+                                let room = *spill_budget
+                                    .get_or_insert_with(|| spill_room(&std::env::temp_dir(), self.spill_ahead));
+                                if later <= left(room, &spilled_ahead) {
+                                    // A file already unlinked: the disk has its room back when the last chunk
+                                    // of it is loaded, or the restore stops, whatever happens. None: side by side.
+                                    spill = tempfile::tempfile().ok().map(|file| (Arc::new(file), 0));
+                                }
+                            }
+                            handout.one_transaction = emptied && (in_memory || spill.is_some());
                             if handout.one_transaction && count > 1 {
                                 let (lane, chunks) = tokio::sync::mpsc::unbounded_channel();
                                 later_chunks = Some(lane);
-                                handout.later = Some(LaterChunks { chunks, held: held_ahead.clone() });
+                                let (held, spilled) = (held_ahead.clone(), spilled_ahead.clone());
+                                handout.later = Some(LaterChunks { chunks, held, spilled });
                             }
                         }
                         let sender = work_tx.as_ref().expect("open until the rows are over");
@@ -730,15 +788,46 @@ struct Handout {
 
 /// A table's chunks after its first, read ahead for the connection loading it in one transaction.
 struct LaterChunks {
-    chunks: tokio::sync::mpsc::UnboundedReceiver<(CopyWork, Bytes)>,
-    /// What the restore holds read ahead, which a chunk leaves once loaded.
+    chunks: tokio::sync::mpsc::UnboundedReceiver<(CopyWork, ReadAhead)>,
+    /// What the restore holds read ahead in memory, and on disk, which a chunk leaves once loaded.
     held: Arc<std::sync::atomic::AtomicU64>,
+    spilled: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A chunk read ahead for the connection loading its table: in memory, or in the table's spill file.
+enum ReadAhead {
+    Memory(Bytes),
+    Spilled { file: Arc<std::fs::File>, offset: u64, len: u64 },
+}
+
+/// Writes a chunk read ahead into its table's spill file, at `offset`.
+async fn write_spilled(file: Arc<std::fs::File>, offset: u64, stored: Bytes) -> Result<(), RestoreError> {
+    use std::os::unix::fs::FileExt;
+    tokio::task::spawn_blocking(move || file.write_all_at(&stored, offset))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| {
+            let dir = std::env::temp_dir();
+            failed(format!("writing rows read ahead to a file in {} failed: {e}", dir.display()))
+        })
+}
+
+/// Reads a spilled chunk back.
+async fn read_spilled(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Bytes, RestoreError> {
+    use std::os::unix::fs::FileExt;
+    tokio::task::spawn_blocking(move || {
+        let mut stored = vec![0u8; len as usize];
+        file.read_exact_at(&mut stored, offset).map(|()| Bytes::from(stored))
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| failed(format!("reading rows read ahead back from their file failed: {e}")))
 }
 
 /// Why the loading connections stopped taking rows, once they all have: the first error one of them met. The
 /// stream's senders are dropped first, so a connection still waiting for rows sees them end.
 async fn when_loaders_stopped(
-    later_chunks: Option<tokio::sync::mpsc::UnboundedSender<(CopyWork, Bytes)>>,
+    later_chunks: Option<tokio::sync::mpsc::UnboundedSender<(CopyWork, ReadAhead)>>,
     work: Option<tokio::sync::mpsc::Sender<Handout>>,
     mut workers: tokio::task::JoinSet<()>,
     first_error: &FirstError,
@@ -839,13 +928,17 @@ async fn load_in_one_transaction(
     let mut rows = copy_chunk(client, codec, &work, stored, true).await?;
     let mut chunks = 1;
     if let Some(mut later) = later {
-        while let Some((work, stored)) = later.chunks.recv().await {
+        while let Some((work, ahead)) = later.chunks.recv().await {
             if first_error.is_set() {
                 return Err(failed(format!("stopped loading {table}: another connection failed")));
             }
+            let (stored, held) = match ahead {
+                ReadAhead::Memory(stored) => (stored, &later.held),
+                ReadAhead::Spilled { file, offset, len } => (read_spilled(file, offset, len).await?, &later.spilled),
+            };
             let size = stored.len() as u64;
             let copied = copy_chunk(client, codec, &work, stored, true).await;
-            later.held.fetch_sub(size, std::sync::atomic::Ordering::SeqCst);
+            held.fetch_sub(size, std::sync::atomic::Ordering::SeqCst);
             rows += copied?;
             chunks += 1;
             last = work.last;
