@@ -11,8 +11,9 @@
 //!    chunks fit in what is left of [`FramedRestorer::one_transaction_ahead`]: the one read of the object holds
 //!    them in memory for that connection and goes on to the next tables for the others, so no connection waits
 //!    on one table. A bigger table's later chunks are spilled instead, as stored, to a file of its own in the
-//!    temp directory (within [`FramedRestorer::spill_ahead`] and half the disk's free space), which that
-//!    connection reads back. Only a table too big for that too goes side by side, each chunk on the next free
+//!    temp directory, reserved whole before the table starts (within [`FramedRestorer::spill_ahead`], never on
+//!    memory-backed storage, and in half of what the disk has free beyond what the restore still needs:
+//!    `adapters::spill`), which that connection reads back. Only a table too big for that too goes side by side, each chunk on the next free
 //!    connection in a transaction of its own, writing WAL, as do the tables that cannot be emptied first (a
 //!    partitioned root, an extension's configuration table, a table whose rows the dump splits over several
 //!    segments);
@@ -45,6 +46,7 @@ use tokio_postgres::Client;
 use super::early_indexes::{read_ahead, single_segment_tables, split_early, table_key, IndexScheduler, PostDataAhead};
 use super::pg_wire::{connect, describe, is_deadlock};
 use super::read_back::{table_to_read, ReadBack, TableToRead};
+use super::spill::SpillFile;
 use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::sql::splitter::{Piece, StatementSplitter};
 use crate::domain::sql::statement::{may_bring_code_that_writes, post_data_kind, PostDataKind};
@@ -196,9 +198,10 @@ pub struct FramedRestorer {
     /// fit in what is left of it loads in one transaction, those chunks waiting for the connection that took the
     /// first one.
     pub one_transaction_ahead: u64,
-    /// The most that chunks read ahead may hold on local disk (stored bytes, in the temp directory, never more
-    /// than half its free space): a table too big for the memory left loads in one transaction all the same
-    /// when its later chunks fit here, written to a file of its own that goes once they are loaded.
+    /// The most that chunks read ahead may hold on local disk (stored bytes, in the temp directory, and only in
+    /// half of what it has free beyond what the rest of the restore needs: `adapters::spill`): a table too big
+    /// for the memory left loads in one transaction all the same when its later chunks fit here, in a file of
+    /// its own that goes once they are loaded.
     pub spill_ahead: u64,
 }
 
@@ -217,23 +220,6 @@ impl FramedRestorer {
     pub fn new(jobs: usize) -> Self {
         FramedRestorer { jobs, one_transaction_ahead: ONE_TRANSACTION_AHEAD, spill_ahead: SPILL_AHEAD }
     }
-}
-
-/// Room for chunks spilled to `dir`: at most `cap`, and half of what its filesystem has free (none when that
-/// cannot be asked), so spilling never fills the disk the drill's server or anything else needs.
-fn spill_room(dir: &std::path::Path, cap: u64) -> u64 {
-    use std::os::unix::ffi::OsStrExt;
-    if cap == 0 {
-        return 0;
-    }
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return 0 };
-    // SAFETY: statvfs reads a NUL-terminated path and fills the zeroed struct it is given; nothing else.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return 0;
-    }
-    let free = (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64);
-    cap.min(free / 2)
 }
 
 /// The object as it streams in: every byte through SHA-256, counted.
@@ -401,8 +387,15 @@ impl FramedRestorer {
         // spilled to local disk.
         let held_ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let spilled_ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        // How much may be spilled: asked once, when a table first needs it.
-        let mut spill_budget: Option<u64> = None;
+        // The SQL bytes of the layout from each segment on: what the restore may still write to disk (twice
+        // that, as a scratch server is sized), which spill files leave room for.
+        let mut still_to_load: Vec<u64> = layout
+            .segments
+            .iter()
+            .rev()
+            .scan(0, |sum, s| Some(*sum + s.chunks.iter().map(|c| c.raw()).sum::<u64>()))
+            .collect();
+        still_to_load.reverse();
 
         for (i, segment) in layout.segments.iter().enumerate() {
             let mut splitter = StatementSplitter::new();
@@ -410,7 +403,7 @@ impl FramedRestorer {
             // The way to the connection loading this table in one transaction, for its chunks after the first,
             // and, for a table past the memory left, the file they are spilled to and where the next one goes.
             let mut later_chunks: Option<tokio::sync::mpsc::UnboundedSender<(CopyWork, ReadAhead)>> = None;
-            let mut spill: Option<(Arc<std::fs::File>, u64)> = None;
+            let mut spill: Option<(Arc<SpillFile>, u64)> = None;
             for (index, chunk) in segment.chunks.iter().enumerate() {
                 if first_error.is_set() {
                     return Err(first_error.take().expect("set"));
@@ -543,8 +536,7 @@ impl FramedRestorer {
                                     Some((file, next)) => {
                                         let offset = *next;
                                         *next += len;
-                                        spilled_ahead.fetch_add(len, std::sync::atomic::Ordering::SeqCst);
-                                        write_spilled(file.clone(), offset, stored).await?;
+                                        file.write_at(offset, stored).await.map_err(failed)?;
                                         ReadAhead::Spilled { file: file.clone(), offset, len }
                                     }
                                 };
@@ -568,20 +560,16 @@ impl FramedRestorer {
                                 && !not_emptied.contains(&(schema.clone(), name.clone()));
                             let in_memory = later <= left(self.one_transaction_ahead, &held_ahead);
                             if emptied && !in_memory {
-                                let room = *spill_budget
-                                    .get_or_insert_with(|| spill_room(&std::env::temp_dir(), self.spill_ahead));
-                                if later <= left(room, &spilled_ahead) {
-                                    // A file already unlinked: the disk has its room back when the last chunk
-                                    // of it is loaded, or the restore stops, whatever happens. None: side by side.
-                                    spill = tempfile::tempfile().ok().map(|file| (Arc::new(file), 0));
-                                }
+                                // Reserved whole now, or not at all (the table then loads side by side).
+                                let still = still_to_load[i].saturating_mul(2);
+                                spill = SpillFile::reserve(later, self.spill_ahead, still, &spilled_ahead)
+                                    .map(|file| (Arc::new(file), 0));
                             }
                             handout.one_transaction = emptied && (in_memory || spill.is_some());
                             if handout.one_transaction && count > 1 {
                                 let (lane, chunks) = tokio::sync::mpsc::unbounded_channel();
                                 later_chunks = Some(lane);
-                                let (held, spilled) = (held_ahead.clone(), spilled_ahead.clone());
-                                handout.later = Some(LaterChunks { chunks, held, spilled });
+                                handout.later = Some(LaterChunks { chunks, held: held_ahead.clone() });
                             }
                         }
                         let sender = work_tx.as_ref().expect("open until the rows are over");
@@ -789,39 +777,15 @@ struct Handout {
 /// A table's chunks after its first, read ahead for the connection loading it in one transaction.
 struct LaterChunks {
     chunks: tokio::sync::mpsc::UnboundedReceiver<(CopyWork, ReadAhead)>,
-    /// What the restore holds read ahead in memory, and on disk, which a chunk leaves once loaded.
+    /// What the restore holds read ahead in memory, which a chunk leaves once loaded (a spill file leaves what
+    /// it holds on disk when it goes).
     held: Arc<std::sync::atomic::AtomicU64>,
-    spilled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A chunk read ahead for the connection loading its table: in memory, or in the table's spill file.
 enum ReadAhead {
     Memory(Bytes),
-    Spilled { file: Arc<std::fs::File>, offset: u64, len: u64 },
-}
-
-/// Writes a chunk read ahead into its table's spill file, at `offset`.
-async fn write_spilled(file: Arc<std::fs::File>, offset: u64, stored: Bytes) -> Result<(), RestoreError> {
-    use std::os::unix::fs::FileExt;
-    tokio::task::spawn_blocking(move || file.write_all_at(&stored, offset))
-        .await
-        .map_err(|e| failed(e.to_string()))?
-        .map_err(|e| {
-            let dir = std::env::temp_dir();
-            failed(format!("writing rows read ahead to a file in {} failed: {e}", dir.display()))
-        })
-}
-
-/// Reads a spilled chunk back.
-async fn read_spilled(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Bytes, RestoreError> {
-    use std::os::unix::fs::FileExt;
-    tokio::task::spawn_blocking(move || {
-        let mut stored = vec![0u8; len as usize];
-        file.read_exact_at(&mut stored, offset).map(|()| Bytes::from(stored))
-    })
-    .await
-    .map_err(|e| failed(e.to_string()))?
-    .map_err(|e| failed(format!("reading rows read ahead back from their file failed: {e}")))
+    Spilled { file: Arc<SpillFile>, offset: u64, len: u64 },
 }
 
 /// Why the loading connections stopped taking rows, once they all have: the first error one of them met. The
@@ -932,13 +896,15 @@ async fn load_in_one_transaction(
             if first_error.is_set() {
                 return Err(failed(format!("stopped loading {table}: another connection failed")));
             }
-            let (stored, held) = match ahead {
-                ReadAhead::Memory(stored) => (stored, &later.held),
-                ReadAhead::Spilled { file, offset, len } => (read_spilled(file, offset, len).await?, &later.spilled),
+            let (stored, in_memory) = match ahead {
+                ReadAhead::Memory(stored) => (stored, true),
+                ReadAhead::Spilled { file, offset, len } => (file.read_at(offset, len).await.map_err(failed)?, false),
             };
             let size = stored.len() as u64;
             let copied = copy_chunk(client, codec, &work, stored, true).await;
-            held.fetch_sub(size, std::sync::atomic::Ordering::SeqCst);
+            if in_memory {
+                later.held.fetch_sub(size, std::sync::atomic::Ordering::SeqCst);
+            }
             rows += copied?;
             chunks += 1;
             last = work.last;

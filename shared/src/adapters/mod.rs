@@ -19,6 +19,7 @@ mod s3_resume;
 pub mod secrets;
 pub mod slack;
 pub mod sns;
+mod spill;
 pub mod ssm;
 pub mod table_restore;
 

@@ -14,8 +14,9 @@
 //!   gzip member; the **sink** puts them back in order, hashes the object and each part, notes the layout
 //!   (`domain::dump_layout`) and cuts S3 parts.
 //!
-//! Every channel between stages is bounded and buffers are recycled, so memory is bounded by the stages'
-//! buffers, never by the database's size. The stream never completes the upload: it returns what the caller
+//! Every channel between stages is bounded and the read and frame buffers are recycled (a compressed frame is a
+//! fresh buffer, freed once in its part), so memory is bounded by the stages' buffers, never by the database's
+//! size. The stream never completes the upload: it returns what the caller
 //! needs to decide (the fingerprint, the layout, the parts, the digest) and the caller completes or aborts,
 //! after it has also seen pg_dump's exit status. A dump cut short never yields its last frame, so never its
 //! last part.
@@ -224,7 +225,9 @@ fn produce_parts(
             let spent_frames = spent_frames_tx.clone();
             scope.spawn(move || compress_frames(settings, frames, out, spent_frames));
         }
-        drop((compressed_tx, spent_frames_tx));
+        // Only the compressors keep these ends: once they are all gone (the sink stopped), the framer's next frame
+        // finds no one to take it and it stops too, instead of waiting on a channel kept open here.
+        drop((compressed_tx, spent_frames_tx, frames_rx));
         let sink = scope.spawn(|| sink(compressed_rx, settings.part_sizer, parts_out, &progress));
 
         let framed = frame_chunks(chunks_rx, spent_chunks_tx, frames_tx, spent_frames_rx);
@@ -607,10 +610,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn given_stalled_uploads_then_the_stream_holds_no_more_than_the_parts_in_flight_and_the_one_waiting() {
-        const PART: usize = 4096;
-        // Hundreds of small tables: every table's rows are a frame of their own, far smaller than a part.
+    /// Hundreds of small tables: every table's rows are a frame of their own, far smaller than a 4 KiB part.
+    fn many_tables_dump() -> Vec<u8> {
         let mut dump = Vec::new();
         for t in 0..400u64 {
             dump.extend_from_slice(format!("COPY public.t{t} (a) FROM stdin;\n").as_bytes());
@@ -620,6 +621,31 @@ mod tests {
             dump.extend_from_slice(b"\\.\n");
         }
         dump.extend_from_slice(b"-- PostgreSQL database dump complete\n");
+        dump
+    }
+
+    #[tokio::test]
+    async fn given_a_failing_part_upload_in_a_dump_of_many_frames_then_the_stream_stops_with_the_upload_error() {
+        // The sink stops at the failed upload while the framer still has frames to hand out: every stage must
+        // stop, not wait on a compressor that is gone (the framer's channel was held open, and the stream hung).
+        let store = MemoryStore::default();
+        store.fail_part_uploads_from(3);
+        let upload = store.create_multipart("k", "x").await.unwrap();
+        let settings =
+            StreamSettings { part_sizer: PartSizer { initial: 4096, parts_per_doubling: 1_000 }, ..small_parts() };
+        let streaming =
+            stream_to_upload(Box::new(std::io::Cursor::new(many_tables_dump())), upload, settings, Arc::default());
+        let err = tokio::time::timeout(std::time::Duration::from_secs(60), streaming)
+            .await
+            .expect("the stream stops")
+            .unwrap_err();
+        assert!(matches!(err, StreamError::Upload(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn given_stalled_uploads_then_the_stream_holds_no_more_than_the_parts_in_flight_and_the_one_waiting() {
+        const PART: usize = 4096;
+        let dump = many_tables_dump();
         let store = MemoryStore::default();
         let upload = Arc::new(GatedUpload {
             inner: store.create_multipart("k", "x").await.unwrap(),
@@ -639,15 +665,16 @@ mod tests {
             progress.clone(),
         ));
 
-        // Until the producer stops moving: it has filled what it may while no upload finishes.
-        let mut written = 0;
-        for _ in 0..50 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Until the producer stops moving: both uploads started, and nothing more written for half a second.
+        let (mut written, mut still) = (0, 0);
+        for _ in 0..200 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             let now = progress.stored_bytes.load(Ordering::SeqCst);
-            if now == written && now > 0 {
+            still = if now == written && upload.started.load(Ordering::SeqCst) == 2 { still + 1 } else { 0 };
+            written = now;
+            if still == 10 {
                 break;
             }
-            written = now;
         }
         let started = upload.started.load(Ordering::SeqCst);
         // Opened before judging: a stream left blocked would keep the runtime (and the test) from ending.
