@@ -13,10 +13,10 @@
 //!    on one table. A bigger table's later chunks are spilled instead, as stored, to a file of its own in the
 //!    temp directory, reserved whole before the table starts (within [`FramedRestorer::spill_ahead`], never on
 //!    memory-backed storage, and in half of what the disk has free beyond what the restore still needs:
-//!    `adapters::spill`), which that connection reads back. Only a table too big for that too goes side by side, each chunk on the next free
-//!    connection in a transaction of its own, writing WAL, as do the tables that cannot be emptied first (a
-//!    partitioned root, an extension's configuration table, a table whose rows the dump splits over several
-//!    segments);
+//!    `adapters::spill`), which that connection reads back. Only a table too big for that too goes side by
+//!    side, each chunk on the next free connection in a transaction of its own, writing WAL, as do the tables
+//!    that cannot be emptied first (a partitioned root, an extension's configuration table, a table whose rows
+//!    the dump splits over several segments);
 //! 3. the SQL after the rows runs in order, except that indexes and constraints build side by side (one
 //!    table's on one connection, so no two statements fight over a table) and foreign keys too, after them,
 //!    with a deadlock the server breaks retried alone. Every other statement is a barrier that runs alone.
@@ -551,14 +551,14 @@ impl FramedRestorer {
                         if index == 0 {
                             let later: u64 = segment.chunks[1..].iter().map(|c| c.stored()).sum();
                             // Only this reader adds to what is held, and the loaders only take from it: what is
-                            // read ahead never passes the budgets.
-                            let left = |budget: u64, held: &std::sync::atomic::AtomicU64| {
-                                budget.saturating_sub(held.load(std::sync::atomic::Ordering::SeqCst))
-                            };
+                            // read ahead in memory never passes the budget (on disk: `SpillFile::reserve`).
+                            let memory_left = self
+                                .one_transaction_ahead
+                                .saturating_sub(held_ahead.load(std::sync::atomic::Ordering::SeqCst));
                             let emptied = minimal_wal
                                 && in_one_segment.contains_key(&table_key(schema, name))
                                 && !not_emptied.contains(&(schema.clone(), name.clone()));
-                            let in_memory = later <= left(self.one_transaction_ahead, &held_ahead);
+                            let in_memory = later <= memory_left;
                             if emptied && !in_memory {
                                 // Reserved whole now, or not at all (the table then loads side by side).
                                 let still = still_to_load[i].saturating_mul(2);

@@ -57,7 +57,8 @@ impl SpillFile {
                 Some(SpillFile { file, reserved: len, spilled: spilled.clone() })
             }
             Err(e) => {
-                warn!(dir = %dir.display(), bytes = len, error = %e, "no spill file for a big table's rows; it loads side by side");
+                let dir = dir.display();
+                warn!(%dir, bytes = len, error = %e, "no spill file for a big table's rows; it loads side by side");
                 None
             }
         }

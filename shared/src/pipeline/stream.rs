@@ -16,10 +16,9 @@
 //!
 //! Every channel between stages is bounded and the read and frame buffers are recycled (a compressed frame is a
 //! fresh buffer, freed once in its part), so memory is bounded by the stages' buffers, never by the database's
-//! size. The stream never completes the upload: it returns what the caller
-//! needs to decide (the fingerprint, the layout, the parts, the digest) and the caller completes or aborts,
-//! after it has also seen pg_dump's exit status. A dump cut short never yields its last frame, so never its
-//! last part.
+//! size. The stream never completes the upload: it returns what the caller needs to decide (the fingerprint,
+//! the layout, the parts, the digest) and the caller completes or aborts, after it has also seen pg_dump's exit
+//! status. A dump cut short never yields its last frame, so never its last part.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -182,6 +181,7 @@ enum Compressed {
 }
 
 type NumberedFrame = (u64, Option<RawFrame>);
+type NumberedResult = (u64, io::Result<Compressed>);
 
 /// Where full parts go: to the uploads, each only once one of the `in_flight` upload slots is free. A part
 /// waits for its slot in the sink, before the next one starts filling, so at most `in_flight` parts upload or
@@ -201,7 +201,6 @@ fn upload_slots(in_flight: usize) -> (SyncSender<()>, Receiver<()>) {
     }
     (tx, rx)
 }
-type NumberedResult = (u64, io::Result<Compressed>);
 
 /// The blocking half: reader, framer, compressors and sink, on threads of their own, joined before return.
 fn produce_parts(
