@@ -563,7 +563,9 @@ class Bench:
         self.cli = str(Path(args.cli).resolve()) if args.cli else str(REPO / "target" / "release" / "backstop")
         self.cases = [CASE_BY_ID[c] for c in args.only] if args.only else list(CASES)
         self.results = {c.id: {"label": c.label, "side": c.side, "reference": c.reference, "seconds": [],
-                               "phases": {}, "own_peak_kb": [], "maxrss_kb": [], "cpu_seconds": [], "machine_cpu_seconds": [], "procs": [], "errors": [], "extra": [], "refused": []}
+                               "phases": {}, "own_peak_kb": [], "maxrss_kb": [], "cpu_seconds": [],
+                               "machine_cpu_seconds": [], "emulator_cpu_seconds": [], "procs": [], "errors": [],
+                               "extra": [], "refused": []}
                         for c in self.cases}
         self.restore: RestoreCluster | None = None
         self.backups: list[dict] = []  # backstop backups made in this run: {"codec", "backup_id"}
@@ -939,7 +941,7 @@ class Bench:
         res["maxrss_kb"].append(mm.maxrss_kb())
         res["cpu_seconds"].append(round(mm.cpu_seconds(), 3))
         res["machine_cpu_seconds"].append(round(mm.machine_cpu_seconds, 3))
-        res.setdefault("emulator_cpu_seconds", []).append(round(mm.emulator_cpu_seconds, 3))
+        res["emulator_cpu_seconds"].append(round(mm.emulator_cpu_seconds, 3))
         res["procs"].append(procs)
         res["extra"].append(extra)
         for k, v in phases.items():
@@ -993,7 +995,7 @@ class Bench:
                 res["median_maxrss_kb"] = int(statistics.median(res["maxrss_kb"]))
                 res["median_cpu_seconds"] = round(statistics.median(res["cpu_seconds"]), 3)
                 res["median_machine_cpu_seconds"] = round(statistics.median(res["machine_cpu_seconds"]), 3)
-                res["median_emulator_cpu_seconds"] = round(statistics.median(res.get("emulator_cpu_seconds") or [0.0]), 3)
+                res["median_emulator_cpu_seconds"] = round(statistics.median(res["emulator_cpu_seconds"]), 3)
                 res["phase_median_seconds"] = {k: round(statistics.median(v), 4) for k, v in res["phases"].items()}
                 if c.reference:
                     refs[c.side] = res["median_seconds"]

@@ -712,10 +712,8 @@ async fn a_table_of_several_chunks_loads_without_wal_in_one_transaction_when_its
     );
     // Spill files are never made on memory-backed storage: a machine whose temp directory is a tmpfs loads the
     // table side by side that way (and says so).
-    let temp = std::ffi::CString::new(std::env::temp_dir().to_str().unwrap()).unwrap();
-    // SAFETY: statfs fills the zeroed struct it is given from a NUL-terminated path.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    let in_memory = unsafe { libc::statfs(temp.as_ptr(), &mut fs) } == 0 && fs.f_type as i64 == 0x0102_1994;
+    let in_memory =
+        backstop::adapters::local_scratch::Filesystem::of(&std::env::temp_dir()).is_some_and(|fs| fs.memory_backed);
     if in_memory {
         eprintln!("the temp directory is a tmpfs: no spill file, the spilled way loads side by side");
         assert!(spilled > row_bytes, "no spill file on a tmpfs: {spilled} bytes of WAL for {row_bytes} of rows");

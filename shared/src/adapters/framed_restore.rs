@@ -387,15 +387,6 @@ impl FramedRestorer {
         // spilled to local disk.
         let held_ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let spilled_ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        // The SQL bytes of the layout from each segment on: what the restore may still write to disk (twice
-        // that, as a scratch server is sized), which spill files leave room for.
-        let mut still_to_load: Vec<u64> = layout
-            .segments
-            .iter()
-            .rev()
-            .scan(0, |sum, s| Some(*sum + s.chunks.iter().map(|c| c.raw()).sum::<u64>()))
-            .collect();
-        still_to_load.reverse();
 
         for (i, segment) in layout.segments.iter().enumerate() {
             let mut splitter = StatementSplitter::new();
@@ -560,10 +551,18 @@ impl FramedRestorer {
                                 && !not_emptied.contains(&(schema.clone(), name.clone()));
                             let in_memory = later <= memory_left;
                             if emptied && !in_memory {
-                                // Reserved whole now, or not at all (the table then loads side by side).
-                                let still = still_to_load[i].saturating_mul(2);
-                                spill = SpillFile::reserve(later, self.spill_ahead, still, &spilled_ahead)
-                                    .map(|file| (Arc::new(file), 0));
+                                // Reserved whole now, or not at all (the table then loads side by side), leaving
+                                // room for what the restore may still write: twice the SQL from here on, as a
+                                // scratch server is sized.
+                                let still: u64 =
+                                    layout.segments[i..].iter().flat_map(|s| &s.chunks).map(|c| c.raw()).sum();
+                                spill = SpillFile::reserve(
+                                    later,
+                                    self.spill_ahead,
+                                    still.saturating_mul(2),
+                                    &spilled_ahead,
+                                )
+                                .map(|file| (Arc::new(file), 0));
                             }
                             handout.one_transaction = emptied && (in_memory || spill.is_some());
                             if handout.one_transaction && count > 1 {

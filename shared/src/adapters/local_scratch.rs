@@ -49,6 +49,32 @@ const MEMORY_FILESYSTEM: &str = "/dev/shm";
 /// Linux's `statfs` type of a tmpfs.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
+/// What `statfs` says of the filesystem holding a path.
+#[derive(Debug, Clone, Copy)]
+pub struct Filesystem {
+    /// A tmpfs: what is written there is memory.
+    pub memory_backed: bool,
+    /// Bytes free to an unprivileged writer.
+    pub free: u64,
+}
+
+impl Filesystem {
+    /// The filesystem holding `path`; none when it cannot be asked.
+    pub fn of(path: &Path) -> Option<Filesystem> {
+        use std::os::unix::ffi::OsStrExt;
+        let name = CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statfs fills the zeroed struct it is given from a NUL-terminated path.
+        let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(name.as_ptr(), &mut stat) } != 0 {
+            return None;
+        }
+        Some(Filesystem {
+            memory_backed: stat.f_type as i64 == TMPFS_MAGIC,
+            free: (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64),
+        })
+    }
+}
+
 pub struct LocalScratch {
     /// The configured directory, which holds every cluster and template; none for the default places.
     configured: Option<PathBuf>,
@@ -79,13 +105,9 @@ impl MemoryRoom {
     /// The room for a cluster in `base` on `filesystem` now, when that is a tmpfs; none otherwise, or when it
     /// cannot be read.
     pub fn of(filesystem: &Path, base: &Path) -> Option<MemoryRoom> {
-        let name = CString::new(filesystem.to_str()?).ok()?;
-        // SAFETY: statfs fills the zeroed struct it is given from a NUL-terminated path.
-        let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statfs(name.as_ptr(), &mut stat) } != 0 || stat.f_type as i64 != TMPFS_MAGIC {
+        let Filesystem { memory_backed: true, free: filesystem_free } = Filesystem::of(filesystem)? else {
             return None;
-        }
-        let filesystem_free = (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64);
+        };
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
         let machine = memory_available(&meminfo)?;
         let memory_available = control_group_room().map_or(machine, |group| group.min(machine));

@@ -8,7 +8,6 @@
 //! (a tmpfs would hold it in the memory the drill's own target bounds), never past what the restore may hold
 //! (`cap`), and only in half of what the disk has free beyond what the rest of the restore will still write.
 
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -18,8 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::warn;
 
-/// Linux's `statfs` type of a tmpfs.
-const TMPFS_MAGIC: i64 = 0x0102_1994;
+use super::local_scratch::Filesystem;
 
 /// One table's spill file, counted in the restore's spilled bytes until its last handle goes.
 pub(super) struct SpillFile {
@@ -93,13 +91,7 @@ fn temp_dir() -> String {
 /// Half of what `dir`'s filesystem has free beyond `still_to_write`; none for memory-backed storage or when it
 /// cannot be asked.
 fn room(dir: &Path, still_to_write: u64) -> Option<u64> {
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statfs fills the zeroed struct it is given from a NUL-terminated path.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } != 0 || stat.f_type as i64 == TMPFS_MAGIC {
-        return None;
-    }
-    let free = (stat.f_bavail as u64).saturating_mul(stat.f_bsize as u64);
+    let Filesystem { memory_backed: false, free } = Filesystem::of(dir)? else { return None };
     Some(free.saturating_sub(still_to_write) / 2)
 }
 

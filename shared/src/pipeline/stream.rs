@@ -145,13 +145,12 @@ pub async fn stream_to_upload(
     settings: StreamSettings,
     progress: Arc<Progress>,
 ) -> Result<StreamResult, StreamError> {
-    let in_flight = settings.parts_in_flight.max(1);
     let (parts_tx, parts_rx) = mpsc::channel::<PartToUpload>(1);
-    let (slots_tx, slots_rx) = upload_slots(in_flight);
+    let (slots_tx, slots_rx) = upload_slots(settings.parts_in_flight.max(1));
     let out = PartsOut { parts: parts_tx, free_slots: slots_rx };
     let producer_progress = progress.clone();
     let producer = tokio::task::spawn_blocking(move || produce_parts(source, settings, out, producer_progress));
-    let uploaded = upload_parts(parts_rx, slots_tx, upload, in_flight, &progress).await;
+    let uploaded = upload_parts(parts_rx, slots_tx, upload, &progress).await;
 
     let produced =
         producer.await.map_err(|e| StreamError::Internal(format!("the compressing thread panicked: {e}")))?;
@@ -497,12 +496,12 @@ impl Write for PartWriter<'_> {
     }
 }
 
-/// The async half: upload parts as they come, at most `in_flight` at once, in any order.
+/// The async half: upload parts as they come, in any order. The slots bound them: a part is sent only with a
+/// slot it took, given back here once it is uploaded, so at most `StreamSettings::parts_in_flight` upload at once.
 async fn upload_parts(
     mut parts_rx: mpsc::Receiver<PartToUpload>,
     free_slots: SyncSender<()>,
     upload: Arc<dyn MultipartUpload>,
-    in_flight: usize,
     progress: &Progress,
 ) -> Result<Vec<UploadedPart>, StreamError> {
     let mut running: JoinSet<Result<(UploadedPart, u64), StoreError>> = JoinSet::new();
@@ -510,7 +509,7 @@ async fn upload_parts(
     let mut receiving = true;
     while receiving || !running.is_empty() {
         tokio::select! {
-            part = parts_rx.recv(), if receiving && running.len() < in_flight.max(1) => match part {
+            part = parts_rx.recv(), if receiving => match part {
                 Some(part) => {
                     let upload = upload.clone();
                     running.spawn(async move {
@@ -609,6 +608,12 @@ mod tests {
         }
     }
 
+    /// Parts of 4 KiB, far larger than a frame of [`many_tables_dump`], two uploading at once.
+    const SMALL_PART: usize = 4096;
+    fn small_parts_of_many_frames() -> StreamSettings {
+        StreamSettings { part_sizer: PartSizer { initial: SMALL_PART, parts_per_doubling: 1_000 }, ..small_parts() }
+    }
+
     /// Hundreds of small tables: every table's rows are a frame of their own, far smaller than a 4 KiB part.
     fn many_tables_dump() -> Vec<u8> {
         let mut dump = Vec::new();
@@ -630,8 +635,7 @@ mod tests {
         let store = MemoryStore::default();
         store.fail_part_uploads_from(3);
         let upload = store.create_multipart("k", "x").await.unwrap();
-        let settings =
-            StreamSettings { part_sizer: PartSizer { initial: 4096, parts_per_doubling: 1_000 }, ..small_parts() };
+        let settings = small_parts_of_many_frames();
         let streaming =
             stream_to_upload(Box::new(std::io::Cursor::new(many_tables_dump())), upload, settings, Arc::default());
         let err = tokio::time::timeout(std::time::Duration::from_secs(60), streaming)
@@ -643,7 +647,7 @@ mod tests {
 
     #[tokio::test]
     async fn given_stalled_uploads_then_the_stream_holds_no_more_than_the_parts_in_flight_and_the_one_waiting() {
-        const PART: usize = 4096;
+        const PART: usize = SMALL_PART;
         let dump = many_tables_dump();
         let store = MemoryStore::default();
         let upload = Arc::new(GatedUpload {
@@ -651,11 +655,8 @@ mod tests {
             gate: tokio::sync::Semaphore::new(0),
             started: AtomicU64::new(0),
         });
-        let settings = StreamSettings {
-            part_sizer: PartSizer { initial: PART, parts_per_doubling: 1_000 },
-            parts_in_flight: 2,
-            ..small_parts()
-        };
+        let settings = small_parts_of_many_frames();
+        assert_eq!(settings.parts_in_flight, 2);
         let progress = Arc::new(Progress::default());
         let stream = tokio::spawn(stream_to_upload(
             Box::new(std::io::Cursor::new(dump.clone())),
