@@ -561,6 +561,11 @@ pub enum ScratchState {
 pub trait ScratchDatabases: Send + Sync {
     /// Starts creating the drill's server; if it already exists (a resumed drill), returns it.
     async fn create(&self, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError>;
+    /// Whether a server is ready as soon as `create` returns (a local cluster), so the restore can follow in
+    /// the same step; not when it takes minutes (RDS), in which the drill waits across steps and runs.
+    fn ready_when_made(&self) -> bool {
+        false
+    }
     /// Whether the server is ready; when it is, how to reach it.
     async fn poll(&self, handle: &ScratchHandle) -> Result<ScratchState, ScratchError>;
     /// Destroys the server (no final snapshot); a server already gone is not an error.
@@ -619,6 +624,44 @@ pub struct FramedDump<'a> {
     /// the sender dropped): the caller makes the roles and the database while the restore's first reads of the
     /// object go on. `None`: the server is ready now.
     pub server_ready: Option<tokio::sync::oneshot::Receiver<bool>>,
+    /// The object's first reads, when the caller made them (a drill, while its scratch server was made);
+    /// `None`: the restore starts them.
+    pub opened: Option<OpenedDump>,
+}
+
+/// A framed dump's first reads: the object's in-order read, opened, and its tail read ahead.
+pub struct OpenedDump {
+    /// Behind a lock only so that the [`FramedDump`] carrying it can be shared across awaits (the body is not
+    /// `Sync`); [`OpenedDump::object`] takes it.
+    object: std::sync::Mutex<Result<FetchedObject, StoreError>>,
+    /// The tail's bytes ([`crate::domain::dump_layout::DumpLayout::tail`]); `None` when it was not read ahead
+    /// (no tail, or one over [`crate::domain::dump_layout::MAX_TAIL_AHEAD`]).
+    pub tail: Option<Result<Vec<u8>, String>>,
+}
+
+impl OpenedDump {
+    /// Opens one version of the object and reads its tail, side by side.
+    pub async fn open(
+        store: &dyn ObjectStore,
+        key: &str,
+        version_id: Option<&str>,
+        layout: &crate::domain::dump_layout::DumpLayout,
+    ) -> OpenedDump {
+        let tail = layout.tail().filter(|tail| tail.stored_len <= crate::domain::dump_layout::MAX_TAIL_AHEAD);
+        let read_tail = async {
+            match tail {
+                Some(tail) => Some(store.read_range(key, version_id, tail.stored_offset, tail.stored_len).await),
+                None => None,
+            }
+        };
+        let (object, tail) = tokio::join!(store.get(key, version_id), read_tail);
+        OpenedDump { object: std::sync::Mutex::new(object), tail }
+    }
+
+    /// The object's opened read.
+    pub fn object(self) -> Result<FetchedObject, StoreError> {
+        self.object.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// How to read tables back during a framed restore: the rows check the drill will make, and the session the

@@ -785,6 +785,7 @@ fn hand_made_dump(layout: &backstop::domain::dump_layout::DumpLayout) -> backsto
         layout,
         read_early: None,
         server_ready: None,
+        opened: None,
     }
 }
 

@@ -26,17 +26,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::framed_restore::{decode_sql, statements_of};
-use crate::domain::dump_layout::{DumpLayout, SegmentKind};
+use crate::domain::dump_layout::{DumpLayout, SegmentKind, Tail};
 use crate::domain::sql::splitter::StatementSplitter;
 use crate::domain::sql::statement::{foreign_key_tables, post_data_kind, PostDataKind};
-use crate::ports::{FramedDump, ObjectStore};
+use crate::ports::FramedDump;
 
 /// Statements of the dump, each as it is written there.
 type Statements = Vec<Vec<u8>>;
-
-/// Tails larger than this (stored) are not read ahead: their statements are read in order as before. A schema
-/// with tens of thousands of indexes stays well under it; the cap keeps the read-ahead's memory bounded.
-pub(super) const MAX_AHEAD: u64 = 16 << 20;
 
 /// The dump's tail, read ahead of the in-order read.
 pub(super) struct PostDataAhead {
@@ -48,23 +44,24 @@ pub(super) struct PostDataAhead {
     pub statements: Statements,
 }
 
-/// Reads the dump's tail with one ranged GET. `None` when there is nothing to gain (no rows, no tail), the tail
-/// is over [`MAX_AHEAD`], or the read or its decoding failed: the in-order read then reads the tail as before,
-/// and reports any fault in it where it always has.
-pub(super) async fn read_ahead(store: &dyn ObjectStore, dump: &FramedDump<'_>) -> Option<PostDataAhead> {
+/// The dump's tail, from its ranged read (`ports::OpenedDump`), split into statements. `None` when there is
+/// nothing to gain (no rows, no tail), the tail was over `dump_layout::MAX_TAIL_AHEAD` and not read, or the
+/// read or its decoding failed: the in-order read then reads the tail as before, and reports any fault in it
+/// where it always has.
+pub(super) async fn read_ahead(dump: &FramedDump<'_>, read: Option<Result<Vec<u8>, String>>) -> Option<PostDataAhead> {
     let layout = dump.layout;
-    let last_copy = layout.segments.iter().rposition(|s| matches!(s.kind, SegmentKind::Copy { .. }))?;
-    let first_segment = last_copy + 1;
-    let start = layout.chunk_ranges().into_iter().find(|c| c.segment == first_segment)?.stored_offset;
-    let len = layout.stored_bytes() - start;
-    if len > MAX_AHEAD {
-        tracing::info!(tail_bytes = len, "the dump's tail is too large to read ahead; indexes build after the rows");
-        return None;
-    }
-    let stored = match store.read_range(dump.key, dump.version_id, start, len).await {
-        Ok(bytes) => Bytes::from(bytes),
-        Err(e) => {
+    let Tail { first_segment, stored_len, .. } = layout.tail()?;
+    let stored = match read {
+        Some(Ok(bytes)) => Bytes::from(bytes),
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "could not read the dump's tail ahead; indexes build after the rows");
+            return None;
+        }
+        None => {
+            tracing::info!(
+                tail_bytes = stored_len,
+                "the dump's tail is too large to read ahead; indexes build after the rows"
+            );
             return None;
         }
     };

@@ -51,7 +51,9 @@ use crate::domain::dump_layout::{DumpLayout, SegmentKind};
 use crate::domain::sql::splitter::{Piece, StatementSplitter};
 use crate::domain::sql::statement::{may_bring_code_that_writes, post_data_kind, PostDataKind};
 use crate::pipeline::codec::Codec;
-use crate::ports::{FramedDump, FramedRestoreReport, ObjectStore, ReadBackUnderway, RestoreError, ScratchEndpoint};
+use crate::ports::{
+    FramedDump, FramedRestoreReport, ObjectStore, OpenedDump, ReadBackUnderway, RestoreError, ScratchEndpoint,
+};
 
 /// Decompressed bytes per COPY message.
 const COPY_PIECE: usize = 256 * 1024;
@@ -306,8 +308,13 @@ impl FramedRestorer {
         mut dump: FramedDump<'_>,
     ) -> Result<FramedRestoreReport, RestoreError> {
         // The tail's ranged read and the object's own read start together, and while the caller still makes
-        // the database: none waits for another.
-        let (ahead, fetched) = tokio::join!(read_ahead(store.as_ref(), &dump), store.get(dump.key, dump.version_id));
+        // the database: none waits for another. Or the caller started them earlier still.
+        let mut opened = match dump.opened.take() {
+            Some(opened) => opened,
+            None => OpenedDump::open(store.as_ref(), dump.key, dump.version_id, dump.layout).await,
+        };
+        let ahead = read_ahead(&dump, opened.tail.take()).await;
+        let fetched = opened.object();
         if let Some(ready) = dump.server_ready.take() {
             if !ready.await.unwrap_or(false) {
                 // The caller reports why; nothing was sent to the server, and the object's reads are dropped.

@@ -387,7 +387,7 @@ impl LocalScratch {
     }
 
     async fn running(&self, dir: &Path) -> bool {
-        postmaster_pid(dir).is_some_and(alive)
+        cluster_postmaster(dir).is_some()
     }
 
     /// The initdb'd data directory drills copy, made once per PostgreSQL version (and programs directory).
@@ -469,10 +469,23 @@ impl LocalScratch {
     }
 
     async fn stop_and_remove(&self, dir: &Path) -> Result<(), ScratchError> {
-        if let Some(pid) = postmaster_pid(dir).filter(|pid| alive(*pid)) {
+        let running = cluster_postmaster(dir);
+        if let Some(pid) = running {
             // An immediate shutdown (what `pg_ctl -m immediate` sends): nothing here is worth a checkpoint.
             // SAFETY: signalling the scratch server's postmaster, whose pid its own pid file gives.
             unsafe { libc::kill(pid, libc::SIGQUIT) };
+        }
+        // Its data files go while it exits, all but the pid file by which its exit is seen: a file a process
+        // still has open is freed when it closes it, and whatever it writes meanwhile goes with the rest once it
+        // has exited. Only from a real directory: the server's user may have made `data` a link to elsewhere.
+        let data = dir.join("data");
+        let emptying = tokio::task::spawn_blocking(move || {
+            if !std::fs::symlink_metadata(&data).is_ok_and(|m| m.is_dir()) {
+                return Ok(());
+            }
+            remove_files(&data, |file| file.file_name() == Some(std::ffi::OsStr::new("postmaster.pid")))
+        });
+        if let Some(pid) = running {
             // Gone when its pid file is (the server removes it as it exits; a zombie it may leave behind, where
             // nothing reaps, would still answer `kill(pid, 0)`).
             let started = std::time::Instant::now();
@@ -491,10 +504,14 @@ impl LocalScratch {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
+        let emptied = emptying.await.map_err(|e| backend("remove scratch cluster", e.to_string()))?;
         let removing = dir.to_path_buf();
-        let removed = tokio::task::spawn_blocking(move || remove_tree(&removing))
-            .await
-            .map_err(|e| backend("remove scratch cluster", e.to_string()))?;
+        let removed = match emptied {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => tokio::task::spawn_blocking(move || remove_tree(&removing))
+                .await
+                .map_err(|e| backend("remove scratch cluster", e.to_string()))?,
+        };
         match removed {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -554,6 +571,28 @@ fn postmaster_pid(dir: &Path) -> Option<i32> {
     std::fs::read_to_string(dir.join("data").join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
 }
 
+/// The pid of the postmaster serving the cluster in `dir`: the one its pid file names, if that process runs in
+/// the cluster's data directory (a postmaster's working directory). The pid file is the server user's to write
+/// (and a restored dump's, running as it), and after a reboot it names a pid another process may have since
+/// taken: neither is signalled. A postmaster that has exited (a zombie has no working directory) has none.
+fn cluster_postmaster(dir: &Path) -> Option<i32> {
+    let pid = postmaster_pid(dir).filter(|pid| alive(*pid))?;
+    let data = dir.join("data");
+    if !std::fs::symlink_metadata(&data).is_ok_and(|m| m.is_dir()) {
+        return None;
+    }
+    match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+        Ok(cwd) => (std::fs::canonicalize(&data).ok()? == cwd).then_some(pid),
+        // Another user's process may not be looked into (without CAP_SYS_PTRACE, as in most containers), and
+        // without a /proc none can: the pid file is then all there is to go by.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied || !Path::new("/proc/self/cwd").exists() => {
+            Some(pid)
+        }
+        // No working directory: it has exited (a zombie), or is gone.
+        Err(_) => None,
+    }
+}
+
 /// Whether the process exists (as a zombie too: our child is reaped by tokio, a daemon by init).
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
@@ -584,18 +623,32 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ScratchError> {
     })
 }
 
-/// Removes `dir` and everything in it. A restored database is a few large files, whose cached pages the kernel
-/// frees one by one as each is unlinked, and many small ones: the files go first, by one thread per core, the
-/// largest dealt out first so the threads' shares are about even; then the directories.
+/// Removes `dir` and everything in it: its files, then its directories, then its `expires_at`, so a cluster a
+/// crash left half-removed is still the sweep's to finish.
 fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    let expiry = dir.join("expires_at");
+    remove_files(dir, |file| file == expiry)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    std::fs::remove_dir_all(dir)
+}
+
+/// Removes the files under `dir` that `keep` does not hold back. A restored database is a few large files, whose
+/// cached pages the kernel frees one by one as each is unlinked, and many small ones: they go by one thread per
+/// core, the largest dealt out first so the threads' shares are about even.
+fn remove_files(dir: &Path, keep: impl Fn(&Path) -> bool) -> std::io::Result<()> {
     let mut files = Vec::new();
     list_files(dir, &mut files)?;
+    files.retain(|(_, file)| !keep(file));
     files.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
     on_every_core(&files, |(_, file)| match std::fs::remove_file(file) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
-    })?;
-    std::fs::remove_dir_all(dir)
+    })
 }
 
 /// Runs `work` on each item by one thread per core (at most four), the items dealt out in turn, so a list
@@ -666,6 +719,10 @@ fn safe_name(drill_id: &str) -> bool {
 
 #[async_trait]
 impl ScratchDatabases for LocalScratch {
+    fn ready_when_made(&self) -> bool {
+        true
+    }
+
     async fn create(&self, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError> {
         if !safe_name(&spec.drill_id) {
             return Err(backend("create", format!("drill id {:?} cannot name a directory", spec.drill_id)));
@@ -837,6 +894,66 @@ mod tests {
             .unwrap();
         assert_eq!(claimed_in(base.path(), now), 2 * GIB);
         assert_eq!(claimed_in(&base.path().join("missing"), now), 0);
+    }
+
+    #[test]
+    fn a_clusters_data_files_go_but_for_those_held_back_then_its_whole_tree() {
+        let base = tempfile::tempdir().unwrap();
+        let cluster = base.path().join("drill");
+        std::fs::create_dir_all(cluster.join("data/base/5")).unwrap();
+        for (file, bytes) in [("data/base/5/16384", 3000), ("data/base/5/16385", 10), ("data/postmaster.pid", 5)] {
+            std::fs::write(cluster.join(file), vec![b'x'; bytes]).unwrap();
+        }
+        std::fs::write(cluster.join("expires_at"), "2026-12-05T00:00:00Z").unwrap();
+        std::os::unix::fs::symlink("/nowhere", cluster.join("data/link")).unwrap();
+
+        remove_files(&cluster.join("data"), |file| file.ends_with("postmaster.pid")).unwrap();
+        let mut left = Vec::new();
+        list_files(&cluster, &mut left).unwrap();
+        let mut left: Vec<_> = left.into_iter().map(|(_, f)| f.strip_prefix(&cluster).unwrap().to_owned()).collect();
+        left.sort();
+        assert_eq!(left, [PathBuf::from("data/postmaster.pid"), PathBuf::from("expires_at")], "the link went too");
+
+        remove_tree(&cluster).unwrap();
+        assert!(!cluster.exists());
+        assert_eq!(remove_tree(&cluster).unwrap_err().kind(), std::io::ErrorKind::NotFound, "gone is told apart");
+    }
+
+    #[test]
+    fn only_a_process_running_in_the_clusters_data_directory_is_taken_for_its_postmaster() {
+        let base = tempfile::tempdir().unwrap();
+        let cluster = base.path().join("drill");
+        std::fs::create_dir_all(cluster.join("data")).unwrap();
+        let pid_file = |pid: u32| std::fs::write(cluster.join("data/postmaster.pid"), format!("{pid}\n")).unwrap();
+        let mut postmaster =
+            std::process::Command::new("sleep").arg("30").current_dir(cluster.join("data")).spawn().unwrap();
+        pid_file(postmaster.id());
+        assert_eq!(cluster_postmaster(&cluster), Some(postmaster.id() as i32));
+
+        // A pid taken since by a process running elsewhere (this test's own): not signalled.
+        pid_file(std::process::id());
+        assert_eq!(cluster_postmaster(&cluster), None);
+
+        // A data directory made a link to another: not followed, whatever runs there.
+        pid_file(postmaster.id());
+        std::fs::rename(cluster.join("data"), base.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(base.path().join("elsewhere"), cluster.join("data")).unwrap();
+        assert_eq!(cluster_postmaster(&cluster), None);
+        postmaster.kill().unwrap();
+        postmaster.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn removing_a_cluster_whose_data_directory_was_made_a_link_removes_the_link_not_what_it_points_to() {
+        let base = tempfile::tempdir().unwrap();
+        let (cluster, elsewhere) = (base.path().join("drill"), base.path().join("elsewhere"));
+        std::fs::create_dir_all(&cluster).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("precious"), "keep").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, cluster.join("data")).unwrap();
+        LocalScratch::new(Some(base.path().to_path_buf()), None).stop_and_remove(&cluster).await.unwrap();
+        assert!(!cluster.exists());
+        assert_eq!(std::fs::read_to_string(elsewhere.join("precious")).unwrap(), "keep");
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct MemoryStore {
     fail_puts: Arc<Mutex<Vec<String>>>,
     /// Calls that fail, by S3 operation name (`ListObjectVersions`, `DeleteObject`, `AbortMultipartUpload`, …).
     pub faults: Faults,
+    /// How many times each key was read, by operation (`HeadObject`, `GetObject`).
+    reads: Arc<Mutex<BTreeMap<(&'static str, String), u32>>>,
 }
 
 impl MemoryStore {
@@ -123,6 +125,15 @@ impl MemoryStore {
 
     pub fn keys(&self) -> Vec<String> {
         self.state.lock().unwrap().objects.keys().cloned().collect()
+    }
+
+    /// How many times `key` was read by `operation` (`HeadObject`, or `GetObject`, ranged reads included).
+    pub fn reads(&self, operation: &'static str, key: &str) -> u32 {
+        self.reads.lock().unwrap().get(&(operation, key.to_string())).copied().unwrap_or(0)
+    }
+
+    fn count_read(&self, operation: &'static str, key: &str) {
+        *self.reads.lock().unwrap().entry((operation, key.to_string())).or_default() += 1;
     }
 
     fn store(&self, key: &str, body: Bytes) -> StoredVersion {
@@ -175,6 +186,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
+        self.count_read("HeadObject", key);
         self.faults.store("HeadObject", key)?;
         let state = self.state.lock().unwrap();
         let (version, body) = state
@@ -191,6 +203,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<FetchedObject, StoreError> {
+        self.count_read("GetObject", key);
         self.faults.store("GetObject", key)?;
         let state = self.state.lock().unwrap();
         let versions = state.objects.get(key).ok_or_else(|| store_error("GetObject", key, "no such key"))?;
@@ -839,6 +852,8 @@ struct ScratchFakeState {
 pub struct MemoryScratch {
     state: Arc<Mutex<ScratchFakeState>>,
     pub creating_polls: Arc<AtomicU32>,
+    /// Says its servers take long to make, as RDS's do (`ScratchDatabases::ready_when_made` false).
+    pub made_slowly: Arc<std::sync::atomic::AtomicBool>,
     /// `create`, `poll`, `destroy` and `sweep_expired` fail while named here.
     pub faults: Faults,
 }
@@ -867,6 +882,10 @@ fn scratch_endpoint() -> ScratchEndpoint {
 
 #[async_trait]
 impl ScratchDatabases for MemoryScratch {
+    fn ready_when_made(&self) -> bool {
+        !self.made_slowly.load(Ordering::SeqCst)
+    }
+
     async fn create(&self, spec: &ScratchSpec) -> Result<ScratchHandle, ScratchError> {
         self.faults.scratch("create")?;
         self.state.lock().unwrap().live.entry(spec.drill_id.clone()).or_insert((spec.expires_at, 0));

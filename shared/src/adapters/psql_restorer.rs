@@ -92,9 +92,18 @@ impl PsqlRestorer {
         Ok((output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), stderr))
     }
 
-    async fn psql_ok(&self, server: &ScratchEndpoint, database: &str, sql: &str) -> Result<String, RestoreError> {
-        let (ok, stdout, stderr) =
-            self.psql(server, database, &["-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], Vec::new()).await?;
+    /// Runs `statements` in order, each as its own `-c` (its own transaction), stopping at the first error.
+    async fn psql_ok(
+        &self,
+        server: &ScratchEndpoint,
+        database: &str,
+        statements: &[&str],
+    ) -> Result<String, RestoreError> {
+        let mut args = vec!["-A", "-t", "-v", "ON_ERROR_STOP=1"];
+        for statement in statements {
+            args.extend(["-c", statement]);
+        }
+        let (ok, stdout, stderr) = self.psql(server, database, &args, Vec::new()).await?;
         if ok {
             Ok(stdout)
         } else {
@@ -346,21 +355,19 @@ impl Restorer for PsqlRestorer {
         database: &str,
         session: Option<&DumpSession>,
     ) -> Result<Option<String>, RestoreError> {
-        self.psql_ok(
-            server,
-            &server.maintenance_db,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(database)),
-        )
-        .await?;
+        // Both statements in one psql (each `-c` its own transaction, as DROP DATABASE needs): one process and
+        // one login fewer than a psql apiece.
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(database));
         let (with_locale, fallback) = create_database(database, session);
         let Some(with_locale) = with_locale else {
-            self.psql_ok(server, &server.maintenance_db, &fallback).await?;
+            self.psql_ok(server, &server.maintenance_db, &[&drop, &fallback]).await?;
             return Ok(None);
         };
-        match self.psql_ok(server, &server.maintenance_db, &with_locale).await {
+        match self.psql_ok(server, &server.maintenance_db, &[&drop, &with_locale]).await {
             Ok(_) => Ok(None),
             Err(refused) => {
-                self.psql_ok(server, &server.maintenance_db, &fallback).await?;
+                // Dropped again: a failed drop, not the locale, may be what stopped the first psql.
+                self.psql_ok(server, &server.maintenance_db, &[&drop, &fallback]).await?;
                 let locale = session.and_then(|s| s.database_locale.as_ref()).map(describe_locale).unwrap_or_default();
                 Ok(Some(format!(
                     "the source database's locale ({locale}) could not be had on this server ({}), so the database \

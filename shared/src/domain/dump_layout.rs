@@ -24,6 +24,11 @@ pub const CHUNK_TARGET: u64 = 32 * 1024 * 1024;
 /// The current layout format.
 pub const LAYOUT_FORMAT: u32 = 1;
 
+/// Tails ([`DumpLayout::tail`]) larger than this (stored) are not read ahead of the in-order read: their
+/// statements are read in order. A schema with tens of thousands of indexes stays well under it; the cap keeps
+/// the read-ahead's memory bounded.
+pub const MAX_TAIL_AHEAD: u64 = 16 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DumpLayout {
     pub format: u32,
@@ -63,6 +68,16 @@ impl Chunk {
     }
 }
 
+/// The dump's tail: the SQL after the last table's rows (index and constraint builds, keys, grants), which a
+/// restore reads ahead with one ranged read to build each table's indexes as soon as its rows are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    /// The first segment after the last table's rows: the tail is it and every segment after it.
+    pub first_segment: usize,
+    pub stored_offset: u64,
+    pub stored_len: u64,
+}
+
 /// A chunk with its place in the stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRange {
@@ -92,6 +107,14 @@ impl DumpLayout {
             }
         }
         out
+    }
+
+    /// The dump's [`Tail`]; `None` when it has no rows, or nothing after them.
+    pub fn tail(&self) -> Option<Tail> {
+        let last_copy = self.segments.iter().rposition(|s| matches!(s.kind, SegmentKind::Copy { .. }))?;
+        let first_segment = last_copy + 1;
+        let stored_offset = self.chunk_ranges().into_iter().find(|c| c.segment == first_segment)?.stored_offset;
+        Some(Tail { first_segment, stored_offset, stored_len: self.stored_bytes() - stored_offset })
     }
 
     pub fn stored_bytes(&self) -> u64 {
@@ -202,6 +225,29 @@ mod tests {
         );
         assert!(layout.validate(40_000_015, 150 + 40 * FRAME_TARGET as u64).is_ok());
         assert!(layout.validate(40_000_014, 150 + 40 * FRAME_TARGET as u64).is_err());
+    }
+
+    #[test]
+    fn the_tail_is_what_follows_the_last_tables_rows_to_the_end() {
+        let layout_of = |segments: &[(SegmentKind, u64)]| {
+            let mut b = LayoutBuilder::default();
+            for (kind, stored) in segments {
+                b.start_segment(kind.clone());
+                b.add_frame(*stored, *stored * 3);
+            }
+            b.finish()
+        };
+        let layout = layout_of(&[
+            (SegmentKind::Sql, 10),
+            (copy("a"), 100),
+            (SegmentKind::Sql, 5),
+            (copy("b"), 200),
+            (SegmentKind::Sql, 7),
+            (SegmentKind::Sql, 8),
+        ]);
+        assert_eq!(layout.tail(), Some(Tail { first_segment: 4, stored_offset: 315, stored_len: 15 }));
+        assert_eq!(layout_of(&[(SegmentKind::Sql, 10)]).tail(), None, "no rows: nothing to build early");
+        assert_eq!(layout_of(&[(SegmentKind::Sql, 10), (copy("a"), 100)]).tail(), None, "nothing after the rows");
     }
 
     #[test]

@@ -278,6 +278,7 @@ impl RestoreJob {
             restorer,
             &destination,
             &backup,
+            None,
             self.config.kms_key_id.as_deref(),
             Some(RowCheck::Digests),
             &mut report,

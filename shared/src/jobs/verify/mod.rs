@@ -309,9 +309,10 @@ impl VerifyJob {
             self.abandon(drill, why).await;
         }
         let mut steps = 0;
-        // The tables the restore step read back as it went, handed to the check step of this same run (a drill
-        // resumed by another run reads every table in its check).
-        let mut read_early = None;
+        // What a step hands the next in this same run: the backup's first reads, made while the scratch server
+        // was, to the restore; the tables the restore read back as it went, to the check (a drill resumed by
+        // another run reads them again).
+        let mut handover = phases::Handover::default();
         let pause = loop {
             if drill.phase == DrillPhase::Done {
                 break Pause::Done;
@@ -324,11 +325,11 @@ impl VerifyJob {
             {
                 break Pause::Later(format!("out of time in phase {}; the next invocation resumes it", drill.phase));
             }
-            if let Some(why) = leftover_time(drill.phase, began, request.deadline, read_early.is_some()) {
+            if let Some(why) = leftover_time(drill.phase, began, request.deadline, handover.read_early.is_some()) {
                 break Pause::Later(why);
             }
             let expected = drill.phase;
-            let stepped = match self.step(target, drill, request.deadline, &mut read_early).await {
+            let stepped = match self.step(target, drill, request.deadline, &mut handover).await {
                 Ok(stepped) => stepped,
                 Err(e) => {
                     // A step that cannot even run (the catalog, the store) leaves the drill where it was.

@@ -14,6 +14,15 @@ pub(super) enum Stepped {
     Waiting(String),
 }
 
+/// What one step hands the next within a run, in memory; a drill resumed by another run does without.
+#[derive(Default)]
+pub(super) struct Handover {
+    /// What the restore reads before it needs a server, read while the scratch server was made.
+    pub first_reads: Option<steps::FirstReads>,
+    /// The read-back the restore started, for the check to take over.
+    pub read_early: Option<Arc<dyn ReadBackUnderway>>,
+}
+
 /// Why a step could not run at all: the drill stays in its phase, and a later step (or run) tries again.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StepError {
@@ -71,14 +80,14 @@ pub(super) enum CopyUnreachable {
 
 impl VerifyJob {
     /// Runs the drill's current phase and moves it to the next (or says what it waits for). `Err`: the phase
-    /// could not run at all; the drill stays where it was and a later step tries again. `read_early` carries
-    /// the read-back the restore started to the check.
+    /// could not run at all; the drill stays where it was and a later step tries again. `handover` carries
+    /// what a step read or started to the next.
     pub(super) async fn step(
         &self,
         target: &TargetConfig,
         drill: &mut DrillRecord,
         deadline: Option<tokio::time::Instant>,
-        read_early: &mut Option<Arc<dyn ReadBackUnderway>>,
+        handover: &mut Handover,
     ) -> Result<Stepped, StepError> {
         if drill.point_in_time.is_some() {
             return self.step_point_in_time(target, drill).await;
@@ -87,6 +96,7 @@ impl VerifyJob {
         match drill.phase {
             DrillPhase::Provisioning => {
                 let Some(backup) = self.backup_of(drill).await? else { return Ok(Stepped::Advanced) };
+                let mut first_reads = None;
                 let handle = match &drill.scratch {
                     Some(handle) => handle.clone(),
                     None => {
@@ -100,7 +110,23 @@ impl VerifyJob {
                             storage_gib: storage_for(&backup),
                             expires_at: expiry(now, self.config.verify.scratch_lifetime),
                         };
-                        match self.deps.scratch.create(&spec).await {
+                        // A server that is ready when made (a local one) is restored to in the next step of this
+                        // run: the restore's first reads of the backup go on while it is made, bounded by the
+                        // deadline (the restore reads again what they did not get). One that takes minutes is
+                        // waited for across runs, and nothing is read ahead for it.
+                        let reading = async {
+                            if !self.deps.scratch.ready_when_made() {
+                                return None;
+                            }
+                            let reading = steps::first_reads(self.deps.store.as_ref(), &backup, true);
+                            match deadline {
+                                Some(deadline) => tokio::time::timeout_at(deadline, reading).await.ok().flatten(),
+                                None => reading.await,
+                            }
+                        };
+                        let (created, read) = tokio::join!(self.deps.scratch.create(&spec), reading);
+                        first_reads = read;
+                        match created {
                             Ok(handle) => {
                                 drill.scratch = Some(handle.clone());
                                 handle
@@ -117,6 +143,7 @@ impl VerifyJob {
                     Ok(ScratchState::Ready(_)) => {
                         drill.provisioned_at = Some(self.deps.clock.now());
                         drill.phase = DrillPhase::Restoring;
+                        handover.first_reads = first_reads;
                         Ok(Stepped::Advanced)
                     }
                     Ok(ScratchState::Creating { status }) => {
@@ -129,6 +156,7 @@ impl VerifyJob {
                 }
             }
             DrillPhase::Restoring => {
+                let first_reads = handover.first_reads.take();
                 let Some(backup) = self.backup_of(drill).await? else { return Ok(Stepped::Advanced) };
                 let Some(server) = self.endpoint(drill).await else { return Ok(Stepped::Advanced) };
                 if let Err(why) = self.client_can_restore(&backup).await {
@@ -142,6 +170,7 @@ impl VerifyJob {
                     self.deps.restorer.as_ref(),
                     &destination,
                     &backup,
+                    first_reads,
                     self.config.kms_key_id.as_deref(),
                     Some(self.config.verify.rows),
                     &mut report,
@@ -157,7 +186,7 @@ impl VerifyJob {
                         drill.restored_at = Some(self.deps.clock.now());
                         drill.report = report;
                         drill.phase = if restoration.restored { DrillPhase::Checking } else { DrillPhase::Cleaning };
-                        *read_early = restoration.read_early;
+                        handover.read_early = restoration.read_early;
                     }
                     None => {
                         // No `restored_at`: the runner's evidence counts a restore that never ended as unfinished.
@@ -188,7 +217,7 @@ impl VerifyJob {
                             self.config.verify.physical,
                             &target.checks,
                             self.config.verify.check_timeout,
-                            read_early.take(),
+                            handover.read_early.take(),
                             &mut drill.report,
                         )
                         .await
@@ -204,7 +233,7 @@ impl VerifyJob {
             }
             DrillPhase::Cleaning => {
                 // A read-back no check took over stops before its server goes.
-                drop(read_early.take());
+                drop(handover.read_early.take());
                 if let Some(handle) = &drill.scratch {
                     // Not done until the server is gone: a failed destroy keeps the drill here for the next run.
                     self.deps.scratch.destroy(handle).await.map_err(StepError::DestroyScratch)?;

@@ -17,8 +17,8 @@ use crate::domain::verification::{compare_fingerprints, CheckName, CheckOutcome,
 use crate::domain::{BackupRecord, Manifest, ObjectRef};
 use crate::pipeline::codec::Codec;
 use crate::ports::{
-    AwsErrorKind, EarlyReadBack, FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, ReadBackUnderway,
-    RestoreError, Restorer, ScratchEndpoint, StoreError,
+    AwsErrorKind, EarlyReadBack, FramedDump, FramedRestoreReport, ObjectHead, ObjectStore, OpenedDump,
+    ReadBackUnderway, RestoreError, Restorer, ScratchEndpoint, StoreError,
 };
 
 use crate::jobs::manifests::{fetch_manifest, read_small};
@@ -229,14 +229,46 @@ impl Restoration {
     }
 }
 
+/// What a restore reads of the backup before it needs a server: the dump's current version, the manifest, the
+/// roles script, and (when asked, for a dump the manifest lays out for a parallel restore) the dump's object
+/// opened and its tail read ahead, all side by side. A drill reads them while its scratch server is made and
+/// hands them to its restore; a restore that is given none reads them itself.
+pub struct FirstReads {
+    version: Result<ObjectHead, StoreError>,
+    manifest: Result<(Manifest, ObjectHead), crate::jobs::manifests::ManifestError>,
+    roles: Result<(Vec<u8>, ObjectHead), StoreError>,
+    opened: Option<OpenedDump>,
+}
+
+/// [`FirstReads`] of `backup`, the dump opened too when `open_dump`; `None` when its record names no dump or no
+/// roles object ([`restore`] says so).
+pub async fn first_reads(store: &dyn ObjectStore, backup: &BackupRecord, open_dump: bool) -> Option<FirstReads> {
+    let (Some(dump), Some(roles)) = (&backup.dump, &backup.roles) else { return None };
+    let manifest_then_dump = async {
+        let manifest = fetch_manifest(store, backup).await;
+        let layout =
+            manifest.as_ref().ok().filter(|_| open_dump).and_then(|(manifest, _)| parallel_layout(manifest, dump).ok());
+        let opened = match layout {
+            Some(layout) => Some(OpenedDump::open(store, &dump.key, dump.version_id.as_deref(), layout).await),
+            None => None,
+        };
+        (manifest, opened)
+    };
+    let (version, (manifest, opened), roles) =
+        tokio::join!(store.head(&dump.key), manifest_then_dump, read_small(store, roles));
+    Some(FirstReads { version, manifest, roles, opened })
+}
+
 /// `restoring`: object checks, roles, then the dump: in parallel by its layout, or streamed whole through
 /// SHA-256 and the decompressor into psql. With `read_early`, the parallel restore reads tables back for that
-/// rows check as they are ready (`ports::ReadBackUnderway`).
+/// rows check as they are ready (`ports::ReadBackUnderway`). `first`: the [`FirstReads`] already made, if any.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     store: Arc<dyn ObjectStore>,
     restorer: &dyn Restorer,
     destination: &Destination<'_>,
     backup: &BackupRecord,
+    first: Option<FirstReads>,
     expected_kms_key: Option<&str>,
     read_early: Option<RowCheck>,
     report: &mut VerificationReport,
@@ -252,7 +284,14 @@ pub async fn restore(
         )
     });
     let Destination { server, database, .. } = *destination;
-    let (Some(dump), Some(roles)) = (&backup.dump, &backup.roles) else {
+    // Without reads made beforehand, the dump is opened by the restore itself, beside the server's preparation.
+    let first = match first {
+        Some(first) => Some(first),
+        None => first_reads(store.as_ref(), backup, false).await,
+    };
+    let (Some(dump), Some(roles), Some(FirstReads { version, manifest, roles: roles_read, opened })) =
+        (&backup.dump, &backup.roles, first)
+    else {
         report.push(
             CheckName::Restore,
             CheckOutcome::Error { message: "the backup record names no dump or roles object".into() },
@@ -261,7 +300,7 @@ pub async fn restore(
     };
 
     // Overwritten since? The key's current version must still be the one the backup wrote.
-    let version = match store.head(&dump.key).await {
+    let version = match version {
         Ok(head) if head.version_id == dump.version_id => {
             CheckOutcome::ok(format!("current version is {}", dump.version_id.as_deref().unwrap_or("-")))
         }
@@ -278,7 +317,7 @@ pub async fn restore(
 
     // The manifest first: it says how the dump is laid out, and its copy of the dump's size and SHA-256 must
     // be the record's (the restored bytes are then checked against both).
-    let (manifest, manifest_head) = match fetch_manifest(store.as_ref(), backup).await {
+    let (manifest, manifest_head) = match manifest {
         Ok(found) => found,
         Err(e) => {
             let message = unread(e.to_string(), e.service_kind());
@@ -297,7 +336,7 @@ pub async fn restore(
         return Restoration::stopped();
     }
 
-    let (roles_sql, roles_head) = match read_small(store.as_ref(), roles).await {
+    let (roles_sql, roles_head) = match roles_read {
         Ok((bytes, head)) if hex::encode(Sha256::digest(&bytes)) == roles.sha256 => (bytes, head),
         Ok(_) => {
             report.push(
@@ -335,8 +374,10 @@ pub async fn restore(
                     .zip(read_early)
                     .map(|(session, rows)| EarlyReadBack { rows, session }),
                 server_ready: Some(server_ready),
+                opened,
             };
-            // The object's first reads (its tail, its body's first bytes) go on while the server is prepared.
+            // The object's first reads (its tail, its body's first bytes), when not made already, go on while the
+            // server is prepared.
             let prepare = async {
                 let prepared = prepare_server(restorer, destination, &roles_sql, session, &manifest.tablespaces).await;
                 let _ = ready.send(prepared.ready());

@@ -155,6 +155,29 @@ async fn a_drill_cut_off_after_every_step_resumes_through_each_phase_to_the_verd
     assert_eq!(drill.outcome, Some(BackupStatus::Verified));
 }
 
+/// The restore's first reads of the backup (the dump's version, the manifest, the roles, the dump opened) are
+/// made while a server that is ready when made is, and handed to the restore in the same run; a drill resumed
+/// by another run makes them again, as its restore starts; and nothing is read ahead for a server that takes
+/// minutes to make (RDS's), which the drill waits for across runs.
+#[tokio::test]
+async fn the_backups_first_reads_go_on_while_the_scratch_server_is_made_and_the_restore_takes_them() {
+    for (case, made_slowly, max_steps, reads) in
+        [("one run", false, None, 1), ("a run per step", false, Some(1), 2), ("a server made slowly", true, None, 1)]
+    {
+        let w = world().await;
+        if made_slowly {
+            w.scratch.made_slowly.store(true, Ordering::SeqCst);
+            w.scratch.creating_polls.store(2, Ordering::SeqCst);
+        }
+        let (_, drill) = until_done(&w, max_steps).await;
+        assert_eq!(drill.outcome, Some(BackupStatus::Verified), "{case}: {drill:?}");
+        let backup = &w.catalog.backups()[0];
+        let (dump, roles) = (backup.dump.as_ref().unwrap(), backup.roles.as_ref().unwrap());
+        assert_eq!(w.store.reads("HeadObject", &dump.key), reads, "{case}: the dump's current version");
+        assert_eq!(w.store.reads("GetObject", &roles.key), reads, "{case}: the roles script");
+    }
+}
+
 #[tokio::test]
 async fn a_phase_that_fails_fails_the_drill_cleans_up_and_alerts_once() {
     for failing in ["restore_framed", "read_back", "restore_roles"] {
