@@ -170,13 +170,43 @@ async fn a_whole_restore_equals_its_source_and_every_refusal_changes_nothing() {
     assert_eq!(databases(&bare), databases_before);
     assert_eq!(bare.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'app_owner'").trim(), "0");
 
-    // Once they exist, --no-roles restores with the server's own roles (the database name is the backup's).
+    // Once they exist, --no-roles restores with the server's own roles (the database name is the backup's). No
+    // sslmode: libpq's default, prefer, on a server without TLS, every connection of the restore falling back
+    // to none (psql's, and the parallel restore's and read-back's own).
     bare.psql("postgres", "CREATE ROLE app_owner NOLOGIN; CREATE ROLE app_reader NOLOGIN; CREATE ROLE backstop LOGIN");
-    let (out, text) =
-        r.run(&["--into", &format!("postgresql://postgres@127.0.0.1:{}?sslmode=disable", bare.port), "--no-roles"]);
+    let (out, text) = r.run(&["--into", &format!("postgresql://postgres@127.0.0.1:{}", bare.port), "--no-roles"]);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("into shop on 127.0.0.1"), "{text}");
     assert_same(&r.source, &bare, "shop");
+
+    // With TLS, the server's certificate verified as libpq verifies it, against ~/.postgresql/root.crt, by every
+    // connection of the restore: verify-full by the name it was made for, verify-ca by an address it was not.
+    bare.serve_tls();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".postgresql")).unwrap();
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls/ca.crt");
+    let run_at_home = |into: &str| {
+        let out = cli_command(&cli_binary(), &r.aws, &r.config_file)
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .env("HOME", home.path())
+            .args(["restore", "--target", "shop", "--into", into, "--clean"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let verified = |mode: &str, host: &str| format!("postgresql://postgres@{host}:{}/shop?sslmode={mode}", bare.port);
+    let (code, text) = run_at_home(&verified("verify-full", "localhost"));
+    assert_ne!(code, Some(0), "no root certificate to verify against: {text}");
+    assert!(text.contains("root.crt"), "{text}");
+    std::fs::copy(&ca, home.path().join(".postgresql/root.crt")).unwrap();
+    for (mode, host) in [("verify-full", "localhost"), ("verify-ca", "127.0.0.1")] {
+        let (code, text) = run_at_home(&verified(mode, host));
+        assert_eq!(code, Some(0), "{mode} to {host}: {text}");
+        assert_same(&r.source, &bare, "shop");
+    }
+    let (code, text) = run_at_home(&verified("verify-full", "127.0.0.1"));
+    assert_ne!(code, Some(0), "a certificate made for localhost, not for 127.0.0.1: {text}");
 
     // A password in the connection is refused before anything, and not repeated.
     let (out, text) = r.run(&["--into", &format!("postgresql://postgres:hunter2@127.0.0.1:{}/x", fresh.port)]);

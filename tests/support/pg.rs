@@ -181,6 +181,30 @@ impl PgCluster {
         cluster
     }
 
+    /// Serves TLS from now on (a reload) with the fixtures' certificate for `localhost`, which their
+    /// `ca.crt` signed (tests/fixtures/tls); connections without TLS are still taken.
+    pub fn serve_tls(&self) {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+        let identity = server_identity();
+        for file in ["server.crt", "server.key"] {
+            let copy = self.dir.path().join(file);
+            std::fs::copy(fixtures.join(file), &copy).unwrap();
+            // The server refuses a key others may read.
+            std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            chown(&copy, identity);
+        }
+        let dir = self.dir.path().display();
+        // One statement a psql: ALTER SYSTEM runs outside a transaction block.
+        for setting in [
+            format!("ssl_cert_file = '{dir}/server.crt'"),
+            format!("ssl_key_file = '{dir}/server.key'"),
+            "ssl = on".into(),
+        ] {
+            self.psql("postgres", &format!("ALTER SYSTEM SET {setting}"));
+        }
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
     /// psql as the superuser; Err(stderr) on failure.
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))

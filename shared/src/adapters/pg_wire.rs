@@ -1,10 +1,13 @@
 //! Connections to a scratch server over PostgreSQL's wire protocol (tokio-postgres), for the work psql cannot
 //! do in parallel: loading a dump's tables over several connections, and reading them back.
 //!
-//! Scratch endpoints say `disable` (a local cluster on loopback) or `require` (an RDS instance: encrypted, like
-//! libpq's `require`, which does not verify the certificate either); anything stricter is refused rather than
-//! quietly weakened. The password goes in the connection's configuration, never in a string that could be
-//! logged.
+//! `sslmode` reads as libpq reads it: scratch endpoints say `disable` (a local cluster on loopback) or
+//! `require` (an RDS instance: encrypted, the certificate not verified, as libpq's `require` does not either);
+//! the server `backstop restore --into` names may say any mode, and the psql and pg_dump beside these
+//! connections take it too. `allow` tries without TLS first, `prefer` with it first; `verify-ca` and
+//! `verify-full` verify the server's certificate against the root certificates libpq's default names
+//! (`~/.postgresql/root.crt`; the restore's psql reads the same), `verify-full` its host name too. The password
+//! goes in the connection's configuration, never in a string that could be logged.
 
 use std::future::Future;
 use std::io;
@@ -17,6 +20,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, NoTls, TlsConnect};
 use tokio_postgres::{Client, Config, Socket};
 
@@ -38,24 +42,92 @@ pub async fn connect(server: &ScratchEndpoint, database: &str) -> Result<Client,
         status: "error".into(),
         stderr_tail: describe(&e),
     };
+    let unverified = || Tls(Arc::new(AcceptAnyCertificate));
     match server.sslmode.as_str() {
-        "disable" => {
-            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
-            tokio::spawn(async move { drop(connection.await) });
-            Ok(client)
+        "disable" => spawned(config.connect(NoTls).await).map_err(failed),
+        // libpq's order: without TLS, then with it when that was refused.
+        "allow" => match spawned(config.connect(NoTls).await) {
+            Ok(client) => Ok(client),
+            Err(_) => {
+                config.ssl_mode(SslMode::Require);
+                spawned(config.connect(unverified()).await).map_err(failed)
+            }
+        },
+        // With TLS, and without it when the server has none (tokio-postgres's own fallback).
+        "prefer" => {
+            config.ssl_mode(SslMode::Prefer);
+            spawned(config.connect(unverified()).await).map_err(failed)
         }
-        "require" | "prefer" => {
-            config.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let (client, connection) = config.connect(EncryptedUnverified).await.map_err(failed)?;
-            tokio::spawn(async move { drop(connection.await) });
-            Ok(client)
+        "require" => {
+            config.ssl_mode(SslMode::Require);
+            spawned(config.connect(unverified()).await).map_err(failed)
+        }
+        mode @ ("verify-ca" | "verify-full") => {
+            let roots = root_certificates_file();
+            let verifier = verifying(roots.as_deref(), mode == "verify-full").map_err(|why| RestoreError::Failed {
+                program: "connect".into(),
+                status: "refused".into(),
+                stderr_tail: why,
+            })?;
+            config.ssl_mode(SslMode::Require);
+            spawned(config.connect(Tls(verifier)).await).map_err(failed)
         }
         other => Err(RestoreError::Failed {
             program: "connect".into(),
             status: "refused".into(),
-            stderr_tail: format!("scratch connections support sslmode disable or require, not {other:?}"),
+            stderr_tail: format!(
+                "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            ),
         }),
     }
+}
+
+/// A made connection's client, its I/O on a task of its own until the client drops.
+fn spawned<S, T>(
+    connected: Result<(Client, tokio_postgres::Connection<S, T>), tokio_postgres::Error>,
+) -> Result<Client, tokio_postgres::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = connected?;
+    tokio::spawn(async move { drop(connection.await) });
+    Ok(client)
+}
+
+/// The root certificates libpq's `verify-ca` and `verify-full` read by default, which the restore's psql and
+/// pg_dump read too.
+fn root_certificates_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".postgresql/root.crt"))
+}
+
+/// A verifier of the server's certificate chain against the roots in `file` (PEM), and of its host name when
+/// `full`. `Err`: why there are no roots to verify against, and what to do.
+fn verifying(file: Option<&std::path::Path>, full: bool) -> Result<Arc<dyn ServerCertVerifier>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let file = file.ok_or("sslmode verify-ca and verify-full need ~/.postgresql/root.crt, and there is no HOME")?;
+    let unreadable = |why: String| {
+        format!(
+            "root certificate file {} {why}: sslmode verify-ca and verify-full verify the server's certificate \
+             against it (as psql does): put the server's CA certificate there (for RDS, its region's bundle), or \
+             use sslmode=require",
+            file.display()
+        )
+    };
+    if !file.exists() {
+        return Err(unreadable("does not exist".into()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(file).map_err(|e| unreadable(format!("cannot be read: {e}")))? {
+        let certificate =
+            certificate.map_err(|e| unreadable(format!("holds a certificate that cannot be read: {e}")))?;
+        roots.add(certificate).map_err(|e| unreadable(format!("holds a certificate that cannot be used: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| unreadable(format!("gives no root to verify against: {e}")))?;
+    Ok(if full { verifier } else { Arc::new(ChainOnly(verifier)) })
 }
 
 /// What went wrong, with the server's own message, code and detail when the server said it; marked as the
@@ -93,11 +165,12 @@ pub fn is_deadlock(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
 }
 
-/// TLS without certificate verification: the encryption libpq's `sslmode=require` gives.
+/// TLS, the server's certificate judged by the verifier: [`AcceptAnyCertificate`] for the encryption libpq's
+/// `sslmode=require` gives; a chain (and a name) verified for `verify-ca` (`verify-full`).
 #[derive(Clone)]
-struct EncryptedUnverified;
+struct Tls(Arc<dyn ServerCertVerifier>);
 
-impl MakeTlsConnect<Socket> for EncryptedUnverified {
+impl MakeTlsConnect<Socket> for Tls {
     type Stream = TlsStream;
     type TlsConnect = Connector;
     type Error = io::Error;
@@ -110,7 +183,7 @@ impl MakeTlsConnect<Socket> for EncryptedUnverified {
                 .with_safe_default_protocol_versions()
                 .map_err(io::Error::other)?
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate))
+                .with_custom_certificate_verifier(self.0.clone())
                 .with_no_client_auth();
         Ok(Connector { name, connector: tokio_rustls::TlsConnector::from(Arc::new(config)) })
     }
@@ -158,6 +231,49 @@ impl AsyncWrite for TlsStream {
     }
 }
 
+/// `verify-ca`: the chain must lead to a trusted root; the name the certificate was made for is not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::{CertificateError, Error};
+        // The name is checked after the chain: an error about the name is one about nothing else.
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            verified => verified,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 #[derive(Debug)]
 struct AcceptAnyCertificate;
 
@@ -200,5 +316,25 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_verification_without_usable_roots_is_refused_saying_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("root.crt");
+        let refused = |file: &std::path::Path| verifying(Some(file), true).expect_err("refused");
+        let why = refused(&missing);
+        assert!(why.contains("does not exist") && why.contains("sslmode=require"), "{why}");
+        std::fs::write(&missing, "not a certificate\n").unwrap();
+        let why = refused(&missing);
+        assert!(why.contains("gives no root"), "{why}");
+        std::fs::write(&missing, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        assert!(refused(&missing).contains("cannot be used"), "{}", refused(&missing));
+        assert!(verifying(None, false).err().unwrap().contains("no HOME"));
     }
 }
