@@ -208,6 +208,46 @@ async fn a_whole_restore_equals_its_source_and_every_refusal_changes_nothing() {
     let (code, text) = run_at_home(&verified("verify-full", "127.0.0.1"));
     assert_ne!(code, Some(0), "a certificate made for localhost, not for 127.0.0.1: {text}");
 
+    // The restore's own connections alone (psql refuses the cases above before they are tried): verify-full
+    // checks the name; with a root file, every TLS mode checks the chain (libpq's `require` then acts as
+    // verify-ca); without one, `require` takes any certificate.
+    let endpoint = |host: &str, sslmode: &str| backstop::ports::ScratchEndpoint {
+        host: host.into(),
+        port: bare.port,
+        user: "postgres".into(),
+        password: secrecy::SecretString::from(SUPERUSER_PASSWORD),
+        maintenance_db: "postgres".into(),
+        sslmode: sslmode.into(),
+    };
+    let roots = home.path().join(".postgresql/root.crt");
+    let another_ca = home.path().join("another-root.crt");
+    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls/server.crt"), &another_ca)
+        .unwrap();
+    for (host, sslmode, roots, connects) in [
+        ("localhost", "verify-full", Some(&roots), true),
+        ("127.0.0.1", "verify-full", Some(&roots), false),
+        ("127.0.0.1", "verify-ca", Some(&roots), true),
+        ("127.0.0.1", "require", Some(&another_ca), false),
+        ("localhost", "prefer", Some(&another_ca), false),
+        ("127.0.0.1", "require", None, true),
+        ("127.0.0.1", "verify-ca", None, false),
+    ] {
+        let connected = backstop::adapters::pg_wire::connect_verifying_with(
+            &endpoint(host, sslmode),
+            "postgres",
+            roots.map(|p| p.as_path()),
+        )
+        .await;
+        match (connected, connects) {
+            (Ok(client), true) => {
+                let ssl = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await;
+                assert!(ssl.unwrap().get::<_, bool>(0), "{sslmode} to {host}: encrypted");
+            }
+            (Err(e), false) => assert!(e.to_string().contains("certificate") || e.to_string().contains("root"), "{e}"),
+            (connected, _) => panic!("{sslmode} to {host} with {roots:?}: {:?}", connected.map(|_| "connected")),
+        }
+    }
+
     // A password in the connection is refused before anything, and not repeated.
     let (out, text) = r.run(&["--into", &format!("postgresql://postgres:hunter2@127.0.0.1:{}/x", fresh.port)]);
     assert_eq!(out.status.code(), Some(2), "{text}");

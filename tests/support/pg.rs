@@ -203,6 +203,15 @@ impl PgCluster {
             self.psql("postgres", &format!("ALTER SYSTEM SET {setting}"));
         }
         self.psql("postgres", "SELECT pg_reload_conf()");
+        // The reload is asynchronous: serving once a new connection says it is encrypted.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .try_psql("postgres", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .is_ok_and(|ssl| ssl.trim() == "t")
+        {
+            assert!(Instant::now() < deadline, "the server does not serve TLS after a reload");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// psql as the superuser; Err(stderr) on failure.

@@ -6,8 +6,10 @@
 //! the server `backstop restore --into` names may say any mode, and the psql and pg_dump beside these
 //! connections take it too. `allow` tries without TLS first, `prefer` with it first; `verify-ca` and
 //! `verify-full` verify the server's certificate against the root certificates libpq's default names
-//! (`~/.postgresql/root.crt`; the restore's psql reads the same), `verify-full` its host name too. The password
-//! goes in the connection's configuration, never in a string that could be logged.
+//! (`~/.postgresql/root.crt`; the restore's psql reads the same), `verify-full` its host name too; and, as
+//! libpq does, any TLS connection verifies the chain when that file exists. Not as libpq: no client
+//! certificate, no revocation list, no channel binding. The password goes in the connection's configuration,
+//! never in a string that could be logged.
 
 use std::future::Future;
 use std::io;
@@ -28,6 +30,17 @@ use crate::ports::{RestoreError, ScratchEndpoint};
 
 /// A connection to `database` on the scratch server; its I/O runs on a task of its own until the client drops.
 pub async fn connect(server: &ScratchEndpoint, database: &str) -> Result<Client, RestoreError> {
+    connect_verifying_with(server, database, root_certificates_file().as_deref()).await
+}
+
+/// [`connect`], the server's certificate verified against the root certificates in `roots` (PEM), where libpq
+/// reads them: always with `verify-ca` and `verify-full` (which refuse to connect without them), and with
+/// `allow`, `prefer` and `require` when the file exists (libpq's `require` then acts as `verify-ca`).
+pub async fn connect_verifying_with(
+    server: &ScratchEndpoint,
+    database: &str,
+    roots: Option<&std::path::Path>,
+) -> Result<Client, RestoreError> {
     let mut config = Config::new();
     config
         .host(&server.host)
@@ -42,43 +55,43 @@ pub async fn connect(server: &ScratchEndpoint, database: &str) -> Result<Client,
         status: "error".into(),
         stderr_tail: describe(&e),
     };
-    let unverified = || Tls(Arc::new(AcceptAnyCertificate));
-    match server.sslmode.as_str() {
+    let refused =
+        |why: String| RestoreError::Failed { program: "connect".into(), status: "refused".into(), stderr_tail: why };
+    let mode = server.sslmode.as_str();
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+        "verify-ca" | "verify-full" => verifying(roots, mode == "verify-full").map_err(refused)?,
+        "allow" | "prefer" | "require" if roots.is_some_and(|file| file.exists()) => {
+            verifying(roots, false).map_err(refused)?
+        }
+        _ => Arc::new(AcceptAnyCertificate),
+    };
+    match mode {
         "disable" => spawned(config.connect(NoTls).await).map_err(failed),
-        // libpq's order: without TLS, then with it when that was refused.
+        // libpq's order: without TLS, then with it when the server refused that (not when it did not answer).
         "allow" => match spawned(config.connect(NoTls).await) {
             Ok(client) => Ok(client),
-            Err(_) => {
+            Err(plain) if plain.as_db_error().is_some() => {
                 config.ssl_mode(SslMode::Require);
-                spawned(config.connect(unverified()).await).map_err(failed)
+                spawned(config.connect(Tls(verifier)).await).map_err(|encrypted| RestoreError::Failed {
+                    program: "connect".into(),
+                    status: "error".into(),
+                    stderr_tail: format!("{} (and without TLS: {})", describe(&encrypted), describe(&plain)),
+                })
             }
+            Err(plain) => Err(failed(plain)),
         },
         // With TLS, and without it when the server has none (tokio-postgres's own fallback).
         "prefer" => {
             config.ssl_mode(SslMode::Prefer);
-            spawned(config.connect(unverified()).await).map_err(failed)
+            spawned(config.connect(Tls(verifier)).await).map_err(failed)
         }
-        "require" => {
-            config.ssl_mode(SslMode::Require);
-            spawned(config.connect(unverified()).await).map_err(failed)
-        }
-        mode @ ("verify-ca" | "verify-full") => {
-            let roots = root_certificates_file();
-            let verifier = verifying(roots.as_deref(), mode == "verify-full").map_err(|why| RestoreError::Failed {
-                program: "connect".into(),
-                status: "refused".into(),
-                stderr_tail: why,
-            })?;
+        "require" | "verify-ca" | "verify-full" => {
             config.ssl_mode(SslMode::Require);
             spawned(config.connect(Tls(verifier)).await).map_err(failed)
         }
-        other => Err(RestoreError::Failed {
-            program: "connect".into(),
-            status: "refused".into(),
-            stderr_tail: format!(
-                "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
-            ),
-        }),
+        other => Err(refused(format!(
+            "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+        ))),
     }
 }
 
@@ -95,17 +108,36 @@ where
     Ok(client)
 }
 
-/// The root certificates libpq's `verify-ca` and `verify-full` read by default, which the restore's psql and
-/// pg_dump read too.
+/// The root certificates libpq reads by default, which the restore's psql and pg_dump read too:
+/// `~/.postgresql/root.crt`, home being `HOME` or, when that is unset or empty, the user's own.
 fn root_certificates_file() -> Option<std::path::PathBuf> {
-    std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".postgresql/root.crt"))
+    let home =
+        std::env::var_os("HOME").filter(|home| !home.is_empty()).map(std::path::PathBuf::from).or_else(own_home)?;
+    Some(home.join(".postgresql/root.crt"))
+}
+
+/// The home directory of the user this process runs as, from the password database.
+fn own_home() -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut record: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes the record's strings into `buffer`, which outlives their use below.
+    let status =
+        unsafe { libc::getpwuid_r(libc::geteuid(), &mut record, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if status != 0 || found.is_null() || record.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir points into `buffer`, a NUL-terminated string getpwuid_r wrote.
+    let dir = unsafe { std::ffi::CStr::from_ptr(record.pw_dir) };
+    Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
 }
 
 /// A verifier of the server's certificate chain against the roots in `file` (PEM), and of its host name when
 /// `full`. `Err`: why there are no roots to verify against, and what to do.
 fn verifying(file: Option<&std::path::Path>, full: bool) -> Result<Arc<dyn ServerCertVerifier>, String> {
     use rustls::pki_types::pem::PemObject;
-    let file = file.ok_or("sslmode verify-ca and verify-full need ~/.postgresql/root.crt, and there is no HOME")?;
+    let file = file.ok_or("sslmode verify-ca and verify-full need ~/.postgresql/root.crt, and there is no home")?;
     let unreadable = |why: String| {
         format!(
             "root certificate file {} {why}: sslmode verify-ca and verify-full verify the server's certificate \
@@ -146,8 +178,14 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             scratch_fault::mark_if(text, scratch_fault::of_sqlstate(db.code().code()))
         }
         None => {
-            // tokio-postgres's own errors say what happened to the connection, in words of its own.
-            let text = e.to_string();
+            // tokio-postgres's own errors say what happened to the connection, in words of its own, and leave
+            // the cause (the refused connection, the certificate not trusted) to their source.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
             let why = if e.is_closed() || text.starts_with("error communicating with the server") {
                 Some(scratch_fault::CONNECTION_LOST)
             } else if text.starts_with("error connecting to server") || text.starts_with("timeout waiting for server") {
@@ -208,7 +246,7 @@ pub struct TlsStream(tokio_rustls::client::TlsStream<Socket>);
 
 impl tokio_postgres::tls::TlsStream for TlsStream {
     fn channel_binding(&self) -> ChannelBinding {
-        // Nothing to bind to without a verified certificate; SCRAM works without it.
+        // None offered (libpq binds to the certificate when it can): SCRAM works without it.
         ChannelBinding::none()
     }
 }
@@ -335,6 +373,6 @@ mod tests {
         assert!(why.contains("gives no root"), "{why}");
         std::fs::write(&missing, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
         assert!(refused(&missing).contains("cannot be used"), "{}", refused(&missing));
-        assert!(verifying(None, false).err().unwrap().contains("no HOME"));
+        assert!(verifying(None, false).err().unwrap().contains("no home"));
     }
 }

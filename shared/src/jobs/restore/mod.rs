@@ -194,6 +194,12 @@ impl RestoreJob {
         }
         let restorer = self.deps.restorer.as_ref();
         let state = destination::database_state(restorer, server, &request.database).await.map_err(unreachable)?;
+        // The restore's own connections (beside psql's) must reach the server too, before anything is written:
+        // they speak TLS by another library, which may refuse what psql took (docs/restore-runbook.md).
+        restorer
+            .server_version(server)
+            .await
+            .map_err(|e| unreachable(format!("psql connects, but the restore's parallel connections cannot: {e}")))?;
         let mut notes = Vec::new();
         match backup.status {
             BackupStatus::Completed => notes.push(format!(
