@@ -119,6 +119,7 @@ fn root_certificates_file() -> Option<std::path::PathBuf> {
 /// The home directory of the user this process runs as, from the password database.
 fn own_home() -> Option<std::path::PathBuf> {
     use std::os::unix::ffi::OsStrExt;
+    // SAFETY: a record of null pointers and zeros, for getpwuid_r to fill.
     let mut record: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
@@ -140,14 +141,14 @@ fn verifying(file: Option<&std::path::Path>, full: bool) -> Result<Arc<dyn Serve
     let file = file.ok_or("sslmode verify-ca and verify-full need ~/.postgresql/root.crt, and there is no home")?;
     let unreadable = |why: String| {
         format!(
-            "root certificate file {} {why}: sslmode verify-ca and verify-full verify the server's certificate \
-             against it (as psql does): put the server's CA certificate there (for RDS, its region's bundle), or \
-             use sslmode=require",
+            "root certificate file {} {why}: the server's certificate is verified against it, as psql verifies it \
+             (with sslmode verify-ca and verify-full, and with any sslmode while the file exists): put the server's \
+             CA certificates there, in PEM (for RDS, its region's bundle)",
             file.display()
         )
     };
     if !file.exists() {
-        return Err(unreadable("does not exist".into()));
+        return Err(format!("{}, or use sslmode=require", unreadable("does not exist".into())));
     }
     let mut roots = rustls::RootCertStore::empty();
     for certificate in CertificateDer::pem_file_iter(file).map_err(|e| unreadable(format!("cannot be read: {e}")))? {
