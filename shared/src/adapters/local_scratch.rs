@@ -477,10 +477,10 @@ impl LocalScratch {
         }
         // Its data files go while it exits, all but the pid file by which its exit is seen: a file a process
         // still has open is freed when it closes it, and whatever it writes meanwhile goes with the rest once it
-        // has exited. Only from a real directory: the server's user may have made `data` a link to elsewhere.
+        // has exited. Only from a real directory (`real_directory`).
         let data = dir.join("data");
         let emptying = tokio::task::spawn_blocking(move || {
-            if !std::fs::symlink_metadata(&data).is_ok_and(|m| m.is_dir()) {
+            if !real_directory(&data) {
                 return Ok(());
             }
             remove_files(&data, |file| file.file_name() == Some(std::ffi::OsStr::new("postmaster.pid")))
@@ -578,7 +578,7 @@ fn postmaster_pid(dir: &Path) -> Option<i32> {
 fn cluster_postmaster(dir: &Path) -> Option<i32> {
     let pid = postmaster_pid(dir).filter(|pid| alive(*pid))?;
     let data = dir.join("data");
-    if !std::fs::symlink_metadata(&data).is_ok_and(|m| m.is_dir()) {
+    if !real_directory(&data) {
         return None;
     }
     match std::fs::read_link(format!("/proc/{pid}/cwd")) {
@@ -591,6 +591,12 @@ fn cluster_postmaster(dir: &Path) -> Option<i32> {
         // No working directory: it has exited (a zombie), or is gone.
         Err(_) => None,
     }
+}
+
+/// Whether `path` is a directory itself, not a link to one: the server's user may swap a cluster's `data` for
+/// a link to elsewhere, which nothing here must follow.
+fn real_directory(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
 
 /// Whether the process exists (as a zombie too: our child is reaped by tokio, a daemon by init).

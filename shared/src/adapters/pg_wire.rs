@@ -58,13 +58,13 @@ pub async fn connect_verifying_with(
     let refused =
         |why: String| RestoreError::Failed { program: "connect".into(), status: "refused".into(), stderr_tail: why };
     let mode = server.sslmode.as_str();
-    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+    let verifier = Arc::new(match mode {
         "verify-ca" | "verify-full" => verifying(roots, mode == "verify-full").map_err(refused)?,
         "allow" | "prefer" | "require" if roots.is_some_and(|file| file.exists()) => {
             verifying(roots, false).map_err(refused)?
         }
-        _ => Arc::new(AcceptAnyCertificate),
-    };
+        _ => ServerCertificate::any(),
+    });
     match mode {
         "disable" => spawned(config.connect(NoTls).await).map_err(failed),
         // libpq's order: without TLS, then with it when the server refused that (not when it did not answer).
@@ -136,7 +136,7 @@ fn own_home() -> Option<std::path::PathBuf> {
 
 /// A verifier of the server's certificate chain against the roots in `file` (PEM), and of its host name when
 /// `full`. `Err`: why there are no roots to verify against, and what to do.
-fn verifying(file: Option<&std::path::Path>, full: bool) -> Result<Arc<dyn ServerCertVerifier>, String> {
+fn verifying(file: Option<&std::path::Path>, full: bool) -> Result<ServerCertificate, String> {
     use rustls::pki_types::pem::PemObject;
     let file = file.ok_or("sslmode verify-ca and verify-full need ~/.postgresql/root.crt, and there is no home")?;
     let unreadable = |why: String| {
@@ -157,10 +157,10 @@ fn verifying(file: Option<&std::path::Path>, full: bool) -> Result<Arc<dyn Serve
         roots.add(certificate).map_err(|e| unreadable(format!("holds a certificate that cannot be used: {e}")))?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+    let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| unreadable(format!("gives no root to verify against: {e}")))?;
-    Ok(if full { verifier } else { Arc::new(ChainOnly(verifier)) })
+    Ok(ServerCertificate { chain: Some(chain), name: full, ..ServerCertificate::any() })
 }
 
 /// What went wrong, with the server's own message, code and detail when the server said it; marked as the
@@ -204,10 +204,9 @@ pub fn is_deadlock(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
 }
 
-/// TLS, the server's certificate judged by the verifier: [`AcceptAnyCertificate`] for the encryption libpq's
-/// `sslmode=require` gives; a chain (and a name) verified for `verify-ca` (`verify-full`).
+/// TLS, the server's certificate judged as [`ServerCertificate`] says.
 #[derive(Clone)]
-struct Tls(Arc<dyn ServerCertVerifier>);
+struct Tls(Arc<ServerCertificate>);
 
 impl MakeTlsConnect<Socket> for Tls {
     type Stream = TlsStream;
@@ -270,11 +269,27 @@ impl AsyncWrite for TlsStream {
     }
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name the certificate was made for is not checked.
+/// How the server's certificate is judged, as libpq's `sslmode` says: not at all (the encryption `require`
+/// gives without root certificates), by its chain to a trusted root (`verify-ca`, and any TLS mode while the
+/// root certificates file exists), or by its chain and the name it was made for (`verify-full`). Its signature
+/// over the handshake is verified whichever.
 #[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+struct ServerCertificate {
+    /// The chain's verifier, over the trusted roots; `None`: any certificate is taken.
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// Whether the name the certificate was made for must be the host's.
+    name: bool,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertificate {
+    fn any() -> Self {
+        let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        ServerCertificate { chain: None, name: false, algorithms }
+    }
+}
+
+impl ServerCertVerifier for ServerCertificate {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -284,11 +299,12 @@ impl ServerCertVerifier for ChainOnly {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         use rustls::{CertificateError, Error};
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
         // The name is checked after the chain: an error about the name is one about nothing else.
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.name => Ok(ServerCertVerified::assertion()),
             verified => verified,
         }
     }
@@ -298,7 +314,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -306,55 +322,10 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-#[derive(Debug)]
-struct AcceptAnyCertificate;
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
